@@ -1,0 +1,334 @@
+"""The intermediate representation: a resolved, checked experiment.
+
+The IR is what the front end (parser -> AST -> checks -> lowering) produces and what the planner
+(`plan.py`, IR -> jobs) consumes. Every node is frozen and JSON-serialisable; `fleming schema`
+prints `Experiment.model_json_schema()`.
+
+Rules of the IR:
+- names are resolved: a reference is the declared name of a node of the right kind;
+- values are normalised: sizes in bytes, durations in minutes, paths relative to the project
+  root (the directory `fleming compile` ran in), with forward slashes;
+- every declaration remembers the span of the spec text it came from (`span`), so `explain`
+  and `diff` can point back to file:line; spans are excluded from the IR hash.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal, Union
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class Node(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class Span(Node):
+    """Where a declaration or value came from (1-based line and column)."""
+
+    file: str
+    line: int
+    col: int
+    end_line: int
+    end_col: int
+
+
+class Decl(Node):
+    name: str
+    span: Span | None = Field(default=None, exclude=False)
+
+
+# ---------------------------------------------------------------- models
+
+
+class Backend(Node):
+    """How a model generates text when it is used as a teacher, grader or judge."""
+
+    kind: Literal["vllm", "transformers", "openai", "template"]
+    temperature: float = 0.7
+    top_p: float = 1.0
+    max_tokens: int = 512
+    tensor_parallel: int = 1  # vllm only
+    base_url: str | None = None  # openai only
+    api_key_env: str | None = None  # openai only: name of the env var holding the key
+    timeout_s: float = 120.0
+    retries: int = 5
+    concurrency: int = 8
+
+
+class TinyArch(Node):
+    """A small Qwen2-style causal LM built from scratch by a workflow step (the embedded default)."""
+
+    hidden: int = 128
+    layers: int = 2
+    heads: int = 4
+    kv_heads: int = 2
+    vocab: int = 800
+    max_position: int = 512
+
+
+class Model(Decl):
+    kind: Literal["model"] = "model"
+    source: Literal["hf", "local", "tiny"]
+    ref: str  # hub id (hf), project-relative path (local), "" (tiny)
+    tiny: TinyArch | None = None
+    backend: Backend | None = None
+
+
+# ---------------------------------------------------------------- data
+
+
+GraphFormat = Literal["primekg", "hetionet", "triples"]
+
+
+class Graph(Decl):
+    kind: Literal["graph"] = "graph"
+    format: GraphFormat
+    paths: tuple[str, ...]  # primekg: (kg.csv,), hetionet: (nodes.tsv, edges.sif), triples: (x.tsv,)
+
+
+class MetapathStep(Node):
+    """One hop: follow an edge of `relation` (None = any) to a node of `node_type`."""
+
+    relation: str | None
+    node_type: str | None
+
+
+class Sample(Decl):
+    kind: Literal["sample"] = "sample"
+    graph: str
+    start_type: str | None
+    steps: tuple[MetapathStep, ...]  # the metapath pattern, repeated/truncated to the hop range
+    hops_min: int
+    hops_max: int
+    weight: Literal["uniform", "inverse_degree"] = "inverse_degree"
+    alpha: float = 0.75
+    mask: Literal["anchor", "target"] | int = "target"
+    distractors: int = 3
+    near_distractors: bool = True
+    count: int
+    seed: int | None = None  # defaults to the experiment seed
+
+
+DatasetFormat = Literal[
+    "medqa", "medmcqa", "pubmedqa", "mmlu", "mmlu_pro", "medxpertqa", "medbullets", "careqa",
+    "jmed", "mcq", "chat",
+]
+
+
+class Dataset(Decl):
+    kind: Literal["dataset"] = "dataset"
+    format: DatasetFormat
+    path: str
+    split: str | None = None
+    limit: int | None = None
+
+
+class Prompt(Decl):
+    kind: Literal["prompt"] = "prompt"
+    path: str
+
+
+class Synthesize(Decl):
+    kind: Literal["synthesize"] = "synthesize"
+    source: str  # a Sample
+    teacher: str  # a Model with a backend
+    prompt: str  # a Prompt
+
+
+class Distill(Decl):
+    kind: Literal["distill"] = "distill"
+    sources: tuple[str, ...]  # Synthesize / Dataset / Filter names
+    teacher: str
+    prompt: str
+    refine: tuple[Literal["backtrack", "explore", "self_correct"], ...] = ()
+    max_rounds: int = 1
+    keep: Literal["correct", "all"] = "correct"
+
+
+# ---------------------------------------------------------------- filters
+
+
+class FormatCheck(Node):
+    step: Literal["format"] = "format"
+
+
+class VerifyLabel(Node):
+    step: Literal["verify_label"] = "verify_label"
+    model: str | None = None  # defaults to the distill teacher
+    votes: int = 5
+    agree: int = 1  # keep when at least `agree` of `votes` answers match the label
+    on_fail: Literal["drop", "review"] = "review"
+
+
+class Dedupe(Node):
+    step: Literal["dedupe"] = "dedupe"
+    method: Literal["exact", "minhash"] = "minhash"
+    threshold: float = 0.8
+
+
+class Decontaminate(Node):
+    step: Literal["decontaminate"] = "decontaminate"
+    against: tuple[str, ...]  # Dataset names
+    ngram: int = 13
+
+
+class Difficulty(Node):
+    step: Literal["difficulty"] = "difficulty"
+    method: Literal["pass_rate", "grader"] = "pass_rate"
+    model: str  # pass_rate: the model sampled k times; grader: the LLM grader
+    samples: int = 8
+    easy: float = 0.75  # pass >= easy -> easy
+    moderate: float = 0.25  # pass >= moderate -> moderate; below -> hard
+
+
+FilterStep = Annotated[
+    Union[FormatCheck, VerifyLabel, Dedupe, Decontaminate, Difficulty], Field(discriminator="step")
+]
+
+
+class Filter(Decl):
+    kind: Literal["filter"] = "filter"
+    source: str
+    steps: tuple[FilterStep, ...]
+
+
+# ---------------------------------------------------------------- rewards
+
+
+class Reward(Decl):
+    kind: Literal["reward"] = "reward"
+    function: str  # a registered reward: choice_match, regex, length_penalty, or a plugin name
+    options: dict[str, str | int | float | bool] = {}
+
+
+class RewardTerm(Node):
+    reward: str  # a Reward name
+    weight: float
+
+
+# ---------------------------------------------------------------- stages
+
+
+class Resources(Node):
+    nodes: int = 1
+    gpus: int = 0  # per node
+    cpus: int = 1  # per task
+    mem_mb: int = 4096
+    time_min: int = 60
+    partition: str | None = None
+    account: str | None = None
+
+
+class Lora(Node):
+    r: int = 16
+    alpha: int = 32
+    dropout: float = 0.05
+    target_modules: tuple[str, ...] = ("q_proj", "k_proj", "v_proj", "o_proj")
+
+
+class Plateau(Node):
+    metric: str = "reward"
+    patience: int = 10
+    min_delta: float = 0.0
+
+
+class Miner(Node):
+    """Adaptive hard-sample mining (stage 2): re-estimate pass rates every `refresh` steps."""
+
+    pool: str  # a Filter / Dataset name
+    pass_below: float = 0.5
+    refresh: int = 100
+    samples: int = 4  # rollouts per item when estimating the pass rate
+    solved_ratio: float = 1.0  # right:wrong = solved_ratio:failed_ratio (paper: 1:2)
+    failed_ratio: float = 2.0
+
+
+class StageData(Node):
+    dataset: str | None = None  # a Filter / Dataset / Distill name
+    buckets: tuple[Literal["easy", "moderate", "hard"], ...] = ()
+    miner: Miner | None = None
+
+
+class Training(Node):
+    lr: float = 1e-5
+    epochs: float | None = None
+    max_steps: int | None = None
+    batch_size: int = 8  # per device
+    grad_accum: int = 1
+    max_length: int = 1024  # sft: sequence length
+    max_completion_length: int = 256  # grpo
+    warmup_steps: int = 0
+    generations: int = 8  # grpo
+    beta: float = 0.0  # grpo KL coefficient
+    temperature: float = 1.0  # grpo rollout temperature
+    deepspeed: Literal["none", "zero2", "zero3", "zero3_offload"] = "none"
+    bf16: bool = False
+    lora: Lora | None = None
+    use_vllm: bool = False
+    logging_steps: int = 1
+    save_steps: int = 500
+
+
+class Stage(Decl):
+    kind: Literal["stage"] = "stage"
+    method: Literal["sft", "grpo"]
+    init: str  # a Model or an earlier Stage
+    data: StageData
+    training: Training
+    rewards: tuple[RewardTerm, ...] = ()  # grpo only
+    plateau: Plateau | None = None
+    resources: Resources = Resources()
+    sweep: dict[str, str | int | float] = {}  # the sweep point this stage was expanded from
+
+
+class Evaluate(Decl):
+    kind: Literal["evaluate"] = "evaluate"
+    targets: tuple[str, ...]  # Model / Stage names
+    benchmarks: tuple[str, ...]  # Dataset names
+    samples: int = 1
+    temperature: float = 0.0
+    max_tokens: int = 256
+    limit: int | None = None
+    resources: Resources = Resources()
+
+
+# ---------------------------------------------------------------- experiment
+
+
+class Cluster(Node):
+    account: str | None = None
+    partition: str | None = None
+    gpu_partition: str | None = None
+    qos: str | None = None
+    max_jobs: int = 100
+    group_cpu_jobs: bool = True  # bundle short CPU jobs into one sbatch submission
+
+
+class Experiment(Node):
+    name: str
+    seed: int = 0
+    workdir: str  # project-relative
+    spec: str  # project-relative path of the spec file
+    models: tuple[Model, ...] = ()
+    graphs: tuple[Graph, ...] = ()
+    samples: tuple[Sample, ...] = ()
+    datasets: tuple[Dataset, ...] = ()
+    prompts: tuple[Prompt, ...] = ()
+    synthesize: tuple[Synthesize, ...] = ()
+    distill: tuple[Distill, ...] = ()
+    filters: tuple[Filter, ...] = ()
+    rewards: tuple[Reward, ...] = ()
+    stages: tuple[Stage, ...] = ()
+    evaluations: tuple[Evaluate, ...] = ()
+    cluster: Cluster = Cluster()
+
+    def declarations(self) -> dict[str, Decl]:
+        """Every declaration by name (names are unique across kinds)."""
+        out: dict[str, Decl] = {}
+        for group in (self.models, self.graphs, self.samples, self.datasets, self.prompts,
+                      self.synthesize, self.distill, self.filters, self.rewards, self.stages,
+                      self.evaluations):
+            for decl in group:
+                out[decl.name] = decl
+        return out

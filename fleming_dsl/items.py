@@ -1,0 +1,86 @@
+"""The item: one multiple-choice question as every data job reads and writes it (one JSON per line).
+
+Synthesis writes items, distillation adds `messages`, the filter adds `difficulty`/`pass_rate`,
+training and evaluation read them. Loaders of published benchmark formats (`formats.py`) turn
+each benchmark's rows into items too, so there is one shape downstream.
+
+Also here: how a question is put to the student model and how an answer is read back, because
+SFT, GRPO rewards and evaluation must agree on both exactly.
+"""
+
+from __future__ import annotations
+
+import re
+import string
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict
+
+LETTERS = string.ascii_uppercase  # JMED has up to 21 options: A..U
+
+SYSTEM_PROMPT = (
+    "You are a careful medical expert. Think step by step inside <think></think>, "
+    "then give the letter of the single best option inside <answer></answer>."
+)
+
+
+class Item(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    id: str
+    question: str
+    options: dict[str, str]  # letter -> option text, in letter order
+    answer: str  # the correct letter
+    source: str = ""
+    provenance: dict[str, Any] = {}
+    messages: list[dict[str, str]] | None = None  # chat transcript with the worked answer
+    difficulty: str | None = None  # easy | moderate | hard
+    pass_rate: float | None = None
+
+
+def user_message(item: Item) -> str:
+    lines = [item.question.strip(), ""]
+    lines += [f"{letter}. {text}" for letter, text in item.options.items()]
+    return "\n".join(lines)
+
+
+def prompt_messages(item: Item) -> list[dict[str, str]]:
+    """The conversation the student sees, without the answer (GRPO prompts, evaluation)."""
+    return [
+        {"role": "system", "content": SYSTEM_PROMPT},
+        {"role": "user", "content": user_message(item)},
+    ]
+
+
+def completion_text(reasoning: str, letter: str) -> str:
+    """The target shape of a student answer; the format reward checks exactly this."""
+    return f"<think>{reasoning.strip()}</think><answer>{letter}</answer>"
+
+
+FORMAT_RE = re.compile(r"^\s*<think>.*?</think>\s*<answer>\s*[A-Z]\s*</answer>\s*$", re.DOTALL)
+
+_ANSWER_PATTERNS = (
+    re.compile(r"<answer>\s*\(?([A-Z])\)?\s*</answer>", re.DOTALL),
+    re.compile(r"answer\s+is\s*:?\s*\(?([A-Z])\)?(?![A-Za-z])", re.IGNORECASE),
+    re.compile(r"^\s*\(?([A-Z])\)?[.):]?\s*$"),
+)
+
+
+def extract_choice(text: str, valid: str = LETTERS) -> str | None:
+    """The option letter a completion commits to, or None.
+
+    Tries, in order: an <answer> tag (the last one wins), "the answer is (C)", a bare letter.
+    """
+    tags = _ANSWER_PATTERNS[0].findall(text)
+    if tags:
+        return tags[-1] if tags[-1] in valid else None
+    for pattern in _ANSWER_PATTERNS[1:]:
+        found = pattern.findall(text)
+        if found:
+            letter = found[-1].upper()
+            return letter if letter in valid else None
+    return None
+
+
+def is_well_formed(text: str) -> bool:
+    return FORMAT_RE.match(text) is not None
