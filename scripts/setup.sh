@@ -1,0 +1,12 @@
+#!/usr/bin/env bash
+# Install fleming-dsl and everything it runs, on a fresh machine (Python 3.11, pip, gcc).
+# The CPU build of torch goes first: a bare `torch` requirement would pull a multi-GB CUDA build.
+# On a GPU machine, install the CUDA torch you want first (and `pip install -e ".[vllm]"`).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+python -m pip install --quiet --upgrade pip
+if ! python -c "import torch" 2>/dev/null; then
+  python -m pip install --quiet torch==2.13.0
+fi
+python -m pip install --quiet -e ".[test]"
+fleming --version
