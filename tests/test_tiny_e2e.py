@@ -1,0 +1,100 @@
+"""The embedded default, end to end: `fleming run specs/tiny.flm` on CPU, as a newcomer runs it.
+
+One module-scoped run of the whole recipe (real TRL training on the tiny model) in a copy of the
+project; then an unchanged re-run (nothing may execute, no teacher call), then a reward-weight
+edit (only the GRPO stages, their evaluations and the report may re-run).
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+
+pytestmark = pytest.mark.slow
+
+
+def _fleming(project: Path, *args: str, timeout: int = 900) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "fleming_dsl.cli", *args], cwd=project, text=True,
+        capture_output=True, timeout=timeout,
+    )
+
+
+def _metas(project: Path) -> dict[str, int]:
+    """Every job's metadata record and its mtime: a job that runs rewrites its record."""
+    return {
+        str(p.relative_to(project)): p.stat().st_mtime_ns
+        for p in (project / "runs" / "tiny").rglob("*.meta.json")
+    }
+
+
+def _teacher_cache_entries(project: Path) -> int:
+    cache = project / "runs" / "tiny" / "cache"
+    return sum(1 for p in cache.rglob("*") if p.is_file()) if cache.exists() else 0
+
+
+@pytest.fixture(scope="module")
+def project(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("tiny-project")
+    for folder in ("specs", "data", "prompts"):
+        shutil.copytree(REPO / folder, root / folder)
+    result = _fleming(root, "run", "specs/tiny.flm", "--cores", "2")
+    assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-4000:]
+    return root
+
+
+def test_report_is_written_with_every_section(project: Path) -> None:
+    report = project / "runs" / "tiny" / "report"
+    assert (report / "index.html").is_file()
+    markdown = (report / "report.md").read_text(encoding="utf-8")
+    for heading in ("reward", "bucket", "accuracy", "filter"):
+        assert heading in markdown.lower(), heading
+    assert list(report.glob("*.png")), "the report has no plots"
+
+
+def test_cold_start_learns_the_answer_format(project: Path) -> None:
+    summary = json.loads((project / "runs" / "tiny" / "report" / "summary.json").read_text())
+    evals = json.loads((project / "runs" / "tiny" / "eval" / "cold_start.json").read_text())
+    assert evals["format_rate"] >= 0.9, evals
+    assert summary["format_rate"]["cold_start"] == pytest.approx(evals["format_rate"])
+
+
+def test_grpo_rewards_are_reported_per_step(project: Path) -> None:
+    for stage in ("rl1", "rl2"):
+        rows = [json.loads(line) for line in
+                (project / "runs" / "tiny" / "stages" / f"{stage}.metrics.jsonl").read_text().splitlines()]
+        assert rows and all("reward" in row and "step" in row for row in rows), stage
+        assert [row["step"] for row in rows] == sorted(row["step"] for row in rows)
+
+
+def test_unchanged_rerun_executes_nothing(project: Path) -> None:
+    before, calls_before = _metas(project), _teacher_cache_entries(project)
+    result = _fleming(project, "run", "specs/tiny.flm", "--cores", "2")
+    assert result.returncode == 0, result.stderr[-4000:]
+    assert _metas(project) == before
+    assert _teacher_cache_entries(project) == calls_before
+    assert "Nothing to be done" in result.stdout + result.stderr
+
+
+def test_reward_weight_edit_reruns_only_grpo_eval_and_report(project: Path) -> None:
+    spec = project / "specs" / "tiny.flm"
+    text = spec.read_text(encoding="utf-8")
+    assert text.count("0.2 * form") == 2
+    spec.write_text(text.replace("0.2 * form", "0.3 * form"), encoding="utf-8")
+    before = _metas(project)
+    result = _fleming(project, "run", "specs/tiny.flm", "--cores", "2")
+    assert result.returncode == 0, result.stderr[-4000:]
+    after = _metas(project)
+    changed = sorted(str(Path(path).relative_to("runs/tiny"))
+                     for path in before if after[path] != before[path])
+    assert changed == [
+        "eval/rl1.json.meta.json", "eval/rl2.json.meta.json", "report.meta.json",
+        "stages/rl1.meta.json", "stages/rl2.meta.json",
+    ]
