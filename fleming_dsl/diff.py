@@ -76,14 +76,14 @@ def _entry_key(entry: Any) -> str | None:
 
 
 def _keyed(items: list[Any]) -> dict[str, Any] | None:
-    """A list of records that each carry a unique name field, as {name: record}; else None."""
+    """A list of records that each carry a unique name field, as {name: rest of record}."""
     if not items:
         return None
     keys = {_entry_key(item) for item in items}
     if len(keys) != 1 or None in keys:
         return None
     key = keys.pop()
-    named = {item[key]: item for item in items}
+    named = {item[key]: {k: v for k, v in item.items() if k != key} for item in items}
     return named if len(named) == len(items) else None
 
 
@@ -101,7 +101,8 @@ def flatten(value: Any, prefix: str = "") -> dict[str, Any]:
         if named is not None:
             out = {}
             for name, item in named.items():
-                out.update(flatten(item, f"{prefix}.{name}"))
+                # a record with no options of its own (`format`) is present or absent
+                out.update(flatten(item, f"{prefix}.{name}") if item else {f"{prefix}.{name}": True})
             return out
         out = {}
         for index, item in enumerate(value):

@@ -1,0 +1,151 @@
+"""`fleming diff`: the semantic diff of two experiments and the jobs an edit invalidates."""
+
+from __future__ import annotations
+
+from fleming_dsl import ir
+from fleming_dsl.diff import diff_experiments, flatten, render_json, render_markdown, render_text
+from fleming_dsl.impact import JobView, gpu_hours, plan_impact
+from fleming_dsl.impact import render_markdown as impact_markdown
+
+
+def _span(line: int) -> ir.Span:
+    return ir.Span(file="specs/t.flm", line=line, col=1, end_line=line, end_col=20)
+
+
+def _experiment(count: int = 600, threshold: float = 0.8, weight: float = 0.2, lr: float = 5e-5,
+                benchmarks: tuple[str, ...] = ("medqa_test",), reorder: bool = False,
+                spec: str = "specs/t.flm") -> ir.Experiment:
+    """A hand-built IR of a small recipe; `reorder` shuffles declarations and moves spans."""
+    shift = 100 if reorder else 0
+    sample = ir.Sample(name="rare_dx", graph="medkg", start_type="disease",
+                       steps=(ir.MetapathStep(relation="disease_phenotype_positive",
+                                              node_type="effect/phenotype"),),
+                       hops_min=1, hops_max=2, count=count, span=_span(5 + shift))
+    filt = ir.Filter(name="clean", source="questions", span=_span(9 + shift),
+                     steps=(ir.FormatCheck(), ir.Dedupe(threshold=threshold)))
+    rewards = (ir.Reward(name="correct", function="choice_match", options={"tag": "answer"}),
+               ir.Reward(name="form", function="regex", options={"pattern": "<answer>"}))
+    terms = (ir.RewardTerm(reward="correct", weight=1.0), ir.RewardTerm(reward="form", weight=weight))
+    stage = ir.Stage(name="rl1", method="grpo", init="base", data=ir.StageData(dataset="clean"),
+                     training=ir.Training(lr=lr), rewards=terms, span=_span(14 + shift),
+                     resources=ir.Resources(nodes=2, gpus=8, time_min=90))
+    models = (ir.Model(name="base", source="tiny", ref="", tiny=ir.TinyArch()),
+              ir.Model(name="teacher", source="tiny", ref="", backend=ir.Backend(kind="template")))
+    evaluate = ir.Evaluate(name="eval_rl1", targets=("rl1",), benchmarks=benchmarks, span=_span(20))
+    return ir.Experiment(
+        name="t", seed=7, workdir="runs/t", spec=spec,
+        models=models[::-1] if reorder else models,
+        graphs=(ir.Graph(name="medkg", format="primekg", paths=("data/kg.csv",)),),
+        samples=(sample,), filters=(filt,), rewards=rewards[::-1] if reorder else rewards,
+        stages=(stage,), evaluations=(evaluate,),
+    )
+
+
+def test_reordered_and_moved_declarations_are_no_change() -> None:
+    diff = diff_experiments(_experiment(), _experiment(reorder=True, spec="specs/other.flm"))
+    assert not diff.changed
+    assert render_text(diff) == "No changes: the two specs describe the same experiment.\n"
+
+
+def test_each_edit_names_the_declaration_and_option() -> None:
+    cases = {
+        "count": (dict(count=800), ("sample", "rare_dx", "count", 600, 800)),
+        "threshold": (dict(threshold=0.9), ("filter", "clean", "steps.dedupe.threshold", 0.8, 0.9)),
+        "weight": (dict(weight=0.3), ("stage", "rl1", "rewards.form.weight", 0.2, 0.3)),
+        "lr": (dict(lr=1e-5), ("stage", "rl1", "training.lr", 5e-5, 1e-5)),
+        "benchmark": (dict(benchmarks=("medqa_test", "pubmedqa")),
+                      ("evaluate", "eval_rl1", "benchmarks", ["medqa_test"], ["medqa_test", "pubmedqa"])),
+    }
+    for label, (edit, expected) in cases.items():
+        diff = diff_experiments(_experiment(), _experiment(**edit))
+        found = [(d.kind, d.name, o.path, o.old, o.new) for d in diff.decls for o in d.options]
+        assert found == [expected], label
+
+
+def test_added_and_removed_declarations_list_their_set_options() -> None:
+    old = _experiment()
+    new = old.model_copy(update={"rewards": old.rewards[:1], "datasets": (
+        ir.Dataset(name="pubmedqa", format="pubmedqa", path="data/pubmedqa.json", span=_span(3)),)})
+    diff = diff_experiments(old, new)
+    assert [(d.change, d.kind, d.name) for d in diff.decls] == [
+        ("added", "dataset", "pubmedqa"), ("removed", "reward", "form")]
+    assert render_text(diff) == (
+        "Declarations: 1 added, 1 removed, 0 changed\n"
+        "\n"
+        "+ dataset pubmedqa  (specs/t.flm:3)\n"
+        '    + format = "pubmedqa"\n'
+        '    + path = "data/pubmedqa.json"\n'
+        "- reward form\n"
+        '    - function = "regex"\n'
+        '    - options.pattern = "<answer>"\n'
+    )
+
+
+def test_experiment_settings_are_diffed() -> None:
+    old = _experiment()
+    new = old.model_copy(update={"seed": 8, "cluster": ir.Cluster(account="med")})
+    diff = diff_experiments(old, new)
+    assert [(d.kind, [(o.path, o.old, o.new) for o in d.options]) for d in diff.decls] == [
+        ("experiment", [("cluster.account", None, "med"), ("seed", 7, 8)])]
+
+
+def test_lists_of_named_records_diff_by_name_not_position() -> None:
+    assert flatten({"steps": [{"step": "format"}, {"step": "dedupe", "threshold": 0.8}]}) == {
+        "steps.dedupe.threshold": 0.8, "steps.format": True}
+    assert flatten({"steps": [{"relation": "r", "node_type": None}]}) == {
+        "steps[0].node_type": None, "steps[0].relation": "r"}
+
+
+def test_markdown_word_for_word() -> None:
+    diff = diff_experiments(_experiment(), _experiment(weight=0.3, lr=1e-5, count=800))
+    assert render_markdown(diff) == (
+        "**Declarations**: 0 added, 0 removed, 2 changed\n"
+        "\n"
+        "| | declaration | option | old | new |\n"
+        "|---|---|---|---|---|\n"
+        "| ~ | sample `rare_dx` | `count` | `600` | `800` |\n"
+        "| ~ | stage `rl1` | `rewards.form.weight` | `0.2` | `0.3` |\n"
+        "| ~ | stage `rl1` | `training.lr` | `5e-5` | `1e-5` |\n"
+    )
+    assert render_json(diff)["summary"] == {"added": 0, "removed": 0, "changed": 2}
+
+
+# ---------------------------------------------------------------- impact on hand-built job lists
+
+
+def _jobs(**hashes: str) -> list[JobView]:
+    """sample -> synth -> filter -> sft -> grpo -> eval, plus an unrelated eval of the base model."""
+    chain = [("sample", "sample", (), ("s.jsonl",)),
+             ("synth", "synthesize", ("s.jsonl",), ("q.jsonl",)),
+             ("filter", "filter", ("q.jsonl",), ("c.jsonl",)),
+             ("sft", "sft", ("c.jsonl",), ("m1",)),
+             ("grpo", "grpo", ("m1", "c.jsonl"), ("m2",)),
+             ("eval_grpo", "eval", ("m2",), ("e2.json",)),
+             ("eval_base", "eval", (), ("e0.json",))]
+    return [JobView(name, kind, hashes.get(name, "h-" + name), ins, outs,
+                    gpu_hours=gpu_hours(2, 8, 90) if kind == "grpo" else 0.0)
+            for name, kind, ins, outs in chain]
+
+
+def test_a_changed_job_invalidates_everything_downstream() -> None:
+    impact = plan_impact(_jobs(), _jobs(filter="other"))
+    assert [(j.name, j.reason, j.after) for j in impact.jobs] == [
+        ("filter", "changed", ()), ("sft", "invalidated", ("filter",)),
+        ("grpo", "invalidated", ("filter",)), ("eval_grpo", "invalidated", ("filter",))]
+    assert impact.unchanged == 3
+    assert impact.gpu_hours == 24.0
+
+
+def test_unchanged_jobs_plan_nothing_and_removed_jobs_are_listed() -> None:
+    assert plan_impact(_jobs(), _jobs()).jobs == ()
+    impact = plan_impact(_jobs(), _jobs()[:-1])
+    assert [(j.name, j.reason) for j in impact.jobs] == [("eval_base", "removed")]
+    assert impact_markdown(plan_impact(_jobs(), _jobs(grpo="x"))) == (
+        "**Plan**: 2 to run (0 new, 1 changed, 1 invalidated), 0 removed, 5 unchanged; "
+        "24 GPU-hours\n"
+        "\n"
+        "| | job | kind | why | GPU-hours |\n"
+        "|---|---|---|---|---|\n"
+        "| ~ | `grpo` | grpo | config changed | 24 |\n"
+        "| ! | `eval_grpo` | eval | invalidated by grpo | 0 |\n"
+    )
