@@ -61,7 +61,11 @@ FORMAT_RE = re.compile(r"^\s*<think>.*?</think>\s*<answer>\s*[A-Z]\s*</answer>\s
 
 _ANSWER_PATTERNS = (
     re.compile(r"<answer>\s*\(?([A-Z])\)?\s*</answer>", re.DOTALL),
-    re.compile(r"answer\s+is\s*:?\s*\(?([A-Z])\)?(?![A-Za-z])", re.IGNORECASE),
+    # The letter itself is case-sensitive: "the answer is a beta blocker" names no option.
+    re.compile(r"(?i:answer\s+is)\s*:?\s*\(?([A-Z])\)?(?![A-Za-z])"),
+    # "Answer: C", "**Answer:** (C)", LaTeX "\boxed{C}" (eval engineer: seen in teacher outputs)
+    re.compile(r"(?i:answer)\s*\**\s*:\s*\**\s*\(?([A-Z])\)?(?![A-Za-z])"),
+    re.compile(r"\\boxed\{\s*\(?([A-Z])\)?\s*\}"),
     re.compile(r"^\s*\(?([A-Z])\)?[.):]?\s*$"),
 )
 

@@ -214,6 +214,10 @@ class EvalJob(JobBase):
     max_tokens: int
     limit: int | None
     output: str  # results JSON: per benchmark accuracy, CI, format rate, n
+    # Added by the eval engineer (optional, defaults keep older configs valid):
+    backend: Literal["transformers", "vllm"] = "transformers"
+    tensor_parallel: int = 1  # vllm only
+    batch_size: int = 32  # prompts per transformers generate call
 
 
 class ReportJob(JobBase):
