@@ -8,11 +8,17 @@ Pure apart from `jobs_of`, which reads the planner's `Plan`.
 
 from __future__ import annotations
 
+import hashlib
+import json
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import networkx as nx
+
+if TYPE_CHECKING:
+    from fleming_dsl.jobconfig import JobBase
+    from fleming_dsl.plan import Plan
 
 Reason = Literal["added", "changed", "invalidated", "removed"]
 
@@ -60,6 +66,22 @@ class Impact:
 def gpu_hours(nodes: int, gpus: int, time_min: int) -> float:
     """GPU-hours a job reserves: nodes x GPUs per node x wall time."""
     return round(nodes * gpus * time_min / 60.0, 3)
+
+
+def config_sha256(cfg: JobBase) -> str:
+    """A content hash of a job config: equal configs, equal hashes, whatever the key order."""
+    text = json.dumps(cfg.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def jobs_of(plan: Plan) -> list[JobView]:
+    """The planner's jobs as the impact plan sees them."""
+    return [JobView(name=job.name, kind=job.kind, config_sha256=config_sha256(job.config),
+                    inputs=job.inputs, outputs=tuple(o.path for o in job.outputs),
+                    gpu_hours=gpu_hours(job.resources.nodes, job.resources.gpus,
+                                        job.resources.time_min),
+                    source=job.source)
+            for job in plan.jobs]
 
 
 def job_dag(jobs: Iterable[JobView]) -> nx.DiGraph:
