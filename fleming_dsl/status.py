@@ -108,10 +108,10 @@ def job_states(jobs: dict[str, CompiledJob], root: Path) -> list[JobStatus]:
     for name in nx.lexicographical_topological_sort(dag):
         job = jobs[name]
         state, reasons = own_state(job, root)
-        if state == "up to date":
-            upstream = sorted(u for u in dag.predecessors(name) if result[u].state != "up to date")
-            if upstream:
-                state, reasons = "stale", tuple(f"upstream {u} is {result[u].state}" for u in upstream)
+        upstream = sorted(u for u in dag.predecessors(name) if result[u].state != "up to date")
+        if upstream and state != "missing":
+            state = "stale"
+            reasons += tuple(f"upstream {u} is {result[u].state}" for u in upstream)
         result[name] = JobStatus(name, job.config.kind, state, reasons, outputs_of(job.config))
     return list(result.values())
 
@@ -134,10 +134,11 @@ def emitted_jobs(workflow_dir: Path) -> dict[str, CompiledJob]:
 
 def render_text(states: list[JobStatus]) -> str:
     width = max((len(s.job) for s in states), default=0)
+    kind_width = max((len(s.kind) for s in states), default=0)
     lines = []
     for status in states:
-        why = f"  ({'; '.join(status.reasons)})" if status.reasons else ""
-        lines.append(f"{status.state:<10}  {status.job:<{width}}  {status.kind}{why}")
+        why = f"  {'; '.join(status.reasons)}" if status.reasons else ""
+        lines.append(f"{status.state:<10}  {status.job:<{width}}  {status.kind:<{kind_width}}{why}".rstrip())
     counts = {s: sum(1 for x in states if x.state == s) for s in ("up to date", "stale", "missing")}
     lines.append(f"{counts['up to date']} up to date, {counts['stale']} stale, "
                  f"{counts['missing']} missing")
