@@ -1,0 +1,45 @@
+"""The on-disk teacher-call cache: one small JSON file per call, keyed by a sha256.
+
+One file per key (under a two-character fan-out directory) keeps concurrent jobs of one
+experiment safe without locks: writes go to a temp file and are renamed into place.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+
+def cache_key(parts: dict[str, Any]) -> str:
+    """sha256 of the canonical JSON of everything that determines a teacher's answer."""
+    blob = json.dumps(parts, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
+    return hashlib.sha256(blob.encode("utf-8")).hexdigest()
+
+
+class DiskCache:
+    def __init__(self, directory: str | Path) -> None:
+        self.directory = Path(directory)
+
+    def _path(self, key: str) -> Path:
+        return self.directory / key[:2] / f"{key}.json"
+
+    def get(self, key: str) -> list[str] | None:
+        try:
+            data = json.loads(self._path(key).read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return None  # missing or torn entry: treat as a miss and recompute
+        texts = data.get("texts") if isinstance(data, dict) else None
+        if isinstance(texts, list) and all(isinstance(t, str) for t in texts):
+            return texts
+        return None
+
+    def put(self, key: str, texts: list[str], parts: dict[str, Any]) -> None:
+        path = self._path(key)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        temp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+        record = {"key": key, "request": parts, "texts": texts}
+        temp.write_text(json.dumps(record, ensure_ascii=False, sort_keys=True), encoding="utf-8")
+        os.replace(temp, path)

@@ -1,0 +1,76 @@
+"""Sampled knowledge-graph paths in words: facts, clues about the masked entity, type labels.
+
+Used by synthesis (prompt variables for every teacher) and by the template teacher (question
+stems and rationales). PrimeKG stores each fact in both directions under one relation name, so
+a relation maps to a verb for its usual head type and a reverse verb for the other direction.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+# relation -> (usual head type prefix, verb from the head, verb from the tail)
+RELATION_VERBS: dict[str, tuple[str, str, str]] = {
+    "disease_phenotype_positive": ("disease", "presents with", "is a feature of"),
+    "disease_phenotype_negative": ("disease", "typically lacks", "is typically absent in"),
+    "indication": ("drug", "is indicated for", "is treated with"),
+    "contraindication": ("drug", "is contraindicated in", "rules out the use of"),
+    "off-label use": ("drug", "is used off-label for", "is treated off-label with"),
+    "drug_effect": ("drug", "can cause", "is an adverse effect of"),
+    "disease_protein": ("disease", "involves", "is implicated in"),
+    "drug_protein": ("drug", "acts on", "is a target of"),
+    "anatomy_protein_present": ("anatomy", "expresses", "is expressed in"),
+    "disease_disease": ("disease", "is related to", "is related to"),
+    "phenotype_phenotype": ("effect", "is related to", "is related to"),
+    "drug_drug": ("drug", "interacts with", "interacts with"),
+}
+
+TYPE_LABELS = {
+    "effect/phenotype": "clinical finding",
+    "gene/protein": "gene or protein",
+    "anatomy": "anatomical site",
+    "biological_process": "biological process",
+    "molecular_function": "molecular function",
+    "cellular_component": "cellular component",
+    "exposure": "exposure",
+    "pathway": "pathway",
+}
+
+
+def type_label(node_type: str) -> str:
+    return TYPE_LABELS.get(node_type, node_type.replace("_", " "))
+
+
+def verb(relation: str, subject_type: str) -> str:
+    """How `relation` reads with a subject of `subject_type` in front."""
+    head, forward, backward = RELATION_VERBS.get(
+        relation, ("", f"is linked by {relation} to", f"is linked by {relation} to"))
+    return forward if subject_type.startswith(head) else backward
+
+
+def _edges(row: dict[str, Any]) -> list[tuple[int, str, int]]:
+    return [(i, rel, i + 1) for i, rel in enumerate(row["relations"])]
+
+
+def path_facts(row: dict[str, Any]) -> dict[str, Any]:
+    """Prompt variables for one sampled path row.
+
+    facts: sentences about edges not touching the masked entity; clues: predicates of which the
+    masked entity is the subject ("presents with fever"); all_facts: every edge as a sentence,
+    the answer named (what a rationale may say once the answer is known).
+    """
+    path = row["path"]
+    mask = row["mask_index"]
+    facts, clues, all_facts = [], [], []
+    for x, rel, y in _edges(row):
+        sx, sy = path[x], path[y]
+        all_facts.append(f"{sx['node']} {verb(rel, sx['type'])} {sy['node']}")
+        if x == mask:
+            clues.append(f"{verb(rel, sx['type'])} {sy['node']}")
+        elif y == mask:
+            clues.append(f"{verb(rel, sy['type'])} {sx['node']}")
+        else:
+            facts.append(all_facts[-1])
+    return {"facts": facts, "clues": clues, "all_facts": all_facts,
+            "answer": row["answer"], "answer_type": type_label(row["answer_type"]),
+            "hops": len(row["relations"])}
