@@ -3,14 +3,15 @@
 A job's outputs are up to date when its metadata record (`<output>.meta.json`, written by the job
 runtime) holds the sha256 of the job config the workflow has now and the hashes of inputs that
 still hash the same. A job is stale when either differs, or when a job upstream of it is missing
-or stale (it will re-run, so this one will too). The configs are the emitted
-`generated/<exp>/jobs/*.json`; with `--spec`, they are compiled in memory from the spec as it is
-now, so an edit shows up before anyone runs `fleming compile`.
+or stale (it will re-run, so this one will too). The reference configs are compiled in memory
+from the spec the manifest names, as it is now, so an edit shows up before anyone runs
+`fleming compile`; `--compiled` (or a missing spec) uses the emitted `jobs/*.json` instead.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import hashlib
 import json
 import sys
@@ -119,6 +120,10 @@ def job_states(jobs: dict[str, CompiledJob], root: Path) -> list[JobStatus]:
 # ---------------------------------------------------------------- where the configs come from
 
 
+class StatusError(Exception):
+    """A workflow folder or spec status cannot read; one line for the user."""
+
+
 def emitted_jobs(workflow_dir: Path) -> dict[str, CompiledJob]:
     """The job configs `fleming compile` wrote under `<workflow_dir>/jobs/`."""
     jobs = {}
@@ -127,6 +132,55 @@ def emitted_jobs(workflow_dir: Path) -> dict[str, CompiledJob]:
         cfg = load_job_config(path)
         jobs[cfg.job] = CompiledJob(cfg, hashlib.sha256(raw).hexdigest())
     return jobs
+
+
+def read_manifest(workflow_dir: Path) -> dict[str, Any]:
+    try:
+        return json.loads((workflow_dir / "manifest.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+
+
+def spec_jobs(spec: str, out_dir: str, root: Path) -> dict[str, CompiledJob]:
+    """The job configs the spec compiles to now (with includes), hashed as `compile` writes them."""
+    from fleming_dsl.emit import job_json
+    from fleming_dsl.frontend import SpecError, load_experiment
+    from fleming_dsl.plan import PlanError, plan
+
+    with contextlib.chdir(root):  # the IR's paths are relative to the project root
+        try:
+            workflow = plan(load_experiment(spec), out_dir)
+        except (SpecError, PlanError) as err:
+            raise StatusError(str(err)) from None
+    return {job.name: CompiledJob(job.config, hashlib.sha256(job_json(job).encode()).hexdigest())
+            for job in workflow.jobs}
+
+
+def current_jobs(workflow_dir: Path, root: Path, compiled_only: bool = False
+                 ) -> tuple[dict[str, CompiledJob], str]:
+    """The jobs to judge against, and a note when the spec has moved on from the compiled folder.
+
+    The spec named in the manifest, as it is now, is the reference; without it (or with
+    `compiled_only`), the configs in `jobs/` are."""
+    if not (workflow_dir / "jobs").is_dir():
+        raise StatusError(f"{workflow_dir}: not a compiled workflow (no jobs/ folder); "
+                          "run `fleming compile` first")
+    try:
+        emitted = emitted_jobs(workflow_dir)
+    except ValueError as err:
+        raise StatusError(f"{workflow_dir}: cannot read a job config: {str(err).splitlines()[0]}") from None
+    spec = read_manifest(workflow_dir).get("spec")
+    if compiled_only or not spec or not (root / spec).is_file():
+        return emitted, ""
+    try:
+        out_dir = workflow_dir.resolve().relative_to(root.resolve()).as_posix()
+    except ValueError:
+        return emitted, ""
+    now = spec_jobs(spec, out_dir, root)
+    if {n: j.config_sha256 for n, j in now.items()} == {n: j.config_sha256 for n, j in emitted.items()}:
+        return now, ""
+    return now, (f"note: {spec} has changed since {workflow_dir} was compiled; judged against "
+                 "the spec as it is now (`fleming compile` updates the workflow)")
 
 
 # ---------------------------------------------------------------- rendering and the command
@@ -157,23 +211,23 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     parser.add_argument("workflow", help="the compiled workflow folder, e.g. generated/tiny")
     parser.add_argument("--root", default=".", help="project root the job paths are relative to (default: .)")
     parser.add_argument("--json", action="store_true", help="print JSON")
+    parser.add_argument("--compiled", action="store_true",
+                        help="judge against the compiled job configs, not the spec as it is now")
     parser.set_defaults(handler=main)
     return parser
 
 
 def main(args: argparse.Namespace) -> int:
     """Exit 0 when every output is up to date, 1 when any is missing or stale, 2 on error."""
-    workflow = Path(args.workflow)
-    if not (workflow / "jobs").is_dir():
-        print(f"{workflow}: not a compiled workflow (no jobs/ folder); run `fleming compile` first",
-              file=sys.stderr)
-        return 2
+    root = Path(args.root)
     try:
-        jobs = emitted_jobs(workflow)
-    except ValueError as err:
-        print(f"{workflow}: cannot read a job config: {str(err).splitlines()[0]}", file=sys.stderr)
+        jobs, note = current_jobs(Path(args.workflow), root, getattr(args, "compiled", False))
+    except StatusError as err:
+        print(err, file=sys.stderr)
         return 2
-    states = job_states(jobs, Path(args.root))
+    if note:
+        print(note, file=sys.stderr)
+    states = job_states(jobs, root)
     if args.json:
         print(json.dumps(render_json(states), indent=2))
     else:

@@ -17,17 +17,15 @@ from plan_fixtures import tiny_experiment
 
 from fleming_dsl import ir, status
 from fleming_dsl.jobs.common import sha256_path
+from fleming_dsl.emit import emit
 from fleming_dsl.plan import Plan, plan
 
 OUT = "generated/tiny"
 
 
 def _write_configs(root: Path, workflow: Plan) -> None:
-    jobs = root / OUT / "jobs"
-    jobs.mkdir(parents=True, exist_ok=True)
-    for job in workflow.jobs:
-        text = json.dumps(job.config.model_dump(mode="json"), indent=2, sort_keys=True) + "\n"
-        (jobs / f"{job.name}.json").write_text(text, encoding="utf-8")
+    """What `fleming compile` writes (the manifest's spec is not in the project: jobs/ rules)."""
+    emit(workflow, root / OUT)
 
 
 def _run_everything(root: Path, workflow: Plan) -> None:
