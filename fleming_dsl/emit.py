@@ -25,7 +25,7 @@ from fleming_dsl.plan import Job, Plan
 from fleming_dsl.resources import resource_dir
 
 # Folders this emitter owns inside the output directory: stale files there are removed.
-MANAGED_DIRS = ("jobs", "deepspeed", "accelerate", "profiles", "envs")
+MANAGED_DIRS = ("jobs", "deepspeed", "accelerate", "launch", "profiles", "envs")
 _MANIFEST = "manifest.json"
 
 
@@ -126,6 +126,25 @@ def _output_key(path: str, job: Job, index: int) -> str:
     return f"out{index}"
 
 
+def needs_launcher(job: Job) -> bool:
+    """Several processes (nodes or GPUs) need the srun/accelerate wrapper; one runs directly."""
+    return job.kind in ("sft", "grpo") and (job.resources.nodes > 1 or job.resources.gpus > 1)
+
+
+def launch_path(plan: Plan, job: Job) -> str:
+    return posixpath.join(plan.out_dir, "launch", f"{job.name}.sh")
+
+
+def launch_script(plan: Plan, job: Job) -> str:
+    from fleming_dsl.launch import LaunchPlan, render_wrapper
+
+    return render_wrapper(LaunchPlan(
+        name=f"{plan.experiment}/{job.name}",
+        python_args=("-m", "fleming_dsl.cli", "job", job.kind, "--config", plan.config_path(job)),
+        nodes=job.resources.nodes, gpus_per_node=job.resources.gpus,
+        accelerate_config=getattr(job.config, "accelerate_config", None)))
+
+
 def _rule(plan: Plan, job: Job, config_text: str) -> dict[str, Any]:
     named_inputs = []
     cfg = job.config
@@ -134,13 +153,15 @@ def _rule(plan: Plan, job: Job, config_text: str) -> dict[str, Any]:
             named_inputs.append(("deepspeed", cfg.deepspeed_config))
         if cfg.accelerate_config:
             named_inputs.append(("accelerate", cfg.accelerate_config))
+    if needs_launcher(job):
+        named_inputs.append(("launch", launch_path(plan, job)))
     return {
         "name": job.name, "kind": job.kind, "source": job.source,
         "config": plan.config_path(job), "named_inputs": named_inputs,
         "inputs": list(job.inputs),
         "outputs": [(_output_key(o.path, job, i), o) for i, o in enumerate(job.outputs)],
         "config_hash": sha256_text(config_text), "log": job.log, "threads": job.threads,
-        "resources": _resources(job), "group": job.group,
+        "resources": _resources(job), "group": job.group, "launch": needs_launcher(job),
     }
 
 
@@ -217,6 +238,8 @@ def render(plan: Plan, spec_sha256: str = "", ir_sha256: str = "") -> dict[str, 
                     zero3=(job.deepspeed_stage or "").startswith("zero3"), bf16=cfg.bf16,
                     nodes=res.nodes, processes=max(1, res.nodes * res.gpus),
                     use_cpu=res.gpus == 0)
+        if needs_launcher(job):
+            files[f"launch/{job.name}.sh"] = launch_script(plan, job)
     common = {"experiment": plan.experiment, "out_dir": plan.out_dir, "spec": plan.spec,
               "version": __version__}
     files["Snakefile"] = env.get_template("Snakefile.j2").render(
