@@ -12,7 +12,7 @@ import importlib
 from pathlib import Path
 
 from fleming_dsl.jobconfig import load_job_config
-from fleming_dsl.jobs.common import JobContext, JobError, write_json
+from fleming_dsl.jobs.common import JobContext, JobError, exit_on_sigterm, write_json
 
 
 def run_job(kind: str, config_path: str) -> None:
@@ -32,5 +32,6 @@ def run_job(kind: str, config_path: str) -> None:
     module = importlib.import_module(f"fleming_dsl.jobs.{kind}")
     ctx = JobContext(config=cfg, config_sha256=hashlib.sha256(raw).hexdigest(),
                      inputs=tuple(module.inputs(cfg)))
-    module.run(cfg, ctx)
+    with exit_on_sigterm():  # scancel / time limit: unwind so no temp output is left
+        module.run(cfg, ctx)
     write_json(cfg.meta, ctx.record())

@@ -13,6 +13,8 @@ import hashlib
 import json
 import os
 import shutil
+import signal
+import threading
 import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
@@ -75,6 +77,27 @@ def atomic_output(final: str | Path, directory: bool = False) -> Iterator[Path]:
     if final.exists():
         _remove(final)
     os.replace(temp, final)
+
+
+@contextlib.contextmanager
+def exit_on_sigterm() -> Iterator[None]:
+    """Turn SIGTERM into SystemExit while a job runs, so `atomic_output` removes its temp files.
+
+    `scancel` and SLURM time limits send SIGTERM; Python's default action kills the process
+    without unwinding, which would leave `.x.tmp-<pid>` files behind. The old handler returns after.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def _exit(signum: int, _frame: Any) -> None:
+        raise SystemExit(128 + signum)
+
+    previous = signal.signal(signal.SIGTERM, _exit)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def write_json(path: str | Path, data: Any) -> None:
