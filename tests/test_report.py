@@ -1,0 +1,231 @@
+"""The report job on synthetic job records written by the test."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from fleming_dsl.jobs import run_job
+from fleming_dsl.jobs.common import JobError
+
+
+def _meta(job: str, kind: str, counts: dict | None = None, metrics: dict | None = None,
+          total_s: float = 1.0) -> dict:
+    return {"job": job, "kind": kind, "experiment": "tiny", "config_sha256": "0" * 64,
+            "inputs": {}, "counts": counts or {}, "metrics": metrics or {},
+            "timings": {"total_s": total_s}, "versions": {}}
+
+
+def _bench(n: int, correct: int, lo: float, hi: float, format_rate: float) -> dict:
+    return {"n": n, "samples": 1, "correct": correct, "accuracy": correct / n, "ci95": [lo, hi],
+            "format_rate": format_rate, "extracted_rate": 1.0}
+
+
+RL1_ROWS = [
+    {"stage": "rl1", "step": 2, "reward": 0.6, "rewards/correct": 0.3, "rewards/form": 0.9,
+     "bucket/easy": 0.8, "bucket/moderate": 0.4},
+    {"stage": "rl1", "step": 1, "reward": 0.5, "rewards/correct": 0.25, "rewards/form": 0.8,
+     "bucket/easy": 0.7, "bucket/moderate": 0.3},
+]
+RL2_ROWS = [
+    {"stage": "rl2", "step": 1, "reward": 0.4, "rewards/correct": 0.2, "rewards/form": 0.9,
+     "bucket/hard": 0.3, "round": 1, "pool_pass_rate": 0.35, "mined": {"failed": 6, "solved": 3}},
+    {"stage": "rl2", "step": 2, "reward": 0.45, "rewards/correct": 0.25, "rewards/form": 0.92,
+     "bucket/hard": 0.35, "round": 1},
+    {"stage": "rl2", "step": 3, "reward": 0.55, "rewards/correct": 0.3, "rewards/form": 0.95,
+     "bucket/hard": 0.4, "round": 2, "pool_pass_rate": 0.45, "mined": {"failed": 5, "solved": 3}},
+]
+
+
+def _write(path: Path, data: dict | list[dict]) -> str:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if isinstance(data, list):
+        path.write_text("".join(json.dumps(row) + "\n" for row in data), encoding="utf-8")
+    else:
+        path.write_text(json.dumps(data), encoding="utf-8")
+    return str(path)
+
+
+@pytest.fixture
+def run_dir(tmp_path: Path) -> dict:
+    """A finished tiny run's records: data jobs, SFT, two GRPO stages, three evaluations."""
+    run = tmp_path / "runs" / "tiny"
+    metas = [
+        _write(run / "data" / "rare_dx.jsonl.meta.json",
+               _meta("sample_rare_dx", "sample", {"output": 600}, total_s=2.0)),
+        _write(run / "data" / "questions.jsonl.meta.json",
+               _meta("synthesize_questions", "synthesize",
+                     {"input": 600, "output": 590, "malformed": 10, "teacher_calls": 600,
+                      "cache_hits": 0})),
+        _write(run / "data" / "cot.jsonl.meta.json",
+               _meta("distill_cot", "distill", {"input": 690, "output": 640, "malformed": 0})),
+        _write(run / "data" / "clean.jsonl.meta.json",
+               _meta("filter_clean", "filter",
+                     {"input": 640, "kept": 520, "review": 12,
+                      "removed": {"decontaminate": 8, "dedupe": 70, "format": 5,
+                                  "verify_label": 25},
+                      "buckets": {"easy": 200, "hard": 120, "moderate": 200}},
+                     {"pass_rate_by_bucket": {"easy": 0.85, "moderate": 0.5, "hard": 0.1}})),
+        _write(run / "stages" / "cold_start.meta.json", _meta("sft_cold_start", "sft",
+                                                               total_s=44.0)),
+        _write(run / "stages" / "rl1.meta.json", _meta("grpo_rl1", "grpo")),
+        _write(run / "stages" / "rl2.meta.json", _meta("grpo_rl2", "grpo")),
+    ]
+    metrics = [_write(run / "stages" / "rl1.metrics.jsonl", RL1_ROWS),
+               _write(run / "stages" / "rl2.metrics.jsonl", RL2_ROWS)]
+    evals = []
+    for target, fmt_rate, medqa_correct in (("cold_start", 0.96, 13), ("rl1", 0.98, 15),
+                                            ("rl2", 1.0, 16)):
+        evals.append(_write(run / "eval" / f"{target}.json", {
+            "target": target, "model": f"runs/tiny/stages/{target}",
+            "benchmarks": {
+                "medqa_test": _bench(50, medqa_correct, 0.16, 0.41, fmt_rate),
+                "pubmedqa": _bench(50, 20, 0.28, 0.54, fmt_rate),
+            },
+            "format_rate": fmt_rate, "accuracy_mean": (medqa_correct / 50 + 20 / 50) / 2,
+        }))
+    return {"tmp": tmp_path, "metas": metas, "metrics": metrics, "evals": evals,
+            "output": str(run / "report")}
+
+
+def _config(tmp: Path, metas: list[str], metrics: list[str], evals: list[str],
+            output: str) -> str:
+    path = tmp / "report.job.json"
+    path.write_text(json.dumps({
+        "kind": "report", "job": "report", "experiment": "tiny", "seed": 7,
+        "meta": output + ".meta.json", "metas": metas, "metrics": metrics, "evals": evals,
+        "output": output,
+    }), encoding="utf-8")
+    return str(path)
+
+
+def _run(run_dir: dict) -> Path:
+    run_job("report", _config(run_dir["tmp"], run_dir["metas"], run_dir["metrics"],
+                              run_dir["evals"], run_dir["output"]))
+    return Path(run_dir["output"])
+
+
+def test_report_writes_every_file(run_dir: dict) -> None:
+    report = _run(run_dir)
+    assert sorted(p.name for p in report.iterdir()) == [
+        "accuracy.png", "bucket_rewards.png", "difficulty.png", "format_rate.png", "funnel.png",
+        "index.html", "report.md", "rewards.png", "summary.json",
+    ]
+    for png in report.glob("*.png"):
+        assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    html = (report / "index.html").read_text(encoding="utf-8")
+    assert html.count("data:image/png;base64,") == 6  # self-contained
+    assert "<td>0.260 [0.160, 0.410]</td>" in html
+    meta = json.loads(Path(run_dir["output"] + ".meta.json").read_text())
+    assert meta["counts"] == {"metas": 7, "stages": 2, "evals": 3, "plots": 6}
+
+
+def test_summary_headline_figures(run_dir: dict) -> None:
+    summary = json.loads((_run(run_dir) / "summary.json").read_text())
+    assert summary["cold_start_target"] == "cold_start"
+    assert summary["format_rate_after_cold_start"] == 0.96
+    assert summary["format_rate"] == {"cold_start": 0.96, "rl1": 0.98, "rl2": 1.0}
+    assert summary["accuracy"]["rl2"] == {"medqa_test": 0.32, "pubmedqa": 0.4}
+    assert summary["ci95"]["rl1"]["medqa_test"] == [0.16, 0.41]
+    assert summary["funnel"] == [{"stage": "sampled", "count": 600},
+                                 {"stage": "synthesized", "count": 590},
+                                 {"stage": "distilled", "count": 640},
+                                 {"stage": "filtered", "count": 520}]
+    clean = summary["filters"]["filter_clean"]
+    assert list(clean["removed"]) == ["format", "verify_label", "dedupe", "decontaminate"]
+    assert list(clean["buckets"]) == ["easy", "moderate", "hard"]
+    assert (clean["input"], clean["kept"], clean["review"]) == (640, 520, 12)
+    rl1, rl2 = summary["grpo"]["rl1"], summary["grpo"]["rl2"]
+    assert (rl1["steps"], rl1["final_step"], rl1["final_reward"]) == (2, 2, 0.6)  # sorted by step
+    assert rl1["final_rewards"] == {"correct": 0.3, "form": 0.9}
+    assert rl1["final_buckets"] == {"easy": 0.8, "moderate": 0.4}
+    assert (rl2["rounds"], rl2["final_pool_pass_rate"], rl2["max_reward"]) == (2, 0.45, 0.55)
+    assert summary["timings_s"]["sft_cold_start"] == 44.0
+
+
+def test_markdown_tables_word_for_word(run_dir: dict) -> None:
+    markdown = (_run(run_dir) / "report.md").read_text(encoding="utf-8")
+    assert markdown.startswith("# Report: tiny\n\n- Format rate after the cold start "
+                               "(cold_start): 0.960\n")
+    assert (
+        "| benchmark | n | cold_start | rl1 | rl2 |\n"
+        "| --- | --- | --- | --- | --- |\n"
+        "| medqa_test | 50 | 0.260 [0.160, 0.410] | 0.300 [0.160, 0.410] "
+        "| 0.320 [0.160, 0.410] |\n"
+        "| pubmedqa | 50 | 0.400 [0.280, 0.540] | 0.400 [0.280, 0.540] "
+        "| 0.400 [0.280, 0.540] |\n"
+        "| mean | - | 0.330 | 0.350 | 0.360 |\n"
+    ) in markdown
+    assert (
+        "| filter_clean | items |\n"
+        "| --- | --- |\n"
+        "| input | 640 |\n"
+        "| removed by format | 5 |\n"
+        "| removed by verify_label | 25 |\n"
+        "| removed by dedupe | 70 |\n"
+        "| removed by decontaminate | 8 |\n"
+        "| sent to review | 12 |\n"
+        "| kept | 520 |\n"
+    ) in markdown
+    assert (
+        "| stage | steps | final reward | max reward | final reward per term "
+        "| final reward per bucket | pool pass rate |\n"
+        "| --- | --- | --- | --- | --- | --- | --- |\n"
+        "| rl1 | 2 | 0.600 | 0.600 | correct 0.300, form 0.900 "
+        "| easy 0.800, moderate 0.400 | - |\n"
+        "| rl2 | 3 | 0.550 | 0.550 | correct 0.300, form 0.950 | hard 0.400 | 0.450 |\n"
+    ) in markdown
+    assert ("| bucket | items | pass rate |\n| --- | --- | --- |\n| easy | 200 | 0.850 |\n"
+            "| moderate | 200 | 0.500 |\n| hard | 120 | 0.100 |\n") in markdown
+    assert "![Benchmark accuracy](accuracy.png)" in markdown
+
+
+def test_stage_stopped_at_step_zero_still_renders(run_dir: dict) -> None:
+    Path(run_dir["metrics"][1]).write_text("", encoding="utf-8")  # rl2 logged nothing
+    report = _run(run_dir)
+    summary = json.loads((report / "summary.json").read_text())
+    assert summary["grpo"]["rl2"] == {
+        "steps": 0, "final_step": None, "final_reward": None, "max_reward": None,
+        "final_rewards": {}, "final_buckets": {}, "final_pool_pass_rate": None, "rounds": None,
+    }
+    assert "| rl2 | 0 | - | - | - | - | - |" in (report / "report.md").read_text()
+    assert (report / "rewards.png").is_file()
+
+
+def test_empty_run_renders_notes(tmp_path: Path) -> None:
+    output = str(tmp_path / "report")
+    run_job("report", _config(tmp_path, [], [], [], output))
+    markdown = (Path(output) / "report.md").read_text(encoding="utf-8")
+    assert "No evaluation or training results were recorded." in markdown
+    assert "No GRPO stage in this experiment." in markdown
+    assert not list(Path(output).glob("*.png"))
+
+
+@pytest.mark.parametrize(("which", "content", "message"), [
+    ("metas", None, "{path}: file not found (field 'metas')"),
+    ("metas", "{not json", "{path}:1: not valid JSON (Expecting property name enclosed in "
+                           "double quotes)"),
+    ("metas", '{"kind": "sft"}', "{path}: field 'job' is missing"),
+    ("metrics", '{"step": 1, "reward": 0.5}\n{"reward": 0.4}\n',
+     "{path}:2: field 'step' must be an integer, found None"),
+    ("metrics", '{"step": 1, "reward": "high"}\n',
+     "{path}:1: field 'reward' must be a number, found 'high'"),
+    ("evals", '{"target": "rl1", "benchmarks": {"medqa": {"n": 5, "accuracy": 0.2}}, '
+              '"format_rate": 1.0, "accuracy_mean": 0.2}',
+     "{path}: field 'benchmarks.medqa.ci95' must be [lo, hi], found None"),
+    ("evals", '{"target": "rl1", "benchmarks": {}, "accuracy_mean": 0.2}',
+     "{path}: field 'format_rate' is missing"),
+])
+def test_bad_inputs_fail_with_one_located_line(run_dir: dict, which: str, content: str | None,
+                                               message: str) -> None:
+    path = Path(run_dir[which][0])
+    if content is None:
+        path.unlink()
+    else:
+        path.write_text(content, encoding="utf-8")
+    with pytest.raises(JobError) as err:
+        _run(run_dir)
+    assert str(err.value) == message.format(path=path)
+    assert not Path(run_dir["output"]).exists()  # nothing half-written
