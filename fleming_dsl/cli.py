@@ -100,6 +100,9 @@ def cmd_fmt(args: argparse.Namespace) -> int:
         with open(path, encoding="utf-8") as handle:
             text = handle.read()
         formatted = format_source(text)
+        if args.stdout:  # the canonical form for tools (the git diff driver, docs/review.md)
+            sys.stdout.write(formatted)
+            continue
         if formatted == text:
             continue
         if args.diff:
@@ -193,6 +196,8 @@ def _add_builtin(sub: argparse._SubParsersAction) -> None:
     p.add_argument("specs", nargs="+", metavar="SPEC")
     p.add_argument("--check", action="store_true", help="exit 1 if a spec would change")
     p.add_argument("--diff", action="store_true", help="print the change as a unified diff")
+    p.add_argument("--stdout", action="store_true",
+                   help="print the canonical form instead of rewriting (git diff textconv)")
     p.set_defaults(handler=cmd_fmt)
 
     p = sub.add_parser("graph", help="the job DAG as DOT or Mermaid",
