@@ -131,6 +131,8 @@ class DifficultyStep(Cfg):
     samples: int
     easy: float
     moderate: float
+    # Added by the data engineer (optional): the grader's rubric prompt (method = grader).
+    prompt: str = "prompts/grader.j2"
 
 
 FilterStepCfg = Annotated[
