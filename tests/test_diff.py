@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import pytest
+from plan_fixtures import gpu_experiment, tiny_experiment
+
 from fleming_dsl import ir
+from fleming_dsl.diff_cli import compare
 from fleming_dsl.diff import diff_experiments, flatten, render_json, render_markdown, render_text
 from fleming_dsl.impact import JobView, gpu_hours, plan_impact
 from fleming_dsl.impact import render_markdown as impact_markdown
@@ -149,3 +153,66 @@ def test_unchanged_jobs_plan_nothing_and_removed_jobs_are_listed() -> None:
         "| ~ | `grpo` | grpo | config changed | 24 |\n"
         "| ! | `eval_grpo` | eval | invalidated by grpo | 0 |\n"
     )
+
+
+# ---------------------------------------------------------------- impact on the real planner
+
+def _edit(exp: ir.Experiment, group: str, name: str, **changes: object) -> ir.Experiment:
+    decls = tuple(d.model_copy(update=changes) if d.name == name else d for d in getattr(exp, group))
+    return exp.model_copy(update={group: decls})
+
+
+def _filter_threshold(exp: ir.Experiment, threshold: float) -> ir.Experiment:
+    steps = tuple(s.model_copy(update={"threshold": threshold}) if isinstance(s, ir.Dedupe) else s
+                  for s in exp.filters[0].steps)
+    return _edit(exp, "filters", "clean", steps=steps)
+
+
+def _stage_lr(exp: ir.Experiment, name: str, lr: float) -> ir.Experiment:
+    stage = next(s for s in exp.stages if s.name == name)
+    return _edit(exp, "stages", name, training=stage.training.model_copy(update={"lr": lr}))
+
+
+_DOWNSTREAM_OF_SFT = ["grpo_rl1", "grpo_rl2", "eval_cold_start", "eval_rl1", "eval_rl2", "report"]
+
+
+@pytest.mark.parametrize("label, edited, options, changed, invalidated", [
+    ("sampling count", lambda e: _edit(e, "samples", "rare_dx", count=900),
+     [("sample", "rare_dx", "count", 600, 900)], ["sample_rare_dx"],
+     ["synthesize_questions", "distill_cot", "filter_clean", "sft_cold_start", *_DOWNSTREAM_OF_SFT]),
+    ("filter threshold", lambda e: _filter_threshold(e, 0.9),
+     [("filter", "clean", "steps.dedupe.threshold", 0.8, 0.9)], ["filter_clean"],
+     ["sft_cold_start", *_DOWNSTREAM_OF_SFT]),
+    ("reward weight", lambda e: tiny_experiment(form_weight=0.3),
+     [("stage", "rl1", "rewards.form.weight", 0.2, 0.3),
+      ("stage", "rl2", "rewards.form.weight", 0.2, 0.3)],
+     ["grpo_rl1", "grpo_rl2"], ["eval_rl1", "eval_rl2", "report"]),
+    ("stage lr", lambda e: _stage_lr(e, "cold_start", 1e-3),
+     [("stage", "cold_start", "training.lr", 3e-3, 1e-3)], ["sft_cold_start"], _DOWNSTREAM_OF_SFT),
+    ("added benchmark", lambda e: _edit(e, "evaluations", "evaluate_69",
+                                        benchmarks=("medqa_test", "medmcqa_dev", "pubmedqa", "medqa_train")),
+     [("evaluate", "evaluate_69", "benchmarks", ["medqa_test", "medmcqa_dev", "pubmedqa"],
+       ["medqa_test", "medmcqa_dev", "pubmedqa", "medqa_train"])],
+     ["eval_cold_start", "eval_rl1", "eval_rl2"], ["report"]),
+])
+def test_each_kind_of_edit_invalidates_the_expected_jobs(label, edited, options, changed,
+                                                         invalidated) -> None:
+    old = tiny_experiment()
+    diff, impact = compare(old, edited(old))
+    assert [(d.kind, d.name, o.path, o.old, o.new) for d in diff.decls for o in d.options] == options
+    assert sorted(j.name for j in impact.jobs if j.reason == "changed") == sorted(changed)
+    assert sorted(j.name for j in impact.jobs if j.reason == "invalidated") == sorted(invalidated)
+
+
+def test_identical_experiments_plan_nothing() -> None:
+    diff, impact = compare(tiny_experiment(), tiny_experiment())
+    assert not diff.changed and impact.jobs == () and impact.unchanged == 13
+
+
+def test_gpu_hours_come_from_declared_resources() -> None:
+    old = gpu_experiment()
+    _, impact = compare(old, _stage_lr(old, "rl2", 1e-6))
+    # rl2 alone re-trains: 2 nodes x 8 GPUs x 48 h; its eval and the report declare no GPUs
+    assert [(j.name, j.gpu_hours) for j in impact.jobs] == [
+        ("grpo_rl2", 768.0), ("eval_rl2", 0.0), ("report", 0.0)]
+    assert impact.gpu_hours == 768.0
