@@ -193,7 +193,7 @@ def test_malformed_item_names_line_and_field(tmp_path: Path) -> None:
 
 
 def test_unloadable_model_is_one_line(tmp_path: Path) -> None:
-    bench = _write_jsonl(tmp_path / "b.jsonl", [_item(0, "A")])
+    bench = _write_jsonl(tmp_path / "b.jsonl", [_item(0, "A"), _item(1, "B")])
     missing_model = str(tmp_path / "no-model")
     config = _write_config(tmp_path, missing_model, [{"name": "medqa", "path": bench,
                                                       "format": "items"}])
