@@ -203,3 +203,34 @@ def test_unloadable_model_is_one_line(tmp_path: Path) -> None:
     assert message.startswith(f"{missing_model}: cannot load model (field 'model')")
     assert "\n" not in message
     assert not (tmp_path / "out" / "eval.json").exists()
+
+
+def test_eval_job_reads_published_formats(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """MedQA JSONL and PubMedQA ori_pqal.json through formats.load_items; always answering A."""
+    seen: list[list[dict]] = []
+
+    def always_a(model, conversations, *, n=1, **kwargs):
+        seen.extend(conversations)
+        return [["<think>first option</think><answer>A</answer>"] * n for _ in conversations]
+
+    monkeypatch.setattr(generation, "generate_chat", always_a)
+    medqa = _write_jsonl(tmp_path / "medqa_test.jsonl", [
+        {"question": f"Case {i}: best next step?", "answer_idx": letter, "answer": "x",
+         "options": {"A": "aspirin", "B": "heparin", "C": "warfarin", "D": "observation"}}
+        for i, letter in enumerate("ABAD")])
+    pqal = {str(1000 + i): {"QUESTION": f"Does drug {i} reduce mortality?",
+                            "CONTEXTS": [f"A trial of drug {i}."], "final_decision": decision}
+            for i, decision in enumerate(["yes", "no", "maybe", "yes", "yes"])}
+    (tmp_path / "ori_pqal.json").write_text(json.dumps(pqal), encoding="utf-8")
+    config = _write_config(tmp_path, "scripted", [
+        {"name": "medqa_test", "path": medqa, "format": "medqa"},
+        {"name": "pubmedqa", "path": str(tmp_path / "ori_pqal.json"), "format": "pubmedqa"},
+    ])
+    run_job("eval", config)
+    results = json.loads((tmp_path / "out" / "eval.json").read_text())
+    assert results["benchmarks"]["medqa_test"]["correct"] == 2  # answers A, B, A, D
+    assert results["benchmarks"]["pubmedqa"]["correct"] == 3  # yes -> A, three times
+    assert results["accuracy_mean"] == pytest.approx((2 / 4 + 3 / 5) / 2)
+    assert results["format_rate"] == 1.0
+    pubmed_prompt = seen[4][-1]["content"]
+    assert pubmed_prompt.endswith("A. yes\nB. no\nC. maybe")
