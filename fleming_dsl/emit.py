@@ -22,6 +22,7 @@ import jinja2
 from fleming_dsl import __version__
 from fleming_dsl import jobconfig as jc
 from fleming_dsl.plan import Job, Plan
+from fleming_dsl.provenance import job_libraries
 from fleming_dsl.resources import resource_dir
 
 # Folders this emitter owns inside the output directory: stale files there are removed.
@@ -257,7 +258,9 @@ def render(plan: Plan, spec_sha256: str = "", ir_sha256: str = "") -> dict[str, 
         **profile_vars, jobs=plan.jobs, workdir=_workdir_of(plan))
     files[_MANIFEST] = to_json({
         "experiment": plan.experiment, "spec": plan.spec, "spec_sha256": spec_sha256,
-        "ir_sha256": ir_sha256, "fleming_version": __version__, "jobs": configs})
+        "ir_sha256": ir_sha256, "fleming_version": __version__, "jobs": configs,
+        "libraries": job_libraries((job.name, job.kind, job.config.model_dump(mode="json"))
+                                   for job in plan.jobs)})
     return files
 
 

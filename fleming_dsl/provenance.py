@@ -8,6 +8,7 @@ nothing heavy is imported.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable
 from importlib import metadata
 from typing import Any
@@ -27,6 +28,7 @@ KIND_LIBRARIES: dict[str, tuple[str, ...]] = {
 }
 
 
+@functools.lru_cache(maxsize=None)
 def installed_version(name: str) -> str | None:
     try:
         return metadata.version(name)

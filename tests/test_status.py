@@ -131,3 +131,27 @@ def test_a_spec_level_seed_change_stales_every_job(project: Path) -> None:
     assert isinstance(edited, ir.Experiment)
     _write_configs(project, plan(edited, OUT))
     assert {state for state, _ in _states(project).values()} == {"stale"}
+
+
+def test_manifest_records_library_versions_per_job() -> None:
+    from importlib import metadata
+
+    from plan_fixtures import gpu_experiment
+
+    from fleming_dsl.emit import render
+
+    manifest = json.loads(render(plan(gpu_experiment(), OUT))["manifest.json"])
+    libraries = manifest["libraries"]
+    assert set(libraries) == set(manifest["jobs"])
+    assert libraries["grpo_rl1"]["trl"] == metadata.version("trl")
+    assert libraries["grpo_rl1"]["deepspeed"] == metadata.version("deepspeed")  # zero2 declared
+    assert "deepspeed" not in libraries["eval_rl1"]
+    assert set(libraries["report"]) == {"fleming-dsl", "matplotlib"}
+
+
+def test_a_vllm_teacher_is_recorded_even_where_vllm_is_absent() -> None:
+    from fleming_dsl.provenance import libraries_for
+
+    teacher = {"teacher": {"model": "m", "backend": {"kind": "vllm"}}}
+    assert "vllm" in libraries_for("synthesize", teacher)
+    assert "vllm" not in libraries_for("synthesize", {"teacher": {"backend": {"kind": "template"}}})
