@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
 import pytest
 from plan_fixtures import gpu_experiment, tiny_experiment
 
 from fleming_dsl import ir
-from fleming_dsl.diff_cli import compare
+from fleming_dsl.diff_cli import checkout_specs, compare
 from fleming_dsl.diff import diff_experiments, flatten, render_json, render_markdown, render_text
 from fleming_dsl.impact import JobView, gpu_hours, plan_impact
 from fleming_dsl.impact import render_markdown as impact_markdown
@@ -216,3 +222,121 @@ def test_gpu_hours_come_from_declared_resources() -> None:
     assert [(j.name, j.gpu_hours) for j in impact.jobs] == [
         ("grpo_rl2", 768.0), ("eval_rl2", 0.0), ("report", 0.0)]
     assert impact.gpu_hours == 768.0
+
+
+# ---------------------------------------------------------------- the command on real specs
+
+@pytest.fixture
+def project(tmp_path: Path, repo_root: Path) -> Path:
+    """A copy of the project's specs and data; `specs/old.flm` is the tiny spec as shipped."""
+    pytest.importorskip("fleming_dsl.frontend")
+    for folder in ("specs", "data", "prompts"):
+        if (repo_root / folder).is_dir():
+            shutil.copytree(repo_root / folder, tmp_path / folder)
+    shutil.copy(tmp_path / "specs" / "tiny.flm", tmp_path / "specs" / "old.flm")
+    return tmp_path
+
+
+def _fleming(project: Path, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "fleming_dsl.cli", *args], cwd=project,
+                          capture_output=True, text=True, timeout=120)
+
+
+def _write_edit(project: Path, old: str, new: str, count: int = 1) -> None:
+    text = (project / "specs" / "old.flm").read_text(encoding="utf-8")
+    assert text.count(old) == count, old
+    (project / "specs" / "new.flm").write_text(text.replace(old, new), encoding="utf-8")
+
+
+def test_cli_reformatted_and_reordered_spec_is_no_change(project: Path) -> None:
+    text = (project / "specs" / "old.flm").read_text(encoding="utf-8")
+    first, second = ('dataset medqa_test  = medqa("../data/eval/medqa_test.jsonl")',
+                     'dataset medmcqa_dev = medmcqa("../data/eval/medmcqa_dev.jsonl")')
+    assert first in text and second in text
+    text = text.replace(first, "@@").replace(second, first).replace("@@", second)  # swap them
+    text = text.replace("count       = 600", "count = 6_00   # same number")
+    text = text.replace("\n\n", "\n\n# a comment\n\n")
+    (project / "specs" / "new.flm").write_text(text, encoding="utf-8")
+    result = _fleming(project, "diff", "specs/old.flm", "specs/new.flm")
+    assert (result.returncode, result.stderr) == (0, "")
+    assert result.stdout.startswith("No changes: the two specs describe the same experiment.\n")
+
+
+def test_cli_markdown_word_for_word(project: Path) -> None:
+    _write_edit(project, "0.2 * form", "0.3 * form", count=2)
+    result = _fleming(project, "diff", "--markdown", "specs/old.flm", "specs/new.flm")
+    assert result.returncode == 1, result.stderr
+    assert result.stdout == (
+        "### fleming diff `specs/old.flm` -> `specs/new.flm`\n"
+        "\n"
+        "**Declarations**: 0 added, 0 removed, 2 changed\n"
+        "\n"
+        "| | declaration | option | old | new |\n"
+        "|---|---|---|---|---|\n"
+        "| ~ | stage `rl1` | `rewards.form.weight` | `0.2` | `0.3` |\n"
+        "| ~ | stage `rl2` | `rewards.form.weight` | `0.2` | `0.3` |\n"
+        "\n"
+        "**Plan**: 5 to run (0 new, 2 changed, 3 invalidated), 0 removed, 8 unchanged; "
+        "0 GPU-hours\n"
+        "\n"
+        "| | job | kind | why | GPU-hours |\n"
+        "|---|---|---|---|---|\n"
+        "| ~ | `grpo_rl1` | grpo | config changed | 0 |\n"
+        "| ! | `eval_rl1` | eval | invalidated by grpo_rl1 | 0 |\n"
+        "| ~ | `grpo_rl2` | grpo | config changed | 0 |\n"
+        "| ! | `eval_rl2` | eval | invalidated by grpo_rl1, grpo_rl2 | 0 |\n"
+        "| ! | `report` | report | invalidated by grpo_rl1, grpo_rl2 | 0 |\n"
+    )
+
+
+def test_cli_json_and_errors(project: Path) -> None:
+    _write_edit(project, "count       = 600", "count       = 800")
+    result = _fleming(project, "diff", "--json", "specs/old.flm", "specs/new.flm")
+    assert result.returncode == 1, result.stderr
+    data = json.loads(result.stdout)
+    assert [(d["name"], d["options"][0]["path"]) for d in data["declarations"]] == [("rare_dx", "count")]
+    assert data["plan"]["jobs"][0] == {"job": "sample_rare_dx", "kind": "sample", "reason": "changed",
+                                       "after": [], "gpu_hours": 0.0,
+                                       "source": data["plan"]["jobs"][0]["source"]}
+    missing = _fleming(project, "diff", "specs/old.flm", "specs/nope.flm")
+    assert (missing.returncode, missing.stdout, missing.stderr) == (
+        2, "", "specs/nope.flm: no such spec file\n")
+
+
+def test_cli_rev_compares_with_a_git_revision(project: Path) -> None:
+    git = ["git", "-c", "user.email=t@example.org", "-c", "user.name=t"]
+    subprocess.run(["git", "init", "-q", "."], cwd=project, check=True)
+    subprocess.run([*git, "add", "specs"], cwd=project, check=True)
+    subprocess.run([*git, "commit", "-q", "-m", "tiny"], cwd=project, check=True)
+    same = _fleming(project, "diff", "--rev", "HEAD", "specs/tiny.flm")
+    assert (same.returncode, same.stderr) == (0, ""), same.stdout
+    spec = project / "specs" / "tiny.flm"
+    spec.write_text(spec.read_text().replace("lr = 3e-3", "lr = 1e-3"), encoding="utf-8")
+    edited = _fleming(project, "diff", "--rev", "HEAD", "specs/tiny.flm")
+    assert edited.returncode == 1, edited.stderr
+    assert "    ~ training.lr: 0.003 -> 0.001\n" in edited.stdout
+    bad = _fleming(project, "diff", "--rev", "no-such-rev", "specs/tiny.flm")
+    assert bad.returncode == 2 and bad.stderr.startswith("git rev-parse --verify"), bad.stderr
+
+
+def test_checkout_specs_takes_specs_from_the_revision_and_the_rest_from_the_tree(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    git = ["git", "-c", "user.email=t@example.org", "-c", "user.name=t"]
+    (tmp_path / "specs").mkdir()
+    (tmp_path / "specs" / "base.flm").write_text("old base\n")
+    (tmp_path / "specs" / "notes.txt").write_text("notes\n")
+    subprocess.run(["git", "init", "-q", "."], cwd=tmp_path, check=True)
+    subprocess.run([*git, "add", "."], cwd=tmp_path, check=True)
+    subprocess.run([*git, "commit", "-q", "-m", "v1"], cwd=tmp_path, check=True)
+    (tmp_path / "specs" / "base.flm").write_text("new base\n")
+    (tmp_path / "specs" / "added.flm").write_text("only in the tree\n")
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "kg.csv").write_text("untracked data\n")
+    monkeypatch.chdir(tmp_path / "specs")
+    with checkout_specs("HEAD") as here:
+        assert here.name == "specs"
+        assert (here / "base.flm").read_text() == "old base\n"
+        assert not (here / "added.flm").exists()
+        assert (here / "notes.txt").read_text() == "notes\n"
+        assert (here.parent / "data" / "kg.csv").read_text() == "untracked data\n"
+    assert not here.exists()
