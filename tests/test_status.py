@@ -8,6 +8,7 @@ file bytes, sha256 of each input), so nothing runs.
 from __future__ import annotations
 
 import argparse
+import shutil
 import hashlib
 import json
 from pathlib import Path
@@ -43,7 +44,7 @@ def _run_everything(root: Path, workflow: Plan) -> None:
                 (target / "weights.bin").write_text(f"{job.name}\n")
             else:
                 target.write_text(f"{job.name}\n")
-        raw = (root / OUT / "jobs" / f"{job.name}.json").read_bytes()
+        raw = (root / workflow.out_dir / "jobs" / f"{job.name}.json").read_bytes()
         meta = {"job": job.name, "config_sha256": hashlib.sha256(raw).hexdigest(),
                 "inputs": {p: sha256_path(root / p) for p in job.inputs}}
         (root / job.config.meta).write_text(json.dumps(meta))
@@ -155,3 +156,31 @@ def test_a_vllm_teacher_is_recorded_even_where_vllm_is_absent() -> None:
     teacher = {"teacher": {"model": "m", "backend": {"kind": "vllm"}}}
     assert "vllm" in libraries_for("synthesize", teacher)
     assert "vllm" not in libraries_for("synthesize", {"teacher": {"backend": {"kind": "template"}}})
+
+
+def test_status_sees_a_spec_edit_before_recompiling(tmp_path: Path, repo_root: Path,
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    """The tiny spec compiled for real; after an edit, status judges against the edited spec."""
+    pytest.importorskip("fleming_dsl.frontend")
+    from fleming_dsl.compiler import compile_spec
+
+    for folder in ("specs", "data", "prompts"):
+        if (repo_root / folder).is_dir():
+            shutil.copytree(repo_root / folder, tmp_path / folder)
+    monkeypatch.chdir(tmp_path)
+    compiled = compile_spec("specs/tiny.flm")
+    _run_everything(tmp_path, compiled.plan)
+    workflow = tmp_path / compiled.out_dir
+    assert {s.state for s in status.job_states(status.current_jobs(workflow, tmp_path)[0], tmp_path)} \
+        == {"up to date"}
+    spec = tmp_path / "specs" / "tiny.flm"
+    text = spec.read_text(encoding="utf-8")
+    assert text.count("lr = 3e-3") == 1
+    spec.write_text(text.replace("lr = 3e-3", "lr = 1e-3"), encoding="utf-8")
+    jobs, note = status.current_jobs(workflow, tmp_path)
+    assert note.startswith("note: specs/tiny.flm has changed since")
+    states = {s.job: s.state for s in status.job_states(jobs, tmp_path)}
+    assert sorted(job for job, state in states.items() if state == "stale") == [
+        "eval_cold_start", "eval_rl1", "eval_rl2", "grpo_rl1", "grpo_rl2", "report", "sft_cold_start"]
+    compiled_only, _ = status.current_jobs(workflow, tmp_path, compiled_only=True)
+    assert {s.state for s in status.job_states(compiled_only, tmp_path)} == {"up to date"}
