@@ -20,7 +20,8 @@ def corpus_lines() -> list[str]:
         letter = "ABCD"[i % 4]
         lines.append(f"A patient with {finding} of the {organ}. Which option is best? "
                      f"A. {organ} B. {finding} C. drug D. gene")
-        lines.append(f"<think>The {finding} points to the {organ}.</think><answer>{letter}</answer>")
+        lines.append(f"<think>The {finding} points to the {organ}.</think>"
+                     f"<answer>{letter}</answer>")
     return lines
 
 
