@@ -1,0 +1,240 @@
+"""The emitter: golden files, determinism, write-only-changed, and what Snakemake, DeepSpeed
+and accelerate make of the emitted files (dry runs only: the jobs themselves are not run)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+from plan_fixtures import gpu_experiment, tiny_experiment
+
+from fleming_dsl import ir
+from fleming_dsl.compiler import ir_sha256
+from fleming_dsl.emit import emit, render
+from fleming_dsl.plan import Plan, plan
+
+GOLDEN = Path(__file__).resolve().parent / "golden"
+OUT = "generated/tiny"
+CASES = {"tiny_ir": tiny_experiment, "gpu_ir": gpu_experiment}
+
+
+def _plan(exp: ir.Experiment) -> Plan:
+    return plan(exp, OUT)
+
+
+def _files(exp: ir.Experiment) -> dict[str, str]:
+    return render(_plan(exp), spec_sha256="0" * 64, ir_sha256=ir_sha256(exp))
+
+
+def _tree(root: Path) -> dict[str, str]:
+    return {p.relative_to(root).as_posix(): p.read_text(encoding="utf-8")
+            for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+def _project(tmp_path: Path, exp: ir.Experiment) -> Path:
+    """A project folder holding the files the spec reads (empty) and its compiled workflow."""
+    for path in ("data/medkg/kg.csv", "data/train/medqa_train.jsonl", "data/eval/medqa_test.jsonl",
+                 "data/eval/medmcqa_dev.jsonl", "data/eval/pubmedqa.json", "prompts/question.j2",
+                 "prompts/reason.j2"):
+        (tmp_path / path).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / path).write_text("x\n")
+    emit(_plan(exp), tmp_path / OUT)
+    return tmp_path
+
+
+def _snakemake(cwd: Path, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "snakemake", *args], cwd=cwd, text=True,
+                          capture_output=True, timeout=120)
+
+
+# ---------------------------------------------------------------- golden and determinism
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_emitted_files_match_golden(case: str, update_golden: bool) -> None:
+    files = _files(CASES[case]())
+    folder = GOLDEN / case
+    if update_golden:
+        if folder.exists():
+            for stale in folder.rglob("*"):
+                if stale.is_file():
+                    stale.unlink()
+        for rel, text in files.items():
+            (folder / rel).parent.mkdir(parents=True, exist_ok=True)
+            (folder / rel).write_text(text, encoding="utf-8")
+    assert _tree(folder) == files, "run pytest --update-golden and review the diff"
+
+
+def test_rendering_twice_gives_identical_bytes() -> None:
+    assert _files(gpu_experiment()) == _files(gpu_experiment())
+
+
+def test_emitted_files_hold_no_absolute_path(tmp_path: Path) -> None:
+    for rel, text in _files(gpu_experiment()).items():
+        assert str(Path.cwd()) not in text and "/tmp/" not in text, rel
+        assert not re.search(r'"/(?:work|root|home|tmp)/', text), rel
+
+
+def test_unchanged_recompile_touches_nothing_and_stale_jobs_are_removed(tmp_path: Path) -> None:
+    first = emit(_plan(tiny_experiment()), tmp_path)
+    assert "Snakefile" in first and "jobs/report.json" in first
+    mtimes = {p: p.stat().st_mtime_ns for p in tmp_path.rglob("*") if p.is_file()}
+    assert emit(_plan(tiny_experiment()), tmp_path) == []
+    assert {p: p.stat().st_mtime_ns for p in tmp_path.rglob("*") if p.is_file()} == mtimes
+
+    changed = emit(_plan(tiny_experiment(form_weight=0.3)), tmp_path)
+    assert sorted(changed) == ["Snakefile", "jobs/grpo_rl1.json", "jobs/grpo_rl2.json",
+                               "manifest.json"]
+
+    exp = tiny_experiment()
+    fewer = exp.model_copy(update={"stages": exp.stages[:1], "evaluations": ()})
+    removed = emit(_plan(fewer), tmp_path)
+    assert "jobs/grpo_rl2.json" in removed and not (tmp_path / "jobs/grpo_rl2.json").exists()
+
+
+# ---------------------------------------------------------------- the Snakefile
+
+
+def test_each_rule_names_its_source_line_and_its_config_hash() -> None:
+    files = _files(tiny_experiment())
+    snakefile = files["Snakefile"]
+    assert "# from specs/tiny.flm:56\nrule grpo_rl1:\n" in snakefile
+    digest = hashlib.sha256(files["jobs/grpo_rl1.json"].encode()).hexdigest()
+    rule = snakefile.split("rule grpo_rl1:")[1].split("\nrule ")[0]
+    assert f'config_hash="{digest}"' in rule
+    assert 'config="generated/tiny/jobs/grpo_rl1.json"' in rule
+    assert '"fleming job grpo --config {input.config:q} > {log:q} 2>&1"' in rule
+    imports = [line for line in snakefile.splitlines() if re.match(r"\s*(import|from) ", line)]
+    assert imports == ["import os"]
+
+
+def test_job_json_is_sorted_and_indented() -> None:
+    text = _files(tiny_experiment())["jobs/sft_cold_start.json"]
+    data = json.loads(text)
+    assert text == json.dumps(data, indent=2, sort_keys=True) + "\n"
+
+
+def test_job_configs_load_back_with_the_runtime_loader(tmp_path: Path) -> None:
+    from fleming_dsl.jobconfig import load_job_config
+
+    emit(_plan(gpu_experiment()), tmp_path)
+    for path in sorted((tmp_path / "jobs").glob("*.json")):
+        assert load_job_config(path).job == path.stem
+
+
+def test_gpu_rules_ask_slurm_for_gpus_and_cpu_rules_do_not() -> None:
+    snakefile = _files(gpu_experiment())["Snakefile"]
+    rules = dict(re.findall(r"\nrule (\w+):\n(.*?)(?=\n\n\n|\Z)", snakefile, re.S))
+    grpo = rules["grpo_rl2"]
+    for line in ('mem_mb=480000', 'runtime=2880', 'nodes=2', 'cpus_per_task=16', 'gpus=8',
+                 'gres="gpu:8"', 'slurm_partition="gpu"', 'slurm_account="medlab"'):
+        assert line in grpo, line
+    assert '"bash {input.launch:q} > {log:q} 2>&1"' in grpo
+    assert not re.search(r"^\s+(gres|gpus)=", rules["filter_clean"], re.M)
+    assert 'sbatch_gres=""' in rules["filter_clean"]
+    assert 'group:\n        "prep"' in rules["graph_load_medkg"]
+
+
+def test_snakemake_dry_run_lists_every_job_from_any_directory(tmp_path: Path) -> None:
+    project = _project(tmp_path / "project", gpu_experiment())
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    result = _snakemake(elsewhere, "-s", str(project / OUT / "Snakefile"), "-n", "--quiet",
+                        "rules")
+    assert result.returncode == 0, result.stderr
+    stats = result.stdout + result.stderr
+    counted = set(re.findall(r"^(\w+)\s+1$", stats, re.M))
+    expected = {job.name for job in _plan(gpu_experiment()).jobs}
+    assert counted == expected | {"all"}
+    assert re.search(rf"^total\s+{len(expected) + 1}$", stats, re.M)
+
+
+def test_snakemake_lint_reports_nothing(tmp_path: Path) -> None:
+    project = _project(tmp_path, gpu_experiment())
+    result = _snakemake(project, "-s", f"{OUT}/Snakefile", "--lint")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "Lints for" not in result.stdout + result.stderr
+
+
+@pytest.mark.parametrize("profile", ["local", "slurm", "slurm-generic"])
+def test_profiles_are_accepted_by_snakemake(tmp_path: Path, profile: str) -> None:
+    project = _project(tmp_path, gpu_experiment())
+    result = _snakemake(project, "-s", f"{OUT}/Snakefile", "--profile",
+                        f"{OUT}/profiles/{profile}", "-n")
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+
+
+def test_profiles_hold_what_the_cluster_needs() -> None:
+    files = _files(gpu_experiment())
+    local = yaml.safe_load(files["profiles/local/config.yaml"])
+    assert local == {"cores": "all", "keep-going": False, "printshellcmds": True,
+                     "rerun-triggers": ["mtime", "params", "input"]}
+    slurm = yaml.safe_load(files["profiles/slurm/config.yaml"])
+    assert slurm["executor"] == "slurm" and slurm["slurm-status-command"] == "squeue"
+    assert slurm["default-resources"] == ["slurm_partition='cpu'", "slurm_account='medlab'"]
+    generic = yaml.safe_load(files["profiles/slurm-generic/config.yaml"])
+    assert generic["executor"] == "cluster-generic"
+    submit = generic["cluster-generic-submit-cmd"]
+    for part in ("sbatch --parsable", "--job-name=tiny.{name}", "--mem={resources.mem_mb}",
+                 "--time={resources.runtime}", "{resources.sbatch_gres}",
+                 "--partition={resources.slurm_partition}", "--account={resources.slurm_account}"):
+        assert part in submit, part
+
+
+def test_manifest_records_hashes_of_spec_ir_and_every_job() -> None:
+    exp = tiny_experiment()
+    files = _files(exp)
+    manifest = json.loads(files["manifest.json"])
+    assert manifest["ir_sha256"] == ir_sha256(exp)
+    assert manifest["jobs"]["report"] == hashlib.sha256(
+        files["jobs/report.json"].encode()).hexdigest()
+    assert {"experiment", "spec", "spec_sha256", "ir_sha256", "fleming_version",
+            "jobs"} <= set(manifest)
+    assert set(manifest["jobs"]) == {job.name for job in _plan(exp).jobs}
+
+
+# ---------------------------------------------------------------- DeepSpeed and accelerate
+
+
+def test_deepspeed_accepts_each_emitted_config_after_the_trainer_fills_auto(tmp_path) -> None:
+    import types
+
+    from deepspeed.runtime.config import DeepSpeedConfig
+    from transformers import TrainingArguments
+    from transformers.integrations.deepspeed import HfTrainerDeepSpeedConfig
+
+    files = _files(gpu_experiment())
+    model = types.SimpleNamespace(config=types.SimpleNamespace(hidden_size=128))
+    stages = {}
+    for name in ("sft_cold_start", "grpo_rl1", "grpo_rl2"):
+        hf = HfTrainerDeepSpeedConfig(json.loads(files[f"deepspeed/{name}.json"]))
+        args = TrainingArguments(output_dir=str(tmp_path / name), per_device_train_batch_size=4,
+                                 gradient_accumulation_steps=2, use_cpu=True, report_to=[],
+                                 bf16=True)
+        hf.trainer_config_process(args)
+        hf.trainer_config_finalize(args, model, 100)
+        assert "auto" not in json.dumps(hf.config), name
+        ds = DeepSpeedConfig(hf.config)
+        stages[name] = (ds.zero_optimization_stage, ds.train_micro_batch_size_per_gpu,
+                        ds.zero_config.offload_optimizer is not None)
+    assert stages == {"sft_cold_start": (3, 4, False), "grpo_rl1": (2, 4, False),
+                      "grpo_rl2": (3, 4, True)}
+
+
+def test_accelerate_reads_each_emitted_config(tmp_path: Path) -> None:
+    from accelerate.commands.config.config_args import load_config_from_file
+
+    emit(_plan(gpu_experiment()), tmp_path)
+    for path in sorted((tmp_path / "accelerate").glob("*.yaml")):
+        config = load_config_from_file(str(path))
+        assert config.distributed_type.value == "DEEPSPEED", path.name
+        assert (config.num_machines, config.num_processes) == (2, 16)
+        assert config.deepspeed_config["deepspeed_config_file"] == \
+            f"generated/tiny/deepspeed/{path.stem}.json"
