@@ -1,0 +1,162 @@
+"""Write the embedded evaluation and training sets from the curated tables in `facts.py`.
+
+    python data/build_sets.py          # (re)write data/eval/* and data/train/*
+    python data/build_sets.py --check  # exit 1 if the files differ from what this would write
+
+The sets are split by question type, so no question is shared: evaluation asks for the
+diagnosis of a vignette (MedQA), a drug's characteristic adverse effect (MedMCQA) and trial
+findings (PubMedQA); training asks for first-line management, the confirming investigation and
+drug mechanisms. Output is deterministic (fixed seeds, stable order).
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import random
+import sys
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+
+from facts import DISEASES, DRUGS, TRIALS  # noqa: E402
+
+LETTERS = "ABCD"
+SEED = 20240917
+
+
+def _content_words(text: str) -> set[str]:
+    return {w.strip(",.()").lower() for w in text.split() if len(w.strip(",.()")) > 4}
+
+
+def pick_options(answer: str, pool: list[str], rng: random.Random, k: int = 3) -> list[str]:
+    """The answer and k distractors from `pool` that share no content word with it (so no
+    distractor is a variant of the answer), in a shuffled order."""
+    candidates = sorted({p for p in pool if p != answer
+                         and not _content_words(p) & _content_words(answer)})
+    options = [answer] + rng.sample(candidates, k)
+    rng.shuffle(options)
+    return options
+
+
+def medqa_row(question: str, options: list[str], answer: str, meta: str) -> dict:
+    letter = LETTERS[options.index(answer)]
+    return {"question": question, "answer": answer,
+            "options": dict(zip(LETTERS, options)), "meta_info": meta, "answer_idx": letter}
+
+
+def medqa_test() -> list[dict]:
+    rng = random.Random(SEED)
+    names = [d[0] for d in DISEASES]
+    rows = []
+    for index, (disease, features, _, _) in enumerate(DISEASES):
+        age = 18 + (index * 7) % 60
+        sex = ("man", "woman")[index % 2]
+        shown = features[:]
+        rng.shuffle(shown)
+        article = "An" if str(age).startswith(("8", "11", "18")) else "A"
+        question = (f"{article} {age}-year-old {sex} is evaluated for {shown[0]}, {shown[1]} and "
+                    f"{shown[2]}. On examination there is also {shown[3]}. "
+                    f"What is the most likely diagnosis?")
+        rows.append(medqa_row(question, pick_options(disease, names, rng), disease, "step2&3"))
+    return rows
+
+
+def medmcqa_dev() -> list[dict]:
+    rng = random.Random(SEED + 1)
+    effects = [d[2] for d in DRUGS]
+    rows = []
+    for drug, _, effect in DRUGS:
+        options = pick_options(effect, effects, rng)
+        rows.append({
+            "id": hashlib.sha1(f"medmcqa-dev-{drug}".encode()).hexdigest()[:8] + "-flm",
+            "question": f"Characteristic adverse effect of {drug}:",
+            "opa": options[0], "opb": options[1], "opc": options[2], "opd": options[3],
+            "cop": options.index(effect),  # 0-based, as in the HF/JSONL copies
+            "choice_type": "single", "exp": f"{drug.capitalize()} classically causes {effect}.",
+            "subject_name": "Pharmacology", "topic_name": "Adverse effects"})
+    return rows
+
+
+def _sentence(text: str) -> str:
+    return text[:1].upper() + text[1:] + "."
+
+
+def pubmedqa() -> dict[str, dict]:
+    data = {}
+    for index, (drug, comparator, outcome, population, decision, result) in enumerate(TRIALS):
+        pmid = str(31000000 + index * 104729 % 999983)
+        long_answer = {
+            "yes": f"In {population}, {drug} did {outcome} compared with {comparator}.",
+            "no": f"In {population}, {drug} did not {outcome} compared with {comparator}.",
+            "maybe": f"Whether {drug} can {outcome} in {population} remains uncertain.",
+        }[decision]
+        data[pmid] = {
+            "QUESTION": f"Does {drug} {outcome} in {population}?",
+            "CONTEXTS": [_sentence(f"{population} were randomly assigned to {drug} or "
+                                   f"{comparator}"),
+                         _sentence(f"the primary question was whether {drug} would {outcome}"),
+                         _sentence(result)],
+            "LABELS": ["METHODS", "OBJECTIVE", "RESULTS"],
+            "MESHES": ["Humans", "Randomized Controlled Trials as Topic", drug.title()],
+            "YEAR": str(2000 + index % 24),
+            "reasoning_required_pred": decision,
+            "reasoning_free_pred": decision,
+            "final_decision": decision,
+            "LONG_ANSWER": long_answer,
+        }
+    return data
+
+
+def medqa_train() -> list[dict]:
+    rng = random.Random(SEED + 2)
+    treatments = [d[2] for d in DISEASES]
+    tests = [d[3] for d in DISEASES]
+    mechanisms = [d[1] for d in DRUGS]
+    rows = []
+    for disease, _, treatment, test in DISEASES:
+        rows.append(medqa_row(f"Which option is the usual first-line management of {disease}?",
+                              pick_options(treatment, treatments, rng), treatment, "step1"))
+        rows.append(medqa_row(f"Which investigation best confirms suspected {disease}?",
+                              pick_options(test, tests, rng), test, "step1"))
+    for drug, mechanism, _ in DRUGS:
+        rows.append(medqa_row(f"By which mechanism does {drug} act?",
+                              pick_options(mechanism, mechanisms, rng), mechanism, "step1"))
+    return rows
+
+
+def render_all() -> dict[str, str]:
+    def jsonl(rows: list[dict]) -> str:
+        return "".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows)
+
+    return {
+        "eval/medqa_test.jsonl": jsonl(medqa_test()),
+        "eval/medmcqa_dev.jsonl": jsonl(medmcqa_dev()),
+        "eval/pubmedqa.json": json.dumps(pubmedqa(), ensure_ascii=False, indent=4) + "\n",
+        "train/medqa_train.jsonl": jsonl(medqa_train()),
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--check", action="store_true", help="compare instead of writing")
+    args = parser.parse_args(argv)
+    stale = []
+    for name, text in render_all().items():
+        path = HERE / name
+        if args.check:
+            if not path.is_file() or path.read_text(encoding="utf-8") != text:
+                stale.append(name)
+            continue
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text, encoding="utf-8")
+    if stale:
+        print("out of date: " + ", ".join(stale), file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
