@@ -1,0 +1,105 @@
+"""sft end to end through `run_job` on the tiny model: outputs, resume, buckets, errors, learning."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import pytest
+
+from fleming_dsl import items, mining, training
+from fleming_dsl.jobconfig import SftJob
+from fleming_dsl.jobs import run_job
+from fleming_dsl.jobs.common import JobError
+from fleming_dsl.jobs.sft import sft_config_kwargs
+from training_fixtures import synthetic_items, tiny_model, train_config, write_config, write_items  # noqa: F401
+
+FORMAT = re.compile(r"^<think>.*</think><answer>[A-D]</answer>$", re.DOTALL)
+
+
+def run_sft(tmp_path: Path, model: str, rows: list[dict], **overrides) -> dict:
+    data = write_items(tmp_path / "train.jsonl", rows)
+    config = train_config("sft", tmp_path, model, data, **overrides)
+    run_job("sft", write_config(tmp_path / "sft.json", config))
+    return json.loads((tmp_path / "sft.meta.json").read_text())
+
+
+def test_sft_trains_and_saves_a_plain_model(tiny_model: str, tmp_path: Path) -> None:
+    from transformers import AutoModelForCausalLM
+
+    meta = run_sft(tmp_path, tiny_model, synthetic_items(48), max_steps=3)
+    assert meta["metrics"]["steps"] == 3
+    assert len(meta["metrics"]["loss_curve"]) == 3 and meta["metrics"]["final_loss"] > 0
+    assert meta["metrics"]["samples_per_s"] > 0
+    assert AutoModelForCausalLM.from_pretrained(tmp_path / "sft").config.model_type == "qwen2"
+    assert (tmp_path / "sft" / "tokenizer.json").is_file()
+
+
+def test_buckets_select_items_by_difficulty(tiny_model: str, tmp_path: Path) -> None:
+    meta = run_sft(tmp_path, tiny_model, synthetic_items(30), max_steps=1, buckets=["hard"])
+    assert meta["counts"]["items"] == 10
+
+
+def test_lora_adapters_are_merged_before_saving(tiny_model: str, tmp_path: Path) -> None:
+    lora = {"r": 4, "alpha": 8, "dropout": 0.0, "target_modules": ["q_proj", "v_proj"]}
+    run_sft(tmp_path, tiny_model, synthetic_items(16), max_steps=1, lora=lora)
+    saved = sorted(p.name for p in (tmp_path / "sft").iterdir())
+    assert "model.safetensors" in saved and "adapter_config.json" not in saved
+
+
+def test_resume_continues_from_the_last_checkpoint(tiny_model: str, tmp_path: Path) -> None:
+    first = run_sft(tmp_path, tiny_model, synthetic_items(64), max_steps=4, save_steps=2)
+    assert first["counts"]["resumed_from"] == ""
+    assert (tmp_path / "sft.ckpt" / "checkpoint-4").is_dir()
+    # as if the job was killed after its last checkpoint and re-run with a longer budget
+    second = run_sft(tmp_path, tiny_model, synthetic_items(64), max_steps=6, save_steps=2)
+    assert second["counts"]["resumed_from"].endswith("checkpoint-4")
+    assert second["metrics"]["steps"] == 6
+    assert [step for step, _ in second["metrics"]["loss_curve"]] == [5, 6]
+
+
+def test_items_without_messages_are_a_located_error(tiny_model: str, tmp_path: Path) -> None:
+    with pytest.raises(JobError) as err:
+        run_sft(tmp_path, tiny_model, synthetic_items(4, with_messages=False), max_steps=1)
+    assert str(err.value) == (f"{tmp_path / 'train.jsonl'}: item 'syn-0-0': field 'messages' is missing "
+                              "(SFT needs chat transcripts)")
+
+
+def test_bad_item_row_names_line_and_field(tiny_model: str, tmp_path: Path) -> None:
+    rows = synthetic_items(3)
+    del rows[1]["answer"]
+    with pytest.raises(JobError) as err:
+        run_sft(tmp_path, tiny_model, rows, max_steps=1)
+    assert str(err.value) == f"{tmp_path / 'train.jsonl'}:2: field 'answer': Field required"
+
+
+def test_deepspeed_and_bf16_are_ignored_on_cpu(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    config = SftJob.model_validate(train_config("sft", tmp_path, "m", "d.jsonl", bf16=True,
+                                                deepspeed_config="ds_zero3.json"))
+    cpu = sft_config_kwargs(config, cuda=False, bf16_ok=False, assistant_only=True)
+    assert (cpu["use_cpu"], cpu["bf16"], "deepspeed" in cpu) == (True, False, False)
+    assert "DeepSpeed config ds_zero3.json ignored: no CUDA device" in caplog.text
+    with pytest.raises(JobError, match=r"^ds_zero3.json: DeepSpeed config not found \(field 'deepspeed_config'\)$"):
+        sft_config_kwargs(config, cuda=True, bf16_ok=True, assistant_only=True)
+    (tmp_path / "ds.json").write_text("{}")
+    gpu = sft_config_kwargs(config.model_copy(update={"deepspeed_config": str(tmp_path / "ds.json")}),
+                            cuda=True, bf16_ok=True, assistant_only=True)
+    assert (gpu["use_cpu"], gpu["bf16"], gpu["deepspeed"]) == (False, True, str(tmp_path / "ds.json"))
+    assert training.checkpoint_dir(config) == f"{tmp_path / 'sft'}.ckpt"
+
+
+@pytest.mark.slow
+def test_cold_start_learns_the_answer_format(tiny_model: str, tmp_path: Path) -> None:
+    """The project's "it learns" guarantee: 400 items of SFT -> >= 90% well-formed samples."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    run_sft(tmp_path, tiny_model, synthetic_items(400, seed=1), max_steps=None, epochs=3,
+            batch_size=8, lr=3e-3)
+    model = AutoModelForCausalLM.from_pretrained(tmp_path / "sft")
+    tokenizer = AutoTokenizer.from_pretrained(tmp_path / "sft")
+    held_out = [items.Item.model_validate(r) for r in synthetic_items(40, seed=555)]
+    outs = mining.sample_completions(model, tokenizer, [items.prompt_messages(i) for i in held_out],
+                                     n=1, temperature=0.7, max_new_tokens=64, seed=0)
+    rate = sum(bool(FORMAT.match(o[0])) for o in outs) / len(outs)
+    assert rate >= 0.9, [o[0] for o in outs if not FORMAT.match(o[0])]
