@@ -53,9 +53,10 @@ def near_duplicates(items: list[Item], threshold: float, seed: int = 1) -> dict[
     hashes: dict[int, MinHash] = {}
     duplicates: dict[int, int] = {}
     # Generating permutations is the slow part of a MinHash: make them once, share them.
-    permutations = MinHash(num_perm=NUM_PERM, seed=seed).permutations
+    first = MinHash(num_perm=NUM_PERM, seed=seed)
     for index, item in enumerate(items):
-        minhash = MinHash(num_perm=NUM_PERM, seed=seed, permutations=permutations)
+        minhash = MinHash(num_perm=NUM_PERM, seed=seed, permutations=first.permutations,
+                          scheme=first.scheme)
         minhash.update_batch([s.encode("utf-8") for s in shingles(signature_text(item))])
         matches = [int(key) for key in lsh.query(minhash)
                    if hashes[int(key)].jaccard(minhash) >= threshold]
