@@ -1,0 +1,109 @@
+"""Time `fleming check` and `fleming compile` on the flagship spec and on a 1,000-point sweep.
+
+    python bench/compile.py [--repeat 5] [--points 1000]
+
+Run from the project root. "in-process" is the median time of the library call (parse + check,
+or parse + check + plan + emit); "CLI" is one wall-clock run of the command, Python start-up
+included, which is what a user (or a SLURM job re-parsing the Snakefile) waits for.
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+FLAGSHIP = "specs/fleming_r1_7b.flm"
+
+
+def sweep_spec(text: str, points: int) -> str:
+    """`text` with `sweep lr in [...]` (points values) added to its first stage block."""
+    values = ", ".join(f"{1e-6 * (1 + i / points):.9g}" for i in range(points))
+    match = re.search(r"^stage\s+\w+\s*=.*?\{", text, re.M)
+    if match is None:
+        raise SystemExit("the flagship spec has no `stage ... {` block to sweep")
+    return text[:match.end()] + f"\n  sweep lr in [{values}]\n" + text[match.end():]
+
+
+def median_seconds(action: Callable[[], object], repeat: int) -> float:
+    times = []
+    for _ in range(repeat):
+        start = time.perf_counter()
+        action()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def cli_seconds(*args: str) -> float:
+    start = time.perf_counter()
+    result = subprocess.run([sys.executable, "-m", "fleming_dsl.cli", *args], cwd=REPO,
+                            capture_output=True, text=True)
+    elapsed = time.perf_counter() - start
+    if result.returncode != 0:
+        raise SystemExit(f"fleming {' '.join(args)} failed:\n{result.stderr}")
+    return elapsed
+
+
+def measure(spec: str, repeat: int, scratch: Path) -> dict[str, float | int]:
+    from fleming_dsl.compiler import ir_sha256
+    from fleming_dsl.emit import emit
+    from fleming_dsl.frontend import load_experiment
+    from fleming_dsl.plan import plan
+
+    exp = load_experiment(spec)
+    logical = f"generated/{exp.name}"
+    out = scratch / exp.name
+
+    def compile_once() -> None:
+        shutil.rmtree(out, ignore_errors=True)  # a cold compile: every file written
+        emit(plan(load_experiment(spec), logical), out, ir_sha256=ir_sha256(exp))
+
+    return {
+        "jobs": len(plan(exp, logical).jobs),
+        "check": median_seconds(lambda: load_experiment(spec), repeat),
+        "compile": median_seconds(compile_once, repeat),
+        "check_cli": cli_seconds("check", spec),
+        "compile_cli": cli_seconds("compile", spec, "--out",
+                                   str((scratch / f"{exp.name}-cli").relative_to(REPO))),
+    }
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeat", type=int, default=5)
+    parser.add_argument("--points", type=int, default=1000)
+    args = parser.parse_args()
+    if not (REPO / FLAGSHIP).is_file():
+        raise SystemExit(f"{FLAGSHIP}: missing")
+    sys.path.insert(0, str(REPO))
+    # The sweep spec lives beside the flagship's folder depth so its relative paths still resolve.
+    scratch = Path(tempfile.mkdtemp(prefix=".bench-", dir=REPO / "bench"))
+    sweep = REPO / "bench" / f".sweep_{args.points}.flm"
+    try:
+        sweep.write_text(sweep_spec((REPO / FLAGSHIP).read_text(encoding="utf-8"), args.points),
+                         encoding="utf-8")
+        rows = [(FLAGSHIP, measure(FLAGSHIP, args.repeat, scratch)),
+                (f"{FLAGSHIP} + sweep lr ({args.points} points)",
+                 measure(str(sweep.relative_to(REPO)), max(1, args.repeat // 2), scratch))]
+    finally:
+        sweep.unlink(missing_ok=True)
+        shutil.rmtree(scratch, ignore_errors=True)
+    header = f"{'spec':<52} {'jobs':>6} {'check':>9} {'compile':>9} {'check CLI':>10} {'compile CLI':>12}"
+    print(header)
+    print("-" * len(header))
+    for name, row in rows:
+        print(f"{name:<52} {row['jobs']:>6} {row['check']:>8.3f}s {row['compile']:>8.3f}s "
+              f"{row['check_cli']:>9.3f}s {row['compile_cli']:>11.3f}s")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
