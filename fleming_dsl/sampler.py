@@ -182,18 +182,17 @@ def answer_alternatives(store: GraphStore, path: list[int], rels: list[int], m: 
 
 def near_candidates(store: GraphStore, path: list[int], m: int, rng: np.random.Generator,
                     fanout: int = 32) -> np.ndarray:
-    """Same-type nodes within two hops of the path's other nodes (hubs sampled to `fanout`)."""
+    """Same-type nodes within two hops of the path (hubs sampled down to `fanout` pivots), in
+    random order. Two hops from the answer are its siblings (diseases sharing other phenotypes
+    with it): plausible but wrong. Its direct same-type neighbours (parent or subtype) are left
+    out as too close to be fairly wrong."""
     t = store.node_type[path[m]]
-    others = [v for i, v in enumerate(path) if i != m]
-    one = np.unique(np.concatenate([store.neighbours(v) for v in others]))
+    one = np.unique(np.concatenate([store.neighbours(v) for v in path]))
     pivots = one if len(one) <= fanout else rng.choice(one, fanout, replace=False)
     two = np.concatenate([store.neighbours(int(v)) for v in pivots]) if len(pivots) else one[:0]
-    # 1-hop first: the nearest plausible-but-wrong entities make the hardest negatives.
-    ordered = []
-    for ring in (one, np.setdiff1d(np.unique(two), one)):
-        ring = ring[store.node_type[ring] == t]
-        ordered.append(rng.permutation(ring))
-    return np.concatenate(ordered)
+    near = np.union1d(one, two)
+    near = near[store.node_type[near] == t]
+    return rng.permutation(np.setdiff1d(near, store.neighbours(path[m])))
 
 
 def choose_distractors(store: GraphStore, path: list[int], rels: list[int], m: int, k: int,

@@ -1,0 +1,248 @@
+"""Graph loaders (PrimeKG, Hetionet, typed triples), the CSR store and the embedded medical KG."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from fleming_dsl.graphio import PRIMEKG_COLUMNS, read_graph
+from fleming_dsl.graphstore import build_store, load_store, save_store, to_networkx
+from fleming_dsl.jobs.common import JobError
+
+REPO = Path(__file__).resolve().parent.parent
+HEADER = ",".join(PRIMEKG_COLUMNS)
+PRIMEKG_ROWS = [
+    "indication,indication,2,DB00331,drug,Metformin,DrugBank,0,1234,disease,type 2 diabetes,MONDO",
+    "indication,indication,0,1234,disease,type 2 diabetes,MONDO,2,DB00331,drug,Metformin,DrugBank",
+    'disease_phenotype_positive,phenotype present,0,1234,disease,type 2 diabetes,MONDO,5,0000103,'
+    'effect/phenotype,"Polyuria, nocturnal",HPO',
+    'disease_phenotype_positive,phenotype present,5,0000103,effect/phenotype,"Polyuria, nocturnal",'
+    'HPO,0,1234,disease,type 2 diabetes,MONDO',
+    "disease_protein,associated with,0,1234,disease,type 2 diabetes,MONDO,7,6934,gene/protein,TCF7L2,NCBI",
+    "disease_protein,associated with,7,6934,gene/protein,TCF7L2,NCBI,0,1234,disease,type 2 diabetes,MONDO",
+]
+
+
+def write(path: Path, lines: list[str]) -> str:
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return str(path)
+
+
+@pytest.fixture
+def primekg(tmp_path: Path) -> str:
+    return write(tmp_path / "kg.csv", [HEADER, *PRIMEKG_ROWS])
+
+
+def test_primekg_loads_nodes_types_and_both_directions(primekg):
+    store = build_store(read_graph("primekg", [primekg]))
+    assert store.num_nodes == 4 and store.num_edges == 6
+    assert store.type_names == ("disease", "drug", "effect/phenotype", "gene/protein")
+    assert store.rel_names == ("disease_phenotype_positive", "disease_protein", "indication")
+    names = {store.name(v): store.type_of(v) for v in range(store.num_nodes)}
+    assert names == {"type 2 diabetes": "disease", "Metformin": "drug",
+                     "Polyuria, nocturnal": "effect/phenotype", "TCF7L2": "gene/protein"}
+    dm = store.node_by_name["disease", "type 2 diabetes"]
+    assert store.node_id(dm) == "MONDO:1234"
+    indication = store.rel_id("indication")
+    assert [store.name(v) for v in store.neighbours(dm, indication)] == ["Metformin"]
+    metformin = store.node_by_name["drug", "Metformin"]
+    assert [store.name(v) for v in store.neighbours(metformin, indication)] == ["type 2 diabetes"]
+
+
+def test_csr_rows_sorted_by_relation_then_type_and_filters_use_them(tmp_path):
+    lines = ["head\thead_type\trelation\ttail\ttail_type"]
+    lines += [f"hub\tx\tr{i % 3}\tn{i}\t{'ab'[i % 2]}" for i in range(12)]
+    store = build_store(read_graph("triples", [write(tmp_path / "t.tsv", lines)]))
+    hub = store.node_by_name["x", "hub"]
+    row = slice(store.indptr[hub], store.indptr[hub + 1])
+    keys = list(zip(store.rel[row], store.node_type[store.indices[row]], store.indices[row]))
+    assert keys == sorted(keys)
+    r1, b = store.rel_id("r1"), store.type_id("b")
+    assert sorted(store.name(v) for v in store.neighbours(hub, r1)) == ["n1", "n10", "n4", "n7"]
+    assert sorted(store.name(v) for v in store.neighbours(hub, r1, b)) == ["n1", "n7"]
+    assert sorted(store.name(v) for v in store.neighbours(hub, None, b)) == [
+        "n1", "n11", "n3", "n5", "n7", "n9"]
+
+
+def test_store_round_trip_is_one_npz_without_pickles(primekg, tmp_path):
+    store = build_store(read_graph("primekg", [primekg]))
+    path = tmp_path / "g.npz"
+    save_store(store, path)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["g.npz", "kg.csv"]
+    with np.load(path, allow_pickle=False) as data:
+        assert all(data[name].dtype != object for name in data.files)
+    again = load_store(path)
+    assert again.type_names == store.type_names and again.rel_names == store.rel_names
+    for field in ("node_type", "indptr", "indices", "rel", "name_blob", "name_offsets"):
+        assert np.array_equal(getattr(again, field), getattr(store, field))
+    assert again.indices.dtype == np.int32 and again.indptr.dtype == np.int64
+    assert again.rel.dtype == np.int8 and again.node_type.dtype == np.int8
+    assert [again.name(v) for v in range(again.num_nodes)] == [
+        store.name(v) for v in range(store.num_nodes)]
+
+
+def test_to_networkx_keeps_every_edge_with_its_relation(primekg):
+    store = build_store(read_graph("primekg", [primekg]))
+    graph = to_networkx(store)
+    assert graph.number_of_nodes() == 4 and graph.number_of_edges() == 6
+    dm = store.node_by_name["disease", "type 2 diabetes"]
+    assert graph.nodes[dm]["type"] == "disease"
+    assert sorted(d["relation"] for _, _, d in graph.out_edges(dm, data=True)) == [
+        "disease_phenotype_positive", "disease_protein", "indication"]
+
+
+def test_hetionet_nodes_and_sif_edges(tmp_path):
+    nodes = write(tmp_path / "nodes.tsv", [
+        "id\tname\tkind", "Compound::DB00331\tMetformin\tCompound",
+        "Disease::DOID:9352\ttype 2 diabetes mellitus\tDisease", "Gene::6934\tTCF7L2\tGene",
+        "Gene::3630\tINS\tGene"])
+    edges = write(tmp_path / "edges.sif", [
+        "source\tmetaedge\ttarget", "Compound::DB00331\tCtD\tDisease::DOID:9352",
+        "Disease::DOID:9352\tDaG\tGene::6934", "Gene::6934\tGr>G\tGene::3630"])
+    store = build_store(read_graph("hetionet", [nodes, edges]))
+    assert store.type_names == ("Compound", "Disease", "Gene")
+    assert store.rel_names == ("CtD", "DaG", "Gr>G", "Gr>G:rev")
+    assert store.num_edges == 6
+    ins = store.node_by_name["Gene", "INS"]
+    assert [store.name(v) for v in store.neighbours(ins, store.rel_id("Gr>G:rev"))] == ["TCF7L2"]
+    dm = store.node_by_name["Disease", "type 2 diabetes mellitus"]
+    assert [store.name(v) for v in store.neighbours(dm, store.rel_id("CtD"))] == ["Metformin"]
+
+
+@pytest.mark.parametrize("header", [True, False])
+def test_triples_with_or_without_header(tmp_path, header):
+    lines = ["metformin\tdrug\tindication\ttype 2 diabetes\tdisease",
+             "type 2 diabetes\tdisease\tdisease_phenotype_positive\tpolyuria\teffect/phenotype"]
+    if header:
+        lines.insert(0, "head\thead_type\trelation\ttail\ttail_type")
+    store = build_store(read_graph("triples", [write(tmp_path / "t.tsv", lines)]))
+    assert store.num_nodes == 3 and store.num_edges == 4
+    dm = store.node_by_name["disease", "type 2 diabetes"]
+    assert sorted(store.name(v) for v in store.neighbours(dm)) == ["metformin", "polyuria"]
+
+
+# ---------------------------------------------------------------- bad input, word for word
+
+
+def test_primekg_unknown_column(tmp_path):
+    path = write(tmp_path / "kg.csv", [HEADER + ",weight", PRIMEKG_ROWS[0] + ",1"])
+    with pytest.raises(JobError) as err:
+        read_graph("primekg", [path])
+    assert str(err.value) == (
+        f"{path}:1: unknown column 'weight' (expected: relation, display_relation, x_index, x_id, "
+        "x_type, x_name, x_source, y_index, y_id, y_type, y_name, y_source)")
+
+
+def test_primekg_missing_column(tmp_path):
+    path = write(tmp_path / "kg.csv", [HEADER.replace(",x_type", ""), "a"])
+    with pytest.raises(JobError) as err:
+        read_graph("primekg", [path])
+    assert str(err.value) == f"{path}:1: column 'x_type' is missing"
+
+
+def test_primekg_bad_index_names_line_and_column(tmp_path):
+    bad = PRIMEKG_ROWS[1].replace("indication,indication,0,", "indication,indication,zero,")
+    path = write(tmp_path / "kg.csv", [HEADER, PRIMEKG_ROWS[0], bad])
+    with pytest.raises(JobError) as err:
+        read_graph("primekg", [path])
+    assert str(err.value) == f"{path}:3: column 'x_index' must be a non-negative integer, got 'zero'"
+
+
+def test_primekg_row_with_extra_field(tmp_path):
+    path = write(tmp_path / "kg.csv", [HEADER, PRIMEKG_ROWS[0], PRIMEKG_ROWS[1] + ",extra"])
+    with pytest.raises(JobError) as err:
+        read_graph("primekg", [path])
+    assert str(err.value) == f"{path}:3: expected 12 fields, found 13"
+
+
+def test_primekg_empty_name(tmp_path):
+    path = write(tmp_path / "kg.csv", [HEADER, PRIMEKG_ROWS[0].replace(",Metformin,", ",,")])
+    with pytest.raises(JobError) as err:
+        read_graph("primekg", [path])
+    assert str(err.value) == f"{path}:2: column 'x_name' is empty"
+
+
+def test_hetionet_edge_to_unknown_node(tmp_path):
+    nodes = write(tmp_path / "nodes.tsv", ["id\tname\tkind", "Gene::1\tA1BG\tGene"])
+    edges = write(tmp_path / "edges.sif", ["source\tmetaedge\ttarget", "Gene::1\tGiG\tGene::9"])
+    with pytest.raises(JobError) as err:
+        read_graph("hetionet", [nodes, edges])
+    assert str(err.value) == f"{edges}:2: column 'target': node 'Gene::9' is not in {nodes}"
+
+
+def test_triples_wrong_field_count(tmp_path):
+    path = write(tmp_path / "t.tsv", ["metformin\tdrug\tindication\ttype 2 diabetes"])
+    with pytest.raises(JobError) as err:
+        read_graph("triples", [path])
+    assert str(err.value) == (f"{path}:1: expected 5 tab-separated fields (head, head_type, "
+                              "relation, tail, tail_type), found 4")
+
+
+def test_missing_store_file(tmp_path):
+    with pytest.raises(JobError) as err:
+        load_store(tmp_path / "none.npz")
+    assert str(err.value) == f"{tmp_path / 'none.npz'}: graph store not found (run the graph_load job first)"
+
+
+def test_wrong_number_of_paths_for_hetionet():
+    with pytest.raises(JobError) as err:
+        read_graph("hetionet", ["nodes.tsv"])
+    assert str(err.value) == "field 'paths': hetionet takes a nodes TSV and an edges SIF, got 1 paths"
+
+
+# ---------------------------------------------------------------- the embedded KG
+
+KG = REPO / "data" / "medkg" / "kg.csv"
+
+
+def test_build_script_reproduces_committed_kg_csv():
+    done = subprocess.run([sys.executable, str(REPO / "data" / "medkg" / "build_kg.py"), "--check"],
+                          capture_output=True, text=True)
+    assert done.returncode == 0, done.stdout + done.stderr
+
+
+def test_embedded_kg_meets_size_and_shape_thresholds():
+    store = build_store(read_graph("primekg", [str(KG)]))
+    types = store.type_counts()
+    assert set(types) == {"disease", "effect/phenotype", "drug", "gene/protein", "anatomy"}
+    assert sum(types.values()) >= 300 and store.num_edges >= 1000
+    rels = store.relation_counts()
+    for relation in ("indication", "contraindication", "off-label use", "disease_phenotype_positive",
+                     "drug_effect", "disease_protein", "drug_protein", "anatomy_protein_present",
+                     "disease_disease"):
+        assert rels[relation] > 0, relation
+    dpp = store.rel_id("disease_phenotype_positive")
+    diseases = np.flatnonzero(store.node_type == store.type_id("disease"))
+    per_disease = [len(store.neighbours(v, dpp)) for v in diseases]
+    with_phenotypes = [n for n in per_disease if n]
+    assert 80 <= len(with_phenotypes) and min(with_phenotypes) >= 4 and max(with_phenotypes) <= 8
+    phenotypes = np.flatnonzero(store.node_type == store.type_id("effect/phenotype"))
+    shared = sum(len(store.neighbours(v, dpp)) >= 2 for v in phenotypes)
+    assert shared >= 50  # the tiny spec asks "which disease presents with X": needs overlap
+
+
+def test_embedded_kg_every_fact_in_both_directions():
+    import csv
+
+    with open(KG, encoding="utf-8") as handle:
+        rows = {(r["relation"], r["x_index"], r["y_index"]) for r in csv.DictReader(handle)}
+    assert all((rel, y, x) in rows for rel, x, y in rows)
+
+
+def test_embedded_kg_holds_textbook_facts():
+    store = build_store(read_graph("primekg", [str(KG)]))
+
+    def linked(a_type, a, relation, b_type):
+        node = store.node_by_name[a_type, a]
+        return {store.name(v) for v in store.neighbours(node, store.rel_id(relation),
+                                                         store.type_id(b_type))}
+
+    assert {"polyuria", "polydipsia"} <= linked("disease", "type 2 diabetes mellitus",
+                                                "disease_phenotype_positive", "effect/phenotype")
+    assert "metformin" in linked("disease", "type 2 diabetes mellitus", "indication", "drug")
+    assert "propranolol" in linked("disease", "asthma", "contraindication", "drug")
+    assert "CFTR" in linked("disease", "cystic fibrosis", "disease_protein", "gene/protein")
