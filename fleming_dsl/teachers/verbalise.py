@@ -72,5 +72,6 @@ def path_facts(row: dict[str, Any]) -> dict[str, Any]:
         else:
             facts.append(all_facts[-1])
     return {"facts": facts, "clues": clues, "all_facts": all_facts,
-            "answer": row["answer"], "answer_type": type_label(row["answer_type"]),
+            "answer": row.get("answer", path[mask]["node"]),
+            "answer_type": type_label(row.get("answer_type", path[mask]["type"])),
             "hops": len(row["relations"])}

@@ -1,0 +1,276 @@
+"""Teachers: disk cache, template oracle, OpenAI-compatible HTTP with retries, local backends,
+and the sandboxed prompt renderer."""
+
+from __future__ import annotations
+
+import json
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import pytest
+
+from fleming_dsl.ir import Backend
+from fleming_dsl.jobconfig import Generator
+from fleming_dsl.prompting import PromptError, call_macro, render
+from fleming_dsl.teachers import CachedTeacher, Request, TeacherError, make_teacher
+from fleming_dsl.teachers.cache import DiskCache
+from fleming_dsl.teachers.openai_backend import OpenAIBackend, backoff_delay, completion_texts
+from fleming_dsl.teachers.template import grade_item, oracle_letter
+from fleming_dsl.teachers.transformers_backend import TransformersBackend, generate_grouped
+from fleming_dsl.teachers.vllm_backend import VllmBackend
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def ask(text: str, n: int = 1) -> Request:
+    return Request(task="answer", messages=({"role": "user", "content": text},), n=n)
+
+
+class CountingBackend:
+    def __init__(self) -> None:
+        self.seen: list[Request] = []
+
+    def identity(self):
+        return {"backend": "counting", "model": "m", "params": {"temperature": 0.0}}
+
+    def key_extra(self, request):
+        return {}
+
+    def generate(self, requests):
+        self.seen += requests
+        return [[f"<answer>A</answer> {r.messages[0]['content']}"] * r.n for r in requests]
+
+
+# ---------------------------------------------------------------- cache
+
+
+def test_second_pass_makes_no_calls_and_returns_the_same_texts(tmp_path):
+    backend = CountingBackend()
+    first = CachedTeacher(backend, DiskCache(tmp_path))
+    answers = first.complete([ask("q1"), ask("q2", n=2), ask("q1")])
+    assert first.counts() == {"teacher_calls": 3, "cache_hits": 0}
+    again = CachedTeacher(backend, DiskCache(tmp_path))  # a resumed job: fresh process state
+    replay = again.complete([ask("q1"), ask("q2", n=2)])
+    assert again.counts() == {"teacher_calls": 0, "cache_hits": 2}
+    assert [r.texts for r in replay] == [answers[0].texts, answers[1].texts]
+    assert all(r.cached for r in replay) and len(backend.seen) == 3
+
+
+def test_key_covers_model_params_and_prompt(tmp_path):
+    backend = CountingBackend()
+    teacher = CachedTeacher(backend, DiskCache(tmp_path))
+    teacher.complete([ask("q")])
+    teacher.complete([ask("q", n=3)])  # different n: a different call
+    backend.identity = lambda: {"backend": "counting", "model": "m", "params": {"temperature": 1}}
+    teacher.complete([ask("q")])  # different params: a different call
+    assert teacher.counts() == {"teacher_calls": 3, "cache_hits": 0}
+
+
+def test_torn_cache_entry_is_a_miss(tmp_path):
+    teacher = CachedTeacher(CountingBackend(), DiskCache(tmp_path))
+    teacher.complete([ask("q")])
+    (entry,) = tmp_path.rglob("*.json")
+    entry.write_text("{not json")
+    teacher.complete([ask("q")])
+    assert teacher.counts() == {"teacher_calls": 2, "cache_hits": 0}
+
+
+def test_empty_answers_are_not_cached(tmp_path):
+    class Empty(CountingBackend):
+        def generate(self, requests):
+            return [[""] for _ in requests]
+
+    teacher = CachedTeacher(Empty(), DiskCache(tmp_path))
+    teacher.complete([ask("q")])
+    teacher.complete([ask("q")])
+    assert teacher.counts()["teacher_calls"] == 2
+
+
+# ---------------------------------------------------------------- template teacher
+
+ITEM = {"id": "x", "question": "Which disease presents with polyuria?",
+        "options": {"A": "asthma", "B": "type 2 diabetes mellitus", "C": "gout"}, "answer": "B",
+        "provenance": {"answer": "type 2 diabetes mellitus", "mask_index": 0,
+                       "relations": ["disease_phenotype_positive"],
+                       "path": [{"node": "type 2 diabetes mellitus", "type": "disease"},
+                                {"node": "polyuria", "type": "effect/phenotype"}]}}
+
+
+def test_template_judge_answers_from_provenance_not_the_label():
+    assert oracle_letter(ITEM) == "B"
+    assert oracle_letter({**ITEM, "answer": "C"}) == "B"  # a corrupted label is caught
+    assert oracle_letter({**ITEM, "provenance": {}, "answer": "C"}) == "C"
+
+
+def test_template_grader_rubric():
+    assert grade_item(ITEM) == "easy"
+    two_hops = {**ITEM, "provenance": {**ITEM["provenance"], "relations": ["a", "b"],
+                                       "answer_count": 1}}
+    assert grade_item(two_hops) == "hard"  # an extra hop and a rare answer
+    assert grade_item({**ITEM, "provenance": {}, "question": " ".join(["word"] * 30)}) == "hard"
+
+
+def test_template_teacher_writes_short_rationale_with_the_answer(tmp_path):
+    teacher = make_teacher(Generator(model="", backend=Backend(kind="template")), str(tmp_path), 0)
+    (response,) = teacher.complete([Request(task="reason", messages=(), context={"item": ITEM})])
+    text = response.texts[0]
+    assert text == ("<think>type 2 diabetes mellitus presents with polyuria. So the answer is "
+                    "type 2 diabetes mellitus.</think><answer>B</answer>")
+    assert len(text.split()) <= 40
+
+
+# ---------------------------------------------------------------- openai-compatible HTTP
+
+
+class FlakyEndpoint(BaseHTTPRequestHandler):
+    """Fails `failures` times with 503, then answers like /v1/chat/completions."""
+
+    failures = 2
+    hits: list[dict] = []
+
+    def do_POST(self):  # noqa: N802 - http.server's naming
+        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+        type(self).hits.append({"auth": self.headers.get("Authorization"), "body": body})
+        if len(type(self).hits) <= type(self).failures:
+            self.send_response(503)
+            self.end_headers()
+            return
+        answer = {"choices": [{"message": {"content": f"echo {body['messages'][-1]['content']}"}}
+                              for _ in range(body["n"])]}
+        payload = json.dumps(answer).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(payload)))
+        self.end_headers()
+        self.wfile.write(payload)
+
+    def log_message(self, *args):
+        pass
+
+
+@pytest.fixture
+def endpoint():
+    FlakyEndpoint.hits = []
+    FlakyEndpoint.failures = 2
+    server = ThreadingHTTPServer(("127.0.0.1", 0), FlakyEndpoint)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}/v1"
+    server.shutdown()
+    server.server_close()
+
+
+def openai_settings(url: str, **extra) -> Backend:
+    return Backend(kind="openai", base_url=url, api_key_env="FLM_TEST_KEY", temperature=0.2,
+                   max_tokens=32, timeout_s=5, retries=extra.pop("retries", 3), concurrency=2,
+                   **extra)
+
+
+def test_openai_retries_503_then_answers_and_caches(endpoint, tmp_path, monkeypatch):
+    monkeypatch.setenv("FLM_TEST_KEY", "sk-test")
+    sleeps: list[float] = []
+    backend = OpenAIBackend("gpt-test", openai_settings(endpoint), seed=5, sleep=sleeps.append,
+                            backoff_base_s=0.01)
+    teacher = CachedTeacher(backend, DiskCache(tmp_path))
+    (response,) = teacher.complete([ask("hello", n=2)])
+    assert response.texts == ["echo hello", "echo hello"]
+    assert backend.attempts == 3 and len(sleeps) == 2
+    hit = FlakyEndpoint.hits[-1]
+    assert hit["auth"] == "Bearer sk-test"
+    assert hit["body"] == {"model": "gpt-test", "messages": [{"role": "user", "content": "hello"}],
+                           "n": 2, "temperature": 0.2, "top_p": 1.0, "max_tokens": 32, "seed": 5}
+    teacher.complete([ask("hello", n=2)])
+    assert len(FlakyEndpoint.hits) == 3 and teacher.counts() == {"teacher_calls": 1,
+                                                                 "cache_hits": 1}
+
+
+def test_openai_gives_up_after_retries_with_one_line(endpoint, monkeypatch):
+    monkeypatch.setenv("FLM_TEST_KEY", "sk-test")
+    FlakyEndpoint.failures = 100
+    backend = OpenAIBackend("m", openai_settings(endpoint, retries=1), seed=0,
+                            sleep=lambda s: None)
+    with pytest.raises(TeacherError) as err:
+        backend.generate([ask("q")])
+    assert str(err.value) == f"{endpoint}/chat/completions: no answer after 2 attempts (HTTP 503)"
+
+
+def test_openai_missing_key_is_a_clear_error(endpoint, monkeypatch):
+    monkeypatch.delenv("FLM_TEST_KEY", raising=False)
+    backend = OpenAIBackend("m", openai_settings(endpoint), seed=0)
+    with pytest.raises(TeacherError, match="^openai teacher: environment variable FLM_TEST_KEY "
+                                           "is not set$"):
+        backend.generate([ask("q")])
+
+
+def test_malformed_body_becomes_empty_answers_and_backoff_is_bounded():
+    assert completion_texts(b"<html>oops</html>", 2) == ["", ""]
+    assert completion_texts(b'{"choices": [{"message": {"content": "x"}}]}', 2) == ["x", ""]
+    import random
+
+    rng = random.Random(0)
+    delays = [backoff_delay(a, 1.0, 8.0, rng) for a in range(10)]
+    assert all(0 <= d <= min(8.0, 2 ** a) for a, d in enumerate(delays))
+
+
+# ---------------------------------------------------------------- local backends (CPU)
+
+
+def test_local_backend_batches_by_n_and_keeps_order():
+    calls = []
+
+    def fake(conversations, n):
+        calls.append((len(conversations), n))
+        return [[f"{c[0]['content']}#{i}" for i in range(n)] for c in conversations]
+
+    out = generate_grouped([ask("a"), ask("b", n=2), ask("c")], fake)
+    assert out == [["a#0"], ["b#0", "b#1"], ["c#0"]]
+    assert sorted(calls) == [(1, 2), (2, 1)]
+
+
+def test_vllm_request_is_built_without_vllm():
+    settings = Backend(kind="vllm", temperature=0.6, top_p=0.9, max_tokens=64, tensor_parallel=8)
+    backend = VllmBackend("org/teacher-7b", settings, seed=11)
+    request = backend.build_request([ask("q1"), ask("q2")], n=4)
+    assert request.llm_kwargs == {"model": "org/teacher-7b", "tensor_parallel_size": 8, "seed": 11}
+    assert request.sampling_kwargs["n"] == 4 and request.sampling_kwargs["max_tokens"] == 64
+    assert request.sampling_kwargs["temperature"] == 0.6 and request.sampling_kwargs["top_p"] == 0.9
+    assert request.conversations == [[{"role": "user", "content": "q1"}],
+                                     [{"role": "user", "content": "q2"}]]
+    assert backend.identity()["backend"] == "vllm"
+    assert TransformersBackend("m", settings, 1).identity()["backend"] == "transformers"
+
+
+# ---------------------------------------------------------------- prompts
+
+
+def test_sandbox_blocks_dunder_access(tmp_path):
+    bad = tmp_path / "evil.j2"
+    bad.write_text("{{ ''.__class__.__mro__[1].__subclasses__() }}")
+    with pytest.raises(PromptError) as err:
+        render(str(bad))
+    assert str(err.value) == (f"{bad}: template blocked by the sandbox: access to attribute "
+                              "'__class__' of 'str' object is unsafe.")
+
+
+def test_undefined_variable_and_missing_file(tmp_path):
+    template = tmp_path / "t.j2"
+    template.write_text("Hello {{ nmae }}")
+    with pytest.raises(PromptError, match=r"t\.j2: template uses an undefined variable: "
+                                          r"'nmae' is undefined$"):
+        render(str(template), name="x")
+    with pytest.raises(PromptError, match=r"nope\.j2: prompt template not found$"):
+        render(str(tmp_path / "nope.j2"))
+    broken = tmp_path / "b.j2"
+    broken.write_text("line one\n{% if %}")
+    with pytest.raises(PromptError, match=r"b\.j2:2: template syntax error"):
+        render(str(broken))
+
+
+def test_question_template_stem_macro():
+    facts = {"facts": [], "clues": ["presents with polyuria"], "all_facts": ["x presents with polyuria"],
+             "answer": "x", "answer_type": "disease", "hops": 1}
+    assert call_macro(str(REPO / "prompts/question.j2"), "stem", **facts) == \
+        "Which disease presents with polyuria?"
+    assert 'The correct answer is the disease "x"' in render(str(REPO / "prompts/question.j2"),
+                                                             **facts)
