@@ -1,0 +1,83 @@
+"""Located diagnostics for .flm specs and the one exception the front end raises.
+
+Every problem is a `Diagnostic` with a `Span`; `SpecError` carries all of them (checks collect
+everything before reporting) and renders each as
+
+    path:line:col: error: message
+      <source line>
+      ^^^^
+      expected ...
+      hint: ...
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+
+from fleming_dsl.ir import Span
+
+__all__ = ["Span", "Diagnostic", "SpecError", "did_you_mean", "MAX_REPORTED"]
+
+MAX_REPORTED = 20  # more than this and the rest is noise caused by the first ones
+
+
+@dataclass(frozen=True)
+class Diagnostic:
+    message: str
+    span: Span | None
+    expected: str | None = None
+    hint: str | None = None
+    severity: str = "error"  # "error" or "warning"
+
+    def first_line(self) -> str:
+        where = f"{self.span.file}:{self.span.line}:{self.span.col}: " if self.span else ""
+        return f"{where}{self.severity}: {self.message}"
+
+    def render(self, source: str | None) -> str:
+        out = [self.first_line()]
+        if self.span is not None and source is not None:
+            out += _excerpt(source, self.span)
+        if self.expected:
+            out.append(f"  expected {self.expected}")
+        if self.hint:
+            out.append(f"  hint: {self.hint}")
+        return "\n".join(out)
+
+
+def _excerpt(source: str, span: Span) -> list[str]:
+    lines = source.splitlines()
+    if not 1 <= span.line <= len(lines):
+        return []
+    text = lines[span.line - 1].rstrip()
+    start = max(span.col - 1, 0)
+    end = span.end_col - 1 if span.end_line == span.line and span.end_col > span.col else start + 1
+    end = max(min(end, len(text)), start + 1)
+    return [f"  {text}", "  " + " " * start + "^" * (end - start)]
+
+
+class SpecError(Exception):
+    """One or more problems in a spec; `str()` renders them all (capped at MAX_REPORTED)."""
+
+    def __init__(self, diagnostics: Iterable[Diagnostic], sources: Mapping[str, str] | None = None):
+        self.diagnostics = tuple(diagnostics)
+        self.sources = dict(sources or {})
+        super().__init__(self.render())
+
+    def render(self) -> str:
+        shown = self.diagnostics[:MAX_REPORTED]
+        parts = [d.render(self.sources.get(d.span.file) if d.span else None) for d in shown]
+        hidden = len(self.diagnostics) - len(shown)
+        if hidden > 0:
+            parts.append(f"... and {hidden} more errors")
+        return "\n".join(parts)
+
+    def __str__(self) -> str:
+        return self.render()
+
+
+def did_you_mean(word: str, choices: Iterable[str]) -> str | None:
+    """A 'did you mean' hint naming the closest choice, or None when nothing is close."""
+    close = difflib.get_close_matches(word, sorted(set(choices)), n=1, cutoff=0.6)
+    return f"did you mean '{close[0]}'?" if close else None
