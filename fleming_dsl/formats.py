@@ -51,7 +51,12 @@ class RowError(ValueError):
 
 
 def _read_rows(path: Path) -> Iterator[tuple[str, Row]]:
-    """(location, row) pairs: JSONL line numbers, JSON list indices, or JSON object keys."""
+    """(location, row) pairs: JSONL line numbers, JSON list indices, or JSON object keys.
+
+    `.jsonl` is always one row per line. Any other text file is first read as one JSON
+    document: a list holds rows, an object of objects is keyed by id (ori_pqal.json); anything
+    else (MedMCQA's original `.json` files are JSONL) is read line by line.
+    """
     if path.suffix == ".parquet":
         import pyarrow.parquet as pq  # installed with `datasets`
 
@@ -59,31 +64,23 @@ def _read_rows(path: Path) -> Iterator[tuple[str, Row]]:
             yield str(number), row
         return
     text = path.read_text(encoding="utf-8")
-    stripped = text.lstrip()
-    if stripped.startswith("[") or (stripped.startswith("{") and _is_one_document(stripped)):
+    if path.suffix != ".jsonl":
         try:
             data = json.loads(text)
-        except json.JSONDecodeError as err:
-            raise JobError(f"{path}:{err.lineno}: not valid JSON ({err.msg})") from None
-        pairs = enumerate(data, 1) if isinstance(data, list) else data.items()
-        for key, row in pairs:
-            yield str(key), row
-        return
+        except json.JSONDecodeError:
+            data = None
+        if isinstance(data, list):
+            yield from ((str(n), row) for n, row in enumerate(data, 1))
+            return
+        if isinstance(data, dict) and data and all(isinstance(v, dict) for v in data.values()):
+            yield from ((str(key), row) for key, row in data.items())
+            return
     for number, line in enumerate(text.splitlines(), 1):
         if line.strip():
             try:
                 yield str(number), json.loads(line)
             except json.JSONDecodeError as err:
                 raise JobError(f"{path}:{number}: not valid JSON ({err.msg})") from None
-
-
-def _is_one_document(text: str) -> bool:
-    """A JSON object spanning the file (ori_pqal.json), not the first row of a JSONL file."""
-    try:
-        json.loads(text)
-    except json.JSONDecodeError:
-        return False
-    return True
 
 
 # ---------------------------------------------------------------- field helpers
