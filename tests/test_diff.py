@@ -250,8 +250,8 @@ def _write_edit(project: Path, old: str, new: str, count: int = 1) -> None:
 
 def test_cli_reformatted_and_reordered_spec_is_no_change(project: Path) -> None:
     text = (project / "specs" / "old.flm").read_text(encoding="utf-8")
-    first, second = ('dataset medqa_test  = medqa("../data/eval/medqa_test.jsonl")',
-                     'dataset medmcqa_dev = medmcqa("../data/eval/medmcqa_dev.jsonl")')
+    first, second = ('reward form    = regex("^<think>.*</think><answer>[A-D]</answer>$")',
+                     "reward brevity = length_penalty(max_tokens = 96)")
     assert first in text and second in text
     text = text.replace(first, "@@").replace(second, first).replace("@@", second)  # swap them
     text = text.replace("count       = 600", "count = 6_00   # same number")
