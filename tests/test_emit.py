@@ -238,3 +238,34 @@ def test_accelerate_reads_each_emitted_config(tmp_path: Path) -> None:
         assert (config.num_machines, config.num_processes) == (2, 16)
         assert config.deepspeed_config["deepspeed_config_file"] == \
             f"generated/tiny/deepspeed/{path.stem}.json"
+
+
+@pytest.mark.slow
+def test_cluster_generic_profile_submits_each_rule_or_group_with_its_resources(
+        tmp_path: Path) -> None:
+    """A stand-in sbatch records its arguments; the status command reports failure, so
+    Snakemake stops after the first submissions without running anything."""
+    project = _project(tmp_path / "project", gpu_experiment())
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "sbatch").write_text('#!/bin/sh\necho "$@" >> "$SBATCH_LOG"\necho 4242\n')
+    (bin_dir / "status").write_text("#!/bin/sh\necho failed\n")
+    for script in bin_dir.iterdir():
+        script.chmod(0o755)
+    env = {**os.environ, "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}",
+           "SBATCH_LOG": str(tmp_path / "sbatch.log")}
+    result = subprocess.run(
+        [sys.executable, "-m", "snakemake", "-s", f"{OUT}/Snakefile", "--profile",
+         f"{OUT}/profiles/slurm-generic", "--cluster-generic-status-cmd",
+         str(bin_dir / "status"), "--latency-wait", "1"],
+        cwd=project, env=env, text=True, capture_output=True, timeout=180)
+    assert result.returncode == 1  # every submitted job "failed"
+    lines = sorted((tmp_path / "sbatch.log").read_text().splitlines())
+    assert [line.split(" /")[0] for line in lines] == [
+        "--parsable --job-name=tiny.prep_build_model_base "
+        "--output=runs/tiny/logs/slurm/prep_build_model_base-%j.out --nodes=1 --cpus-per-task=1 "
+        "--mem=4096 --time=60 --partition=cpu --account=medlab",
+        "--parsable --job-name=tiny.prep_graph_load_medkg_sample_rare_dx "
+        "--output=runs/tiny/logs/slurm/prep_graph_load_medkg_sample_rare_dx-%j.out --nodes=1 "
+        "--cpus-per-task=1 --mem=4096 --time=120 --partition=cpu --account=medlab",
+    ]
