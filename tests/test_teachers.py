@@ -105,6 +105,8 @@ def test_template_judge_answers_from_provenance_not_the_label():
 
 def test_template_grader_rubric():
     assert grade_item(ITEM) == "easy"
+    rare = {**ITEM, "provenance": {**ITEM["provenance"], "answer_count": 3}}
+    assert grade_item(rare) == "moderate"
     two_hops = {**ITEM, "provenance": {**ITEM["provenance"], "relations": ["a", "b"],
                                        "answer_count": 1}}
     assert grade_item(two_hops) == "hard"  # an extra hop and a rare answer

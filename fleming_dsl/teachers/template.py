@@ -44,23 +44,30 @@ def rationale(item: dict[str, Any], letter: str) -> str:
     return f"The findings fit {answer_text} best; the other options do not fit."
 
 
+RARE_DEGREE = 3  # a masked node with at most this many edges is rare knowledge
+RARE_COUNT = 3  # ... or, without degrees, an answer drawn at most this often in the sample set
+
+
 def grade_item(item: dict[str, Any]) -> str:
-    """Rubric level from provenance: each hop past the first is a reasoning step; a rare answer
-    (node degree <= 3 when the sampler recorded it, else an answer seen once in the sample set)
-    counts as specialised knowledge; a long question (> 40 words) as a multi-step vignette.
-    Items without a path are graded by question length alone (<= 12 words basic, <= 25
-    intermediate, longer specialised)."""
+    """Rubric level from provenance, deterministic:
+    KG items score one point per hop past the first (a reasoning step), one for a rare answer
+    (node degree <= RARE_DEGREE when the sampler recorded it, else sampled <= RARE_COUNT times;
+    inverse-degree sampling draws long-tail entities rarely) and one for a long stem (> 40
+    words): 0 easy (basic knowledge), 1 moderate (intermediate reasoning), 2+ hard (specialised,
+    multi-step or rare). Items without a path are graded by the words of stem plus options
+    (<= 18 basic, <= 24 intermediate, longer specialised)."""
     provenance = item.get("provenance") or {}
-    words = len(item["question"].split())
     if not provenance.get("path"):
-        return "easy" if words <= 12 else "moderate" if words <= 25 else "hard"
+        words = len(item["question"].split()) + sum(len(o.split())
+                                                    for o in item["options"].values())
+        return "easy" if words <= 18 else "moderate" if words <= 24 else "hard"
     score = max(0, len(provenance.get("relations", [])) - 1)
     node = provenance["path"][provenance.get("mask_index", 0)]
     if "degree" in node:
-        score += int(node["degree"] <= 3)
+        score += int(node["degree"] <= RARE_DEGREE)
     elif "answer_count" in provenance:
-        score += int(provenance["answer_count"] <= 1)
-    score += int(words > 40)
+        score += int(provenance["answer_count"] <= RARE_COUNT)
+    score += int(len(item["question"].split()) > 40)
     return ("easy", "moderate", "hard")[min(score, 2)]
 
 
