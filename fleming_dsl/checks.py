@@ -155,7 +155,7 @@ def wrong_kinds(program: ast.Program) -> Iterator[Diagnostic]:
                 yield Diagnostic(f"'{ref.name.name}' is a {target.kind}, but {ref.role} must be "
                                  f"{_kinds_phrase(ref.kinds)}", ref.name.span,
                                  hint=did_you_mean(ref.name.name, candidates)
-                                 or (f"declared {ref.kinds[0]}s: " + ", ".join(candidates)
+                                 or (f"declared {' or '.join(ref.kinds)} names: " + ", ".join(candidates)
                                      if candidates else None))
 
 
@@ -234,18 +234,14 @@ def missing_file(ref: FileRef, base_dir: Path) -> Diagnostic | None:
         return None
     if ref.kind == "template":
         return Diagnostic(f"template file not found: {ref.path.value}", ref.path.span,
-                          hint=f"paths are relative to the spec file's folder ({_shown(base_dir)})")
+                          hint=f"paths are relative to the folder of {ref.path.span.file}")
     if path.parent.is_dir():
         siblings = [p.name for p in path.parent.iterdir()]
         return Diagnostic(f"data file not found: {ref.path.value}", ref.path.span,
                           hint=did_you_mean(path.name, siblings)
-                          or f"paths are relative to the spec file's folder ({_shown(base_dir)})")
+                          or f"paths are relative to the folder of {ref.path.span.file}")
     return Diagnostic(f"data file not found: {ref.path.value} (treated as external data: its "
                       "folder does not exist here either)", ref.path.span, severity="warning")
-
-
-def _shown(path: Path) -> str:
-    return path.as_posix() or "."
 
 
 def missing_files(program: ast.Program) -> Iterator[Diagnostic]:

@@ -56,7 +56,7 @@ class _Loader:
         target = Path(os.path.normpath(here.parent / ref.value))
         if not target.is_file():
             self.diags.append(Diagnostic(f"{what} file not found: {ref.value}", ref.span,
-                                         hint=f"paths are relative to {self.display(here.parent) or '.'}/"))
+                                         hint=f"paths are relative to the folder of {ref.span.file}"))
             return None
         if target in stack:
             chain = " -> ".join(self.display(p) for p in stack[stack.index(target):] + [target])

@@ -507,7 +507,7 @@ class _Lowering:
         written = block.options() if block else ()
         pairs = [(o.key, overrides[o.key.name][1] if o.key.name in overrides else o.value) for o in written]
         pairs += [(k, v) for name, (k, v) in overrides.items() if all(o.key.name != name for o in written)]
-        opts = Options(pairs, f"a {method} stage", self.diags)
+        opts = Options(pairs, f"stage {d.name.name}", self.diags)
         subs = self.sub_blocks(block, ("resources", "lora"), f"stage {d.name.name}")
         if method == "sft":
             for key in _GRPO_ONLY:
@@ -535,7 +535,10 @@ class _Lowering:
         if "lora" in subs or lora_flag:
             t["lora"] = self.lora(subs.get("lora"))
         training = ir.Training(**{k: v for k, v in t.items() if v is not None})
-        if method == "grpo" and (training.batch_size * training.grad_accum) % training.generations:
+        unreadable = any(opts.raw(k) is not None and t[f] is None
+                         for k, f in (("batch", "batch_size"), ("grad_accum", "grad_accum"),
+                                      ("generations", "generations")))
+        if method == "grpo" and not unreadable and (training.batch_size * training.grad_accum) % training.generations:
             self.diags.error(
                 f"batch ({training.batch_size}) x grad_accum ({training.grad_accum}) must be divisible "
                 f"by generations ({training.generations}): TRL's GRPO puts all generations of a prompt "

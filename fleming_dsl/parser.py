@@ -173,7 +173,8 @@ def syntax_diagnostic(err: UnexpectedInput, file: str, text: str) -> Diagnostic:
         return Diagnostic(label or f"unexpected character '{char}'", span, expected=expected or None)
     if isinstance(err, UnexpectedToken) and err.token.type != "$END":
         span = _span_of_token(file, err.token)
-        message = label or f"unexpected {describe_token(err.token.type)} '{err.token}'"
+        word = describe_token(err.token.type)
+        message = label or (f"unexpected {word}" if word.startswith("'") else f"unexpected {word} '{err.token}'")
     else:
         span = _eof_span(file, text)
         message = label or "unexpected end of file"

@@ -1,0 +1,34 @@
+"""A small valid spec and its files, for the front-end tests (parser, errors, fmt)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+MINIMAL = '''\
+experiment "t" { seed = 1 }
+model base = tiny(hidden = 32)
+model teacher = template()
+graph kg = triples("kg.tsv")
+sample s from kg { path = disease -[causes]-> symptom  count = 10 }
+dataset train = mcq("train.jsonl")
+dataset test = mcq("test.jsonl")
+prompt ask = template("ask.j2")
+synthesize q from s with teacher using ask
+distill cot from [q, train] with teacher using ask
+filter clean from cot { format  difficulty(model = base) { easy = pass >= 0.75  moderate = pass >= 0.25 } }
+reward correct = choice_match(tag = "answer")
+stage sft1 = sft(base, clean) { lr = 1e-4 }
+stage rl = grpo(sft1, clean[easy]) { rewards = correct  generations = 2  batch = 4 }
+evaluate [rl] on [test]
+'''
+
+FILES = ("kg.tsv", "train.jsonl", "test.jsonl", "ask.j2")
+
+
+def write_project(root: Path, spec: str = MINIMAL, name: str = "spec.flm") -> Path:
+    """The spec and the files it names, under `root`; returns the spec path."""
+    for f in FILES:
+        (root / f).write_text("x\n")
+    path = root / name
+    path.write_text(spec)
+    return path
