@@ -169,3 +169,25 @@ def test_decontaminate_against_the_embedded_eval_sets(tmp_path):
     assert [r["id"] for r in kept] == ["i2"]
     assert meta["counts"]["removed"]["decontaminate"] == 1
     assert meta["metrics"]["contamination_examples"][0]["id"] == "i1"
+
+
+@pytest.mark.slow  # ~18 s: builds the tiny model (tokenizer training) and loads transformers
+def test_pass_rate_with_a_real_tiny_model(tmp_path):
+    """transformers backend end to end: a random-weight tiny model answers (mostly garbage);
+    every item still gets a pass rate, unreadable samples are counted, a re-run is all cache."""
+    from generation_fixtures import build_tiny_model
+
+    model_dir = build_tiny_model(tmp_path / "tiny")
+    model = Generator(model=str(model_dir),
+                      backend=Backend(kind="transformers", temperature=0.8, max_tokens=8))
+    step = DifficultyStep(method="pass_rate", model=model, samples=2, easy=0.75, moderate=0.25)
+    config, cfg = job(tmp_path, [item(1), item(2), item(3)], (step,))
+    run_job("filter", str(config))
+    kept = read_jsonl(Path(cfg.output))
+    assert [r["pass_rate"] in (0.0, 0.5, 1.0) for r in kept] == [True] * 3
+    counts = json.loads(Path(cfg.meta).read_text())["counts"]
+    assert counts["teacher_calls"] == 3 and 0 <= counts["malformed"] <= 6
+    run_job("filter", str(config))
+    counts = json.loads(Path(cfg.meta).read_text())["counts"]
+    assert (counts["teacher_calls"], counts["cache_hits"]) == (0, 3)
+    assert read_jsonl(Path(cfg.output)) == kept
