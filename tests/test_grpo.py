@@ -92,3 +92,11 @@ def test_mining_rounds_re_estimate_the_pool_and_keep_steps_continuous(tiny_model
     assert [r["mined"]["failed"] + r["mined"]["solved"] for r in estimated] == [4, 4, 2]
     assert len(meta["metrics"]["rounds"]) == 3
     assert meta["counts"]["steps"] == 5
+
+
+def test_resume_keeps_metrics_rows_up_to_the_checkpoint(tiny_model: str, tmp_path: Path) -> None:
+    run_grpo(tmp_path, tiny_model, synthetic_items(24), max_steps=2, save_steps=2)
+    assert (tmp_path / "grpo.ckpt" / "checkpoint-2").is_dir()
+    meta, rows = run_grpo(tmp_path, tiny_model, synthetic_items(24), max_steps=3, save_steps=2)
+    assert meta["counts"]["resumed_from"].endswith("checkpoint-2")
+    assert [r["step"] for r in rows] == [1, 2, 3]

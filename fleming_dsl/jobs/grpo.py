@@ -16,6 +16,7 @@ from __future__ import annotations
 import importlib.util
 import logging
 import math
+import os
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -23,7 +24,7 @@ from typing import Any
 
 from fleming_dsl import items, mining, rewards, training
 from fleming_dsl.jobconfig import GrpoJob
-from fleming_dsl.jobs.common import JobContext, JobError, write_jsonl
+from fleming_dsl.jobs.common import JobContext, JobError, read_jsonl, write_jsonl
 
 log = logging.getLogger("fleming.grpo")
 
@@ -117,12 +118,15 @@ class StepLog:
     offset: int = 0  # steps done by earlier rounds
     extra: dict[str, Any] = field(default_factory=dict)  # round info for the next row
     plateaued: bool = False
+    path: str | None = None  # rewritten (atomically) after every step, so a killed job keeps its rows
 
     def add(self, step: int, values: dict[str, float]) -> bool:
         """Record one step's row; True when the plateau says stop."""
         row = {"stage": self.stage, "step": self.offset + step, **values, **self.extra}
         self.extra = {k: v for k, v in self.extra.items() if k == "round"}  # re-estimates once
         self.rows.append(row)
+        if self.path:
+            write_jsonl(self.path, self.rows)
         log.info("step %d reward %.4f", row["step"], row["reward"])
         if self.tracker and self.metric in row:
             self.plateaued = self.tracker.update(row[self.metric])
@@ -219,6 +223,14 @@ def _plain_model(trainer):
 # ---------------------------------------------------------------- the job
 
 
+def rows_before(path: str, step: int) -> list[dict[str, Any]]:
+    """Metrics rows a killed run wrote up to the checkpoint it is resumed from."""
+    if not os.path.isfile(path):
+        return []
+    return [row for row in read_jsonl(path) if row.get("step", 0) <= step]
+
+
+
 def _run_mining(setup: Setup, pool: list[items.Item], ctx: JobContext):
     cfg, miner = setup.cfg, setup.cfg.miner
     if cfg.max_steps is None:
@@ -271,7 +283,7 @@ def run(cfg: GrpoJob, ctx: JobContext) -> None:
     setup = Setup(
         cfg=cfg, tokenizer=AutoTokenizer.from_pretrained(training.model_path(cfg)),
         funcs=[recorder.wrap(t) for t in terms], recorder=recorder,
-        steps=StepLog(stage=cfg.job, metric=metric, tracker=tracker),
+        steps=StepLog(stage=cfg.job, metric=metric, tracker=tracker, path=cfg.metrics),
         env={"cuda": training.cuda_available(), "bf16_ok": training.bf16_supported(),
              "vllm_installed": importlib.util.find_spec("vllm") is not None},
     )
@@ -281,6 +293,11 @@ def run(cfg: GrpoJob, ctx: JobContext) -> None:
         model, rounds = _run_mining(setup, pool, ctx)
     else:
         resume = training.resume_checkpoint(cfg)
+        if resume:
+            setup.steps.rows = rows_before(cfg.metrics, int(resume.rsplit("-", 1)[1]))
+            for row in setup.steps.rows:  # the plateau sees the history it would have seen
+                if tracker and metric in row:
+                    tracker.update(row[metric])
         with ctx.timed("train"):
             trainer = _train(setup, training.model_path(cfg), pool, resume=resume)
         setup.steps.offset = trainer.state.global_step
