@@ -493,7 +493,7 @@ class _Lowering:
             out[item.name.name] = item.block
         return out
 
-    def stage(self, d: ast.StageDecl, init: str, overrides: dict) -> ir.Stage | None:
+    def stage(self, d: ast.StageDecl, init: str, overrides: dict, point: dict) -> ir.Stage | None:
         method = d.method.func.name
         if method not in ("sft", "grpo"):
             self.unknown_function(d.method, "stage method", ("sft", "grpo"))
@@ -550,11 +550,10 @@ class _Lowering:
                              hint="rewards = 1.0 * correct + 0.1 * form")
         plateau = self.plateau(opts.raw("until"))
         opts.finish()
-        sweep_values = {k: _plain(v) for k, (_, v) in overrides.items()}
         return ir.Stage(name=d.name.name, span=d.span, method=method, init=init, data=data,
                         training=training, rewards=rewards, plateau=plateau,
                         resources=self.resources(subs.get("resources"), f"stage {d.name.name}"),
-                        sweep=sweep_values)
+                        sweep=point)
 
     def lora(self, block: ast.Block | None) -> ir.Lora:
         opts = Options.of_block(block, "lora", self.diags)
@@ -646,24 +645,26 @@ class _Lowering:
     def stages(self, decls: list[ast.StageDecl]) -> tuple[list[ir.Stage], dict[str, list[str]]]:
         """Expand and lower every stage; also returns each declared stage's IR stage names."""
         by_name = {d.name.name: d for d in decls}
-        # stage -> [(suffix, overrides, init suffix)]: a stage started from a swept stage gets one
-        # variant per parent variant, times its own sweep points
-        variants: dict[str, list[tuple[str, dict, str]]] = {}
+        # stage -> [(suffix, own overrides, init suffix, sweep point)]: a stage started from a
+        # swept stage gets one variant per parent variant (recording the parent's point but
+        # keeping its own options), times its own sweep points
+        variants: dict[str, list[tuple[str, dict, str, dict]]] = {}
 
-        def expand(name: str) -> list[tuple[str, dict, str]]:
+        def expand(name: str) -> list[tuple[str, dict, str, dict]]:
             if name not in variants:
                 init = _init_name(by_name[name])
-                parents = expand(init) if init in by_name else [("", {}, "")]
-                variants[name] = [(ps + s, {**po, **o}, ps) for ps, po, _ in parents
-                                  for s, o in self.sweep_points(by_name[name])]
+                parents = expand(init) if init in by_name else [("", {}, "", {})]
+                variants[name] = [
+                    (ps + s, own, ps, {**point, **{k: _plain(v) for k, (_, v) in own.items()}})
+                    for ps, _, _, point in parents for s, own in self.sweep_points(by_name[name])]
             return variants[name]
 
         out, names = [], {}
         for d in decls:
             names[d.name.name] = []
-            for suffix, overrides, init_suffix in expand(d.name.name):
+            for suffix, overrides, init_suffix, point in expand(d.name.name):
                 stage = self.stage(replace(d, name=ast.Name(d.name.name + suffix, d.name.span)),
-                                   _init_name(d) + init_suffix, overrides)
+                                   _init_name(d) + init_suffix, overrides, point)
                 if stage is not None:
                     out.append(stage)
                     names[d.name.name].append(stage.name)
