@@ -54,6 +54,20 @@ def test_paths_become_items_and_a_rerun_makes_no_calls(tmp_path):
     assert Path(cfg.output).read_bytes() == before  # deterministic for a seed
 
 
+def test_distractors_named_in_the_path_are_left_out(tmp_path):
+    rows = sample_rows(3)
+    rows[2]["distractors"] = ["ibuprofen", "gout", "asthma"]  # ibuprofen is on the path
+    rows[1]["distractors"] = [rows[1]["path"][1]["node"]]  # only a path node: nothing left
+    config, cfg = job(tmp_path, rows)
+    run_job("synthesize", str(config))
+    items = {row["id"]: row for row in read_jsonl(Path(cfg.output))}
+    assert sorted(items["questions-s2"]["options"].values()) == sorted(
+        ["gout", "asthma", rows[2]["answer"]])
+    meta = json.loads(Path(cfg.meta).read_text())
+    assert meta["counts"]["malformed"] == 1
+    assert meta["metrics"]["malformed_examples"][0]["problem"] == "no distractor left"
+
+
 def test_options_are_deterministic_per_seed_and_row():
     a = shuffled_options("x", ["y", "z", "w", "y"], 1, "r1")
     assert a == shuffled_options("x", ["y", "z", "w", "y"], 1, "r1")

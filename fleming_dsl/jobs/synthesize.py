@@ -128,8 +128,14 @@ def run(cfg: SynthesizeJob, ctx: JobContext) -> None:
         if problem:
             malformed.append({"id": row["id"], "problem": problem, "text": stem[:200]})
             continue
-        options, letter = shuffled_options(row["answer"], row["distractors"], cfg.seed,
-                                           str(row["id"]))
+        # A distractor named elsewhere in the path would be a second right answer to
+        # "which ... other than those named": leave it out.
+        named = {step["node"] for step in row["path"]} - {row["answer"]}
+        distractors = [d for d in row["distractors"] if d not in named]
+        if not distractors:
+            malformed.append({"id": row["id"], "problem": "no distractor left", "text": stem})
+            continue
+        options, letter = shuffled_options(row["answer"], distractors, cfg.seed, str(row["id"]))
         provenance = {**row, "answer_count": answer_counts[row["answer"]]}
         items.append(Item(id=f"{cfg.job}-{row['id']}", question=stem, options=options,
                           answer=letter, source=cfg.job, provenance=provenance))
