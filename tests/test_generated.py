@@ -73,6 +73,7 @@ def test_compiling_twice_gives_identical_bytes(spec: str) -> None:
     assert _compiled(spec) == _compiled(spec)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("spec", SPECS)
 def test_snakemake_dry_run_and_lint_on_the_compiled_spec(spec: str, tmp_path: Path) -> None:
     """In a scratch project holding (empty stand-ins for) every file the workflow reads."""
