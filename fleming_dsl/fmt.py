@@ -18,8 +18,7 @@ from dataclasses import dataclass
 from lark import Lark, Token, Tree
 from lark.exceptions import UnexpectedInput
 
-from fleming_dsl.errors import SpecError
-from fleming_dsl.parser import grammar_text, syntax_diagnostic
+from fleming_dsl.parser import grammar_text, parse_module
 
 INDENT = "  "
 
@@ -29,6 +28,7 @@ class _Line:
     depth: int
     text: str
     src: int  # the source line this output line starts at
+    col: int = 1  # ... and column
     closing: bool = False  # a lone `}`
 
 
@@ -108,43 +108,43 @@ def _refs(node: Tree) -> str:
 # ---------------------------------------------------------------- statements and blocks
 
 
-def _block(head: str, block: Tree | None, depth: int, src: int) -> list[_Line]:
+def _block(head: str, block: Tree | None, depth: int, meta) -> list[_Line]:
     if block is None:
-        return [_Line(depth, head, src)]
+        return [_Line(depth, head, meta.line, meta.column)]
     items = [c for c in block.children if c is not None]
     if not items:
-        return [_Line(depth, head + " {}", src)]
-    lines = [_Line(depth, head + " {", src)]
+        return [_Line(depth, head + " {}", meta.line, meta.column)]
+    lines = [_Line(depth, head + " {", meta.line, meta.column)]
     for item in items:
         lines += _item(item, depth + 1)
-    lines.append(_Line(depth, "}", block.meta.end_line, closing=True))
+    lines.append(_Line(depth, "}", block.meta.end_line, block.meta.end_column - 1, closing=True))
     return lines
 
 
 def _item(item: Tree, depth: int) -> list[_Line]:
     kids = item.children
     if item.data == "option":
-        return [_Line(depth, f"{kids[0]} = {_value(kids[1])}", item.meta.line)]
+        return [_Line(depth, f"{kids[0]} = {_value(kids[1])}", item.meta.line, item.meta.column)]
     if item.data == "sweep":
-        return [_Line(depth, f"sweep {kids[0]} in {_value(kids[1])}", item.meta.line)]
+        return [_Line(depth, f"sweep {kids[0]} in {_value(kids[1])}", item.meta.line, item.meta.column)]
     head = str(kids[0]) + (_args(kids[1]) if kids[1] is not None else "")
-    return _block(head, kids[2], depth, item.meta.line)
+    return _block(head, kids[2], depth, item.meta)
 
 
 def _statement(st: Tree) -> list[_Line]:
-    k, line = st.children, st.meta.line
+    k, line = st.children, st.meta
     kind = st.data
     if kind == "experiment":
         head = f"experiment {k[0]}" + (f" extends {k[1]}" if k[1] is not None else "")
         return _block(head, k[2], 0, line)
     if kind == "include":
-        return [_Line(0, f"include {k[0]}", line)]
+        return [_Line(0, f"include {k[0]}", line.line)]
     if kind == "drop":
-        return [_Line(0, f"drop {k[0]}", line)]
+        return [_Line(0, f"drop {k[0]}", line.line)]
     if kind in ("model", "graph", "dataset", "stage"):
         return _block(f"{kind} {k[0]} = {_value(k[1])}", k[2], 0, line)
     if kind in ("prompt", "reward"):
-        return [_Line(0, f"{kind} {k[0]} = {_value(k[1])}", line)]
+        return [_Line(0, f"{kind} {k[0]} = {_value(k[1])}", line.line)]
     if kind in ("sample", "filter"):
         return _block(f"{kind} {k[0]} from {k[1]}", k[2], 0, line)
     if kind == "synthesize":
@@ -166,27 +166,34 @@ def _weave(lines: list[_Line], comments: list[Token], source_lines: list[str]) -
     def blank_before(src: int) -> bool:
         return src >= 2 and not source_lines[src - 2].strip()
 
-    trailing: dict[int, list[str]] = {}  # output line index -> comments
+    trailing: dict[int, str] = {}  # output line index -> its trailing comment
     leading: dict[int, list[Token]] = {}  # output line index -> own-line comments before it
     tail: list[Token] = []
+    moved: set[int] = set()  # ids of comments that lost their line: never a blank line before them
     for c in comments:
         code_before = source_lines[c.line - 1][: c.column - 1].strip()
+        idx = None
         if code_before:
-            # a line the layout splits keeps its comment on the first part (`model m = x() {  # c`)
-            idx = next((i for i, l in enumerate(lines) if l.src == c.line), None)
-            if idx is None:
-                idx = max((i for i, l in enumerate(lines) if l.src <= c.line), default=None)
-            if idx is not None:
-                trailing.setdefault(idx, []).append(str(c).rstrip())
+            # a trailing comment follows the last piece of code written before it
+            idx = max((i for i, l in enumerate(lines) if (l.src, l.col) < (c.line, c.column)),
+                      default=None)
+            if idx is not None and idx not in trailing:
+                trailing[idx] = str(c).rstrip()
                 continue
-        idx = next((i for i, l in enumerate(lines) if l.src > c.line), None)
+            if idx is not None:  # a second comment for one output line goes on its own line
+                moved.add(id(c))
+                idx += 1
+                idx = idx if idx < len(lines) else None
+        else:
+            idx = next((i for i, l in enumerate(lines) if l.src > c.line), None)
         (leading.setdefault(idx, []) if idx is not None else tail).append(c)
 
     out: list[str] = []
     seen_src: set[int] = set()
 
     def emit_comment(c: Token, depth: int) -> None:
-        if out and blank_before(c.line) and out[-1] != "" and not out[-1].endswith("{"):
+        if (out and id(c) not in moved and blank_before(c.line) and out[-1] != ""
+                and not out[-1].endswith("{")):
             out.append("")
         out.append(INDENT * depth + str(c).rstrip())
 
@@ -201,7 +208,7 @@ def _weave(lines: list[_Line], comments: list[Token], source_lines: list[str]) -
             out.append("")
         text = INDENT * line.depth + line.text
         if i in trailing:
-            text += "  " + " ".join(trailing[i])
+            text += "  " + trailing[i]
         out.append(text)
     for c in tail:
         emit_comment(c, 0)
@@ -214,8 +221,10 @@ def format_source(text: str, file: str = "<input>") -> str:
     sink.tokens = []
     try:
         tree = lark.parse(text)
-    except UnexpectedInput as err:
-        raise SpecError([syntax_diagnostic(err, file, text)], {file: text}) from None
+    except UnexpectedInput:
+        # report it through the shared parser, whose states the table of known mistakes uses
+        parse_module(text, file)
+        raise  # unreachable: both parsers share the grammar
     comments = sorted(sink.tokens, key=lambda t: (t.line, t.column))
     lines = [line for st in tree.children for line in _statement(st)]
     return _weave(lines, comments, text.splitlines())

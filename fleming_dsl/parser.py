@@ -174,7 +174,8 @@ def syntax_diagnostic(err: UnexpectedInput, file: str, text: str) -> Diagnostic:
     if isinstance(err, UnexpectedToken) and err.token.type != "$END":
         span = _span_of_token(file, err.token)
         word = describe_token(err.token.type)
-        message = label or (f"unexpected {word}" if word.startswith("'") else f"unexpected {word} '{err.token}'")
+        bare = word.removeprefix("a ").removeprefix("an ")
+        message = label or (f"unexpected {word}" if word.startswith("'") else f"unexpected {bare} '{err.token}'")
     else:
         span = _eof_span(file, text)
         message = label or "unexpected end of file"

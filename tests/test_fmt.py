@@ -1,0 +1,167 @@
+"""`fmt`: canonical layout that keeps comments, is idempotent and keeps the IR."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from fleming_dsl.errors import SpecError
+from fleming_dsl.fmt import _parser, format_source
+from fleming_dsl.frontend import load_experiment
+from fleming_dsl.parser import lark_parser
+
+REPO = Path(__file__).resolve().parent.parent
+SPECS = sorted((REPO / "specs").glob("*.flm"))
+# standalone specs (an extending spec's IR depends on its base file, which stays as is)
+PERTURBABLE = [REPO / "specs" / "tiny.flm", REPO / "specs" / "fleming_r1_base.flm"]
+
+
+def without_spans(value):
+    if isinstance(value, dict):
+        return {k: without_spans(v) for k, v in value.items() if k != "span"}
+    if isinstance(value, list):
+        return [without_spans(v) for v in value]
+    return value
+
+
+def ir_of(text: str, like: Path) -> dict:
+    """The IR of `text` as if it were the spec file `like` (same folder, same name)."""
+    twin = like.with_name(f".fmt_test_{like.name}")
+    twin.write_text(text)
+    try:
+        exp = load_experiment(twin, project_root=REPO)
+    finally:
+        twin.unlink()
+    return without_spans(exp.model_dump(mode="json", exclude={"spec"}))
+
+
+def tokens_with_comments(text: str) -> list[str]:
+    """The source's tokens as written, comments included, in order."""
+    lark, sink = _parser()
+    sink.tokens = []
+    lark.parse(text)
+    comments = [(c.line, c.column, str(c)) for c in sink.tokens]
+    code = [(t.line, t.column, str(t)) for t in lark_parser().lex(text)]
+    return [t for _, _, t in sorted(code + comments)]
+
+
+def relayout(tokens: list[str], seps: list[str]) -> str:
+    out = []
+    for i, tok in enumerate(tokens):
+        out.append(tok)
+        sep = seps[i % len(seps)]
+        out.append(sep if not tok.startswith("#") or "\n" in sep else sep + "\n")
+    return "".join(out)
+
+
+SEPARATORS = st.lists(st.sampled_from([" ", "  ", "\n", "\n\n", "\t", " \n  ", "  # note\n"]),
+                      min_size=1, max_size=12)
+
+
+# ---------------------------------------------------------------- exact layout
+
+
+def test_layout_of_a_messy_spec() -> None:
+    messy = ('# header comment\n\n\n'
+             'experiment   "x"{seed=1 workdir="w"}   # trailing\n'
+             'model   m=tiny( hidden=8,layers = 1 ,)\n'
+             '\n'
+             'stage s=sft(m,d){lr=1e-5 epochs = 2   # why two\n'
+             '  # about resources\n'
+             '  resources{gpus=1 mem=8GB}\n'
+             '  sweep lr in [1e-5,2e-5]\n'
+             '}\n'
+             'evaluate s on [a,b]{}\n'
+             '# the end\n')
+    assert format_source(messy) == (
+        '# header comment\n'
+        '\n'
+        'experiment "x" {\n'
+        '  seed = 1\n'
+        '  workdir = "w"\n'
+        '}  # trailing\n'
+        'model m = tiny(hidden = 8, layers = 1)\n'
+        '\n'
+        'stage s = sft(m, d) {\n'
+        '  lr = 1e-5\n'
+        '  epochs = 2  # why two\n'
+        '  # about resources\n'
+        '  resources {\n'
+        '    gpus = 1\n'
+        '    mem = 8GB\n'
+        '  }\n'
+        '  sweep lr in [1e-5, 2e-5]\n'
+        '}\n'
+        'evaluate s on [a, b] {}\n'
+        '# the end\n')
+
+
+def test_comment_before_closing_brace_stays_inside() -> None:
+    assert format_source("cluster {\n  account = \"a\"\n  # last\n}\n") == \
+        'cluster {\n  account = "a"\n  # last\n}\n'
+
+
+def test_literals_are_kept_as_written() -> None:
+    text = 'sample s from g {\n  count = 20_000\n  hops = 2..4\n  path = a -["x y"]-> * --> b\n}\n'
+    assert format_source(text) == text
+
+
+def test_bad_syntax_is_a_located_spec_error() -> None:
+    with pytest.raises(SpecError) as info:
+        format_source('model m hf("x")\n', "m.flm")
+    assert str(info.value).splitlines()[0] == "m.flm:1:9: error: missing '=' after the declared name"
+
+
+@pytest.mark.parametrize("spec", SPECS, ids=[p.name for p in SPECS])
+def test_shipped_specs_are_in_canonical_layout(spec: Path) -> None:
+    text = spec.read_text()
+    assert format_source(text) == text
+
+
+# ---------------------------------------------------------------- properties
+
+
+@pytest.mark.parametrize("spec", PERTURBABLE, ids=[p.name for p in PERTURBABLE])
+@settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(seps=SEPARATORS)
+def test_fmt_is_idempotent_and_keeps_the_ir_under_relayout(spec: Path, seps: list[str]) -> None:
+    original = spec.read_text()
+    messy = relayout(tokens_with_comments(original), seps)
+    once = format_source(messy)
+    assert format_source(once) == once
+    assert ir_of(once, spec) == ir_of(original, spec)
+    # every comment survives (a comment the relayout added is kept too)
+    assert [t.rstrip() for t in tokens_with_comments(once) if t.startswith("#")] == \
+        [t.rstrip() for t in tokens_with_comments(messy) if t.startswith("#")]
+
+
+def _option_runs(lines: list[str]) -> list[tuple[int, int]]:
+    """[start, end) of runs of consecutive single-line `key = value` options at one indent."""
+    is_option = [bool(re.match(r"^\s+\w+ = ", l)) and not l.rstrip().endswith("{") for l in lines]
+    runs, i = [], 0
+    while i < len(lines):
+        j = i
+        while j < len(lines) and is_option[j] and \
+                len(lines[j]) - len(lines[j].lstrip()) == len(lines[i]) - len(lines[i].lstrip()):
+            j += 1
+        if j - i > 1:
+            runs.append((i, j))
+        i = max(j, i + 1)
+    return runs
+
+
+@pytest.mark.parametrize("spec", PERTURBABLE, ids=[p.name for p in PERTURBABLE])
+@settings(max_examples=15, deadline=None)
+@given(data=st.data())
+def test_option_order_does_not_change_the_ir(spec: Path, data) -> None:
+    original = spec.read_text()
+    lines = original.splitlines()
+    for start, end in _option_runs(lines):
+        lines[start:end] = data.draw(st.permutations(lines[start:end]))
+    shuffled = "\n".join(lines) + "\n"
+    assert format_source(shuffled) == shuffled  # still canonical: fmt keeps the order written
+    assert ir_of(shuffled, spec) == ir_of(original, spec)
