@@ -10,6 +10,7 @@ directly. Everything here is pure except `main`, the tiny CLI the script falls b
 
 from __future__ import annotations
 
+import functools
 import re
 import shlex
 import sys
@@ -161,6 +162,7 @@ class LaunchPlan:
         return world_size(self.nodes, self.gpus_per_node)
 
 
+@functools.lru_cache(maxsize=1)  # one compiled template per process, not one per rule
 def _environment() -> jinja2.Environment:
     env = jinja2.Environment(
         loader=jinja2.FileSystemLoader(str(resource_dir("templates") / "launch")),
