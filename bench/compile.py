@@ -84,17 +84,19 @@ def main() -> int:
     if not (REPO / FLAGSHIP).is_file():
         raise SystemExit(f"{FLAGSHIP}: missing")
     sys.path.insert(0, str(REPO))
-    # The sweep spec lives beside the flagship's folder depth so its relative paths still resolve.
-    scratch = Path(tempfile.mkdtemp(prefix=".bench-", dir=REPO / "bench"))
-    sweep = REPO / "bench" / f".sweep_{args.points}.flm"
+    # The sweep spec sits in a copy of specs/ one level below the root, so its relative paths
+    # (data files, `extends` of a sibling spec) resolve as the flagship's do.
+    scratch = Path(tempfile.mkdtemp(prefix=".bench-", dir=REPO))
     try:
+        for spec in (REPO / "specs").glob("*.flm"):
+            shutil.copy(spec, scratch / spec.name)
+        sweep = scratch / f"sweep_{args.points}.flm"
         sweep.write_text(sweep_spec((REPO / FLAGSHIP).read_text(encoding="utf-8"), args.points),
                          encoding="utf-8")
         rows = [(FLAGSHIP, measure(FLAGSHIP, args.repeat, scratch)),
                 (f"{FLAGSHIP} + sweep lr ({args.points} points)",
                  measure(str(sweep.relative_to(REPO)), max(1, args.repeat // 2), scratch))]
     finally:
-        sweep.unlink(missing_ok=True)
         shutil.rmtree(scratch, ignore_errors=True)
     header = f"{'spec':<52} {'jobs':>6} {'check':>9} {'compile':>9} {'check CLI':>10} {'compile CLI':>12}"
     print(header)
