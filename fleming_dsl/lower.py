@@ -623,6 +623,10 @@ class _Lowering:
         for item in d.block.items if d.block else ():
             if not isinstance(item, ast.SweepItem):
                 continue
+            if any(k.name == item.key.name for k, _ in (axis[0] for axis in axes)):
+                self.diags.error(f"'{item.key.name}' is swept twice in stage {d.name.name}", item.key.span,
+                                 hint="list all its values in one sweep")
+                continue
             if not isinstance(item.values, ast.ListV) or not item.values.items:
                 self.diags.error("a sweep needs a non-empty list of values: sweep lr in [1e-5, 5e-6]",
                                  value_span(item.values))
@@ -725,7 +729,7 @@ def _last_wins(options: tuple[ast.Option, ...]) -> list[ast.Option]:
 def _point_token(value: ast.Value) -> str:
     """A sweep value as part of an identifier: 1e-06 -> 1em06, 0.5 -> 0p5, "a b" -> a_b."""
     if isinstance(value, ast.Num):
-        text = str(value.value) if isinstance(value.value, int) else f"{value.value:g}"
+        text = repr(value.value)  # shortest round-trip form: distinct values, distinct names
         return text.replace(".", "p").replace("-", "m").replace("+", "")
     if isinstance(value, ast.Bool):
         return "true" if value.value else "false"

@@ -62,15 +62,15 @@ def test_7b_spec_sweeps_stage_one_and_fans_out() -> None:
     assert exp.name == "fleming-r1-7b" and exp.workdir == "runs/fleming-r1-7b"
     assert [(s.name, s.init, s.sweep) for s in exp.stages] == [
         ("cold_start", "base", {}),
-        ("rl1_lr_1em06", "cold_start", {"lr": 1e-06}),
-        ("rl1_lr_5em07", "cold_start", {"lr": 5e-07}),
-        ("rl2_lr_1em06", "rl1_lr_1em06", {"lr": 1e-06}),
-        ("rl2_lr_5em07", "rl1_lr_5em07", {"lr": 5e-07}),
+        ("rl1_beta_0p001", "cold_start", {"beta": 0.001}),
+        ("rl1_beta_0p0", "cold_start", {"beta": 0.0}),
+        ("rl2_beta_0p001", "rl1_beta_0p001", {"beta": 0.001}),
+        ("rl2_beta_0p0", "rl1_beta_0p0", {"beta": 0.0}),
     ]
-    assert exp.stages[1].training.lr == 1e-6 and exp.stages[2].training.lr == 5e-7
-    assert exp.stages[3].training.lr == 5e-7  # rl2's own lr: the sweep only names the branch
-    assert exp.evaluations[0].targets == ("base", "cold_start", "rl1_lr_1em06", "rl1_lr_5em07",
-                                          "rl2_lr_1em06", "rl2_lr_5em07")
+    assert exp.stages[1].training.beta == 0.001 and exp.stages[2].training.beta == 0.0
+    assert exp.stages[4].training.beta == 0.001  # rl2's own beta: the sweep only names the branch
+    assert exp.evaluations[0].targets == ("base", "cold_start", "rl1_beta_0p001", "rl1_beta_0p0",
+                                          "rl2_beta_0p001", "rl2_beta_0p0")
     assert len(exp.evaluations[0].benchmarks) == 9
     teacher = exp.declarations()["teacher"]
     assert (teacher.backend.kind, teacher.backend.tensor_parallel) == ("vllm", 8)
