@@ -118,21 +118,46 @@ class Walker:
         self.store, self.spec, self.kernels = store, spec, walk_kernels
         self.metapath = resolve_metapath(store, spec, where)
         weight = node_weights(store, spec.weight, spec.alpha)
-        self.cum = walk_kernels.row_cumulative_weights(store.indptr, store.indices, weight)
         starts = np.flatnonzero((store.node_type == self.metapath.start_type)
                                 if self.metapath.start_type >= 0 else np.ones(store.num_nodes, bool))
         starts = starts[weight[starts] > 0].astype(np.int64)
+        # Only nodes that can take the first hop start a walk: a start without it is no walk.
+        mp = self.metapath
+        starts = starts[walk_kernels.first_hop_ok(store.indptr, store.indices, store.rel,
+                                                  store.node_type, starts, mp.hop_rel[0],
+                                                  mp.hop_type[0])]
         if not len(starts):
-            raise JobError(f"{where}: field 'start_type': no node of type "
-                           f"{spec.start_type!r} has an edge")
+            raise JobError(f"{where}: field 'start_type': no node of type {spec.start_type!r} "
+                           f"has an edge matching the first step of the path")
         self.starts, self.start_cum = starts, np.cumsum(weight[starts])
+        self.weight = weight
+        self._hop_tables()
+
+    def _hop_tables(self) -> None:
+        """One [lo, hi) table per distinct (relation, type) step; type checks only where the
+        relation is open (a set relation's block is already narrowed to the type)."""
+        s, mp, kernels = self.store, self.metapath, self.kernels
+        steps = sorted({(int(r), int(t)) for r, t in zip(mp.hop_rel, mp.hop_type) if r >= 0})
+        n = s.num_nodes
+        self.slots = np.zeros((max(len(steps), 1), n, 2), np.int64)
+        self.prob = np.zeros(s.num_edges if steps else 0, np.float32)
+        self.alias = np.zeros(s.num_edges if steps else 0, np.int32)
+        for i, (r, t) in enumerate(steps):  # blocks of distinct steps never overlap
+            self.slots[i] = kernels.slot_ranges(s.indptr, s.indices, s.rel, s.node_type, r, t)
+            kernels.build_alias(s.indices, self.weight, self.slots[i], self.prob, self.alias)
+        open_steps = (mp.hop_rel < 0).any()
+        self.cum = (kernels.cumulative_weights(s.indices, self.weight) if open_steps
+                    else np.zeros(0, np.float64))
+        self.hop_slot = np.array([steps.index((int(r), int(t))) if r >= 0 else -1
+                                  for r, t in zip(mp.hop_rel, mp.hop_type)], np.int64)
+        self.hop_check = np.where(mp.hop_rel >= 0, -1, mp.hop_type).astype(np.int64)
 
     def batch(self, n_walks: int, seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         s = self.store
         return self.kernels.walk_batch(
-            s.indptr, s.indices, s.rel, s.node_type, self.cum, self.starts, self.start_cum,
-            self.metapath.hop_rel, self.metapath.hop_type, self.spec.hops_min, self.spec.hops_max,
-            n_walks, seed)
+            s.indptr, s.indices, s.rel, s.node_type, self.weight, self.cum, self.prob, self.alias,
+            self.starts, self.start_cum, self.slots, self.hop_slot, self.metapath.hop_rel, self.hop_check, self.spec.hops_min,
+            self.spec.hops_max, n_walks, seed)
 
     def unique_walks(self, seed: int, stats: WalkStats, budget: int,
                      batch_size: int = 4096) -> Iterator[tuple[list[int], list[int]]]:

@@ -1,8 +1,10 @@
 """numba kernels of the metapath walker; imported only when a walk runs (see `sampler.py`).
 
-Edge weights are kept as per-row running sums (`cum[k]` = total weight of the row's edges up to
-and including k), so a weighted pick inside any sub-range of a row (one relation, one neighbour
-type) is a uniform draw plus a binary search: no per-hop allocation, no scan of hub rows.
+Each metapath step (relation, neighbour type) gets a per-node [lo, hi) table of its edge block
+(the CSR rows are sorted by relation, then neighbour type) and Walker alias tables over those
+blocks, so a weighted hop costs a few loads whatever the hub's degree. A step with an open
+relation draws from the node's whole row through a running sum of edge weights (`cum`) and a
+binary search. Nothing is allocated per hop.
 """
 
 from __future__ import annotations
@@ -12,14 +14,13 @@ from numba import njit
 
 
 @njit(cache=True)
-def row_cumulative_weights(indptr, indices, node_weight):
-    """cum[k] = sum of node_weight[indices[j]] for j from the row start to k (float64)."""
+def cumulative_weights(indices, node_weight):
+    """cum[k] = sum of node_weight[indices[j]] for j <= k (float64: exact enough at 8M edges)."""
     cum = np.empty(indices.shape[0], np.float64)
-    for v in range(indptr.shape[0] - 1):
-        acc = 0.0
-        for k in range(indptr[v], indptr[v + 1]):
-            acc += node_weight[indices[k]]
-            cum[k] = acc
+    acc = 0.0
+    for k in range(indices.shape[0]):
+        acc += node_weight[indices[k]]
+        cum[k] = acc
     return cum
 
 
@@ -72,29 +73,88 @@ def _acceptable(c, path_row, done, node_type, t):
 
 
 @njit(cache=True)
-def _pick_edge(indices, node_type, cum, row_start, lo, hi, path_row, done, t):
-    """A weighted edge in [lo, hi) whose end is of type t and not yet on the path; -1 if none."""
-    base = cum[lo - 1] if lo > row_start else 0.0
-    span = cum[hi - 1] - base
-    if span <= 0.0:
-        return -1
-    # Rejection first: exact for the conditional distribution and O(log d) when most fit.
-    for _ in range(8):
-        u = base + np.random.random() * span
-        a, b = lo, hi - 1
-        while a < b:
-            mid = (a + b) >> 1
-            if cum[mid] <= u:
-                a = mid + 1
+def build_alias(indices, node_weight, table, prob, alias):
+    """Walker alias tables (Vose) for every node's block table[v] = [lo, hi): afterwards an
+    edge is drawn in O(1) as k = lo + randint(d), kept if random() < prob[k], else alias[k]."""
+    widest = 0
+    for v in range(table.shape[0]):
+        widest = max(widest, table[v, 1] - table[v, 0])
+    small = np.empty(widest, np.int64)
+    large = np.empty(widest, np.int64)
+    scaled = np.empty(widest, np.float64)
+    for v in range(table.shape[0]):
+        lo, hi = table[v, 0], table[v, 1]
+        d = hi - lo
+        if d == 0:
+            continue
+        total = 0.0
+        for k in range(lo, hi):
+            total += node_weight[indices[k]]
+        ns = nl = 0
+        for j in range(d):
+            scaled[j] = node_weight[indices[lo + j]] * d / total if total > 0 else 1.0
+            if scaled[j] < 1.0:
+                small[ns] = j
+                ns += 1
             else:
-                b = mid
-        if _acceptable(indices[a], path_row, done, node_type, t):
-            return a
+                large[nl] = j
+                nl += 1
+        while ns > 0 and nl > 0:
+            ns -= 1
+            j = small[ns]
+            g = large[nl - 1]
+            prob[lo + j] = scaled[j]
+            alias[lo + j] = lo + g
+            scaled[g] = scaled[g] + scaled[j] - 1.0
+            if scaled[g] < 1.0:
+                nl -= 1
+                small[ns] = g
+                ns += 1
+        for i in range(nl):
+            prob[lo + large[i]] = 1.0
+            alias[lo + large[i]] = lo + large[i]
+        for i in range(ns):  # rounding leftovers
+            prob[lo + small[i]] = 1.0
+            alias[lo + small[i]] = lo + small[i]
+
+
+@njit(cache=True)
+def _draw_alias(prob, alias, lo, hi):
+    k = lo + np.random.randint(hi - lo)
+    return k if np.random.random() < prob[k] else alias[k]
+
+
+@njit(cache=True)
+def _draw_cum(cum, lo, hi):
+    base = cum[lo - 1] if lo > 0 else 0.0
+    u = base + np.random.random() * (cum[hi - 1] - base)
+    a, b = lo, hi - 1
+    while a < b:
+        mid = (a + b) >> 1
+        if cum[mid] <= u:
+            a = mid + 1
+        else:
+            b = mid
+    return a
+
+
+@njit(cache=True)
+def _pick_edge(indices, node_type, node_weight, cum, prob, alias, use_alias, lo, hi, path_row,
+               done, t):
+    """A weighted edge in [lo, hi) whose end is of type t and not yet on the path; -1 if none."""
+    # Rejection first: exact for the conditional distribution, and cheap when most ends fit.
+    for _ in range(8):
+        if use_alias:
+            k = _draw_alias(prob, alias, lo, hi)
+        else:
+            k = _draw_cum(cum, lo, hi)
+        if _acceptable(indices[k], path_row, done, node_type, t):
+            return k
     # Few acceptable ends: weigh them explicitly.
     total = 0.0
     for k in range(lo, hi):
         if _acceptable(indices[k], path_row, done, node_type, t):
-            total += cum[k] - (cum[k - 1] if k > row_start else 0.0)
+            total += node_weight[indices[k]]
     if total <= 0.0:
         return -1
     u = np.random.random() * total
@@ -102,17 +162,30 @@ def _pick_edge(indices, node_type, cum, row_start, lo, hi, path_row, done, t):
     for k in range(lo, hi):
         if _acceptable(indices[k], path_row, done, node_type, t):
             last = k
-            u -= cum[k] - (cum[k - 1] if k > row_start else 0.0)
+            u -= node_weight[indices[k]]
             if u < 0.0:
                 return k
     return last
 
 
 @njit(cache=True)
-def walk_batch(indptr, indices, rel, node_type, cum, start_nodes, start_cum, hop_rel, hop_type,
-               hops_min, hops_max, n_walks, seed):
-    """n_walks metapath walks. Returns (paths, edge relations, hops); hops = -1 for a walk that
-    got stuck before reaching the hop count drawn for it."""
+def slot_ranges(indptr, indices, rel, node_type, r, t):
+    """Per node, the [lo, hi) edge range along relation r to type t: one table per metapath
+    step, so a hop finds its candidates in one cache line instead of binary searches."""
+    n = indptr.shape[0] - 1
+    table = np.empty((n, 2), np.int64)
+    for v in range(n):
+        table[v, 0], table[v, 1] = edge_range(indptr, indices, rel, node_type, v, r, t)
+    return table
+
+
+@njit(cache=True)
+def walk_batch(indptr, indices, rel, node_type, node_weight, cum, prob, alias, start_nodes,
+               start_cum, slots, hop_slot, hop_rel, hop_check, hops_min, hops_max, n_walks, seed):
+    """n_walks metapath walks. Hop h draws from table slots[hop_slot[h]] with the alias tables,
+    or, where hop_slot[h] = -1 (any relation), from the node's whole row with `cum`; it keeps
+    ends of type hop_check[h] (-1: any). Returns (paths, edge relations, hops); hops = -1 for a
+    walk that got stuck before the hop count drawn for it."""
     np.random.seed(seed)
     paths = np.full((n_walks, hops_max + 1), -1, np.int32)
     rels = np.full((n_walks, hops_max), -1, np.int32)
@@ -126,17 +199,40 @@ def walk_batch(indptr, indices, rel, node_type, cum, start_nodes, start_cum, hop
         paths[w, 0] = v
         done = 0
         while done < want:
-            lo, hi = edge_range(indptr, indices, rel, node_type, v, hop_rel[done], hop_type[done])
+            slot = hop_slot[done]
+            if slot >= 0:
+                lo = slots[slot, v, 0]
+                hi = slots[slot, v, 1]
+            else:
+                lo = indptr[v]
+                hi = indptr[v + 1]
             if lo >= hi:
                 break
-            k = _pick_edge(indices, node_type, cum, indptr[v], lo, hi, paths[w], done,
-                           hop_type[done])
+            k = _pick_edge(indices, node_type, node_weight, cum, prob, alias, slot >= 0, lo, hi,
+                           paths[w], done, hop_check[done])
             if k < 0:
                 break
             v = indices[k]
-            rels[w, done] = rel[k]
+            rels[w, done] = hop_rel[done] if slot >= 0 else rel[k]
             done += 1
             paths[w, done] = v
         if done == want:
             hops[w] = want
     return paths, rels, hops
+
+
+@njit(cache=True)
+def first_hop_ok(indptr, indices, rel, node_type, candidates, r, t):
+    """Which candidates have at least one edge along relation r to a node of type t."""
+    ok = np.zeros(candidates.shape[0], np.bool_)
+    for i in range(candidates.shape[0]):
+        v = candidates[i]
+        lo, hi = edge_range(indptr, indices, rel, node_type, v, r, t)
+        if r >= 0 or t < 0:
+            ok[i] = hi > lo
+        else:
+            for k in range(lo, hi):
+                if node_type[indices[k]] == t:
+                    ok[i] = True
+                    break
+    return ok

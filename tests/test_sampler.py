@@ -193,3 +193,26 @@ def test_walk_kernel_matches_python_reference_on_every_hop(medkg):
         for h in range(max(int(n), 0)):
             assert path[h + 1] in medkg.neighbours(int(path[h]), int(rel[h]))
     assert (hops >= 1).mean() > 0.5  # long-tail weighting walks into leaves: some dead-end
+
+
+def test_start_type_that_cannot_take_the_first_step(medkg):
+    with pytest.raises(JobError) as err:
+        Walker(medkg, WalkSpec("anatomy", (DPP,), ("effect/phenotype",), 1, 2), "g.npz")
+    assert str(err.value) == ("g.npz: field 'start_type': no node of type 'anatomy' has an edge "
+                              "matching the first step of the path")
+
+
+@pytest.mark.parametrize("relation", ["r", None])  # alias tables, and the open-relation path
+def test_neighbour_shares_follow_degree_power(tmp_path, relation):
+    # s joins m0..m4 whose degrees are 1, 2, 4, 8, 16 (extra edges to leaves of another type)
+    triples = [("s", "a", "r", f"m{i}", "b") for i in range(5)]
+    triples += [(f"m{i}", "b", "x", f"leaf{i}_{j}", "c") for i in range(5) for j in range(2**i - 1)]
+    store = store_of(tmp_path, triples)
+    alpha = 1.0
+    paths, _, _ = Walker(store, WalkSpec("a", (relation,), ("b",), 1, 1, "inverse_degree",
+                                         alpha)).batch(40_000, 1)
+    counts = Counter(store.name(int(v)) for v in paths[:, 1])
+    weights = np.array([2.0 ** -i for i in range(5)])
+    expected = weights / weights.sum()
+    observed = np.array([counts[f"m{i}"] for i in range(5)]) / 40_000
+    assert np.abs(observed - expected).max() < 0.01, (observed, expected)

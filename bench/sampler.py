@@ -1,0 +1,262 @@
+"""Benchmark: the CSR + numba metapath sampler beside a plain networkx walk, on one graph.
+
+    python bench/sampler.py            # PrimeKG scale: 129,375 nodes, 8M directed edges (minutes)
+    python bench/sampler.py --small    # 20K nodes, 400K edges (seconds)
+
+Builds a synthetic typed graph (10 node types, 30 relations, power-law degrees, every fact in
+both directions as PrimeKG ships it), saves it with `save_store`, and measures in one run:
+
+- load time and resident memory (psutil RSS delta) of `load_store`, and of the sampler's
+  per-run arrays (per-row cumulative weights);
+- throughput of metapath-constrained, inverse-degree-weighted walks (hops of completed walks
+  per CPU second of this single-threaded process, and per wall second) of the numba CSR walker;
+- the same walks in networkx: a MultiDiGraph with a `relation` attribute per edge and a `type`
+  per node, neighbours filtered by relation and type, weighted by degree^-alpha with
+  `random.choices`. Building an 8M-edge MultiDiGraph takes minutes and gigabytes, so by default
+  networkx gets the edges of a random node sample (`--nx-edges`, the induced subgraph keeps
+  every type and relation and the power-law shape), and its walk is time-boxed
+  (`--nx-seconds` of wall time); hops/s is hops of completed walks per CPU second.
+
+Ends with one line `speedup: <N>x` (CSR hops/s over networkx hops/s).
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import multiprocessing
+import os
+import random
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import psutil
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from fleming_dsl.graphstore import EdgeList, build_store, load_store, save_store  # noqa: E402
+from fleming_dsl.sampler import Walker, WalkSpec  # noqa: E402
+
+N_TYPES, N_RELATIONS = 10, 30
+
+
+def rss() -> int:
+    return psutil.Process(os.getpid()).memory_info().rss
+
+
+def relation_endpoints(r: int) -> tuple[int, int]:
+    """Type pair joined by relation r: relation 0 is type0-type1, 1 is type1-type2, ..."""
+    return r % N_TYPES, (r + 1 + r // N_TYPES) % N_TYPES
+
+
+def _draw_facts(rng, n: int, members, popularity, rel_share):
+    per_rel = rng.multinomial(n, rel_share / rel_share.sum())
+    src, dst, rel = [], [], []
+    for r, count in enumerate(per_rel):
+        a, b = relation_endpoints(r)
+        for side, t in ((src, a), (dst, b)):
+            p = popularity[members[t]]
+            side.append(members[t][rng.choice(len(p), count, p=p / p.sum())])
+        rel.append(np.full(count, r))
+    return np.concatenate(src), np.concatenate(dst), np.concatenate(rel)
+
+
+def synthetic_graph(nodes: int, directed_edges: int, seed: int) -> EdgeList:
+    """Power-law typed graph of exactly `directed_edges` distinct edges: each undirected fact
+    becomes two directed edges; repeated draws of a fact are replaced until the count is met."""
+    rng = np.random.default_rng(seed)
+    share = rng.dirichlet(np.full(N_TYPES, 2.0))
+    node_type = np.sort(rng.choice(N_TYPES, nodes, p=share))
+    members = [np.flatnonzero(node_type == t) for t in range(N_TYPES)]
+    popularity = rng.pareto(1.1, nodes) + 1.0  # heavy tail: a few hubs, many rare entities
+    rel_share = rng.pareto(1.5, N_RELATIONS) + 1.0
+    facts = directed_edges // 2
+    keys = np.zeros(0, np.int64)
+    while len(keys) < facts:
+        src, dst, rel = _draw_facts(rng, int((facts - len(keys)) * 1.3) + 1000, members,
+                                    popularity, rel_share)
+        # one key per unordered fact, so a fact and its mirror count once
+        lo, hi = np.minimum(src, dst), np.maximum(src, dst)
+        fresh = (lo.astype(np.int64) * nodes + hi) * N_RELATIONS + rel
+        fresh = fresh[lo != hi]
+        _, first = np.unique(fresh, return_index=True)
+        fresh = fresh[np.sort(first)]
+        keys = np.concatenate([keys, fresh[~np.isin(fresh, keys)]])
+    keys = keys[:facts]
+    rel, pair = keys % N_RELATIONS, keys // N_RELATIONS
+    src, dst = pair // nodes, pair % nodes
+    return EdgeList(
+        type_names=[f"type{t}" for t in range(N_TYPES)],
+        rel_names=[f"rel{r:02d}" for r in range(N_RELATIONS)],
+        node_type=node_type, names=[f"n{i}" for i in range(nodes)], ids=[str(i) for i in range(nodes)],
+        src=np.concatenate([src, dst]), dst=np.concatenate([dst, src]), rel=np.concatenate([rel, rel]))
+
+
+def build_and_save(nodes: int, edges: int, seed: int, path: Path) -> None:
+    """Runs in a child process, so the parent's RSS measures only what loading costs."""
+    t0 = time.perf_counter()
+    store = build_store(synthetic_graph(nodes, edges, seed))
+    save_store(store, path)
+    Path(str(path) + ".build_s").write_text(f"{time.perf_counter() - t0:.1f}")
+
+
+def warm_up_kernels() -> None:
+    """Compile (or load cached) numba kernels before anything is measured."""
+    tiny = build_store(EdgeList(["a"], ["r"], np.zeros(3, np.int64), ["x", "y", "z"], ["x", "y", "z"],
+                                np.array([0, 1, 1, 2]), np.array([1, 0, 2, 1]), np.zeros(4, np.int64)))
+    Walker(tiny, WalkSpec("a", ("r",), ("a",), 1, 2)).batch(10, 0)
+
+
+class Timer:
+    """Wall and CPU seconds of a block: CPU time is what one core gave us on a shared machine."""
+
+    def __enter__(self):
+        self.wall, self.cpu = time.perf_counter(), time.process_time()
+        return self
+
+    def __exit__(self, *exc):
+        self.wall = time.perf_counter() - self.wall
+        self.cpu = time.process_time() - self.cpu
+
+
+def csr_throughput(walker: Walker, walks: int, seed: int) -> tuple[int, Timer]:
+    walker.batch(1000, seed)  # compile (or load the numba cache) outside the timing
+    with Timer() as timer:
+        _, _, hops = walker.batch(walks, seed + 1)
+    return int(hops[hops > 0].sum()), timer
+
+
+def networkx_graph(store, max_edges: int, seed: int):
+    """MultiDiGraph of the subgraph induced by a random node sample holding about max_edges."""
+    import networkx as nx
+
+    n, m = store.num_nodes, store.num_edges
+    keep_share = min(1.0, (max_edges / m) ** 0.5)  # induced edges scale with the square
+    rng = np.random.default_rng(seed)
+    keep = rng.random(n) < keep_share
+    src = np.repeat(np.arange(n), np.diff(store.indptr))
+    mask = keep[src] & keep[store.indices]
+    graph = nx.MultiDiGraph()
+    graph.add_nodes_from((int(v), {"type": int(store.node_type[v])}) for v in np.flatnonzero(keep))
+    graph.add_edges_from((int(s), int(d), {"relation": int(r)})
+                         for s, d, r in zip(src[mask], store.indices[mask], store.rel[mask]))
+    return graph
+
+
+def networkx_walks(graph, hop_rel, hop_type, start_type, hops_min, hops_max, alpha, seconds,
+                   seed) -> tuple[int, int, Timer]:
+    """The same constrained, weighted walk written the plain networkx way, time-boxed."""
+    rng = random.Random(seed)
+    starts = [v for v, t in graph.nodes(data="type") if t == start_type and graph.out_degree(v)]
+    start_w = [graph.out_degree(v) ** -alpha for v in starts]
+    hops_done = walks = 0
+    deadline = time.perf_counter() + seconds
+    timer = Timer().__enter__()
+    while time.perf_counter() < deadline:
+        want = rng.randint(hops_min, hops_max)
+        path = [rng.choices(starts, start_w)[0]]
+        for h in range(want):
+            here = path[-1]
+            candidates = [u for _, u, r in graph.out_edges(here, data="relation")
+                          if r == hop_rel[h] and graph.nodes[u]["type"] == hop_type[h]
+                          and u not in path]
+            if not candidates:
+                break
+            weights = [graph.out_degree(u) ** -alpha for u in candidates]
+            path.append(rng.choices(candidates, weights)[0])
+        walks += 1
+        if len(path) == want + 1:
+            hops_done += want
+    timer.__exit__()
+    return hops_done, walks, timer
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--small", action="store_true", help="20K nodes, 400K edges")
+    parser.add_argument("--nodes", type=int, default=129_375)
+    parser.add_argument("--edges", type=int, default=8_000_000, help="directed edges")
+    parser.add_argument("--walks", type=int, default=1_000_000)
+    parser.add_argument("--alpha", type=float, default=0.75)
+    parser.add_argument("--nx-edges", type=int, default=1_000_000,
+                        help="edges of the networkx subgraph (0 = the whole graph)")
+    parser.add_argument("--nx-seconds", type=float, default=20.0)
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args(argv)
+    if args.small:
+        args.nodes, args.edges, args.walks, args.nx_seconds = 20_000, 400_000, 200_000, 5.0
+
+    warm_up_kernels()
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "graph.npz"
+        child = multiprocessing.get_context("fork").Process(
+            target=build_and_save, args=(args.nodes, args.edges, args.seed, path))
+        child.start()
+        child.join()
+        if child.exitcode != 0:
+            raise SystemExit(f"building the synthetic graph failed (exit {child.exitcode})")
+        build_s = float(Path(str(path) + ".build_s").read_text())
+        file_mb = path.stat().st_size / 2**20
+        gc.collect()
+        before = rss()
+        t0 = time.perf_counter()
+        store = load_store(path)
+        load_s = time.perf_counter() - t0
+        store_mb = (rss() - before) / 2**20
+
+    # metapath type0 -[rel00]-> type1 -[rel01]-> type2, walked back along itself past 2 hops
+    spec = WalkSpec("type0", ("rel00", "rel01"), ("type1", "type2"), 2, 4, "inverse_degree",
+                    args.alpha)
+    before = rss()
+    walker = Walker(store, spec)
+    sampler_mb = (rss() - before) / 2**20
+    csr_hops, csr_t = csr_throughput(walker, args.walks, args.seed)
+
+    nx_edges = store.num_edges if args.nx_edges <= 0 else min(args.nx_edges, store.num_edges)
+    gc.collect()
+    before = rss()
+    t0 = time.perf_counter()
+    graph = networkx_graph(store, nx_edges, args.seed)
+    nx_build_s = time.perf_counter() - t0
+    nx_mb = (rss() - before) / 2**20
+    m = walker.metapath
+    nx_hops, nx_walks, nx_t = networkx_walks(
+        graph, m.hop_rel.tolist(), m.hop_type.tolist(), m.start_type, spec.hops_min,
+        spec.hops_max, args.alpha, args.nx_seconds, args.seed)
+
+    e = store.num_edges
+    g = graph.number_of_edges()
+    print(f"graph: {store.num_nodes:,} nodes, {e:,} directed edges, {N_TYPES} node types, "
+          f"{N_RELATIONS} relations (synthetic, power-law; built in {build_s:.1f} s)")
+    print(f"metapath: {spec.start_type} -[{spec.relations[0]}]-> {spec.node_types[0]} "
+          f"-[{spec.relations[1]}]-> {spec.node_types[1]}, hops {spec.hops_min}..{spec.hops_max}, "
+          f"inverse_degree(alpha={args.alpha})")
+    print()
+    print(f"{'':26}{'CSR + numba':>16}{'networkx':>16}")
+    print(f"{'edges held':26}{e:>16,}{g:>16,}")
+    print(f"{'load / build time (s)':26}{load_s:>16.2f}{nx_build_s:>16.1f}")
+    print(f"{'resident graph (MB)':26}{store_mb:>16.1f}{nx_mb:>16.1f}")
+    print(f"{'bytes per edge':26}{store_mb * 2**20 / e:>16.1f}{nx_mb * 2**20 / max(g, 1):>16.1f}")
+    print(f"{'+ sampler tables (MB)':26}{sampler_mb:>16.1f}{'':>16}")
+    print(f"{'store file (MB)':26}{file_mb:>16.1f}{'':>16}")
+    print(f"{'hops timed':26}{csr_hops:>16,}{nx_hops:>16,}")
+    print(f"{'wall seconds':26}{csr_t.wall:>16.2f}{nx_t.wall:>16.1f}")
+    print(f"{'CPU seconds':26}{csr_t.cpu:>16.2f}{nx_t.cpu:>16.1f}")
+    print(f"{'hops/s (wall)':26}{csr_hops / csr_t.wall:>16,.0f}{nx_hops / nx_t.wall:>16,.0f}")
+    csr_rate, nx_rate = csr_hops / csr_t.cpu, nx_hops / max(nx_t.cpu, 1e-9)
+    print(f"{'hops/s (one core, CPU)':26}{csr_rate:>16,.0f}{nx_rate:>16,.0f}")
+    print(f"{'load average (1 min)':26}{os.getloadavg()[0]:>16.1f}  on {os.cpu_count()} CPUs")
+    print()
+    print(f"networkx: MultiDiGraph of the induced subgraph of a random node sample "
+          f"({g:,} of {e:,} edges), walk time-boxed to {args.nx_seconds:.0f} s ({nx_walks:,} walks)")
+    print("hops/s counts hops of completed walks per CPU second of this process (both sides "
+          "single-threaded), so other load on the machine does not distort the ratio")
+    print(f"speedup: {csr_rate / max(nx_rate, 1e-9):,.0f}x")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
