@@ -95,7 +95,7 @@ def test_render_two_nodes_accelerate() -> None:
     assert '--machine_rank "$node_rank"' in text
     assert 'scontrol show hostnames "$1" | head -n 1' in text
     assert "PROGRAM=(-m fleming_dsl.cli job grpo --config generated/x/jobs/rl1.json)" in text
-    assert "exec srun --nodes=\"$num_nodes\" --ntasks=\"$num_nodes\" --ntasks-per-node=1" in text
+    assert 'exec srun --overlap --nodes="$num_nodes" --ntasks="$num_nodes" --ntasks-per-node=1' in text
 
 
 def test_render_quotes_arguments() -> None:

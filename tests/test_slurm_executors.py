@@ -21,7 +21,7 @@ from slurm.harness import (  # noqa: F401  (slurm_cluster is a fixture)
     GENERIC_ARGS, SLURM_ARGS, job_fields, slurm_cluster, snakemake, submitted_ids, wait_for_job,
 )
 
-pytestmark = pytest.mark.slurm
+pytestmark = [pytest.mark.slurm, pytest.mark.slow]
 
 TWO_RULES = """
 rule all:
