@@ -45,7 +45,12 @@ class _Loader:
 
     def parse(self, path: Path) -> ast.Module:
         shown = self.display(path)
-        text = path.read_text(encoding="utf-8")
+        try:
+            text = path.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as err:
+            reason = err.strerror if isinstance(err, OSError) and err.strerror else str(err)
+            raise SpecError(list(self.diags) + [Diagnostic(f"cannot read {shown}: {reason}", None)],
+                            self.sources) from None
         self.sources[shown], self.dirs[shown] = text, path.parent
         try:
             return parse_module(text, shown)

@@ -6,8 +6,8 @@ import functools
 from collections.abc import Callable
 from pathlib import Path
 
-from lark import Lark, Token, Transformer, Tree, v_args
-from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, UnexpectedToken
+from lark import Lark, Token, Transformer, v_args
+from lark.exceptions import UnexpectedCharacters, UnexpectedInput, UnexpectedToken
 
 from fleming_dsl import ast
 from fleming_dsl.errors import Diagnostic, SpecError
@@ -460,4 +460,4 @@ def parse_module(text: str, file: str) -> ast.Module:
 
 
 __all__ = ["parse_module", "lark_parser", "grammar_text", "describe_token", "syntax_diagnostic",
-           "UnexpectedEOF"]
+           "SYNTAX_ERRORS"]

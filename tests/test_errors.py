@@ -296,3 +296,13 @@ def test_syntax_error_in_included_file_points_into_it(tmp_path: Path) -> None:
 
 def test_diagnostic_without_span_renders() -> None:
     assert str(SpecError([Diagnostic("no such spec", None)])) == "error: no such spec"
+
+
+def test_unreadable_spec_is_a_spec_error(tmp_path: Path) -> None:
+    with pytest.raises(SpecError) as info:
+        load_experiment(tmp_path / "nope.flm", project_root=tmp_path)
+    assert str(info.value) == "error: cannot read nope.flm: No such file or directory"
+    (tmp_path / "bin.flm").write_bytes(b"\xff\xfe\x00")
+    with pytest.raises(SpecError) as info:
+        load_experiment(tmp_path / "bin.flm", project_root=tmp_path)
+    assert str(info.value).startswith("error: cannot read bin.flm: 'utf-8' codec can't decode")
