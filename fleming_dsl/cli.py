@@ -99,7 +99,7 @@ def cmd_fmt(args: argparse.Namespace) -> int:
             raise CommandError(f"{path}: no such spec file")
         with open(path, encoding="utf-8") as handle:
             text = handle.read()
-        formatted = format_source(text)
+        formatted = format_source(text, path)
         if args.stdout:  # the canonical form for tools (the git diff driver, docs/review.md)
             sys.stdout.write(formatted)
             continue

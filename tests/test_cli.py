@@ -110,3 +110,84 @@ def test_compile_path_imports_nothing_heavy(tmp_path: Path) -> None:
                             timeout=60)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "[]"
+
+
+# ---------------------------------------------------------------- with the real front end
+
+
+def _fleming(cwd: Path, *args: str, timeout: int = 120) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "fleming_dsl.cli", *args], cwd=cwd, text=True,
+                          capture_output=True, timeout=timeout)
+
+
+@pytest.fixture
+def project(tmp_path: Path) -> Path:
+    import shutil
+
+    for folder in ("specs", "data", "prompts"):
+        shutil.copytree(REPO / folder, tmp_path / folder)
+    return tmp_path
+
+
+def test_check_passes_every_spec_without_importing_heavy_libraries() -> None:
+    specs = sorted(str(p.relative_to(REPO)) for p in (REPO / "specs").glob("*.flm"))
+    script = (
+        "import runpy, sys\n"
+        f"sys.argv = ['fleming', 'check', *{specs!r}]\n"
+        "try:\n    runpy.run_module('fleming_dsl.cli', run_name='__main__')\n"
+        "except SystemExit as exit_:\n    code = exit_.code\n"
+        f"print(code, sorted(m for m in {HEAVY!r} if m in sys.modules))\n")
+    result = subprocess.run([sys.executable, "-c", script], cwd=REPO, text=True,
+                            capture_output=True, timeout=120)
+    assert result.stdout.splitlines()[-1] == "0 []", result.stdout + result.stderr
+
+
+def test_a_bad_spec_is_a_located_error_without_traceback(project: Path) -> None:
+    bad = project / "specs" / "bad.flm"
+    bad.write_text('experiment "x" {\n  seed = \n}\n')
+    for command in ("check", "compile", "graph"):
+        result = _fleming(project, command, "specs/bad.flm")
+        assert result.returncode == 1, command
+        assert result.stderr.startswith("specs/bad.flm:3:1: error: missing value after '='\n")
+        assert "Traceback" not in result.stderr
+
+
+def test_compile_writes_the_workflow_then_leaves_it_alone(project: Path) -> None:
+    first = _fleming(project, "compile", "specs/tiny.flm")
+    assert first.returncode == 0, first.stderr
+    assert first.stdout.startswith("generated/tiny: 13 jobs, ")
+    snakefile = project / "generated" / "tiny" / "Snakefile"
+    before = snakefile.stat().st_mtime_ns
+    again = _fleming(project, "compile", "specs/tiny.flm")
+    assert again.stdout == "generated/tiny: 13 jobs, 0 files written\n"
+    assert snakefile.stat().st_mtime_ns == before
+
+
+def test_compile_refuses_an_output_folder_outside_the_project(project: Path,
+                                                              tmp_path_factory) -> None:
+    outside = tmp_path_factory.mktemp("outside")
+    result = _fleming(project, "compile", "specs/tiny.flm", "--out", str(outside))
+    assert result.returncode == 2
+    assert "the output folder must lie inside the project" in result.stderr
+
+
+def test_run_compiles_and_passes_snakemake_options_through(project: Path) -> None:
+    result = _fleming(project, "run", "specs/tiny.flm", "--cores", "1", "-n")
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "--profile generated/tiny/profiles/local --cores 1 -n" in result.stderr
+    assert "This was a dry-run" in result.stdout + result.stderr
+    assert not (project / "runs").exists()
+
+
+def test_fmt_check_diff_and_rewrite(project: Path) -> None:
+    spec = project / "specs" / "tiny.flm"
+    canonical = spec.read_text()
+    spec.write_text(canonical.replace("seed = 7", "seed=7", 1))
+    assert spec.read_text() != canonical
+    check = _fleming(project, "fmt", "--check", "specs/tiny.flm")
+    assert (check.returncode, check.stderr) == (1, "specs/tiny.flm: would reformat\n")
+    diff = _fleming(project, "fmt", "--diff", "specs/tiny.flm")
+    assert "-  seed=7\n" in diff.stdout
+    assert _fleming(project, "fmt", "specs/tiny.flm").returncode == 0
+    assert spec.read_text() == canonical
+    assert _fleming(project, "fmt", "--check", "specs/tiny.flm").returncode == 0
