@@ -66,17 +66,27 @@ def _chunks(path: str, sep: str, columns: tuple[str, ...], *, header: bool = Tru
     reader = pd.read_csv(path, sep=sep, dtype=str, keep_default_na=False, na_filter=False,
                          chunksize=CHUNK_ROWS, skip_blank_lines=False, quoting=quoting,
                          header=0 if header else None, names=None if header else list(columns))
+    bar = None
+    if Path(path).stat().st_size > 50 * 2**20:  # PrimeKG-sized: show progress
+        from tqdm import tqdm
+
+        bar = tqdm(desc=f"read {Path(path).name}", unit=" rows", unit_scale=True)
     line = 2 if header else 1
     try:
         for frame in reader:
             yield line, frame.fillna("")
             line += len(frame)
+            if bar is not None:
+                bar.update(len(frame))
     except pd.errors.ParserError as err:
         match = _PARSER_LINE.search(str(err))
         if match:
             want, at, saw = match.groups()
             raise JobError(f"{path}:{at}: expected {want} fields, found {saw}") from None
         raise JobError(f"{path}: cannot parse ({str(err).splitlines()[0]})") from None
+    finally:
+        if bar is not None:
+            bar.close()
 
 
 def _require(path: str, first_line: int, frame, columns: tuple[str, ...]) -> None:

@@ -68,6 +68,16 @@ def hop_positions(pattern_len: int, hops: int, closed: bool) -> list[tuple[int, 
     return steps
 
 
+def shortest_period(rels: list[int], types: list[int]) -> tuple[list[int], list[int]]:
+    """The pattern's smallest repeating unit: a pattern already repeated out to hops_max, like
+    (r, r) to (t, t), is the one-step pattern (r,) to (t,), which may then walk back along itself."""
+    k = len(rels)
+    for p in range(1, k):
+        if k % p == 0 and all(rels[i] == rels[i % p] and types[i] == types[i % p] for i in range(k)):
+            return rels[:p], types[:p]
+    return rels, types
+
+
 def resolve_metapath(store: GraphStore, spec: WalkSpec, where: str) -> Metapath:
     """Names -> ids, pattern extended to hops_max hops; unknown names are located JobErrors."""
     if len(spec.relations) != len(spec.node_types):
@@ -81,6 +91,7 @@ def resolve_metapath(store: GraphStore, spec: WalkSpec, where: str) -> Metapath:
     types = [_lookup("node type", "node_types", t, store.type_names, where) for t in spec.node_types]
     if not rels:  # no pattern: any relation to any node
         rels, types = [-1], [-1]
+    rels, types = shortest_period(rels, types)
     closed = start < 0 or types[-1] < 0 or types[-1] == start
     position_type = [start, *types]
     hop_rel, hop_type = [], []
@@ -140,11 +151,10 @@ class Walker:
         steps = sorted({(int(r), int(t)) for r, t in zip(mp.hop_rel, mp.hop_type) if r >= 0})
         n = s.num_nodes
         self.slots = np.zeros((max(len(steps), 1), n, 2), np.int64)
-        self.prob = np.zeros(s.num_edges if steps else 0, np.float32)
-        self.alias = np.zeros(s.num_edges if steps else 0, np.int32)
+        self.alias = np.zeros((s.num_edges if steps else 0, 2), np.int32)
         for i, (r, t) in enumerate(steps):  # blocks of distinct steps never overlap
             self.slots[i] = kernels.slot_ranges(s.indptr, s.indices, s.rel, s.node_type, r, t)
-            kernels.build_alias(s.indices, self.weight, self.slots[i], self.prob, self.alias)
+            kernels.build_alias(s.indices, self.weight, self.slots[i], self.alias)
         open_steps = (mp.hop_rel < 0).any()
         self.cum = (kernels.cumulative_weights(s.indices, self.weight) if open_steps
                     else np.zeros(0, np.float64))
@@ -155,7 +165,7 @@ class Walker:
     def batch(self, n_walks: int, seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         s = self.store
         return self.kernels.walk_batch(
-            s.indptr, s.indices, s.rel, s.node_type, self.weight, self.cum, self.prob, self.alias,
+            s.indptr, s.indices, s.rel, s.node_type, self.weight, self.cum, self.alias,
             self.starts, self.start_cum, self.slots, self.hop_slot, self.metapath.hop_rel, self.hop_check, self.spec.hops_min,
             self.spec.hops_max, n_walks, seed)
 

@@ -12,6 +12,9 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
+_ONE = 2147483648.0  # 2**31: alias keep thresholds are fractions of this
+_KEEP = np.int32(2147483647)  # keep always (the alias is the edge itself)
+
 
 @njit(cache=True)
 def cumulative_weights(indices, node_weight):
@@ -73,9 +76,11 @@ def _acceptable(c, path_row, done, node_type, t):
 
 
 @njit(cache=True)
-def build_alias(indices, node_weight, table, prob, alias):
-    """Walker alias tables (Vose) for every node's block table[v] = [lo, hi): afterwards an
-    edge is drawn in O(1) as k = lo + randint(d), kept if random() < prob[k], else alias[k]."""
+def build_alias(indices, node_weight, table, alias):
+    """Walker alias tables (Vose) for every node's block table[v] = [lo, hi). alias[k] holds
+    (keep threshold as a 31-bit fraction, alias edge): an edge is drawn in O(1) by one uniform
+    u * d whose integer part picks slot k and whose fraction decides k or its alias. The pair
+    sits in one 8-byte row so a draw touches one cache line."""
     widest = 0
     for v in range(table.shape[0]):
         widest = max(widest, table[v, 1] - table[v, 0])
@@ -103,25 +108,27 @@ def build_alias(indices, node_weight, table, prob, alias):
             ns -= 1
             j = small[ns]
             g = large[nl - 1]
-            prob[lo + j] = scaled[j]
-            alias[lo + j] = lo + g
+            alias[lo + j, 0] = np.int32(scaled[j] * _ONE)
+            alias[lo + j, 1] = lo + g
             scaled[g] = scaled[g] + scaled[j] - 1.0
             if scaled[g] < 1.0:
                 nl -= 1
                 small[ns] = g
                 ns += 1
         for i in range(nl):
-            prob[lo + large[i]] = 1.0
-            alias[lo + large[i]] = lo + large[i]
+            alias[lo + large[i], 0] = _KEEP
+            alias[lo + large[i], 1] = lo + large[i]
         for i in range(ns):  # rounding leftovers
-            prob[lo + small[i]] = 1.0
-            alias[lo + small[i]] = lo + small[i]
+            alias[lo + small[i], 0] = _KEEP
+            alias[lo + small[i], 1] = lo + small[i]
 
 
 @njit(cache=True)
-def _draw_alias(prob, alias, lo, hi):
-    k = lo + np.random.randint(hi - lo)
-    return k if np.random.random() < prob[k] else alias[k]
+def _draw_alias(alias, lo, hi):
+    u = np.random.random() * (hi - lo)
+    j = int(u)
+    k = lo + j
+    return k if (u - j) * _ONE < alias[k, 0] else alias[k, 1]
 
 
 @njit(cache=True)
@@ -139,13 +146,12 @@ def _draw_cum(cum, lo, hi):
 
 
 @njit(cache=True)
-def _pick_edge(indices, node_type, node_weight, cum, prob, alias, use_alias, lo, hi, path_row,
-               done, t):
+def _pick_edge(indices, node_type, node_weight, cum, alias, use_alias, lo, hi, path_row, done, t):
     """A weighted edge in [lo, hi) whose end is of type t and not yet on the path; -1 if none."""
     # Rejection first: exact for the conditional distribution, and cheap when most ends fit.
     for _ in range(8):
         if use_alias:
-            k = _draw_alias(prob, alias, lo, hi)
+            k = _draw_alias(alias, lo, hi)
         else:
             k = _draw_cum(cum, lo, hi)
         if _acceptable(indices[k], path_row, done, node_type, t):
@@ -180,7 +186,7 @@ def slot_ranges(indptr, indices, rel, node_type, r, t):
 
 
 @njit(cache=True)
-def walk_batch(indptr, indices, rel, node_type, node_weight, cum, prob, alias, start_nodes,
+def walk_batch(indptr, indices, rel, node_type, node_weight, cum, alias, start_nodes,
                start_cum, slots, hop_slot, hop_rel, hop_check, hops_min, hops_max, n_walks, seed):
     """n_walks metapath walks. Hop h draws from table slots[hop_slot[h]] with the alias tables,
     or, where hop_slot[h] = -1 (any relation), from the node's whole row with `cum`; it keeps
@@ -208,7 +214,7 @@ def walk_batch(indptr, indices, rel, node_type, node_weight, cum, prob, alias, s
                 hi = indptr[v + 1]
             if lo >= hi:
                 break
-            k = _pick_edge(indices, node_type, node_weight, cum, prob, alias, slot >= 0, lo, hi,
+            k = _pick_edge(indices, node_type, node_weight, cum, alias, slot >= 0, lo, hi,
                            paths[w], done, hop_check[done])
             if k < 0:
                 break

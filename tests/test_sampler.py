@@ -216,3 +216,9 @@ def test_neighbour_shares_follow_degree_power(tmp_path, relation):
     expected = weights / weights.sum()
     observed = np.array([counts[f"m{i}"] for i in range(5)]) / 40_000
     assert np.abs(observed - expected).max() < 0.01, (observed, expected)
+
+
+def test_pattern_already_repeated_to_hops_max_means_the_same_walk(medkg):
+    once = rows_of(medkg, WalkSpec("disease", (DPP,), ("effect/phenotype",), 1, 2), count=50)
+    repeated = WalkSpec("disease", (DPP, DPP), ("effect/phenotype", "effect/phenotype"), 1, 2)
+    assert rows_of(medkg, repeated, count=50) == once
