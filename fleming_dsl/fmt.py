@@ -1,7 +1,8 @@
 """`fleming fmt`: the canonical layout of a .flm file.
 
-Canonical means: one statement per line, one block item per line, 2-space indent, single spaces
-around `=` and operators, `, ` in lists and arguments, at most one blank line kept where the
+Canonical means: one statement per line, one block item per line, 2-space indent, `=` aligned
+over runs of consecutive top-level declarations, single spaces around `=` in blocks and around
+operators, `, ` in lists and arguments, at most one blank line kept where the
 source had blank lines, and every comment kept (own-line comments before the item that follows
 them, trailing comments at the end of the line they were on). Literals are written exactly as
 in the source (`20_000` stays `20_000`). Formatting is idempotent and changes no meaning: the
@@ -13,6 +14,7 @@ The formatter works on lark's tree (not the AST) because it needs the tokens as 
 from __future__ import annotations
 
 import functools
+import re
 from dataclasses import dataclass
 
 from lark import Lark, Token, Tree
@@ -212,7 +214,34 @@ def _weave(lines: list[_Line], comments: list[Token], source_lines: list[str]) -
         out.append(text)
     for c in tail:
         emit_comment(c, 0)
-    return "\n".join(out).rstrip("\n") + "\n" if out else ""
+    return "\n".join(_align(out)).rstrip("\n") + "\n" if out else ""
+
+
+_ASSIGNMENT = re.compile(r"^()([A-Za-z_][A-Za-z0-9_ ]*?) = ")  # top-level declarations only
+
+
+def _align(out: list[str]) -> list[str]:
+    """Align `=` over runs of consecutive top-level declarations (`model base    = ...`).
+
+    Blank lines, comment lines and any other line end a run. Block options are not aligned: one
+    long option name would shift every line of a block, and every diff with it."""
+    aligned = list(out)
+    i = 0
+    while i < len(out):
+        first = _ASSIGNMENT.match(out[i])
+        j = i + 1
+        while first and j < len(out):
+            m = _ASSIGNMENT.match(out[j])
+            if not m or m.group(1) != first.group(1):
+                break
+            j += 1
+        if first and j - i > 1:
+            width = max(len(_ASSIGNMENT.match(out[k]).group(2)) for k in range(i, j))
+            for k in range(i, j):
+                m = _ASSIGNMENT.match(out[k])
+                aligned[k] = m.group(1) + m.group(2).ljust(width) + out[k][len(m.group(1)) + len(m.group(2)):]
+        i = j
+    return aligned
 
 
 def format_source(text: str, file: str = "<input>") -> str:

@@ -96,7 +96,8 @@ class StageLowering:
             out[item.name.name] = item.block
         return out
 
-    def stage(self, d: ast.StageDecl, init: str, overrides: dict, point: dict) -> ir.Stage | None:
+    def stage(self, d: ast.StageDecl, init: str, overrides: dict, point: dict,
+              declared: str | None = None) -> ir.Stage | None:
         method = d.method.func.name
         if method not in ("sft", "grpo"):
             self.unknown_function(d.method, "stage method", ("sft", "grpo"))
@@ -110,7 +111,7 @@ class StageLowering:
         written = block.options() if block else ()
         pairs = [(o.key, overrides[o.key.name][1] if o.key.name in overrides else o.value) for o in written]
         pairs += [(k, v) for name, (k, v) in overrides.items() if all(o.key.name != name for o in written)]
-        opts = Options(pairs, f"stage {d.name.name}", self.diags)
+        opts = Options(pairs, f"stage {declared or d.name.name}", self.diags)
         subs = self.sub_blocks(block, ("resources", "lora"), f"stage {d.name.name}")
         if method == "sft":
             for key in _GRPO_ONLY:
@@ -249,7 +250,7 @@ class StageLowering:
             names[d.name.name] = []
             for suffix, overrides, init_suffix, point in expand(d.name.name):
                 stage = self.stage(replace(d, name=ast.Name(d.name.name + suffix, d.name.span)),
-                                   _init_name(d) + init_suffix, overrides, point)
+                                   _init_name(d) + init_suffix, overrides, point, d.name.name)
                 if stage is not None:
                     out.append(stage)
                     names[d.name.name].append(stage.name)

@@ -290,7 +290,7 @@ def test_cli_markdown_word_for_word(project: Path) -> None:
 
 
 def test_cli_json_and_errors(project: Path) -> None:
-    _write_edit(project, "count       = 600", "count       = 800")
+    _write_edit(project, "count = 600", "count = 800")
     result = _fleming(project, "diff", "--json", "specs/old.flm", "specs/new.flm")
     assert result.returncode == 1, result.stderr
     data = json.loads(result.stdout)

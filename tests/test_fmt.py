@@ -100,6 +100,24 @@ def test_layout_of_a_messy_spec() -> None:
         '# the end\n')
 
 
+def test_equals_signs_align_over_runs_of_declarations() -> None:
+    text = ('model base = hf("a")\nmodel teacher = hf("b")\n\nreward r = regex("x")\n'
+            'stage s = sft(base, d) { lr = 1 max_steps = 2  # c\n  resources { gpus = 1 } epochs = 1 }\n')
+    assert format_source(text) == (
+        'model base    = hf("a")\n'
+        'model teacher = hf("b")\n'
+        '\n'
+        'reward r = regex("x")\n'
+        'stage s  = sft(base, d) {\n'
+        '  lr = 1\n'
+        '  max_steps = 2  # c\n'
+        '  resources {\n'
+        '    gpus = 1\n'
+        '  }\n'
+        '  epochs = 1\n'
+        '}\n')
+
+
 def test_comment_before_closing_brace_stays_inside() -> None:
     assert format_source("cluster {\n  account = \"a\"\n  # last\n}\n") == \
         'cluster {\n  account = "a"\n  # last\n}\n'

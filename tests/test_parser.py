@@ -192,7 +192,7 @@ def test_sweep_of_an_unknown_option_is_reported(tmp_path: Path) -> None:
     from fleming_dsl.errors import SpecError
     with pytest.raises(SpecError) as info:
         load(tmp_path, stage_block("sweep lrr in [1, 2]"))
-    assert info.value.diagnostics[0].first_line().endswith("error: unknown option 'lrr' for stage sft1_lrr_1")
+    assert info.value.diagnostics[0].first_line().endswith("error: unknown option 'lrr' for stage sft1")
 
 
 # ---------------------------------------------------------------- include / extends / paths
