@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 from fleming_dsl.ir import Span
 
-__all__ = ["Span", "Diagnostic", "SpecError", "did_you_mean", "MAX_REPORTED"]
+__all__ = ["Span", "Diagnostic", "SpecError", "by_place", "did_you_mean", "MAX_REPORTED"]
 
 MAX_REPORTED = 20  # more than this and the rest is noise caused by the first ones
 
@@ -75,6 +75,12 @@ class SpecError(Exception):
 
     def __str__(self) -> str:
         return self.render()
+
+
+def by_place(diagnostics: Iterable[Diagnostic]) -> list[Diagnostic]:
+    """Diagnostics in reading order (file, line, column); ones without a place come last."""
+    return sorted(diagnostics, key=lambda d: (d.span is None, d.span.file if d.span else "",
+                                              d.span.line if d.span else 0, d.span.col if d.span else 0))
 
 
 def did_you_mean(word: str, choices: Iterable[str]) -> str | None:

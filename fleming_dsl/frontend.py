@@ -17,7 +17,7 @@ from pathlib import Path
 
 from fleming_dsl import ast, ir
 from fleming_dsl.checks import run_checks
-from fleming_dsl.errors import Diagnostic, SpecError, did_you_mean
+from fleming_dsl.errors import Diagnostic, SpecError, by_place, did_you_mean
 from fleming_dsl.lower import lower
 from fleming_dsl.parser import parse_module
 
@@ -157,7 +157,7 @@ def check_experiment(path: str | os.PathLike,
     """The experiment and the warnings (e.g. external data not present here); SpecError on errors."""
     root = project_root or Path.cwd()
     program = load_program(path, root)
-    found = run_checks(program)
+    found = by_place(run_checks(program))
     errors = [d for d in found if d.severity == "error"]
     if errors:
         raise SpecError(errors, program.sources)

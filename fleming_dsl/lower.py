@@ -16,7 +16,7 @@ from importlib import metadata
 from pathlib import Path
 
 from fleming_dsl import ast, ir
-from fleming_dsl.errors import SpecError, did_you_mean
+from fleming_dsl.errors import SpecError, by_place, did_you_mean
 from fleming_dsl.lower_stages import StageLowering
 from fleming_dsl.values import (
     MISSING, Diagnostics, Options, at_least, list_of, non_negative, one_of, positive, scalar,
@@ -504,5 +504,5 @@ def lower(program: ast.Program, project_root: Path) -> ir.Experiment:
     lowering = _Lowering(program, project_root)
     exp = lowering.experiment()
     if lowering.diags:
-        raise SpecError(lowering.diags, program.sources)
+        raise SpecError(by_place(lowering.diags), program.sources)
     return exp
