@@ -188,7 +188,7 @@ def _default_resources(plan: Plan) -> list[str]:
 
 def submit_command(plan: Plan) -> str:
     """The sbatch line for `--executor cluster-generic` (resources filled per rule)."""
-    logs = posixpath.join(_workdir_of(plan), "logs", "slurm")
+    logs = posixpath.join(plan.workdir, "logs", "slurm")
     parts = ["mkdir -p", logs, "&& sbatch --parsable",
              f"--job-name={jobname_prefix(plan.experiment)}.{{name}}",
              f"--output={logs}/{{name}}-%j.out",
@@ -201,10 +201,6 @@ def submit_command(plan: Plan) -> str:
     if plan.cluster.qos:
         parts.append(f"--qos={plan.cluster.qos}")
     return " ".join(parts)
-
-
-def _workdir_of(plan: Plan) -> str:
-    return posixpath.dirname(posixpath.dirname(plan.job("report").log))
 
 
 def jobname_prefix(experiment: str) -> str:
@@ -255,7 +251,7 @@ def render(plan: Plan, spec_sha256: str = "", ir_sha256: str = "") -> dict[str, 
             f"profiles/{name}.yaml.j2").render(**profile_vars)
     files["envs/fleming.yaml"] = env.get_template("conda.yaml.j2").render(**common)
     files["README.md"] = env.get_template("README.md.j2").render(
-        **profile_vars, jobs=plan.jobs, workdir=_workdir_of(plan))
+        **profile_vars, jobs=plan.jobs, workdir=plan.workdir)
     files[_MANIFEST] = to_json({
         "experiment": plan.experiment, "spec": plan.spec, "spec_sha256": spec_sha256,
         "ir_sha256": ir_sha256, "fleming_version": __version__, "jobs": configs,

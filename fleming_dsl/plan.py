@@ -67,6 +67,7 @@ class Plan:
     out_dir: str  # where the workflow lives, project-relative (or absolute outside the project)
     jobs: tuple[Job, ...]
     cluster: ir.Cluster = field(default_factory=ir.Cluster)
+    workdir: str = "."  # where jobs write, project-relative (the IR's workdir)
 
     def job(self, name: str) -> Job:
         for job in self.jobs:
@@ -77,11 +78,13 @@ class Plan:
     def config_path(self, job: Job) -> str:
         return posixpath.join(self.out_dir, "jobs", f"{job.name}.json")
 
-    def deepspeed_path(self, job: Job) -> str:
-        return posixpath.join(self.out_dir, "deepspeed", f"{job.name}.json")
 
-    def accelerate_path(self, job: Job) -> str:
-        return posixpath.join(self.out_dir, "accelerate", f"{job.name}.yaml")
+def deepspeed_path(out_dir: str, job: str) -> str:
+    return posixpath.join(out_dir, "deepspeed", f"{job}.json")
+
+
+def accelerate_path(out_dir: str, job: str) -> str:
+    return posixpath.join(out_dir, "accelerate", f"{job}.yaml")
 
 
 def job_name(kind: str, decl_name: str) -> str:
@@ -109,8 +112,8 @@ class _Planner:
     def data_path(self, name: str) -> str:
         return self.under("data", f"{name}.jsonl")
 
-    def source_of(self, decl: ir.Decl) -> str:
-        if decl.span is None:
+    def source_of(self, decl: ir.Decl | None) -> str:
+        if decl is None or decl.span is None:
             return self.exp.spec
         return f"{decl.span.file}:{decl.span.line}"
 
@@ -186,7 +189,7 @@ class _Planner:
             "account": res.account or self.exp.cluster.account,
         })
 
-    def job(self, decl: ir.Decl, config: jc.JobBase, inputs: tuple[str, ...],
+    def job(self, decl: ir.Decl | None, config: jc.JobBase, inputs: tuple[str, ...],
             extra_outputs: tuple[Output, ...] = (), directory: bool = False,
             resources: ir.Resources | None = None, deepspeed: str | None = None) -> Job:
         res = self.with_cluster(resources or ir.Resources())
@@ -307,8 +310,8 @@ class _Planner:
         res = stage.resources
         distributed = t.deepspeed != "none" or res.gpus > 0
         name = job_name(stage.method, stage.name)
-        ds_path = posixpath.join(self.out_dir, "deepspeed", f"{name}.json")
-        acc_path = posixpath.join(self.out_dir, "accelerate", f"{name}.yaml")
+        ds_path = deepspeed_path(self.out_dir, name)
+        acc_path = accelerate_path(self.out_dir, name)
         common = dict(
             **self.base(stage.method, stage.name, out), model=model, data=data,
             buckets=stage.data.buckets, lr=t.lr, epochs=t.epochs, max_steps=t.max_steps,
@@ -373,7 +376,7 @@ class _Planner:
         cfg = jc.ReportJob(job="report", experiment=self.exp.name, seed=self.exp.seed,
                            meta=meta_path(out), metas=metas, metrics=metrics, evals=evals,
                            output=out)
-        return self.job(ir.Decl(name="report"), cfg, (*metas, *metrics, *evals), directory=True)
+        return self.job(None, cfg, (*metas, *metrics, *evals), directory=True)  # the whole spec
 
     def plan(self) -> Plan:
         exp = self.exp
@@ -388,7 +391,7 @@ class _Planner:
         jobs.append(self.report(jobs))
         _check_unique(jobs)
         return Plan(experiment=exp.name, spec=exp.spec, out_dir=self.out_dir, jobs=tuple(jobs),
-                    cluster=exp.cluster)
+                    cluster=exp.cluster, workdir=self.work)
 
 
 def _unique(paths: tuple[str, ...]) -> tuple[str, ...]:
