@@ -144,13 +144,15 @@ def read_primekg(path: str) -> EdgeList:
         dsts.append(y)
         rel_codes.append(rels.encode(frame["relation"]))
         for side, index in (("x", x), ("y", y)):
-            nodes = pd.DataFrame({"index": index, "type": frame[f"{side}_type"].to_numpy(),
-                                  "name": frame[f"{side}_name"].to_numpy(),
-                                  "id": (frame[f"{side}_source"] + ":" + frame[f"{side}_id"]).to_numpy()})
-            node_frames.append(nodes.drop_duplicates("index"))
+            first_seen = ~pd.Series(index).duplicated().to_numpy()
+            node_frames.append(pd.DataFrame({
+                "index": index[first_seen],
+                **{c: frame[f"{side}_{c}"].to_numpy()[first_seen]
+                   for c in ("type", "name", "source", "id")}}))
     if not srcs:
         raise JobError(f"{path}: no edges (the file has a header but no rows)")
     nodes = pd.concat(node_frames).drop_duplicates("index").sort_values("index")
+    nodes["id"] = nodes["source"] + ":" + nodes["id"]
     keys = nodes["index"].to_numpy()
     type_names = sorted(nodes["type"].unique())
     node_type = np.searchsorted(np.array(type_names, dtype=object), nodes["type"].to_numpy())
@@ -262,7 +264,8 @@ def read_triples(paths: list[str] | tuple[str, ...]) -> EdgeList:
     names = [key.split("\x1f", 1)[1] for key in uniques]
     return EdgeList(
         type_names=type_names, rel_names=rel_names,
-        node_type=np.searchsorted(np.array(type_names, dtype=object), np.array(node_type_names, dtype=object)),
+        node_type=np.searchsorted(np.array(type_names, dtype=object),
+                                  np.array(node_type_names, dtype=object)),
         names=names, ids=names, src=src, dst=dst, rel=rel)
 
 

@@ -166,8 +166,8 @@ class Walker:
         s = self.store
         return self.kernels.walk_batch(
             s.indptr, s.indices, s.rel, s.node_type, self.weight, self.cum, self.alias,
-            self.starts, self.start_cum, self.slots, self.hop_slot, self.metapath.hop_rel, self.hop_check, self.spec.hops_min,
-            self.spec.hops_max, n_walks, seed)
+            self.starts, self.start_cum, self.slots, self.hop_slot, self.metapath.hop_rel,
+            self.hop_check, self.spec.hops_min, self.spec.hops_max, n_walks, seed)
 
     def unique_walks(self, seed: int, stats: WalkStats, budget: int,
                      batch_size: int = 4096) -> Iterator[tuple[list[int], list[int]]]:
