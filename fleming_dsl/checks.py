@@ -125,8 +125,11 @@ def duplicate_names(program: ast.Program) -> Iterator[Diagnostic]:
         first = seen.setdefault(decl.name.name, decl)
         if first is not decl:
             where = f"{first.name.span.file}:{first.name.span.line}"
-            yield Diagnostic(f"'{decl.name.name}' is already declared (as a {first.kind} at {where})",
-                             decl.name.span, hint="give it another name, or drop one of them")
+            unnamed = isinstance(decl, ast.EvaluateDecl) and not decl.named
+            yield Diagnostic(f"'{decl.name.name}' is already declared (as {_a(first.kind)} at {where})",
+                             decl.name.span,
+                             hint="name this evaluation: evaluate ... on ... as <name>" if unnamed
+                             else "give it another name, or drop one of them")
 
 
 def undefined_names(program: ast.Program) -> Iterator[Diagnostic]:
@@ -138,6 +141,10 @@ def undefined_names(program: ast.Program) -> Iterator[Diagnostic]:
                 yield Diagnostic(f"undefined name '{ref.name.name}' ({ref.role})", ref.name.span,
                                  expected=_kinds_phrase(ref.kinds),
                                  hint=did_you_mean(ref.name.name, candidates))
+
+
+def _a(kind: str) -> str:
+    return ("an " if kind[0] in "aeiou" else "a ") + kind
 
 
 def _kinds_phrase(kinds: tuple[str, ...]) -> str:
@@ -152,7 +159,7 @@ def wrong_kinds(program: ast.Program) -> Iterator[Diagnostic]:
             target = by_name.get(ref.name.name)
             if target is not None and target.kind not in ref.kinds:
                 candidates = [d.name.name for d in program.decls if d.kind in ref.kinds]
-                yield Diagnostic(f"'{ref.name.name}' is a {target.kind}, but {ref.role} must be "
+                yield Diagnostic(f"'{ref.name.name}' is {_a(target.kind)}, but {ref.role} must be "
                                  f"{_kinds_phrase(ref.kinds)}", ref.name.span,
                                  hint=did_you_mean(ref.name.name, candidates)
                                  or (f"declared {' or '.join(ref.kinds)} names: " + ", ".join(candidates)
