@@ -208,6 +208,15 @@ def teachers_have_backends(program: ast.Program) -> Iterator[Diagnostic]:
                                   "{ backend = vllm(tp = 8) } or { backend = transformers() }")
 
 
+def unused_declarations(program: ast.Program) -> Iterator[Diagnostic]:
+    """Warn about inputs nothing uses (stages and evaluations are products, never 'unused')."""
+    used = {r.name.name for d in program.decls for r in references(d)}
+    for decl in program.decls:
+        if decl.kind not in (STAGE, "evaluate") and decl.name.name not in used:
+            yield Diagnostic(f"{decl.kind} '{decl.name.name}' is declared but never used",
+                             decl.name.span, severity="warning")
+
+
 def _has_backend(model: ast.ModelDecl) -> bool:
     return model.source.func.name in ("template", "openai") or _option(model.block, "backend") is not None
 
@@ -261,6 +270,7 @@ def missing_files(program: ast.Program) -> Iterator[Diagnostic]:
 
 RULES: tuple[Callable[[ast.Program], Iterator[Diagnostic]], ...] = (
     duplicate_names, undefined_names, wrong_kinds, cycles, teachers_have_backends, missing_files,
+    unused_declarations,
 )
 
 

@@ -332,11 +332,14 @@ class _ToAst(Transformer):
     def compare(self, meta, c):
         return ast.Compare(self._name(c[0]), str(c[1]), float(c[2].value), self._span(meta))
 
-    def weighted(self, c):
-        return ast.Term(float(c[0].value), self._name(c[1]))
+    @v_args(meta=True)
+    def weighted(self, meta, c):
+        # a lone `0.5 * form` is a one-term sum; inside a sum, `sum` unwraps it again
+        term = ast.Term(float(c[0].value), self._name(c[1]))
+        return ast.Sum((term,), self._span(meta))
 
     def term(self, c):
-        return c[0] if isinstance(c[0], ast.Term) else ast.Term(1.0, self._name(c[0]))
+        return c[0].terms[0] if isinstance(c[0], ast.Sum) else ast.Term(1.0, self._name(c[0]))
 
     @v_args(meta=True)
     def sum(self, meta, c):

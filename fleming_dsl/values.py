@@ -31,8 +31,6 @@ def describe(value: ast.Value) -> str:
 
 
 def value_span(value: ast.Value) -> Span:
-    if isinstance(value, ast.Term):
-        return value.reward.span
     return value.span
 
 

@@ -309,3 +309,11 @@ def test_unreadable_spec_is_a_spec_error(tmp_path: Path) -> None:
     with pytest.raises(SpecError) as info:
         load_experiment(tmp_path / "bin.flm", project_root=tmp_path)
     assert str(info.value).startswith("error: cannot read bin.flm: 'utf-8' codec can't decode")
+
+
+def test_unused_inputs_are_warnings(tmp_path: Path) -> None:
+    text = MINIMAL + 'dataset spare = mcq("train.jsonl")\n'
+    exp, warnings = check_experiment(write_project(tmp_path, text), project_root=tmp_path)
+    assert [w.first_line() for w in warnings] == [
+        "spec.flm:16:9: warning: dataset 'spare' is declared but never used"]
+    assert "spare" in exp.declarations()

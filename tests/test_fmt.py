@@ -183,3 +183,56 @@ def test_option_order_does_not_change_the_ir(spec: Path, data) -> None:
     shuffled = "\n".join(lines) + "\n"
     assert format_source(shuffled) == shuffled  # still canonical: fmt keeps the order written
     assert ir_of(shuffled, spec) == ir_of(original, spec)
+
+
+# ---------------------------------------------------------------- small random specs
+
+def _int_text(n: int, underscores: bool) -> str:
+    return f"{n:_}" if underscores else str(n)
+
+
+@st.composite
+def small_specs(draw) -> tuple[str, dict]:
+    """A small valid spec with random values written in random ways, and what they must lower to."""
+    count = draw(st.integers(1, 10**7))
+    lr = draw(st.sampled_from([1e-4, 5e-7, 0.003, 2.5e-5]))
+    lr_text = draw(st.sampled_from([repr(lr), f"{lr:e}", f"{lr:.10f}".rstrip("0")]))
+    weights = draw(st.lists(st.sampled_from([0.1, 0.25, 1.0, 2.0]), min_size=1, max_size=3))
+    hours = draw(st.integers(1, 96))
+    comment = draw(st.sampled_from(["", "  # why", "\n# own line\n"]))
+    rewards = " + ".join(f"{w} * r{i}" for i, w in enumerate(weights))
+    text = MINIMAL_FOR_FMT.format(
+        count=_int_text(count, draw(st.booleans())), lr=lr_text, comment=comment,
+        reward_decls="\n".join(f'reward r{i} = choice_match(tag = "answer")' for i in range(len(weights))),
+        rewards=rewards, hours=hours)
+    return text, {"count": count, "lr": lr, "weights": weights, "time_min": hours * 60}
+
+
+MINIMAL_FOR_FMT = """experiment "r" {{ seed = 3 }}
+model base = tiny(hidden = 16){comment}
+model teacher = template()
+graph kg = triples("../data/medkg/kg.csv")
+sample s from kg {{ path = disease -[disease_phenotype_positive]-> "effect/phenotype"  count = {count} }}
+dataset test = mcq("../data/eval/medqa_test.jsonl")
+prompt ask = template("../prompts/question.j2")
+synthesize q from s with teacher using ask
+{reward_decls}
+stage rl = grpo(base, q) {{ lr = {lr}  rewards = {rewards}  generations = 2  batch = 4 resources {{ time = {hours}h }} }}
+evaluate rl on [test]
+"""
+
+
+@settings(max_examples=25, deadline=None)
+@given(case=small_specs())
+def test_random_small_specs_format_and_lower_faithfully(case) -> None:
+    text, expected = case
+    like = REPO / "specs" / "random.flm"
+    once = format_source(text)
+    assert format_source(once) == once
+    ir = ir_of(once, like)
+    assert ir == ir_of(text, like)
+    assert ir["samples"][0]["count"] == expected["count"]
+    stage = ir["stages"][0]
+    assert stage["training"]["lr"] == pytest.approx(expected["lr"])
+    assert [t["weight"] for t in stage["rewards"]] == expected["weights"]
+    assert stage["resources"]["time_min"] == expected["time_min"]
