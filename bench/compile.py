@@ -98,7 +98,8 @@ def main() -> int:
                  measure(str(sweep.relative_to(REPO)), max(1, args.repeat // 2), scratch))]
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
-    header = f"{'spec':<52} {'jobs':>6} {'check':>9} {'compile':>9} {'check CLI':>10} {'compile CLI':>12}"
+    header = (f"{'spec':<52} {'jobs':>6} {'check':>9} {'compile':>9} {'check CLI':>10} "
+              f"{'compile CLI':>12}")
     print(header)
     print("-" * len(header))
     for name, row in rows:

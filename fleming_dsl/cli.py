@@ -275,7 +275,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         # SpecError/PlanError already read `file:line:col: error: ...`
         print(f"error: {err}" if isinstance(err, CommandError) else str(err), file=sys.stderr)
         return 1
-    return 2
+    return 2  # unreachable: parser.error exits
+
 
 if __name__ == "__main__":
     raise SystemExit(main())

@@ -121,8 +121,9 @@ class _Planner:
         found = self.decls.get(name)
         if found is None:
             raise PlanError(f"{self.exp.spec}: '{name}' is not declared")
-        if kinds and found.kind not in kinds:  # type: ignore[attr-defined]
-            raise PlanError(f"{self.exp.spec}: '{name}' is a {found.kind}, "  # type: ignore[attr-defined]
+        kind = getattr(found, "kind", "")
+        if kinds and kind not in kinds:
+            raise PlanError(f"{self.exp.spec}: '{name}' is a {kind}, "
                             f"expected one of: {', '.join(kinds)}")
         return found
 
