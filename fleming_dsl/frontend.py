@@ -33,8 +33,9 @@ class _Layer:
 
 
 class _Loader:
-    def __init__(self, project_root: Path):
+    def __init__(self, project_root: Path, texts: dict[Path, str] | None = None):
         self.root = Path(os.path.abspath(project_root))
+        self.texts = texts or {}  # files whose text is given rather than read
         self.sources: dict[str, str] = {}
         self.dirs: dict[str, Path] = {}
         self.diags: list[Diagnostic] = []
@@ -46,7 +47,7 @@ class _Loader:
     def parse(self, path: Path) -> ast.Module:
         shown = self.display(path)
         try:
-            text = path.read_text(encoding="utf-8")
+            text = self.texts[path] if path in self.texts else path.read_text(encoding="utf-8")
         except (OSError, UnicodeDecodeError) as err:
             reason = err.strerror if isinstance(err, OSError) and err.strerror else str(err)
             raise SpecError(list(self.diags) + [Diagnostic(f"cannot read {shown}: {reason}", None)],
@@ -140,10 +141,14 @@ class _Loader:
                       cluster=base.cluster + own.cluster)
 
 
-def load_program(path: str | os.PathLike, project_root: Path | None = None) -> ast.Program:
-    """Parse a spec with its includes and base, merged (no semantic checks yet)."""
-    loader = _Loader(project_root or Path.cwd())
+def load_program(path: str | os.PathLike, project_root: Path | None = None, *,
+                 text: str | None = None) -> ast.Program:
+    """Parse a spec with its includes and base, merged (no semantic checks yet).
+
+    `text`, when given, is used as the content of `path` (which need not exist): e.g. to check
+    a formatted spec before writing it."""
     spec = Path(os.path.abspath(path))
+    loader = _Loader(project_root or Path.cwd(), {spec: text} if text is not None else None)
     layer = loader.layer(spec, [], "spec")
     if loader.diags:
         raise SpecError(loader.diags, loader.sources)
@@ -152,11 +157,11 @@ def load_program(path: str | os.PathLike, project_root: Path | None = None) -> a
                        sources=loader.sources)
 
 
-def check_experiment(path: str | os.PathLike,
-                     project_root: Path | None = None) -> tuple[ir.Experiment, list[Diagnostic]]:
+def check_experiment(path: str | os.PathLike, project_root: Path | None = None, *,
+                     text: str | None = None) -> tuple[ir.Experiment, list[Diagnostic]]:
     """The experiment and the warnings (e.g. external data not present here); SpecError on errors."""
     root = project_root or Path.cwd()
-    program = load_program(path, root)
+    program = load_program(path, root, text=text)
     found = by_place(run_checks(program))
     errors = [d for d in found if d.severity == "error"]
     if errors:
@@ -164,6 +169,9 @@ def check_experiment(path: str | os.PathLike,
     return lower(program, root), [d for d in found if d.severity != "error"]
 
 
-def load_experiment(path: str | os.PathLike, project_root: Path | None = None) -> ir.Experiment:
-    """parse -> merge includes/base -> checks -> lower to IR; SpecError on any problem."""
-    return check_experiment(path, project_root)[0]
+def load_experiment(path: str | os.PathLike, project_root: Path | None = None, *,
+                    text: str | None = None) -> ir.Experiment:
+    """parse -> merge includes/base -> checks -> lower to IR; SpecError on any problem.
+
+    `text`, when given, is the spec's content (as if it were in the file `path`)."""
+    return check_experiment(path, project_root, text=text)[0]

@@ -15,7 +15,7 @@ from fleming_dsl.frontend import load_experiment
 from fleming_dsl.parser import lark_parser
 
 REPO = Path(__file__).resolve().parent.parent
-SPECS = sorted((REPO / "specs").glob("*.flm"))
+SPECS = sorted(p for p in (REPO / "specs").glob("*.flm") if not p.name.startswith("."))
 # standalone specs (an extending spec's IR depends on its base file, which stays as is)
 PERTURBABLE = [REPO / "specs" / "tiny.flm", REPO / "specs" / "fleming_r1_base.flm"]
 
@@ -29,14 +29,9 @@ def without_spans(value):
 
 
 def ir_of(text: str, like: Path) -> dict:
-    """The IR of `text` as if it were the spec file `like` (same folder, same name)."""
-    twin = like.with_name(f".fmt_test_{like.name}")
-    twin.write_text(text)
-    try:
-        exp = load_experiment(twin, project_root=REPO)
-    finally:
-        twin.unlink()
-    return without_spans(exp.model_dump(mode="json", exclude={"spec"}))
+    """The IR of `text` as if it were the spec file `like` (nothing is written)."""
+    exp = load_experiment(like, project_root=REPO, text=text)
+    return without_spans(exp.model_dump(mode="json"))
 
 
 def tokens_with_comments(text: str) -> list[str]:

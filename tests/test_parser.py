@@ -50,7 +50,8 @@ def test_tiny_spec_lowers_to_the_recipe() -> None:
     assert exp.evaluations[0].targets == ("cold_start", "rl1", "rl2")
 
 
-@pytest.mark.parametrize("spec", sorted(p.name for p in (REPO / "specs").glob("*.flm")))
+@pytest.mark.parametrize("spec", sorted(p.name for p in (REPO / "specs").glob("*.flm")
+                                        if not p.name.startswith(".")))
 def test_every_shipped_spec_checks(spec: str) -> None:
     exp, warnings = check_experiment(REPO / "specs" / spec, project_root=REPO)
     assert all(w.severity == "warning" for w in warnings)
@@ -232,6 +233,13 @@ def test_paths_are_relative_to_the_spec_and_stored_project_relative(tmp_path: Pa
 
 
 # ---------------------------------------------------------------- properties of the front end
+
+
+def test_text_can_stand_in_for_the_file(tmp_path: Path) -> None:
+    write_project(tmp_path)
+    exp = load_experiment(tmp_path / "unsaved.flm", project_root=tmp_path,
+                          text=MINIMAL.replace('"t"', '"unsaved"'))
+    assert (exp.name, exp.spec, exp.stages[0].span.file) == ("unsaved", "unsaved.flm", "unsaved.flm")
 
 
 def test_loading_is_deterministic() -> None:
