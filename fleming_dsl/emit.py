@@ -97,7 +97,7 @@ def deepspeed_config(stage: str, bf16: bool) -> dict[str, Any]:
 # ---------------------------------------------------------------- rules
 
 
-def _resources(job: Job) -> list[tuple[str, Any]]:
+def rule_resources(job: Job) -> list[tuple[str, Any]]:
     """Rule resources as the Snakemake slurm executor plugin 2.x reads them."""
     res = job.resources
     items: list[tuple[str, Any]] = [
@@ -162,7 +162,7 @@ def _rule(plan: Plan, job: Job, config_text: str) -> dict[str, Any]:
         "inputs": list(job.inputs),
         "outputs": [(_output_key(o.path, job, i), o) for i, o in enumerate(job.outputs)],
         "config_hash": sha256_text(config_text), "log": job.log, "threads": job.threads,
-        "resources": _resources(job), "group": job.group, "launch": needs_launcher(job),
+        "resources": rule_resources(job), "group": job.group, "launch": needs_launcher(job),
     }
 
 

@@ -269,3 +269,38 @@ def test_cluster_generic_profile_submits_each_rule_or_group_with_its_resources(
         "--output=runs/tiny/logs/slurm/prep_graph_load_medkg_sample_rare_dx-%j.out --nodes=1 "
         "--cpus-per-task=1 --mem=4096 --time=120 --partition=cpu --account=medlab",
     ]
+
+
+class _Resources(dict):
+    """The two ways the slurm plugin reads a job's resources: .get() and attributes."""
+
+    __getattr__ = dict.__getitem__
+
+
+def _sbatch_line(job) -> str:
+    from types import SimpleNamespace
+
+    from snakemake_executor_plugin_slurm.submit_string import get_submit_command
+    from snakemake_executor_plugin_slurm.utils import set_gres_string
+
+    from fleming_dsl.emit import rule_resources
+
+    fake = SimpleNamespace(resources=_Resources(rule_resources(job)), threads=job.threads,
+                           name=job.name)
+    params = {"run_uuid": "tiny_x", "slurm_logfile": "log", "comment_str": f"rule_{job.name}",
+              "account": f"-A {job.resources.account}", "partition":
+              f"-p {job.resources.partition}", "workdir": ""}
+    return get_submit_command(fake, params) + set_gres_string(fake)
+
+
+def test_the_slurm_plugin_turns_rule_resources_into_the_right_sbatch_options() -> None:
+    p = _plan(gpu_experiment())
+    gpu = _sbatch_line(p.job("grpo_rl2")).split()
+    for option in ("-t", "2880", "--mem", "480000", "--nodes=2", "--cpus-per-task=16",
+                   "--gres=gpu:8", "-p", "gpu", "-A", "medlab"):
+        assert option in gpu, option
+    cpu = _sbatch_line(p.job("filter_clean")).split()
+    for option in ("-t", "60", "--mem", "4096", "--nodes=1", "--cpus-per-task=1", "--ntasks=1",
+                   "cpu"):
+        assert option in cpu, option
+    assert not any("gres" in part or "gpus" in part for part in cpu)
