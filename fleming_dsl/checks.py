@@ -208,6 +208,26 @@ def teachers_have_backends(program: ast.Program) -> Iterator[Diagnostic]:
                                   "{ backend = vllm(tp = 8) } or { backend = transformers() }")
 
 
+def buckets_need_difficulty(program: ast.Program) -> Iterator[Diagnostic]:
+    """`clean[easy]` only selects items when `clean` is a filter with a difficulty step."""
+    by_name = {d.name.name: d for d in program.decls}
+    for decl in program.decls:
+        if not isinstance(decl, ast.StageDecl) or len(decl.method.args) < 2:
+            continue
+        data = decl.method.args[1]
+        if not isinstance(data, ast.Index):
+            continue
+        source = by_name.get(data.base.name)
+        if source is None or source.kind not in ITEM_SOURCES:
+            continue  # undefined_names / wrong_kinds report it
+        graded = isinstance(source, ast.FilterDecl) and any(
+            isinstance(i, ast.Entry) and i.name.name == "difficulty" for i in source.block.items)
+        if not graded:
+            yield Diagnostic(f"'{data.base.name}' has no difficulty buckets: only a filter with a "
+                             "difficulty step has easy/moderate/hard items", data.span,
+                             hint=f"train on {data.base.name} itself, or add difficulty(...) to a filter")
+
+
 def unused_declarations(program: ast.Program) -> Iterator[Diagnostic]:
     """Warn about inputs nothing uses (stages and evaluations are products, never 'unused')."""
     used = {r.name.name for d in program.decls for r in references(d)}
@@ -269,8 +289,8 @@ def missing_files(program: ast.Program) -> Iterator[Diagnostic]:
 
 
 RULES: tuple[Callable[[ast.Program], Iterator[Diagnostic]], ...] = (
-    duplicate_names, undefined_names, wrong_kinds, cycles, teachers_have_backends, missing_files,
-    unused_declarations,
+    duplicate_names, undefined_names, wrong_kinds, cycles, teachers_have_backends,
+    buckets_need_difficulty, missing_files, unused_declarations,
 )
 
 

@@ -106,6 +106,9 @@ class StageLowering:
             self.diags.error(f"{method}() takes the init model and the data: {method}(base, clean)",
                              d.method.span)
         data = self.stage_data(d.method.args[1] if len(d.method.args) > 1 else None, d.name.name)
+        if method == "sft" and data.miner is not None:
+            self.diags.error("mine_hard() mines data for grpo stages; an sft stage trains on a dataset",
+                             value_span(d.method.args[1]))
         Options.of_call(d.method, f"{method}()", self.diags).finish()
         block = d.block
         written = block.options() if block else ()
