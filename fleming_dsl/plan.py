@@ -21,6 +21,12 @@ TRAINING_KINDS = ("sft", "grpo")
 # Jobs short enough to share one cluster submission (Snakemake `group:`) when the cluster asks.
 _GROUPABLE_KINDS = ("build_model", "graph_load", "sample")
 _PREP_GROUP = "prep"
+# A data job served by a vLLM teacher (the spec gives data steps no resources block): per GPU,
+# CPU threads for tokenisation and host memory to stage the weights (a 120B bf16 model is
+# ~240 GB over 8 GPUs); a day of wall time for tens of thousands of long generations.
+_VLLM_CPUS_PER_GPU = 4
+_VLLM_MEM_MB_PER_GPU = 32 * 1024
+_VLLM_TIME_MIN = 24 * 60
 
 
 class PlanError(Exception):
@@ -172,10 +178,14 @@ class _Planner:
         return self.under("logs", f"{name}.log")
 
     def data_resources(self, generators: list[jc.Generator]) -> ir.Resources:
-        """CPU by default; a vLLM teacher needs its tensor-parallel GPUs."""
+        """CPU by default; a vLLM teacher needs its tensor-parallel GPUs, host memory to load
+        the weights, CPU threads for tokenisation, and hours rather than minutes."""
         gpus = max((g.backend.tensor_parallel for g in generators if g.backend.kind == "vllm"),
                    default=0)
-        return ir.Resources(gpus=gpus, partition=self.partition(gpus))
+        if gpus == 0:
+            return ir.Resources()
+        return ir.Resources(gpus=gpus, cpus=_VLLM_CPUS_PER_GPU * gpus,
+                            mem_mb=_VLLM_MEM_MB_PER_GPU * gpus, time_min=_VLLM_TIME_MIN)
 
     def partition(self, gpus: int, requested: str | None = None) -> str | None:
         if requested:

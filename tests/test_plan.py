@@ -136,6 +136,7 @@ def test_a_vllm_teacher_asks_for_its_tensor_parallel_gpus() -> None:
     job = p.job("distill_cot")
     assert job.config.teacher.model == "deepseek-ai/DeepSeek-R1"
     assert (job.resources.gpus, job.resources.partition) == (8, "gpu")
+    assert (job.resources.cpus, job.resources.mem_mb, job.resources.time_min) == (32, 262144, 1440)
     assert job.inputs[-1] == "prompts/reason.j2"  # a hub model is no workflow input
 
 
