@@ -22,9 +22,11 @@ CLUSTER_SH = REPO / "tests" / "slurm" / "cluster.sh"
 PARTITION = "debug"
 
 # What the two executors print when they submit (snakemake-executor-plugin-slurm 2.x and
-# cluster-generic 1.0.x): the SLURM job id and, for the slurm plugin, the job's log file.
+# cluster-generic 1.0.x): the SLURM job id and, for the slurm plugin, the job's log file. A
+# group job is named by a uuid instead of a number ("Submitted group job <uuid> with ...").
 SLURM_SUBMITTED = re.compile(r"has been submitted with SLURM jobid (\d+) \(log: ([^)]+)\)")
-GENERIC_SUBMITTED = re.compile(r"Submitted job \d+ with external jobid '(\d+)(?:;[^']*)?'")
+GENERIC_SUBMITTED = re.compile(
+    r"Submitted (?:group )?job [\w-]+ with external jobid '(\d+)(?:;[^']*)?'")
 
 # Fast status polling for tests: the first check after 1 s (the plugin then backs off by 10 s
 # while nothing finishes). Finished jobs stay visible to squeue for MinJobAge=600 s.

@@ -1,0 +1,142 @@
+"""The tiny experiment's data jobs and SFT through a real one-node SLURM, with the generated profiles.
+
+A copy of the project is compiled with `fleming compile specs/tiny.flm` and run with Snakemake
+using `generated/tiny/profiles/slurm` (the slurm executor plugin; only the partition is added on
+the command line) and `generated/tiny/profiles/slurm-generic` (plain sbatch through the
+cluster-generic executor, unchanged). Every job must run as a SLURM job, and the data it writes
+must be byte-identical to the same targets run with `generated/tiny/profiles/local`: where a job
+runs may not change what it computes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from slurm.harness import (  # noqa: F401  (slurm_cluster is a fixture)
+    job_fields, slurm_cluster, snakemake, submitted_ids,
+)
+
+pytestmark = [pytest.mark.slurm, pytest.mark.slow]
+
+REPO = Path(__file__).resolve().parent.parent
+SNAKEFILE = "generated/tiny/Snakefile"
+DATA_RULES = ("graph_load_medkg", "sample_rare_dx", "synthesize_questions", "distill_cot",
+              "filter_clean")
+SFT_RULES = ("build_model_base", *DATA_RULES, "sft_cold_start")
+
+
+def _project(root: Path) -> Path:
+    """A fresh copy of the project's inputs, compiled as a user would."""
+    root.mkdir(parents=True, exist_ok=True)
+    for folder in ("specs", "data", "prompts"):
+        shutil.copytree(REPO / folder, root / folder)
+    compiled = subprocess.run([sys.executable, "-m", "fleming_dsl.cli", "compile",
+                               "specs/tiny.flm"], cwd=root, text=True, capture_output=True,
+                              timeout=120)
+    assert compiled.returncode == 0, compiled.stdout + compiled.stderr
+    return root
+
+
+def _run(project: Path, profile: str, target: str, *extra: str,
+         timeout: int = 300) -> subprocess.CompletedProcess[str]:
+    # Targets go first: --default-resources takes every word after it.
+    result = snakemake(project, target, "-s", SNAKEFILE, "--profile",
+                       f"generated/tiny/profiles/{profile}", *extra, timeout=timeout)
+    assert result.returncode == 0, result.stdout[-5000:]
+    return result
+
+
+def _data_digests(project: Path) -> dict[str, str]:
+    """sha256 of every data file and the graph store (not the .meta.json: those hold timings)."""
+    runs = project / "runs" / "tiny"
+    files = [*(runs / "data").glob("*.jsonl"), *(runs / "graph").iterdir()]
+    return {str(p.relative_to(runs)): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in files if p.is_file() and not p.name.endswith(".meta.json")}
+
+
+def _rules_by_job(ids: list[str], field: str) -> dict[str, str]:
+    """Each SLURM job's id -> the field naming its rule(s) (a group job names all of them)."""
+    return {job_id: job_fields(job_id)[field] for job_id in ids}
+
+
+def _assert_each_rule_ran_in_one_completed_job(ids: list[str], field: str,
+                                               rules: tuple[str, ...]) -> None:
+    names = _rules_by_job(ids, field)
+    for rule in rules:
+        holders = [job_id for job_id, name in names.items() if rule in name]
+        assert len(holders) == 1, f"{rule} in SLURM jobs {holders}: {names}"
+    assert all(any(rule in name for rule in rules) for name in names.values()), names
+    states = {job_id: job_fields(job_id)["JobState"] for job_id in ids}
+    assert set(states.values()) == {"COMPLETED"}, states
+
+
+def _assert_nothing_ran_locally(output: str) -> None:
+    # Snakemake announces a job it runs on the submitting host as "localrule <name>:".
+    assert "localrule " not in output, output[-5000:]
+
+
+@pytest.fixture(scope="module")
+def local_data(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
+    """The data jobs run with the local profile: the reference both SLURM runs must match."""
+    project = _project(tmp_path_factory.mktemp("tiny-local"))
+    _run(project, "local", "filter_clean")
+    digests = _data_digests(project)
+    assert {"data/rare_dx.jsonl", "data/questions.jsonl", "data/cot.jsonl", "data/clean.jsonl",
+            "graph/medkg.npz"} <= set(digests), digests
+    return digests
+
+
+def _assert_loadable_trained_model(stage: Path, base: Path) -> None:
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    model = AutoModelForCausalLM.from_pretrained(stage)
+    tokenizer = AutoTokenizer.from_pretrained(stage)
+    start = AutoModelForCausalLM.from_pretrained(base)
+    moved = [name for name, p in model.state_dict().items()
+             if not torch.equal(p, start.state_dict()[name])]
+    assert moved, "the SFT stage holds the base model's weights unchanged"
+    inputs = tokenizer("Which drug treats", return_tensors="pt")
+    with torch.no_grad():
+        logits = model(**inputs).logits
+    assert logits.shape[:2] == inputs["input_ids"].shape and torch.isfinite(logits).all()
+
+
+def test_slurm_profile_runs_data_jobs_and_sft_as_slurm_jobs(
+        tmp_path: Path, slurm_cluster: str, local_data: dict[str, str]) -> None:
+    project = _project(tmp_path / "tiny-slurm")
+    result = _run(project, "slurm", "sft_cold_start", "--default-resources",
+                  f"slurm_partition={slurm_cluster}", timeout=540)
+    _assert_nothing_ran_locally(result.stdout)
+    ids = submitted_ids(result.stdout)
+    # The slurm plugin puts the rule (or the group and its rules) into the job's --comment.
+    _assert_each_rule_ran_in_one_completed_job(ids, "Comment", SFT_RULES)
+    fields = [job_fields(job_id) for job_id in ids]
+    assert {f["Partition"] for f in fields} == {slurm_cluster}
+    assert all(f["JobName"].startswith("tiny_") for f in fields), fields
+    # The rules' resources reached sbatch unchanged.
+    assert {(f["MinMemoryNode"], f["NumCPUs"]) for f in fields} == {("4G", "1")}
+    assert _data_digests(project) == local_data
+    runs = project / "runs" / "tiny"
+    _assert_loadable_trained_model(runs / "stages" / "cold_start", runs / "models" / "base")
+
+
+def test_slurm_generic_profile_runs_data_jobs_through_sbatch(
+        tmp_path: Path, slurm_cluster: str, local_data: dict[str, str]) -> None:
+    project = _project(tmp_path / "tiny-generic")
+    # The default partition of the test cluster takes the jobs; the profile is used unchanged.
+    result = _run(project, "slurm-generic", "filter_clean", timeout=300)
+    _assert_nothing_ran_locally(result.stdout)
+    ids = submitted_ids(result.stdout)
+    # The profile's sbatch line names each job tiny.<rule or group> and logs it per job id.
+    _assert_each_rule_ran_in_one_completed_job(ids, "JobName", DATA_RULES)
+    assert all(job_fields(job_id)["JobName"].startswith("tiny.") for job_id in ids)
+    logs = {p.name for p in (project / "runs" / "tiny" / "logs" / "slurm").iterdir()}
+    assert {log.rsplit("-", 1)[1] for log in logs} == {f"{job_id}.out" for job_id in ids}, logs
+    assert _data_digests(project) == local_data
