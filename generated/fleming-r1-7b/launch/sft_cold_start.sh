@@ -52,8 +52,10 @@ if [[ -n "${SLURM_JOB_ID:-}" ]]; then
   main_host="$(first_host "${SLURM_JOB_NODELIST:?sbatch sets SLURM_JOB_NODELIST}")"
   export FLEMING_LAUNCH_ON_NODE=1 FLEMING_NUM_NODES="$num_nodes" FLEMING_MAIN_HOST="$main_host"
   log "SLURM job $SLURM_JOB_ID: srun on $num_nodes node(s) ($SLURM_JOB_NODELIST)"
-  exec srun --nodes="$num_nodes" --ntasks="$num_nodes" --ntasks-per-node=1 --kill-on-bad-exit=1 \
-    bash "${BASH_SOURCE[0]}" "$@"
+  # --overlap: Snakemake's slurm executor already runs this rule inside an `srun -n1` step that
+  # holds the job's CPUs and memory; without it this step would wait for them forever.
+  exec srun --overlap --nodes="$num_nodes" --ntasks="$num_nodes" --ntasks-per-node=1 \
+    --kill-on-bad-exit=1 bash "${BASH_SOURCE[0]}" "$@"
 fi
 
 # No SLURM: this machine alone.
