@@ -13,12 +13,12 @@ import difflib
 import json
 import re
 import sys
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from fleming_dsl.ir import Decl, Experiment, Span
+from fleming_dsl.status import strings_in
 
 # Config fields the spec spells differently (config name -> spec keyword).
 _SPEC_KEYWORDS = {"batch_size": "batch", "hops_min": "hops", "hops_max": "hops",
@@ -51,21 +51,10 @@ def span_lines(span: Span, root: Path = Path(".")) -> list[SpecLine]:
     return [SpecLine(span.file, n, text[n - 1]) for n in range(span.line, min(last, len(text)) + 1)]
 
 
-def _strings(value: Any) -> Iterator[str]:
-    if isinstance(value, str):
-        yield value
-    elif isinstance(value, dict):
-        for item in value.values():
-            yield from _strings(item)
-    elif isinstance(value, list | tuple):
-        for item in value:
-            yield from _strings(item)
-
-
 def referenced(decl: Decl, exp: Experiment) -> list[Decl]:
     """The declarations `decl` names (its init model, data, teacher, rewards, benchmarks...)."""
     decls = exp.declarations()
-    names = dict.fromkeys(s for s in _strings(decl.model_dump(mode="json", exclude={"name", "span"}))
+    names = dict.fromkeys(s for s in strings_in(decl.model_dump(mode="json", exclude={"name", "span"}))
                           if s in decls and s != decl.name)
     return [decls[name] for name in names]
 

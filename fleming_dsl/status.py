@@ -52,15 +52,16 @@ def outputs_of(cfg: JobBase) -> tuple[str, ...]:
     return tuple(getattr(cfg, name) for name in OUTPUT_FIELDS if isinstance(getattr(cfg, name, None), str))
 
 
-def _strings(value: Any) -> Iterator[str]:
+def strings_in(value: Any) -> Iterator[str]:
+    """Every string inside a JSON-like value (dicts, lists, tuples), depth first."""
     if isinstance(value, str):
         yield value
     elif isinstance(value, dict):
         for item in value.values():
-            yield from _strings(item)
+            yield from strings_in(item)
     elif isinstance(value, list | tuple):
         for item in value:
-            yield from _strings(item)
+            yield from strings_in(item)
 
 
 def job_dag(jobs: dict[str, CompiledJob]) -> nx.DiGraph:
@@ -69,7 +70,7 @@ def job_dag(jobs: dict[str, CompiledJob]) -> nx.DiGraph:
     dag = nx.DiGraph()
     dag.add_nodes_from(jobs)
     for name, job in jobs.items():
-        for text in _strings(job.config.model_dump(mode="json")):
+        for text in strings_in(job.config.model_dump(mode="json")):
             if text in writer and writer[text] != name:
                 dag.add_edge(writer[text], name)
     return dag
