@@ -17,12 +17,15 @@ import sys
 from pathlib import Path
 
 import pytest
-
-from slurm.harness import (  # noqa: F401  (slurm_cluster is a fixture)
-    job_fields, slurm_cluster, snakemake, submitted_ids,
+from slurm.harness import (
+    PARTITION,
+    job_fields,
+    slurm_cluster,  # noqa: F401  (the session fixture, used below)
+    snakemake,
+    submitted_ids,
 )
 
-pytestmark = [pytest.mark.slurm, pytest.mark.slow]
+pytestmark = [pytest.mark.slurm, pytest.mark.slow, pytest.mark.usefixtures("slurm_cluster")]
 
 REPO = Path(__file__).resolve().parent.parent
 SNAKEFILE = "generated/tiny/Snakefile"
@@ -38,7 +41,7 @@ def _project(root: Path) -> Path:
         shutil.copytree(REPO / folder, root / folder)
     compiled = subprocess.run([sys.executable, "-m", "fleming_dsl.cli", "compile",
                                "specs/tiny.flm"], cwd=root, text=True, capture_output=True,
-                              timeout=120)
+                              timeout=120, check=False)
     assert compiled.returncode == 0, compiled.stdout + compiled.stderr
     return root
 
@@ -109,16 +112,16 @@ def _assert_loadable_trained_model(stage: Path, base: Path) -> None:
 
 
 def test_slurm_profile_runs_data_jobs_and_sft_as_slurm_jobs(
-        tmp_path: Path, slurm_cluster: str, local_data: dict[str, str]) -> None:
+        tmp_path: Path, local_data: dict[str, str]) -> None:
     project = _project(tmp_path / "tiny-slurm")
     result = _run(project, "slurm", "sft_cold_start", "--default-resources",
-                  f"slurm_partition={slurm_cluster}", timeout=540)
+                  f"slurm_partition={PARTITION}", timeout=540)
     _assert_nothing_ran_locally(result.stdout)
     ids = submitted_ids(result.stdout)
     # The slurm plugin puts the rule (or the group and its rules) into the job's --comment.
     _assert_each_rule_ran_in_one_completed_job(ids, "Comment", SFT_RULES)
     fields = [job_fields(job_id) for job_id in ids]
-    assert {f["Partition"] for f in fields} == {slurm_cluster}
+    assert {f["Partition"] for f in fields} == {PARTITION}
     assert all(f["JobName"].startswith("tiny_") for f in fields), fields
     # The rules' resources reached sbatch unchanged.
     assert {(f["MinMemoryNode"], f["NumCPUs"]) for f in fields} == {("4G", "1")}
@@ -128,7 +131,7 @@ def test_slurm_profile_runs_data_jobs_and_sft_as_slurm_jobs(
 
 
 def test_slurm_generic_profile_runs_data_jobs_through_sbatch(
-        tmp_path: Path, slurm_cluster: str, local_data: dict[str, str]) -> None:
+        tmp_path: Path, local_data: dict[str, str]) -> None:
     project = _project(tmp_path / "tiny-generic")
     # The default partition of the test cluster takes the jobs; the profile is used unchanged.
     result = _run(project, "slurm-generic", "filter_clean", timeout=300)
