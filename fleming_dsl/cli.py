@@ -26,11 +26,15 @@ class CommandError(Exception):
 
 
 def _load(path: str):
+    return _load_with_warnings(path)[0]
+
+
+def _load_with_warnings(path: str):
     if not os.path.isfile(path):
         raise CommandError(f"{path}: no such spec file")
-    from fleming_dsl.frontend import load_experiment
+    from fleming_dsl.frontend import check_experiment
 
-    return load_experiment(path)
+    return check_experiment(path)
 
 
 class UsageError(Exception):
@@ -52,15 +56,24 @@ def _user_errors() -> tuple[type[BaseException], ...]:
 # ---------------------------------------------------------------- handlers
 
 
+_WARNINGS_SHOWN = 3  # external-data warnings of a real-scale spec would bury the result
+
+
 def cmd_check(args: argparse.Namespace) -> int:
     failed = 0
     for path in args.specs:
         try:
-            exp = _load(path)
+            exp, warnings = _load_with_warnings(path)
         except _user_errors() as err:
             print(str(err), file=sys.stderr)
             failed += 1
             continue
+        shown = warnings if args.verbose else warnings[:_WARNINGS_SHOWN]
+        for warning in shown:
+            print(warning.render(None), file=sys.stderr)
+        if len(shown) < len(warnings):
+            print(f"{path}: {len(warnings) - len(shown)} more warnings (fleming check -v lists them)",
+                  file=sys.stderr)
         print(f"{path}: ok (experiment '{exp.name}', {len(exp.declarations())} declarations)")
     return 1 if failed else 0
 
@@ -181,6 +194,8 @@ def _add_builtin(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("check", help="parse and check specs; located errors",
                        description="Parse and check each spec; errors as file:line:col.")
     p.add_argument("specs", nargs="+", metavar="SPEC")
+    p.add_argument("-v", "--verbose", action="store_true",
+                   help=f"list every warning (default: the first {_WARNINGS_SHOWN} per spec)")
     p.set_defaults(handler=cmd_check)
 
     p = sub.add_parser("compile", help="write the Snakemake workflow of a spec",

@@ -216,9 +216,10 @@ class _Planner:
 
     def build_model(self, model: ir.Model) -> Job:
         out = self.under("models", model.name)
-        corpus = _unique(tuple(
+        # sorted: the order declarations appear in must not change the tokenizer (diff ignores it)
+        corpus = tuple(sorted(set(
             [p for g in self.exp.graphs for p in g.paths]
-            + [d.path for d in self.exp.datasets] + [p.path for p in self.exp.prompts]))
+            + [d.path for d in self.exp.datasets] + [p.path for p in self.exp.prompts])))
         cfg = jc.BuildModelJob(**self.base("build_model", model.name, out),
                                arch=model.tiny or ir.TinyArch(), corpus=corpus, output=out)
         return self.job(model, cfg, corpus, directory=True)

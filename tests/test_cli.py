@@ -191,3 +191,17 @@ def test_fmt_check_diff_and_rewrite(project: Path) -> None:
     assert _fleming(project, "fmt", "specs/tiny.flm").returncode == 0
     assert spec.read_text() == canonical
     assert _fleming(project, "fmt", "--check", "specs/tiny.flm").returncode == 0
+
+
+def test_check_shows_the_first_warnings_and_counts_the_rest() -> None:
+    result = subprocess.run([sys.executable, "-m", "fleming_dsl.cli", "check", "specs/fleming_r1_7b.flm"],
+                            cwd=REPO, capture_output=True, text=True)
+    assert result.returncode == 0
+    lines = result.stderr.splitlines()
+    assert lines[0] == ("specs/fleming_r1_base.flm:32:23: warning: data file not found: "
+                        "../data/primekg/kg.csv (treated as external data: its folder does not "
+                        "exist here either)")
+    assert lines[-1] == "specs/fleming_r1_7b.flm: 9 more warnings (fleming check -v lists them)"
+    verbose = subprocess.run([sys.executable, "-m", "fleming_dsl.cli", "check", "-v",
+                              "specs/fleming_r1_7b.flm"], cwd=REPO, capture_output=True, text=True)
+    assert len(verbose.stderr.splitlines()) == 12

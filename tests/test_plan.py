@@ -69,9 +69,17 @@ def test_references_resolve_to_paths_and_become_inputs() -> None:
 
 def test_build_model_corpus_covers_every_text_file_the_spec_reads() -> None:
     corpus = plan(tiny_experiment(), OUT).job("build_model_base").config.corpus
-    assert corpus == ("data/medkg/kg.csv", "data/train/medqa_train.jsonl",
-                      "data/eval/medqa_test.jsonl", "data/eval/medmcqa_dev.jsonl",
-                      "data/eval/pubmedqa.json", "prompts/question.j2", "prompts/reason.j2")
+    assert corpus == ("data/eval/medmcqa_dev.jsonl", "data/eval/medqa_test.jsonl",
+                      "data/eval/pubmedqa.json", "data/medkg/kg.csv",
+                      "data/train/medqa_train.jsonl", "prompts/question.j2", "prompts/reason.j2")
+
+
+def test_declaration_order_does_not_change_any_job() -> None:
+    exp = tiny_experiment()
+    reordered = exp.model_copy(update={"datasets": tuple(reversed(exp.datasets)),
+                                       "prompts": tuple(reversed(exp.prompts))})
+    assert {j.name: j.config for j in plan(exp, OUT).jobs} == \
+        {j.name: j.config for j in plan(reordered, OUT).jobs}
 
 
 def test_miner_pool_is_resolved_to_the_data_path() -> None:
