@@ -65,6 +65,9 @@ def _filter_refs(decl: ast.FilterDecl) -> Iterator[Ref]:
             for name in _names_in(_call_kw(item.call, "model")):
                 yield Ref(name, (MODEL, STAGE) if item.name.name == "difficulty" else (MODEL,),
                           f"the {item.name.name} model")
+        if item.name.name == "difficulty":
+            for name in _names_in(_call_kw(item.call, "prompt")):
+                yield Ref(name, (PROMPT,), "the grader rubric")
         if item.name.name == "decontaminate":
             for name in _names_in(_call_kw(item.call, "against")):
                 yield Ref(name, (DATASET,), "an evaluation set to decontaminate against")

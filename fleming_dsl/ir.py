@@ -108,6 +108,7 @@ class Sample(Decl):
     near_distractors: bool = True
     count: int
     seed: int | None = None  # defaults to the experiment seed
+    resources: Resources | None = None  # None: the planner's defaults for a data job
 
 
 DatasetFormat = Literal[
@@ -134,6 +135,7 @@ class Synthesize(Decl):
     source: str  # a Sample
     teacher: str  # a Model with a backend
     prompt: str  # a Prompt
+    resources: Resources | None = None  # None: the planner's defaults (GPUs for a vLLM teacher)
 
 
 class Distill(Decl):
@@ -144,6 +146,7 @@ class Distill(Decl):
     refine: tuple[Literal["backtrack", "explore", "self_correct"], ...] = ()
     max_rounds: int = 1
     keep: Literal["correct", "all"] = "correct"
+    resources: Resources | None = None  # None: the planner's defaults (GPUs for a vLLM teacher)
 
 
 # ---------------------------------------------------------------- filters
@@ -180,6 +183,7 @@ class Difficulty(Node):
     samples: int = 8
     easy: float = 0.75  # pass >= easy -> easy
     moderate: float = 0.25  # pass >= moderate -> moderate; below -> hard
+    prompt: str | None = None  # grader only: a Prompt name, the rubric the grader is asked with
 
 
 FilterStep = Annotated[
@@ -191,6 +195,7 @@ class Filter(Decl):
     kind: Literal["filter"] = "filter"
     source: str
     steps: tuple[FilterStep, ...]
+    resources: Resources | None = None  # None: the planner's defaults (GPUs for a vLLM model)
 
 
 # ---------------------------------------------------------------- rewards

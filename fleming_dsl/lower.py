@@ -180,7 +180,7 @@ class _Lowering(StageLowering):
 
     def sample(self, d: ast.SampleDecl) -> ir.Sample | None:
         opts = Options.of_block(d.block, f"sample {d.name.name}", self.diags)
-        self.no_block(d.block, f"sample {d.name.name}")
+        resources = self.step_resources(d.block, f"sample {d.name.name}")
         fields: dict = {}
         path = opts.raw("path")
         if path is None:
@@ -242,7 +242,7 @@ class _Lowering(StageLowering):
         fields["seed"] = opts.get("seed", to_int)
         opts.finish()
         return ir.Sample(name=d.name.name, span=d.span, graph=d.graph.name, start_type=start,
-                         steps=steps, hops_min=lo, hops_max=hi, count=count or 1,
+                         steps=steps, hops_min=lo, hops_max=hi, count=count or 1, resources=resources,
                          **{k: v for k, v in fields.items() if v is not None})
 
     def dataset(self, d: ast.DatasetDecl) -> ir.Dataset | None:
@@ -272,13 +272,13 @@ class _Lowering(StageLowering):
 
     def synthesize(self, d: ast.SynthesizeDecl) -> ir.Synthesize:
         Options.of_block(d.block, f"synthesize {d.name.name}", self.diags).finish()
-        self.no_block(d.block, f"synthesize {d.name.name}")
+        resources = self.step_resources(d.block, f"synthesize {d.name.name}")
         return ir.Synthesize(name=d.name.name, span=d.span, source=d.source.name,
-                             teacher=d.teacher.name, prompt=d.prompt.name)
+                             teacher=d.teacher.name, prompt=d.prompt.name, resources=resources)
 
     def distill(self, d: ast.DistillDecl) -> ir.Distill:
         opts = Options.of_block(d.block, f"distill {d.name.name}", self.diags)
-        self.no_block(d.block, f"distill {d.name.name}")
+        resources = self.step_resources(d.block, f"distill {d.name.name}")
         fields = {
             "refine": opts.get("refine", list_of(one_of(("backtrack", "explore", "self_correct")))),
             "max_rounds": opts.get("max_rounds", to_int, check=at_least(1)),
@@ -286,13 +286,28 @@ class _Lowering(StageLowering):
         }
         opts.finish()
         return ir.Distill(name=d.name.name, span=d.span, sources=tuple(s.name for s in d.sources),
-                          teacher=d.teacher.name, prompt=d.prompt.name,
+                          teacher=d.teacher.name, prompt=d.prompt.name, resources=resources,
                           **{k: v for k, v in fields.items() if v is not None})
 
     # filters -------------------------------------------------------------
+    def step_resources(self, block: ast.Block | None, where: str) -> ir.Resources | None:
+        """A data step's `resources { ... }` block (None when not written: the planner decides)."""
+        for item in block.items if block else ():
+            if isinstance(item, ast.SweepItem):
+                self.diags.error("sweeps are allowed only in stage blocks", item.span)
+        subs = self.sub_blocks(block, ("resources",), where)
+        return self.resources(subs["resources"], where) if "resources" in subs else None
+
     def filter(self, d: ast.FilterDecl) -> ir.Filter:
-        steps = []
+        steps, resources = [], None
         for item in d.block.items:
+            if isinstance(item, ast.Entry) and item.name.name == "resources":
+                if item.block is None or item.call is not None:
+                    self.diags.error("resources is a block: resources { gpus = 8  time = 24h }",
+                                     item.name.span)
+                else:
+                    resources = self.resources(item.block, f"filter {d.name.name}")
+                continue
             if not isinstance(item, ast.Entry):
                 what = item.key.name
                 self.diags.error(f"a filter block lists steps, not options ('{what} = ...')",
@@ -306,7 +321,8 @@ class _Lowering(StageLowering):
             step = getattr(self, "step_" + item.name.name)(item)
             if step is not None:
                 steps.append(step)
-        return ir.Filter(name=d.name.name, span=d.span, source=d.source.name, steps=tuple(steps))
+        return ir.Filter(name=d.name.name, span=d.span, source=d.source.name, steps=tuple(steps),
+                         resources=resources)
 
     def _step_opts(self, item: ast.Entry, positional: int = 0) -> Options:
         call = item.call
@@ -364,15 +380,26 @@ class _Lowering(StageLowering):
         method = kw.get("method", one_of(("pass_rate", "grader")), default=method)
         model = kw.get("model", to_name)
         samples = kw.get("samples", to_int, check=at_least(1))
+        prompt = kw.get("prompt", to_name)
         kw.finish()
         if model is None:
             self.diags.error("difficulty needs model = <the model that grades or is sampled>", item.span)
+        if method == "grader" and prompt is None and kw.raw("prompt") is None:
+            # required rather than defaulted: the rubric is a rule input, so editing it re-grades
+            self.diags.error("difficulty(grader) needs prompt = <the rubric prompt>", item.span,
+                             hint='declare prompt rubric = template("prompts/grader.j2") and write '
+                                  "difficulty(grader, model = ..., prompt = rubric)")
+        elif method != "grader" and kw.raw("prompt") is not None:
+            self.diags.error("'prompt' applies only to difficulty(grader): pass_rate samples the "
+                             "student prompt", kw.key_span("prompt") or item.span)
+            prompt = None
         buckets = Options.of_block(item.block, "difficulty buckets", self.diags)
         easy = buckets.get("easy", _threshold)
         moderate = buckets.get("moderate", _threshold)
         buckets.finish()
         step = ir.Difficulty(model=model or "", **{k: v for k, v in {
-            "method": method, "samples": samples, "easy": easy, "moderate": moderate}.items() if v is not None})
+            "method": method, "samples": samples, "easy": easy, "moderate": moderate,
+            "prompt": prompt}.items() if v is not None})
         for key, value in (("easy", step.easy), ("moderate", step.moderate)):
             if not 0 < value <= 1:
                 self.diags.error(f"'{key}' threshold must be in (0, 1], got {value}",

@@ -21,9 +21,10 @@ TRAINING_KINDS = ("sft", "grpo")
 # Jobs short enough to share one cluster submission (Snakemake `group:`) when the cluster asks.
 _GROUPABLE_KINDS = ("build_model", "graph_load", "sample")
 _PREP_GROUP = "prep"
-# A data job served by a vLLM teacher (the spec gives data steps no resources block): per GPU,
+# A data job served by a vLLM teacher whose spec step has no `resources { ... }` block: per GPU,
 # CPU threads for tokenisation and host memory to stage the weights (a 120B bf16 model is
 # ~240 GB over 8 GPUs); a day of wall time for tens of thousands of long generations.
+# A written block replaces these defaults whole, as a stage's block does.
 _VLLM_CPUS_PER_GPU = 4
 _VLLM_MEM_MB_PER_GPU = 32 * 1024
 _VLLM_TIME_MIN = 24 * 60
@@ -177,9 +178,13 @@ class _Planner:
     def log(self, name: str) -> str:
         return self.under("logs", f"{name}.log")
 
-    def data_resources(self, generators: list[jc.Generator]) -> ir.Resources:
-        """CPU by default; a vLLM teacher needs its tensor-parallel GPUs, host memory to load
-        the weights, CPU threads for tokenisation, and hours rather than minutes."""
+    def data_resources(self, generators: list[jc.Generator],
+                       declared: ir.Resources | None = None) -> ir.Resources:
+        """The step's own resources block when written; otherwise CPU, or for a vLLM teacher its
+        tensor-parallel GPUs, host memory to load the weights, CPU threads for tokenisation,
+        and hours rather than minutes."""
+        if declared is not None:
+            return declared
         gpus = max((g.backend.tensor_parallel for g in generators if g.backend.kind == "vllm"),
                    default=0)
         if gpus == 0:
@@ -243,7 +248,7 @@ class _Planner:
             output=out)
         if sample.seed is not None:
             cfg = cfg.model_copy(update={"seed": sample.seed})
-        return self.job(sample, cfg, (graph,))
+        return self.job(sample, cfg, (graph,), resources=self.data_resources([], sample.resources))
 
     def synthesize(self, syn: ir.Synthesize) -> Job:
         out = self.data_path(syn.name)
@@ -254,7 +259,7 @@ class _Planner:
                                prompt=prompt, teacher=teacher, cache_dir=self.cache_dir(),
                                output=out)
         return self.job(syn, cfg, (samples, prompt, *teacher_inputs),
-                        resources=self.data_resources([teacher]))
+                        resources=self.data_resources([teacher], syn.resources))
 
     def distill(self, dis: ir.Distill) -> Job:
         out = self.data_path(dis.name)
@@ -265,7 +270,7 @@ class _Planner:
                             teacher=teacher, refine=dis.refine, max_rounds=dis.max_rounds,
                             keep=dis.keep, cache_dir=self.cache_dir(), output=out)
         return self.job(dis, cfg, (*(s.path for s in sources), prompt, *teacher_inputs),
-                        resources=self.data_resources([teacher]))
+                        resources=self.data_resources([teacher], dis.resources))
 
     def filter(self, flt: ir.Filter) -> Job:
         out = self.data_path(flt.name)
@@ -280,7 +285,7 @@ class _Planner:
         cfg = jc.FilterJob(**self.base("filter", flt.name, out), source=source, steps=tuple(steps),
                            cache_dir=self.cache_dir(), output=out, review=review)
         return self.job(flt, cfg, tuple(inputs), extra_outputs=(Output(review),),
-                        resources=self.data_resources(generators))
+                        resources=self.data_resources(generators, flt.resources))
 
     def filter_step(self, flt: ir.Filter, step: ir.FilterStep):
         if isinstance(step, ir.FormatCheck):
@@ -301,8 +306,17 @@ class _Planner:
                                        on_fail=step.on_fail), inputs, (judge,))
         assert isinstance(step, ir.Difficulty)
         model, inputs = self.generator(step.model)
-        return (jc.DifficultyStep(method=step.method, model=model, samples=step.samples,
-                                  easy=step.easy, moderate=step.moderate), inputs, (model,))
+        cfg = jc.DifficultyStep(method=step.method, model=model, samples=step.samples,
+                                easy=step.easy, moderate=step.moderate)
+        if step.method == "grader":
+            # the rubric is read by the job, so it is an input: editing it re-grades. Specs must
+            # name one (the front end requires it); a hand-built IR keeps the config's default.
+            if step.prompt is not None:
+                rubric = self.decl(step.prompt, "prompt")
+                assert isinstance(rubric, ir.Prompt)
+                cfg = cfg.model_copy(update={"prompt": rubric.path})
+            inputs = (*inputs, cfg.prompt)
+        return cfg, inputs, (model,)
 
     def cache_dir(self) -> str:
         return self.under("cache", "teacher")
