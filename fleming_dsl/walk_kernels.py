@@ -1,10 +1,15 @@
 """numba kernels of the metapath walker; imported only when a walk runs (see `sampler.py`).
 
-Each metapath step (relation, neighbour type) gets a per-node [lo, hi) table of its edge block
-(the CSR rows are sorted by relation, then neighbour type) and Walker alias tables over those
-blocks, so a weighted hop costs a few loads whatever the hub's degree. A step with an open
-relation draws from the node's whole row through a running sum of edge weights (`cum`) and a
-binary search. Nothing is allocated per hop.
+Each metapath step (relation, neighbour type) gets its own compact edge table: rows
+`step_ptr[s, v]` .. `step_ptr[s, v + 1]` are v's edges along the relation to the type (its CSR
+block), and a row is (keep threshold, end node, alias end node, unused): a Walker alias table
+entry that names the nodes themselves, so a weighted hop is one random number and two cache
+lines (v's pointer pair and one 16-byte row) whatever the hub's degree, with no detour through
+`indices`. Walks advance in lockstep groups, so the memory stalls of independent walkers
+overlap instead of queueing one behind the other, and random numbers come from a splitmix64
+stream kept in a register, so a seed fixes every walk. A step with an open relation draws from
+the node's whole CSR row through a running sum of edge weights (`cum`) and a binary search.
+Nothing is allocated per hop.
 """
 
 from __future__ import annotations
@@ -14,6 +19,47 @@ from numba import njit
 
 _ONE = 2147483648.0  # 2**31: alias keep thresholds are fractions of this
 _KEEP = np.int32(2147483647)  # keep always (the alias is the edge itself)
+_LOW31 = np.uint64(0x7FFFFFFF)
+_GOLDEN = np.uint64(0x9E3779B97F4A7C15)
+_MIX1 = np.uint64(0xBF58476D1CE4E5B9)
+_MIX2 = np.uint64(0x94D049BB133111EB)
+_TO_UNIT = 1.0 / 9007199254740992.0  # 2**-53
+GROUP = 32  # walkers in lockstep: enough independent loads in flight to cover memory latency
+TRIES = 8  # rejection draws before an explicit scan of the acceptable ends
+
+
+@njit(cache=True, inline="always")
+def _next(state):
+    """splitmix64: (new state, 64 random bits)."""
+    state = state + _GOLDEN
+    z = state
+    z = (z ^ (z >> np.uint64(30))) * _MIX1
+    z = (z ^ (z >> np.uint64(27))) * _MIX2
+    return state, z ^ (z >> np.uint64(31))
+
+
+@njit(cache=True, inline="always")
+def _unit(z):
+    """A uniform float in [0, 1) from 64 random bits."""
+    return np.float64(z >> np.uint64(11)) * _TO_UNIT
+
+
+@njit(cache=True, inline="always")
+def _below(z, n):
+    """A uniform int in [0, n) from the high 32 bits (multiply-shift; n < 2**32)."""
+    return np.int64(((z >> np.uint64(32)) * np.uint64(n)) >> np.uint64(32))
+
+
+@njit(cache=True, inline="always")
+def _alias_end(rows, k, z):
+    """The end drawn at alias row k: its own end, or its alias, by the low 31 random bits."""
+    keep = np.int64(z & _LOW31) < rows[k, 0]
+    return rows[k, 1] if keep else rows[k, 2]
+
+
+def seed_state(seed: int) -> np.uint64:
+    """The splitmix64 state a seed starts from (any int: negative and big seeds wrap)."""
+    return np.uint64(seed % 2**64)
 
 
 @njit(cache=True)
@@ -66,38 +112,46 @@ def edge_range(indptr, indices, rel, node_type, v, r, t):
 
 
 @njit(cache=True)
-def _acceptable(c, path_row, done, node_type, t):
-    if t >= 0 and node_type[c] != t:
-        return False
-    for j in range(done + 1):
-        if path_row[j] == c:
-            return False
-    return True
+def step_block(indptr, indices, rel, node_type, r, t):
+    """The compact edge list of one metapath step: (ptr[n + 1], ends) where v's ends along
+    relation r to type t are ends[ptr[v]:ptr[v + 1]], in CSR order."""
+    n = indptr.shape[0] - 1
+    ptr = np.zeros(n + 1, np.int64)
+    for v in range(n):
+        lo, hi = edge_range(indptr, indices, rel, node_type, v, r, t)
+        ptr[v + 1] = ptr[v] + hi - lo
+    ends = np.empty(ptr[n], np.int32)
+    for v in range(n):
+        lo, hi = edge_range(indptr, indices, rel, node_type, v, r, t)
+        ends[ptr[v]:ptr[v + 1]] = indices[lo:hi]
+    return ptr, ends
 
 
 @njit(cache=True)
-def build_alias(indices, node_weight, table, alias):
-    """Walker alias tables (Vose) for every node's block table[v] = [lo, hi). alias[k] holds
-    (keep threshold as a 31-bit fraction, alias edge): an edge is drawn in O(1) by one uniform
-    u * d whose integer part picks slot k and whose fraction decides k or its alias. The pair
-    sits in one 8-byte row so a draw touches one cache line."""
+def build_alias_rows(ptr, ends, node_weight):
+    """Walker alias tables (Vose), one per block [ptr[b], ptr[b + 1]) of `ends`, weighted by
+    node_weight of the end. Row k = (keep threshold as a 31-bit fraction, ends[k], the alias
+    end, 0): a draw's integer part picks row k, its fraction keeps k's end or takes the alias.
+    The row is 16 bytes, so a draw touches one cache line."""
+    rows = np.zeros((ends.shape[0], 4), np.int32)
     widest = 0
-    for v in range(table.shape[0]):
-        widest = max(widest, table[v, 1] - table[v, 0])
+    for b in range(ptr.shape[0] - 1):
+        widest = max(widest, ptr[b + 1] - ptr[b])
     small = np.empty(widest, np.int64)
     large = np.empty(widest, np.int64)
     scaled = np.empty(widest, np.float64)
-    for v in range(table.shape[0]):
-        lo, hi = table[v, 0], table[v, 1]
+    for b in range(ptr.shape[0] - 1):
+        lo, hi = ptr[b], ptr[b + 1]
         d = hi - lo
         if d == 0:
             continue
         total = 0.0
         for k in range(lo, hi):
-            total += node_weight[indices[k]]
+            total += node_weight[ends[k]]
+            rows[k, 1] = ends[k]
         ns = nl = 0
         for j in range(d):
-            scaled[j] = node_weight[indices[lo + j]] * d / total if total > 0 else 1.0
+            scaled[j] = node_weight[ends[lo + j]] * d / total if total > 0 else 1.0
             if scaled[j] < 1.0:
                 small[ns] = j
                 ns += 1
@@ -108,33 +162,74 @@ def build_alias(indices, node_weight, table, alias):
             ns -= 1
             j = small[ns]
             g = large[nl - 1]
-            alias[lo + j, 0] = np.int32(scaled[j] * _ONE)
-            alias[lo + j, 1] = lo + g
+            rows[lo + j, 0] = np.int32(scaled[j] * _ONE)
+            rows[lo + j, 2] = ends[lo + g]
             scaled[g] = scaled[g] + scaled[j] - 1.0
             if scaled[g] < 1.0:
                 nl -= 1
                 small[ns] = g
                 ns += 1
         for i in range(nl):
-            alias[lo + large[i], 0] = _KEEP
-            alias[lo + large[i], 1] = lo + large[i]
+            rows[lo + large[i], 0] = _KEEP
+            rows[lo + large[i], 2] = ends[lo + large[i]]
         for i in range(ns):  # rounding leftovers
-            alias[lo + small[i], 0] = _KEEP
-            alias[lo + small[i], 1] = lo + small[i]
+            rows[lo + small[i], 0] = _KEEP
+            rows[lo + small[i], 2] = ends[lo + small[i]]
+    return rows
+
+
+@njit(cache=True, inline="always")
+def _on_path(c, paths, w, done):
+    for j in range(done + 1):
+        if paths[w, j] == c:
+            return True
+    return False
+
+
+@njit(cache=True, inline="always")
+def _fits(c, paths, w, done, node_type, t):
+    """End c may be walked to: of type t (-1 any) and not yet on walk w's path."""
+    if t >= 0 and node_type[c] != t:
+        return False
+    return not _on_path(c, paths, w, done)
 
 
 @njit(cache=True)
-def _draw_alias(alias, lo, hi):
-    u = np.random.random() * (hi - lo)
-    j = int(u)
-    k = lo + j
-    return k if (u - j) * _ONE < alias[k, 0] else alias[k, 1]
+def _pick_step_end(rows, lo, hi, node_weight, paths, w, done, state):
+    """A weighted end of alias rows [lo, hi) not yet on the path, -1 if none; the first draw
+    (already rejected) was made by the caller. Rejection is exact for the conditional
+    distribution; a small block, or one whose draws keep hitting the path, is weighed
+    explicitly instead."""
+    d = hi - lo
+    if d > TRIES:
+        for _ in range(TRIES - 1):
+            state, z = _next(state)
+            c = _alias_end(rows, lo + _below(z, d), z)
+            if not _on_path(c, paths, w, done):
+                return c, state
+    total = 0.0
+    for k in range(lo, hi):
+        if not _on_path(rows[k, 1], paths, w, done):
+            total += node_weight[rows[k, 1]]
+    if total <= 0.0:
+        return -1, state
+    state, z = _next(state)
+    u = _unit(z) * total
+    last = -1
+    for k in range(lo, hi):
+        c = rows[k, 1]
+        if not _on_path(c, paths, w, done):
+            last = c
+            u -= node_weight[c]
+            if u < 0.0:
+                return c, state
+    return last, state
 
 
 @njit(cache=True)
-def _draw_cum(cum, lo, hi):
+def _draw_cum(cum, lo, hi, u01):
     base = cum[lo - 1] if lo > 0 else 0.0
-    u = base + np.random.random() * (cum[hi - 1] - base)
+    u = base + u01 * (cum[hi - 1] - base)
     a, b = lo, hi - 1
     while a < b:
         mid = (a + b) >> 1
@@ -146,84 +241,93 @@ def _draw_cum(cum, lo, hi):
 
 
 @njit(cache=True)
-def _pick_edge(indices, node_type, node_weight, cum, alias, use_alias, lo, hi, path_row, done, t):
-    """A weighted edge in [lo, hi) whose end is of type t and not yet on the path; -1 if none."""
-    # Rejection first: exact for the conditional distribution, and cheap when most ends fit.
-    for _ in range(8):
-        if use_alias:
-            k = _draw_alias(alias, lo, hi)
-        else:
-            k = _draw_cum(cum, lo, hi)
-        if _acceptable(indices[k], path_row, done, node_type, t):
-            return k
-    # Few acceptable ends: weigh them explicitly.
-    total = 0.0
+def _pick_open_edge(indices, node_type, node_weight, cum, lo, hi, paths, w, done, t, state):
+    """A weighted CSR edge in [lo, hi) whose end is of type t and not on the path; -1 if none."""
+    for _ in range(TRIES):  # rejection first: exact, and cheap when most ends fit
+        state, z = _next(state)
+        k = _draw_cum(cum, lo, hi, _unit(z))
+        if _fits(indices[k], paths, w, done, node_type, t):
+            return k, state
+    total = 0.0  # few acceptable ends: weigh them explicitly
     for k in range(lo, hi):
-        if _acceptable(indices[k], path_row, done, node_type, t):
+        if _fits(indices[k], paths, w, done, node_type, t):
             total += node_weight[indices[k]]
     if total <= 0.0:
-        return -1
-    u = np.random.random() * total
+        return -1, state
+    state, z = _next(state)
+    u = _unit(z) * total
     last = -1
     for k in range(lo, hi):
-        if _acceptable(indices[k], path_row, done, node_type, t):
+        if _fits(indices[k], paths, w, done, node_type, t):
             last = k
             u -= node_weight[indices[k]]
             if u < 0.0:
-                return k
-    return last
+                return k, state
+    return last, state
 
 
 @njit(cache=True)
-def slot_ranges(indptr, indices, rel, node_type, r, t):
-    """Per node, the [lo, hi) edge range along relation r to type t: one table per metapath
-    step, so a hop finds its candidates in one cache line instead of binary searches."""
-    n = indptr.shape[0] - 1
-    table = np.empty((n, 2), np.int64)
-    for v in range(n):
-        table[v, 0], table[v, 1] = edge_range(indptr, indices, rel, node_type, v, r, t)
-    return table
-
-
-@njit(cache=True)
-def walk_batch(indptr, indices, rel, node_type, node_weight, cum, alias, start_nodes,
-               start_cum, slots, hop_slot, hop_rel, hop_check, hops_min, hops_max, n_walks, seed):
-    """n_walks metapath walks. Hop h draws from table slots[hop_slot[h]] with the alias tables,
-    or, where hop_slot[h] = -1 (any relation), from the node's whole row with `cum`; it keeps
-    ends of type hop_check[h] (-1: any). Returns (paths, edge relations, hops); hops = -1 for a
-    walk that got stuck before the hop count drawn for it."""
-    np.random.seed(seed)
+def walk_batch(indptr, indices, rel, node_type, node_weight, cum, step_ptr, step_rows,
+               start_rows, hop_slot, hop_rel, hop_check, hops_min, hops_max, n_walks, state):
+    """n_walks metapath walks from splitmix64 state `state`. A walk starts at an end drawn from
+    the alias rows `start_rows` (one block). Hop h draws from step hop_slot[h]'s alias rows,
+    or, where hop_slot[h] = -1 (any relation), from the node's whole CSR row with `cum`,
+    keeping ends of type hop_check[h] (-1: any). Returns (paths, edge relations, hops);
+    hops = -1 for a walk that got stuck before the hop count drawn for it."""
     paths = np.full((n_walks, hops_max + 1), -1, np.int32)
     rels = np.full((n_walks, hops_max), -1, np.int32)
     hops = np.full(n_walks, -1, np.int32)
-    start_total = start_cum[start_cum.shape[0] - 1]
-    for w in range(n_walks):
-        want = hops_min + np.random.randint(hops_max - hops_min + 1)
-        u = np.random.random() * start_total
-        at = np.searchsorted(start_cum, u, side="right")
-        v = start_nodes[min(at, start_nodes.shape[0] - 1)]
-        paths[w, 0] = v
-        done = 0
-        while done < want:
-            slot = hop_slot[done]
-            if slot >= 0:
-                lo = slots[slot, v, 0]
-                hi = slots[slot, v, 1]
-            else:
-                lo = indptr[v]
-                hi = indptr[v + 1]
-            if lo >= hi:
-                break
-            k = _pick_edge(indices, node_type, node_weight, cum, alias, slot >= 0, lo, hi,
-                           paths[w], done, hop_check[done])
-            if k < 0:
-                break
-            v = indices[k]
-            rels[w, done] = hop_rel[done] if slot >= 0 else rel[k]
-            done += 1
-            paths[w, done] = v
-        if done == want:
-            hops[w] = want
+    n_starts = start_rows.shape[0]
+    span = hops_max - hops_min + 1
+    want = np.empty(GROUP, np.int64)
+    here = np.empty(GROUP, np.int64)
+    for base in range(0, n_walks, GROUP):
+        size = min(GROUP, n_walks - base)
+        for i in range(size):
+            state, z = _next(state)
+            want[i] = hops_min + _below(z, span)
+            state, z = _next(state)
+            here[i] = _alias_end(start_rows, _below(z, n_starts), z)
+            paths[base + i, 0] = here[i]
+        # hop h of every live walker of the group before hop h + 1 of any: their loads overlap
+        for h in range(hops_max):
+            slot = hop_slot[h]
+            for i in range(size):
+                if want[i] <= h:  # finished, or stuck (want set to -1)
+                    continue
+                w = base + i
+                v = here[i]
+                r = -1
+                if slot >= 0:
+                    lo = step_ptr[slot, v]
+                    hi = step_ptr[slot, v + 1]
+                    if lo >= hi:
+                        want[i] = -1
+                        continue
+                    state, z = _next(state)
+                    c = _alias_end(step_rows, lo + _below(z, hi - lo), z)
+                    if _on_path(c, paths, w, h):
+                        c, state = _pick_step_end(step_rows, lo, hi, node_weight, paths, w, h,
+                                                  state)
+                    r = hop_rel[h]
+                else:
+                    lo = indptr[v]
+                    hi = indptr[v + 1]
+                    c = -1
+                    if lo < hi:
+                        k, state = _pick_open_edge(indices, node_type, node_weight, cum, lo, hi,
+                                                   paths, w, h, hop_check[h], state)
+                        if k >= 0:
+                            c = indices[k]
+                            r = rel[k]
+                if c < 0:
+                    want[i] = -1
+                    continue
+                here[i] = c
+                paths[w, h + 1] = c
+                rels[w, h] = r
+                if want[i] == h + 1:
+                    hops[w] = h + 1
     return paths, rels, hops
 
 
