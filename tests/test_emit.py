@@ -42,7 +42,7 @@ def _project(tmp_path: Path, exp: ir.Experiment) -> Path:
     """A project folder holding the files the spec reads (empty) and its compiled workflow."""
     for path in ("data/medkg/kg.csv", "data/train/medqa_train.jsonl", "data/eval/medqa_test.jsonl",
                  "data/eval/medmcqa_dev.jsonl", "data/eval/pubmedqa.json", "prompts/question.j2",
-                 "prompts/reason.j2"):
+                 "prompts/reason.j2", "prompts/grader.j2"):
         (tmp_path / path).parent.mkdir(parents=True, exist_ok=True)
         (tmp_path / path).write_text("x\n")
     emit(_plan(exp), tmp_path / OUT)
