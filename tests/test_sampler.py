@@ -222,3 +222,48 @@ def test_pattern_already_repeated_to_hops_max_means_the_same_walk(medkg):
     once = rows_of(medkg, WalkSpec("disease", (DPP,), ("effect/phenotype",), 1, 2), count=50)
     repeated = WalkSpec("disease", (DPP, DPP), ("effect/phenotype", "effect/phenotype"), 1, 2)
     assert rows_of(medkg, repeated, count=50) == once
+
+
+@pytest.mark.parametrize("others", [2, 12])  # a block weighed explicitly, one drawn by rejection
+def test_walking_back_skips_the_path_and_keeps_the_weighting(tmp_path, others):
+    # d0..d{others} all present with phenotype p; d_j also has 2**j - 1 other edges (degree 2**j)
+    n = others + 1
+    triples = [(f"d{j}", "disease", DPP, "p", "phenotype") for j in range(n)]
+    triples += [(f"d{j}", "disease", "x", f"leaf{j}_{i}", "c") for j in range(n) for i in range(2**j - 1)]
+    store = store_of(tmp_path, triples)
+    walks = 40_000
+    paths, _, hops = Walker(store, WalkSpec("disease", (DPP,), ("phenotype",), 2, 2,
+                                            "inverse_degree", 1.0)).batch(walks, 4)
+    assert (hops == 2).all() and (paths[:, 2] != paths[:, 0]).all()
+    number = {store.node_by_name["disease", f"d{j}"]: j for j in range(n)}
+    weight = 2.0 ** -np.arange(n)
+    start_counts = np.bincount([number[int(v)] for v in paths[:, 0]], minlength=n)
+    # the end given the start is the start's rivals by weight: the start itself is off limits
+    expected = sum(c * np.where(np.arange(n) == s, 0.0, weight) / (weight.sum() - weight[s])
+                   for s, c in enumerate(start_counts)) / walks
+    observed = np.bincount([number[int(v)] for v in paths[:, 2]], minlength=n) / walks
+    assert np.abs(observed - expected).max() < 0.01, (observed, expected)
+    assert abs(start_counts[0] / walks - weight[0] / weight.sum()) < 0.01
+
+
+def test_stuck_walk_keeps_its_partial_path(tmp_path):
+    # a leaf's only way back is where it came from
+    store = store_of(tmp_path, [("s", "a", "r", "L", "b")])
+    paths, rels, hops = Walker(store, WalkSpec("a", ("r",), ("b",), 2, 2)).batch(50, 0)
+    s, leaf = store.node_by_name["a", "s"], store.node_by_name["b", "L"]
+    assert (hops == -1).all()
+    assert paths.tolist() == [[s, leaf, -1]] * 50 and rels.tolist() == [[0, -1]] * 50
+
+
+@pytest.mark.parametrize("seed", [0, 5, -3, 2**70])
+def test_batches_repeat_for_a_seed_whatever_the_batch_size(medkg, seed):
+    walker = Walker(medkg, WalkSpec("drug", ("indication", DPP), ("disease", "effect/phenotype"),
+                                    2, 4))
+    for size in (1, 31, 33, 100):  # around the lockstep group size
+        first = walker.batch(size, seed)
+        again = walker.batch(size, seed)
+        assert all((a == b).all() for a, b in zip(first, again))
+        paths, rels, hops = first
+        assert paths.shape == (size, 5) and rels.shape == (size, 4) and hops.shape == (size,)
+        assert set(hops.tolist()) <= {-1, 2, 3, 4}
+    assert not (walker.batch(100, seed)[0] == walker.batch(100, seed + 1)[0]).all()
