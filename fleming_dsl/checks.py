@@ -231,6 +231,41 @@ def buckets_need_difficulty(program: ast.Program) -> Iterator[Diagnostic]:
                              hint=f"train on {data.base.name} itself, or add difficulty(...) to a filter")
 
 
+def _vllm_tp(model: ast.ModelDecl) -> int:
+    """The tensor parallelism of a model's written vllm backend (0 when it has none)."""
+    backend = _option(model.block, "backend")
+    if not isinstance(backend, ast.Call) or backend.func.name != "vllm":
+        return 0
+    tp = _call_kw(backend, "tensor_parallel") or _call_kw(backend, "tp")
+    return int(tp.value) if isinstance(tp, ast.Num) else 1
+
+
+def _resources_block(block: ast.Block | None) -> ast.Block | None:
+    return next((i.block for i in (block.items if block else ())
+                 if isinstance(i, ast.Entry) and i.name.name == "resources" and i.call is None),
+                None)
+
+
+def data_gpus_cover_teacher(program: ast.Program) -> Iterator[Diagnostic]:
+    """A written resources block on a vLLM-teacher step replaces the planner's GPUs, so it must
+    give the tensor-parallel GPUs the teacher is served on."""
+    by_name = {d.name.name: d for d in program.decls}
+    for decl in program.decls:
+        if not isinstance(decl, (ast.SynthesizeDecl, ast.DistillDecl)):
+            continue
+        teacher = by_name.get(decl.teacher.name)
+        res = _resources_block(decl.block)
+        tp = _vllm_tp(teacher) if isinstance(teacher, ast.ModelDecl) else 0
+        if res is None or tp == 0:
+            continue
+        gpus = _option(res, "gpus")
+        written = gpus.value if isinstance(gpus, ast.Num) else 0
+        if isinstance(written, int) and written < tp:
+            yield Diagnostic(f"{decl.kind} {decl.name.name} asks for {written} GPUs, but its teacher "
+                             f"'{decl.teacher.name}' is served by vllm on {tp}", res.span,
+                             hint=f"write gpus = {tp} in its resources block")
+
+
 def unused_declarations(program: ast.Program) -> Iterator[Diagnostic]:
     """Warn about inputs nothing uses (stages and evaluations are products, never 'unused')."""
     used = {r.name.name for d in program.decls for r in references(d)}
@@ -293,7 +328,7 @@ def missing_files(program: ast.Program) -> Iterator[Diagnostic]:
 
 RULES: tuple[Callable[[ast.Program], Iterator[Diagnostic]], ...] = (
     duplicate_names, undefined_names, wrong_kinds, cycles, teachers_have_backends,
-    buckets_need_difficulty, missing_files, unused_declarations,
+    buckets_need_difficulty, data_gpus_cover_teacher, missing_files, unused_declarations,
 )
 
 

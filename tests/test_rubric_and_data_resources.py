@@ -67,6 +67,11 @@ BAD_SPECS = [
     ('distill_negative_gpus', R((DISTILL, DISTILL[:-1] + " { resources { gpus = -1 } }\n")),
      "spec.flm:10:73: error: 'gpus' must be >= 0, got -1",
      None),
+    ('too_few_gpus_for_the_teacher', R(("model teacher = template()", VLLM_TEACHER),
+                                       (SYNTH, SYNTH[:-1] + " { resources { gpus = 2 } }\n")),
+     "spec.flm:9:56: error: synthesize q asks for 2 GPUs, but its teacher 'teacher' is served by "
+     "vllm on 4",
+     'write gpus = 4 in its resources block'),
     ('filter_resources_bad_size', R(("{ format ", '{ format  resources { mem = "lots" } ')),
      "spec.flm:11:51: error: 'mem' must be a size such as 512MB or 80GB, got a string",
      None),
@@ -140,7 +145,7 @@ def test_data_steps_without_a_block_keep_the_planner_defaults(tmp_path: Path) ->
 
 
 def test_a_written_block_replaces_the_defaults_on_every_data_step(tmp_path: Path) -> None:
-    block = ' { resources { gpus = 2  cpus = 6  mem = 64GB  time = 3h  partition = "big" } }'
+    block = ' { resources { gpus = 4  cpus = 6  mem = 64GB  time = 3h  partition = "big" } }'
     text = R(("model teacher = template()", VLLM_TEACHER),
              ("count = 10 }", "count = 10  resources { cpus = 3  time = 2h } }"),
              (SYNTH, SYNTH[:-1] + block + "\n"), (DISTILL, DISTILL[:-1] + block + "\n"),
@@ -151,7 +156,7 @@ def test_a_written_block_replaces_the_defaults_on_every_data_step(tmp_path: Path
     for name in ("synthesize_q", "distill_cot"):
         job = p.job(name)
         assert (job.resources.gpus, job.threads, job.resources.mem_mb, job.resources.time_min,
-                job.resources.partition) == (2, 6, 64 * 1024, 180, "big")
+                job.resources.partition) == (4, 6, 64 * 1024, 180, "big")
     sample = p.job("sample_s")
     assert (sample.threads, sample.resources.time_min) == (3, 120)
     flt = p.job("filter_clean").resources
