@@ -6,9 +6,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from flm_fixtures import MINIMAL, write_project
 from plan_fixtures import tiny_experiment
 
-from flm_fixtures import MINIMAL, write_project
 from fleming_dsl import ir
 from fleming_dsl.errors import SpecError
 from fleming_dsl.fmt import format_source
@@ -22,7 +22,7 @@ DISTILL = "distill cot from [q, train] with teacher using ask\n"
 VLLM_TEACHER = 'model teacher = hf("org/teacher") { backend = vllm(tp = 4) }'
 
 
-def R(*edits: tuple[str, str]) -> str:  # noqa: N802 - reads like the edits it makes
+def R(*edits: tuple[str, str]) -> str:
     text = MINIMAL
     for old, new in edits:
         assert old in text, old
@@ -43,11 +43,11 @@ GRADED = R((PASS_RATE, "difficulty(grader, model = teacher, prompt = rubric)"),
 BAD_SPECS = [
     ('grader_without_rubric', R((PASS_RATE, "difficulty(grader, model = base)")),
      "spec.flm:11:33: error: difficulty(grader) needs prompt = <the rubric prompt>",
-     'declare prompt rubric = template("prompts/grader.j2") and write '
-     'difficulty(grader, model = ..., prompt = rubric)'),
+     ('declare prompt rubric = template("prompts/grader.j2") and write '
+      'difficulty(grader, model = ..., prompt = rubric)')),
     ('rubric_on_pass_rate', R((PASS_RATE, "difficulty(model = base, prompt = ask)")),
-     "spec.flm:11:58: error: 'prompt' applies only to difficulty(grader): pass_rate samples the "
-     "student prompt",
+     ("spec.flm:11:58: error: 'prompt' applies only to difficulty(grader): pass_rate samples "
+      "the student prompt"),
      None),
     ('rubric_undefined', R((PASS_RATE, "difficulty(grader, model = base, prompt = aks)")),
      "spec.flm:11:75: error: undefined name 'aks' (the grader rubric)",
@@ -69,8 +69,8 @@ BAD_SPECS = [
      None),
     ('too_few_gpus_for_the_teacher', R(("model teacher = template()", VLLM_TEACHER),
                                        (SYNTH, SYNTH[:-1] + " { resources { gpus = 2 } }\n")),
-     "spec.flm:9:56: error: synthesize q asks for 2 GPUs, but its teacher 'teacher' is served by "
-     "vllm on 4",
+     ("spec.flm:9:56: error: synthesize q asks for 2 GPUs, but its teacher 'teacher' is served "
+      "by vllm on 4"),
      'write gpus = 4 in its resources block'),
     ('filter_resources_bad_size', R(("{ format ", '{ format  resources { mem = "lots" } ')),
      "spec.flm:11:51: error: 'mem' must be a size such as 512MB or 80GB, got a string",
