@@ -7,7 +7,7 @@ Builds a synthetic typed graph (10 node types, 30 relations, power-law degrees, 
 both directions as PrimeKG ships it), saves it with `save_store`, and measures in one run:
 
 - load time and resident memory (psutil RSS delta) of `load_store`, and of the sampler's
-  per-run arrays (per-row cumulative weights);
+  per-run arrays (the per-step alias tables);
 - throughput of metapath-constrained, inverse-degree-weighted walks (hops of completed walks
   per CPU second of this single-threaded process, and per wall second) of the numba CSR walker:
   the median of `--repeats` runs of the same batch (the best is printed beside it);
@@ -38,8 +38,8 @@ import psutil
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from fleming_dsl.graphstore import EdgeList, build_store, load_store, save_store  # noqa: E402
-from fleming_dsl.sampler import Walker, WalkSpec  # noqa: E402
+from fleming_dsl.graphstore import EdgeList, build_store, load_store, save_store
+from fleming_dsl.sampler import Walker, WalkSpec
 
 N_TYPES, N_RELATIONS = 10, 30
 

@@ -144,36 +144,30 @@ class Walker:
         self.weight = weight
         # the start draw is one alias block over the start nodes, weighted like any end
         self.start_rows = walk_kernels.build_alias_rows(
-            np.array([0, len(starts)], np.int64), starts.astype(np.int32), weight)
+            np.array([0, len(starts)], np.int64), starts.astype(np.int32),
+            np.zeros(len(starts), np.int32), weight)
         self._hop_tables()
 
     def _hop_tables(self) -> None:
-        """One compact alias table per distinct (relation, type) step; type checks only where
-        the relation is open (a set relation's block is already narrowed to the type)."""
+        """One compact alias table per distinct (relation, type) step of the path, all in one
+        array of rows (an open relation's table holds v's edges of every relation)."""
         s, mp, kernels = self.store, self.metapath, self.kernels
-        steps = sorted({(int(r), int(t)) for r, t in zip(mp.hop_rel, mp.hop_type) if r >= 0})
+        steps = sorted({(int(r), int(t)) for r, t in zip(mp.hop_rel, mp.hop_type)})
         ptrs, rows, offset = [], [], 0
         for r, t in steps:
-            ptr, ends = kernels.step_block(s.indptr, s.indices, s.rel, s.node_type, r, t)
-            rows.append(kernels.build_alias_rows(ptr, ends, self.weight))
-            ptrs.append(ptr + offset)  # all steps' rows live in one table
+            ptr, ends, rels = kernels.step_block(s.indptr, s.indices, s.rel, s.node_type, r, t)
+            rows.append(kernels.build_alias_rows(ptr, ends, rels, self.weight))
+            ptrs.append(ptr + offset)
             offset += len(ends)
-        self.step_ptr = (np.stack(ptrs) if ptrs else np.zeros((1, s.num_nodes + 1), np.int64))
-        self.step_rows = np.concatenate(rows) if rows else np.zeros((0, 4), np.int32)
-        open_steps = (mp.hop_rel < 0).any()
-        self.cum = (kernels.cumulative_weights(s.indices, self.weight) if open_steps
-                    else np.zeros(0, np.float64))
-        self.hop_slot = np.array([steps.index((int(r), int(t))) if r >= 0 else -1
+        self.step_ptr = np.stack(ptrs)
+        self.step_rows = np.concatenate(rows)
+        self.hop_slot = np.array([steps.index((int(r), int(t)))
                                   for r, t in zip(mp.hop_rel, mp.hop_type)], np.int64)
-        self.hop_check = np.where(mp.hop_rel >= 0, -1, mp.hop_type).astype(np.int64)
 
     def batch(self, n_walks: int, seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        s = self.store
         return self.kernels.walk_batch(
-            s.indptr, s.indices, s.rel, s.node_type, self.weight, self.cum, self.step_ptr,
-            self.step_rows, self.start_rows, self.hop_slot, self.metapath.hop_rel,
-            self.hop_check, self.spec.hops_min, self.spec.hops_max, n_walks,
-            self.kernels.seed_state(seed))
+            self.weight, self.step_ptr, self.step_rows, self.start_rows, self.hop_slot,
+            self.spec.hops_min, self.spec.hops_max, n_walks, self.kernels.seed_state(seed))
 
     def unique_walks(self, seed: int, stats: WalkStats, budget: int,
                      batch_size: int = 4096) -> Iterator[tuple[list[int], list[int]]]:

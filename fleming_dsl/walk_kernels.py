@@ -1,15 +1,14 @@
 """numba kernels of the metapath walker; imported only when a walk runs (see `sampler.py`).
 
-Each metapath step (relation, neighbour type) gets its own compact edge table: rows
-`step_ptr[s, v]` .. `step_ptr[s, v + 1]` are v's edges along the relation to the type (its CSR
-block), and a row is (keep threshold, end node, alias end node, unused): a Walker alias table
-entry that names the nodes themselves, so a weighted hop is one random number and two cache
-lines (v's pointer pair and one 16-byte row) whatever the hub's degree, with no detour through
-`indices`. Walks advance in lockstep groups, so the memory stalls of independent walkers
-overlap instead of queueing one behind the other, and random numbers come from a splitmix64
-stream kept in a register, so a seed fixes every walk. A step with an open relation draws from
-the node's whole CSR row through a running sum of edge weights (`cum`) and a binary search.
-Nothing is allocated per hop.
+Each metapath step (relation, neighbour type; either may be open) gets its own compact edge
+table: rows `step_ptr[s, v]` .. `step_ptr[s, v + 1]` are v's edges along the relation to the
+type, and a row is (keep threshold, end node, alias end node, relations of both): a Walker alias
+table entry that names the nodes themselves, so a weighted hop is one random number and two
+cache lines (v's pointer pair and one 16-byte row) whatever the hub's degree, with no detour
+through `indices`, `rel` or `node_type`. Walks advance in lockstep groups, so the memory stalls
+of independent walkers overlap instead of queueing one behind the other, and random numbers
+come from a splitmix64 stream kept in a register, so a seed fixes every walk. Nothing is
+allocated per hop.
 """
 
 from __future__ import annotations
@@ -20,6 +19,7 @@ from numba import njit
 _ONE = 2147483648.0  # 2**31: alias keep thresholds are fractions of this
 _KEEP = np.int32(2147483647)  # keep always (the alias is the edge itself)
 _LOW31 = np.uint64(0x7FFFFFFF)
+_LOW16 = 0xFFFF  # row[3] = relation of the row's end | relation of its alias end << 16
 _GOLDEN = np.uint64(0x9E3779B97F4A7C15)
 _MIX1 = np.uint64(0xBF58476D1CE4E5B9)
 _MIX2 = np.uint64(0x94D049BB133111EB)
@@ -52,25 +52,16 @@ def _below(z, n):
 
 @njit(cache=True, inline="always")
 def _alias_end(rows, k, z):
-    """The end drawn at alias row k: its own end, or its alias, by the low 31 random bits."""
+    """(end, relation) drawn at alias row k: its own end or its alias, by the low 31 bits."""
     keep = np.int64(z & _LOW31) < rows[k, 0]
-    return rows[k, 1] if keep else rows[k, 2]
+    if keep:
+        return rows[k, 1], rows[k, 3] & _LOW16
+    return rows[k, 2], rows[k, 3] >> 16
 
 
 def seed_state(seed: int) -> np.uint64:
     """The splitmix64 state a seed starts from (any int: negative and big seeds wrap)."""
     return np.uint64(seed % 2**64)
-
-
-@njit(cache=True)
-def cumulative_weights(indices, node_weight):
-    """cum[k] = sum of node_weight[indices[j]] for j <= k (float64: exact enough at 8M edges)."""
-    cum = np.empty(indices.shape[0], np.float64)
-    acc = 0.0
-    for k in range(indices.shape[0]):
-        acc += node_weight[indices[k]]
-        cum[k] = acc
-    return cum
 
 
 @njit(cache=True)
@@ -112,27 +103,42 @@ def edge_range(indptr, indices, rel, node_type, v, r, t):
 
 
 @njit(cache=True)
-def step_block(indptr, indices, rel, node_type, r, t):
-    """The compact edge list of one metapath step: (ptr[n + 1], ends) where v's ends along
-    relation r to type t are ends[ptr[v]:ptr[v + 1]], in CSR order."""
-    n = indptr.shape[0] - 1
-    ptr = np.zeros(n + 1, np.int64)
-    for v in range(n):
-        lo, hi = edge_range(indptr, indices, rel, node_type, v, r, t)
-        ptr[v + 1] = ptr[v] + hi - lo
-    ends = np.empty(ptr[n], np.int32)
-    for v in range(n):
-        lo, hi = edge_range(indptr, indices, rel, node_type, v, r, t)
-        ends[ptr[v]:ptr[v + 1]] = indices[lo:hi]
-    return ptr, ends
+def _step_edges(indptr, indices, rel, node_type, v, r, t, ends, rels, at):
+    """Count v's edges along r (-1 any) to type t (-1 any), writing them from `at` if ends."""
+    lo, hi = edge_range(indptr, indices, rel, node_type, v, r, t)
+    count = 0
+    for k in range(lo, hi):
+        if r < 0 and t >= 0 and node_type[indices[k]] != t:
+            continue  # an open relation's row is not sorted by type: filter it
+        if ends.shape[0]:
+            ends[at + count] = indices[k]
+            rels[at + count] = rel[k]
+        count += 1
+    return count
 
 
 @njit(cache=True)
-def build_alias_rows(ptr, ends, node_weight):
+def step_block(indptr, indices, rel, node_type, r, t):
+    """The compact edge list of one metapath step: (ptr[n + 1], ends, relations) where v's
+    edges along relation r (-1 any) to type t (-1 any) are [ptr[v], ptr[v + 1]), in CSR order."""
+    n = indptr.shape[0] - 1
+    ptr = np.zeros(n + 1, np.int64)
+    none = np.empty(0, np.int32)
+    for v in range(n):
+        ptr[v + 1] = ptr[v] + _step_edges(indptr, indices, rel, node_type, v, r, t, none, none, 0)
+    ends = np.empty(ptr[n], np.int32)
+    rels = np.empty(ptr[n], np.int32)
+    for v in range(n):
+        _step_edges(indptr, indices, rel, node_type, v, r, t, ends, rels, ptr[v])
+    return ptr, ends, rels
+
+
+@njit(cache=True)
+def build_alias_rows(ptr, ends, rels, node_weight):
     """Walker alias tables (Vose), one per block [ptr[b], ptr[b + 1]) of `ends`, weighted by
     node_weight of the end. Row k = (keep threshold as a 31-bit fraction, ends[k], the alias
-    end, 0): a draw's integer part picks row k, its fraction keeps k's end or takes the alias.
-    The row is 16 bytes, so a draw touches one cache line."""
+    end, rels[k] | the alias end's relation << 16): a draw's integer part picks row k, its
+    fraction keeps k's end or takes the alias. The row is 16 bytes: a draw touches one line."""
     rows = np.zeros((ends.shape[0], 4), np.int32)
     widest = 0
     for b in range(ptr.shape[0] - 1):
@@ -149,6 +155,7 @@ def build_alias_rows(ptr, ends, node_weight):
         for k in range(lo, hi):
             total += node_weight[ends[k]]
             rows[k, 1] = ends[k]
+            rows[k, 3] = rels[k]
         ns = nl = 0
         for j in range(d):
             scaled[j] = node_weight[ends[lo + j]] * d / total if total > 0 else 1.0
@@ -164,6 +171,7 @@ def build_alias_rows(ptr, ends, node_weight):
             g = large[nl - 1]
             rows[lo + j, 0] = np.int32(scaled[j] * _ONE)
             rows[lo + j, 2] = ends[lo + g]
+            rows[lo + j, 3] |= rels[lo + g] << 16
             scaled[g] = scaled[g] + scaled[j] - 1.0
             if scaled[g] < 1.0:
                 nl -= 1
@@ -172,9 +180,11 @@ def build_alias_rows(ptr, ends, node_weight):
         for i in range(nl):
             rows[lo + large[i], 0] = _KEEP
             rows[lo + large[i], 2] = ends[lo + large[i]]
+            rows[lo + large[i], 3] |= rels[lo + large[i]] << 16
         for i in range(ns):  # rounding leftovers
             rows[lo + small[i], 0] = _KEEP
             rows[lo + small[i], 2] = ends[lo + small[i]]
+            rows[lo + small[i], 3] |= rels[lo + small[i]] << 16
     return rows
 
 
@@ -186,17 +196,9 @@ def _on_path(c, paths, w, done):
     return False
 
 
-@njit(cache=True, inline="always")
-def _fits(c, paths, w, done, node_type, t):
-    """End c may be walked to: of type t (-1 any) and not yet on walk w's path."""
-    if t >= 0 and node_type[c] != t:
-        return False
-    return not _on_path(c, paths, w, done)
-
-
 @njit(cache=True)
 def _pick_step_end(rows, lo, hi, node_weight, paths, w, done, state):
-    """A weighted end of alias rows [lo, hi) not yet on the path, -1 if none; the first draw
+    """(end, relation) of alias rows [lo, hi) not yet on the path, -1 if none; the first draw
     (already rejected) was made by the caller. Rejection is exact for the conditional
     distribution; a small block, or one whose draws keep hitting the path, is weighed
     explicitly instead."""
@@ -204,76 +206,34 @@ def _pick_step_end(rows, lo, hi, node_weight, paths, w, done, state):
     if d > TRIES:
         for _ in range(TRIES - 1):
             state, z = _next(state)
-            c = _alias_end(rows, lo + _below(z, d), z)
+            c, r = _alias_end(rows, lo + _below(z, d), z)
             if not _on_path(c, paths, w, done):
-                return c, state
+                return c, r, state
     total = 0.0
     for k in range(lo, hi):
         if not _on_path(rows[k, 1], paths, w, done):
             total += node_weight[rows[k, 1]]
     if total <= 0.0:
-        return -1, state
+        return -1, -1, state
     state, z = _next(state)
     u = _unit(z) * total
     last = -1
     for k in range(lo, hi):
-        c = rows[k, 1]
-        if not _on_path(c, paths, w, done):
-            last = c
-            u -= node_weight[c]
-            if u < 0.0:
-                return c, state
-    return last, state
-
-
-@njit(cache=True)
-def _draw_cum(cum, lo, hi, u01):
-    base = cum[lo - 1] if lo > 0 else 0.0
-    u = base + u01 * (cum[hi - 1] - base)
-    a, b = lo, hi - 1
-    while a < b:
-        mid = (a + b) >> 1
-        if cum[mid] <= u:
-            a = mid + 1
-        else:
-            b = mid
-    return a
-
-
-@njit(cache=True)
-def _pick_open_edge(indices, node_type, node_weight, cum, lo, hi, paths, w, done, t, state):
-    """A weighted CSR edge in [lo, hi) whose end is of type t and not on the path; -1 if none."""
-    for _ in range(TRIES):  # rejection first: exact, and cheap when most ends fit
-        state, z = _next(state)
-        k = _draw_cum(cum, lo, hi, _unit(z))
-        if _fits(indices[k], paths, w, done, node_type, t):
-            return k, state
-    total = 0.0  # few acceptable ends: weigh them explicitly
-    for k in range(lo, hi):
-        if _fits(indices[k], paths, w, done, node_type, t):
-            total += node_weight[indices[k]]
-    if total <= 0.0:
-        return -1, state
-    state, z = _next(state)
-    u = _unit(z) * total
-    last = -1
-    for k in range(lo, hi):
-        if _fits(indices[k], paths, w, done, node_type, t):
+        if not _on_path(rows[k, 1], paths, w, done):
             last = k
-            u -= node_weight[indices[k]]
+            u -= node_weight[rows[k, 1]]
             if u < 0.0:
-                return k, state
-    return last, state
+                break
+    return rows[last, 1], rows[last, 3] & _LOW16, state
 
 
 @njit(cache=True)
-def walk_batch(indptr, indices, rel, node_type, node_weight, cum, step_ptr, step_rows,
-               start_rows, hop_slot, hop_rel, hop_check, hops_min, hops_max, n_walks, state):
+def walk_batch(node_weight, step_ptr, step_rows, start_rows, hop_slot, hops_min, hops_max,
+               n_walks, state):
     """n_walks metapath walks from splitmix64 state `state`. A walk starts at an end drawn from
-    the alias rows `start_rows` (one block). Hop h draws from step hop_slot[h]'s alias rows,
-    or, where hop_slot[h] = -1 (any relation), from the node's whole CSR row with `cum`,
-    keeping ends of type hop_check[h] (-1: any). Returns (paths, edge relations, hops);
-    hops = -1 for a walk that got stuck before the hop count drawn for it."""
+    the alias rows `start_rows` (one block); hop h draws from step hop_slot[h]'s alias rows.
+    Returns (paths, edge relations, hops); hops = -1 for a walk that got stuck before the hop
+    count drawn for it (its path so far is kept)."""
     paths = np.full((n_walks, hops_max + 1), -1, np.int32)
     rels = np.full((n_walks, hops_max), -1, np.int32)
     hops = np.full(n_walks, -1, np.int32)
@@ -287,7 +247,7 @@ def walk_batch(indptr, indices, rel, node_type, node_weight, cum, step_ptr, step
             state, z = _next(state)
             want[i] = hops_min + _below(z, span)
             state, z = _next(state)
-            here[i] = _alias_end(start_rows, _below(z, n_starts), z)
+            here[i] = _alias_end(start_rows, _below(z, n_starts), z)[0]
             paths[base + i, 0] = here[i]
         # hop h of every live walker of the group before hop h + 1 of any: their loads overlap
         for h in range(hops_max):
@@ -296,33 +256,19 @@ def walk_batch(indptr, indices, rel, node_type, node_weight, cum, step_ptr, step
                 if want[i] <= h:  # finished, or stuck (want set to -1)
                     continue
                 w = base + i
-                v = here[i]
-                r = -1
-                if slot >= 0:
-                    lo = step_ptr[slot, v]
-                    hi = step_ptr[slot, v + 1]
-                    if lo >= hi:
-                        want[i] = -1
-                        continue
-                    state, z = _next(state)
-                    c = _alias_end(step_rows, lo + _below(z, hi - lo), z)
-                    if _on_path(c, paths, w, h):
-                        c, state = _pick_step_end(step_rows, lo, hi, node_weight, paths, w, h,
-                                                  state)
-                    r = hop_rel[h]
-                else:
-                    lo = indptr[v]
-                    hi = indptr[v + 1]
-                    c = -1
-                    if lo < hi:
-                        k, state = _pick_open_edge(indices, node_type, node_weight, cum, lo, hi,
-                                                   paths, w, h, hop_check[h], state)
-                        if k >= 0:
-                            c = indices[k]
-                            r = rel[k]
-                if c < 0:
+                lo = step_ptr[slot, here[i]]
+                hi = step_ptr[slot, here[i] + 1]
+                if lo >= hi:
                     want[i] = -1
                     continue
+                state, z = _next(state)
+                c, r = _alias_end(step_rows, lo + _below(z, hi - lo), z)
+                if _on_path(c, paths, w, h):
+                    c, r, state = _pick_step_end(step_rows, lo, hi, node_weight, paths, w, h,
+                                                 state)
+                    if c < 0:
+                        want[i] = -1
+                        continue
                 here[i] = c
                 paths[w, h + 1] = c
                 rels[w, h] = r
