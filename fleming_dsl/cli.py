@@ -9,9 +9,11 @@ imported only when invoked (for `--help` a placeholder parser carries their one-
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 from collections.abc import Callable, Sequence
+from pathlib import Path
 
 # command -> (module with register(), one-line help shown in `fleming --help`)
 EXTERNAL_COMMANDS = {
@@ -170,7 +172,25 @@ def cmd_run(args: argparse.Namespace) -> int:
     # The rules call `fleming`: make sure the one beside this interpreter is found first.
     env = dict(os.environ)
     env["PATH"] = os.path.dirname(sys.executable) + os.pathsep + env.get("PATH", "")
-    return 0 if subprocess.call(command, env=env) == 0 else 1
+    if subprocess.call(command, env=env) != 0:
+        return 1
+    _print_report_location(result.plan)
+    return 0
+
+
+def _print_report_location(plan) -> None:
+    """Where the run's report is, and its headline figures, so a newcomer knows what to open."""
+    reports = [job.config.output for job in plan.jobs if job.config.kind == "report"]
+    for folder in reports:
+        summary_path = Path(folder) / "summary.json"
+        if not summary_path.is_file():
+            continue
+        summary = json.loads(summary_path.read_text(encoding="utf-8"))
+        print(f"report: {folder}/index.html (and {folder}/report.md)")
+        for target, rate in sorted(summary.get("format_rate", {}).items()):
+            accuracy = summary.get("accuracy_mean", {}).get(target)
+            shown = "-" if accuracy is None else f"{accuracy:.3f}"
+            print(f"  {target}: format rate {rate:.3f}, mean benchmark accuracy {shown}")
 
 
 def cmd_job(args: argparse.Namespace) -> int:

@@ -47,6 +47,7 @@ def project(tmp_path_factory: pytest.TempPathFactory) -> Path:
         shutil.copytree(REPO / folder, root / folder)
     result = _fleming(root, "run", "specs/tiny.flm", "--cores", "2")
     assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-4000:]
+    assert "report: runs/tiny/report/index.html (and runs/tiny/report/report.md)" in result.stdout
     return root
 
 
