@@ -11,6 +11,7 @@ Every job writes its declared outputs atomically and, at `meta`, a JSON record o
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Annotated, Literal, Union
 
@@ -249,6 +250,6 @@ class _Wrapper(Cfg):
 
 
 def load_job_config(path: str | Path) -> JobBase:
-    """Read and validate a job config; raises pydantic.ValidationError on a bad file."""
-    text = Path(path).read_text(encoding="utf-8")
-    return _Wrapper.model_validate_json('{"config": ' + text + "}").config
+    """Read and validate a job config; ValueError (JSON) or pydantic.ValidationError on a bad file."""
+    data = json.loads(Path(path).read_text(encoding="utf-8"))  # JSONDecodeError: line/col of the file
+    return _Wrapper.model_validate({"config": data}).config

@@ -205,3 +205,20 @@ def test_check_shows_the_first_warnings_and_counts_the_rest() -> None:
     verbose = subprocess.run([sys.executable, "-m", "fleming_dsl.cli", "check", "-v",
                               "specs/fleming_r1_7b.flm"], cwd=REPO, capture_output=True, text=True)
     assert len(verbose.stderr.splitlines()) == 12
+
+
+@pytest.mark.parametrize(("content", "message"), [
+    ('{"kind": "sft"}', "field 'job': Field required"),
+    ('{"kind": "sft", "job": "x", "experiment": "e", "seed": 1, "meta": "m", "model": "m", '
+     '"data": "d", "lr": "fast"}',
+     "field 'lr': Input should be a valid number, unable to parse string as a number"),
+    ("nonsense", "Expecting value: line 1 column 1 (char 0)"),
+])
+def test_a_bad_job_config_is_one_line_naming_the_field(tmp_path: Path, content: str,
+                                                         message: str) -> None:
+    config = tmp_path / "job.json"
+    config.write_text(content, encoding="utf-8")
+    result = subprocess.run([sys.executable, "-m", "fleming_dsl.cli", "job", "sft", "--config",
+                             str(config)], capture_output=True, text=True)
+    assert result.returncode == 1
+    assert result.stderr == f"error: {config}: invalid job config: {message}\n"

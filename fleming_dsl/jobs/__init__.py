@@ -11,8 +11,19 @@ import hashlib
 import importlib
 from pathlib import Path
 
+from pydantic import ValidationError
+
 from fleming_dsl.jobconfig import load_job_config
 from fleming_dsl.jobs.common import JobContext, JobError, exit_on_sigterm, write_json
+
+
+def _first_problem(err: ValidationError) -> str:
+    """The first validation problem as `field 'a.b': message`, without the wrapper's prefix."""
+    problem = err.errors()[0]
+    # loc is ("config", <kind tag>, field...) for a known kind, ("config",) for a missing tag
+    loc = [str(part) for part in problem["loc"][2:]]
+    where = f"field '{'.'.join(loc)}': " if loc else ""
+    return f"{where}{problem['msg']}"
 
 
 def run_job(kind: str, config_path: str) -> None:
@@ -23,10 +34,10 @@ def run_job(kind: str, config_path: str) -> None:
         raise JobError(f"{config_path}: cannot read job config ({err.strerror})") from None
     try:
         cfg = load_job_config(config_path)
-    except ValueError as err:  # pydantic.ValidationError is a ValueError
-        first = str(err).splitlines()
-        detail = " ".join(line.strip() for line in first[1:3]) if len(first) > 2 else str(err)
-        raise JobError(f"{config_path}: invalid job config: {detail}") from None
+    except ValidationError as err:
+        raise JobError(f"{config_path}: invalid job config: {_first_problem(err)}") from None
+    except ValueError as err:  # not JSON at all
+        raise JobError(f"{config_path}: invalid job config: {str(err).splitlines()[0]}") from None
     if cfg.kind != kind:
         raise JobError(f"{config_path}: field 'kind' is {cfg.kind!r}, but the command asked for {kind!r}")
     module = importlib.import_module(f"fleming_dsl.jobs.{kind}")
