@@ -38,8 +38,13 @@ import psutil
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from fleming_dsl.graphstore import EdgeList, build_store, load_store, save_store
-from fleming_dsl.sampler import Walker, WalkSpec
+from fleming_dsl.runtime.graph.sampler import Walker, WalkSpec
+from fleming_dsl.runtime.graph.store import (
+    EdgeList,
+    build_store,
+    load_store,
+    save_store,
+)
 
 N_TYPES, N_RELATIONS = 10, 30
 

@@ -9,8 +9,8 @@ from pathlib import Path
 from typing import Any
 
 from fleming_dsl import ir
-from fleming_dsl.emit import emit
-from fleming_dsl.plan import Plan, plan
+from fleming_dsl.emit.workflow import emit
+from fleming_dsl.plan.planner import Plan, plan
 
 
 @dataclass(frozen=True)
@@ -60,7 +60,7 @@ def compile_experiment(exp: ir.Experiment, out_dir: str | Path | None = None,
 
 def compile_spec(path: str | Path, out_dir: str | Path | None = None) -> Compiled:
     """Parse and check the spec (raises SpecError), plan its jobs, write its workflow."""
-    from fleming_dsl.frontend import load_experiment
+    from fleming_dsl.spec.loader import load_experiment
 
     exp = load_experiment(path)
     spec_sha = hashlib.sha256(Path(path).read_bytes()).hexdigest()

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from fleming_dsl.ir import Backend
-from fleming_dsl.jobconfig import DataSource, Generator
+from fleming_dsl.plan.jobconfig import DataSource, Generator
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO / "data"))

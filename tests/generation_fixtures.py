@@ -28,7 +28,7 @@ def corpus_lines() -> list[str]:
 def build_tiny_model(directory: Path, seed: int = 0) -> Path:
     """The workflow's own builder (jobs/build_model.py) at test size: hidden 64, vocab 400."""
     from fleming_dsl.ir import TinyArch
-    from fleming_dsl.jobs.build_model import build_model, train_tokenizer
+    from fleming_dsl.runtime.jobs.build_model import build_model, train_tokenizer
 
     tokenizer = train_tokenizer(corpus_lines(), vocab_size=400)
     model = build_model(TinyArch(hidden=64, layers=2, heads=4, kv_heads=2, vocab=400), tokenizer,

@@ -6,12 +6,17 @@ import json
 from pathlib import Path
 
 import pytest
+from training_fixtures import (  # noqa: F401
+    build_tiny_model,
+    synthetic_items,
+    tiny_model,
+    write_config,
+)
 
-from fleming_dsl import items
-from fleming_dsl.jobs import run_job
-from fleming_dsl.jobs.build_model import corpus_texts
-from fleming_dsl.jobs.common import JobError
-from training_fixtures import build_tiny_model, synthetic_items, tiny_model, write_config  # noqa: F401
+from fleming_dsl.runtime.data import items
+from fleming_dsl.runtime.io import JobError
+from fleming_dsl.runtime.jobs import run_job
+from fleming_dsl.runtime.jobs.build_model import corpus_texts
 
 
 def test_loads_by_path_like_a_hub_model(tiny_model: str) -> None:

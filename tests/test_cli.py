@@ -11,8 +11,8 @@ import pytest
 from plan_fixtures import tiny_experiment
 
 from fleming_dsl import cli
-from fleming_dsl.dag import edges, to_dot, to_mermaid
-from fleming_dsl.plan import plan
+from fleming_dsl.plan.dag import edges, to_dot, to_mermaid
+from fleming_dsl.plan.planner import plan
 
 REPO = Path(__file__).resolve().parent.parent
 COMMANDS = ["check", "compile", "fmt", "graph", "schema", "run", "job", "diff", "status",
@@ -65,7 +65,7 @@ def test_job_with_an_unreadable_config_prints_one_line(capsys: pytest.CaptureFix
 
 def test_job_of_the_wrong_kind_names_the_field(capsys: pytest.CaptureFixture,
                                                tmp_path: Path) -> None:
-    from fleming_dsl.emit import job_json
+    from fleming_dsl.emit.workflow import job_json
 
     config = tmp_path / "report.json"
     config.write_text(job_json(plan(tiny_experiment(), "generated/tiny").job("report")))
@@ -100,9 +100,9 @@ def test_compile_path_imports_nothing_heavy(tmp_path: Path) -> None:
         f"sys.path.insert(0, {str(REPO / 'tests')!r})\n"
         "from plan_fixtures import tiny_experiment\n"
         "from fleming_dsl import cli\n"
-        "from fleming_dsl.emit import emit\n"
-        "from fleming_dsl.dag import to_dot\n"
-        "from fleming_dsl.plan import plan\n"
+        "from fleming_dsl.emit.workflow import emit\n"
+        "from fleming_dsl.plan.dag import to_dot\n"
+        "from fleming_dsl.plan.planner import plan\n"
         "cli.build_parser('check')\n"
         f"p = plan(tiny_experiment(), 'generated/tiny'); emit(p, {str(tmp_path)!r}); to_dot(p)\n"
         f"print(sorted(m for m in {HEAVY!r} if m in sys.modules))\n")

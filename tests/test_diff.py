@@ -12,10 +12,16 @@ import pytest
 from plan_fixtures import gpu_experiment, tiny_experiment
 
 from fleming_dsl import ir
-from fleming_dsl.diff_cli import checkout_specs, compare
-from fleming_dsl.diff import diff_experiments, flatten, render_json, render_markdown, render_text
-from fleming_dsl.impact import JobView, gpu_hours, plan_impact
-from fleming_dsl.impact import render_markdown as impact_markdown
+from fleming_dsl.cli.diff import checkout_specs, compare
+from fleming_dsl.review.diff import (
+    diff_experiments,
+    flatten,
+    render_json,
+    render_markdown,
+    render_text,
+)
+from fleming_dsl.review.impact import JobView, gpu_hours, plan_impact
+from fleming_dsl.review.impact import render_markdown as impact_markdown
 
 
 def _span(line: int) -> ir.Span:
@@ -229,7 +235,7 @@ def test_gpu_hours_come_from_declared_resources() -> None:
 @pytest.fixture
 def project(tmp_path: Path, repo_root: Path) -> Path:
     """A copy of the project's specs and data; `specs/old.flm` is the tiny spec as shipped."""
-    pytest.importorskip("fleming_dsl.frontend")
+    pytest.importorskip("fleming_dsl.spec.loader")
     for folder in ("specs", "data", "prompts"):
         if (repo_root / folder).is_dir():
             shutil.copytree(repo_root / folder, tmp_path / folder)

@@ -5,12 +5,19 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from data_fixtures import read_jsonl, repo_source, template_generator, write_config, write_jsonl
-from fleming_dsl.items import is_well_formed, prompt_messages, Item
-from fleming_dsl.jobconfig import DataSource, DistillJob
-from fleming_dsl.jobs import run_job
-from fleming_dsl.teachers import CachedTeacher
-from fleming_dsl.teachers.cache import DiskCache
+from data_fixtures import (
+    read_jsonl,
+    repo_source,
+    template_generator,
+    write_config,
+    write_jsonl,
+)
+
+from fleming_dsl.plan.jobconfig import DataSource, DistillJob
+from fleming_dsl.runtime.data.items import Item, is_well_formed, prompt_messages
+from fleming_dsl.runtime.jobs import run_job
+from fleming_dsl.runtime.teachers import CachedTeacher
+from fleming_dsl.runtime.teachers.cache import DiskCache
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -62,7 +69,7 @@ class Stubborn:
 
 
 def use(monkeypatch, backend) -> None:
-    monkeypatch.setattr("fleming_dsl.jobs.distill.make_teacher",
+    monkeypatch.setattr("fleming_dsl.runtime.jobs.distill.make_teacher",
                         lambda g, cache, seed: CachedTeacher(backend, DiskCache(cache)))
 
 

@@ -17,8 +17,8 @@ from plan_fixtures import gpu_experiment, tiny_experiment
 
 from fleming_dsl import ir
 from fleming_dsl.compiler import ir_sha256
-from fleming_dsl.emit import emit, render
-from fleming_dsl.plan import Plan, plan
+from fleming_dsl.emit.workflow import emit, render
+from fleming_dsl.plan.planner import Plan, plan
 
 GOLDEN = Path(__file__).resolve().parent / "golden"
 OUT = "generated/tiny"
@@ -122,7 +122,7 @@ def test_job_json_is_sorted_and_indented() -> None:
 
 
 def test_job_configs_load_back_with_the_runtime_loader(tmp_path: Path) -> None:
-    from fleming_dsl.jobconfig import load_job_config
+    from fleming_dsl.plan.jobconfig import load_job_config
 
     emit(_plan(gpu_experiment()), tmp_path)
     for path in sorted((tmp_path / "jobs").glob("*.json")):
@@ -283,7 +283,7 @@ def _sbatch_line(job) -> str:
     from snakemake_executor_plugin_slurm.submit_string import get_submit_command
     from snakemake_executor_plugin_slurm.utils import set_gres_string
 
-    from fleming_dsl.emit import rule_resources
+    from fleming_dsl.emit.workflow import rule_resources
 
     fake = SimpleNamespace(resources=_Resources(rule_resources(job)), threads=job.threads,
                            name=job.name)

@@ -5,12 +5,12 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-
 from flm_fixtures import MINIMAL, write_project
+
 from fleming_dsl.errors import Diagnostic, SpecError
-from fleming_dsl.frontend import check_experiment, load_experiment
 from fleming_dsl.ir import Span
-from fleming_dsl.parser import SYNTAX_ERRORS, parse_module
+from fleming_dsl.spec.loader import check_experiment, load_experiment
+from fleming_dsl.spec.parser import SYNTAX_ERRORS, parse_module
 
 
 def R(old: str, new: str) -> str:  # noqa: N802 - reads like the edit it makes
@@ -272,8 +272,8 @@ def test_external_data_is_a_warning_not_an_error(tmp_path: Path) -> None:
 
 
 def test_missing_file_rule_on_temp_dirs(tmp_path: Path) -> None:
-    from fleming_dsl import ast
-    from fleming_dsl.checks import FileRef, missing_file
+    from fleming_dsl.check.rules import FileRef, missing_file
+    from fleming_dsl.spec import ast
 
     span = Span(file="s.flm", line=1, col=1, end_line=1, end_col=5)
     (tmp_path / "have").mkdir()

@@ -6,14 +6,13 @@ import json
 from pathlib import Path
 
 import pytest
-
-from fleming_dsl import generation
-from fleming_dsl.items import extract_choice
-from fleming_dsl.jobs import run_job
-from fleming_dsl.jobs.common import JobError
-from fleming_dsl.stats import wilson_interval
 from generation_fixtures import build_tiny_model
 
+from fleming_dsl.runtime import generation
+from fleming_dsl.runtime.data.items import extract_choice
+from fleming_dsl.runtime.io import JobError
+from fleming_dsl.runtime.jobs import run_job
+from fleming_dsl.runtime.reporting.stats import wilson_interval
 
 # ---------------------------------------------------------------- answer extraction
 

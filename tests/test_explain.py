@@ -8,7 +8,7 @@ import pytest
 from plan_fixtures import tiny_experiment
 
 from fleming_dsl import ir
-from fleming_dsl.explain import ExplainError, explain_job
+from fleming_dsl.review.explain import ExplainError, explain_job
 
 SPEC = """\
 reward correct = choice_match(tag = "answer")

@@ -6,18 +6,30 @@ import json
 from pathlib import Path
 
 import pytest
-
-from data_fixtures import read_jsonl, repo_source, template_generator, write_config, write_jsonl
-from fleming_dsl.ir import Backend
-from fleming_dsl.items import Item, completion_text, prompt_messages
-from fleming_dsl.jobconfig import (
-    DataSource, DecontaminateStep, DedupeStep, DifficultyStep, FilterJob, FormatStep,
-    Generator, VerifyLabelStep,
+from data_fixtures import (
+    read_jsonl,
+    repo_source,
+    template_generator,
+    write_config,
+    write_jsonl,
 )
-from fleming_dsl.jobs import run_job
-from fleming_dsl.jobs.filter import format_problem
-from fleming_dsl.teachers import CachedTeacher
-from fleming_dsl.teachers.cache import DiskCache
+
+from fleming_dsl.ir import Backend
+from fleming_dsl.plan.jobconfig import (
+    DataSource,
+    DecontaminateStep,
+    DedupeStep,
+    DifficultyStep,
+    FilterJob,
+    FormatStep,
+    Generator,
+    VerifyLabelStep,
+)
+from fleming_dsl.runtime.data.items import Item, completion_text, prompt_messages
+from fleming_dsl.runtime.jobs import run_job
+from fleming_dsl.runtime.jobs.filter import format_problem
+from fleming_dsl.runtime.teachers import CachedTeacher
+from fleming_dsl.runtime.teachers.cache import DiskCache
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -121,7 +133,7 @@ class Voter:
 
 
 def test_difficulty_by_pass_rate_of_k_samples(tmp_path, monkeypatch):
-    monkeypatch.setattr("fleming_dsl.jobs.filter.make_teacher",
+    monkeypatch.setattr("fleming_dsl.runtime.jobs.filter.make_teacher",
                         lambda g, cache, seed: CachedTeacher(Voter(), DiskCache(cache)))
     model = Generator(model="some/model", backend=Backend(kind="transformers", temperature=0.7))
     step = DifficultyStep(method="pass_rate", model=model, samples=4, easy=0.75, moderate=0.25)

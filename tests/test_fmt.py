@@ -10,9 +10,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from fleming_dsl.errors import SpecError
-from fleming_dsl.fmt import _parser, format_source
-from fleming_dsl.frontend import load_experiment
-from fleming_dsl.parser import lark_parser
+from fleming_dsl.spec.fmt import _parser, format_source
+from fleming_dsl.spec.loader import load_experiment
+from fleming_dsl.spec.parser import lark_parser
 
 REPO = Path(__file__).resolve().parent.parent
 SPECS = sorted(p for p in (REPO / "specs").glob("*.flm") if not p.name.startswith("."))

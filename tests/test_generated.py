@@ -19,7 +19,7 @@ import pytest
 REPO = Path(__file__).resolve().parent.parent
 SPECS = sorted(p.relative_to(REPO).as_posix() for p in (REPO / "specs").glob("*.flm"))
 
-frontend = pytest.importorskip("fleming_dsl.frontend", reason="the front end has not landed")
+frontend = pytest.importorskip("fleming_dsl.spec.loader", reason="the front end has not landed")
 
 
 @pytest.fixture(autouse=True)
@@ -29,8 +29,8 @@ def _at_project_root(monkeypatch: pytest.MonkeyPatch) -> None:
 
 def _compiled(spec: str) -> tuple[str, dict[str, str]]:
     from fleming_dsl.compiler import default_out_dir, ir_sha256
-    from fleming_dsl.emit import render
-    from fleming_dsl.plan import plan
+    from fleming_dsl.emit.workflow import render
+    from fleming_dsl.plan.planner import plan
 
     exp = frontend.load_experiment(spec)
     digest = hashlib.sha256((REPO / spec).read_bytes()).hexdigest()
@@ -80,7 +80,7 @@ def test_compiling_twice_gives_identical_bytes(spec: str) -> None:
 def test_snakemake_dry_run_and_lint_on_the_compiled_spec(spec: str, tmp_path: Path) -> None:
     """In a scratch project holding (empty stand-ins for) every file the workflow reads."""
     from fleming_dsl.compiler import default_out_dir
-    from fleming_dsl.plan import plan
+    from fleming_dsl.plan.planner import plan
 
     exp = frontend.load_experiment(spec)
     jobs = plan(exp, default_out_dir(exp)).jobs

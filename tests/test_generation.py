@@ -6,12 +6,15 @@ import sys
 import types
 
 import pytest
-
-from fleming_dsl import generation
-from fleming_dsl.generation import (
-    GenerationError, build_vllm_request, generate_chat, transformers_generate_kwargs,
-)
 from generation_fixtures import build_tiny_model
+
+from fleming_dsl.runtime import generation
+from fleming_dsl.runtime.generation import (
+    GenerationError,
+    build_vllm_request,
+    generate_chat,
+    transformers_generate_kwargs,
+)
 
 CONVERSATIONS = [
     [{"role": "system", "content": "Answer briefly."},

@@ -1,4 +1,4 @@
-"""graph_load and sample end to end through `fleming_dsl.jobs.run_job` with config JSON files."""
+"""graph_load and sample end to end through `fleming_dsl.runtime.jobs.run_job` with config JSON files."""
 
 from __future__ import annotations
 
@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from fleming_dsl.jobconfig import GraphLoadJob, SampleJob
-from fleming_dsl.jobs import run_job
-from fleming_dsl.jobs.common import JobError, read_jsonl
+from fleming_dsl.plan.jobconfig import GraphLoadJob, SampleJob
+from fleming_dsl.runtime.io import JobError, read_jsonl
+from fleming_dsl.runtime.jobs import run_job
 
 REPO = Path(__file__).resolve().parent.parent
 KG = str(REPO / "data" / "medkg" / "kg.csv")

@@ -9,9 +9,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from fleming_dsl.graphio import PRIMEKG_COLUMNS, read_graph
-from fleming_dsl.graphstore import build_store, load_store, save_store, to_networkx
-from fleming_dsl.jobs.common import JobError
+from fleming_dsl.runtime.graph.io import PRIMEKG_COLUMNS, read_graph
+from fleming_dsl.runtime.graph.store import (
+    build_store,
+    load_store,
+    save_store,
+    to_networkx,
+)
+from fleming_dsl.runtime.io import JobError
 
 REPO = Path(__file__).resolve().parent.parent
 HEADER = ",".join(PRIMEKG_COLUMNS)

@@ -6,12 +6,22 @@ import json
 from pathlib import Path
 
 import pytest
+from training_fixtures import (  # noqa: F401
+    synthetic_items,
+    tiny_model,
+    train_config,
+    write_config,
+    write_items,
+)
 
-from fleming_dsl.jobconfig import GrpoJob
-from fleming_dsl.jobs import run_job
-from fleming_dsl.jobs.common import JobError
-from fleming_dsl.jobs.grpo import PlateauTracker, grpo_config_kwargs, plateau_metric
-from training_fixtures import synthetic_items, tiny_model, train_config, write_config, write_items  # noqa: F401
+from fleming_dsl.plan.jobconfig import GrpoJob
+from fleming_dsl.runtime.io import JobError
+from fleming_dsl.runtime.jobs import run_job
+from fleming_dsl.runtime.jobs.grpo import (
+    PlateauTracker,
+    grpo_config_kwargs,
+    plateau_metric,
+)
 
 
 def run_grpo(tmp_path: Path, model: str, rows: list[dict], **overrides) -> tuple[dict, list[dict]]:

@@ -12,9 +12,16 @@ from pathlib import Path
 
 import pytest
 
-from fleming_dsl.launch import (
-    HostlistError, LaunchPlan, expand_hostlist, first_host, global_rank, main, node_ranks,
-    render_wrapper, world_size,
+from fleming_dsl.emit.launch import (
+    HostlistError,
+    LaunchPlan,
+    expand_hostlist,
+    first_host,
+    global_rank,
+    main,
+    node_ranks,
+    render_wrapper,
+    world_size,
 )
 
 GRPO = ("-m", "fleming_dsl.cli", "job", "grpo", "--config", "generated/x/jobs/rl1.json")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from fleming_dsl import mining
+from fleming_dsl.runtime.train import mining
 
 
 def test_split_counts_follows_the_ratio_and_tops_up_the_short_side() -> None:

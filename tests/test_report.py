@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from fleming_dsl.jobs import run_job
-from fleming_dsl.jobs.common import JobError
+from fleming_dsl.runtime.io import JobError
+from fleming_dsl.runtime.jobs import run_job
 
 
 def _meta(job: str, kind: str, counts: dict | None = None, metrics: dict | None = None,

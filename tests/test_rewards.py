@@ -7,8 +7,8 @@ from types import SimpleNamespace
 
 import pytest
 
-from fleming_dsl import rewards
-from fleming_dsl.jobs.common import JobError
+from fleming_dsl.runtime.io import JobError
+from fleming_dsl.runtime.train import rewards
 
 FORM = "^<think>.*</think><answer>[A-D]</answer>$"
 

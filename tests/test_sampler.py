@@ -8,10 +8,16 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from fleming_dsl.graphio import read_graph
-from fleming_dsl.graphstore import GraphStore, build_store
-from fleming_dsl.jobs.common import JobError
-from fleming_dsl.sampler import Walker, WalkSpec, WalkStats, hop_positions, sample_rows
+from fleming_dsl.runtime.graph.io import read_graph
+from fleming_dsl.runtime.graph.sampler import (
+    Walker,
+    WalkSpec,
+    WalkStats,
+    hop_positions,
+    sample_rows,
+)
+from fleming_dsl.runtime.graph.store import GraphStore, build_store
+from fleming_dsl.runtime.io import JobError
 
 REPO = Path(__file__).resolve().parent.parent
 DPP = "disease_phenotype_positive"

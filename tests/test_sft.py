@@ -7,13 +7,21 @@ import re
 from pathlib import Path
 
 import pytest
+from training_fixtures import (  # noqa: F401
+    synthetic_items,
+    tiny_model,
+    train_config,
+    write_config,
+    write_items,
+)
 
-from fleming_dsl import items, mining, training
-from fleming_dsl.jobconfig import SftJob
-from fleming_dsl.jobs import run_job
-from fleming_dsl.jobs.common import JobError
-from fleming_dsl.jobs.sft import sft_config_kwargs
-from training_fixtures import synthetic_items, tiny_model, train_config, write_config, write_items  # noqa: F401
+from fleming_dsl.plan.jobconfig import SftJob
+from fleming_dsl.runtime.data import items
+from fleming_dsl.runtime.io import JobError
+from fleming_dsl.runtime.jobs import run_job
+from fleming_dsl.runtime.jobs.sft import sft_config_kwargs
+from fleming_dsl.runtime.train import mining
+from fleming_dsl.runtime.train import trainer_args as training
 
 FORMAT = re.compile(r"^<think>.*</think><answer>[A-D]</answer>$", re.DOTALL)
 

@@ -16,9 +16,14 @@ import uuid
 from pathlib import Path
 
 import pytest
-
 from slurm.harness import (  # noqa: F401  (slurm_cluster is a fixture)
-    GENERIC_ARGS, SLURM_ARGS, job_fields, slurm_cluster, snakemake, submitted_ids, wait_for_job,
+    GENERIC_ARGS,
+    SLURM_ARGS,
+    job_fields,
+    slurm_cluster,
+    snakemake,
+    submitted_ids,
+    wait_for_job,
 )
 
 pytestmark = [pytest.mark.slurm, pytest.mark.slow]
@@ -132,7 +137,7 @@ rule slow:
 
 SLOW_JOB = """
 import sys, time
-from fleming_dsl.jobs.common import atomic_output, exit_on_sigterm
+from fleming_dsl.runtime.io import atomic_output, exit_on_sigterm
 
 final, seconds = sys.argv[1], int(sys.argv[2])
 with exit_on_sigterm(), atomic_output(final) as temp, open(temp, "w") as handle:

@@ -11,11 +11,15 @@ import sys
 from pathlib import Path
 
 import pytest
-
-from fleming_dsl.launch import LaunchPlan, render_wrapper
 from slurm.harness import (  # noqa: F401  (slurm_cluster is a fixture)
-    GENERIC_ARGS, SLURM_ARGS, slurm_cluster, snakemake, submitted_ids,
+    GENERIC_ARGS,
+    SLURM_ARGS,
+    slurm_cluster,
+    snakemake,
+    submitted_ids,
 )
+
+from fleming_dsl.emit.launch import LaunchPlan, render_wrapper
 
 pytestmark = [pytest.mark.slurm, pytest.mark.slow]
 

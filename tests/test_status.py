@@ -8,18 +8,19 @@ file bytes, sha256 of each input), so nothing runs.
 from __future__ import annotations
 
 import argparse
-import shutil
 import hashlib
 import json
+import shutil
 from pathlib import Path
 
 import pytest
 from plan_fixtures import tiny_experiment
 
-from fleming_dsl import ir, status
-from fleming_dsl.jobs.common import sha256_path
-from fleming_dsl.emit import emit
-from fleming_dsl.plan import Plan, plan
+from fleming_dsl import ir
+from fleming_dsl.emit.workflow import emit
+from fleming_dsl.plan.planner import Plan, plan
+from fleming_dsl.review import status
+from fleming_dsl.runtime.io import sha256_path
 
 OUT = "generated/tiny"
 
@@ -139,7 +140,7 @@ def test_manifest_records_library_versions_per_job() -> None:
 
     from plan_fixtures import gpu_experiment
 
-    from fleming_dsl.emit import render
+    from fleming_dsl.emit.workflow import render
 
     manifest = json.loads(render(plan(gpu_experiment(), OUT))["manifest.json"])
     libraries = manifest["libraries"]
@@ -151,7 +152,7 @@ def test_manifest_records_library_versions_per_job() -> None:
 
 
 def test_a_vllm_teacher_is_recorded_even_where_vllm_is_absent() -> None:
-    from fleming_dsl.provenance import libraries_for
+    from fleming_dsl.emit.provenance import libraries_for
 
     teacher = {"teacher": {"model": "m", "backend": {"kind": "vllm"}}}
     assert "vllm" in libraries_for("synthesize", teacher)
@@ -161,7 +162,7 @@ def test_a_vllm_teacher_is_recorded_even_where_vllm_is_absent() -> None:
 def test_status_sees_a_spec_edit_before_recompiling(tmp_path: Path, repo_root: Path,
                                                    monkeypatch: pytest.MonkeyPatch) -> None:
     """The tiny spec compiled for real; after an edit, status judges against the edited spec."""
-    pytest.importorskip("fleming_dsl.frontend")
+    pytest.importorskip("fleming_dsl.spec.loader")
     from fleming_dsl.compiler import compile_spec
 
     for folder in ("specs", "data", "prompts"):

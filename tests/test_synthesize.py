@@ -7,14 +7,20 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
+from data_fixtures import (
+    read_jsonl,
+    sample_rows,
+    template_generator,
+    write_config,
+    write_jsonl,
+)
 
-from data_fixtures import read_jsonl, sample_rows, template_generator, write_config, write_jsonl
-from fleming_dsl.jobconfig import SynthesizeJob
-from fleming_dsl.jobs import run_job
-from fleming_dsl.jobs.common import JobError
-from fleming_dsl.jobs.synthesize import clean_stem, shuffled_options
-from fleming_dsl.teachers import CachedTeacher
-from fleming_dsl.teachers.cache import DiskCache
+from fleming_dsl.plan.jobconfig import SynthesizeJob
+from fleming_dsl.runtime.io import JobError
+from fleming_dsl.runtime.jobs import run_job
+from fleming_dsl.runtime.jobs.synthesize import clean_stem, shuffled_options
+from fleming_dsl.runtime.teachers import CachedTeacher
+from fleming_dsl.runtime.teachers.cache import DiskCache
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -93,7 +99,7 @@ def test_malformed_teacher_answers_are_counted_not_fatal(tmp_path, monkeypatch):
             return [["no question here"] if i % 2 else ["Which disease fits?"]
                     for i, _ in enumerate(requests)]
 
-    monkeypatch.setattr("fleming_dsl.jobs.synthesize.make_teacher",
+    monkeypatch.setattr("fleming_dsl.runtime.jobs.synthesize.make_teacher",
                         lambda g, cache, seed: CachedTeacher(Sloppy(), DiskCache(cache)))
     config, cfg = job(tmp_path, sample_rows(10))
     run_job("synthesize", str(config))

@@ -11,14 +11,26 @@ from pathlib import Path
 import pytest
 
 from fleming_dsl.ir import Backend
-from fleming_dsl.jobconfig import Generator
-from fleming_dsl.prompting import PromptError, call_macro, render
-from fleming_dsl.teachers import CachedTeacher, Request, TeacherError, make_teacher
-from fleming_dsl.teachers.cache import DiskCache
-from fleming_dsl.teachers.openai_backend import OpenAIBackend, backoff_delay, completion_texts
-from fleming_dsl.teachers.template import grade_item, oracle_letter
-from fleming_dsl.teachers.transformers_backend import TransformersBackend, generate_grouped
-from fleming_dsl.teachers.vllm_backend import VllmBackend
+from fleming_dsl.plan.jobconfig import Generator
+from fleming_dsl.runtime.prompting import PromptError, call_macro, render
+from fleming_dsl.runtime.teachers import (
+    CachedTeacher,
+    Request,
+    TeacherError,
+    make_teacher,
+)
+from fleming_dsl.runtime.teachers.backends.openai import (
+    OpenAIBackend,
+    backoff_delay,
+    completion_texts,
+)
+from fleming_dsl.runtime.teachers.backends.template import grade_item, oracle_letter
+from fleming_dsl.runtime.teachers.backends.transformers import (
+    TransformersBackend,
+    generate_grouped,
+)
+from fleming_dsl.runtime.teachers.backends.vllm import VllmBackend
+from fleming_dsl.runtime.teachers.cache import DiskCache
 
 REPO = Path(__file__).resolve().parent.parent
 

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from fleming_dsl import items
-from fleming_dsl.jobs import run_job
+from fleming_dsl.runtime.data import items
+from fleming_dsl.runtime.jobs import run_job
 
 DISEASES = [
     ("type 2 diabetes", "polyuria", "metformin"), ("asthma", "wheezing", "salbutamol"),

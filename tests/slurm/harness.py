@@ -34,7 +34,7 @@ SLURM_ARGS = (
     "--executor", "slurm", "--jobs", "4", "--slurm-status-command", "squeue",
     "--slurm-init-seconds-before-status-checks", "1", "--latency-wait", "10",
 )
-STATUS_CMD = f"{sys.executable} -m fleming_dsl.slurm_status"
+STATUS_CMD = f"{sys.executable} -m fleming_dsl.review.slurm_status"
 GENERIC_ARGS = (
     "--executor", "cluster-generic", "--jobs", "4", "--latency-wait", "10",
     "--seconds-between-status-checks", "2",

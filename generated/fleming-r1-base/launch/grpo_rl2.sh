@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Launch wrapper for fleming-r1-base/grpo_rl2: 1 node(s) x 8 process(es), world size 8.
-# Rendered by fleming_dsl.launch from templates/launch/train.sh.j2; do not edit by hand.
+# Rendered by fleming_dsl.emit.launch from templates/launch/train.sh.j2; do not edit by hand.
 #
 # Under SLURM this script re-runs itself through srun, one copy per node; each copy starts one
 # accelerate launcher with its node rank ($SLURM_NODEID) and the first host of the job's
@@ -20,7 +20,7 @@ first_host() {
   if command -v scontrol >/dev/null 2>&1; then
     scontrol show hostnames "$1" | head -n 1
   else
-    "$PYTHON" -m fleming_dsl.launch first-host "$1"
+    "$PYTHON" -m fleming_dsl.emit.launch first-host "$1"
   fi
 }
 

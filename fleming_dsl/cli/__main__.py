@@ -1,0 +1,3 @@
+from fleming_dsl.cli.main import main
+
+raise SystemExit(main())

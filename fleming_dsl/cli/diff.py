@@ -1,0 +1,169 @@
+"""`fleming diff OLD NEW` / `fleming diff --rev REV SPEC`: the semantic diff, then the job plan.
+
+Loads both specs through the front end, diffs their IR (`diff.py`), plans both workflows and
+compares the job configs (`impact.py`). `--rev` reads the old spec, and every `.flm` it may
+include or extend, from a git revision. Exit 0: same experiment; 1: something changed; 2: error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import subprocess
+import sys
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+from fleming_dsl.ir import Experiment
+from fleming_dsl.review import diff as semantic
+from fleming_dsl.review import impact as plan_impact
+
+
+class DiffError(Exception):
+    """A spec or revision that cannot be diffed; the message is one line for the user."""
+
+
+# ---------------------------------------------------------------- loading a spec at a revision
+
+
+def _git(*args: str, cwd: Path | None = None) -> str:
+    result = subprocess.run(["git", *args], cwd=cwd, capture_output=True, text=True)
+    if result.returncode != 0:
+        message = (result.stderr.strip().splitlines() or ["git failed"])[-1]
+        raise DiffError(f"git {' '.join(args)}: {message}")
+    return result.stdout
+
+
+def _git_bytes(*args: str, cwd: Path) -> bytes:
+    result = subprocess.run(["git", *args], cwd=cwd, capture_output=True)
+    if result.returncode != 0:
+        raise DiffError(f"git {' '.join(args)}: {result.stderr.decode(errors='replace').strip()}")
+    return result.stdout
+
+
+def _mirror_rest(source: Path, target: Path) -> None:
+    """Link every non-spec entry of the working tree into `target` where the revision left a gap,
+    so the revision's specs see the same data, prompts and templates as the working tree."""
+    for entry in source.iterdir():
+        if entry.name == ".git" or entry.suffix == ".flm":
+            continue
+        there = target / entry.name
+        if there.is_dir() and entry.is_dir() and not there.is_symlink():
+            _mirror_rest(entry, there)
+        elif not there.exists() and not there.is_symlink():
+            there.symlink_to(entry.resolve(), target_is_directory=entry.is_dir())
+
+
+@contextlib.contextmanager
+def checkout_specs(rev: str) -> Iterator[Path]:
+    """A temp copy of the repository as of `rev` for specs, and as now for everything else;
+    yields the folder matching the current working directory inside it."""
+    top = Path(_git("rev-parse", "--show-toplevel").strip())
+    _git("rev-parse", "--verify", "--quiet", f"{rev}^{{commit}}", cwd=top)
+    here = Path.cwd().resolve().relative_to(top.resolve())
+    with tempfile.TemporaryDirectory(prefix="fleming-diff-") as temp:
+        root = Path(temp)
+        for name in _git("ls-tree", "-r", "--name-only", "-z", rev, cwd=top).split("\0"):
+            if name.endswith(".flm"):
+                dest = root / name
+                dest.parent.mkdir(parents=True, exist_ok=True)
+                dest.write_bytes(_git_bytes("show", f"{rev}:{name}", cwd=top))
+        _mirror_rest(top, root)
+        (root / here).mkdir(parents=True, exist_ok=True)
+        yield root / here
+
+
+@contextlib.contextmanager
+def _working_directory(path: Path) -> Iterator[None]:
+    before = Path.cwd()
+    os.chdir(path)
+    try:
+        yield
+    finally:
+        os.chdir(before)
+
+
+def load_spec(path: str) -> Experiment:
+    from fleming_dsl.spec.loader import SpecError, load_experiment
+
+    if not Path(path).is_file():
+        raise DiffError(f"{path}: no such spec file")
+    try:
+        return load_experiment(path)
+    except SpecError as err:
+        raise DiffError(str(err)) from None
+
+
+def load_spec_at(rev: str, path: str) -> Experiment:
+    """The experiment `path` described at git revision `rev` (paths as seen from here)."""
+    with checkout_specs(rev) as here, _working_directory(here):
+        if not Path(path).is_file():
+            raise DiffError(f"{path}: not in revision {rev}")
+        return load_spec(path)
+
+
+# ---------------------------------------------------------------- the report
+
+
+def compare(old: Experiment, new: Experiment) -> tuple[semantic.ExperimentDiff, plan_impact.Impact]:
+    from fleming_dsl.plan.planner import PlanError, plan
+
+    out_dir = f"generated/{new.name}"  # one folder for both, so paths in configs line up
+    try:
+        before, after = plan(old, out_dir), plan(new, out_dir)
+    except PlanError as err:
+        raise DiffError(str(err)) from None
+    return (semantic.diff_experiments(old, new),
+            plan_impact.plan_impact(plan_impact.jobs_of(before), plan_impact.jobs_of(after)))
+
+
+def render(diff: semantic.ExperimentDiff, impact: plan_impact.Impact, form: str,
+           old_label: str, new_label: str) -> str:
+    if form == "json":
+        return json.dumps({"old": old_label, "new": new_label, "changed": diff.changed or bool(impact.jobs),
+                           **semantic.render_json(diff), "plan": plan_impact.render_json(impact)},
+                          indent=2) + "\n"
+    if form == "markdown":
+        return (f"### fleming diff `{old_label}` -> `{new_label}`\n\n"
+                + semantic.render_markdown(diff) + "\n" + plan_impact.render_markdown(impact))
+    return semantic.render_text(diff) + "\n" + plan_impact.render_text(impact)
+
+
+def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    parser = subparsers.add_parser(
+        "diff", help="semantic diff of two specs and the jobs it invalidates",
+        description="Compare two specs by meaning (layout, comments and order do not count), "
+                    "then list the jobs that would re-run and their GPU-hours. "
+                    "Exit 0: no change; 1: changed; 2: error.")
+    parser.add_argument("specs", nargs="+", metavar="SPEC", help="OLD NEW, or one SPEC with --rev")
+    parser.add_argument("--rev", help="compare SPEC as of this git revision with the working tree")
+    form = parser.add_mutually_exclusive_group()
+    form.add_argument("--json", dest="form", action="store_const", const="json", help="print JSON")
+    form.add_argument("--markdown", dest="form", action="store_const", const="markdown",
+                      help="print markdown for a pull-request comment")
+    parser.set_defaults(handler=main, form="text")
+    return parser
+
+
+def main(args: argparse.Namespace) -> int:
+    try:
+        if args.rev is not None:
+            if len(args.specs) != 1:
+                raise DiffError("with --rev, give exactly one SPEC")
+            spec = args.specs[0]
+            old, new = load_spec_at(args.rev, spec), load_spec(spec)
+            labels = (f"{spec}@{args.rev}", spec)
+        else:
+            if len(args.specs) != 2:
+                raise DiffError("give OLD and NEW specs, or one SPEC with --rev REV")
+            old, new = load_spec(args.specs[0]), load_spec(args.specs[1])
+            labels = (args.specs[0], args.specs[1])
+        diff, impact = compare(old, new)
+    except DiffError as err:
+        print(err, file=sys.stderr)
+        return 2
+    sys.stdout.write(render(diff, impact, args.form, *labels))
+    return 1 if diff.changed or impact.jobs else 0

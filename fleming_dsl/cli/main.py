@@ -1,0 +1,317 @@
+"""`fleming`: the command line. Exit codes: 0 ok, 1 spec or job error, 2 usage error.
+
+Every command imports what it needs inside its handler, so `fleming check` loads neither torch
+nor transformers. Commands that live in their own module (diff, status, explain) expose
+`register(subparsers)`, which adds their parser and sets `handler=<fn(args) -> int>`; they are
+imported only when invoked (for `--help` a placeholder parser carries their one-line help).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+# command -> (module with register(), one-line help shown in `fleming --help`)
+EXTERNAL_COMMANDS = {
+    "diff": ("fleming_dsl.cli.diff", "semantic diff of two specs and the jobs it invalidates"),
+    "status": ("fleming_dsl.review.status", "outputs missing, up to date, or stale against the spec"),
+    "explain": ("fleming_dsl.review.explain", "one job's resolved config and the spec lines it came from"),
+}
+
+
+class CommandError(Exception):
+    """A located, one-line failure of a command (exit 1)."""
+
+
+def _load(path: str):
+    return _load_with_warnings(path)[0]
+
+
+def _load_with_warnings(path: str):
+    if not os.path.isfile(path):
+        raise CommandError(f"{path}: no such spec file")
+    from fleming_dsl.spec.loader import check_experiment
+
+    return check_experiment(path)
+
+
+class UsageError(Exception):
+    """A bad command-line argument found after parsing (exit 2)."""
+
+
+def _user_errors() -> tuple[type[BaseException], ...]:
+    """Errors that are the user's input, printed as one line without a traceback."""
+    from fleming_dsl.plan.planner import PlanError
+
+    types: list[type[BaseException]] = [CommandError, PlanError]
+    try:
+        from fleming_dsl.spec.loader import SpecError
+    except ImportError:  # the front end is not installed in this build
+        return tuple(types)
+    return (*types, SpecError)
+
+
+# ---------------------------------------------------------------- handlers
+
+
+_WARNINGS_SHOWN = 3  # external-data warnings of a real-scale spec would bury the result
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    failed = 0
+    for path in args.specs:
+        try:
+            exp, warnings = _load_with_warnings(path)
+        except _user_errors() as err:
+            print(str(err), file=sys.stderr)
+            failed += 1
+            continue
+        shown = warnings if args.verbose else warnings[:_WARNINGS_SHOWN]
+        for warning in shown:
+            print(warning.render(None), file=sys.stderr)
+        if len(shown) < len(warnings):
+            print(f"{path}: {len(warnings) - len(shown)} more warnings (fleming check -v lists them)",
+                  file=sys.stderr)
+        print(f"{path}: ok (experiment '{exp.name}', {len(exp.declarations())} declarations)")
+    return 1 if failed else 0
+
+
+def _compile(spec: str, out: str | None):
+    from fleming_dsl.compiler import compile_spec
+
+    if not os.path.isfile(spec):
+        raise CommandError(f"{spec}: no such spec file")
+    if out is not None:
+        from fleming_dsl.compiler import project_relative
+
+        try:
+            project_relative(out)
+        except ValueError as err:
+            raise UsageError(f"--out {err}") from None
+    return compile_spec(spec, out)
+
+
+def cmd_compile(args: argparse.Namespace) -> int:
+    result = _compile(args.spec, args.out)
+    changed = len(result.changed)
+    print(f"{result.out_dir.as_posix()}: {len(result.plan.jobs)} jobs, "
+          f"{changed} file{'s' if changed != 1 else ''} written")
+    return 0
+
+
+def cmd_fmt(args: argparse.Namespace) -> int:
+    import difflib
+
+    from fleming_dsl.spec.fmt import format_source
+
+    status = 0
+    for path in args.specs:
+        if not os.path.isfile(path):
+            raise CommandError(f"{path}: no such spec file")
+        with open(path, encoding="utf-8") as handle:
+            text = handle.read()
+        formatted = format_source(text, path)
+        if args.stdout:  # the canonical form for tools (the git diff driver, docs/review.md)
+            sys.stdout.write(formatted)
+            continue
+        if formatted == text:
+            continue
+        if args.diff:
+            sys.stdout.writelines(difflib.unified_diff(
+                text.splitlines(keepends=True), formatted.splitlines(keepends=True),
+                fromfile=path, tofile=f"{path} (formatted)"))
+        if args.check or args.diff:
+            print(f"{path}: would reformat", file=sys.stderr)
+            status = 1
+        else:
+            with open(path, "w", encoding="utf-8") as handle:
+                handle.write(formatted)
+            print(f"{path}: reformatted")
+    return status
+
+
+def cmd_graph(args: argparse.Namespace) -> int:
+    from fleming_dsl.compiler import default_out_dir
+    from fleming_dsl.plan.dag import RENDERERS
+    from fleming_dsl.plan.planner import plan
+
+    exp = _load(args.spec)
+    sys.stdout.write(RENDERERS[args.format](plan(exp, default_out_dir(exp))))
+    return 0
+
+
+def cmd_schema(args: argparse.Namespace) -> int:
+    import json
+
+    from fleming_dsl.ir import Experiment
+
+    print(json.dumps(Experiment.model_json_schema(), indent=2, sort_keys=True))
+    return 0
+
+
+def snakemake_command(snakefile: str, profile: str, cores: str | None,
+                      extra: Sequence[str]) -> list[str]:
+    command = [sys.executable, "-m", "snakemake", "-s", snakefile, "--profile", profile]
+    if cores is not None:
+        command += ["--cores", cores]
+    return command + list(extra)
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    import subprocess
+
+    result = _compile(args.spec, args.out)
+    out = result.out_dir.as_posix()
+    command = snakemake_command(f"{out}/Snakefile", f"{out}/profiles/{args.profile}", args.cores,
+                                args.snakemake_args)
+    print("+ " + " ".join(command[1:]), file=sys.stderr, flush=True)
+    # The rules call `fleming`: make sure the one beside this interpreter is found first.
+    env = dict(os.environ)
+    env["PATH"] = os.path.dirname(sys.executable) + os.pathsep + env.get("PATH", "")
+    if subprocess.call(command, env=env) != 0:
+        return 1
+    _print_report_location(result.plan)
+    return 0
+
+
+def _print_report_location(plan) -> None:
+    """Where the run's report is, and its headline figures, so a newcomer knows what to open."""
+    reports = [job.config.output for job in plan.jobs if job.config.kind == "report"]
+    for folder in reports:
+        summary_path = Path(folder) / "summary.json"
+        if not summary_path.is_file():
+            continue
+        summary = json.loads(summary_path.read_text(encoding="utf-8"))
+        print(f"report: {folder}/index.html (and {folder}/report.md)")
+        for target, rate in sorted(summary.get("format_rate", {}).items()):
+            accuracy = summary.get("accuracy_mean", {}).get(target)
+            shown = "-" if accuracy is None else f"{accuracy:.3f}"
+            print(f"  {target}: format rate {rate:.3f}, mean benchmark accuracy {shown}")
+
+
+def cmd_job(args: argparse.Namespace) -> int:
+    from fleming_dsl.runtime.io import JobError
+    from fleming_dsl.runtime.jobs import run_job
+
+    try:
+        run_job(args.kind, args.config)
+    except JobError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+    return 0
+
+
+# ---------------------------------------------------------------- the parser
+
+
+def _add_builtin(sub: argparse._SubParsersAction) -> None:
+    from fleming_dsl.plan.jobconfig import JOB_KINDS
+
+    p = sub.add_parser("check", help="parse and check specs; located errors",
+                       description="Parse and check each spec; errors as file:line:col.")
+    p.add_argument("specs", nargs="+", metavar="SPEC")
+    p.add_argument("-v", "--verbose", action="store_true",
+                   help=f"list every warning (default: the first {_WARNINGS_SHOWN} per spec)")
+    p.set_defaults(handler=cmd_check)
+
+    p = sub.add_parser("compile", help="write the Snakemake workflow of a spec",
+                       description="Check SPEC and write its workflow (Snakefile, job configs, "
+                                   "profiles, manifest); unchanged files are left untouched.")
+    p.add_argument("spec", metavar="SPEC")
+    p.add_argument("--out", metavar="DIR",
+                   help="output folder inside the project (default: generated/<experiment>)")
+    p.set_defaults(handler=cmd_compile)
+
+    p = sub.add_parser("fmt", help="rewrite specs in canonical layout (comments kept)",
+                       description="Format specs in place; --check/--diff only report.")
+    p.add_argument("specs", nargs="+", metavar="SPEC")
+    p.add_argument("--check", action="store_true", help="exit 1 if a spec would change")
+    p.add_argument("--diff", action="store_true", help="print the change as a unified diff")
+    p.add_argument("--stdout", action="store_true",
+                   help="print the canonical form instead of rewriting (git diff textconv)")
+    p.set_defaults(handler=cmd_fmt)
+
+    p = sub.add_parser("graph", help="the job DAG as DOT or Mermaid",
+                       description="Print the job DAG of SPEC's workflow.")
+    p.add_argument("spec", metavar="SPEC")
+    p.add_argument("--format", choices=("dot", "mermaid"), default="dot")
+    p.set_defaults(handler=cmd_graph)
+
+    p = sub.add_parser("schema", help="the IR's JSON Schema",
+                       description="Print the JSON Schema of the experiment IR.")
+    p.set_defaults(handler=cmd_schema)
+
+    p = sub.add_parser("run", help="compile, then run the workflow with Snakemake",
+                       description="Compile SPEC, then run Snakemake from the project root with "
+                                   "the generated profile. Unknown options go to Snakemake "
+                                   "(e.g. `fleming run specs/tiny.flm -n`).")
+    p.add_argument("spec", metavar="SPEC")
+    p.add_argument("--cores", metavar="N", help="cores for local runs (default: all)")
+    p.add_argument("--out", metavar="DIR", help="output folder (default: generated/<experiment>)")
+    p.add_argument("--profile", choices=("local", "slurm", "slurm-generic"), default="local",
+                   help="which generated profile to use (default: local)")
+    p.set_defaults(handler=cmd_run, snakemake_args=[])
+
+    p = sub.add_parser("job", help="run one job (what the generated rules call)",
+                       description="Run one job of a compiled workflow from its JSON config.")
+    p.add_argument("kind", choices=JOB_KINDS, metavar="KIND", help=", ".join(JOB_KINDS))
+    p.add_argument("--config", required=True, metavar="FILE", help="the job's JSON config")
+    p.set_defaults(handler=cmd_job)
+
+
+def _add_external(sub: argparse._SubParsersAction, invoked: str | None) -> None:
+    import importlib
+
+    for name, (module, help_text) in EXTERNAL_COMMANDS.items():
+        if name == invoked:
+            importlib.import_module(module).register(sub)
+        else:
+            sub.add_parser(name, help=help_text, add_help=False)
+
+
+def build_parser(invoked: str | None = None) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="fleming", description="Compile .flm experiment specs to Snakemake workflows.")
+    from fleming_dsl import __version__
+
+    parser.add_argument("--version", action="version", version=f"fleming-dsl {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    _add_builtin(sub)
+    _add_external(sub, invoked)
+    return parser
+
+
+def _invoked(argv: Sequence[str]) -> str | None:
+    return next((a for a in argv if not a.startswith("-")), None)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = build_parser(_invoked(argv))
+    args, extra = parser.parse_known_args(argv)
+    if extra:
+        if args.command != "run":
+            parser.error(f"unrecognized arguments: {' '.join(extra)}")
+        args.snakemake_args = extra
+    handler: Callable[[argparse.Namespace], int] = args.handler
+    try:
+        return handler(args)
+    except UsageError as err:
+        parser.error(str(err))
+    except KeyboardInterrupt:
+        return 130
+    except Exception as err:
+        if not isinstance(err, _user_errors()):
+            raise
+        # SpecError/PlanError already read `file:line:col: error: ...`
+        print(f"error: {err}" if isinstance(err, CommandError) else str(err), file=sys.stderr)
+        return 1
+    return 2  # unreachable: parser.error exits
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

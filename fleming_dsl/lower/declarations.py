@@ -1,0 +1,551 @@
+"""Checked AST (`ast.Program`) -> `ir.Experiment`.
+
+Lowering reads every option with its type and range (see `values.Options`), resolves paths
+relative to the spec file into project-relative posix paths, takes defaults from the IR models,
+and expands sweeps: `sweep lr in [1e-6, 5e-7]` in stage `rl1` becomes stages `rl1_lr_1em06` and
+`rl1_lr_5em07` (in a number `.` reads `p` and `-` reads `m`, so names stay identifiers); every
+stage started from a swept stage, and every evaluation of one, fans out the same way.
+All problems are collected and raised together as one SpecError.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from importlib import metadata
+from pathlib import Path
+
+from fleming_dsl import ir
+from fleming_dsl.errors import SpecError, by_place, did_you_mean
+from fleming_dsl.lower.stages import StageLowering
+from fleming_dsl.lower.values import (
+    MISSING,
+    Diagnostics,
+    Options,
+    at_least,
+    list_of,
+    non_negative,
+    one_of,
+    positive,
+    scalar,
+    to_bool,
+    to_float,
+    to_int,
+    to_name,
+    to_seconds,
+    to_str,
+    unit_interval,
+    value_span,
+)
+from fleming_dsl.spec import ast
+
+_DATASET_FORMATS = ir.DatasetFormat.__args__  # type: ignore[attr-defined]
+_MODEL_SOURCES = ("hf", "local", "tiny", "template", "openai")
+_GRAPH_FORMATS = {"primekg": ("kg.csv",), "hetionet": ("nodes.tsv", "edges.sif"), "triples": ("triples.tsv",)}
+_BACKENDS = ("vllm", "transformers", "openai", "template")
+_FILTER_STEPS = ("format", "verify_label", "dedupe", "decontaminate", "difficulty")
+# positional arguments of the built-in rewards, by parameter name (see fleming_dsl/rewards.py)
+_BUILTIN_REWARDS = {"choice_match": ("tag",), "regex": ("pattern",), "length_penalty": ("max_tokens",)}
+_REWARD_PLUGIN_GROUP = "fleming_dsl.rewards"
+
+
+class _Lowering(StageLowering):
+    def __init__(self, program: ast.Program, project_root: Path):
+        self.p = program
+        self.root = Path(os.path.abspath(project_root))
+        self.diags = Diagnostics()
+        self.kinds = {d.name.name: d.kind for d in program.decls}
+
+    # paths ---------------------------------------------------------------
+    def path(self, text: str, span: ir.Span) -> str:
+        """A path written in the spec (relative to its file) as a project-relative posix path."""
+        if os.path.isabs(text):
+            return Path(text).as_posix()
+        full = os.path.normpath(os.path.join(self.p.dirs[span.file], text))
+        return Path(os.path.relpath(full, self.root)).as_posix()
+
+    def path_arg(self, call: ast.Call, index: int, what: str) -> str:
+        if len(call.args) <= index or not isinstance(call.args[index], ast.Str):
+            self.diags.error(f"{call.func.name}() needs {what} as a string", call.span,
+                             hint=f'e.g. {call.func.name}("{what}")')
+            return ""
+        arg = call.args[index]
+        return self.path(arg.value, arg.span)
+
+    def no_positional(self, call: ast.Call, allowed: int = 0) -> None:
+        for extra in call.args[allowed:]:
+            self.diags.error(f"{call.func.name}() takes {'no' if allowed == 0 else allowed} "
+                             "positional argument" + ("s" if allowed != 1 else ""),
+                             value_span(extra), hint="write options as name = value")
+
+    def unknown_function(self, call: ast.Call, what: str, choices) -> None:
+        self.diags.error(f"unknown {what} '{call.func.name}'", call.func.span,
+                         expected="one of " + ", ".join(choices),
+                         hint=did_you_mean(call.func.name, choices))
+
+    def no_block(self, block: ast.Block | None, where: str) -> None:
+        if block is None:
+            return
+        for item in block.items:
+            if isinstance(item, ast.SweepItem):
+                self.diags.error("sweeps are allowed only in stage blocks", item.span)
+            elif isinstance(item, ast.Entry):
+                self.diags.error(f"unexpected '{item.name.name}' in {where}", item.name.span,
+                                 hint="options are written name = value")
+
+    # models --------------------------------------------------------------
+    def backend(self, call: ast.Call, model_opts: Options) -> ir.Backend | None:
+        kind = call.func.name
+        if kind not in _BACKENDS:
+            self.unknown_function(call, "backend", _BACKENDS)
+            return None
+        self.no_positional(call)
+        kw = Options.of_call(call, f"{kind}()", self.diags)
+        fields: dict = {"kind": kind}
+        if kind == "vllm":
+            tp = kw.get("tp", to_int, check=at_least(1))
+            tp = kw.get("tensor_parallel", to_int, default=tp, check=at_least(1))
+            if tp is not None:
+                fields["tensor_parallel"] = tp
+        if kind == "openai":
+            fields["base_url"] = kw.get("base_url", to_str)
+            fields["api_key_env"] = kw.get("api_key_env", to_str)
+            kw.get("model", to_str)  # read by model(): it names the served model
+        kw.finish()
+        for key, field, convert, check in (
+                ("temperature", "temperature", to_float, non_negative),
+                ("top_p", "top_p", to_float, unit_interval),
+                ("max_tokens", "max_tokens", to_int, at_least(1)),
+                ("timeout", "timeout_s", to_seconds, positive),
+                ("retries", "retries", to_int, non_negative),
+                ("concurrency", "concurrency", to_int, at_least(1))):
+            value = model_opts.get(key, convert, check=check)
+            if value is not None:
+                fields[field] = value
+        return ir.Backend(**{k: v for k, v in fields.items() if v is not None})
+
+    def model(self, d: ast.ModelDecl) -> ir.Model | None:
+        src = d.source
+        opts = Options.of_block(d.block, f"model {d.name.name}", self.diags)
+        self.no_block(d.block, f"model {d.name.name}")
+        kind = src.func.name
+        if kind not in _MODEL_SOURCES:
+            self.unknown_function(src, "model source", _MODEL_SOURCES)
+            return None
+        backend_call = opts.raw("backend")
+        if backend_call is not None and not isinstance(backend_call, ast.Call):
+            self.diags.error("'backend' must be a call such as vllm(tp = 8) or transformers()",
+                             value_span(backend_call))
+            backend_call = None
+        tiny = None
+        if kind == "hf":
+            source, ref = "hf", self.str_arg(src, "a hub id")
+            self.no_positional(src, 1)
+            Options.of_call(src, "hf()", self.diags).finish()
+        elif kind == "local":
+            source, ref = "local", self.path_arg(src, 0, "a model folder")
+            self.no_positional(src, 1)
+            Options.of_call(src, "local()", self.diags).finish()
+        elif kind == "tiny":
+            source, ref = "tiny", ""
+            self.no_positional(src)
+            kw = Options.of_call(src, "tiny()", self.diags)
+            arch = {f: kw.get(f, to_int, check=at_least(1)) for f in ir.TinyArch.model_fields}
+            kw.finish()
+            tiny = ir.TinyArch(**{k: v for k, v in arch.items() if v is not None})
+        else:  # template() and openai(...) are sources that are also their own backend
+            if backend_call is not None:
+                self.diags.error(f"a {kind}() model already is its backend", value_span(backend_call))
+            backend_call = src
+            source = "local" if kind == "template" else "hf"
+            ref = ""
+        backend = self.backend(backend_call, opts) if backend_call is not None else None
+        if backend_call is not None and backend_call.func.name == "openai":
+            served = next((kw.value for kw in backend_call.kwargs if kw.key.name == "model"), None)
+            if isinstance(served, ast.Str):
+                ref = served.value
+            elif kind == "openai":
+                self.diags.error("openai() needs model = \"<served model name>\"", src.span)
+        if backend_call is None:
+            for key in ("temperature", "top_p", "max_tokens", "timeout", "retries", "concurrency"):
+                if opts.raw(key) is not None:
+                    self.diags.error(f"'{key}' needs a generation backend", opts.key_span(key),
+                                     hint="add backend = vllm(...) or transformers() to this block")
+        opts.finish()
+        return ir.Model(name=d.name.name, span=d.span, source=source, ref=ref, tiny=tiny, backend=backend)
+
+    def str_arg(self, call: ast.Call, what: str) -> str:
+        if not call.args or not isinstance(call.args[0], ast.Str):
+            self.diags.error(f"{call.func.name}() needs {what} as a string", call.span)
+            return ""
+        return call.args[0].value
+
+    # data ----------------------------------------------------------------
+    def graph(self, d: ast.GraphDecl) -> ir.Graph | None:
+        fmt = d.source.func.name
+        if fmt not in _GRAPH_FORMATS:
+            self.unknown_function(d.source, "graph format", tuple(_GRAPH_FORMATS))
+            return None
+        files = _GRAPH_FORMATS[fmt]
+        paths = tuple(self.path_arg(d.source, i, f) for i, f in enumerate(files))
+        self.no_positional(d.source, len(files))
+        Options.of_call(d.source, f"{fmt}()", self.diags).finish()
+        Options.of_block(d.block, f"graph {d.name.name}", self.diags).finish()
+        self.no_block(d.block, f"graph {d.name.name}")
+        return ir.Graph(name=d.name.name, span=d.span, format=fmt, paths=paths)
+
+    def sample(self, d: ast.SampleDecl) -> ir.Sample | None:
+        opts = Options.of_block(d.block, f"sample {d.name.name}", self.diags)
+        resources = self.step_resources(d.block, f"sample {d.name.name}")
+        fields: dict = {}
+        path = opts.raw("path")
+        if path is None:
+            self.diags.error(f"sample {d.name.name} needs a metapath",
+                             d.name.span, hint="path = disease -[disease_phenotype_positive]-> phenotype")
+            steps, start = (), None
+        elif not isinstance(path, ast.Metapath):
+            self.diags.error("'path' must be a metapath such as disease -[relation]-> phenotype",
+                             value_span(path))
+            steps, start = (), None
+        else:
+            start = path.nodes[0].type
+            steps = tuple(ir.MetapathStep(relation=e.relation, node_type=n.type)
+                          for e, n in zip(path.edges, path.nodes[1:]))
+        hops = opts.raw("hops")
+        lo = hi = max(len(steps), 1)
+        if isinstance(hops, ast.Range):
+            lo, hi = hops.lo, hops.hi
+            if lo < 1:
+                self.diags.error(f"'hops' must start at 1 or more, got {lo}", hops.span)
+            elif lo > hi:
+                self.diags.error(f"'hops' range is empty: {lo} > {hi}", hops.span,
+                                 hint=f"write {hi}..{lo}")
+        elif hops is not None:
+            value = to_int(hops, "hops", self.diags)
+            if value is not MISSING:
+                lo = hi = value
+                if value < 1:
+                    self.diags.error(f"'hops' must be >= 1, got {value}", value_span(hops))
+        weight = opts.raw("weight")
+        if weight is not None:
+            wname = one_of(("uniform", "inverse_degree"))(
+                weight.func if isinstance(weight, ast.Call) else weight, "weight", self.diags)
+            if wname is not MISSING:
+                fields["weight"] = wname
+                if isinstance(weight, ast.Call):
+                    kw = Options.of_call(weight, f"{wname}()", self.diags)
+                    if wname == "inverse_degree":
+                        fields["alpha"] = kw.get("alpha", to_float, check=non_negative)
+                    kw.finish()
+        mask = opts.raw("mask")
+        if isinstance(mask, ast.Num):
+            fields["mask"] = opts.get("mask", to_int, check=non_negative)
+        elif mask is not None:
+            fields["mask"] = opts.get("mask", one_of(("anchor", "target")))
+        distractors = opts.raw("distractors")
+        if isinstance(distractors, ast.Call) and distractors.func.name == "same_type":
+            kw = Options.of_call(distractors, "same_type()", self.diags)
+            fields["distractors"] = kw.get("k", to_int, check=at_least(1))
+            fields["near_distractors"] = kw.get("near", to_bool)
+            kw.finish()
+        elif isinstance(distractors, ast.Call):
+            self.unknown_function(distractors, "distractor policy", ("same_type",))
+        elif distractors is not None:
+            fields["distractors"] = opts.get("distractors", to_int, check=at_least(1))
+        count = opts.get("count", to_int, check=positive)
+        if count is None and opts.raw("count") is None:
+            self.diags.error(f"sample {d.name.name} needs count = <how many paths>", d.name.span)
+        fields["seed"] = opts.get("seed", to_int)
+        opts.finish()
+        return ir.Sample(name=d.name.name, span=d.span, graph=d.graph.name, start_type=start,
+                         steps=steps, hops_min=lo, hops_max=hi, count=count or 1, resources=resources,
+                         **{k: v for k, v in fields.items() if v is not None})
+
+    def dataset(self, d: ast.DatasetDecl) -> ir.Dataset | None:
+        fmt = d.source.func.name
+        if fmt not in _DATASET_FORMATS:
+            self.unknown_function(d.source, "dataset format", _DATASET_FORMATS)
+            return None
+        path = self.path_arg(d.source, 0, "a JSONL file")
+        self.no_positional(d.source, 1)
+        pairs = [(k.key, k.value) for k in d.source.kwargs]
+        pairs += [(o.key, o.value) for o in (d.block.options() if d.block else ())]
+        opts = Options(pairs, f"dataset {d.name.name}", self.diags)
+        self.no_block(d.block, f"dataset {d.name.name}")
+        split = opts.get("split", to_str)
+        limit = opts.get("limit", to_int, check=at_least(1))
+        opts.finish()
+        return ir.Dataset(name=d.name.name, span=d.span, format=fmt, path=path, split=split, limit=limit)
+
+    def prompt(self, d: ast.PromptDecl) -> ir.Prompt | None:
+        if d.source.func.name != "template":
+            self.unknown_function(d.source, "prompt source", ("template",))
+            return None
+        path = self.path_arg(d.source, 0, "a jinja2 template file")
+        self.no_positional(d.source, 1)
+        Options.of_call(d.source, "template()", self.diags).finish()
+        return ir.Prompt(name=d.name.name, span=d.span, path=path)
+
+    def synthesize(self, d: ast.SynthesizeDecl) -> ir.Synthesize:
+        Options.of_block(d.block, f"synthesize {d.name.name}", self.diags).finish()
+        resources = self.step_resources(d.block, f"synthesize {d.name.name}")
+        return ir.Synthesize(name=d.name.name, span=d.span, source=d.source.name,
+                             teacher=d.teacher.name, prompt=d.prompt.name, resources=resources)
+
+    def distill(self, d: ast.DistillDecl) -> ir.Distill:
+        opts = Options.of_block(d.block, f"distill {d.name.name}", self.diags)
+        resources = self.step_resources(d.block, f"distill {d.name.name}")
+        fields = {
+            "refine": opts.get("refine", list_of(one_of(("backtrack", "explore", "self_correct")))),
+            "max_rounds": opts.get("max_rounds", to_int, check=at_least(1)),
+            "keep": opts.get("keep", one_of(("correct", "all"))),
+        }
+        opts.finish()
+        return ir.Distill(name=d.name.name, span=d.span, sources=tuple(s.name for s in d.sources),
+                          teacher=d.teacher.name, prompt=d.prompt.name, resources=resources,
+                          **{k: v for k, v in fields.items() if v is not None})
+
+    # filters -------------------------------------------------------------
+    def step_resources(self, block: ast.Block | None, where: str) -> ir.Resources | None:
+        """A data step's `resources { ... }` block (None when not written: the planner decides)."""
+        for item in block.items if block else ():
+            if isinstance(item, ast.SweepItem):
+                self.diags.error("sweeps are allowed only in stage blocks", item.span)
+        subs = self.sub_blocks(block, ("resources",), where)
+        return self.resources(subs["resources"], where) if "resources" in subs else None
+
+    def filter(self, d: ast.FilterDecl) -> ir.Filter:
+        steps, resources = [], None
+        for item in d.block.items:
+            if isinstance(item, ast.Entry) and item.name.name == "resources":
+                if item.block is None or item.call is not None:
+                    self.diags.error("resources is a block: resources { gpus = 8  time = 24h }",
+                                     item.name.span)
+                else:
+                    resources = self.resources(item.block, f"filter {d.name.name}")
+                continue
+            if not isinstance(item, ast.Entry):
+                what = item.key.name
+                self.diags.error(f"a filter block lists steps, not options ('{what} = ...')",
+                                 item.key.span, expected="one of " + ", ".join(_FILTER_STEPS))
+                continue
+            if item.name.name not in _FILTER_STEPS:
+                self.diags.error(f"unknown filter step '{item.name.name}'", item.name.span,
+                                 expected="one of " + ", ".join(_FILTER_STEPS),
+                                 hint=did_you_mean(item.name.name, _FILTER_STEPS))
+                continue
+            step = getattr(self, "step_" + item.name.name)(item)
+            if step is not None:
+                steps.append(step)
+        return ir.Filter(name=d.name.name, span=d.span, source=d.source.name, steps=tuple(steps),
+                         resources=resources)
+
+    def _step_opts(self, item: ast.Entry, positional: int = 0) -> Options:
+        call = item.call
+        if call is not None:
+            self.no_positional(call, positional)
+        if item.block is not None and item.name.name != "difficulty":
+            self.diags.error(f"{item.name.name} takes no block", item.block.span)
+        return Options.of_call(call, f"{item.name.name}()", self.diags)
+
+    def step_format(self, item: ast.Entry):
+        self._step_opts(item).finish()
+        return ir.FormatCheck()
+
+    def step_verify_label(self, item: ast.Entry):
+        kw = self._step_opts(item)
+        fields = {"model": kw.get("model", to_name), "votes": kw.get("votes", to_int, check=at_least(1)),
+                  "agree": kw.get("agree", to_int, check=at_least(1)),
+                  "on_fail": kw.get("on_fail", one_of(("drop", "review")))}
+        kw.finish()
+        step = ir.VerifyLabel(**{k: v for k, v in fields.items() if v is not None})
+        if step.agree > step.votes:
+            self.diags.error(f"'agree' ({step.agree}) cannot exceed 'votes' ({step.votes})",
+                             kw.key_span("agree") or item.span)
+        return step
+
+    def _positional_choice(self, item: ast.Entry, key: str, choices) -> str | None:
+        if item.call is None or not item.call.args:
+            return None
+        value = one_of(choices)(item.call.args[0], key, self.diags)
+        return None if value is MISSING else value
+
+    def step_dedupe(self, item: ast.Entry):
+        kw = self._step_opts(item, positional=1)
+        method = self._positional_choice(item, "method", ("exact", "minhash"))
+        method = kw.get("method", one_of(("exact", "minhash")), default=method)
+        threshold = kw.get("threshold", to_float, check=unit_interval)
+        kw.finish()
+        return ir.Dedupe(**{k: v for k, v in {"method": method, "threshold": threshold}.items() if v is not None})
+
+    def step_decontaminate(self, item: ast.Entry):
+        kw = self._step_opts(item)
+        against = kw.get("against", list_of(to_name))
+        if isinstance(kw.raw("against"), ast.Name):
+            against = (kw.raw("against").name,)
+        ngram = kw.get("ngram", to_int, check=at_least(1))
+        kw.finish()
+        if against is None:
+            self.diags.error("decontaminate needs against = [<evaluation datasets>]", item.span)
+            against = ()
+        return ir.Decontaminate(against=against, **({"ngram": ngram} if ngram else {}))
+
+    def step_difficulty(self, item: ast.Entry):
+        kw = self._step_opts(item, positional=1)
+        method = self._positional_choice(item, "method", ("pass_rate", "grader"))
+        method = kw.get("method", one_of(("pass_rate", "grader")), default=method)
+        model = kw.get("model", to_name)
+        samples = kw.get("samples", to_int, check=at_least(1))
+        prompt = kw.get("prompt", to_name)
+        kw.finish()
+        if model is None:
+            self.diags.error("difficulty needs model = <the model that grades or is sampled>", item.span)
+        if method == "grader" and prompt is None and kw.raw("prompt") is None:
+            # required rather than defaulted: the rubric is a rule input, so editing it re-grades
+            self.diags.error("difficulty(grader) needs prompt = <the rubric prompt>", item.span,
+                             hint='declare prompt rubric = template("prompts/grader.j2") and write '
+                                  "difficulty(grader, model = ..., prompt = rubric)")
+        elif method != "grader" and kw.raw("prompt") is not None:
+            self.diags.error("'prompt' applies only to difficulty(grader): pass_rate samples the "
+                             "student prompt", kw.key_span("prompt") or item.span)
+            prompt = None
+        buckets = Options.of_block(item.block, "difficulty buckets", self.diags)
+        easy = buckets.get("easy", _threshold)
+        moderate = buckets.get("moderate", _threshold)
+        buckets.finish()
+        step = ir.Difficulty(model=model or "", **{k: v for k, v in {
+            "method": method, "samples": samples, "easy": easy, "moderate": moderate,
+            "prompt": prompt}.items() if v is not None})
+        for key, value in (("easy", step.easy), ("moderate", step.moderate)):
+            if not 0 < value <= 1:
+                self.diags.error(f"'{key}' threshold must be in (0, 1], got {value}",
+                                 buckets.key_span(key) or item.span)
+        if 0 < step.moderate <= 1 and 0 < step.easy <= 1 and not step.easy > step.moderate:
+            self.diags.error(f"bucket thresholds must be ordered easy > moderate, got easy = {step.easy}, "
+                             f"moderate = {step.moderate}", buckets.key_span("easy") or item.span)
+        return step
+
+    # rewards -------------------------------------------------------------
+    def reward(self, d: ast.RewardDecl) -> ir.Reward | None:
+        fn = d.function
+        known = set(_BUILTIN_REWARDS) | _reward_plugins()
+        if fn.func.name not in known:
+            self.unknown_function(fn, "reward function", sorted(known))
+            return None
+        params = _BUILTIN_REWARDS.get(fn.func.name)
+        options: dict = {}
+        for i, arg in enumerate(fn.args):
+            if params is None or i >= len(params):
+                self.diags.error(f"{fn.func.name}() takes {len(params or ())} positional arguments",
+                                 value_span(arg), hint="write options as name = value")
+                continue
+            value = scalar(arg, params[i], self.diags)
+            if value is not MISSING:
+                options[params[i]] = value
+        kw = Options.of_call(fn, f"{fn.func.name}()", self.diags)
+        for key, value in kw.pairs:
+            if params is not None and key.name not in params:
+                continue  # finish() reports it with the valid names
+            got = kw.get(key.name, scalar)
+            if got is not None:
+                options[key.name] = got
+        for p in params or ():
+            kw.raw(p)
+        kw.finish()
+        if fn.func.name == "regex" and isinstance(options.get("pattern"), str):
+            try:
+                re.compile(options["pattern"])
+            except re.error as err:
+                self.diags.error(f"invalid regular expression: {err}", value_span(fn.args[0]) if fn.args else fn.span)
+        return ir.Reward(name=d.name.name, span=d.span, function=fn.func.name, options=options)
+
+    def evaluate(self, d: ast.EvaluateDecl, targets: tuple[str, ...]) -> ir.Evaluate:
+        opts = Options.of_block(d.block, "an evaluation", self.diags)
+        subs = self.sub_blocks(d.block, ("resources",), "an evaluation")
+        fields = {"samples": opts.get("samples", to_int, check=at_least(1)),
+                  "temperature": opts.get("temperature", to_float, check=non_negative),
+                  "max_tokens": opts.get("max_tokens", to_int, check=at_least(1)),
+                  "limit": opts.get("limit", to_int, check=at_least(1))}
+        opts.finish()
+        return ir.Evaluate(name=d.name.name, span=d.span, targets=targets,
+                           benchmarks=tuple(b.name for b in d.benchmarks),
+                           resources=self.resources(subs.get("resources"), "an evaluation"),
+                           **{k: v for k, v in fields.items() if v is not None})
+
+    def cluster(self) -> ir.Cluster:
+        opts = Options(((o.key, o.value) for o in _last_wins(self.p.cluster)), "the cluster block", self.diags)
+        fields = {"account": opts.get("account", to_str), "partition": opts.get("partition", to_str),
+                  "gpu_partition": opts.get("gpu_partition", to_str), "qos": opts.get("qos", to_str),
+                  "max_jobs": opts.get("max_jobs", to_int, check=at_least(1)),
+                  "group_cpu_jobs": opts.get("group_cpu_jobs", to_bool)}
+        opts.finish()
+        return ir.Cluster(**{k: v for k, v in fields.items() if v is not None})
+
+    # the whole experiment ------------------------------------------------
+    def experiment(self) -> ir.Experiment:
+        header = Options(((o.key, o.value) for o in _last_wins(self.p.header)), "the experiment", self.diags)
+        seed = header.get("seed", to_int, default=0)
+        workdir_value = header.raw("workdir")
+        name = self.p.name.value
+        if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*", name):
+            self.diags.error(f"experiment name '{name}' must be letters, digits, '.', '_' or '-'",
+                             self.p.name.span, hint="it names the folder generated/<experiment>/")
+        workdir = f"runs/{name}"
+        if workdir_value is not None:
+            text = to_str(workdir_value, "workdir", self.diags)
+            if text is not MISSING:
+                workdir = self.path(text, workdir_value.span)
+        header.finish()
+        groups: dict[str, list] = {k: [] for k in ("model", "graph", "sample", "dataset", "prompt",
+                                                  "synthesize", "distill", "filter", "reward")}
+        stage_decls, eval_decls = [], []
+        for d in self.p.decls:
+            if d.kind == "stage":
+                stage_decls.append(d)
+            elif d.kind == "evaluate":
+                eval_decls.append(d)
+            else:
+                node = getattr(self, d.kind)(d)
+                if node is not None:
+                    groups[d.kind].append(node)
+        stages, stage_names = self.stages(stage_decls)
+        evaluations = [self.evaluate(d, tuple(n for t in d.targets for n in stage_names.get(t.name, [t.name])))
+                       for d in eval_decls]
+        cluster = self.cluster()
+        return ir.Experiment(
+            name=name, seed=seed, workdir=workdir, spec=self.path(os.path.basename(self.p.spec), ir.Span(
+                file=self.p.spec, line=1, col=1, end_line=1, end_col=1)),
+            models=tuple(groups["model"]), graphs=tuple(groups["graph"]), samples=tuple(groups["sample"]),
+            datasets=tuple(groups["dataset"]), prompts=tuple(groups["prompt"]),
+            synthesize=tuple(groups["synthesize"]), distill=tuple(groups["distill"]),
+            filters=tuple(groups["filter"]), rewards=tuple(groups["reward"]), stages=tuple(stages),
+            evaluations=tuple(evaluations), cluster=cluster)
+
+
+def _last_wins(options: tuple[ast.Option, ...]) -> list[ast.Option]:
+    """Header/cluster options merged from a base and its extension: the later one wins."""
+    latest = {o.key.name: o for o in options}
+    return list(latest.values())
+
+
+def _threshold(value, key, diags):
+    """`pass >= 0.75` or a bare number."""
+    if isinstance(value, ast.Compare) and value.subject.name == "pass" and value.op in (">=", ">"):
+        return value.number
+    if isinstance(value, ast.Num):
+        return float(value.value)
+    diags.error(f"'{key}' must be a threshold such as pass >= 0.75", value_span(value))
+    return MISSING
+
+
+def _reward_plugins() -> set[str]:
+    return {ep.name for ep in metadata.entry_points(group=_REWARD_PLUGIN_GROUP)}
+
+
+def lower(program: ast.Program, project_root: Path) -> ir.Experiment:
+    """The IR of a checked program; SpecError with every problem found otherwise."""
+    lowering = _Lowering(program, project_root)
+    exp = lowering.experiment()
+    if lowering.diags:
+        raise SpecError(by_place(lowering.diags), program.sources)
+    return exp

@@ -1,0 +1,245 @@
+"""Reading typed values out of the AST, with located diagnostics for wrong types and ranges.
+
+`Options` wraps the `key = value` pairs of one block (or the keyword arguments of one call).
+Lowering asks it for each option it knows, by type; whatever it never asked for is an unknown
+option, reported with the list of valid ones and a "did you mean". So the set of valid options
+is exactly what lowering reads: it cannot drift from the IR.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any
+
+from fleming_dsl.errors import Diagnostic, did_you_mean
+from fleming_dsl.ir import Span
+from fleming_dsl.spec import ast
+
+_MISSING = object()
+
+_DURATION_MIN = {"s": 1 / 60, "m": 1, "h": 60, "d": 24 * 60}
+_SIZE_MB = {"KB": 1 / 1024, "MB": 1, "GB": 1024, "TB": 1024 * 1024}
+
+
+def describe(value: ast.Value) -> str:
+    """What kind of value the user wrote, for 'must be X, got Y' messages."""
+    names = {ast.Str: "a string", ast.Num: "a number", ast.Quantity: "a quantity",
+             ast.Bool: "true/false", ast.Name: "a name", ast.Call: "a call", ast.Index: "an index",
+             ast.ListV: "a list", ast.Range: "a range", ast.Ratio: "a ratio",
+             ast.Compare: "a comparison", ast.Sum: "a sum", ast.Metapath: "a metapath"}
+    return names.get(type(value), type(value).__name__)
+
+
+def value_span(value: ast.Value) -> Span:
+    return value.span
+
+
+class Diagnostics(list):
+    """A list of diagnostics with a shorthand for adding one."""
+
+    def error(self, message: str, span: Span | None, expected: str | None = None,
+              hint: str | None = None) -> None:
+        self.append(Diagnostic(message, span, expected=expected, hint=hint))
+
+
+class Options:
+    """Typed access to one block's options; `finish()` reports the ones nobody asked for."""
+
+    def __init__(self, pairs: Iterable[tuple[ast.Name, ast.Value]], where: str, diags: Diagnostics):
+        self.pairs = list(pairs)
+        self.where = where  # "a stage", "vllm()", ...: used in 'unknown option' messages
+        self.diags = diags
+        self.known: list[str] = []
+        self._seen: dict[str, ast.Name] = {}
+        for key, _ in self.pairs:
+            if key.name in self._seen:
+                diags.error(f"option '{key.name}' is given twice", key.span,
+                            hint=f"first given at line {self._seen[key.name].span.line}")
+            self._seen[key.name] = key
+
+    @classmethod
+    def of_block(cls, block: ast.Block | None, where: str, diags: Diagnostics) -> "Options":
+        items = block.options() if block is not None else ()
+        return cls(((o.key, o.value) for o in items), where, diags)
+
+    @classmethod
+    def of_call(cls, call: ast.Call | None, where: str, diags: Diagnostics) -> "Options":
+        kwargs = call.kwargs if call is not None else ()
+        return cls(((k.key, k.value) for k in kwargs), where, diags)
+
+    def raw(self, key: str) -> ast.Value | None:
+        if key not in self.known:
+            self.known.append(key)
+        return next((v for k, v in reversed(self.pairs) if k.name == key), None)
+
+    def key_span(self, key: str) -> Span | None:
+        return self._seen[key].span if key in self._seen else None
+
+    def get(self, key: str, convert: Callable[[ast.Value, str, Diagnostics], Any],
+            default: Any = None, check: Callable[[Any], str | None] | None = None) -> Any:
+        value = self.raw(key)
+        if value is None:
+            return default
+        out = convert(value, key, self.diags)
+        if out is _MISSING:
+            return default
+        problem = check(out) if check else None
+        if problem:
+            self.diags.error(f"'{key}' must be {problem}, got {_show(out)}", value_span(value))
+            return default
+        return out
+
+    def finish(self) -> None:
+        for key, _ in self.pairs:
+            if key.name not in self.known:
+                valid = sorted(self.known)
+                self.diags.error(f"unknown option '{key.name}' for {self.where}", key.span,
+                                 expected=("one of " + ", ".join(valid)) if valid else "no options here",
+                                 hint=did_you_mean(key.name, valid))
+
+
+def _show(value: Any) -> str:
+    return repr(value) if isinstance(value, str) else str(value)
+
+
+# ---------------------------------------------------------------- converters
+
+
+def _wrong(value: ast.Value, key: str, wanted: str, diags: Diagnostics, hint: str | None = None):
+    diags.error(f"'{key}' must be {wanted}, got {describe(value)}", value_span(value), hint=hint)
+    return _MISSING
+
+
+def to_int(value, key, diags):
+    if isinstance(value, ast.Num) and isinstance(value.value, int):
+        return value.value
+    if isinstance(value, ast.Num) and float(value.value).is_integer():
+        return int(value.value)
+    return _wrong(value, key, "a whole number", diags)
+
+
+def to_float(value, key, diags):
+    if isinstance(value, ast.Num):
+        return float(value.value)
+    return _wrong(value, key, "a number", diags)
+
+
+def to_str(value, key, diags):
+    if isinstance(value, ast.Str):
+        return value.value
+    hint = f'write it in quotes: "{value.name}"' if isinstance(value, ast.Name) else None
+    return _wrong(value, key, "a string", diags, hint)
+
+
+def to_bool(value, key, diags):
+    if isinstance(value, ast.Bool):
+        return value.value
+    return _wrong(value, key, "true or false", diags)
+
+
+def to_name(value, key, diags):
+    if isinstance(value, ast.Name):
+        return value.name
+    return _wrong(value, key, "a name", diags)
+
+
+def one_of(choices: Sequence[str]) -> Callable:
+    """A converter accepting a bare name (or a string) from `choices`."""
+
+    def convert(value, key, diags):
+        word = value.name if isinstance(value, ast.Name) else value.value if isinstance(value, ast.Str) else None
+        if word is None:
+            return _wrong(value, key, "one of " + ", ".join(choices), diags)
+        if word not in choices:
+            diags.error(f"'{key}' must be one of {', '.join(choices)}; got '{word}'", value_span(value),
+                        hint=did_you_mean(word, choices))
+            return _MISSING
+        return word
+
+    return convert
+
+
+def _parse_quantity_text(text: str) -> tuple[float, str] | None:
+    for unit in ("KB", "MB", "GB", "TB", "s", "m", "h", "d"):
+        if text.endswith(unit):
+            try:
+                return float(text[: -len(unit)].replace("_", "")), unit
+            except ValueError:
+                return None
+    return None
+
+
+def _quantity(value: ast.Value) -> tuple[float, str] | None:
+    if isinstance(value, ast.Quantity):
+        return value.amount, value.unit
+    if isinstance(value, ast.Str):
+        return _parse_quantity_text(value.value.strip())
+    return None
+
+
+def to_minutes(value, key, diags):
+    """A duration (30m, 48h, 2d, "48h") -> whole minutes; a bare number is minutes."""
+    if isinstance(value, ast.Num):
+        return int(value.value)
+    q = _quantity(value)
+    if q is None or q[1] not in _DURATION_MIN:
+        return _wrong(value, key, "a duration such as 30m, 48h or 2d", diags)
+    return max(1, round(q[0] * _DURATION_MIN[q[1]]))
+
+
+def to_megabytes(value, key, diags):
+    """A size (512MB, 80GB, "80GB") -> whole MB; a bare number is MB."""
+    if isinstance(value, ast.Num):
+        return int(value.value)
+    q = _quantity(value)
+    if q is None or q[1] not in _SIZE_MB:
+        return _wrong(value, key, "a size such as 512MB or 80GB", diags)
+    return max(1, round(q[0] * _SIZE_MB[q[1]]))
+
+
+def to_seconds(value, key, diags):
+    if isinstance(value, ast.Num):
+        return float(value.value)
+    q = _quantity(value)
+    if q is None or q[1] not in _DURATION_MIN:
+        return _wrong(value, key, "a duration such as 30s or 2m", diags)
+    return q[0] * _DURATION_MIN[q[1]] * 60
+
+
+def list_of(item: Callable) -> Callable:
+    def convert(value, key, diags):
+        if not isinstance(value, ast.ListV):
+            return _wrong(value, key, "a list [...]", diags)
+        out = [item(v, key, diags) for v in value.items]
+        return _MISSING if any(o is _MISSING for o in out) else tuple(out)
+
+    return convert
+
+
+def scalar(value, key, diags):
+    """A plain value for free-form options (reward options, sweep points)."""
+    if isinstance(value, (ast.Str, ast.Num, ast.Bool)):
+        return value.value
+    return _wrong(value, key, "a string, number or true/false", diags)
+
+
+# ---------------------------------------------------------------- range checks (None = fine)
+
+
+def positive(x) -> str | None:
+    return None if x > 0 else "> 0"
+
+
+def non_negative(x) -> str | None:
+    return None if x >= 0 else ">= 0"
+
+
+def at_least(n: int) -> Callable[[Any], str | None]:
+    return lambda x: None if x >= n else f">= {n}"
+
+
+def unit_interval(x) -> str | None:
+    return None if 0 < x <= 1 else "in (0, 1]"
+
+
+MISSING = _MISSING

@@ -1,0 +1,255 @@
+"""The job configs: the contract between the compiler and the job runtime.
+
+The planner (`plan.py`) turns the IR into one `JobConfig` per Snakemake rule; the emitter writes
+each as `generated/<exp>/jobs/<job>.json`; the rule runs `fleming job <kind> --config <file>`;
+`fleming_dsl.runtime.jobs.<kind>` reads it back with `load_job_config`. Paths are relative to the project
+root, which is Snakemake's working directory when jobs run.
+
+Every job writes its declared outputs atomically and, at `meta`, a JSON record of what it did
+(config hash, input hashes, counts, metrics, timings, library versions): see `jobs/common.py`.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated, Literal, Union
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from fleming_dsl.ir import Backend, Lora, Miner, Plateau, TinyArch
+
+
+class Cfg(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class JobBase(Cfg):
+    job: str  # the rule name, unique in the workflow
+    experiment: str
+    seed: int
+    meta: str  # path of the metadata JSON this job writes beside its outputs
+
+
+class DataSource(Cfg):
+    """A file of items and the published format it is in."""
+
+    path: str
+    format: str  # an ir.DatasetFormat, or "items" for the project's own item JSONL
+    name: str = ""
+
+
+class Generator(Cfg):
+    """A model that generates text: where its weights are and how it is run."""
+
+    model: str  # hub id, or a project-relative path to a saved model directory; "" for template
+    backend: Backend
+
+
+# ---------------------------------------------------------------- data jobs
+
+
+class BuildModelJob(JobBase):
+    kind: Literal["build_model"] = "build_model"
+    arch: TinyArch
+    corpus: tuple[str, ...]  # text sources (any project files) the tokenizer is trained on
+    output: str  # model directory (save_pretrained layout)
+
+
+class GraphLoadJob(JobBase):
+    kind: Literal["graph_load"] = "graph_load"
+    format: Literal["primekg", "hetionet", "triples"]
+    paths: tuple[str, ...]
+    output: str  # the compact CSR graph store (.npz)
+
+
+class SampleJob(JobBase):
+    kind: Literal["sample"] = "sample"
+    graph: str  # the .npz store
+    start_type: str | None
+    relations: tuple[str | None, ...]  # metapath relation per hop (None = any), cycled to hops_max
+    node_types: tuple[str | None, ...]  # metapath node type per hop (None = any)
+    hops_min: int
+    hops_max: int
+    weight: Literal["uniform", "inverse_degree"]
+    alpha: float
+    mask: Literal["anchor", "target"] | int
+    distractors: int
+    near_distractors: bool
+    count: int
+    output: str  # JSONL of sampled paths with masked answer and distractors
+
+
+class SynthesizeJob(JobBase):
+    kind: Literal["synthesize"] = "synthesize"
+    samples: str  # JSONL from a sample job
+    prompt: str  # jinja2 template path
+    teacher: Generator
+    cache_dir: str  # teacher-call cache, shared by every job of the experiment
+    output: str  # item JSONL (id, question, options, answer, source, provenance)
+
+
+class DistillJob(JobBase):
+    kind: Literal["distill"] = "distill"
+    sources: tuple[DataSource, ...]
+    prompt: str
+    teacher: Generator
+    refine: tuple[str, ...]
+    max_rounds: int
+    keep: Literal["correct", "all"]
+    cache_dir: str
+    output: str  # item JSONL with `messages` (chat) holding <think>..</think><answer>X</answer>
+
+
+class FormatStep(Cfg):
+    step: Literal["format"] = "format"
+
+
+class VerifyLabelStep(Cfg):
+    step: Literal["verify_label"] = "verify_label"
+    judge: Generator
+    votes: int
+    agree: int
+    on_fail: Literal["drop", "review"]
+
+
+class DedupeStep(Cfg):
+    step: Literal["dedupe"] = "dedupe"
+    method: Literal["exact", "minhash"]
+    threshold: float
+
+
+class DecontaminateStep(Cfg):
+    step: Literal["decontaminate"] = "decontaminate"
+    against: tuple[DataSource, ...]
+    ngram: int
+
+
+class DifficultyStep(Cfg):
+    step: Literal["difficulty"] = "difficulty"
+    method: Literal["pass_rate", "grader"]
+    model: Generator
+    samples: int
+    easy: float
+    moderate: float
+    # Added by the data engineer (optional): the grader's rubric prompt (method = grader).
+    prompt: str = "prompts/grader.j2"
+
+
+FilterStepCfg = Annotated[
+    Union[FormatStep, VerifyLabelStep, DedupeStep, DecontaminateStep, DifficultyStep],
+    Field(discriminator="step"),
+]
+
+
+class FilterJob(JobBase):
+    kind: Literal["filter"] = "filter"
+    source: DataSource
+    steps: tuple[FilterStepCfg, ...]
+    cache_dir: str
+    output: str  # kept items, each with a `difficulty` field when annotated
+    review: str  # items sent to review (label verification failures)
+
+
+# ---------------------------------------------------------------- training jobs
+
+
+class TrainCommon(JobBase):
+    model: str  # hub id or project-relative model directory to start from
+    data: str  # item JSONL
+    buckets: tuple[str, ...] = ()  # keep only items whose `difficulty` is one of these (empty = all)
+    lr: float
+    epochs: float | None
+    max_steps: int | None
+    batch_size: int
+    grad_accum: int
+    warmup_steps: int
+    bf16: bool
+    lora: Lora | None
+    deepspeed_config: str | None  # path of the emitted DeepSpeed JSON
+    accelerate_config: str | None  # path of the emitted accelerate YAML
+    logging_steps: int
+    save_steps: int
+    output: str  # model directory; checkpoints under <output>.ckpt/ while training
+
+
+class SftJob(TrainCommon):
+    kind: Literal["sft"] = "sft"
+    max_length: int
+
+
+class RewardTermCfg(Cfg):
+    name: str
+    function: str  # registered reward function
+    weight: float
+    options: dict[str, str | int | float | bool] = {}
+
+
+class GrpoJob(TrainCommon):
+    kind: Literal["grpo"] = "grpo"
+    rewards: tuple[RewardTermCfg, ...]
+    generations: int
+    beta: float
+    temperature: float
+    max_completion_length: int
+    use_vllm: bool
+    plateau: Plateau | None
+    miner: Miner | None  # miner.pool is resolved to the `data` path; stage-2 mining when set
+    metrics: str  # JSONL of per-step rewards (total, per reward, per bucket)
+
+
+# ---------------------------------------------------------------- evaluation and report
+
+
+class Benchmark(Cfg):
+    name: str
+    path: str
+    format: str
+
+
+class EvalJob(JobBase):
+    kind: Literal["eval"] = "eval"
+    target: str  # the stage or model name being evaluated
+    model: str  # model directory or hub id
+    benchmarks: tuple[Benchmark, ...]
+    samples: int
+    temperature: float
+    max_tokens: int
+    limit: int | None
+    output: str  # results JSON: per benchmark accuracy, CI, format rate, n
+    # Added by the eval engineer (optional, defaults keep older configs valid):
+    backend: Literal["transformers", "vllm"] = "transformers"
+    tensor_parallel: int = 1  # vllm only
+    batch_size: int = 32  # prompts per transformers generate call
+
+
+class ReportJob(JobBase):
+    kind: Literal["report"] = "report"
+    metas: tuple[str, ...]  # every job's meta JSON (counts, filter removals, timings)
+    metrics: tuple[str, ...]  # GRPO per-step metrics JSONL files
+    evals: tuple[str, ...]  # eval results JSON files
+    output: str  # report directory: index.html + report.md + PNG plots
+
+
+JobConfig = Annotated[
+    Union[
+        BuildModelJob, GraphLoadJob, SampleJob, SynthesizeJob, DistillJob, FilterJob, SftJob,
+        GrpoJob, EvalJob, ReportJob,
+    ],
+    Field(discriminator="kind"),
+]
+
+JOB_KINDS = (
+    "build_model", "graph_load", "sample", "synthesize", "distill", "filter", "sft", "grpo",
+    "eval", "report",
+)
+
+
+class _Wrapper(Cfg):
+    config: JobConfig
+
+
+def load_job_config(path: str | Path) -> JobBase:
+    """Read and validate a job config; ValueError (JSON) or pydantic.ValidationError on a bad file."""
+    data = json.loads(Path(path).read_text(encoding="utf-8"))  # JSONDecodeError: line/col of the file
+    return _Wrapper.model_validate({"config": data}).config

@@ -1,0 +1,150 @@
+"""`fleming explain SPEC JOB`: one job's resolved config and the spec lines it came from.
+
+A reviewer who sees a number in `generated/<exp>/jobs/<job>.json` can trace it back: the job's
+own declaration is printed with file:line on every line, then every declaration it names
+(its model, data, rewards, benchmarks), and each config option is marked with the spec line
+that sets it where one does.
+"""
+
+from __future__ import annotations
+
+import argparse
+import difflib
+import json
+import re
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from fleming_dsl.ir import Decl, Experiment, Span
+from fleming_dsl.review.status import strings_in
+
+# Config fields the spec spells differently (config name -> spec keyword).
+_SPEC_KEYWORDS = {"batch_size": "batch", "hops_min": "hops", "hops_max": "hops",
+                  "relations": "path", "node_types": "path", "start_type": "path",
+                  "alpha": "weight", "near_distractors": "distractors", "plateau": "until",
+                  "miner": "mine_hard", "benchmarks": "on", "deepspeed_config": "deepspeed"}
+
+
+class ExplainError(Exception):
+    """An unknown job or unreadable spec; one line for the user."""
+
+
+@dataclass(frozen=True)
+class SpecLine:
+    file: str
+    line: int
+    text: str
+
+    def __str__(self) -> str:
+        return f"{self.file}:{self.line}: {self.text}"
+
+
+def span_lines(span: Span, root: Path = Path(".")) -> list[SpecLine]:
+    """The spec text a span covers, line by line (whole lines, as a reviewer reads them)."""
+    try:
+        text = (root / span.file).read_text(encoding="utf-8").splitlines()
+    except OSError:
+        return []
+    last = max(span.end_line, span.line)
+    return [SpecLine(span.file, n, text[n - 1]) for n in range(span.line, min(last, len(text)) + 1)]
+
+
+def referenced(decl: Decl, exp: Experiment) -> list[Decl]:
+    """The declarations `decl` names (its init model, data, teacher, rewards, benchmarks...)."""
+    decls = exp.declarations()
+    names = dict.fromkeys(s for s in strings_in(decl.model_dump(mode="json", exclude={"name", "span"}))
+                          if s in decls and s != decl.name)
+    return [decls[name] for name in names]
+
+
+def source_decl(exp: Experiment, source: str) -> Decl | None:
+    """The declaration at `file:line` (the planner's source reference of a job)."""
+    for decl in exp.declarations().values():
+        if decl.span is not None and f"{decl.span.file}:{decl.span.line}" == source:
+            return decl
+    return None
+
+
+def option_origins(config: dict[str, Any], lines: list[SpecLine]) -> dict[str, SpecLine]:
+    """For each top-level config option, the first spec line that sets it (`key =` / `key(`)."""
+    origins = {}
+    for key in config:
+        word = _SPEC_KEYWORDS.get(key, key)
+        pattern = re.compile(rf"(?<![\w.]){re.escape(word)}\s*(=|\()")
+        for line in lines:
+            if pattern.search(line.text.split("#", 1)[0]):
+                origins[key] = line
+                break
+    return origins
+
+
+def explain_job(exp: Experiment, job_name: str, out_dir: str | None = None) -> str:
+    """The text `fleming explain` prints for one job of the experiment's workflow."""
+    from fleming_dsl.plan.planner import PlanError, plan
+
+    out_dir = out_dir or f"generated/{exp.name}"
+    try:
+        workflow = plan(exp, out_dir)
+    except PlanError as err:
+        raise ExplainError(str(err)) from None
+    names = [job.name for job in workflow.jobs]
+    if job_name not in names:
+        by_decl = [job.name for job in workflow.jobs
+                   if getattr(source_decl(exp, job.source), "name", None) == job_name]
+        if len(by_decl) != 1:
+            close = difflib.get_close_matches(job_name, names, n=1)
+            hint = f"; did you mean '{close[0]}'?" if close else ""
+            raise ExplainError(f"no job '{job_name}' in experiment '{exp.name}'{hint} "
+                               f"(jobs: {', '.join(names)})")
+        job_name = by_decl[0]
+    job = workflow.job(job_name)
+    config = job.config.model_dump(mode="json")
+    decl = source_decl(exp, job.source)
+    own = span_lines(decl.span) if decl is not None and decl.span is not None else []
+    origins = option_origins(config, own)
+
+    out = [f"job {job.name} ({job.kind}) from {job.source}", f"config: {workflow.config_path(job)}", ""]
+    width = max(len(k) for k in config)
+    for key, value in config.items():
+        shown = json.dumps(value, sort_keys=True)
+        where = f"  <- {origins[key].file}:{origins[key].line}" if key in origins else ""
+        out.append(f"  {key:<{width}} = {shown}{where}")
+    if own:
+        out += ["", "spec:"] + [f"  {line}" for line in own]
+    others = referenced(decl, exp) if decl is not None else []
+    if others:
+        out += ["", "declarations it uses:"]
+        for other in others:
+            lines = span_lines(other.span) if other.span is not None else []
+            out += [f"  {line}" for line in lines] or [f"  {other.kind} {other.name}"]  # type: ignore[attr-defined]
+    return "\n".join(out) + "\n"
+
+
+def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    parser = subparsers.add_parser(
+        "explain", help="one job's resolved config and the spec lines it came from",
+        description="Print the resolved configuration of one job of SPEC's workflow and the spec "
+                    "lines (file:line) each part of it came from.")
+    parser.add_argument("spec", help="the .flm spec")
+    parser.add_argument("job", help="a job name (e.g. grpo_rl1) or the declaration it comes from (rl1)")
+    parser.set_defaults(handler=main)
+    return parser
+
+
+def main(args: argparse.Namespace) -> int:
+    from fleming_dsl.spec.loader import SpecError, load_experiment
+
+    try:
+        if not Path(args.spec).is_file():
+            raise ExplainError(f"{args.spec}: no such spec file")
+        exp = load_experiment(args.spec)
+        sys.stdout.write(explain_job(exp, args.job))
+    except SpecError as err:
+        print(err, file=sys.stderr)
+        return 1
+    except ExplainError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+    return 0

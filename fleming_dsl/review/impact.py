@@ -1,0 +1,177 @@
+"""What a spec edit costs: which jobs change, which are invalidated downstream, and GPU-hours.
+
+Like `terraform plan`: compare the job configs two specs compile to (by content hash), mark
+every job whose config changed or is new, then every job downstream of one of those in the job
+DAG (built from declared inputs and outputs), and add up the GPU-hours declared for them.
+Pure apart from `jobs_of`, which reads the planner's `Plan`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Literal
+
+import networkx as nx
+
+if TYPE_CHECKING:
+    from fleming_dsl.plan.jobconfig import JobBase
+    from fleming_dsl.plan.planner import Plan
+
+Reason = Literal["added", "changed", "invalidated", "removed"]
+
+
+@dataclass(frozen=True)
+class JobView:
+    """What the impact plan needs of one compiled job."""
+
+    name: str
+    kind: str
+    config_sha256: str
+    inputs: tuple[str, ...]
+    outputs: tuple[str, ...]
+    gpu_hours: float = 0.0
+    source: str = ""  # file:line of the declaration it came from
+
+
+@dataclass(frozen=True)
+class JobImpact:
+    name: str
+    kind: str
+    reason: Reason
+    gpu_hours: float
+    after: tuple[str, ...] = ()  # invalidated: the changed upstream jobs it depends on
+    source: str = ""
+
+
+@dataclass(frozen=True)
+class Impact:
+    jobs: tuple[JobImpact, ...]
+    unchanged: int
+
+    @property
+    def rerun(self) -> tuple[JobImpact, ...]:
+        return tuple(j for j in self.jobs if j.reason != "removed")
+
+    @property
+    def gpu_hours(self) -> float:
+        return round(sum(j.gpu_hours for j in self.rerun), 3)
+
+    def count(self, reason: Reason) -> int:
+        return sum(1 for j in self.jobs if j.reason == reason)
+
+
+def gpu_hours(nodes: int, gpus: int, time_min: int) -> float:
+    """GPU-hours a job reserves: nodes x GPUs per node x wall time."""
+    return round(nodes * gpus * time_min / 60.0, 3)
+
+
+def config_sha256(cfg: JobBase) -> str:
+    """A content hash of a job config: equal configs, equal hashes, whatever the key order."""
+    text = json.dumps(cfg.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def jobs_of(plan: Plan) -> list[JobView]:
+    """The planner's jobs as the impact plan sees them."""
+    return [JobView(name=job.name, kind=job.kind, config_sha256=config_sha256(job.config),
+                    inputs=job.inputs, outputs=tuple(o.path for o in job.outputs),
+                    gpu_hours=gpu_hours(job.resources.nodes, job.resources.gpus,
+                                        job.resources.time_min),
+                    source=job.source)
+            for job in plan.jobs]
+
+
+def job_dag(jobs: Iterable[JobView]) -> nx.DiGraph:
+    """Edges from the job that writes a path to every job that reads it."""
+    jobs = list(jobs)
+    writer = {out: job.name for job in jobs for out in job.outputs}
+    dag = nx.DiGraph()
+    dag.add_nodes_from(job.name for job in jobs)
+    for job in jobs:
+        for path in job.inputs:
+            if path in writer and writer[path] != job.name:
+                dag.add_edge(writer[path], job.name)
+    return dag
+
+
+def plan_impact(old: Iterable[JobView], new: Iterable[JobView]) -> Impact:
+    """The jobs of `new` that would re-run given outputs produced by `old`, and why."""
+    before = {j.name: j for j in old}
+    after = {j.name: j for j in new}
+    dag = job_dag(after.values())
+    direct: dict[str, Reason] = {}
+    for name, job in after.items():
+        if name not in before:
+            direct[name] = "added"
+        elif before[name].config_sha256 != job.config_sha256:
+            direct[name] = "changed"
+    impacts: dict[str, JobImpact] = {}
+    order = list(nx.lexicographical_topological_sort(dag))
+    for name in order:
+        job = after[name]
+        if name in direct:
+            impacts[name] = JobImpact(name, job.kind, direct[name], job.gpu_hours, source=job.source)
+            continue
+        upstream = sorted(u for u in nx.ancestors(dag, name) if u in direct)
+        if upstream:
+            impacts[name] = JobImpact(name, job.kind, "invalidated", job.gpu_hours,
+                                      after=tuple(upstream), source=job.source)
+    removed = [JobImpact(name, job.kind, "removed", 0.0, source=job.source)
+               for name, job in sorted(before.items()) if name not in after]
+    ordered = [impacts[name] for name in order if name in impacts] + removed
+    return Impact(jobs=tuple(ordered), unchanged=len(after) - len(impacts))
+
+
+# ---------------------------------------------------------------- rendering
+
+
+def _hours(value: float) -> str:
+    return f"{value:g}"
+
+
+def summary(impact: Impact) -> str:
+    return (f"{len(impact.rerun)} to run ({impact.count('added')} new, {impact.count('changed')} "
+            f"changed, {impact.count('invalidated')} invalidated), {impact.count('removed')} "
+            f"removed, {impact.unchanged} unchanged; {_hours(impact.gpu_hours)} GPU-hours")
+
+
+def _why(job: JobImpact) -> str:
+    if job.reason == "invalidated":
+        return "invalidated by " + ", ".join(job.after)
+    return {"added": "new job", "changed": "config changed", "removed": "no longer in the workflow"}[job.reason]
+
+
+_MARK = {"added": "+", "changed": "~", "invalidated": "!", "removed": "-"}
+
+
+def render_text(impact: Impact) -> str:
+    lines = [f"Plan: {summary(impact)}"]
+    if impact.jobs:
+        lines.append("")
+        width = max(len(j.name) for j in impact.jobs)
+        for job in impact.jobs:
+            hours = f"  {_hours(job.gpu_hours)} GPU-h" if job.gpu_hours else ""
+            lines.append(f"{_MARK[job.reason]} {job.name:<{width}}  {job.kind:<11} {_why(job)}{hours}")
+    return "\n".join(lines) + "\n"
+
+
+def render_json(impact: Impact) -> dict[str, Any]:
+    return {
+        "gpu_hours": impact.gpu_hours,
+        "unchanged": impact.unchanged,
+        "jobs": [{"job": j.name, "kind": j.kind, "reason": j.reason, "after": list(j.after),
+                  "gpu_hours": j.gpu_hours, "source": j.source} for j in impact.jobs],
+    }
+
+
+def render_markdown(impact: Impact) -> str:
+    lines = [f"**Plan**: {summary(impact)}"]
+    if impact.jobs:
+        lines += ["", "| | job | kind | why | GPU-hours |", "|---|---|---|---|---|"]
+        for job in impact.jobs:
+            lines.append(f"| {_MARK[job.reason]} | `{job.name}` | {job.kind} | {_why(job)} | "
+                         f"{_hours(job.gpu_hours)} |")
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,310 @@
+"""Loaders of published medical QA formats: every benchmark row becomes an `items.Item`.
+
+`load_items(path, format)` reads a file as its publishers ship it (JSONL, a JSON list, a JSON
+object keyed by id, or parquet via pyarrow) and maps each row to an item with options A.. and
+the correct letter. A row it cannot use raises `JobError("<file>:<line>: field 'x' ...")`; for
+JSON objects and parquet the "line" is the row's key or 1-based row number.
+
+Formats (field names as published):
+- medqa: question, options {A..}, answer_idx (letter), answer (text).
+- medmcqa: id, question, opa..opd, cop. `cop` is 1-based in the original JSON release and
+  0-based in the common HF parquet/JSONL copies. Detected per file: any cop 0 -> 0-based; any
+  cop 4 -> 1-based; otherwise (only 1..3 seen) by extension: `.json` (the original release)
+  1-based, anything else 0-based.
+- pubmedqa: ori_pqal.json, {PMID: {QUESTION, CONTEXTS, final_decision, LONG_ANSWER, ...}};
+  options A=yes B=no C=maybe; the question shows the contexts then the question.
+- medxpertqa: id, question, options {A..J}, label.
+- mmlu: question, choices (list) or options, answer (index or letter).
+- mmlu_pro: question_id, question, options (list), answer (letter) / answer_index.
+- medbullets: question, opa..ope (or options), answer_idx (letter).
+- careqa: question, op1..op4, cop (1-based), unique_id.
+- jmed, mcq: question, options (dict or list, up to 21 for JMED), answer (letter) / answer_idx.
+- items: the project's own item JSONL. chat: {"messages": [...]} whose user turn is rendered
+  by `items.user_message` (question, blank line, "A. text" lines); the answer comes from an
+  `answer` field or the assistant turn.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+from pydantic import ValidationError
+
+from fleming_dsl.runtime.data.items import LETTERS, Item, extract_choice
+from fleming_dsl.runtime.io import JobError
+
+Row = dict[str, Any]
+FORMATS = ("medqa", "medmcqa", "pubmedqa", "mmlu", "mmlu_pro", "medxpertqa", "medbullets",
+           "careqa", "jmed", "mcq", "items", "chat")
+PUBMEDQA_OPTIONS = {"A": "yes", "B": "no", "C": "maybe"}
+
+
+class RowError(ValueError):
+    """A row a loader cannot use; `load_items` adds the file and line."""
+
+
+# ---------------------------------------------------------------- reading files
+
+
+def _read_rows(path: Path) -> Iterator[tuple[str, Row]]:
+    """(location, row) pairs: JSONL line numbers, JSON list indices, or JSON object keys.
+
+    `.jsonl` is always one row per line. Any other text file is first read as one JSON
+    document: a list holds rows, an object of objects is keyed by id (ori_pqal.json); anything
+    else (MedMCQA's original `.json` files are JSONL) is read line by line.
+    """
+    if path.suffix == ".parquet":
+        import pyarrow.parquet as pq  # installed with `datasets`
+
+        for number, row in enumerate(pq.read_table(path).to_pylist(), 1):
+            yield str(number), row
+        return
+    text = path.read_text(encoding="utf-8")
+    if path.suffix != ".jsonl":
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError:
+            data = None
+        if isinstance(data, list):
+            yield from ((str(n), row) for n, row in enumerate(data, 1))
+            return
+        if isinstance(data, dict) and data and all(isinstance(v, dict) for v in data.values()):
+            yield from ((str(key), row) for key, row in data.items())
+            return
+    for number, line in enumerate(text.splitlines(), 1):
+        if line.strip():
+            try:
+                yield str(number), json.loads(line)
+            except json.JSONDecodeError as err:
+                raise JobError(f"{path}:{number}: not valid JSON ({err.msg})") from None
+
+
+# ---------------------------------------------------------------- field helpers
+
+
+def _field(row: Row, *names: str) -> Any:
+    for name in names:
+        if name in row and row[name] is not None:
+            return row[name]
+    raise RowError(f"field '{names[0]}' is missing")
+
+
+def _text(row: Row, name: str) -> str:
+    value = _field(row, name)
+    if not isinstance(value, str) or not value.strip():
+        raise RowError(f"field '{name}' must be a non-empty string")
+    return value.strip()
+
+
+def _options(value: Any, name: str = "options") -> dict[str, str]:
+    if isinstance(value, dict):
+        options = {str(k).strip(): str(v).strip() for k, v in value.items()}
+        if any(k not in LETTERS or len(k) != 1 for k in options):
+            raise RowError(f"field '{name}' keys must be letters A..Z, got {sorted(options)}")
+        return dict(sorted(options.items()))
+    if isinstance(value, list):
+        if len(value) > len(LETTERS):
+            raise RowError(f"field '{name}' has {len(value)} options, at most {len(LETTERS)}")
+        return {LETTERS[i]: str(v).strip() for i, v in enumerate(value)}
+    raise RowError(f"field '{name}' must be an object of letters or a list")
+
+
+def _lettered(row: Row, keys: list[str]) -> dict[str, str]:
+    """Options from separate columns (opa, opb, ... / op1, op2, ...), present ones only."""
+    options = {}
+    for letter, key in zip(LETTERS, keys):
+        if row.get(key) is not None and str(row[key]).strip():
+            options[letter] = str(row[key]).strip()
+    if len(options) < 2:
+        raise RowError(f"fields '{keys[0]}'..'{keys[-1]}' hold fewer than 2 options")
+    return options
+
+
+def _letter(value: Any, options: dict[str, str], name: str, base: int = 0) -> str:
+    """The answer as a letter, from a letter or an index counted from `base`."""
+    if isinstance(value, bool):
+        raise RowError(f"field '{name}' must be a letter or an index, got {value!r}")
+    if isinstance(value, int) or (isinstance(value, str) and value.strip().isdigit()):
+        index = int(value) - base
+        if not 0 <= index < len(options):
+            raise RowError(f"field '{name}' is {value}, outside the {len(options)} options")
+        return list(options)[index]
+    letter = str(value).strip().strip("()").upper()
+    if letter not in options:
+        raise RowError(f"field '{name}' is {value!r}, not one of the option letters "
+                       f"{''.join(options)}")
+    return letter
+
+
+def _row_id(row: Row, location: str, stem: str, *names: str) -> str:
+    for name in names:
+        if row.get(name) not in (None, ""):
+            return str(row[name])
+    return f"{stem}-{location}"
+
+
+# ---------------------------------------------------------------- per-format row mappers
+
+
+def _medqa(row: Row, loc: str, stem: str) -> Item:
+    options = _options(_field(row, "options"))
+    return Item(id=_row_id(row, loc, stem, "id"), question=_text(row, "question"),
+                options=options, answer=_letter(_field(row, "answer_idx"), options, "answer_idx"),
+                provenance={k: row[k] for k in ("meta_info",) if k in row})
+
+
+def _medmcqa(row: Row, loc: str, stem: str, base: int) -> Item:
+    options = _lettered(row, ["opa", "opb", "opc", "opd"])
+    return Item(id=_row_id(row, loc, stem, "id"), question=_text(row, "question"),
+                options=options, answer=_letter(_field(row, "cop"), options, "cop", base),
+                provenance={k: row[k] for k in ("subject_name", "topic_name") if row.get(k)})
+
+
+def _pubmedqa(row: Row, loc: str, stem: str) -> Item:
+    contexts = _field(row, "CONTEXTS")
+    if not isinstance(contexts, list):
+        raise RowError("field 'CONTEXTS' must be a list of strings")
+    decision = str(_field(row, "final_decision")).strip().lower()
+    letters = {v: k for k, v in PUBMEDQA_OPTIONS.items()}
+    if decision not in letters:
+        raise RowError(f"field 'final_decision' is {decision!r}, expected yes, no or maybe")
+    question = "Context: " + " ".join(str(c).strip() for c in contexts)
+    question += "\nQuestion: " + _text(row, "QUESTION")
+    return Item(id=str(loc), question=question, options=dict(PUBMEDQA_OPTIONS),
+                answer=letters[decision], provenance={"pmid": str(loc)})
+
+
+def _medxpertqa(row: Row, loc: str, stem: str) -> Item:
+    options = _options(_field(row, "options"))
+    return Item(id=_row_id(row, loc, stem, "id"), question=_text(row, "question"),
+                options=options, answer=_letter(_field(row, "label"), options, "label"))
+
+
+def _mmlu(row: Row, loc: str, stem: str) -> Item:
+    options = _options(_field(row, "choices", "options"), "choices")
+    return Item(id=_row_id(row, loc, stem, "id", "question_id"), question=_text(row, "question"),
+                options=options, answer=_letter(_field(row, "answer"), options, "answer"))
+
+
+def _mmlu_pro(row: Row, loc: str, stem: str) -> Item:
+    options = _options(_field(row, "options"))
+    answer = row.get("answer") if row.get("answer") not in (None, "") else row.get("answer_index")
+    if answer is None:
+        raise RowError("field 'answer' is missing")
+    return Item(id=_row_id(row, loc, stem, "question_id", "id"), question=_text(row, "question"),
+                options=options, answer=_letter(answer, options, "answer"),
+                provenance={k: row[k] for k in ("category", "src") if row.get(k)})
+
+
+def _medbullets(row: Row, loc: str, stem: str) -> Item:
+    if "options" in row:
+        options = _options(row["options"])
+    else:
+        options = _lettered(row, ["opa", "opb", "opc", "opd", "ope"])
+    return Item(id=_row_id(row, loc, stem, "id"), question=_text(row, "question"),
+                options=options, answer=_letter(_field(row, "answer_idx"), options, "answer_idx"))
+
+
+def _careqa(row: Row, loc: str, stem: str) -> Item:
+    options = _lettered(row, ["op1", "op2", "op3", "op4", "op5"])
+    return Item(id=_row_id(row, loc, stem, "unique_id", "id"), question=_text(row, "question"),
+                options=options, answer=_letter(_field(row, "cop"), options, "cop", base=1))
+
+
+def _mcq(row: Row, loc: str, stem: str) -> Item:
+    options = _options(_field(row, "options"))
+    answer = row.get("answer") if row.get("answer") not in (None, "") else row.get("answer_idx")
+    if answer is None:
+        raise RowError("field 'answer' is missing")
+    return Item(id=_row_id(row, loc, stem, "id"), question=_text(row, "question"),
+                options=options, answer=_letter(answer, options, "answer"))
+
+
+_OPTION_LINE = re.compile(r"^([A-Z])[.)]\s+(.+)$")
+
+
+def _chat(row: Row, loc: str, stem: str) -> Item:
+    messages = _field(row, "messages")
+    if not isinstance(messages, list) or not all(isinstance(m, dict) for m in messages):
+        raise RowError("field 'messages' must be a list of {role, content} objects")
+    users = [m for m in messages if m.get("role") == "user"]
+    if not users:
+        raise RowError("field 'messages' has no user turn")
+    lines = str(users[-1].get("content", "")).strip().splitlines()
+    options = {}
+    while lines and (match := _OPTION_LINE.match(lines[-1].strip())):
+        options[match.group(1)] = match.group(2).strip()
+        lines.pop()
+    options = dict(sorted(options.items()))
+    if len(options) < 2:
+        raise RowError("field 'messages': the user turn lists fewer than 2 'A. option' lines")
+    assistant = [m for m in messages if m.get("role") == "assistant"]
+    answer = row.get("answer") or (extract_choice(str(assistant[-1].get("content", "")),
+                                                  "".join(options)) if assistant else None)
+    if not answer:
+        raise RowError("field 'answer' is missing and no assistant turn gives one")
+    return Item(id=_row_id(row, loc, stem, "id"), question="\n".join(lines).strip(),
+                options=options, answer=_letter(answer, options, "answer"),
+                messages=[{"role": str(m.get("role")), "content": str(m.get("content"))}
+                          for m in messages])
+
+
+def _items(row: Row, loc: str, stem: str) -> Item:
+    try:
+        item = Item.model_validate(row)
+    except ValidationError as err:
+        first = err.errors()[0]
+        name = ".".join(str(p) for p in first["loc"]) or "row"
+        raise RowError(f"field '{name}' {first['msg'].lower()}") from None
+    # Content problems (answer not among options, duplicates) are the filter's `format` step's
+    # to count and report, so only the shape is checked here.
+    return item
+
+
+MAPPERS: dict[str, Callable[[Row, str, str], Item]] = {
+    "medqa": _medqa, "pubmedqa": _pubmedqa, "medxpertqa": _medxpertqa, "mmlu": _mmlu,
+    "mmlu_pro": _mmlu_pro, "medbullets": _medbullets, "careqa": _careqa, "jmed": _mcq,
+    "mcq": _mcq, "items": _items, "chat": _chat,
+}
+
+
+def medmcqa_base(path: Path, cops: list[Any]) -> int:
+    """0 or 1: how this file counts `cop` (see the module docstring)."""
+    seen = {int(c) for c in cops if isinstance(c, int) or (isinstance(c, str) and c.isdigit())}
+    if 0 in seen:
+        return 0
+    if 4 in seen:
+        return 1
+    return 1 if path.suffix == ".json" else 0
+
+
+def load_items(path: str | Path, format: str) -> list[Item]:
+    """Every row of `path` as an item; `format` is one of FORMATS."""
+    path = Path(path)
+    if format not in FORMATS:
+        raise JobError(f"{path}: unknown dataset format {format!r} (known: {', '.join(FORMATS)})")
+    if not path.is_file():
+        raise JobError(f"{path}: dataset file not found")
+    rows = list(_read_rows(path))
+    stem = path.stem
+    if format == "medmcqa":
+        base = medmcqa_base(path, [r.get("cop") for _, r in rows if isinstance(r, dict)])
+        mapper: Callable[[Row, str, str], Item] = lambda r, loc, s: _medmcqa(r, loc, s, base)
+    else:
+        mapper = MAPPERS[format]
+    items = []
+    for location, row in rows:
+        if not isinstance(row, dict):
+            raise JobError(f"{path}:{location}: row must be a JSON object")
+        try:
+            item = mapper(row, location, stem)
+        except RowError as err:
+            raise JobError(f"{path}:{location}: {err}") from None
+        if not item.source:
+            item.source = stem
+        items.append(item)
+    return items

@@ -1,0 +1,288 @@
+"""Readers for knowledge-graph files as published, each producing a `graphstore.EdgeList`.
+
+- PrimeKG `kg.csv`: columns relation, display_relation, x_index, x_id, x_type, x_name, x_source,
+  y_index, y_id, y_type, y_name, y_source. Both directions are already rows; nodes are keyed by
+  `x_index`/`y_index`.
+- Hetionet: a nodes TSV with header `id name kind`, and an edges SIF/TSV with header
+  `source metaedge target` (`.gz` is fine). Each row becomes two directed edges, as PrimeKG
+  ships them: the reverse keeps the metaedge name, or gets `<metaedge>:rev` when the metaedge is
+  directed (contains `>` or `<`, e.g. `Gr>G`).
+- Typed triples: tab-separated `head  head_type  relation  tail  tail_type`, one fact per line,
+  an optional header line with exactly those names, no quoting. A node is its (type, name) pair;
+  each fact is stored in both directions under the same relation name.
+
+Files are read in chunks with pandas so a PrimeKG-scale file (8M rows) never sits in memory as
+Python strings. Bad input raises a JobError naming file, line and column.
+"""
+
+from __future__ import annotations
+
+import csv
+import re
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+
+from fleming_dsl.runtime.graph.store import EdgeList
+from fleming_dsl.runtime.io import JobError
+
+PRIMEKG_COLUMNS = ("relation", "display_relation", "x_index", "x_id", "x_type", "x_name",
+                   "x_source", "y_index", "y_id", "y_type", "y_name", "y_source")
+HETIONET_NODE_COLUMNS = ("id", "name", "kind")
+HETIONET_EDGE_COLUMNS = ("source", "metaedge", "target")
+TRIPLE_COLUMNS = ("head", "head_type", "relation", "tail", "tail_type")
+CHUNK_ROWS = 1_000_000
+
+
+def _header(path: str, sep: str, quoting: int):
+    import pandas as pd
+
+    try:
+        return list(pd.read_csv(path, sep=sep, nrows=0, quoting=quoting).columns)
+    except FileNotFoundError:
+        raise JobError(f"{path}: file not found") from None
+    except pd.errors.EmptyDataError:
+        raise JobError(f"{path}:1: file is empty (expected a header line)") from None
+
+
+def _check_columns(path: str, found: list[str], expected: tuple[str, ...]) -> None:
+    for column in found:
+        if column not in expected:
+            raise JobError(f"{path}:1: unknown column {column!r} (expected: {', '.join(expected)})")
+    for column in expected:
+        if column not in found:
+            raise JobError(f"{path}:1: column {column!r} is missing")
+
+
+_PARSER_LINE = re.compile(r"Expected (\d+) fields in line (\d+), saw (\d+)")
+
+
+def _chunks(path: str, sep: str, columns: tuple[str, ...], *, header: bool = True,
+            quoting: int = csv.QUOTE_MINIMAL) -> Iterator[tuple[int, "object"]]:
+    """(file line number of the chunk's first row, DataFrame of str) per chunk of rows."""
+    import pandas as pd
+
+    reader = pd.read_csv(path, sep=sep, dtype=str, keep_default_na=False, na_filter=False,
+                         chunksize=CHUNK_ROWS, skip_blank_lines=False, quoting=quoting,
+                         header=0 if header else None, names=None if header else list(columns))
+    bar = None
+    if Path(path).stat().st_size > 50 * 2**20:  # PrimeKG-sized: show progress
+        from tqdm import tqdm
+
+        bar = tqdm(desc=f"read {Path(path).name}", unit=" rows", unit_scale=True)
+    line = 2 if header else 1
+    try:
+        for frame in reader:
+            yield line, frame.fillna("")
+            line += len(frame)
+            if bar is not None:
+                bar.update(len(frame))
+    except pd.errors.ParserError as err:
+        match = _PARSER_LINE.search(str(err))
+        if match:
+            want, at, saw = match.groups()
+            raise JobError(f"{path}:{at}: expected {want} fields, found {saw}") from None
+        raise JobError(f"{path}: cannot parse ({str(err).splitlines()[0]})") from None
+    finally:
+        if bar is not None:
+            bar.close()
+
+
+def _require(path: str, first_line: int, frame, columns: tuple[str, ...]) -> None:
+    """Every listed column of every row is non-empty."""
+    for column in columns:
+        empty = np.flatnonzero(frame[column].to_numpy() == "")
+        if len(empty):
+            raise JobError(f"{path}:{first_line + int(empty[0])}: column {column!r} is empty")
+
+
+def _as_int(path: str, first_line: int, frame, column: str) -> np.ndarray:
+    import pandas as pd
+
+    values = pd.to_numeric(frame[column], errors="coerce").to_numpy()
+    bad = np.flatnonzero(np.isnan(values) | (values < 0) | (values != np.floor(values)))
+    if len(bad):
+        row = int(bad[0])
+        raise JobError(f"{path}:{first_line + row}: column {column!r} must be a non-negative "
+                       f"integer, got {frame[column].iloc[row]!r}")
+    return values.astype(np.int64)
+
+
+class _Vocab:
+    """Strings numbered in first-seen order; `sorted_remap` renumbers them alphabetically."""
+
+    def __init__(self) -> None:
+        self.codes: dict[str, int] = {}
+
+    def encode(self, values) -> np.ndarray:
+        for value in values.unique():
+            self.codes.setdefault(value, len(self.codes))
+        return values.map(self.codes).to_numpy(dtype=np.int64)
+
+    def sorted_remap(self) -> tuple[list[str], np.ndarray]:
+        names = sorted(self.codes)
+        remap = np.empty(len(names), dtype=np.int64)
+        for new, name in enumerate(names):
+            remap[self.codes[name]] = new
+        return names, remap
+
+
+def read_primekg(path: str) -> EdgeList:
+    """PrimeKG `kg.csv` as published (129,375 nodes, 8.1M rows, both directions present)."""
+    import pandas as pd
+
+    _check_columns(path, _header(path, ",", csv.QUOTE_MINIMAL), PRIMEKG_COLUMNS)
+    rels = _Vocab()
+    srcs, dsts, rel_codes, node_frames = [], [], [], []
+    for first, frame in _chunks(path, ",", PRIMEKG_COLUMNS):
+        _require(path, first, frame, ("relation", "x_index", "x_type", "x_name", "y_index",
+                                      "y_type", "y_name"))
+        x = _as_int(path, first, frame, "x_index")
+        y = _as_int(path, first, frame, "y_index")
+        srcs.append(x)
+        dsts.append(y)
+        rel_codes.append(rels.encode(frame["relation"]))
+        for side, index in (("x", x), ("y", y)):
+            first_seen = ~pd.Series(index).duplicated().to_numpy()
+            node_frames.append(pd.DataFrame({
+                "index": index[first_seen],
+                **{c: frame[f"{side}_{c}"].to_numpy()[first_seen]
+                   for c in ("type", "name", "source", "id")}}))
+    if not srcs:
+        raise JobError(f"{path}: no edges (the file has a header but no rows)")
+    nodes = pd.concat(node_frames).drop_duplicates("index").sort_values("index")
+    nodes["id"] = nodes["source"] + ":" + nodes["id"]
+    keys = nodes["index"].to_numpy()
+    type_names = sorted(nodes["type"].unique())
+    node_type = np.searchsorted(np.array(type_names, dtype=object), nodes["type"].to_numpy())
+    rel_names, remap = rels.sorted_remap()
+    return EdgeList(
+        type_names=type_names, rel_names=rel_names, node_type=node_type,
+        names=nodes["name"].tolist(), ids=nodes["id"].tolist(),
+        src=np.searchsorted(keys, np.concatenate(srcs)),
+        dst=np.searchsorted(keys, np.concatenate(dsts)),
+        rel=remap[np.concatenate(rel_codes)])
+
+
+def _both_directions(src: np.ndarray, dst: np.ndarray, rel: np.ndarray, reverse_rel: np.ndarray):
+    return (np.concatenate([src, dst]), np.concatenate([dst, src]),
+            np.concatenate([rel, reverse_rel]))
+
+
+def read_hetionet(nodes_path: str, edges_path: str) -> EdgeList:
+    """Hetionet nodes TSV (`id name kind`) and edges SIF (`source metaedge target`)."""
+    import pandas as pd
+
+    tsv = csv.QUOTE_NONE
+    _check_columns(nodes_path, _header(nodes_path, "\t", tsv), HETIONET_NODE_COLUMNS)
+    frames = []
+    for first, frame in _chunks(nodes_path, "\t", HETIONET_NODE_COLUMNS, quoting=tsv):
+        _require(nodes_path, first, frame, HETIONET_NODE_COLUMNS)
+        frames.append(frame.assign(line=np.arange(first, first + len(frame))))
+    nodes = pd.concat(frames) if frames else pd.DataFrame(columns=[*HETIONET_NODE_COLUMNS, "line"])
+    repeated = nodes["id"].duplicated().to_numpy()
+    if repeated.any():
+        row = nodes.iloc[int(np.flatnonzero(repeated)[0])]
+        raise JobError(f"{nodes_path}:{row['line']}: node id {row['id']!r} appears twice")
+    number = pd.Series(np.arange(len(nodes)), index=nodes["id"].to_numpy())
+
+    _check_columns(edges_path, _header(edges_path, "\t", tsv), HETIONET_EDGE_COLUMNS)
+    rels = _Vocab()
+    srcs, dsts, rel_codes = [], [], []
+    for first, frame in _chunks(edges_path, "\t", HETIONET_EDGE_COLUMNS, quoting=tsv):
+        _require(edges_path, first, frame, HETIONET_EDGE_COLUMNS)
+        ends = []
+        for column in ("source", "target"):
+            found = frame[column].map(number)
+            unknown = np.flatnonzero(found.isna().to_numpy())
+            if len(unknown):
+                row = int(unknown[0])
+                raise JobError(f"{edges_path}:{first + row}: column {column!r}: node "
+                               f"{frame[column].iloc[row]!r} is not in {nodes_path}")
+            ends.append(found.to_numpy(dtype=np.int64))
+        directed = frame["metaedge"].str.contains("[<>]", regex=True)
+        reverse = frame["metaedge"].where(~directed, frame["metaedge"] + ":rev")
+        src, dst, rel = _both_directions(ends[0], ends[1], rels.encode(frame["metaedge"]),
+                                         rels.encode(reverse))
+        srcs.append(src)
+        dsts.append(dst)
+        rel_codes.append(rel)
+    type_names = sorted(nodes["kind"].unique())
+    rel_names, remap = rels.sorted_remap()
+    return EdgeList(
+        type_names=type_names, rel_names=rel_names,
+        node_type=np.searchsorted(np.array(type_names, dtype=object), nodes["kind"].to_numpy()),
+        names=nodes["name"].tolist(), ids=nodes["id"].tolist(),
+        src=np.concatenate(srcs) if srcs else np.zeros(0, np.int64),
+        dst=np.concatenate(dsts) if dsts else np.zeros(0, np.int64),
+        rel=remap[np.concatenate(rel_codes)] if rel_codes else np.zeros(0, np.int64))
+
+
+def _triple_header(path: str) -> bool:
+    """True when the first line is the optional header; a wrong column count is an error."""
+    try:
+        with open(path, encoding="utf-8") as handle:
+            first = handle.readline().rstrip("\n").rstrip("\r")
+    except FileNotFoundError:
+        raise JobError(f"{path}: file not found") from None
+    fields = first.split("\t")
+    if fields[0] == "head":
+        _check_columns(path, fields, TRIPLE_COLUMNS)
+        return True
+    if first and len(fields) != len(TRIPLE_COLUMNS):
+        raise JobError(f"{path}:1: expected {len(TRIPLE_COLUMNS)} tab-separated fields "
+                       f"(head, head_type, relation, tail, tail_type), found {len(fields)}")
+    return False
+
+
+def read_triples(paths: list[str] | tuple[str, ...]) -> EdgeList:
+    """Typed triples TSV files: `head  head_type  relation  tail  tail_type` per line."""
+    import pandas as pd
+
+    heads, tails, relations = [], [], []
+    for path in paths:
+        header = _triple_header(path)
+        for first, frame in _chunks(path, "\t", TRIPLE_COLUMNS, header=header,
+                                    quoting=csv.QUOTE_NONE):
+            _require(path, first, frame, TRIPLE_COLUMNS)
+            heads.append(frame[["head_type", "head"]].to_numpy())
+            tails.append(frame[["tail_type", "tail"]].to_numpy())
+            relations.append(frame["relation"])
+    if not heads:
+        raise JobError(f"{paths[0]}: no triples")
+    ends = np.concatenate(heads + tails)
+    keys = pd.Series(ends[:, 0]) + "\x1f" + pd.Series(ends[:, 1])
+    codes, uniques = pd.factorize(keys, sort=True)
+    node_type_names = [key.split("\x1f", 1)[0] for key in uniques]
+    type_names = sorted(set(node_type_names))
+    half = len(codes) // 2
+    rels = _Vocab()
+    rel = rels.encode(pd.concat(relations, ignore_index=True))
+    rel_names, remap = rels.sorted_remap()
+    src, dst, rel = _both_directions(codes[:half], codes[half:], remap[rel], remap[rel])
+    names = [key.split("\x1f", 1)[1] for key in uniques]
+    return EdgeList(
+        type_names=type_names, rel_names=rel_names,
+        node_type=np.searchsorted(np.array(type_names, dtype=object),
+                                  np.array(node_type_names, dtype=object)),
+        names=names, ids=names, src=src, dst=dst, rel=rel)
+
+
+def read_graph(format: str, paths: tuple[str, ...] | list[str]) -> EdgeList:
+    """Dispatch on the declared format; the number of paths is checked here."""
+    paths = [str(Path(p)) for p in paths]
+    if format == "primekg":
+        if len(paths) != 1:
+            raise JobError(f"field 'paths': primekg takes one kg.csv, got {len(paths)} paths")
+        return read_primekg(paths[0])
+    if format == "hetionet":
+        if len(paths) != 2:
+            raise JobError(f"field 'paths': hetionet takes a nodes TSV and an edges SIF, "
+                           f"got {len(paths)} paths")
+        return read_hetionet(paths[0], paths[1])
+    if format == "triples":
+        if not paths:
+            raise JobError("field 'paths': triples takes at least one TSV file")
+        return read_triples(paths)
+    raise JobError(f"field 'format': unknown graph format {format!r}")

@@ -1,0 +1,161 @@
+"""distill: chain-of-thought cold-start data from a teacher, with iterative refinement.
+
+For every item of the sources the teacher, given the question and the verified answer, writes a
+short rationale ending in `<answer>X</answer>`. An attempt whose letter differs from the label
+(or has none) is refined: round r > 1 sends a new prompt with the previous attempt and the
+instruction of strategy `refine[(r - 2) % len(refine)]` (backtrack, explore, self_correct).
+`max_rounds` counts all attempts, the first included, so `max_rounds = 1` means no refinement.
+With `keep = correct` only trajectories ending on the label are written; with `keep = all` an
+unsolved item keeps its last parseable attempt. Output items carry
+`messages = prompt_messages(item) + [assistant: <think>reasoning</think><answer>X</answer>]`.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any
+
+from fleming_dsl.plan.jobconfig import DistillJob
+from fleming_dsl.runtime.data.formats import load_items
+from fleming_dsl.runtime.data.items import (
+    Item,
+    completion_text,
+    extract_choice,
+    prompt_messages,
+)
+from fleming_dsl.runtime.io import JobContext, JobError, write_jsonl
+from fleming_dsl.runtime.prompting import PromptError, render
+from fleming_dsl.runtime.teachers import Request, TeacherError, make_teacher
+from fleming_dsl.runtime.teachers.protocol import complete_batched
+from fleming_dsl.runtime.teachers.verbalise import path_facts
+
+SYSTEM = "You are an expert physician who explains the answers to medical exam questions."
+MALFORMED_EXAMPLES = 20
+_THINK = re.compile(r"<think>(.*?)</think>", re.DOTALL)
+_ANSWER_TAG = re.compile(r"<answer>.*?</answer>", re.DOTALL)
+
+
+def inputs(cfg: DistillJob) -> list[str]:
+    return [source.path for source in cfg.sources] + [cfg.prompt]
+
+
+@dataclass
+class Attempt:
+    letter: str | None
+    reasoning: str
+    text: str
+
+
+@dataclass
+class Trajectory:
+    item: Item
+    attempts: list[Attempt] = field(default_factory=list)
+
+    @property
+    def solved(self) -> bool:
+        return bool(self.attempts) and self.attempts[-1].letter == self.item.answer
+
+
+def parse_attempt(text: str, letters: str) -> Attempt:
+    """The committed letter and the reasoning (the <think> body, else the text without tags)."""
+    letter = extract_choice(text, letters)
+    think = _THINK.findall(text)
+    reasoning = think[-1] if think else _ANSWER_TAG.sub("", text)
+    return Attempt(letter=letter, reasoning=reasoning.strip(), text=text)
+
+
+def strategy_for(round_number: int, refine: tuple[str, ...]) -> str | None:
+    return None if round_number == 1 else refine[(round_number - 2) % len(refine)]
+
+
+def build_request(cfg: DistillJob, trajectory: Trajectory, round_number: int) -> Request:
+    item = trajectory.item
+    provenance = item.provenance or {}
+    facts = path_facts(provenance)["all_facts"] if provenance.get("path") else []
+    strategy = strategy_for(round_number, cfg.refine)
+    previous = trajectory.attempts[-1].text if trajectory.attempts else ""
+    user = render(cfg.prompt, question=item.question, options=item.options, answer=item.answer,
+                  answer_text=item.options[item.answer], facts=facts, strategy=strategy,
+                  previous=previous)
+    return Request(task="reason",
+                   messages=({"role": "system", "content": SYSTEM},
+                             {"role": "user", "content": user}),
+                   context={"item": item.model_dump(exclude_none=True), "round": round_number,
+                            "strategy": strategy})
+
+
+def load_sources(cfg: DistillJob) -> list[Item]:
+    items: list[Item] = []
+    for source in cfg.sources:
+        loaded = load_items(source.path, source.format)
+        for item in loaded:
+            item.source = source.name or item.source
+        items += loaded
+    return items
+
+
+def refine_all(cfg: DistillJob, trajectories: list[Trajectory], teacher: Any,
+               malformed: list[dict[str, Any]]) -> Counter:
+    """Run the rounds; returns how many trajectories were solved in each round."""
+    solved_in: Counter = Counter()
+    pending = trajectories
+    rounds = cfg.max_rounds if cfg.refine else 1
+    for round_number in range(1, rounds + 1):
+        if not pending:
+            break
+        requests = [build_request(cfg, t, round_number) for t in pending]
+        responses = complete_batched(teacher, requests, f"distill round {round_number}")
+        still = []
+        for trajectory, response in zip(pending, responses):
+            text = response.texts[0] if response.texts else ""
+            attempt = parse_attempt(text, "".join(trajectory.item.options))
+            if attempt.letter is None or not attempt.reasoning:
+                malformed.append({"id": trajectory.item.id, "round": round_number,
+                                  "problem": "no answer letter" if attempt.letter is None
+                                  else "empty reasoning", "text": text[:200]})
+            trajectory.attempts.append(attempt)
+            if trajectory.solved and attempt.reasoning:
+                solved_in[str(round_number)] += 1
+            else:
+                still.append(trajectory)
+        pending = still
+    solved_in["unsolved"] = len(pending)
+    return solved_in
+
+
+def final_item(trajectory: Trajectory, keep: str) -> Item | None:
+    usable = [a for a in trajectory.attempts if a.letter and a.reasoning]
+    if not usable:
+        return None
+    last = usable[-1]
+    if last.letter != trajectory.item.answer and keep == "correct":
+        return None
+    item = trajectory.item.model_copy(deep=True)
+    item.messages = prompt_messages(item) + [
+        {"role": "assistant", "content": completion_text(last.reasoning, last.letter)}]
+    item.provenance = {**item.provenance, "distill_rounds": len(trajectory.attempts),
+                       "distill_correct": last.letter == item.answer}
+    return item
+
+
+def run(cfg: DistillJob, ctx: JobContext) -> None:
+    if cfg.max_rounds < 1:
+        raise JobError(f"{cfg.job}: field 'max_rounds' must be >= 1, got {cfg.max_rounds}")
+    with ctx.timed("load"):
+        items = load_sources(cfg)
+    teacher = make_teacher(cfg.teacher, cfg.cache_dir, cfg.seed)
+    trajectories = [Trajectory(item) for item in items]
+    malformed: list[dict[str, Any]] = []
+    try:
+        with ctx.timed("teacher"):
+            rounds = refine_all(cfg, trajectories, teacher, malformed)
+    except (PromptError, TeacherError) as err:
+        raise JobError(str(err)) from None
+    kept = [item for t in trajectories if (item := final_item(t, cfg.keep)) is not None]
+    write_jsonl(cfg.output, (item.model_dump(exclude_none=True) for item in kept))
+    ctx.counts.update({"input": len(items), "output": len(kept), "malformed": len(malformed),
+                       **teacher.counts(), "rounds": dict(sorted(rounds.items())),
+                       "by_source": dict(sorted(Counter(i.source for i in kept).items()))})
+    ctx.metrics["malformed_examples"] = malformed[:MALFORMED_EXAMPLES]

@@ -1,0 +1,191 @@
+"""The eval job: a model on the declared benchmarks, accuracy with a 95% interval per benchmark.
+
+Each benchmark is read from its published file format (`formats.load_items`), every item is put
+to the model exactly as training puts it (`items.prompt_messages`), completions are read back
+with `items.extract_choice` (restricted to the item's own option letters) and checked for the
+trained shape with `items.is_well_formed`.
+
+Results (`cfg.output`):
+    {"target", "model", "samples", "temperature", "max_tokens", "limit", "predictions",
+     "benchmarks": {name: {"n", "samples", "correct", "accuracy", "ci95": [lo, hi],
+                           "format_rate", "extracted_rate", "by_difficulty"?}},
+     "format_rate", "accuracy_mean"}
+- `n` counts items; `correct` counts correct (item, sample) pairs; accuracy = correct /
+  (n * samples), i.e. with samples > 1 the mean over samples of each item's accuracy.
+- `ci95` is Wilson's interval at that accuracy over n items (samples of one item are correlated,
+  so they are not counted as separate trials).
+- `format_rate` at the top is over every completion of every benchmark; `accuracy_mean` is the
+  unweighted mean over benchmarks, the "average" column of the paper's tables.
+Every completion goes, one row per (item, sample), to `<output>.predictions.jsonl` for audit.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from pydantic import ValidationError
+
+from fleming_dsl.plan.jobconfig import Benchmark, EvalJob
+from fleming_dsl.runtime.data.items import (
+    Item,
+    extract_choice,
+    is_well_formed,
+    prompt_messages,
+)
+from fleming_dsl.runtime.io import (
+    JobContext,
+    JobError,
+    read_jsonl,
+    write_json,
+    write_jsonl,
+)
+from fleming_dsl.runtime.reporting.stats import proportion, wilson_interval
+
+
+def predictions_path(output: str | Path) -> Path:
+    output = Path(output)
+    return output.with_name(output.name + ".predictions.jsonl")
+
+
+def inputs(cfg: EvalJob) -> list[str]:
+    local_model = [cfg.model] if Path(cfg.model).exists() else []
+    return local_model + [bench.path for bench in cfg.benchmarks]
+
+
+# ---------------------------------------------------------------- loading
+
+
+def _read_item_jsonl(path: str) -> list[Item]:
+    items = []
+    for number, row in enumerate(read_jsonl(path), 1):
+        try:
+            items.append(Item.model_validate(row))
+        except ValidationError as err:
+            first = err.errors()[0]
+            field = ".".join(str(part) for part in first["loc"]) or "(row)"
+            raise JobError(f"{path}:{number}: field '{field}': {first['msg']}") from None
+    return items
+
+
+def load_benchmark(bench: Benchmark, index: int) -> list[Item]:
+    """The items of one benchmark; a missing or unusable file is a JobError naming it."""
+    if not Path(bench.path).is_file():
+        raise JobError(f"{bench.path}: benchmark file not found "
+                       f"(field 'benchmarks[{index}].path', benchmark '{bench.name}')")
+    try:
+        from fleming_dsl.runtime.data.formats import load_items
+    except ImportError:  # the published-format loaders are optional until they land
+        load_items = None
+    if load_items is not None:
+        items = load_items(bench.path, bench.format)
+    elif bench.format == "items":
+        items = _read_item_jsonl(bench.path)
+    else:
+        raise JobError(f"{bench.path}: format '{bench.format}' needs fleming_dsl.runtime.data.formats "
+                       f"(field 'benchmarks[{index}].format')")
+    if not items:
+        raise JobError(f"{bench.path}: benchmark '{bench.name}' has no items")
+    return list(items)
+
+
+# ---------------------------------------------------------------- scoring (pure)
+
+
+def score_item(benchmark: str, item: Item, completions: list[str]) -> list[dict[str, Any]]:
+    """One prediction row per sampled completion of one item."""
+    valid = "".join(item.options)
+    rows = []
+    for sample, text in enumerate(completions):
+        extracted = extract_choice(text, valid)
+        rows.append({
+            "benchmark": benchmark, "id": item.id, "sample": sample, "answer": item.answer,
+            "extracted": extracted, "correct": extracted == item.answer,
+            "well_formed": is_well_formed(text), "difficulty": item.difficulty,
+            "completion": text,
+        })
+    return rows
+
+
+def summarise(rows: list[dict[str, Any]], n_items: int, samples: int) -> dict[str, Any]:
+    """Accuracy, Wilson 95% interval, format and extraction rates of one benchmark's rows."""
+    total = len(rows)
+    correct = sum(row["correct"] for row in rows)
+    accuracy = proportion(correct, total)
+    lo, hi = wilson_interval(accuracy, n_items)
+    summary: dict[str, Any] = {
+        "n": n_items, "samples": samples, "correct": correct, "accuracy": accuracy,
+        "ci95": [lo, hi],
+        "format_rate": proportion(sum(row["well_formed"] for row in rows), total),
+        "extracted_rate": proportion(sum(row["extracted"] is not None for row in rows), total),
+    }
+    buckets = sorted({row["difficulty"] for row in rows if row["difficulty"]})
+    if buckets:
+        summary["by_difficulty"] = {}
+        for bucket in buckets:
+            picked = [row for row in rows if row["difficulty"] == bucket]
+            summary["by_difficulty"][bucket] = {
+                "n": len(picked) // samples,
+                "accuracy": proportion(sum(row["correct"] for row in picked), len(picked)),
+            }
+    return summary
+
+
+def overall(per_benchmark: dict[str, dict[str, Any]], rows: list[dict[str, Any]]) -> dict[str, Any]:
+    accuracies = [summary["accuracy"] for summary in per_benchmark.values()]
+    return {
+        "format_rate": proportion(sum(row["well_formed"] for row in rows), len(rows)),
+        "accuracy_mean": proportion(sum(accuracies), len(accuracies)),
+    }
+
+
+# ---------------------------------------------------------------- the job
+
+
+def _generate(cfg: EvalJob, items: list[Item]) -> list[list[str]]:
+    from fleming_dsl.runtime.generation import GenerationError, generate_chat
+
+    try:
+        return generate_chat(
+            cfg.model, [prompt_messages(item) for item in items], n=cfg.samples,
+            temperature=cfg.temperature, max_new_tokens=cfg.max_tokens, seed=cfg.seed,
+            batch_size=cfg.batch_size, backend=cfg.backend, tensor_parallel=cfg.tensor_parallel)
+    except GenerationError as err:
+        raise JobError(f"{cfg.job}: {err}") from None
+    except OSError as err:  # transformers: no such directory or hub id
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise JobError(f"{cfg.model}: cannot load model (field 'model'): {first}") from None
+
+
+def run(cfg: EvalJob, ctx: JobContext) -> None:
+    with ctx.timed("load"):
+        benchmarks = {}
+        for index, bench in enumerate(cfg.benchmarks):
+            items = load_benchmark(bench, index)
+            benchmarks[bench.name] = items[:cfg.limit] if cfg.limit is not None else items
+
+    per_benchmark: dict[str, dict[str, Any]] = {}
+    all_rows: list[dict[str, Any]] = []
+    for name, items in benchmarks.items():
+        with ctx.timed("generate"):
+            completions = _generate(cfg, items)
+        rows = [row for item, texts in zip(items, completions, strict=True)
+                for row in score_item(name, item, texts)]
+        per_benchmark[name] = summarise(rows, len(items), cfg.samples)
+        all_rows += rows
+
+    results = {
+        "target": cfg.target, "model": cfg.model, "samples": cfg.samples,
+        "temperature": cfg.temperature, "max_tokens": cfg.max_tokens, "limit": cfg.limit,
+        "predictions": predictions_path(cfg.output).name,
+        "benchmarks": per_benchmark, **overall(per_benchmark, all_rows),
+    }
+    write_jsonl(predictions_path(cfg.output), all_rows)
+    write_json(cfg.output, results)
+
+    ctx.counts.update(items={name: len(items) for name, items in benchmarks.items()},
+                      completions=len(all_rows),
+                      extracted=sum(row["extracted"] is not None for row in all_rows),
+                      well_formed=sum(row["well_formed"] for row in all_rows))
+    ctx.metrics.update(accuracy={name: s["accuracy"] for name, s in per_benchmark.items()},
+                       accuracy_mean=results["accuracy_mean"], format_rate=results["format_rate"])

@@ -1,0 +1,320 @@
+"""grpo: TRL GRPOTrainer with verifiable rewards, plateau stop, and stage-2 hard-sample mining.
+
+Prompts are `items.prompt_messages(item)` (conversational); each reward term of the spec is one
+TRL reward function with its weight in `reward_weights`. A recorder wraps the terms so every step
+writes one metrics row: total and per-term mean reward and the mean total per difficulty bucket.
+
+With `cfg.miner` set, training runs in rounds of `refresh` steps: before each round the pool's
+pass rates are re-estimated under the current policy (real sampled rollouts) and the round trains
+on failures mixed with solved items at the declared ratio. Each round is a fresh GRPOTrainer
+continuing from the previous round's weights (the optimizer restarts per round); the metrics
+step counter and `max_steps` are global across rounds.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import logging
+import math
+import os
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from fleming_dsl.plan.jobconfig import GrpoJob
+from fleming_dsl.runtime.data import items
+from fleming_dsl.runtime.io import JobContext, JobError, read_jsonl, write_jsonl
+from fleming_dsl.runtime.train import mining, rewards
+from fleming_dsl.runtime.train import trainer_args as training
+
+log = logging.getLogger("fleming.grpo")
+
+
+def inputs(cfg: GrpoJob) -> list[str]:
+    return [cfg.data]
+
+
+# ---------------------------------------------------------------- metrics and stop conditions
+
+
+@dataclass
+class RewardRecorder:
+    """Sees every reward call (per-sample values and each sample's bucket) between two steps."""
+
+    terms: Sequence[rewards.RewardTerm]
+    values: dict[str, list[float]] = field(default_factory=lambda: defaultdict(list))
+    buckets: dict[str, list[str]] = field(default_factory=lambda: defaultdict(list))
+
+    def wrap(self, term: rewards.RewardTerm):
+        def reward(prompts, completions, **kwargs):
+            out = [float(v) for v in term.fn(prompts, completions, **kwargs)]
+            self.values[term.name].extend(out)
+            self.buckets[term.name].extend(str(d or "") for d in kwargs.get("difficulty") or [""] * len(out))
+            return out
+
+        reward.__name__ = term.name  # TRL logs each function as rewards/<__name__>
+        return reward
+
+    def flush(self) -> dict[str, float] | None:
+        """Mean total, per-term and per-bucket reward of the samples since the last flush."""
+        if not self.values or any(not self.values[t.name] for t in self.terms):
+            return None
+        per_term = {t.name: self.values[t.name] for t in self.terms}
+        totals = rewards.weighted_total(per_term, self.terms)
+        row = {"reward": _mean(totals)}
+        row.update({f"rewards/{name}": _mean(v) for name, v in per_term.items()})
+        by_bucket: dict[str, list[float]] = defaultdict(list)
+        for bucket, total in zip(self.buckets[self.terms[0].name], totals):
+            if bucket:
+                by_bucket[bucket].append(total)
+        row.update({f"bucket/{b}": _mean(v) for b, v in sorted(by_bucket.items())})
+        self.values.clear()
+        self.buckets.clear()
+        return row
+
+
+def _mean(values: Sequence[float]) -> float:
+    return round(sum(values) / len(values), 6) if values else 0.0
+
+
+class PlateauTracker:
+    """Stop when `metric` has not improved on its best by more than `min_delta` for `patience` steps."""
+
+    def __init__(self, patience: int, min_delta: float) -> None:
+        self.patience, self.min_delta = patience, min_delta
+        self.best: float | None = None
+        self.stale = 0
+
+    def update(self, value: float) -> bool:
+        if self.best is None or value > self.best + self.min_delta:
+            self.best, self.stale = value, 0
+        else:
+            self.stale += 1
+        return self.stale >= self.patience
+
+
+def plateau_metric(cfg: GrpoJob) -> str | None:
+    """The metrics-row key the plateau watches ("reward", or a term as `rewards/<name>`)."""
+    if cfg.plateau is None:
+        return None
+    names = [t.name for t in cfg.rewards]
+    metric = cfg.plateau.metric
+    if metric in names:
+        metric = f"rewards/{metric}"
+    allowed = ["reward", *(f"rewards/{n}" for n in names), "bucket/easy", "bucket/moderate", "bucket/hard"]
+    if metric not in allowed:
+        raise JobError(f"field 'plateau.metric': unknown metric {cfg.plateau.metric!r}; "
+                       f"one of {', '.join(allowed)}")
+    return metric
+
+
+@dataclass
+class StepLog:
+    """The metrics rows of the whole job (all rounds) and the plateau state across them."""
+
+    stage: str
+    metric: str | None
+    tracker: PlateauTracker | None
+    rows: list[dict[str, Any]] = field(default_factory=list)
+    offset: int = 0  # steps done by earlier rounds
+    extra: dict[str, Any] = field(default_factory=dict)  # round info for the next row
+    plateaued: bool = False
+    path: str | None = None  # rewritten (atomically) after every step, so a killed job keeps its rows
+
+    def add(self, step: int, values: dict[str, float]) -> bool:
+        """Record one step's row; True when the plateau says stop."""
+        row = {"stage": self.stage, "step": self.offset + step, **values, **self.extra}
+        self.extra = {k: v for k, v in self.extra.items() if k == "round"}  # re-estimates once
+        self.rows.append(row)
+        if self.path:
+            write_jsonl(self.path, self.rows)
+        log.info("step %d reward %.4f", row["step"], row["reward"])
+        if self.tracker and self.metric in row:
+            self.plateaued = self.tracker.update(row[self.metric])
+        return self.plateaued
+
+
+def _step_callback(recorder: RewardRecorder, steps: StepLog):
+    from transformers import TrainerCallback
+
+    class StepMetrics(TrainerCallback):
+        def on_step_end(self, args, state, control, **kwargs):
+            values = recorder.flush()
+            if values is not None and steps.add(state.global_step, values):
+                log.info("plateau of %s at step %d: stopping", steps.metric, steps.offset + state.global_step)
+                control.should_training_stop = True
+            return control
+
+    return StepMetrics()
+
+
+# ---------------------------------------------------------------- trainer construction
+
+
+def vllm_args(cfg: GrpoJob, *, cuda: bool, vllm_installed: bool) -> dict[str, Any]:
+    """Colocated vLLM rollouts only where a GPU and vllm are present; plain generate otherwise."""
+    if not cfg.use_vllm:
+        return {"use_vllm": False}
+    if cuda and vllm_installed:
+        return {"use_vllm": True, "vllm_mode": "colocate"}
+    log.warning("%s: use_vllm requested but %s; generating with transformers", cfg.job,
+                "vllm is not installed" if cuda else "no CUDA device")
+    return {"use_vllm": False}
+
+
+def grpo_config_kwargs(cfg: GrpoJob, *, cuda: bool, bf16_ok: bool, vllm_installed: bool,
+                       max_steps: int | None = None, output_dir: str | None = None) -> dict[str, Any]:
+    if (cfg.batch_size * cfg.grad_accum) % cfg.generations:
+        raise JobError(f"field 'batch_size': batch_size x grad_accum ({cfg.batch_size * cfg.grad_accum}) "
+                       f"must be a multiple of generations ({cfg.generations})")
+    kwargs = {
+        **training.common_args(cfg, cuda=cuda, bf16_ok=bf16_ok),
+        "num_generations": cfg.generations,
+        "max_completion_length": cfg.max_completion_length,
+        "temperature": cfg.temperature,
+        "beta": cfg.beta,
+        "reward_weights": [t.weight for t in cfg.rewards],
+        **vllm_args(cfg, cuda=cuda, vllm_installed=vllm_installed),
+    }
+    if max_steps is not None:
+        kwargs["max_steps"] = max_steps
+    if output_dir is not None:
+        kwargs["output_dir"] = output_dir
+    return kwargs
+
+
+def prompt_rows(pool: Sequence[items.Item]) -> list[dict[str, Any]]:
+    return [{"prompt": items.prompt_messages(item), "answer": item.answer,
+             "difficulty": item.difficulty or "", "id": item.id} for item in pool]
+
+
+@dataclass
+class Setup:
+    """What every round of the job shares."""
+
+    cfg: GrpoJob
+    tokenizer: Any
+    funcs: list
+    recorder: RewardRecorder
+    steps: StepLog
+    env: dict[str, bool]
+
+
+def _train(setup: Setup, model, pool: Sequence[items.Item], *, max_steps: int | None = None,
+           output_dir: str | None = None, resume: str | None = None):
+    from datasets import Dataset
+    from trl import GRPOConfig, GRPOTrainer
+
+    args = GRPOConfig(**grpo_config_kwargs(setup.cfg, **setup.env, max_steps=max_steps, output_dir=output_dir))
+    trainer = GRPOTrainer(
+        model=model, reward_funcs=setup.funcs, args=args, train_dataset=Dataset.from_list(prompt_rows(pool)),
+        processing_class=setup.tokenizer, peft_config=training.lora_config(setup.cfg),
+        callbacks=[_step_callback(setup.recorder, setup.steps)],
+    )
+    trainer.train(resume_from_checkpoint=resume)
+    return trainer
+
+
+def _plain_model(trainer):
+    """The trained policy as a plain model (LoRA merged) to start the next round from."""
+    model = trainer.accelerator.unwrap_model(trainer.model)
+    return model.merge_and_unload() if hasattr(model, "merge_and_unload") else model
+
+
+# ---------------------------------------------------------------- the job
+
+
+def rows_before(path: str, step: int) -> list[dict[str, Any]]:
+    """Metrics rows a killed run wrote up to the checkpoint it is resumed from."""
+    if not os.path.isfile(path):
+        return []
+    return [row for row in read_jsonl(path) if row.get("step", 0) <= step]
+
+
+
+def _run_mining(setup: Setup, pool: list[items.Item], ctx: JobContext):
+    cfg, miner = setup.cfg, setup.cfg.miner
+    if cfg.max_steps is None:
+        raise JobError("field 'max_steps': stage-2 mining needs max_steps (rounds of miner.refresh steps)")
+    if miner.refresh <= 0 or miner.samples <= 0:
+        raise JobError("field 'miner': refresh and samples must be positive")
+    by_id = {item.id: item for item in pool}
+    difficulty = {item.id: item.difficulty for item in pool}
+    model: Any = training.model_path(cfg)
+    rounds = []
+    for number in range(math.ceil(cfg.max_steps / miner.refresh)):
+        if setup.steps.plateaued or setup.steps.offset >= cfg.max_steps:
+            break
+        if isinstance(model, str):
+            from transformers import AutoModelForCausalLM
+
+            model = AutoModelForCausalLM.from_pretrained(model)
+        with ctx.timed("mining"):
+            rates = mining.estimate_pass_rates(
+                model, setup.tokenizer, pool, samples=miner.samples, temperature=cfg.temperature,
+                max_new_tokens=cfg.max_completion_length, seed=cfg.seed + number)
+        steps = min(miner.refresh, cfg.max_steps - setup.steps.offset)
+        want = mining.prompts_per_round(steps, cfg.batch_size, cfg.grad_accum, cfg.generations)
+        mix = mining.select_mix(rates, difficulty, total=min(want, len(pool)), pass_below=miner.pass_below,
+                                solved_ratio=miner.solved_ratio, failed_ratio=miner.failed_ratio,
+                                seed=cfg.seed + number)
+        pool_pass = round(sum(rates.values()) / len(rates), 6)
+        log.info("round %d: pool pass rate %.3f, mined %d failed + %d solved", number, pool_pass,
+                 mix.failed, mix.solved)
+        setup.steps.extra = {"round": number, "pool_pass_rate": pool_pass,
+                             "mined": {"failed": mix.failed, "solved": mix.solved}}
+        rounds.append({"round": number, "pool_pass_rate": pool_pass, "failed": mix.failed,
+                       "solved": mix.solved})
+        with ctx.timed("train"):
+            trainer = _train(setup, model, [by_id[i] for i in mix.ids], max_steps=steps,
+                             output_dir=f"{training.checkpoint_dir(cfg)}/round-{number}")
+        setup.steps.offset += trainer.state.global_step
+        model = _plain_model(trainer)
+    return model, rounds
+
+
+def run(cfg: GrpoJob, ctx: JobContext) -> None:
+    from transformers import AutoTokenizer
+
+    pool = training.load_items(cfg.data, cfg.buckets)
+    terms = rewards.build_terms(cfg.rewards)
+    recorder = RewardRecorder(terms)
+    metric = plateau_metric(cfg)
+    tracker = PlateauTracker(cfg.plateau.patience, cfg.plateau.min_delta) if cfg.plateau else None
+    setup = Setup(
+        cfg=cfg, tokenizer=AutoTokenizer.from_pretrained(training.model_path(cfg)),
+        funcs=[recorder.wrap(t) for t in terms], recorder=recorder,
+        steps=StepLog(stage=cfg.job, metric=metric, tracker=tracker, path=cfg.metrics),
+        env={"cuda": training.cuda_available(), "bf16_ok": training.bf16_supported(),
+             "vllm_installed": importlib.util.find_spec("vllm") is not None},
+    )
+    rounds: list[dict[str, Any]] = []
+    resume = None
+    if cfg.miner is not None:
+        model, rounds = _run_mining(setup, pool, ctx)
+    else:
+        resume = training.resume_checkpoint(cfg)
+        if resume:
+            setup.steps.rows = rows_before(cfg.metrics, int(resume.rsplit("-", 1)[1]))
+            for row in setup.steps.rows:  # the plateau sees the history it would have seen
+                if tracker and metric in row:
+                    tracker.update(row[metric])
+        with ctx.timed("train"):
+            trainer = _train(setup, training.model_path(cfg), pool, resume=resume)
+        setup.steps.offset = trainer.state.global_step
+        model = _plain_model(trainer)
+    with ctx.timed("save"):
+        training.save_final(model, setup.tokenizer, cfg.output)
+        write_jsonl(cfg.metrics, setup.steps.rows)
+    rows = setup.steps.rows
+    ctx.counts = {"items": len(pool), "steps": setup.steps.offset, "rounds": len(rounds),
+                  "resumed_from": resume or ""}
+    ctx.metrics = {
+        "steps": setup.steps.offset,
+        "stopped_by": "plateau" if setup.steps.plateaued else "max_steps",
+        "reward_first": rows[0]["reward"] if rows else None,
+        "reward_last": rows[-1]["reward"] if rows else None,
+        "reward_mean": _mean([r["reward"] for r in rows]),
+        "rounds": rounds,
+    }

@@ -1,0 +1,43 @@
+"""sample: metapath walks over the graph store, masked into question seeds (JSONL)."""
+
+from __future__ import annotations
+
+import time
+
+from fleming_dsl.plan.jobconfig import SampleJob
+from fleming_dsl.runtime.io import JobContext, write_jsonl
+
+
+def inputs(cfg: SampleJob) -> list[str]:
+    return [cfg.graph]
+
+
+def run(cfg: SampleJob, ctx: JobContext) -> None:
+    from fleming_dsl.runtime.graph.sampler import WalkSpec, WalkStats, sample_rows
+    from fleming_dsl.runtime.graph.store import load_store
+
+    with ctx.timed("load"):
+        store = load_store(cfg.graph)
+    spec = WalkSpec(start_type=cfg.start_type, relations=cfg.relations, node_types=cfg.node_types,
+                    hops_min=cfg.hops_min, hops_max=cfg.hops_max, weight=cfg.weight,
+                    alpha=cfg.alpha)
+    stats = WalkStats()
+    started = time.perf_counter()
+    with ctx.timed("sample"):
+        rows = sample_rows(store, spec, count=cfg.count, seed=cfg.seed, mask=cfg.mask,
+                           distractors=cfg.distractors, near=cfg.near_distractors, stats=stats,
+                           id_prefix=f"{cfg.job}-", where=f"{cfg.graph} (job {cfg.job})",
+                           progress=True)
+    elapsed = time.perf_counter() - started
+    with ctx.timed("write"):
+        write_jsonl(cfg.output, rows)
+    ctx.counts.update({
+        "walks_attempted": stats.attempted,
+        "walks_stuck": stats.stuck,
+        "walks_duplicate": stats.duplicates,
+        "walks_distinct": stats.kept,
+        "short_of_distractors": stats.short_of_distractors,
+        "rows": len(rows),
+        "requested": cfg.count,
+    })
+    ctx.metrics["hops_per_s"] = round(stats.hops / elapsed, 1) if elapsed > 0 else None

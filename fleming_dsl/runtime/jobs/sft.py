@@ -1,0 +1,103 @@
+"""sft: supervised fine-tuning on items' chat transcripts with TRL's SFTTrainer.
+
+Trains on assistant tokens only (the chat template marks them with {% generation %}) when the
+tokenizer's template supports it, checkpoints under `<output>.ckpt/`, resumes from the last
+checkpoint a killed run left, merges LoRA adapters, and saves a plain model to `output`.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+
+from fleming_dsl.plan.jobconfig import SftJob
+from fleming_dsl.runtime.data import items
+from fleming_dsl.runtime.io import JobContext, JobError
+from fleming_dsl.runtime.train import trainer_args as training
+
+log = logging.getLogger("fleming.sft")
+
+
+def inputs(cfg: SftJob) -> list[str]:
+    return [cfg.data]
+
+
+def training_messages(item: items.Item, path: str) -> list[dict[str, str]]:
+    """The item's transcript, under the same system prompt the student sees in GRPO and eval."""
+    if not item.messages:
+        raise JobError(f"{path}: item {item.id!r}: field 'messages' is missing (SFT needs chat transcripts)")
+    if item.messages[-1].get("role") != "assistant":
+        raise JobError(f"{path}: item {item.id!r}: field 'messages' must end with an assistant message")
+    messages = [dict(m) for m in item.messages]
+    if messages[0].get("role") != "system":
+        messages.insert(0, items.prompt_messages(item)[0])
+    return messages
+
+
+def supports_assistant_mask(tokenizer) -> bool:
+    return "{% generation %}" in (tokenizer.chat_template or "")
+
+
+def sft_config_kwargs(cfg: SftJob, *, cuda: bool, bf16_ok: bool, assistant_only: bool) -> dict:
+    return {
+        **training.common_args(cfg, cuda=cuda, bf16_ok=bf16_ok),
+        "lr_scheduler_type": "cosine",
+        "max_length": cfg.max_length,
+        "assistant_only_loss": assistant_only,
+        "dataset_num_proc": None,
+    }
+
+
+def _loss_logger():
+    from transformers import TrainerCallback
+
+    class LossLogger(TrainerCallback):
+        """Keeps each logged loss (the job's metrics) and prints one line per logged step."""
+
+        def __init__(self) -> None:
+            self.losses: list[tuple[int, float]] = []
+
+        def on_log(self, args, state, control, logs=None, **kwargs):
+            if logs and "loss" in logs:
+                self.losses.append((state.global_step, float(logs["loss"])))
+                log.info("step %d loss %.4f", state.global_step, logs["loss"])
+
+    return LossLogger()
+
+
+def run(cfg: SftJob, ctx: JobContext) -> None:
+    from datasets import Dataset
+    from transformers import AutoTokenizer
+    from trl import SFTConfig, SFTTrainer
+
+    with ctx.timed("load"):
+        data = training.load_items(cfg.data, cfg.buckets)
+        rows = [{"messages": training_messages(item, cfg.data)} for item in data]
+        model = training.model_path(cfg)
+        tokenizer = AutoTokenizer.from_pretrained(model)
+        args = SFTConfig(**sft_config_kwargs(
+            cfg, cuda=training.cuda_available(), bf16_ok=training.bf16_supported(),
+            assistant_only=supports_assistant_mask(tokenizer)))
+        losses = _loss_logger()
+        trainer = SFTTrainer(
+            model=model, args=args, train_dataset=Dataset.from_list(rows),
+            processing_class=tokenizer, peft_config=training.lora_config(cfg), callbacks=[losses],
+        )
+    resume = training.resume_checkpoint(cfg)
+    if resume:
+        log.info("resuming from %s", resume)
+    with ctx.timed("train"):
+        start = time.monotonic()
+        result = trainer.train(resume_from_checkpoint=resume)
+        seconds = time.monotonic() - start
+    with ctx.timed("save"):
+        training.save_final(trainer.model, tokenizer, cfg.output)
+    ctx.counts = {"items": len(rows), "resumed_from": resume or ""}
+    ctx.metrics = {
+        "final_loss": losses.losses[-1][1] if losses.losses else float(result.training_loss),
+        "train_loss": float(result.training_loss),
+        "steps": int(result.global_step),
+        "samples_per_s": float(result.metrics.get("train_samples_per_second", 0.0)),
+        "train_s": round(seconds, 3),
+        "loss_curve": losses.losses,
+    }

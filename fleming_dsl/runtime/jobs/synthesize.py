@@ -1,0 +1,146 @@
+"""synthesize: sampled knowledge-graph paths -> multiple-choice items.
+
+Each sampled path (a row of the sample job's JSONL) becomes one prompt rendered from the spec's
+template; the teacher writes the question stem. The masked entity is the answer; it and the
+row's distractors are shuffled into options A.. by a generator seeded with (seed, row id), so the
+letter of the answer is uniform and repeatable. A stem that is empty, is not a question, or
+names the answer is counted as malformed and recorded, never a crash.
+"""
+
+from __future__ import annotations
+
+import random
+import re
+from collections import Counter
+from typing import Any
+
+from fleming_dsl.plan.jobconfig import SynthesizeJob
+from fleming_dsl.runtime.data.items import LETTERS, Item
+from fleming_dsl.runtime.io import JobContext, JobError, write_jsonl
+from fleming_dsl.runtime.prompting import PromptError, render
+from fleming_dsl.runtime.teachers import Request, TeacherError, make_teacher
+from fleming_dsl.runtime.teachers.protocol import complete_batched
+from fleming_dsl.runtime.teachers.verbalise import path_facts
+
+SYSTEM = "You write clear, accurate multiple-choice questions for medical licensing exams."
+MALFORMED_EXAMPLES = 20
+
+
+def inputs(cfg: SynthesizeJob) -> list[str]:
+    return [cfg.samples, cfg.prompt]
+
+
+def read_rows(path: str) -> list[tuple[int, dict[str, Any]]]:
+    import json
+
+    rows = []
+    try:
+        handle = open(path, encoding="utf-8")
+    except OSError as err:
+        raise JobError(f"{path}: cannot read sampled paths ({err.strerror})") from None
+    with handle:
+        for number, line in enumerate(handle, 1):
+            if line.strip():
+                try:
+                    rows.append((number, json.loads(line)))
+                except json.JSONDecodeError as err:
+                    raise JobError(f"{path}:{number}: not valid JSON ({err.msg})") from None
+    return rows
+
+
+def check_row(row: Any) -> str | None:
+    """What is wrong with a sampled-path row, as "field 'x' ...", or None."""
+    if not isinstance(row, dict):
+        return "row must be a JSON object"
+    for name in ("id", "path", "relations", "mask_index", "answer", "answer_type", "distractors"):
+        if name not in row:
+            return f"field '{name}' is missing"
+    path = row["path"]
+    if not isinstance(path, list) or len(path) < 2 or not all(
+            isinstance(step, dict) and "node" in step and "type" in step for step in path):
+        return "field 'path' must be a list of at least 2 {node, type} objects"
+    if not isinstance(row["relations"], list) or len(row["relations"]) != len(path) - 1:
+        return "field 'relations' must hold one relation per hop (len(path) - 1)"
+    mask = row["mask_index"]
+    if not isinstance(mask, int) or not 0 <= mask < len(path):
+        return f"field 'mask_index' must be an index into 'path', got {mask!r}"
+    if path[mask]["node"] != row["answer"]:
+        return "field 'answer' must be the masked path entity"
+    if not isinstance(row["distractors"], list) or not row["distractors"]:
+        return "field 'distractors' must be a non-empty list"
+    return None
+
+
+def shuffled_options(answer: str, distractors: list[str], seed: int,
+                     row_id: str) -> tuple[dict[str, str], str]:
+    """Options A.. holding the answer and the distinct distractors, and the answer's letter."""
+    choices = [answer] + list(dict.fromkeys(d for d in distractors if d != answer))
+    random.Random(f"{seed}:{row_id}").shuffle(choices)
+    choices = choices[:len(LETTERS)]
+    options = {LETTERS[i]: text for i, text in enumerate(choices)}
+    return options, LETTERS[choices.index(answer)]
+
+
+_THINK = re.compile(r"<think>.*?</think>", re.DOTALL)
+_LABEL = re.compile(r"^\s*(question|stem)\s*:\s*", re.IGNORECASE)
+
+
+def clean_stem(text: str, answer: str) -> tuple[str, str | None]:
+    """(stem, problem): the teacher's question without reasoning or a "Question:" label."""
+    stem = _LABEL.sub("", _THINK.sub("", text)).strip().strip('"').strip()
+    if not stem:
+        return stem, "empty question"
+    if "?" not in stem:
+        return stem, "not a question (no question mark)"
+    if re.search(rf"(?<!\w){re.escape(answer)}(?!\w)", stem, re.IGNORECASE):
+        return stem, "question names the answer"
+    return stem, None
+
+
+def build_request(cfg: SynthesizeJob, row: dict[str, Any]) -> Request:
+    user = render(cfg.prompt, **path_facts(row))
+    return Request(task="question",
+                   messages=({"role": "system", "content": SYSTEM},
+                             {"role": "user", "content": user}),
+                   context={"template": cfg.prompt, "row": row})
+
+
+def run(cfg: SynthesizeJob, ctx: JobContext) -> None:
+    numbered = read_rows(cfg.samples)
+    for number, row in numbered:
+        problem = check_row(row)
+        if problem:
+            raise JobError(f"{cfg.samples}:{number}: {problem}")
+    rows = [row for _, row in numbered]
+    # How often each answer was sampled: a rarity signal the template grader may use.
+    answer_counts = Counter(row["answer"] for row in rows)
+    teacher = make_teacher(cfg.teacher, cfg.cache_dir, cfg.seed)
+    try:
+        with ctx.timed("render"):
+            requests = [build_request(cfg, row) for row in rows]
+        with ctx.timed("teacher"):
+            responses = complete_batched(teacher, requests, "synthesize")
+    except (PromptError, TeacherError) as err:
+        raise JobError(str(err)) from None
+    items, malformed = [], []
+    for row, response in zip(rows, responses):
+        stem, problem = clean_stem(response.texts[0] if response.texts else "", row["answer"])
+        if problem:
+            malformed.append({"id": row["id"], "problem": problem, "text": stem[:200]})
+            continue
+        # A distractor named elsewhere in the path would be a second right answer to
+        # "which ... other than those named": leave it out.
+        named = {step["node"] for step in row["path"]} - {row["answer"]}
+        distractors = [d for d in row["distractors"] if d not in named]
+        if not distractors:
+            malformed.append({"id": row["id"], "problem": "no distractor left", "text": stem})
+            continue
+        options, letter = shuffled_options(row["answer"], distractors, cfg.seed, str(row["id"]))
+        provenance = {**row, "answer_count": answer_counts[row["answer"]]}
+        items.append(Item(id=f"{cfg.job}-{row['id']}", question=stem, options=options,
+                          answer=letter, source=cfg.job, provenance=provenance))
+    write_jsonl(cfg.output, (item.model_dump(exclude_none=True) for item in items))
+    ctx.counts.update({"input": len(rows), "output": len(items), "malformed": len(malformed),
+                       **teacher.counts(), "rounds": {}})
+    ctx.metrics["malformed_examples"] = malformed[:MALFORMED_EXAMPLES]
+    ctx.metrics["answer_letters"] = dict(sorted(Counter(i.answer for i in items).items()))

@@ -1,0 +1,208 @@
+"""The report's figures: matplotlib `Figure` objects (Agg, no pyplot state), saved as PNG.
+
+Each `plot_*` takes collected records, writes one PNG into `folder` and returns its file name,
+or None when there is nothing of that kind to show. A GRPO stage that logged no step still gets
+its panel, saying so, so an early stop is visible rather than silently missing.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from fleming_dsl.runtime.reporting.collect import ReportInputs, StageCurve
+from fleming_dsl.runtime.reporting.summary import BUCKET_ORDER, ordered, term_name
+
+_BUCKET_COLOURS = {"easy": "#2ca02c", "moderate": "#ff7f0e", "hard": "#d62728"}
+
+
+def _figure(panels: int, height: float = 3.6) -> tuple[Any, list[Any]]:
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(max(5.0, 4.6 * panels), height), dpi=110, layout="constrained")
+    axes = fig.subplots(1, panels, squeeze=False)[0]
+    return fig, list(axes)
+
+
+def _save(fig: Any, folder: Path, name: str) -> str:
+    # No "Software" stamp: the same run gives the same bytes.
+    fig.savefig(folder / name, format="png", metadata={"Software": None})
+    return name
+
+
+def _step_axis(ax: Any) -> None:
+    from matplotlib.ticker import MaxNLocator
+
+    ax.set_xlabel("step")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # steps are whole numbers
+
+
+def _empty(ax: Any, message: str) -> None:
+    ax.text(0.5, 0.5, message, ha="center", va="center", transform=ax.transAxes, color="grey")
+    ax.set_xticks([])
+    ax.set_yticks([])
+
+
+def plot_rewards(curves: tuple[StageCurve, ...], folder: Path) -> str | None:
+    """Per stage: total reward (solid) and each reward term (dashed) over training steps."""
+    if not curves:
+        return None
+    fig, axes = _figure(len(curves))
+    for ax, curve in zip(axes, curves):
+        ax.set_title(f"GRPO stage {curve.stage}: reward per step")
+        steps, values = curve.series("reward")
+        if not steps:
+            _empty(ax, "no steps logged")
+            continue
+        ax.plot(steps, values, marker="o", markersize=3, linewidth=2, label="total", color="k")
+        for key in curve.keys("rewards/"):
+            ax.plot(*curve.series(key), linestyle="--", linewidth=1.2, label=term_name(key))
+        _step_axis(ax)
+        ax.set_ylabel("mean reward")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    return _save(fig, folder, "rewards.png")
+
+
+def plot_bucket_rewards(curves: tuple[StageCurve, ...], folder: Path) -> str | None:
+    """Per stage: mean reward of each difficulty bucket, and the mined pool's pass rate."""
+    logged = [c for c in curves if c.keys("bucket/") or c.series("pool_pass_rate")[0]]
+    if not logged:
+        return None
+    fig, axes = _figure(len(curves))
+    for ax, curve in zip(axes, curves):
+        ax.set_title(f"{curve.stage}: reward per bucket")
+        keys = curve.keys("bucket/")
+        pool_steps, pool = curve.series("pool_pass_rate")
+        if not keys and not pool_steps:
+            _empty(ax, "no per-bucket rewards logged")
+            continue
+        for bucket in ordered([term_name(k) for k in keys], BUCKET_ORDER):
+            ax.plot(*curve.series(f"bucket/{bucket}"), marker="o", markersize=3,
+                    label=bucket, color=_BUCKET_COLOURS.get(bucket))
+        if pool_steps:
+            ax.plot(pool_steps, pool, linestyle=":", marker="s", markersize=3, color="k",
+                    label="pool pass rate")
+        _step_axis(ax)
+        ax.set_ylabel("mean reward / pass rate")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    return _save(fig, folder, "bucket_rewards.png")
+
+
+def plot_difficulty(filters: dict[str, dict[str, Any]], folder: Path) -> str | None:
+    """Items per difficulty bucket and their mean pass rate, per filter job."""
+    annotated = {job: f for job, f in filters.items() if f["buckets"] or f["pass_rate_by_bucket"]}
+    if not annotated:
+        return None
+    fig, (count_ax, rate_ax) = _figure(2)
+    width = 0.8 / len(annotated)
+    for index, (job, figures) in enumerate(annotated.items()):
+        buckets = ordered(list({**figures["buckets"], **figures["pass_rate_by_bucket"]}),
+                          BUCKET_ORDER)
+        xs = [i + index * width for i in range(len(buckets))]
+        counts = [figures["buckets"].get(b, 0) for b in buckets]
+        rates = [figures["pass_rate_by_bucket"].get(b, 0.0) for b in buckets]
+        colours = [_BUCKET_COLOURS.get(b, "#1f77b4") for b in buckets]
+        count_ax.bar(xs, counts, width=width, color=colours, edgecolor="k", label=job)
+        rate_ax.bar(xs, rates, width=width, color=colours, edgecolor="k", label=job)
+        for ax in (count_ax, rate_ax):
+            ax.set_xticks([i + (len(annotated) - 1) * width / 2 for i in range(len(buckets))],
+                          buckets)
+    count_ax.set_title("items per difficulty bucket")
+    count_ax.set_ylabel("items")
+    rate_ax.set_title("pass rate per difficulty bucket")
+    rate_ax.set_ylabel("pass rate")
+    rate_ax.set_ylim(0, 1)
+    return _save(fig, folder, "difficulty.png")
+
+
+def plot_accuracy(inputs: ReportInputs, folder: Path) -> str | None:
+    """Accuracy per benchmark, one bar per target, with Wilson 95% interval error bars."""
+    if not inputs.evals:
+        return None
+    names = list(dict.fromkeys(n for r in inputs.evals for n in r.benchmarks))
+    fig, (ax,) = _figure(1, height=4.0)
+    fig.set_figwidth(max(6.0, 1.6 * len(names) * max(1, len(inputs.evals)) ** 0.5 + 2))
+    width = 0.8 / len(inputs.evals)
+    for index, result in enumerate(inputs.evals):
+        xs, acc, below, above = [], [], [], []
+        for i, name in enumerate(names):
+            if name in result.benchmarks:
+                bench = result.benchmarks[name]
+                xs.append(i + index * width)
+                acc.append(bench["accuracy"])
+                below.append(max(0.0, bench["accuracy"] - bench["ci95"][0]))
+                above.append(max(0.0, bench["ci95"][1] - bench["accuracy"]))
+        ax.bar(xs, acc, width=width, yerr=[below, above], capsize=3, label=result.target,
+               edgecolor="k")
+    ax.set_xticks([i + (len(inputs.evals) - 1) * width / 2 for i in range(len(names))], names)
+    ax.set_ylim(0, 1)
+    ax.set_ylabel("accuracy (95% Wilson interval)")
+    ax.set_title("benchmark accuracy per target")
+    ax.grid(axis="y", alpha=0.3)
+    ax.legend(fontsize=8, title="target")
+    return _save(fig, folder, "accuracy.png")
+
+
+def plot_format_rate(inputs: ReportInputs, folder: Path) -> str | None:
+    """Share of completions in the trained <think>..</think><answer>X</answer> shape."""
+    if not inputs.evals:
+        return None
+    fig, (ax,) = _figure(1)
+    targets = [r.target for r in inputs.evals]
+    rates = [r.format_rate for r in inputs.evals]
+    bars = ax.bar(targets, rates, color="#1f77b4", edgecolor="k")
+    ax.bar_label(bars, labels=[f"{rate:.2f}" for rate in rates], padding=2)
+    ax.set_ylim(0, 1.1)
+    ax.set_ylabel("format rate")
+    ax.set_title("well-formed answers per target")
+    ax.grid(axis="y", alpha=0.3)
+    return _save(fig, folder, "format_rate.png")
+
+
+def plot_funnel(summary: dict[str, Any], folder: Path) -> str | None:
+    """Items after each data stage, and what each filter step removed (all filter jobs)."""
+    removed: dict[str, int] = {}
+    for figures in summary["filters"].values():
+        for step, count in figures["removed"].items():
+            removed[step] = removed.get(step, 0) + count
+        if figures["review"]:
+            removed["review"] = removed.get("review", 0) + figures["review"]
+    if not summary["funnel"] and not removed:
+        return None
+    fig, (funnel_ax, removed_ax) = _figure(2)
+    stages = [row["stage"] for row in summary["funnel"]]
+    counts = [row["count"] for row in summary["funnel"]]
+    if stages:
+        bars = funnel_ax.bar(stages, counts, color="#9467bd", edgecolor="k")
+        funnel_ax.bar_label(bars, padding=2)
+        funnel_ax.set_ylabel("items")
+        funnel_ax.margins(y=0.15)
+    else:
+        _empty(funnel_ax, "no data job counts")
+    funnel_ax.set_title("data funnel")
+    if removed:
+        bars = removed_ax.bar(list(removed), list(removed.values()), color="#8c564b",
+                              edgecolor="k")
+        removed_ax.bar_label(bars, padding=2)
+        removed_ax.set_ylabel("items removed")
+        removed_ax.margins(y=0.15)
+        removed_ax.tick_params(axis="x", labelrotation=20)
+    else:
+        _empty(removed_ax, "no filter removals")
+    removed_ax.set_title("removed per filter step")
+    return _save(fig, folder, "funnel.png")
+
+
+def plot_all(inputs: ReportInputs, summary: dict[str, Any], folder: Path) -> dict[str, str]:
+    """Every figure that has data: {section: PNG file name}."""
+    made = {
+        "rewards": plot_rewards(inputs.curves, folder),
+        "bucket_rewards": plot_bucket_rewards(inputs.curves, folder),
+        "difficulty": plot_difficulty(summary["filters"], folder),
+        "accuracy": plot_accuracy(inputs, folder),
+        "format_rate": plot_format_rate(inputs, folder),
+        "funnel": plot_funnel(summary, folder),
+    }
+    return {section: name for section, name in made.items() if name}

@@ -1,0 +1,121 @@
+"""Lay the report out as sections and render them to `report.md` and a self-contained
+`index.html` (plots embedded as base64, so the one file can be mailed or attached to a ticket).
+
+Templates live in `templates/report/` (shipped in the wheel like the workflow templates).
+"""
+
+from __future__ import annotations
+
+import base64
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from fleming_dsl.runtime.reporting.collect import ReportInputs
+from fleming_dsl.runtime.reporting.tables import (
+    Table,
+    accuracy_table,
+    bucket_table,
+    filter_table,
+    fmt,
+    format_table,
+    funnel_table,
+    grpo_table,
+    markdown_table,
+    timing_table,
+)
+
+
+@dataclass(frozen=True)
+class Section:
+    title: str
+    notes: tuple[str, ...] = ()
+    tables: tuple[Table, ...] = ()
+    figures: tuple[str, ...] = ()  # PNG file names in the report directory
+
+
+@dataclass(frozen=True)
+class Report:
+    experiment: str
+    headline: tuple[str, ...]
+    sections: tuple[Section, ...] = field(default_factory=tuple)
+
+
+def headline(summary: dict[str, Any]) -> tuple[str, ...]:
+    lines = []
+    cold = summary["cold_start_target"]
+    if cold:
+        lines.append(f"Format rate after the cold start ({cold}): "
+                     f"{fmt(summary['format_rate_after_cold_start'])}")
+    for target, mean in summary["accuracy_mean"].items():
+        lines.append(f"Mean benchmark accuracy of {target}: {fmt(mean)}")
+    for stage, figures in summary["grpo"].items():
+        lines.append(f"GRPO {stage}: {figures['steps']} steps logged, "
+                     f"final reward {fmt(figures['final_reward'])}")
+    return tuple(lines) or ("No evaluation or training results were recorded.",)
+
+
+def layout(experiment: str, inputs: ReportInputs, summary: dict[str, Any],
+           figures: dict[str, str]) -> Report:
+    """The report's sections, in recipe order: data, difficulty, GRPO, evaluation, cost."""
+    def fig(*names: str) -> tuple[str, ...]:
+        return tuple(figures[name] for name in names if name in figures)
+
+    filters = summary["filters"]
+    sections = [
+        Section("Data funnel and filter removals",
+                notes=() if summary["funnel"] or filters else ("No data job counts recorded.",),
+                tables=(funnel_table(summary),) * bool(summary["funnel"])
+                + tuple(filter_table(job, f) for job, f in filters.items()),
+                figures=fig("funnel")),
+        Section("Difficulty buckets",
+                notes=() if "difficulty" in figures else ("No difficulty annotation recorded.",),
+                tables=tuple(bucket_table(f) for f in filters.values()
+                             if f["buckets"] or f["pass_rate_by_bucket"]),
+                figures=fig("difficulty")),
+        Section("GRPO rewards per step",
+                notes=() if inputs.curves else ("No GRPO stage in this experiment.",),
+                tables=(grpo_table(summary),) * bool(inputs.curves), figures=fig("rewards")),
+        Section("Per-bucket reward and hard-sample mining",
+                notes=() if "bucket_rewards" in figures
+                else ("No per-bucket rewards or pool pass rates were logged.",),
+                figures=fig("bucket_rewards")),
+        Section("Benchmark accuracy",
+                notes=("Accuracy with its Wilson 95% interval; with several samples per item, "
+                       "the mean over samples.",) if inputs.evals
+                else ("No evaluation in this experiment.",),
+                tables=(accuracy_table(inputs),) * bool(inputs.evals), figures=fig("accuracy")),
+        Section("Format rate",
+                notes=("Share of completions of the form <think>...</think><answer>X</answer>.",)
+                if inputs.evals else (),
+                tables=(format_table(inputs),) * bool(inputs.evals),
+                figures=fig("format_rate")),
+        Section("Timings", tables=(timing_table(summary),) * bool(summary["timings_s"]),
+                notes=() if summary["timings_s"] else ("No timings recorded.",)),
+    ]
+    return Report(experiment=experiment, headline=headline(summary), sections=tuple(sections))
+
+
+def _environment(autoescape: bool) -> Any:
+    import jinja2
+
+    from fleming_dsl.resources import resource_dir
+
+    env = jinja2.Environment(
+        loader=jinja2.FileSystemLoader(str(resource_dir("templates") / "report")),
+        undefined=jinja2.StrictUndefined, keep_trailing_newline=True, autoescape=autoescape,
+        trim_blocks=True, lstrip_blocks=True,
+    )
+    env.filters["markdown_table"] = markdown_table
+    return env
+
+
+def render_markdown(report: Report) -> str:
+    return _environment(autoescape=False).get_template("report.md.j2").render(report=report)
+
+
+def render_html(report: Report, folder: Path) -> str:
+    images = {name: base64.b64encode((folder / name).read_bytes()).decode("ascii")
+              for section in report.sections for name in section.figures}
+    return _environment(autoescape=True).get_template("index.html.j2").render(
+        report=report, images=images)

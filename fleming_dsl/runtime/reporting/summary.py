@@ -1,0 +1,124 @@
+"""The headline figures of a run (`summary.json`), computed from the collected records.
+
+    {"experiment", "cold_start_target", "format_rate_after_cold_start",
+     "format_rate": {target: rate}, "accuracy_mean": {target: mean},
+     "accuracy": {target: {benchmark: acc}}, "ci95": {target: {benchmark: [lo, hi]}},
+     "funnel": [{"stage", "count"}], "filters": {job: {"input", "kept", "review", "removed",
+     "buckets", "pass_rate_by_bucket"}},
+     "grpo": {stage: {"steps", "final_step", "final_reward", "max_reward", "final_rewards",
+                      "final_buckets", "final_pool_pass_rate", "rounds"}},
+     "timings_s": {job: seconds}}
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fleming_dsl.runtime.reporting.collect import (
+    JobMeta,
+    ReportInputs,
+    StageCurve,
+    is_number,
+)
+
+# The data funnel: which job kind produces each stage's items, in recipe order.
+FUNNEL_STAGES = (("sampled", "sample"), ("synthesized", "synthesize"), ("distilled", "distill"),
+                 ("filtered", "filter"))
+# Count keys a data job may use for what it wrote, most specific first.
+_OUTPUT_KEYS = ("kept", "output", "written", "samples", "paths", "count")
+# Filter steps in pipeline order (meta JSON is written with sorted keys, so order is lost there).
+FILTER_ORDER = ("format", "verify_label", "dedupe", "decontaminate", "difficulty")
+BUCKET_ORDER = ("easy", "moderate", "hard")
+
+
+def output_count(meta: JobMeta) -> int | None:
+    for key in _OUTPUT_KEYS:
+        value = meta.counts.get(key)
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+    return None
+
+
+def funnel(metas: tuple[JobMeta, ...]) -> list[dict[str, Any]]:
+    """Items at each data stage, summed over that stage's jobs; stages without jobs left out."""
+    rows = []
+    for stage, kind in FUNNEL_STAGES:
+        counts = [output_count(meta) for meta in metas if meta.kind == kind]
+        counts = [count for count in counts if count is not None]
+        if counts:
+            rows.append({"stage": stage, "count": sum(counts)})
+    return rows
+
+
+def ordered(names: list[str] | tuple[str, ...], order: tuple[str, ...]) -> list[str]:
+    """Known names in `order`, then the rest alphabetically."""
+    known = [name for name in order if name in names]
+    return known + sorted(set(names) - set(order))
+
+
+def filter_summary(meta: JobMeta) -> dict[str, Any]:
+    removed = meta.counts.get("removed") or {}
+    buckets = meta.counts.get("buckets") or {}
+    return {
+        "input": meta.counts.get("input"), "kept": meta.counts.get("kept"),
+        "review": meta.counts.get("review", 0),
+        "removed": {step: removed[step] for step in ordered(list(removed), FILTER_ORDER)},
+        "buckets": {bucket: buckets[bucket] for bucket in ordered(list(buckets), BUCKET_ORDER)},
+        "pass_rate_by_bucket": dict(meta.metrics.get("pass_rate_by_bucket") or {}),
+    }
+
+
+def _last(curve: StageCurve, key: str) -> float | None:
+    _, values = curve.series(key)
+    return values[-1] if values else None
+
+
+def term_name(key: str) -> str:
+    """`rewards/correct` or TRL's `rewards/correct/mean` -> `correct`; `bucket/easy` -> `easy`."""
+    name = key.split("/", 1)[1]
+    return name[: -len("/mean")] if name.endswith("/mean") else name
+
+
+def grpo_summary(curve: StageCurve) -> dict[str, Any]:
+    steps, rewards = curve.series("reward")
+    rounds = [row["round"] for row in curve.rows if isinstance(row.get("round"), int)]
+    return {
+        "steps": len(curve.rows),
+        "final_step": curve.rows[-1]["step"] if curve.rows else None,
+        "final_reward": rewards[-1] if rewards else None,
+        "max_reward": max(rewards) if rewards else None,
+        "final_rewards": {term_name(k): _last(curve, k) for k in curve.keys("rewards/")},
+        "final_buckets": {term_name(k): _last(curve, k) for k in curve.keys("bucket/")},
+        "final_pool_pass_rate": _last(curve, "pool_pass_rate"),
+        "rounds": max(rounds) if rounds else None,
+    }
+
+
+def cold_start_target(inputs: ReportInputs) -> str | None:
+    """The first evaluated target that is an SFT stage (planner names it `sft_<target>`)."""
+    sft_jobs = {meta.job for meta in inputs.metas if meta.kind == "sft"}
+    for result in inputs.evals:
+        if result.target in sft_jobs or f"sft_{result.target}" in sft_jobs:
+            return result.target
+    return None
+
+
+def summarise(experiment: str, inputs: ReportInputs) -> dict[str, Any]:
+    cold = cold_start_target(inputs)
+    format_rate = {r.target: r.format_rate for r in inputs.evals}
+    return {
+        "experiment": experiment,
+        "cold_start_target": cold,
+        "format_rate_after_cold_start": format_rate.get(cold) if cold else None,
+        "format_rate": format_rate,
+        "accuracy_mean": {r.target: r.accuracy_mean for r in inputs.evals},
+        "accuracy": {r.target: {name: b["accuracy"] for name, b in r.benchmarks.items()}
+                     for r in inputs.evals},
+        "ci95": {r.target: {name: b["ci95"] for name, b in r.benchmarks.items()}
+                 for r in inputs.evals},
+        "funnel": funnel(inputs.metas),
+        "filters": {m.job: filter_summary(m) for m in inputs.metas if m.kind == "filter"},
+        "grpo": {curve.stage: grpo_summary(curve) for curve in inputs.curves},
+        "timings_s": {m.job: m.timings["total_s"] for m in inputs.metas
+                      if is_number(m.timings.get("total_s"))},
+    }

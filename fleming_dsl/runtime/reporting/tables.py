@@ -1,0 +1,105 @@
+"""The report's tables as plain rows of text, shared by the markdown and HTML renderers."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from fleming_dsl.runtime.reporting.collect import ReportInputs
+from fleming_dsl.runtime.reporting.summary import BUCKET_ORDER, ordered
+
+MISSING = "-"
+
+
+@dataclass(frozen=True)
+class Table:
+    headers: tuple[str, ...]
+    rows: tuple[tuple[str, ...], ...]
+
+
+def fmt(value: Any, digits: int = 3) -> str:
+    if value is None:
+        return MISSING
+    if isinstance(value, bool):
+        return str(value).lower()
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, float):
+        return f"{value:.{digits}f}"
+    return str(value)
+
+
+def named_values(values: dict[str, Any]) -> str:
+    return ", ".join(f"{name} {fmt(value)}" for name, value in values.items()) or MISSING
+
+
+def markdown_table(table: Table) -> str:
+    def line(cells: tuple[str, ...]) -> str:
+        return "| " + " | ".join(cell.replace("|", "\\|") for cell in cells) + " |"
+
+    lines = [line(table.headers), line(tuple("---" for _ in table.headers))]
+    lines += [line(row) for row in table.rows]
+    return "\n".join(lines)
+
+
+def funnel_table(summary: dict[str, Any]) -> Table:
+    return Table(("stage", "items"),
+                 tuple((row["stage"], fmt(row["count"])) for row in summary["funnel"]))
+
+
+def filter_table(job: str, figures: dict[str, Any]) -> Table:
+    rows = [("input", fmt(figures["input"]))]
+    rows += [(f"removed by {step}", fmt(n)) for step, n in figures["removed"].items()]
+    rows += [("sent to review", fmt(figures["review"])), ("kept", fmt(figures["kept"]))]
+    return Table((f"{job}", "items"), tuple(rows))
+
+
+def bucket_table(figures: dict[str, Any]) -> Table:
+    buckets = ordered(list({**figures["buckets"], **figures["pass_rate_by_bucket"]}),
+                      BUCKET_ORDER)
+    return Table(("bucket", "items", "pass rate"), tuple(
+        (bucket, fmt(figures["buckets"].get(bucket)),
+         fmt(figures["pass_rate_by_bucket"].get(bucket))) for bucket in buckets))
+
+
+def grpo_table(summary: dict[str, Any]) -> Table:
+    rows = []
+    for stage, figures in summary["grpo"].items():
+        rows.append((
+            stage, fmt(figures["steps"]), fmt(figures["final_reward"]),
+            fmt(figures["max_reward"]), named_values(figures["final_rewards"]),
+            named_values(figures["final_buckets"]), fmt(figures["final_pool_pass_rate"]),
+        ))
+    return Table(("stage", "steps", "final reward", "max reward", "final reward per term",
+                  "final reward per bucket", "pool pass rate"), tuple(rows))
+
+
+def accuracy_cell(benchmark: dict[str, Any] | None) -> str:
+    if benchmark is None:
+        return MISSING
+    lo, hi = benchmark["ci95"]
+    return f"{fmt(benchmark['accuracy'])} [{fmt(lo)}, {fmt(hi)}]"
+
+
+def accuracy_table(inputs: ReportInputs) -> Table:
+    """Benchmarks down, targets across; each cell accuracy [Wilson 95% interval]."""
+    targets = [result.target for result in inputs.evals]
+    names: dict[str, None] = {}
+    for result in inputs.evals:
+        names.update(dict.fromkeys(result.benchmarks))
+    rows = []
+    for name in names:
+        n = next(r.benchmarks[name]["n"] for r in inputs.evals if name in r.benchmarks)
+        rows.append((name, fmt(n), *(accuracy_cell(r.benchmarks.get(name)) for r in inputs.evals)))
+    rows.append(("mean", MISSING, *(fmt(r.accuracy_mean) for r in inputs.evals)))
+    return Table(("benchmark", "n", *targets), tuple(rows))
+
+
+def format_table(inputs: ReportInputs) -> Table:
+    return Table(("target", "format rate", "mean accuracy"), tuple(
+        (r.target, fmt(r.format_rate), fmt(r.accuracy_mean)) for r in inputs.evals))
+
+
+def timing_table(summary: dict[str, Any]) -> Table:
+    return Table(("job", "seconds"), tuple(
+        (job, fmt(seconds, 1)) for job, seconds in summary["timings_s"].items()))

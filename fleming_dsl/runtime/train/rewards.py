@@ -1,0 +1,154 @@
+"""Verifiable reward functions for GRPO: a registry of typed factories plus a plugin entry point.
+
+A reward is declared in the spec as `reward name = function(option = value, ...)`. The function
+names a *factory* here: called with the options, it returns a TRL reward function
+`f(prompts, completions, **kwargs) -> list[float]` (kwargs carry the dataset columns, e.g.
+`answer` and `difficulty`; conversational completions are lists of messages).
+
+Third-party packages add factories through the entry-point group `fleming_dsl.runtime.train.rewards`:
+
+    [project.entry-points."fleming_dsl.rewards"]
+    cites_guideline = "my_pkg.rewards:cites_guideline"   # a factory, like the ones below
+
+Built-ins win over plugins of the same name, so a plugin cannot silently change `choice_match`.
+"""
+
+from __future__ import annotations
+
+import inspect
+import re
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from importlib import metadata
+from typing import Any
+
+from fleming_dsl.runtime.data import items
+from fleming_dsl.runtime.io import JobError
+
+ENTRY_POINT_GROUP = "fleming_dsl.rewards"
+
+RewardFn = Callable[..., list[float]]
+
+
+def completion_text(completion: Any) -> str:
+    """The text of one completion, standard (str) or conversational (list of messages)."""
+    if isinstance(completion, str):
+        return completion
+    if isinstance(completion, dict):
+        return str(completion.get("content", ""))
+    return "".join(str(message.get("content", "")) for message in completion)
+
+
+# ---------------------------------------------------------------- built-in factories
+
+
+def choice_match(tag: str = "answer") -> RewardFn:
+    """1.0 when the letter inside <tag>..</tag> equals the item's `answer`, else 0.0."""
+    tag_re = re.compile(rf"<{re.escape(tag)}>\s*\(?([A-Z])\)?\s*</{re.escape(tag)}>", re.DOTALL)
+
+    def extract(text: str) -> str | None:
+        if tag == "answer":
+            return items.extract_choice(text)
+        found = tag_re.findall(text)
+        return found[-1] if found else None
+
+    def reward(prompts, completions, answer, **kwargs) -> list[float]:
+        return [1.0 if extract(completion_text(c)) == str(a).strip().upper() else 0.0
+                for c, a in zip(completions, answer)]
+
+    return reward
+
+
+def regex(pattern: str) -> RewardFn:
+    """1.0 when the whole completion matches `pattern` (`.` also matches newlines), else 0.0."""
+    try:
+        compiled = re.compile(pattern, re.DOTALL)
+    except re.error as err:
+        raise JobError(f"reward regex: option 'pattern' is not a valid regular expression ({err})") from None
+
+    def reward(prompts, completions, **kwargs) -> list[float]:
+        return [1.0 if compiled.fullmatch(completion_text(c)) else 0.0 for c in completions]
+
+    return reward
+
+
+def length_penalty(max_tokens: int) -> RewardFn:
+    """0.0 up to `max_tokens` completion tokens, then -1.0 per further `max_tokens` tokens."""
+    if max_tokens <= 0:
+        raise JobError(f"reward length_penalty: option 'max_tokens' must be positive, got {max_tokens}")
+
+    def reward(prompts, completions, completion_ids=None, **kwargs) -> list[float]:
+        # TRL passes the token ids; whitespace words stand in when called without them.
+        lengths = ([len(ids) for ids in completion_ids] if completion_ids is not None
+                   else [len(completion_text(c).split()) for c in completions])
+        return [-max(0, n - max_tokens) / max_tokens for n in lengths]
+
+    return reward
+
+
+BUILTINS: dict[str, Callable[..., RewardFn]] = {
+    "choice_match": choice_match,
+    "regex": regex,
+    "length_penalty": length_penalty,
+}
+
+
+# ---------------------------------------------------------------- registry
+
+
+def _plugins() -> dict[str, Any]:
+    return {ep.name: ep for ep in metadata.entry_points(group=ENTRY_POINT_GROUP)}
+
+
+def registered() -> list[str]:
+    """Every reward function name a spec may use: built-ins and installed plugins."""
+    return sorted(set(BUILTINS) | set(_plugins()))
+
+
+def lookup(name: str) -> Callable[..., RewardFn]:
+    """The factory registered under `name`; JobError listing the registered names otherwise."""
+    if name in BUILTINS:
+        return BUILTINS[name]
+    plugins = _plugins()
+    if name in plugins:
+        try:
+            return plugins[name].load()
+        except Exception as err:  # a broken plugin is the user's input: say which one
+            raise JobError(f"reward plugin {name!r} ({plugins[name].value}) failed to load: {err}") from None
+    raise JobError(f"unknown reward function {name!r}; registered: {', '.join(registered())}")
+
+
+def make_reward(function: str, options: dict[str, Any]) -> RewardFn:
+    """Call the factory for `function` with the spec's options, checking them against its signature."""
+    factory = lookup(function)
+    try:
+        inspect.signature(factory).bind(**options)
+    except TypeError as err:
+        raise JobError(f"reward {function}: bad options {sorted(options)} ({err})") from None
+    return factory(**options)
+
+
+@dataclass(frozen=True)
+class RewardTerm:
+    """One weighted term of a stage's reward: TRL gets `fn` (named `name`) and `weight`."""
+
+    name: str
+    weight: float
+    fn: RewardFn
+
+
+def build_terms(specs: Sequence[Any]) -> list[RewardTerm]:
+    """Reward terms from `GrpoJob.rewards` (objects with name, function, weight, options)."""
+    if not specs:
+        raise JobError("field 'rewards': a GRPO stage needs at least one reward term")
+    terms = []
+    for spec in specs:
+        fn = make_reward(spec.function, dict(spec.options))
+        terms.append(RewardTerm(name=spec.name, weight=float(spec.weight), fn=fn))
+    return terms
+
+
+def weighted_total(per_term: dict[str, list[float]], terms: Sequence[RewardTerm]) -> list[float]:
+    """Per-sample weighted sum of the terms' rewards (what TRL optimises with `reward_weights`)."""
+    columns = [per_term[t.name] for t in terms]
+    return [sum(t.weight * col[i] for t, col in zip(terms, columns)) for i in range(len(columns[0]))]

@@ -1,0 +1,178 @@
+"""The front end on one screen: spec file -> parse (+ include/extends) -> checks -> IR.
+
+    exp = load_experiment("specs/tiny.flm", project_root=Path.cwd())
+
+`include "x.flm"` pastes another file's declarations in (a name declared twice is an error).
+`experiment "name" extends "base.flm" { ... }` starts from the base spec's declarations,
+header and cluster options; a declaration in the extending spec with a base name replaces the
+base one (in the base's place), `drop NAME` removes one, and header/cluster options override
+option by option. Paths are always relative to the file that wrote them.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from fleming_dsl import ir
+from fleming_dsl.check.rules import run_checks
+from fleming_dsl.errors import Diagnostic, SpecError, by_place, did_you_mean
+from fleming_dsl.lower.declarations import lower
+from fleming_dsl.spec import ast
+from fleming_dsl.spec.parser import parse_module
+
+__all__ = ["load_experiment", "load_program", "check_experiment", "SpecError", "Diagnostic"]
+
+
+@dataclass
+class _Layer:
+    name: ast.Str | None = None
+    header: list[ast.Option] = field(default_factory=list)
+    decls: list[ast.Decl] = field(default_factory=list)
+    cluster: list[ast.Option] = field(default_factory=list)
+
+
+class _Loader:
+    def __init__(self, project_root: Path, texts: dict[Path, str] | None = None):
+        self.root = Path(os.path.abspath(project_root))
+        self.texts = texts or {}  # files whose text is given rather than read
+        self.sources: dict[str, str] = {}
+        self.dirs: dict[str, Path] = {}
+        self.diags: list[Diagnostic] = []
+
+    def display(self, path: Path) -> str:
+        rel = os.path.relpath(path, self.root)
+        return Path(rel).as_posix() if not rel.startswith("..") else path.as_posix()
+
+    def parse(self, path: Path) -> ast.Module:
+        shown = self.display(path)
+        try:
+            text = self.texts[path] if path in self.texts else path.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as err:
+            reason = err.strerror if isinstance(err, OSError) and err.strerror else str(err)
+            raise SpecError(list(self.diags) + [Diagnostic(f"cannot read {shown}: {reason}", None)],
+                            self.sources) from None
+        self.sources[shown], self.dirs[shown] = text, path.parent
+        try:
+            return parse_module(text, shown)
+        except SpecError as err:
+            raise SpecError(list(self.diags) + list(err.diagnostics), self.sources) from None
+
+    def referenced(self, here: Path, ref: ast.Str, what: str, stack: list[Path]) -> Path | None:
+        target = Path(os.path.normpath(here.parent / ref.value))
+        if not target.is_file():
+            self.diags.append(Diagnostic(f"{what} file not found: {ref.value}", ref.span,
+                                         hint=f"paths are relative to the folder of {ref.span.file}"))
+            return None
+        if target in stack:
+            chain = " -> ".join(self.display(p) for p in stack[stack.index(target):] + [target])
+            self.diags.append(Diagnostic(f"{what} cycle: {chain}", ref.span))
+            return None
+        return target
+
+    def layer(self, path: Path, stack: list[Path], role: str) -> _Layer:
+        """The declarations of `path` with its includes and base merged in. role: spec/base/include."""
+        module = self.parse(path)
+        stack = stack + [path]
+        own, base, drops = _Layer(), None, []
+        headers = [s for s in module.statements if isinstance(s, ast.Header)]
+        for extra in headers[1:]:
+            self.diags.append(Diagnostic("a spec has one experiment header", extra.span))
+        if headers:
+            header = headers[0]
+            if role == "include":
+                self.diags.append(Diagnostic("an included file cannot have an experiment header",
+                                             header.span, hint="use extends to build on a whole spec"))
+            own.name = header.name
+            own.header = list(header.block.options() if header.block else ())
+            for item in header.block.items if header.block else ():
+                if not isinstance(item, ast.Option):
+                    self.diags.append(Diagnostic("the experiment header takes options only (seed, workdir)",
+                                                 item.span))
+            if header.extends is not None:
+                base_path = self.referenced(path, header.extends, "base spec", stack)
+                if base_path is not None:
+                    base = self.layer(base_path, stack, "base")
+        elif role == "spec":
+            self.diags.append(Diagnostic("a spec needs an experiment header: experiment \"name\" { ... }",
+                                         ir.Span(file=self.display(path), line=1, col=1, end_line=1, end_col=2)))
+        for statement in module.statements:
+            if isinstance(statement, ast.Include):
+                inc_path = self.referenced(path, statement.path, "included", stack)
+                if inc_path is not None:
+                    inc = self.layer(inc_path, stack, "include")
+                    own.decls += inc.decls
+                    own.cluster += inc.cluster
+            elif isinstance(statement, ast.Decl):
+                own.decls.append(statement)
+            elif isinstance(statement, ast.ClusterDecl):
+                own.cluster += list(statement.block.options())
+                for item in statement.block.items:
+                    if not isinstance(item, ast.Option):
+                        self.diags.append(Diagnostic("the cluster block takes options only", item.span))
+            elif isinstance(statement, ast.Drop):
+                drops.append(statement)
+        return self.extend(base, own, drops)
+
+    def extend(self, base: _Layer | None, own: _Layer, drops: list[ast.Drop]) -> _Layer:
+        if base is None:
+            for drop in drops:
+                self.diags.append(Diagnostic("drop is only allowed in a spec that extends another",
+                                             drop.span, hint='experiment "name" extends "base.flm" { ... }'))
+            return own
+        decls = list(base.decls)
+        for drop in drops:
+            names = [d.name.name for d in decls]
+            if drop.target.name in names:
+                decls.pop(names.index(drop.target.name))
+            else:
+                self.diags.append(Diagnostic(f"cannot drop '{drop.target.name}': the base does not declare it",
+                                             drop.target.span, hint=did_you_mean(drop.target.name, names)))
+        replaced: set[str] = set()
+        for decl in own.decls:
+            names = [d.name.name for d in decls]
+            if decl.name.name in names and decl.name.name not in replaced and \
+                    decl.name.name in {d.name.name for d in base.decls}:
+                decls[names.index(decl.name.name)] = decl
+                replaced.add(decl.name.name)
+            else:
+                decls.append(decl)
+        return _Layer(name=own.name or base.name, header=base.header + own.header, decls=decls,
+                      cluster=base.cluster + own.cluster)
+
+
+def load_program(path: str | os.PathLike, project_root: Path | None = None, *,
+                 text: str | None = None) -> ast.Program:
+    """Parse a spec with its includes and base, merged (no semantic checks yet).
+
+    `text`, when given, is used as the content of `path` (which need not exist): e.g. to check
+    a formatted spec before writing it."""
+    spec = Path(os.path.abspath(path))
+    loader = _Loader(project_root or Path.cwd(), {spec: text} if text is not None else None)
+    layer = loader.layer(spec, [], "spec")
+    if loader.diags:
+        raise SpecError(loader.diags, loader.sources)
+    return ast.Program(spec=loader.display(spec), name=layer.name, header=tuple(layer.header),
+                       decls=tuple(layer.decls), cluster=tuple(layer.cluster), dirs=loader.dirs,
+                       sources=loader.sources)
+
+
+def check_experiment(path: str | os.PathLike, project_root: Path | None = None, *,
+                     text: str | None = None) -> tuple[ir.Experiment, list[Diagnostic]]:
+    """The experiment and the warnings (e.g. external data not present here); SpecError on errors."""
+    root = project_root or Path.cwd()
+    program = load_program(path, root, text=text)
+    found = by_place(run_checks(program))
+    errors = [d for d in found if d.severity == "error"]
+    if errors:
+        raise SpecError(errors, program.sources)
+    return lower(program, root), [d for d in found if d.severity != "error"]
+
+
+def load_experiment(path: str | os.PathLike, project_root: Path | None = None, *,
+                    text: str | None = None) -> ir.Experiment:
+    """parse -> merge includes/base -> checks -> lower to IR; SpecError on any problem.
+
+    `text`, when given, is the spec's content (as if it were in the file `path`)."""
+    return check_experiment(path, project_root, text=text)[0]

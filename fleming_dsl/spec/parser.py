@@ -1,0 +1,458 @@
+"""Text -> AST: the lark LALR parser (built once per process) and friendly syntax errors."""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+
+from lark import Lark, Token, Transformer, v_args
+from lark.exceptions import UnexpectedCharacters, UnexpectedInput, UnexpectedToken
+
+from fleming_dsl.errors import Diagnostic, SpecError
+from fleming_dsl.ir import Span
+from fleming_dsl.resources import resource_dir
+from fleming_dsl.spec import ast
+
+
+def grammar_text() -> str:
+    return (resource_dir("grammars") / "flm.lark").read_text(encoding="utf-8")
+
+
+@functools.lru_cache(maxsize=None)
+def _lark() -> Lark:
+    return Lark(grammar_text(), parser="lalr", propagate_positions=True, maybe_placeholders=True)
+
+
+def lark_parser() -> Lark:
+    """The shared LALR parser (also used by the formatter, which needs the raw tree)."""
+    return _lark()
+
+
+# ---------------------------------------------------------------- known mistakes
+# Friendly messages for common syntax mistakes, matched against the parser state of an error by
+# lark's `match_examples`. tests/test_errors.py parses every example and checks its message.
+
+SYNTAX_ERRORS: dict[str, list[str]] = {
+    "missing '=' after the declared name": [
+        'model base hf("x")', 'dataset d medqa("x")', 'graph g primekg("x")',
+        'prompt p template("x")', 'reward r choice_match()', 'stage s sft(a, b)',
+    ],
+    "expected a name for the declaration": [
+        'model = hf("x")', 'dataset = medqa("x")', 'stage = sft(a, b)', 'reward = regex("x")',
+    ],
+    "a source is written as a call, e.g. hf(\"Qwen/Qwen2.5-7B-Instruct\") or medqa(\"x.jsonl\")": [
+        'model m = "Qwen/Qwen2.5-7B"', 'dataset d = "x.jsonl"', 'model m = base',
+        'stage s = base', 'graph g = "kg.csv"', 'prompt p = "x.j2"',
+    ],
+    "options are written 'name = value', not 'name: value'": [
+        'cluster { account: "a" }', 'stage s = sft(a, b) { lr: 1 }',
+    ],
+    "missing value after '='": [
+        'cluster { account = }', 'stage s = sft(a, b) { lr = }', 'model m = hf("x") { temperature = }',
+    ],
+    "unclosed block: missing '}'": [
+        'cluster { account = "a"', 'stage s = sft(a, b) { lr = 1', 'filter f from c { format',
+    ],
+    "unclosed '(': missing ')'": [
+        'model m = hf("x"', 'stage s = sft(a, b', 'model m = tiny(hidden = 1',
+    ],
+    "arguments are separated by ','": [
+        'model m = tiny(hidden = 1 layers = 2)', 'stage s = sft(a b)',
+    ],
+    "list items are separated by ','": [
+        'cluster { x = [1 2] }', 'evaluate [a b] on [c]', 'evaluate a on [b c]',
+    ],
+    "a declaration starts with a keyword: experiment, include, model, graph, sample, dataset, "
+    "prompt, synthesize, distill, filter, reward, stage, evaluate, cluster": [
+        'foo bar', 'hf("x")', 'lr = 1', '{ }', '"x"', '12',
+    ],
+    "'sample' is written: sample NAME from GRAPH { ... }": [
+        'sample s { }', 'sample s = primekg("x")', 'sample s from g',
+    ],
+    "'filter' is written: filter NAME from SOURCE { steps }": [
+        'filter f { format }', 'filter f from c', 'filter f = c',
+    ],
+    "'synthesize' is written: synthesize NAME from SAMPLE with TEACHER using PROMPT": [
+        'synthesize q from s using p', 'synthesize q from s with t', 'synthesize q = s',
+        'synthesize q from s with t using',
+    ],
+    "'distill' is written: distill NAME from SOURCES with TEACHER using PROMPT": [
+        'distill c from s using p', 'distill c from [a, b] using p', 'distill c from s with t',
+        'distill c = s',
+    ],
+    "'evaluate' is written: evaluate TARGETS on BENCHMARKS": [
+        'evaluate m [a]', 'evaluate m', 'evaluate [a, b] [c]', 'evaluate m on',
+    ],
+    "a reward weight goes before the reward: 0.5 * name": [
+        'stage s = grpo(a, b) { rewards = correct * 0.5 }',
+    ],
+    "reward terms are added with '+'": [
+        'stage s = grpo(a, b) { rewards = 1.0 * correct 0.5 * form }',
+    ],
+    "a range is written lo..hi": [
+        'sample s from g { hops = 1.. }', 'sample s from g { hops = 1..x }',
+    ],
+    "a metapath step is written -[relation]-> type": [
+        'sample s from g { path = a -[r] b }', 'sample s from g { path = a -[r]-> }',
+        'sample s from g { path = a -[]-> b }',
+    ],
+    "'experiment' is followed by its name in quotes: experiment \"name\" { ... }": [
+        'experiment tiny { }', 'experiment { seed = 1 }',
+    ],
+    "'include' and 'extends' take a file name in quotes": [
+        'include base.flm', 'include base', 'experiment "x" extends base { }',
+    ],
+    "a sweep is written: sweep NAME in [values]": [
+        'stage s = sft(a, b) { sweep lr [1, 2] }', 'stage s = sft(a, b) { sweep lr = [1, 2] }',
+        'stage s = sft(a, b) { sweep in [1] }',
+    ],
+}
+
+# ---------------------------------------------------------------- tokens for humans
+
+_TOKEN_WORDS = {
+    "NAME": "a name", "STRING": "a string", "INT": "a whole number", "FLOAT": "a number",
+    "QUANTITY": "a quantity (48h, 80GB)", "CMP": "a comparison (>=, <)", "$END": "end of file",
+}
+
+
+def describe_token(kind: str) -> str:
+    """A terminal's name as a user would write it: NAME -> 'a name', LBRACE -> '{'."""
+    if kind in _TOKEN_WORDS:
+        return _TOKEN_WORDS[kind]
+    try:
+        pattern = lark_parser().get_terminal(kind).pattern
+    except KeyError:
+        return kind.lower()
+    return f"'{pattern.value}'" if pattern.type == "str" else kind.lower()
+
+
+def _expected(names: set[str]) -> str:
+    words = sorted({describe_token(n) for n in names if not n.startswith("_") or n == "$END"})
+    if len(words) > 8:
+        words = words[:8] + ["..."]
+    return "one of " + ", ".join(words) if len(words) > 1 else (words[0] if words else "")
+
+
+# ---------------------------------------------------------------- errors
+
+
+def _span_of_token(file: str, tok: Token) -> Span:
+    end_line = tok.end_line or tok.line
+    end_col = tok.end_column or (tok.column + max(len(str(tok)), 1))
+    return Span(file=file, line=tok.line, col=tok.column, end_line=end_line, end_col=end_col)
+
+
+def _eof_span(file: str, text: str) -> Span:
+    lines = text.splitlines() or [""]
+    # point just after the last non-blank text: that is where something is missing
+    idx = max((i for i, l in enumerate(lines) if l.strip()), default=0)
+    col = len(lines[idx].rstrip()) + 1
+    return Span(file=file, line=idx + 1, col=col, end_line=idx + 1, end_col=col + 1)
+
+
+def syntax_diagnostic(err: UnexpectedInput, file: str, text: str) -> Diagnostic:
+    """A lark parse error as one located diagnostic with a friendly message where we know one."""
+    label = match_known_mistake(err)
+    if isinstance(err, UnexpectedCharacters):
+        line = text.splitlines()[err.line - 1] if text.splitlines() else ""
+        char = line[err.column - 1] if 0 < err.column <= len(line) else "?"
+        span = Span(file=file, line=err.line, col=err.column, end_line=err.line,
+                    end_col=err.column + (len(line) - err.column + 1 if char == '"' else 1))
+        if char == '"':
+            return Diagnostic("unterminated string", span, hint='close it with " on the same line')
+        expected = _expected(set(err.allowed or ()))
+        return Diagnostic(label or f"unexpected character '{char}'", span, expected=expected or None)
+    if isinstance(err, UnexpectedToken) and err.token.type != "$END":
+        span = _span_of_token(file, err.token)
+        word = describe_token(err.token.type)
+        bare = word.removeprefix("a ").removeprefix("an ")
+        message = label or (f"unexpected {word}" if word.startswith("'") else f"unexpected {bare} '{err.token}'")
+    else:
+        span = _eof_span(file, text)
+        message = label or "unexpected end of file"
+    expected = _expected(set(getattr(err, "accepts", None) or getattr(err, "expected", ()) or ()))
+    return Diagnostic(message, span, expected=expected or None)
+
+
+def _error_key(err: UnexpectedInput) -> tuple:
+    state = getattr(err, "state", None)
+    state = getattr(state, "position", state)  # lark gives a ParserState at end of input
+    accepts = frozenset(getattr(err, "accepts", None) or getattr(err, "allowed", None) or ())
+    return type(err).__name__, state, accepts
+
+
+def _token_type(err: UnexpectedInput) -> str | None:
+    tok = getattr(err, "token", None)
+    return tok.type if tok is not None else None
+
+
+@functools.lru_cache(maxsize=1)
+def _mistake_keys() -> tuple[tuple[tuple, str | None, str], ...]:
+    # Our own take on lark's UnexpectedInput.match_examples (whose debug logging breaks on
+    # end-of-input states in lark 1.3): the examples are parsed once per process.
+    keys = []
+    for label, examples in SYNTAX_ERRORS.items():
+        for example in examples:
+            try:
+                lark_parser().parse(example)
+            except UnexpectedInput as ut:
+                keys.append((_error_key(ut), _token_type(ut), label))
+    return tuple(keys)
+
+
+def match_known_mistake(err: UnexpectedInput) -> str | None:
+    """The SYNTAX_ERRORS label whose example fails in the same parser state (token type first)."""
+    key, token_type = _error_key(err), _token_type(err)
+    fallback = None
+    for example_key, example_token, label in _mistake_keys():
+        if example_key == key:
+            if example_token == token_type:
+                return label
+            fallback = fallback or label
+    return fallback
+
+
+# ---------------------------------------------------------------- tree -> AST
+
+
+def _unquote(raw: str) -> str:
+    # Only \" and \\ are escapes; any other backslash stays (regexes read as written).
+    body, out, i = raw[1:-1], [], 0
+    while i < len(body):
+        if body[i] == "\\" and i + 1 < len(body) and body[i + 1] in '"\\':
+            out.append(body[i + 1])
+            i += 2
+        else:
+            out.append(body[i])
+            i += 1
+    return "".join(out)
+
+
+def _number(raw: str) -> int | float:
+    clean = raw.replace("_", "")
+    return float(clean) if any(c in clean for c in ".eE") else int(clean)
+
+
+_UNITS = ("KB", "MB", "GB", "TB", "s", "m", "h", "d")
+
+
+def _quantity(raw: str) -> tuple[float, str]:
+    for unit in _UNITS:
+        if raw.endswith(unit):
+            return float(raw[: -len(unit)].replace("_", "")), unit
+    raise ValueError(raw)  # unreachable: the QUANTITY token only matches these units
+
+
+class _ToAst(Transformer):
+    """lark tree -> ast dataclasses. Spans come from `meta` (rules) or the token (terminals)."""
+
+    def __init__(self, file: str):
+        super().__init__()
+        self.file = file
+        self.unnamed_evals = 0
+
+    def _span(self, meta) -> Span:
+        return Span(file=self.file, line=meta.line, col=meta.column, end_line=meta.end_line,
+                    end_col=meta.end_column)
+
+    def _name(self, tok: Token) -> ast.Name:
+        return ast.Name(str(tok), _span_of_token(self.file, tok))
+
+    # values ------------------------------------------------------------
+    def string(self, c):
+        return ast.Str(_unquote(str(c[0])), _span_of_token(self.file, c[0]))
+
+    def int(self, c):
+        return ast.Num(_number(str(c[0])), _span_of_token(self.file, c[0]))
+
+    float = int
+
+    @v_args(meta=True)
+    def neg_int(self, meta, c):
+        return ast.Num(-_number(str(c[0])), self._span(meta))
+
+    neg_float = neg_int
+
+    def quantity(self, c):
+        amount, unit = _quantity(str(c[0]))
+        return ast.Quantity(amount, unit, _span_of_token(self.file, c[0]))
+
+    @v_args(meta=True)
+    def true(self, meta, c):
+        return ast.Bool(True, self._span(meta))
+
+    @v_args(meta=True)
+    def false(self, meta, c):
+        return ast.Bool(False, self._span(meta))
+
+    def name(self, c):
+        return self._name(c[0])
+
+    @v_args(meta=True)
+    def args(self, meta, c):
+        items = [x for x in c if x is not None]
+        return (tuple(x for x in items if not isinstance(x, ast.KwArg)),
+                tuple(x for x in items if isinstance(x, ast.KwArg)), self._span(meta))
+
+    def kwarg(self, c):
+        return ast.KwArg(self._name(c[0]), c[1])
+
+    @v_args(meta=True)
+    def call(self, meta, c):
+        args, kwargs, _ = c[1]
+        return ast.Call(self._name(c[0]), args, kwargs, self._span(meta))
+
+    @v_args(meta=True)
+    def index(self, meta, c):
+        names = [self._name(t) for t in c if t is not None]
+        return ast.Index(names[0], tuple(names[1:]), self._span(meta))
+
+    @v_args(meta=True)
+    def list(self, meta, c):
+        return ast.ListV(tuple(x for x in c if x is not None), self._span(meta))
+
+    @v_args(meta=True)
+    def range(self, meta, c):
+        return ast.Range(_number(str(c[0])), _number(str(c[1])), self._span(meta))
+
+    @v_args(meta=True)
+    def ratio(self, meta, c):
+        return ast.Ratio(float(c[0].value), float(c[1].value), self._span(meta))
+
+    @v_args(meta=True)
+    def compare(self, meta, c):
+        return ast.Compare(self._name(c[0]), str(c[1]), float(c[2].value), self._span(meta))
+
+    @v_args(meta=True)
+    def weighted(self, meta, c):
+        # a lone `0.5 * form` is a one-term sum; inside a sum, `sum` unwraps it again
+        term = ast.Term(float(c[0].value), self._name(c[1]))
+        return ast.Sum((term,), self._span(meta))
+
+    def term(self, c):
+        return c[0].terms[0] if isinstance(c[0], ast.Sum) else ast.Term(1.0, self._name(c[0]))
+
+    @v_args(meta=True)
+    def sum(self, meta, c):
+        return ast.Sum(tuple(c), self._span(meta))
+
+    def node_name(self, c):
+        return ast.PathNode(str(c[0]), _span_of_token(self.file, c[0]))
+
+    def node_str(self, c):
+        return ast.PathNode(_unquote(str(c[0])), _span_of_token(self.file, c[0]))
+
+    @v_args(meta=True)
+    def node_any(self, meta, c):
+        return ast.PathNode(None, self._span(meta))
+
+    @v_args(meta=True)
+    def edge_rel(self, meta, c):
+        raw = str(c[0])
+        return ast.PathEdge(_unquote(raw) if c[0].type == "STRING" else raw, self._span(meta))
+
+    @v_args(meta=True)
+    def edge_any(self, meta, c):
+        return ast.PathEdge(None, self._span(meta))
+
+    @v_args(meta=True)
+    def metapath(self, meta, c):
+        return ast.Metapath(tuple(x for x in c if isinstance(x, ast.PathNode)),
+                            tuple(x for x in c if isinstance(x, ast.PathEdge)), self._span(meta))
+
+    # blocks ------------------------------------------------------------
+    @v_args(meta=True)
+    def option(self, meta, c):
+        return ast.Option(self._name(c[0]), c[1], self._span(meta))
+
+    @v_args(meta=True)
+    def entry(self, meta, c):
+        name = self._name(c[0])
+        call = None
+        if c[1] is not None:
+            args, kwargs, span = c[1]
+            call = ast.Call(name, args, kwargs, Span(file=self.file, line=name.span.line,
+                            col=name.span.col, end_line=span.end_line, end_col=span.end_col))
+        return ast.Entry(name, call, c[2], self._span(meta))
+
+    @v_args(meta=True)
+    def sweep(self, meta, c):
+        return ast.SweepItem(self._name(c[0]), c[1], self._span(meta))
+
+    @v_args(meta=True)
+    def block(self, meta, c):
+        return ast.Block(tuple(c), self._span(meta))
+
+    def ref_one(self, c):
+        return (self._name(c[0]),)
+
+    def ref_list(self, c):
+        return tuple(self._name(t) for t in c if t is not None)
+
+    # statements --------------------------------------------------------
+    @v_args(meta=True)
+    def experiment(self, meta, c):
+        extends = ast.Str(_unquote(str(c[1])), _span_of_token(self.file, c[1])) if c[1] else None
+        return ast.Header(ast.Str(_unquote(str(c[0])), _span_of_token(self.file, c[0])), extends,
+                          c[2], self._span(meta))
+
+    @v_args(meta=True)
+    def include(self, meta, c):
+        return ast.Include(ast.Str(_unquote(str(c[0])), _span_of_token(self.file, c[0])),
+                           self._span(meta))
+
+    @v_args(meta=True)
+    def drop(self, meta, c):
+        return ast.Drop(self._name(c[0]), self._span(meta))
+
+    def _decl(kind: str, cls, shape: Callable):  # noqa: N805 - a small factory used below
+        @v_args(meta=True)
+        def build(self, meta, c):
+            return cls(kind, self._name(c[0]), self._span(meta), *shape(self, c[1:]))
+        return build
+
+    model = _decl("model", ast.ModelDecl, lambda s, c: (c[0], c[1]))
+    graph = _decl("graph", ast.GraphDecl, lambda s, c: (c[0], c[1]))
+    dataset = _decl("dataset", ast.DatasetDecl, lambda s, c: (c[0], c[1]))
+    prompt = _decl("prompt", ast.PromptDecl, lambda s, c: (c[0],))
+    reward = _decl("reward", ast.RewardDecl, lambda s, c: (c[0],))
+    stage = _decl("stage", ast.StageDecl, lambda s, c: (c[0], c[1]))
+    sample = _decl("sample", ast.SampleDecl, lambda s, c: (s._name(c[0]), c[1]))
+    filter = _decl("filter", ast.FilterDecl, lambda s, c: (s._name(c[0]), c[1]))
+    synthesize = _decl("synthesize", ast.SynthesizeDecl,
+                       lambda s, c: (s._name(c[0]), s._name(c[1]), s._name(c[2]), c[3]))
+    distill = _decl("distill", ast.DistillDecl,
+                    lambda s, c: (c[0], s._name(c[1]), s._name(c[2]), c[3]))
+
+    @v_args(meta=True)
+    def evaluate(self, meta, c):
+        targets, benchmarks, as_name, block = c
+        span = self._span(meta)
+        if as_name is not None:
+            return ast.EvaluateDecl("evaluate", self._name(as_name), span, targets, benchmarks,
+                                    block, True)
+        self.unnamed_evals += 1
+        default = "eval" if self.unnamed_evals == 1 else f"eval_{self.unnamed_evals}"
+        return ast.EvaluateDecl("evaluate", ast.Name(default, span), span, targets, benchmarks,
+                                block, False)
+
+    @v_args(meta=True)
+    def cluster(self, meta, c):
+        return ast.ClusterDecl(c[0], self._span(meta))
+
+    def start(self, c):
+        return tuple(c)
+
+
+def parse_module(text: str, file: str) -> ast.Module:
+    """Parse one file's text; raises SpecError (one located diagnostic) on a syntax error."""
+    try:
+        tree = lark_parser().parse(text)
+    except UnexpectedInput as err:
+        raise SpecError([syntax_diagnostic(err, file, text)], {file: text}) from None
+    return ast.Module(file=file, statements=_ToAst(file).transform(tree))
+
+
+__all__ = ["parse_module", "lark_parser", "grammar_text", "describe_token", "syntax_diagnostic",
+           "SYNTAX_ERRORS"]
