@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 from flm_fixtures import MINIMAL, write_project
+from paths import REPO
 from plan_fixtures import tiny_experiment
 
 from fleming_dsl import ir
@@ -174,7 +175,7 @@ def test_fmt_lays_out_resources_in_data_steps_and_the_rubric_argument(tmp_path: 
 
 
 def test_the_base_spec_declares_its_vllm_steps_8_gpus_and_the_rubric() -> None:
-    root = Path(__file__).resolve().parents[1]
+    root = REPO
     exp = load_experiment(root / "specs" / "fleming_r1_base.flm", project_root=root)
     declared = [d for d in (*exp.synthesize, *exp.distill, *exp.filters) if d.resources is not None]
     assert {d.name for d in declared} == {"kg_questions", "moa_questions", "cot", "clean"}

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from paths import REPO
 
 from fleming_dsl.runtime.graph.io import read_graph
 from fleming_dsl.runtime.graph.sampler import (
@@ -19,7 +20,6 @@ from fleming_dsl.runtime.graph.sampler import (
 from fleming_dsl.runtime.graph.store import GraphStore, build_store
 from fleming_dsl.runtime.io import JobError
 
-REPO = Path(__file__).resolve().parent.parent
 DPP = "disease_phenotype_positive"
 
 

@@ -12,14 +12,13 @@ from data_fixtures import (
     write_config,
     write_jsonl,
 )
+from paths import REPO
 
 from fleming_dsl.plan.jobconfig import DataSource, DistillJob
 from fleming_dsl.runtime.data.items import Item, is_well_formed, prompt_messages
 from fleming_dsl.runtime.jobs import run_job
 from fleming_dsl.runtime.teachers import CachedTeacher
 from fleming_dsl.runtime.teachers.cache import DiskCache
-
-REPO = Path(__file__).resolve().parent.parent
 
 ITEMS = [
     {"id": f"i{n}", "question": f"Question number {n}?", "answer": "B",

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from paths import GOLDEN
 from plan_fixtures import gpu_experiment, tiny_experiment
 
 from fleming_dsl import ir
@@ -20,7 +21,6 @@ from fleming_dsl.compiler import ir_sha256
 from fleming_dsl.emit.workflow import emit, render
 from fleming_dsl.plan.planner import Plan, plan
 
-GOLDEN = Path(__file__).resolve().parent / "golden"
 OUT = "generated/tiny"
 CASES = {"tiny_ir": tiny_experiment, "gpu_ir": gpu_experiment}
 

@@ -8,13 +8,13 @@ from pathlib import Path
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from paths import REPO
 
 from fleming_dsl.errors import SpecError
 from fleming_dsl.spec.fmt import _parser, format_source
 from fleming_dsl.spec.loader import load_experiment
 from fleming_dsl.spec.parser import lark_parser
 
-REPO = Path(__file__).resolve().parent.parent
 SPECS = sorted(p for p in (REPO / "specs").glob("*.flm") if not p.name.startswith("."))
 # standalone specs (an extending spec's IR depends on its base file, which stays as is)
 PERTURBABLE = [REPO / "specs" / "tiny.flm", REPO / "specs" / "fleming_r1_base.flm"]

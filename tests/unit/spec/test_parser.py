@@ -9,12 +9,11 @@ from pathlib import Path
 
 import pytest
 from flm_fixtures import MINIMAL, write_project
+from paths import REPO
 
 from fleming_dsl.spec import ast
 from fleming_dsl.spec.loader import check_experiment, load_experiment
 from fleming_dsl.spec.parser import lark_parser, parse_module
-
-REPO = Path(__file__).resolve().parent.parent
 
 
 def load(tmp_path: Path, text: str):

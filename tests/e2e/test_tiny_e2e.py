@@ -14,8 +14,7 @@ import sys
 from pathlib import Path
 
 import pytest
-
-REPO = Path(__file__).resolve().parent.parent
+from paths import REPO
 
 pytestmark = pytest.mark.slow
 

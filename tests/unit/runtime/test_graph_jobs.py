@@ -6,12 +6,12 @@ import json
 from pathlib import Path
 
 import pytest
+from paths import REPO
 
 from fleming_dsl.plan.jobconfig import GraphLoadJob, SampleJob
 from fleming_dsl.runtime.io import JobError, read_jsonl
 from fleming_dsl.runtime.jobs import run_job
 
-REPO = Path(__file__).resolve().parent.parent
 KG = str(REPO / "data" / "medkg" / "kg.csv")
 
 

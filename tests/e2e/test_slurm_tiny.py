@@ -17,6 +17,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from paths import REPO
 from slurm.harness import (
     PARTITION,
     job_fields,
@@ -27,7 +28,6 @@ from slurm.harness import (
 
 pytestmark = [pytest.mark.slurm, pytest.mark.slow, pytest.mark.usefixtures("slurm_cluster")]
 
-REPO = Path(__file__).resolve().parent.parent
 SNAKEFILE = "generated/tiny/Snakefile"
 DATA_RULES = ("graph_load_medkg", "sample_rare_dx", "synthesize_questions", "distill_cot",
               "filter_clean")

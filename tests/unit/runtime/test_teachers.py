@@ -6,9 +6,9 @@ from __future__ import annotations
 import json
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from pathlib import Path
 
 import pytest
+from paths import REPO
 
 from fleming_dsl.ir import Backend
 from fleming_dsl.plan.jobconfig import Generator
@@ -31,8 +31,6 @@ from fleming_dsl.runtime.teachers.backends.transformers import (
 )
 from fleming_dsl.runtime.teachers.backends.vllm import VllmBackend
 from fleming_dsl.runtime.teachers.cache import DiskCache
-
-REPO = Path(__file__).resolve().parent.parent
 
 
 def ask(text: str, n: int = 1) -> Request:

@@ -14,6 +14,7 @@ from data_fixtures import (
     write_config,
     write_jsonl,
 )
+from paths import REPO
 
 from fleming_dsl.plan.jobconfig import SynthesizeJob
 from fleming_dsl.runtime.io import JobError
@@ -21,8 +22,6 @@ from fleming_dsl.runtime.jobs import run_job
 from fleming_dsl.runtime.jobs.synthesize import clean_stem, shuffled_options
 from fleming_dsl.runtime.teachers import CachedTeacher
 from fleming_dsl.runtime.teachers.cache import DiskCache
-
-REPO = Path(__file__).resolve().parent.parent
 
 
 def job(tmp_path: Path, rows: list[dict], **changes) -> tuple[Path, SynthesizeJob]:

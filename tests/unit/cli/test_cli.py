@@ -8,13 +8,13 @@ import sys
 from pathlib import Path
 
 import pytest
+from paths import REPO
 from plan_fixtures import tiny_experiment
 
 from fleming_dsl import cli
 from fleming_dsl.plan.dag import edges, to_dot, to_mermaid
 from fleming_dsl.plan.planner import plan
 
-REPO = Path(__file__).resolve().parent.parent
 COMMANDS = ["check", "compile", "fmt", "graph", "schema", "run", "job", "diff", "status",
             "explain"]
 HEAVY = ("torch", "transformers", "trl", "vllm", "deepspeed", "accelerate", "numba",

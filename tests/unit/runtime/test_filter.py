@@ -13,6 +13,7 @@ from data_fixtures import (
     write_config,
     write_jsonl,
 )
+from paths import REPO
 
 from fleming_dsl.ir import Backend
 from fleming_dsl.plan.jobconfig import (
@@ -30,8 +31,6 @@ from fleming_dsl.runtime.jobs import run_job
 from fleming_dsl.runtime.jobs.filter import format_problem
 from fleming_dsl.runtime.teachers import CachedTeacher
 from fleming_dsl.runtime.teachers.cache import DiskCache
-
-REPO = Path(__file__).resolve().parent.parent
 
 
 def item(n: int, question: str | None = None, **changes) -> dict:

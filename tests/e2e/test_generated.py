@@ -15,8 +15,8 @@ import sys
 from pathlib import Path
 
 import pytest
+from paths import REPO
 
-REPO = Path(__file__).resolve().parent.parent
 SPECS = sorted(p.relative_to(REPO).as_posix() for p in (REPO / "specs").glob("*.flm"))
 
 frontend = pytest.importorskip("fleming_dsl.spec.loader", reason="the front end has not landed")

@@ -8,12 +8,12 @@ import sys
 from pathlib import Path
 
 import pytest
+from paths import REPO
 
 from fleming_dsl.runtime.data.formats import load_items, medmcqa_base
 from fleming_dsl.runtime.data.textsim import NgramIndex
 from fleming_dsl.runtime.io import JobError
 
-REPO = Path(__file__).resolve().parent.parent
 REAL_PUBMEDQA = REPO.parent / "shared" / "realdata" / "pubmedqa" / "ori_pqal.json"
 
 

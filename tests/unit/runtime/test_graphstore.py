@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from paths import REPO
 
 from fleming_dsl.runtime.graph.io import PRIMEKG_COLUMNS, read_graph
 from fleming_dsl.runtime.graph.store import (
@@ -18,7 +19,6 @@ from fleming_dsl.runtime.graph.store import (
 )
 from fleming_dsl.runtime.io import JobError
 
-REPO = Path(__file__).resolve().parent.parent
 HEADER = ",".join(PRIMEKG_COLUMNS)
 PRIMEKG_ROWS = [
     "indication,indication,2,DB00331,drug,Metformin,DrugBank,0,1234,disease,type 2 diabetes,MONDO",
