@@ -53,10 +53,9 @@ def cli_seconds(*args: str) -> float:
 
 
 def measure(spec: str, repeat: int, scratch: Path) -> dict[str, float | int]:
-    from fleming_dsl.compiler import ir_sha256
+    from fleming_dsl.compiler import ir_sha256, load_experiment
     from fleming_dsl.emit.workflow import emit
     from fleming_dsl.plan.planner import plan
-    from fleming_dsl.spec.loader import load_experiment
 
     exp = load_experiment(spec)
     logical = f"generated/{exp.name}"

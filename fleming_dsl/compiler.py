@@ -1,16 +1,56 @@
-"""The whole compiler on one screen: spec file -> IR -> jobs -> workflow folder."""
+"""The whole compiler on one screen.
+
+    spec file --spec.loader--> ast.Program --check--> diagnostics --lower--> ir.Experiment
+              --plan--> jobs (plan.jobconfig models) --emit--> generated/<experiment>/
+
+`fleming check` runs the first half (`check_experiment`) and imports nothing else: the planner and
+the emitter are imported only when a workflow is compiled.
+"""
 
 from __future__ import annotations
 
 import hashlib
 import json
+import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from fleming_dsl import ir
-from fleming_dsl.emit.workflow import emit
-from fleming_dsl.plan.planner import Plan, plan
+from fleming_dsl.check.rules import run_checks
+from fleming_dsl.errors import Diagnostic, SpecError, by_place
+from fleming_dsl.lower.declarations import lower
+from fleming_dsl.spec.loader import load_program
+
+if TYPE_CHECKING:
+    from fleming_dsl.plan.planner import Plan
+
+
+# ---------------------------------------------------------------- front end: text -> IR
+
+
+def check_experiment(path: str | os.PathLike, project_root: Path | None = None, *,
+                     text: str | None = None) -> tuple[ir.Experiment, list[Diagnostic]]:
+    """parse -> merge includes/base -> checks -> lower to IR; the warnings beside it.
+
+    Raises SpecError on any error. `text`, when given, is the spec's content (as if it were in
+    the file `path`)."""
+    root = project_root or Path.cwd()
+    program = load_program(path, root, text=text)
+    found = by_place(run_checks(program))
+    errors = [d for d in found if d.severity == "error"]
+    if errors:
+        raise SpecError(errors, program.sources)
+    return lower(program, root), [d for d in found if d.severity != "error"]
+
+
+def load_experiment(path: str | os.PathLike, project_root: Path | None = None, *,
+                    text: str | None = None) -> ir.Experiment:
+    """`check_experiment` without the warnings."""
+    return check_experiment(path, project_root, text=text)[0]
+
+
+# ---------------------------------------------------------------- back end: IR -> workflow
 
 
 @dataclass(frozen=True)
@@ -52,6 +92,9 @@ def project_relative(path: str | Path) -> str:
 def compile_experiment(exp: ir.Experiment, out_dir: str | Path | None = None,
                        spec_sha256: str = "") -> Compiled:
     """IR -> jobs -> files; `out_dir` relative to the project root (the cwd)."""
+    from fleming_dsl.emit.workflow import emit
+    from fleming_dsl.plan.planner import plan
+
     logical = project_relative(out_dir) if out_dir is not None else default_out_dir(exp)
     jobs = plan(exp, logical)
     changed = emit(jobs, logical, spec_sha256=spec_sha256, ir_sha256=ir_sha256(exp))
@@ -59,9 +102,7 @@ def compile_experiment(exp: ir.Experiment, out_dir: str | Path | None = None,
 
 
 def compile_spec(path: str | Path, out_dir: str | Path | None = None) -> Compiled:
-    """Parse and check the spec (raises SpecError), plan its jobs, write its workflow."""
-    from fleming_dsl.spec.loader import load_experiment
-
+    """The whole pipeline: check the spec (SpecError), plan its jobs, write its workflow."""
     exp = load_experiment(path)
     spec_sha = hashlib.sha256(Path(path).read_bytes()).hexdigest()
     return compile_experiment(exp, out_dir, spec_sha256=spec_sha)

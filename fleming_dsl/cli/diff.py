@@ -87,7 +87,7 @@ def _working_directory(path: Path) -> Iterator[None]:
 
 
 def load_spec(path: str) -> Experiment:
-    from fleming_dsl.spec.loader import SpecError, load_experiment
+    from fleming_dsl.compiler import SpecError, load_experiment
 
     if not Path(path).is_file():
         raise DiffError(f"{path}: no such spec file")

@@ -34,7 +34,7 @@ def _load(path: str):
 def _load_with_warnings(path: str):
     if not os.path.isfile(path):
         raise CommandError(f"{path}: no such spec file")
-    from fleming_dsl.spec.loader import check_experiment
+    from fleming_dsl.compiler import check_experiment
 
     return check_experiment(path)
 
@@ -49,7 +49,7 @@ def _user_errors() -> tuple[type[BaseException], ...]:
 
     types: list[type[BaseException]] = [CommandError, PlanError]
     try:
-        from fleming_dsl.spec.loader import SpecError
+        from fleming_dsl.errors import SpecError
     except ImportError:  # the front end is not installed in this build
         return tuple(types)
     return (*types, SpecError)

@@ -134,7 +134,7 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
 
 
 def main(args: argparse.Namespace) -> int:
-    from fleming_dsl.spec.loader import SpecError, load_experiment
+    from fleming_dsl.compiler import SpecError, load_experiment
 
     try:
         if not Path(args.spec).is_file():

@@ -144,9 +144,9 @@ def read_manifest(workflow_dir: Path) -> dict[str, Any]:
 
 def spec_jobs(spec: str, out_dir: str, root: Path) -> dict[str, CompiledJob]:
     """The job configs the spec compiles to now (with includes), hashed as `compile` writes them."""
+    from fleming_dsl.compiler import SpecError, load_experiment
     from fleming_dsl.emit.workflow import job_json
     from fleming_dsl.plan.planner import PlanError, plan
-    from fleming_dsl.spec.loader import SpecError, load_experiment
 
     with contextlib.chdir(root):  # the IR's paths are relative to the project root
         try:

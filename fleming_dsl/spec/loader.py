@@ -1,6 +1,6 @@
-"""The front end on one screen: spec file -> parse (+ include/extends) -> checks -> IR.
+"""Spec files -> one merged `ast.Program`: parse each file, paste includes, apply a base.
 
-    exp = load_experiment("specs/tiny.flm", project_root=Path.cwd())
+    program = load_program("specs/tiny.flm", project_root=Path.cwd())
 
 `include "x.flm"` pastes another file's declarations in (a name declared twice is an error).
 `experiment "name" extends "base.flm" { ... }` starts from the base spec's declarations,
@@ -16,13 +16,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from fleming_dsl import ir
-from fleming_dsl.check.rules import run_checks
-from fleming_dsl.errors import Diagnostic, SpecError, by_place, did_you_mean
-from fleming_dsl.lower.declarations import lower
+from fleming_dsl.errors import Diagnostic, SpecError, did_you_mean
 from fleming_dsl.spec import ast
 from fleming_dsl.spec.parser import parse_module
 
-__all__ = ["load_experiment", "load_program", "check_experiment", "SpecError", "Diagnostic"]
+__all__ = ["load_program", "SpecError", "Diagnostic"]
 
 
 @dataclass
@@ -156,23 +154,3 @@ def load_program(path: str | os.PathLike, project_root: Path | None = None, *,
     return ast.Program(spec=loader.display(spec), name=layer.name, header=tuple(layer.header),
                        decls=tuple(layer.decls), cluster=tuple(layer.cluster), dirs=loader.dirs,
                        sources=loader.sources)
-
-
-def check_experiment(path: str | os.PathLike, project_root: Path | None = None, *,
-                     text: str | None = None) -> tuple[ir.Experiment, list[Diagnostic]]:
-    """The experiment and the warnings (e.g. external data not present here); SpecError on errors."""
-    root = project_root or Path.cwd()
-    program = load_program(path, root, text=text)
-    found = by_place(run_checks(program))
-    errors = [d for d in found if d.severity == "error"]
-    if errors:
-        raise SpecError(errors, program.sources)
-    return lower(program, root), [d for d in found if d.severity != "error"]
-
-
-def load_experiment(path: str | os.PathLike, project_root: Path | None = None, *,
-                    text: str | None = None) -> ir.Experiment:
-    """parse -> merge includes/base -> checks -> lower to IR; SpecError on any problem.
-
-    `text`, when given, is the spec's content (as if it were in the file `path`)."""
-    return check_experiment(path, project_root, text=text)[0]

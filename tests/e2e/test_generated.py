@@ -19,7 +19,7 @@ from paths import REPO
 
 SPECS = sorted(p.relative_to(REPO).as_posix() for p in (REPO / "specs").glob("*.flm"))
 
-frontend = pytest.importorskip("fleming_dsl.spec.loader", reason="the front end has not landed")
+from fleming_dsl import compiler as frontend
 
 
 @pytest.fixture(autouse=True)

@@ -11,10 +11,10 @@ from paths import REPO
 from plan_fixtures import tiny_experiment
 
 from fleming_dsl import ir
+from fleming_dsl.compiler import load_experiment
 from fleming_dsl.errors import SpecError
 from fleming_dsl.plan.planner import plan
 from fleming_dsl.spec.fmt import format_source
-from fleming_dsl.spec.loader import load_experiment
 
 OUT = "generated/t"
 PASS_RATE = "difficulty(model = base)"

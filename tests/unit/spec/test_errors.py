@@ -7,9 +7,9 @@ from pathlib import Path
 import pytest
 from flm_fixtures import MINIMAL, write_project
 
+from fleming_dsl.compiler import check_experiment, load_experiment
 from fleming_dsl.errors import Diagnostic, SpecError
 from fleming_dsl.ir import Span
-from fleming_dsl.spec.loader import check_experiment, load_experiment
 from fleming_dsl.spec.parser import SYNTAX_ERRORS, parse_module
 
 

@@ -10,9 +10,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from paths import REPO
 
+from fleming_dsl.compiler import load_experiment
 from fleming_dsl.errors import SpecError
 from fleming_dsl.spec.fmt import _parser, format_source
-from fleming_dsl.spec.loader import load_experiment
 from fleming_dsl.spec.parser import lark_parser
 
 SPECS = sorted(p for p in (REPO / "specs").glob("*.flm") if not p.name.startswith("."))

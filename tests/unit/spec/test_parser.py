@@ -11,8 +11,8 @@ import pytest
 from flm_fixtures import MINIMAL, write_project
 from paths import REPO
 
+from fleming_dsl.compiler import check_experiment, load_experiment
 from fleming_dsl.spec import ast
-from fleming_dsl.spec.loader import check_experiment, load_experiment
 from fleming_dsl.spec.parser import lark_parser, parse_module
 
 
@@ -252,7 +252,7 @@ def test_parser_is_built_once() -> None:
 
 
 def test_front_end_imports_nothing_heavy() -> None:
-    code = ("import sys; from fleming_dsl.spec.loader import load_experiment; "
+    code = ("import sys; from fleming_dsl.compiler import load_experiment; "
             "load_experiment('specs/tiny.flm'); "
             "print(sorted(m for m in ('torch', 'transformers', 'trl', 'vllm', 'numba', 'matplotlib') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, check=True)
