@@ -1,4 +1,8 @@
-"""Located diagnostics for .flm specs and the one exception the front end raises.
+"""Every error fleming-dsl reports, under one root, and the located diagnostics of specs.
+
+`FlemingError` is the root: the CLI prints any of them as one message (never a traceback) and
+exits 1. `SpecError` (the front end), `PlanError` (the planner), `JobError` (a running job) and
+`TeacherError` (a teacher backend) are the four families; other modules subclass these or the root.
 
 Every problem is a `Diagnostic` with a `Span`; `SpecError` carries all of them (checks collect
 everything before reporting) and renders each as
@@ -18,7 +22,8 @@ from dataclasses import dataclass
 
 from fleming_dsl.ir import Span
 
-__all__ = ["Span", "Diagnostic", "SpecError", "by_place", "did_you_mean", "MAX_REPORTED"]
+__all__ = ["Span", "Diagnostic", "FlemingError", "SpecError", "PlanError", "JobError", "TeacherError",
+           "by_place", "did_you_mean", "MAX_REPORTED"]
 
 MAX_REPORTED = 20  # more than this and the rest is noise caused by the first ones
 
@@ -57,7 +62,23 @@ def _excerpt(source: str, span: Span) -> list[str]:
     return [f"  {text}", "  " + " " * start + "^" * (end - start)]
 
 
-class SpecError(Exception):
+class FlemingError(Exception):
+    """Root of the errors a user reads: the message says what and where, without a traceback."""
+
+
+class PlanError(FlemingError):
+    """An experiment the planner cannot lay out (the front end's checks should prevent these)."""
+
+
+class JobError(FlemingError):
+    """Input or config a job cannot use. The message is one line naming the file and the field."""
+
+
+class TeacherError(FlemingError):
+    """A teacher backend failed (endpoint, model, or response) after its retries."""
+
+
+class SpecError(FlemingError):
     """One or more problems in a spec; `str()` renders them all (capped at MAX_REPORTED)."""
 
     def __init__(self, diagnostics: Iterable[Diagnostic], sources: Mapping[str, str] | None = None):

@@ -17,12 +17,13 @@ import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
+from fleming_dsl.errors import FlemingError
 from fleming_dsl.ir import Experiment
 from fleming_dsl.review import diff as semantic
 from fleming_dsl.review import impact as plan_impact
 
 
-class DiffError(Exception):
+class DiffError(FlemingError):
     """A spec or revision that cannot be diffed; the message is one line for the user."""
 
 
@@ -109,7 +110,8 @@ def load_spec_at(rev: str, path: str) -> Experiment:
 
 
 def compare(old: Experiment, new: Experiment) -> tuple[semantic.ExperimentDiff, plan_impact.Impact]:
-    from fleming_dsl.plan.planner import PlanError, plan
+    from fleming_dsl.errors import PlanError
+    from fleming_dsl.plan.planner import plan
 
     out_dir = f"generated/{new.name}"  # one folder for both, so paths in configs line up
     try:

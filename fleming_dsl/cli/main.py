@@ -15,6 +15,8 @@ import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+from fleming_dsl.errors import FlemingError
+
 # command -> (module with register(), one-line help shown in `fleming --help`)
 EXTERNAL_COMMANDS = {
     "diff": ("fleming_dsl.cli.diff", "semantic diff of two specs and the jobs it invalidates"),
@@ -23,7 +25,7 @@ EXTERNAL_COMMANDS = {
 }
 
 
-class CommandError(Exception):
+class CommandError(FlemingError):
     """A located, one-line failure of a command (exit 1)."""
 
 
@@ -39,20 +41,13 @@ def _load_with_warnings(path: str):
     return check_experiment(path)
 
 
-class UsageError(Exception):
+class UsageError(FlemingError):
     """A bad command-line argument found after parsing (exit 2)."""
 
 
 def _user_errors() -> tuple[type[BaseException], ...]:
     """Errors that are the user's input, printed as one line without a traceback."""
-    from fleming_dsl.plan.planner import PlanError
-
-    types: list[type[BaseException]] = [CommandError, PlanError]
-    try:
-        from fleming_dsl.errors import SpecError
-    except ImportError:  # the front end is not installed in this build
-        return tuple(types)
-    return (*types, SpecError)
+    return (FlemingError,)
 
 
 # ---------------------------------------------------------------- handlers
@@ -194,7 +189,7 @@ def _print_report_location(plan) -> None:
 
 
 def cmd_job(args: argparse.Namespace) -> int:
-    from fleming_dsl.runtime.io import JobError
+    from fleming_dsl.errors import JobError
     from fleming_dsl.runtime.jobs import run_job
 
     try:

@@ -19,6 +19,7 @@ from typing import Literal
 
 import jinja2
 
+from fleming_dsl.errors import FlemingError
 from fleming_dsl.resources import resource_dir
 
 Launcher = Literal["accelerate", "torchrun"]
@@ -28,7 +29,7 @@ DEFAULT_PORT = 29500
 _BRACKET = re.compile(r"\[([^\[\]]*)\]")
 
 
-class HostlistError(ValueError):
+class HostlistError(FlemingError, ValueError):
     """A SLURM nodelist string that cannot be expanded."""
 
 

@@ -15,6 +15,7 @@ import posixpath
 from dataclasses import dataclass, field
 
 from fleming_dsl import ir
+from fleming_dsl.errors import PlanError
 from fleming_dsl.plan import jobconfig as jc
 
 TRAINING_KINDS = ("sft", "grpo")
@@ -28,10 +29,6 @@ _PREP_GROUP = "prep"
 _VLLM_CPUS_PER_GPU = 4
 _VLLM_MEM_MB_PER_GPU = 32 * 1024
 _VLLM_TIME_MIN = 24 * 60
-
-
-class PlanError(Exception):
-    """An experiment the planner cannot lay out (the front end's checks should prevent these)."""
 
 
 @dataclass(frozen=True)

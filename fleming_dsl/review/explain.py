@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from fleming_dsl.errors import FlemingError
 from fleming_dsl.ir import Decl, Experiment, Span
 from fleming_dsl.review.status import strings_in
 
@@ -27,7 +28,7 @@ _SPEC_KEYWORDS = {"batch_size": "batch", "hops_min": "hops", "hops_max": "hops",
                   "miner": "mine_hard", "benchmarks": "on", "deepspeed_config": "deepspeed"}
 
 
-class ExplainError(Exception):
+class ExplainError(FlemingError):
     """An unknown job or unreadable spec; one line for the user."""
 
 
@@ -82,7 +83,8 @@ def option_origins(config: dict[str, Any], lines: list[SpecLine]) -> dict[str, S
 
 def explain_job(exp: Experiment, job_name: str, out_dir: str | None = None) -> str:
     """The text `fleming explain` prints for one job of the experiment's workflow."""
-    from fleming_dsl.plan.planner import PlanError, plan
+    from fleming_dsl.errors import PlanError
+    from fleming_dsl.plan.planner import plan
 
     out_dir = out_dir or f"generated/{exp.name}"
     try:

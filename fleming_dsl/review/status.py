@@ -22,8 +22,9 @@ from typing import Any, Literal
 
 import networkx as nx
 
+from fleming_dsl.errors import FlemingError
+from fleming_dsl.hashing import sha256_path
 from fleming_dsl.plan.jobconfig import JobBase, load_job_config
-from fleming_dsl.runtime.io import sha256_path
 
 State = Literal["missing", "stale", "up to date"]
 
@@ -121,7 +122,7 @@ def job_states(jobs: dict[str, CompiledJob], root: Path) -> list[JobStatus]:
 # ---------------------------------------------------------------- where the configs come from
 
 
-class StatusError(Exception):
+class StatusError(FlemingError):
     """A workflow folder or spec status cannot read; one line for the user."""
 
 
@@ -146,7 +147,8 @@ def spec_jobs(spec: str, out_dir: str, root: Path) -> dict[str, CompiledJob]:
     """The job configs the spec compiles to now (with includes), hashed as `compile` writes them."""
     from fleming_dsl.compiler import SpecError, load_experiment
     from fleming_dsl.emit.workflow import job_json
-    from fleming_dsl.plan.planner import PlanError, plan
+    from fleming_dsl.errors import PlanError
+    from fleming_dsl.plan.planner import plan
 
     with contextlib.chdir(root):  # the IR's paths are relative to the project root
         try:

@@ -15,12 +15,14 @@ import functools
 from dataclasses import dataclass, field
 from typing import Any
 
+from fleming_dsl.errors import FlemingError
+
 Conversation = list[dict[str, str]]
 
 BACKENDS = ("transformers", "vllm")
 
 
-class GenerationError(ValueError):
+class GenerationError(FlemingError, ValueError):
     """Arguments generation cannot use (one line for the user)."""
 
 

@@ -1,52 +1,19 @@
-"""What every job shares: atomic outputs, the metadata record, and one-line failures.
-
-A job is `run(cfg: <Kind>Job, ctx: JobContext) -> None`. It reads only `cfg` and the inputs named
-in it, writes each output through `atomic_output` (a temp path renamed into place on success, so
-a killed job leaves nothing half-written), puts counts and metrics into `ctx`, and raises
-`JobError` for input it cannot use. `fleming_dsl.runtime.jobs.run_job` then writes `cfg.meta`.
-"""
+"""Job outputs on disk: atomic writes (a temp path renamed into place on success, so a killed
+job leaves nothing half-written), JSON/JSONL reading and writing, and SIGTERM handling."""
 
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
 import os
 import shutil
 import signal
 import threading
-import time
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass, field
-from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from fleming_dsl.plan.jobconfig import JobBase
-
-
-class JobError(Exception):
-    """Input or config a job cannot use. The message is one line naming the file and the field."""
-
-
-def sha256_file(path: str | Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
-def sha256_path(path: str | Path) -> str:
-    """Content hash of a file, or of a directory tree (relative names and file hashes)."""
-    path = Path(path)
-    if path.is_file():
-        return sha256_file(path)
-    digest = hashlib.sha256()
-    for child in sorted(p for p in path.rglob("*") if p.is_file()):
-        digest.update(child.relative_to(path).as_posix().encode() + b"\0")
-        digest.update(sha256_file(child).encode() + b"\n")
-    return digest.hexdigest()
+from fleming_dsl.errors import JobError
 
 
 def _temp_sibling(final: Path) -> Path:
@@ -128,50 +95,3 @@ def read_jsonl(path: str | Path) -> list[dict[str, Any]]:
     return rows
 
 
-_LIBRARIES = ("fleming-dsl", "torch", "transformers", "trl", "peft", "accelerate", "deepspeed",
-              "vllm", "numpy", "numba", "networkx", "tokenizers", "datasketch")
-
-
-def library_versions() -> dict[str, str]:
-    versions = {}
-    for name in _LIBRARIES:
-        try:
-            versions[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            continue
-    return versions
-
-
-@dataclass
-class JobContext:
-    """What a running job records about itself; written to `cfg.meta` when it finishes."""
-
-    config: JobBase
-    config_sha256: str
-    inputs: tuple[str, ...] = ()
-    counts: dict[str, Any] = field(default_factory=dict)
-    metrics: dict[str, Any] = field(default_factory=dict)
-    timings: dict[str, float] = field(default_factory=dict)
-    started: float = field(default_factory=time.monotonic)
-
-    @contextlib.contextmanager
-    def timed(self, phase: str) -> Iterator[None]:
-        start = time.monotonic()
-        try:
-            yield
-        finally:
-            self.timings[phase] = round(self.timings.get(phase, 0.0) + time.monotonic() - start, 3)
-
-    def record(self) -> dict[str, Any]:
-        cfg = self.config
-        return {
-            "job": cfg.job,
-            "kind": getattr(cfg, "kind", ""),
-            "experiment": cfg.experiment,
-            "config_sha256": self.config_sha256,
-            "inputs": {p: sha256_path(p) for p in self.inputs if Path(p).exists()},
-            "counts": self.counts,
-            "metrics": self.metrics,
-            "timings": {**self.timings, "total_s": round(time.monotonic() - self.started, 3)},
-            "versions": library_versions(),
-        }

@@ -15,8 +15,10 @@ from typing import Any
 import jinja2
 from jinja2.sandbox import SandboxedEnvironment, SecurityError
 
+from fleming_dsl.errors import FlemingError
 
-class PromptError(ValueError):
+
+class PromptError(FlemingError, ValueError):
     """A template that cannot be loaded or rendered (one line naming the file)."""
 
 

@@ -34,8 +34,8 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from fleming_dsl.errors import FlemingError, JobError
 from fleming_dsl.runtime.data.items import LETTERS, Item, extract_choice
-from fleming_dsl.runtime.io import JobError
 
 Row = dict[str, Any]
 FORMATS = ("medqa", "medmcqa", "pubmedqa", "mmlu", "mmlu_pro", "medxpertqa", "medbullets",
@@ -43,7 +43,7 @@ FORMATS = ("medqa", "medmcqa", "pubmedqa", "mmlu", "mmlu_pro", "medxpertqa", "me
 PUBMEDQA_OPTIONS = {"A": "yes", "B": "no", "C": "maybe"}
 
 
-class RowError(ValueError):
+class RowError(FlemingError, ValueError):
     """A row a loader cannot use; `load_items` adds the file and line."""
 
 

@@ -24,8 +24,8 @@ from pathlib import Path
 
 import numpy as np
 
+from fleming_dsl.errors import JobError
 from fleming_dsl.runtime.graph.store import EdgeList
-from fleming_dsl.runtime.io import JobError
 
 PRIMEKG_COLUMNS = ("relation", "display_relation", "x_index", "x_id", "x_type", "x_name",
                    "x_source", "y_index", "y_id", "y_type", "y_name", "y_source")

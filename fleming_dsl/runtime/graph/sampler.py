@@ -19,8 +19,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from fleming_dsl.errors import JobError
 from fleming_dsl.runtime.graph.store import GraphStore
-from fleming_dsl.runtime.io import JobError
 
 
 @dataclass(frozen=True)

@@ -22,7 +22,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from fleming_dsl.runtime.io import JobError, atomic_output
+from fleming_dsl.errors import JobError
+from fleming_dsl.runtime.io import atomic_output
 
 if TYPE_CHECKING:
     import networkx

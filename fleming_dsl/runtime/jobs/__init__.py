@@ -13,8 +13,10 @@ from pathlib import Path
 
 from pydantic import ValidationError
 
+from fleming_dsl.errors import JobError
 from fleming_dsl.plan.jobconfig import load_job_config
-from fleming_dsl.runtime.io import JobContext, JobError, exit_on_sigterm, write_json
+from fleming_dsl.runtime.io import exit_on_sigterm, write_json
+from fleming_dsl.runtime.jobs.context import JobContext
 
 
 def _first_problem(err: ValidationError) -> str:

@@ -13,9 +13,11 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from fleming_dsl.errors import JobError
 from fleming_dsl.plan.jobconfig import BuildModelJob
 from fleming_dsl.runtime.data import items
-from fleming_dsl.runtime.io import JobContext, JobError, atomic_output
+from fleming_dsl.runtime.io import atomic_output
+from fleming_dsl.runtime.jobs.context import JobContext
 
 SPECIAL_TOKENS = ("<|im_start|>", "<|im_end|>", "<pad>")
 # Added as NON-special tokens: decoding with skip_special_tokens=True keeps them, and the

@@ -17,6 +17,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
+from fleming_dsl.errors import JobError
 from fleming_dsl.plan.jobconfig import DistillJob
 from fleming_dsl.runtime.data.formats import load_items
 from fleming_dsl.runtime.data.items import (
@@ -25,10 +26,11 @@ from fleming_dsl.runtime.data.items import (
     extract_choice,
     prompt_messages,
 )
-from fleming_dsl.runtime.io import JobContext, JobError, write_jsonl
+from fleming_dsl.runtime.io import write_jsonl
+from fleming_dsl.runtime.jobs.context import JobContext
 from fleming_dsl.runtime.prompting import PromptError, render
 from fleming_dsl.runtime.teachers import Request, TeacherError, make_teacher
-from fleming_dsl.runtime.teachers.protocol import complete_batched
+from fleming_dsl.runtime.teachers.batching import complete_batched
 from fleming_dsl.runtime.teachers.verbalise import path_facts
 
 SYSTEM = "You are an expert physician who explains the answers to medical exam questions."

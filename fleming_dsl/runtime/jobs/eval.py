@@ -26,6 +26,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from fleming_dsl.errors import JobError
 from fleming_dsl.plan.jobconfig import Benchmark, EvalJob
 from fleming_dsl.runtime.data.items import (
     Item,
@@ -33,13 +34,8 @@ from fleming_dsl.runtime.data.items import (
     is_well_formed,
     prompt_messages,
 )
-from fleming_dsl.runtime.io import (
-    JobContext,
-    JobError,
-    read_jsonl,
-    write_json,
-    write_jsonl,
-)
+from fleming_dsl.runtime.io import read_jsonl, write_json, write_jsonl
+from fleming_dsl.runtime.jobs.context import JobContext
 from fleming_dsl.runtime.reporting.stats import proportion, wilson_interval
 
 

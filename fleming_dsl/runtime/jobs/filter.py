@@ -17,6 +17,7 @@ import re
 from collections import Counter, defaultdict
 from typing import Any
 
+from fleming_dsl.errors import JobError
 from fleming_dsl.plan.jobconfig import (
     DecontaminateStep,
     DedupeStep,
@@ -33,10 +34,11 @@ from fleming_dsl.runtime.data.items import (
     is_well_formed,
     prompt_messages,
 )
-from fleming_dsl.runtime.io import JobContext, JobError, write_jsonl
+from fleming_dsl.runtime.io import write_jsonl
+from fleming_dsl.runtime.jobs.context import JobContext
 from fleming_dsl.runtime.prompting import PromptError, render
 from fleming_dsl.runtime.teachers import Request, TeacherError, make_teacher
-from fleming_dsl.runtime.teachers.protocol import complete_batched
+from fleming_dsl.runtime.teachers.batching import complete_batched
 
 GRADE_SCORES = {"easy": 1.0, "moderate": 0.5, "hard": 0.0}
 _GRADE = re.compile(r"\b(easy|moderate|hard)\b", re.IGNORECASE)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from fleming_dsl.plan.jobconfig import GraphLoadJob
-from fleming_dsl.runtime.io import JobContext
+from fleming_dsl.runtime.jobs.context import JobContext
 
 
 def inputs(cfg: GraphLoadJob) -> list[str]:

@@ -22,9 +22,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from fleming_dsl.errors import JobError
 from fleming_dsl.plan.jobconfig import GrpoJob
 from fleming_dsl.runtime.data import items
-from fleming_dsl.runtime.io import JobContext, JobError, read_jsonl, write_jsonl
+from fleming_dsl.runtime.io import read_jsonl, write_jsonl
+from fleming_dsl.runtime.jobs.context import JobContext
 from fleming_dsl.runtime.train import mining, rewards
 from fleming_dsl.runtime.train import trainer_args as training
 

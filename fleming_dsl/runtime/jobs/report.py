@@ -15,7 +15,8 @@ import json
 from pathlib import Path
 
 from fleming_dsl.plan.jobconfig import ReportJob
-from fleming_dsl.runtime.io import JobContext, atomic_output
+from fleming_dsl.runtime.io import atomic_output
+from fleming_dsl.runtime.jobs.context import JobContext
 from fleming_dsl.runtime.reporting.collect import collect
 from fleming_dsl.runtime.reporting.render import layout, render_html, render_markdown
 from fleming_dsl.runtime.reporting.summary import summarise

@@ -5,7 +5,8 @@ from __future__ import annotations
 import time
 
 from fleming_dsl.plan.jobconfig import SampleJob
-from fleming_dsl.runtime.io import JobContext, write_jsonl
+from fleming_dsl.runtime.io import write_jsonl
+from fleming_dsl.runtime.jobs.context import JobContext
 
 
 def inputs(cfg: SampleJob) -> list[str]:

@@ -10,9 +10,10 @@ from __future__ import annotations
 import logging
 import time
 
+from fleming_dsl.errors import JobError
 from fleming_dsl.plan.jobconfig import SftJob
 from fleming_dsl.runtime.data import items
-from fleming_dsl.runtime.io import JobContext, JobError
+from fleming_dsl.runtime.jobs.context import JobContext
 from fleming_dsl.runtime.train import trainer_args as training
 
 log = logging.getLogger("fleming.sft")

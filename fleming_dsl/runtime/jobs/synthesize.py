@@ -14,12 +14,14 @@ import re
 from collections import Counter
 from typing import Any
 
+from fleming_dsl.errors import JobError
 from fleming_dsl.plan.jobconfig import SynthesizeJob
 from fleming_dsl.runtime.data.items import LETTERS, Item
-from fleming_dsl.runtime.io import JobContext, JobError, write_jsonl
+from fleming_dsl.runtime.io import write_jsonl
+from fleming_dsl.runtime.jobs.context import JobContext
 from fleming_dsl.runtime.prompting import PromptError, render
 from fleming_dsl.runtime.teachers import Request, TeacherError, make_teacher
-from fleming_dsl.runtime.teachers.protocol import complete_batched
+from fleming_dsl.runtime.teachers.batching import complete_batched
 from fleming_dsl.runtime.teachers.verbalise import path_facts
 
 SYSTEM = "You write clear, accurate multiple-choice questions for medical licensing exams."

@@ -12,7 +12,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from fleming_dsl.runtime.io import JobError, read_jsonl
+from fleming_dsl.errors import JobError
+from fleming_dsl.runtime.io import read_jsonl
 
 
 @dataclass(frozen=True)

@@ -1,4 +1,5 @@
-"""The on-disk teacher-call cache: one small JSON file per call, keyed by a sha256.
+"""The on-disk teacher-call cache (one small JSON file per call, keyed by a sha256) and the
+cached teacher every job uses.
 
 One file per key (under a two-character fan-out directory) keeps concurrent jobs of one
 experiment safe without locks: writes go to a temp file and are renamed into place.
@@ -11,6 +12,8 @@ import json
 import os
 from pathlib import Path
 from typing import Any
+
+from fleming_dsl.runtime.teachers.protocol import Backend, Request, Response
 
 
 def cache_key(parts: dict[str, Any]) -> str:
@@ -43,3 +46,37 @@ class DiskCache:
         record = {"key": key, "request": parts, "texts": texts}
         temp.write_text(json.dumps(record, ensure_ascii=False, sort_keys=True), encoding="utf-8")
         os.replace(temp, path)
+
+
+class CachedTeacher:
+    """A backend behind the disk cache; counts the calls it makes and the hits it serves."""
+
+    def __init__(self, backend: Backend, cache: DiskCache) -> None:
+        self.backend = backend
+        self.cache = cache
+        self.calls = 0
+        self.hits = 0
+
+    def _parts(self, request: Request) -> dict[str, Any]:
+        return {**self.backend.identity(), "n": request.n, "messages": list(request.messages),
+                **self.backend.key_extra(request)}
+
+    def complete(self, requests: list[Request]) -> list[Response]:
+        parts = [self._parts(r) for r in requests]
+        keys = [cache_key(p) for p in parts]
+        found = [self.cache.get(k) for k in keys]
+        missing = [i for i, texts in enumerate(found) if texts is None]
+        self.hits += len(requests) - len(missing)
+        if missing:
+            fresh = self.backend.generate([requests[i] for i in missing])
+            self.calls += len(missing)
+            for i, texts in zip(missing, fresh):
+                found[i] = texts
+                # An empty answer may be a transient endpoint fault: do not make it permanent.
+                if texts and all(texts):
+                    self.cache.put(keys[i], texts, parts[i])
+        return [Response(texts=list(found[i] or []), cached=i not in set(missing))
+                for i in range(len(requests))]
+
+    def counts(self) -> dict[str, int]:
+        return {"teacher_calls": self.calls, "cache_hits": self.hits}

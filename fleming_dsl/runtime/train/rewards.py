@@ -22,8 +22,8 @@ from dataclasses import dataclass
 from importlib import metadata
 from typing import Any
 
+from fleming_dsl.errors import JobError
 from fleming_dsl.runtime.data import items
-from fleming_dsl.runtime.io import JobError
 
 ENTRY_POINT_GROUP = "fleming_dsl.rewards"
 

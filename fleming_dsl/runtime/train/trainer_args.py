@@ -14,9 +14,10 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from fleming_dsl.errors import JobError
 from fleming_dsl.plan.jobconfig import TrainCommon
 from fleming_dsl.runtime.data import items
-from fleming_dsl.runtime.io import JobError, atomic_output, read_jsonl
+from fleming_dsl.runtime.io import atomic_output, read_jsonl
 
 log = logging.getLogger("fleming.training")
 

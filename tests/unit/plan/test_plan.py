@@ -6,8 +6,9 @@ import pytest
 from plan_fixtures import gpu_experiment, tiny_experiment
 
 from fleming_dsl import ir
+from fleming_dsl.errors import PlanError
 from fleming_dsl.plan import jobconfig as jc
-from fleming_dsl.plan.planner import PlanError, plan
+from fleming_dsl.plan.planner import plan
 
 OUT = "generated/tiny"
 

@@ -18,9 +18,9 @@ from plan_fixtures import tiny_experiment
 
 from fleming_dsl import ir
 from fleming_dsl.emit.workflow import emit
+from fleming_dsl.hashing import sha256_path
 from fleming_dsl.plan.planner import Plan, plan
 from fleming_dsl.review import status
-from fleming_dsl.runtime.io import sha256_path
 
 OUT = "generated/tiny"
 

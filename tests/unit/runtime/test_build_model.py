@@ -13,8 +13,8 @@ from training_fixtures import (  # noqa: F401
     write_config,
 )
 
+from fleming_dsl.errors import JobError
 from fleming_dsl.runtime.data import items
-from fleming_dsl.runtime.io import JobError
 from fleming_dsl.runtime.jobs import run_job
 from fleming_dsl.runtime.jobs.build_model import corpus_texts
 

@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 from generation_fixtures import build_tiny_model
 
+from fleming_dsl.errors import JobError
 from fleming_dsl.runtime import generation
 from fleming_dsl.runtime.data.items import extract_choice
-from fleming_dsl.runtime.io import JobError
 from fleming_dsl.runtime.jobs import run_job
 from fleming_dsl.runtime.reporting.stats import wilson_interval
 

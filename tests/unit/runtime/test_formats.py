@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 from paths import REPO
 
+from fleming_dsl.errors import JobError
 from fleming_dsl.runtime.data.formats import load_items, medmcqa_base
 from fleming_dsl.runtime.data.textsim import NgramIndex
-from fleming_dsl.runtime.io import JobError
 
 REAL_PUBMEDQA = REPO.parent / "shared" / "realdata" / "pubmedqa" / "ori_pqal.json"
 

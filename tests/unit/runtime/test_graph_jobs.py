@@ -8,8 +8,9 @@ from pathlib import Path
 import pytest
 from paths import REPO
 
+from fleming_dsl.errors import JobError
 from fleming_dsl.plan.jobconfig import GraphLoadJob, SampleJob
-from fleming_dsl.runtime.io import JobError, read_jsonl
+from fleming_dsl.runtime.io import read_jsonl
 from fleming_dsl.runtime.jobs import run_job
 
 KG = str(REPO / "data" / "medkg" / "kg.csv")

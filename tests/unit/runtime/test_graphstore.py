@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 from paths import REPO
 
+from fleming_dsl.errors import JobError
 from fleming_dsl.runtime.graph.io import PRIMEKG_COLUMNS, read_graph
 from fleming_dsl.runtime.graph.store import (
     build_store,
@@ -17,7 +18,6 @@ from fleming_dsl.runtime.graph.store import (
     save_store,
     to_networkx,
 )
-from fleming_dsl.runtime.io import JobError
 
 HEADER = ",".join(PRIMEKG_COLUMNS)
 PRIMEKG_ROWS = [

@@ -14,8 +14,8 @@ from training_fixtures import (  # noqa: F401
     write_items,
 )
 
+from fleming_dsl.errors import JobError
 from fleming_dsl.plan.jobconfig import GrpoJob
-from fleming_dsl.runtime.io import JobError
 from fleming_dsl.runtime.jobs import run_job
 from fleming_dsl.runtime.jobs.grpo import (
     PlateauTracker,

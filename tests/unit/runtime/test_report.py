@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from fleming_dsl.runtime.io import JobError
+from fleming_dsl.errors import JobError
 from fleming_dsl.runtime.jobs import run_job
 
 

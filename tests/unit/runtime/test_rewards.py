@@ -7,7 +7,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from fleming_dsl.runtime.io import JobError
+from fleming_dsl.errors import JobError
 from fleming_dsl.runtime.train import rewards
 
 FORM = "^<think>.*</think><answer>[A-D]</answer>$"

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 from paths import REPO
 
+from fleming_dsl.errors import JobError
 from fleming_dsl.runtime.graph.io import read_graph
 from fleming_dsl.runtime.graph.sampler import (
     Walker,
@@ -18,7 +19,6 @@ from fleming_dsl.runtime.graph.sampler import (
     sample_rows,
 )
 from fleming_dsl.runtime.graph.store import GraphStore, build_store
-from fleming_dsl.runtime.io import JobError
 
 DPP = "disease_phenotype_positive"
 

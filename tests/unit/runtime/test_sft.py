@@ -15,9 +15,9 @@ from training_fixtures import (  # noqa: F401
     write_items,
 )
 
+from fleming_dsl.errors import JobError
 from fleming_dsl.plan.jobconfig import SftJob
 from fleming_dsl.runtime.data import items
-from fleming_dsl.runtime.io import JobError
 from fleming_dsl.runtime.jobs import run_job
 from fleming_dsl.runtime.jobs.sft import sft_config_kwargs
 from fleming_dsl.runtime.train import mining

@@ -16,8 +16,8 @@ from data_fixtures import (
 )
 from paths import REPO
 
+from fleming_dsl.errors import JobError
 from fleming_dsl.plan.jobconfig import SynthesizeJob
-from fleming_dsl.runtime.io import JobError
 from fleming_dsl.runtime.jobs import run_job
 from fleming_dsl.runtime.jobs.synthesize import clean_stem, shuffled_options
 from fleming_dsl.runtime.teachers import CachedTeacher

@@ -19,16 +19,14 @@ from fleming_dsl.runtime.teachers import (
     TeacherError,
     make_teacher,
 )
+from fleming_dsl.runtime.teachers.backends.local import generate_grouped
 from fleming_dsl.runtime.teachers.backends.openai import (
     OpenAIBackend,
     backoff_delay,
     completion_texts,
 )
 from fleming_dsl.runtime.teachers.backends.template import grade_item, oracle_letter
-from fleming_dsl.runtime.teachers.backends.transformers import (
-    TransformersBackend,
-    generate_grouped,
-)
+from fleming_dsl.runtime.teachers.backends.transformers import TransformersBackend
 from fleming_dsl.runtime.teachers.backends.vllm import VllmBackend
 from fleming_dsl.runtime.teachers.cache import DiskCache
 

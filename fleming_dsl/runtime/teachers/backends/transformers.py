@@ -1,55 +1,9 @@
-"""A local model as teacher, generated with transformers through `generation.generate_chat`."""
+"""A local model as teacher, generated with transformers (CPU or GPU)."""
 
 from __future__ import annotations
 
-from collections import defaultdict
-from typing import Any
-
-from fleming_dsl.runtime.teachers.protocol import Request
+from fleming_dsl.runtime.teachers.backends.local import LocalModelBackend
 
 
-def sampling_identity(model: str, settings: Any, seed: int, engine: str) -> dict[str, Any]:
-    """What a local model's answer depends on besides the prompt (the cache key)."""
-    return {"backend": engine, "model": model,
-            "params": {"temperature": settings.temperature, "top_p": settings.top_p,
-                       "max_tokens": settings.max_tokens, "seed": seed}}
-
-
-def generate_grouped(requests: list[Request], generate: Any) -> list[list[str]]:
-    """Batch requests by `n` (one generate call per distinct n), keeping the input order."""
-    by_n: dict[int, list[int]] = defaultdict(list)
-    for index, request in enumerate(requests):
-        by_n[request.n].append(index)
-    results: list[list[str]] = [[] for _ in requests]
-    for n, indices in sorted(by_n.items()):
-        outputs = generate([list(requests[i].messages) for i in indices], n)
-        for i, texts in zip(indices, outputs):
-            results[i] = list(texts)
-    return results
-
-
-class TransformersBackend:
+class TransformersBackend(LocalModelBackend):
     engine = "transformers"
-
-    def __init__(self, model: str, settings: Any, seed: int) -> None:
-        self.model = model
-        self.settings = settings
-        self.seed = seed
-
-    def identity(self) -> dict[str, Any]:
-        return sampling_identity(self.model, self.settings, self.seed, self.engine)
-
-    def key_extra(self, request: Request) -> dict[str, Any]:
-        return {}
-
-    def _generate(self, conversations: list[list[dict[str, str]]], n: int) -> list[list[str]]:
-        from fleming_dsl.runtime.generation import generate_chat
-
-        return generate_chat(self.model, conversations, n=n,
-                             temperature=self.settings.temperature, top_p=self.settings.top_p,
-                             max_new_tokens=self.settings.max_tokens, seed=self.seed,
-                             backend=self.engine,
-                             tensor_parallel=self.settings.tensor_parallel)
-
-    def generate(self, requests: list[Request]) -> list[list[str]]:
-        return generate_grouped(requests, self._generate)

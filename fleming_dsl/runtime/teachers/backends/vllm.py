@@ -9,11 +9,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from fleming_dsl.runtime.teachers.backends.transformers import TransformersBackend
+from fleming_dsl.runtime.teachers.backends.local import LocalModelBackend
 from fleming_dsl.runtime.teachers.protocol import Request
 
 
-class VllmBackend(TransformersBackend):
+class VllmBackend(LocalModelBackend):
     engine = "vllm"
 
     def build_request(self, requests: list[Request], n: int) -> Any:
