@@ -1,11 +1,9 @@
-"""Checked AST (`ast.Program`) -> `ir.Experiment`.
+"""Checked AST (`ast.Program`) -> `ir.Experiment`: the lowering of every declaration.
 
 Lowering reads every option with its type and range (see `values.Options`), resolves paths
-relative to the spec file into project-relative posix paths, takes defaults from the IR models,
-and expands sweeps: `sweep lr in [1e-6, 5e-7]` in stage `rl1` becomes stages `rl1_lr_1em06` and
-`rl1_lr_5em07` (in a number `.` reads `p` and `-` reads `m`, so names stay identifiers); every
-stage started from a swept stage, and every evaluation of one, fans out the same way.
-All problems are collected and raised together as one SpecError.
+relative to the spec file into project-relative posix paths (`context.LowerContext`), takes
+defaults from the IR models, lowers stages through `stages.StageLowering` after `sweeps` has
+expanded them, and collects every problem, raised together as one SpecError.
 """
 
 from __future__ import annotations
@@ -17,10 +15,11 @@ from pathlib import Path
 
 from fleming_dsl import ir
 from fleming_dsl.errors import SpecError, by_place, did_you_mean
+from fleming_dsl.lower.context import LowerContext
 from fleming_dsl.lower.stages import StageLowering
+from fleming_dsl.lower.sweeps import expand_stages
 from fleming_dsl.lower.values import (
     MISSING,
-    Diagnostics,
     Options,
     at_least,
     list_of,
@@ -49,57 +48,20 @@ _BUILTIN_REWARDS = {"choice_match": ("tag",), "regex": ("pattern",), "length_pen
 _REWARD_PLUGIN_GROUP = "fleming_dsl.rewards"
 
 
-class _Lowering(StageLowering):
-    def __init__(self, program: ast.Program, project_root: Path):
-        self.p = program
-        self.root = Path(os.path.abspath(project_root))
-        self.diags = Diagnostics()
-        self.kinds = {d.name.name: d.kind for d in program.decls}
-
-    # paths ---------------------------------------------------------------
-    def path(self, text: str, span: ir.Span) -> str:
-        """A path written in the spec (relative to its file) as a project-relative posix path."""
-        if os.path.isabs(text):
-            return Path(text).as_posix()
-        full = os.path.normpath(os.path.join(self.p.dirs[span.file], text))
-        return Path(os.path.relpath(full, self.root)).as_posix()
-
-    def path_arg(self, call: ast.Call, index: int, what: str) -> str:
-        if len(call.args) <= index or not isinstance(call.args[index], ast.Str):
-            self.diags.error(f"{call.func.name}() needs {what} as a string", call.span,
-                             hint=f'e.g. {call.func.name}("{what}")')
-            return ""
-        arg = call.args[index]
-        return self.path(arg.value, arg.span)
-
-    def no_positional(self, call: ast.Call, allowed: int = 0) -> None:
-        for extra in call.args[allowed:]:
-            self.diags.error(f"{call.func.name}() takes {'no' if allowed == 0 else allowed} "
-                             "positional argument" + ("s" if allowed != 1 else ""),
-                             value_span(extra), hint="write options as name = value")
-
-    def unknown_function(self, call: ast.Call, what: str, choices) -> None:
-        self.diags.error(f"unknown {what} '{call.func.name}'", call.func.span,
-                         expected="one of " + ", ".join(choices),
-                         hint=did_you_mean(call.func.name, choices))
-
-    def no_block(self, block: ast.Block | None, where: str) -> None:
-        if block is None:
-            return
-        for item in block.items:
-            if isinstance(item, ast.SweepItem):
-                self.diags.error("sweeps are allowed only in stage blocks", item.span)
-            elif isinstance(item, ast.Entry):
-                self.diags.error(f"unexpected '{item.name.name}' in {where}", item.name.span,
-                                 hint="options are written name = value")
+class _Lowering:
+    def __init__(self, ctx: LowerContext):
+        self.ctx = ctx
+        self.p = ctx.p
+        self.diags = ctx.diags
+        self.stage_lowering = StageLowering(ctx)
 
     # models --------------------------------------------------------------
     def backend(self, call: ast.Call, model_opts: Options) -> ir.Backend | None:
         kind = call.func.name
         if kind not in _BACKENDS:
-            self.unknown_function(call, "backend", _BACKENDS)
+            self.ctx.unknown_function(call, "backend", _BACKENDS)
             return None
-        self.no_positional(call)
+        self.ctx.no_positional(call)
         kw = Options.of_call(call, f"{kind}()", self.diags)
         fields: dict = {"kind": kind}
         if kind == "vllm":
@@ -127,10 +89,10 @@ class _Lowering(StageLowering):
     def model(self, d: ast.ModelDecl) -> ir.Model | None:
         src = d.source
         opts = Options.of_block(d.block, f"model {d.name.name}", self.diags)
-        self.no_block(d.block, f"model {d.name.name}")
+        self.ctx.no_block(d.block, f"model {d.name.name}")
         kind = src.func.name
         if kind not in _MODEL_SOURCES:
-            self.unknown_function(src, "model source", _MODEL_SOURCES)
+            self.ctx.unknown_function(src, "model source", _MODEL_SOURCES)
             return None
         backend_call = opts.raw("backend")
         if backend_call is not None and not isinstance(backend_call, ast.Call):
@@ -139,16 +101,16 @@ class _Lowering(StageLowering):
             backend_call = None
         tiny = None
         if kind == "hf":
-            source, ref = "hf", self.str_arg(src, "a hub id")
-            self.no_positional(src, 1)
+            source, ref = "hf", self.ctx.str_arg(src, "a hub id")
+            self.ctx.no_positional(src, 1)
             Options.of_call(src, "hf()", self.diags).finish()
         elif kind == "local":
-            source, ref = "local", self.path_arg(src, 0, "a model folder")
-            self.no_positional(src, 1)
+            source, ref = "local", self.ctx.path_arg(src, 0, "a model folder")
+            self.ctx.no_positional(src, 1)
             Options.of_call(src, "local()", self.diags).finish()
         elif kind == "tiny":
             source, ref = "tiny", ""
-            self.no_positional(src)
+            self.ctx.no_positional(src)
             kw = Options.of_call(src, "tiny()", self.diags)
             arch = {f: kw.get(f, to_int, check=at_least(1)) for f in ir.TinyArch.model_fields}
             kw.finish()
@@ -174,24 +136,18 @@ class _Lowering(StageLowering):
         opts.finish()
         return ir.Model(name=d.name.name, span=d.span, source=source, ref=ref, tiny=tiny, backend=backend)
 
-    def str_arg(self, call: ast.Call, what: str) -> str:
-        if not call.args or not isinstance(call.args[0], ast.Str):
-            self.diags.error(f"{call.func.name}() needs {what} as a string", call.span)
-            return ""
-        return call.args[0].value
-
     # data ----------------------------------------------------------------
     def graph(self, d: ast.GraphDecl) -> ir.Graph | None:
         fmt = d.source.func.name
         if fmt not in _GRAPH_FORMATS:
-            self.unknown_function(d.source, "graph format", tuple(_GRAPH_FORMATS))
+            self.ctx.unknown_function(d.source, "graph format", tuple(_GRAPH_FORMATS))
             return None
         files = _GRAPH_FORMATS[fmt]
-        paths = tuple(self.path_arg(d.source, i, f) for i, f in enumerate(files))
-        self.no_positional(d.source, len(files))
+        paths = tuple(self.ctx.path_arg(d.source, i, f) for i, f in enumerate(files))
+        self.ctx.no_positional(d.source, len(files))
         Options.of_call(d.source, f"{fmt}()", self.diags).finish()
         Options.of_block(d.block, f"graph {d.name.name}", self.diags).finish()
-        self.no_block(d.block, f"graph {d.name.name}")
+        self.ctx.no_block(d.block, f"graph {d.name.name}")
         return ir.Graph(name=d.name.name, span=d.span, format=fmt, paths=paths)
 
     def sample(self, d: ast.SampleDecl) -> ir.Sample | None:
@@ -249,7 +205,7 @@ class _Lowering(StageLowering):
             fields["near_distractors"] = kw.get("near", to_bool)
             kw.finish()
         elif isinstance(distractors, ast.Call):
-            self.unknown_function(distractors, "distractor policy", ("same_type",))
+            self.ctx.unknown_function(distractors, "distractor policy", ("same_type",))
         elif distractors is not None:
             fields["distractors"] = opts.get("distractors", to_int, check=at_least(1))
         count = opts.get("count", to_int, check=positive)
@@ -264,14 +220,14 @@ class _Lowering(StageLowering):
     def dataset(self, d: ast.DatasetDecl) -> ir.Dataset | None:
         fmt = d.source.func.name
         if fmt not in _DATASET_FORMATS:
-            self.unknown_function(d.source, "dataset format", _DATASET_FORMATS)
+            self.ctx.unknown_function(d.source, "dataset format", _DATASET_FORMATS)
             return None
-        path = self.path_arg(d.source, 0, "a JSONL file")
-        self.no_positional(d.source, 1)
+        path = self.ctx.path_arg(d.source, 0, "a JSONL file")
+        self.ctx.no_positional(d.source, 1)
         pairs = [(k.key, k.value) for k in d.source.kwargs]
         pairs += [(o.key, o.value) for o in (d.block.options() if d.block else ())]
         opts = Options(pairs, f"dataset {d.name.name}", self.diags)
-        self.no_block(d.block, f"dataset {d.name.name}")
+        self.ctx.no_block(d.block, f"dataset {d.name.name}")
         split = opts.get("split", to_str)
         limit = opts.get("limit", to_int, check=at_least(1))
         opts.finish()
@@ -279,10 +235,10 @@ class _Lowering(StageLowering):
 
     def prompt(self, d: ast.PromptDecl) -> ir.Prompt | None:
         if d.source.func.name != "template":
-            self.unknown_function(d.source, "prompt source", ("template",))
+            self.ctx.unknown_function(d.source, "prompt source", ("template",))
             return None
-        path = self.path_arg(d.source, 0, "a jinja2 template file")
-        self.no_positional(d.source, 1)
+        path = self.ctx.path_arg(d.source, 0, "a jinja2 template file")
+        self.ctx.no_positional(d.source, 1)
         Options.of_call(d.source, "template()", self.diags).finish()
         return ir.Prompt(name=d.name.name, span=d.span, path=path)
 
@@ -311,8 +267,8 @@ class _Lowering(StageLowering):
         for item in block.items if block else ():
             if isinstance(item, ast.SweepItem):
                 self.diags.error("sweeps are allowed only in stage blocks", item.span)
-        subs = self.sub_blocks(block, ("resources",), where)
-        return self.resources(subs["resources"], where) if "resources" in subs else None
+        subs = self.ctx.sub_blocks(block, ("resources",), where)
+        return self.ctx.resources(subs["resources"], where) if "resources" in subs else None
 
     def filter(self, d: ast.FilterDecl) -> ir.Filter:
         steps, resources = [], None
@@ -322,7 +278,7 @@ class _Lowering(StageLowering):
                     self.diags.error("resources is a block: resources { gpus = 8  time = 24h }",
                                      item.name.span)
                 else:
-                    resources = self.resources(item.block, f"filter {d.name.name}")
+                    resources = self.ctx.resources(item.block, f"filter {d.name.name}")
                 continue
             if not isinstance(item, ast.Entry):
                 what = item.key.name
@@ -343,7 +299,7 @@ class _Lowering(StageLowering):
     def _step_opts(self, item: ast.Entry, positional: int = 0) -> Options:
         call = item.call
         if call is not None:
-            self.no_positional(call, positional)
+            self.ctx.no_positional(call, positional)
         if item.block is not None and item.name.name != "difficulty":
             self.diags.error(f"{item.name.name} takes no block", item.block.span)
         return Options.of_call(call, f"{item.name.name}()", self.diags)
@@ -430,7 +386,7 @@ class _Lowering(StageLowering):
         fn = d.function
         known = set(_BUILTIN_REWARDS) | _reward_plugins()
         if fn.func.name not in known:
-            self.unknown_function(fn, "reward function", sorted(known))
+            self.ctx.unknown_function(fn, "reward function", sorted(known))
             return None
         params = _BUILTIN_REWARDS.get(fn.func.name)
         options: dict = {}
@@ -461,7 +417,7 @@ class _Lowering(StageLowering):
 
     def evaluate(self, d: ast.EvaluateDecl, targets: tuple[str, ...]) -> ir.Evaluate:
         opts = Options.of_block(d.block, "an evaluation", self.diags)
-        subs = self.sub_blocks(d.block, ("resources",), "an evaluation")
+        subs = self.ctx.sub_blocks(d.block, ("resources",), "an evaluation")
         fields = {"samples": opts.get("samples", to_int, check=at_least(1)),
                   "temperature": opts.get("temperature", to_float, check=non_negative),
                   "max_tokens": opts.get("max_tokens", to_int, check=at_least(1)),
@@ -469,7 +425,7 @@ class _Lowering(StageLowering):
         opts.finish()
         return ir.Evaluate(name=d.name.name, span=d.span, targets=targets,
                            benchmarks=tuple(b.name for b in d.benchmarks),
-                           resources=self.resources(subs.get("resources"), "an evaluation"),
+                           resources=self.ctx.resources(subs.get("resources"), "an evaluation"),
                            **{k: v for k, v in fields.items() if v is not None})
 
     def cluster(self) -> ir.Cluster:
@@ -494,7 +450,7 @@ class _Lowering(StageLowering):
         if workdir_value is not None:
             text = to_str(workdir_value, "workdir", self.diags)
             if text is not MISSING:
-                workdir = self.path(text, workdir_value.span)
+                workdir = self.ctx.path(text, workdir_value.span)
         header.finish()
         groups: dict[str, list] = {k: [] for k in ("model", "graph", "sample", "dataset", "prompt",
                                                   "synthesize", "distill", "filter", "reward")}
@@ -508,12 +464,12 @@ class _Lowering(StageLowering):
                 node = getattr(self, d.kind)(d)
                 if node is not None:
                     groups[d.kind].append(node)
-        stages, stage_names = self.stages(stage_decls)
+        stages, stage_names = expand_stages(stage_decls, self.stage_lowering.stage, self.diags)
         evaluations = [self.evaluate(d, tuple(n for t in d.targets for n in stage_names.get(t.name, [t.name])))
                        for d in eval_decls]
         cluster = self.cluster()
         return ir.Experiment(
-            name=name, seed=seed, workdir=workdir, spec=self.path(os.path.basename(self.p.spec), ir.Span(
+            name=name, seed=seed, workdir=workdir, spec=self.ctx.path(os.path.basename(self.p.spec), ir.Span(
                 file=self.p.spec, line=1, col=1, end_line=1, end_col=1)),
             models=tuple(groups["model"]), graphs=tuple(groups["graph"]), samples=tuple(groups["sample"]),
             datasets=tuple(groups["dataset"]), prompts=tuple(groups["prompt"]),
@@ -544,8 +500,8 @@ def _reward_plugins() -> set[str]:
 
 def lower(program: ast.Program, project_root: Path) -> ir.Experiment:
     """The IR of a checked program; SpecError with every problem found otherwise."""
-    lowering = _Lowering(program, project_root)
-    exp = lowering.experiment()
-    if lowering.diags:
-        raise SpecError(by_place(lowering.diags), program.sources)
+    ctx = LowerContext(program, project_root)
+    exp = _Lowering(ctx).experiment()
+    if ctx.diags:
+        raise SpecError(by_place(ctx.diags), program.sources)
     return exp

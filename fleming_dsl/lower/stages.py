@@ -1,18 +1,14 @@
-"""Lowering of stages: training options, data (buckets, hard-sample miner), rewards, stop
-conditions, resources, and sweep expansion (see `lower.py` for how sweeps are named).
-
-`StageLowering` is mixed into the lowering of a whole experiment; it uses that class's
-`diags`, `unknown_function`, `no_positional`, `no_block` and `sub_blocks`.
-"""
+"""Lowering of one stage: training options, data (buckets, hard-sample miner), rewards, stop
+conditions and resources. Sweeps are expanded before this, in `sweeps.py`."""
 
 from __future__ import annotations
 
-import itertools
-import re
-from dataclasses import replace
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
 
 from fleming_dsl import ir
-from fleming_dsl.errors import did_you_mean
+from fleming_dsl.lower.context import LowerContext
 from fleming_dsl.lower.values import (
     MISSING,
     Options,
@@ -25,19 +21,65 @@ from fleming_dsl.lower.values import (
     to_bool,
     to_float,
     to_int,
-    to_megabytes,
-    to_minutes,
     to_name,
     to_str,
     value_span,
 )
 from fleming_dsl.spec import ast
 
-_GRPO_ONLY = ("generations", "beta", "max_completion_length", "rewards", "use_vllm", "temperature")
+
+@dataclass(frozen=True)
+class TrainingOption:
+    """One `word = value` option of a stage block and the `ir.Training` field it sets.
+
+    The planner copies `ir.Training` fields into the job configs under the same names, so a new
+    option is a row here, a field in `ir.Training` and in the job config, and the job that uses it.
+    """
+
+    word: str  # as written in the spec
+    convert: Callable[..., Any]
+    check: Callable[..., Any] | None = None
+    field: str = ""  # the ir.Training field, where the spec's word is not the field name
+    methods: tuple[str, ...] = ("sft", "grpo")
+    meaning: str = ""
+
+    @property
+    def target(self) -> str:
+        return self.field or self.word
+
+
+TRAINING_OPTIONS: tuple[TrainingOption, ...] = (
+    TrainingOption("lr", to_float, positive, meaning="peak learning rate"),
+    TrainingOption("epochs", to_float, positive, meaning="passes over the data (or max_steps)"),
+    TrainingOption("max_steps", to_int, at_least(1), meaning="optimizer steps; overrides epochs"),
+    TrainingOption("batch", to_int, at_least(1), field="batch_size", meaning="per-device batch size"),
+    TrainingOption("grad_accum", to_int, at_least(1), meaning="gradient accumulation steps"),
+    TrainingOption("max_length", to_int, at_least(1), meaning="sft: sequence length in tokens"),
+    TrainingOption("max_completion_length", to_int, at_least(1), methods=("grpo",),
+                   meaning="rollout length in tokens"),
+    TrainingOption("warmup_steps", to_int, non_negative, meaning="linear warm-up steps"),
+    TrainingOption("generations", to_int, at_least(2), methods=("grpo",),
+                   meaning="rollouts per prompt (the GRPO group)"),
+    TrainingOption("beta", to_float, non_negative, methods=("grpo",), meaning="KL coefficient"),
+    TrainingOption("temperature", to_float, positive, methods=("grpo",),
+                   meaning="rollout sampling temperature"),
+    TrainingOption("deepspeed", one_of(("none", "zero2", "zero3", "zero3_offload")),
+                   meaning="DeepSpeed ZeRO stage"),
+    TrainingOption("bf16", to_bool, meaning="train in bfloat16 (GPU)"),
+    TrainingOption("use_vllm", to_bool, methods=("grpo",), meaning="roll out with vLLM"),
+    TrainingOption("logging_steps", to_int, at_least(1), meaning="steps between metric rows"),
+    TrainingOption("save_steps", to_int, at_least(1), meaning="steps between checkpoints"),
+)
+_GRPO_ONLY = (*(o.word for o in TRAINING_OPTIONS if o.methods == ("grpo",)), "rewards")
 
 
 class StageLowering:
-    # stages --------------------------------------------------------------
+    """Lowers one stage declaration (one sweep point of it) to an `ir.Stage`."""
+
+    def __init__(self, ctx: LowerContext):
+        self.ctx = ctx
+        self.diags = ctx.diags
+
     def stage_data(self, value: ast.Value | None, stage: str) -> ir.StageData:
         if isinstance(value, ast.Name):
             return ir.StageData(dataset=value.name)
@@ -83,39 +125,11 @@ class StageLowering:
         kw.finish()
         return ir.Miner(**{"pool": "", **{k: v for k, v in fields.items() if v is not None}})
 
-    def resources(self, block: ast.Block | None, where: str) -> ir.Resources:
-        opts = Options.of_block(block, f"resources of {where}", self.diags)
-        self.no_block(block, f"resources of {where}")
-        fields = {
-            "nodes": opts.get("nodes", to_int, check=at_least(1)),
-            "gpus": opts.get("gpus", to_int, check=non_negative),
-            "cpus": opts.get("cpus", to_int, check=at_least(1)),
-            "mem_mb": opts.get("mem", to_megabytes, check=positive),
-            "time_min": opts.get("time", to_minutes, check=positive),
-            "partition": opts.get("partition", to_str),
-            "account": opts.get("account", to_str),
-        }
-        opts.finish()
-        return ir.Resources(**{k: v for k, v in fields.items() if v is not None})
-
-    def sub_blocks(self, block: ast.Block | None, allowed: tuple[str, ...], where: str) -> dict:
-        out: dict = {}
-        for item in block.items if block else ():
-            if not isinstance(item, ast.Entry):
-                continue
-            if item.name.name not in allowed or item.call is not None or item.block is None:
-                self.diags.error(f"unexpected '{item.name.name}' in {where}", item.name.span,
-                                 expected=(" or ".join(f"{a} {{ ... }}" for a in allowed)) + " or name = value",
-                                 hint=did_you_mean(item.name.name, allowed))
-                continue
-            out[item.name.name] = item.block
-        return out
-
     def stage(self, d: ast.StageDecl, init: str, overrides: dict, point: dict,
               declared: str | None = None) -> ir.Stage | None:
         method = d.method.func.name
         if method not in ("sft", "grpo"):
-            self.unknown_function(d.method, "stage method", ("sft", "grpo"))
+            self.ctx.unknown_function(d.method, "stage method", ("sft", "grpo"))
             return None
         if len(d.method.args) != 2:
             self.diags.error(f"{method}() takes the init model and the data: {method}(base, clean)",
@@ -130,29 +144,12 @@ class StageLowering:
         pairs = [(o.key, overrides[o.key.name][1] if o.key.name in overrides else o.value) for o in written]
         pairs += [(k, v) for name, (k, v) in overrides.items() if all(o.key.name != name for o in written)]
         opts = Options(pairs, f"stage {declared or d.name.name}", self.diags)
-        subs = self.sub_blocks(block, ("resources", "lora"), f"stage {d.name.name}")
+        subs = self.ctx.sub_blocks(block, ("resources", "lora"), f"stage {d.name.name}")
         if method == "sft":
             for key in _GRPO_ONLY:
                 if opts.raw(key) is not None:
                     self.diags.error(f"'{key}' applies only to grpo stages", opts.key_span(key))
-        t = {
-            "lr": opts.get("lr", to_float, check=positive),
-            "epochs": opts.get("epochs", to_float, check=positive),
-            "max_steps": opts.get("max_steps", to_int, check=at_least(1)),
-            "batch_size": opts.get("batch", to_int, check=at_least(1)),
-            "grad_accum": opts.get("grad_accum", to_int, check=at_least(1)),
-            "max_length": opts.get("max_length", to_int, check=at_least(1)),
-            "max_completion_length": opts.get("max_completion_length", to_int, check=at_least(1)),
-            "warmup_steps": opts.get("warmup_steps", to_int, check=non_negative),
-            "generations": opts.get("generations", to_int, check=at_least(2)),
-            "beta": opts.get("beta", to_float, check=non_negative),
-            "temperature": opts.get("temperature", to_float, check=positive),
-            "deepspeed": opts.get("deepspeed", one_of(("none", "zero2", "zero3", "zero3_offload"))),
-            "bf16": opts.get("bf16", to_bool),
-            "use_vllm": opts.get("use_vllm", to_bool),
-            "logging_steps": opts.get("logging_steps", to_int, check=at_least(1)),
-            "save_steps": opts.get("save_steps", to_int, check=at_least(1)),
-        }
+        t = {o.target: opts.get(o.word, o.convert, check=o.check) for o in TRAINING_OPTIONS}
         lora_flag = opts.get("lora", to_bool)
         if "lora" in subs or lora_flag:
             t["lora"] = self.lora(subs.get("lora"))
@@ -174,7 +171,7 @@ class StageLowering:
         opts.finish()
         return ir.Stage(name=d.name.name, span=d.span, method=method, init=init, data=data,
                         training=training, rewards=rewards, plateau=plateau,
-                        resources=self.resources(subs.get("resources"), f"stage {d.name.name}"),
+                        resources=self.ctx.resources(subs.get("resources"), f"stage {d.name.name}"),
                         sweep=point)
 
     def lora(self, block: ast.Block | None) -> ir.Lora:
@@ -208,92 +205,10 @@ class StageLowering:
             metric = to_name(value.args[0], "metric", self.diags)
             if metric is not MISSING:
                 fields["metric"] = metric
-        self.no_positional(value, 1)
+        self.ctx.no_positional(value, 1)
         kw = Options.of_call(value, "plateau()", self.diags)
         fields["metric"] = kw.get("metric", to_name, default=fields.get("metric"))
         fields["patience"] = kw.get("patience", to_int, check=at_least(1))
         fields["min_delta"] = kw.get("min_delta", to_float, check=non_negative)
         kw.finish()
         return ir.Plateau(**{k: v for k, v in fields.items() if v is not None})
-
-    # sweeps --------------------------------------------------------------
-    def sweep_points(self, d: ast.StageDecl) -> list[tuple[str, dict]]:
-        """[(name suffix, {option: (key Name, value)})] for the stage's own sweeps (one point if none)."""
-        axes = []
-        for item in d.block.items if d.block else ():
-            if not isinstance(item, ast.SweepItem):
-                continue
-            if any(k.name == item.key.name for k, _ in (axis[0] for axis in axes)):
-                self.diags.error(f"'{item.key.name}' is swept twice in stage {d.name.name}", item.key.span,
-                                 hint="list all its values in one sweep")
-                continue
-            if not isinstance(item.values, ast.ListV) or not item.values.items:
-                self.diags.error("a sweep needs a non-empty list of values: sweep lr in [1e-5, 5e-6]",
-                                 value_span(item.values))
-                continue
-            bad = [v for v in item.values.items if not isinstance(v, (ast.Num, ast.Str, ast.Bool, ast.Name))]
-            for v in bad:
-                self.diags.error("sweep values must be numbers, strings or names", value_span(v))
-            texts = [_point_token(v) for v in item.values.items]
-            dup = next((v for v, t in zip(item.values.items, texts) if texts.count(t) > 1), None)
-            if dup is not None:
-                self.diags.error(f"sweep '{item.key.name}' lists a value twice", value_span(dup))
-            if not bad and dup is None:
-                axes.append([(item.key, v) for v in item.values.items])
-        points = []
-        for combo in itertools.product(*axes):
-            suffix = "".join(f"_{k.name}_{_point_token(v)}" for k, v in combo)
-            points.append((suffix, {k.name: (k, v) for k, v in combo}))
-        return points or [("", {})]
-
-    def stages(self, decls: list[ast.StageDecl]) -> tuple[list[ir.Stage], dict[str, list[str]]]:
-        """Expand and lower every stage; also returns each declared stage's IR stage names."""
-        by_name = {d.name.name: d for d in decls}
-        # stage -> [(suffix, own overrides, init suffix, sweep point)]: a stage started from a
-        # swept stage gets one variant per parent variant (recording the parent's point but
-        # keeping its own options), times its own sweep points
-        variants: dict[str, list[tuple[str, dict, str, dict]]] = {}
-
-        def expand(name: str) -> list[tuple[str, dict, str, dict]]:
-            if name not in variants:
-                init = _init_name(by_name[name])
-                parents = expand(init) if init in by_name else [("", {}, "", {})]
-                variants[name] = [
-                    (ps + s, own, ps, {**point, **{k: _plain(v) for k, (_, v) in own.items()}})
-                    for ps, _, _, point in parents for s, own in self.sweep_points(by_name[name])]
-            return variants[name]
-
-        out, names = [], {}
-        for d in decls:
-            names[d.name.name] = []
-            for suffix, overrides, init_suffix, point in expand(d.name.name):
-                stage = self.stage(replace(d, name=ast.Name(d.name.name + suffix, d.name.span)),
-                                   _init_name(d) + init_suffix, overrides, point, d.name.name)
-                if stage is not None:
-                    out.append(stage)
-                    names[d.name.name].append(stage.name)
-        return out, names
-
-
-def _init_name(d: ast.StageDecl) -> str:
-    first = d.method.args[0] if d.method.args else None
-    return first.name if isinstance(first, ast.Name) else ""
-
-
-def _point_token(value: ast.Value) -> str:
-    """A sweep value as part of an identifier: 1e-06 -> 1em06, 0.5 -> 0p5, "a b" -> a_b."""
-    if isinstance(value, ast.Num):
-        text = repr(value.value)  # shortest round-trip form: distinct values, distinct names
-        return text.replace(".", "p").replace("-", "m").replace("+", "")
-    if isinstance(value, ast.Bool):
-        return "true" if value.value else "false"
-    raw = value.value if isinstance(value, ast.Str) else getattr(value, "name", "x")
-    return re.sub(r"[^A-Za-z0-9]+", "_", raw).strip("_") or "x"
-
-
-def _plain(value: ast.Value):
-    if isinstance(value, ast.Name):
-        return value.name
-    if isinstance(value, ast.Bool):
-        return str(value.value).lower()
-    return value.value

@@ -99,6 +99,12 @@ def meta_path(main_output: str) -> str:
     return f"{main_output}.meta.json"
 
 
+def training_fields(training: ir.Training, job: type[jc.JobBase]) -> dict:
+    """The stage's training options that `job` takes, under their IR names (the same names)."""
+    return {name: getattr(training, name) for name in job.model_fields
+            if name in ir.Training.model_fields}
+
+
 class _Planner:
     """Resolves names to paths for one experiment; `plan()` is the entry point."""
 
@@ -337,23 +343,17 @@ class _Planner:
         acc_path = accelerate_path(self.out_dir, name)
         common = dict(
             **self.base(stage.method, stage.name, out), model=model, data=data,
-            buckets=stage.data.buckets, lr=t.lr, epochs=t.epochs, max_steps=t.max_steps,
-            batch_size=t.batch_size, grad_accum=t.grad_accum, warmup_steps=t.warmup_steps,
-            bf16=t.bf16, lora=t.lora,
+            buckets=stage.data.buckets,
             deepspeed_config=ds_path if t.deepspeed != "none" else None,
-            accelerate_config=acc_path if distributed else None,
-            logging_steps=t.logging_steps, save_steps=t.save_steps, output=out)
+            accelerate_config=acc_path if distributed else None, output=out)
         extra: tuple[Output, ...] = ()
         if stage.method == "sft":
-            cfg: jc.JobBase = jc.SftJob(**common, max_length=t.max_length)
+            cfg: jc.JobBase = jc.SftJob(**common, **training_fields(t, jc.SftJob))
         else:
             metrics = self.under("stages", f"{stage.name}.metrics.jsonl")
             rewards = tuple(self.reward_term(term) for term in stage.rewards)
-            cfg = jc.GrpoJob(**common, rewards=rewards, generations=t.generations, beta=t.beta,
-                             temperature=t.temperature,
-                             max_completion_length=t.max_completion_length,
-                             use_vllm=t.use_vllm, plateau=stage.plateau, miner=miner,
-                             metrics=metrics)
+            cfg = jc.GrpoJob(**common, **training_fields(t, jc.GrpoJob), rewards=rewards,
+                             plateau=stage.plateau, miner=miner, metrics=metrics)
             extra = (Output(metrics),)
         return self.job(stage, cfg, (*model_inputs, data), extra_outputs=extra, directory=True,
                         resources=res,

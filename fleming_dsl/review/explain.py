@@ -19,13 +19,8 @@ from typing import Any
 
 from fleming_dsl.errors import FlemingError
 from fleming_dsl.ir import Decl, Experiment, Span
+from fleming_dsl.lower.names import SPEC_WORDS
 from fleming_dsl.review.status import strings_in
-
-# Config fields the spec spells differently (config name -> spec keyword).
-_SPEC_KEYWORDS = {"batch_size": "batch", "hops_min": "hops", "hops_max": "hops",
-                  "relations": "path", "node_types": "path", "start_type": "path",
-                  "alpha": "weight", "near_distractors": "distractors", "plateau": "until",
-                  "miner": "mine_hard", "benchmarks": "on", "deepspeed_config": "deepspeed"}
 
 
 class ExplainError(FlemingError):
@@ -72,7 +67,7 @@ def option_origins(config: dict[str, Any], lines: list[SpecLine]) -> dict[str, S
     """For each top-level config option, the first spec line that sets it (`key =` / `key(`)."""
     origins = {}
     for key in config:
-        word = _SPEC_KEYWORDS.get(key, key)
+        word = SPEC_WORDS.get(key, key)
         pattern = re.compile(rf"(?<![\w.]){re.escape(word)}\s*(=|\()")
         for line in lines:
             if pattern.search(line.text.split("#", 1)[0]):

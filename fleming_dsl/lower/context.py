@@ -1,0 +1,104 @@
+"""What every part of the lowering shares: the program, the diagnostics it collects, paths
+relative to the spec that wrote them, and the checks of call shapes and sub-blocks."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from fleming_dsl import ir
+from fleming_dsl.errors import did_you_mean
+from fleming_dsl.lower.values import (
+    Diagnostics,
+    Options,
+    at_least,
+    non_negative,
+    positive,
+    to_int,
+    to_megabytes,
+    to_minutes,
+    to_str,
+    value_span,
+)
+from fleming_dsl.spec import ast
+
+
+class LowerContext:
+    """The program being lowered, its diagnostics, and the helpers every lowering uses."""
+
+    def __init__(self, program: ast.Program, project_root: Path):
+        self.p = program
+        self.root = Path(os.path.abspath(project_root))
+        self.diags = Diagnostics()
+        self.kinds = {d.name.name: d.kind for d in program.decls}
+
+    # paths ---------------------------------------------------------------
+    def path(self, text: str, span: ir.Span) -> str:
+        """A path written in the spec (relative to its file) as a project-relative posix path."""
+        if os.path.isabs(text):
+            return Path(text).as_posix()
+        full = os.path.normpath(os.path.join(self.p.dirs[span.file], text))
+        return Path(os.path.relpath(full, self.root)).as_posix()
+
+    def path_arg(self, call: ast.Call, index: int, what: str) -> str:
+        if len(call.args) <= index or not isinstance(call.args[index], ast.Str):
+            self.diags.error(f"{call.func.name}() needs {what} as a string", call.span,
+                             hint=f'e.g. {call.func.name}("{what}")')
+            return ""
+        arg = call.args[index]
+        return self.path(arg.value, arg.span)
+
+    def no_positional(self, call: ast.Call, allowed: int = 0) -> None:
+        for extra in call.args[allowed:]:
+            self.diags.error(f"{call.func.name}() takes {'no' if allowed == 0 else allowed} "
+                             "positional argument" + ("s" if allowed != 1 else ""),
+                             value_span(extra), hint="write options as name = value")
+
+    def unknown_function(self, call: ast.Call, what: str, choices) -> None:
+        self.diags.error(f"unknown {what} '{call.func.name}'", call.func.span,
+                         expected="one of " + ", ".join(choices),
+                         hint=did_you_mean(call.func.name, choices))
+
+    def no_block(self, block: ast.Block | None, where: str) -> None:
+        if block is None:
+            return
+        for item in block.items:
+            if isinstance(item, ast.SweepItem):
+                self.diags.error("sweeps are allowed only in stage blocks", item.span)
+            elif isinstance(item, ast.Entry):
+                self.diags.error(f"unexpected '{item.name.name}' in {where}", item.name.span,
+                                 hint="options are written name = value")
+
+    def str_arg(self, call: ast.Call, what: str) -> str:
+        if not call.args or not isinstance(call.args[0], ast.Str):
+            self.diags.error(f"{call.func.name}() needs {what} as a string", call.span)
+            return ""
+        return call.args[0].value
+
+    def resources(self, block: ast.Block | None, where: str) -> ir.Resources:
+        opts = Options.of_block(block, f"resources of {where}", self.diags)
+        self.no_block(block, f"resources of {where}")
+        fields = {
+            "nodes": opts.get("nodes", to_int, check=at_least(1)),
+            "gpus": opts.get("gpus", to_int, check=non_negative),
+            "cpus": opts.get("cpus", to_int, check=at_least(1)),
+            "mem_mb": opts.get("mem", to_megabytes, check=positive),
+            "time_min": opts.get("time", to_minutes, check=positive),
+            "partition": opts.get("partition", to_str),
+            "account": opts.get("account", to_str),
+        }
+        opts.finish()
+        return ir.Resources(**{k: v for k, v in fields.items() if v is not None})
+
+    def sub_blocks(self, block: ast.Block | None, allowed: tuple[str, ...], where: str) -> dict:
+        out: dict = {}
+        for item in block.items if block else ():
+            if not isinstance(item, ast.Entry):
+                continue
+            if item.name.name not in allowed or item.call is not None or item.block is None:
+                self.diags.error(f"unexpected '{item.name.name}' in {where}", item.name.span,
+                                 expected=(" or ".join(f"{a} {{ ... }}" for a in allowed)) + " or name = value",
+                                 hint=did_you_mean(item.name.name, allowed))
+                continue
+            out[item.name.name] = item.block
+        return out

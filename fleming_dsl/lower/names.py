@@ -1,0 +1,23 @@
+"""Where a configuration field is named differently from the spec word that sets it: one table.
+
+Lowering reads options by their spec word and writes IR fields; the planner copies IR fields into
+the job configs under the same names; `fleming explain` maps a job config's fields back to the
+spec words with `SPEC_WORDS`, so a reviewer finds the line that set each value.
+"""
+
+from __future__ import annotations
+
+from fleming_dsl.lower.stages import TRAINING_OPTIONS
+
+SPEC_WORDS: dict[str, str] = {
+    # stage options (from the stage option table) and stage parts
+    **{o.field: o.word for o in TRAINING_OPTIONS if o.field},
+    "plateau": "until", "miner": "mine_hard", "deepspeed_config": "deepspeed",
+    # resources
+    "mem_mb": "mem", "time_min": "time", "timeout_s": "timeout",
+    # sample: the metapath and the walk
+    "hops_min": "hops", "hops_max": "hops", "relations": "path", "node_types": "path",
+    "start_type": "path", "alpha": "weight", "near_distractors": "distractors",
+    # evaluate
+    "benchmarks": "on",
+}

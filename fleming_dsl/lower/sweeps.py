@@ -1,0 +1,98 @@
+"""Sweep expansion: `sweep lr in [1e-6, 5e-7]` in stage `rl1` becomes stages `rl1_lr_1em06`
+and `rl1_lr_5em07` (in a number `.` reads `p` and `-` reads `m`, so names stay identifiers);
+every stage started from a swept stage, and every evaluation of one, fans out the same way.
+"""
+
+from __future__ import annotations
+
+import itertools
+import re
+from collections.abc import Callable
+from dataclasses import replace
+
+from fleming_dsl import ir
+from fleming_dsl.lower.values import Diagnostics, value_span
+from fleming_dsl.spec import ast
+
+
+def sweep_points(d: ast.StageDecl, diags: Diagnostics) -> list[tuple[str, dict]]:
+    """[(name suffix, {option: (key Name, value)})] for the stage's own sweeps (one point if none)."""
+    axes = []
+    for item in d.block.items if d.block else ():
+        if not isinstance(item, ast.SweepItem):
+            continue
+        if any(k.name == item.key.name for k, _ in (axis[0] for axis in axes)):
+            diags.error(f"'{item.key.name}' is swept twice in stage {d.name.name}", item.key.span,
+                             hint="list all its values in one sweep")
+            continue
+        if not isinstance(item.values, ast.ListV) or not item.values.items:
+            diags.error("a sweep needs a non-empty list of values: sweep lr in [1e-5, 5e-6]",
+                             value_span(item.values))
+            continue
+        bad = [v for v in item.values.items if not isinstance(v, (ast.Num, ast.Str, ast.Bool, ast.Name))]
+        for v in bad:
+            diags.error("sweep values must be numbers, strings or names", value_span(v))
+        texts = [_point_token(v) for v in item.values.items]
+        dup = next((v for v, t in zip(item.values.items, texts) if texts.count(t) > 1), None)
+        if dup is not None:
+            diags.error(f"sweep '{item.key.name}' lists a value twice", value_span(dup))
+        if not bad and dup is None:
+            axes.append([(item.key, v) for v in item.values.items])
+    points = []
+    for combo in itertools.product(*axes):
+        suffix = "".join(f"_{k.name}_{_point_token(v)}" for k, v in combo)
+        points.append((suffix, {k.name: (k, v) for k, v in combo}))
+    return points or [("", {})]
+
+def expand_stages(decls: list[ast.StageDecl], lower_stage: Callable[..., ir.Stage | None],
+              diags: Diagnostics) -> tuple[list[ir.Stage], dict[str, list[str]]]:
+    """Expand and lower every stage; also returns each declared stage's IR stage names."""
+    by_name = {d.name.name: d for d in decls}
+    # stage -> [(suffix, own overrides, init suffix, sweep point)]: a stage started from a
+    # swept stage gets one variant per parent variant (recording the parent's point but
+    # keeping its own options), times its own sweep points
+    variants: dict[str, list[tuple[str, dict, str, dict]]] = {}
+
+    def expand(name: str) -> list[tuple[str, dict, str, dict]]:
+        if name not in variants:
+            init = _init_name(by_name[name])
+            parents = expand(init) if init in by_name else [("", {}, "", {})]
+            variants[name] = [
+                (ps + s, own, ps, {**point, **{k: _plain(v) for k, (_, v) in own.items()}})
+                for ps, _, _, point in parents for s, own in sweep_points(by_name[name], diags)]
+        return variants[name]
+
+    out, names = [], {}
+    for d in decls:
+        names[d.name.name] = []
+        for suffix, overrides, init_suffix, point in expand(d.name.name):
+            stage = lower_stage(replace(d, name=ast.Name(d.name.name + suffix, d.name.span)),
+                               _init_name(d) + init_suffix, overrides, point, d.name.name)
+            if stage is not None:
+                out.append(stage)
+                names[d.name.name].append(stage.name)
+    return out, names
+
+
+def _init_name(d: ast.StageDecl) -> str:
+    first = d.method.args[0] if d.method.args else None
+    return first.name if isinstance(first, ast.Name) else ""
+
+
+def _point_token(value: ast.Value) -> str:
+    """A sweep value as part of an identifier: 1e-06 -> 1em06, 0.5 -> 0p5, "a b" -> a_b."""
+    if isinstance(value, ast.Num):
+        text = repr(value.value)  # shortest round-trip form: distinct values, distinct names
+        return text.replace(".", "p").replace("-", "m").replace("+", "")
+    if isinstance(value, ast.Bool):
+        return "true" if value.value else "false"
+    raw = value.value if isinstance(value, ast.Str) else getattr(value, "name", "x")
+    return re.sub(r"[^A-Za-z0-9]+", "_", raw).strip("_") or "x"
+
+
+def _plain(value: ast.Value):
+    if isinstance(value, ast.Name):
+        return value.name
+    if isinstance(value, ast.Bool):
+        return str(value.value).lower()
+    return value.value
