@@ -37,6 +37,8 @@ class DataSource(Cfg):
     path: str
     format: str  # an ir.DatasetFormat, or "items" for the project's own item JSONL
     name: str = ""
+    split: str | None = None  # keep rows whose split field (check.data.SPLIT_FIELDS) is this
+    limit: int | None = None  # then keep the first `limit` rows
 
 
 class Generator(Cfg):
@@ -157,6 +159,8 @@ class FilterJob(JobBase):
 class TrainCommon(JobBase):
     model: str  # hub id or project-relative model directory to start from
     data: str  # item JSONL
+    # when the stage trains on a declared dataset itself: its format, split and limit
+    data_source: DataSource | None = None
     buckets: tuple[str, ...] = ()  # keep only items whose `difficulty` is one of these (empty = all)
     lr: float
     epochs: float | None
@@ -205,6 +209,8 @@ class Benchmark(Cfg):
     name: str
     path: str
     format: str
+    split: str | None = None  # as DataSource
+    limit: int | None = None
 
 
 class EvalJob(JobBase):

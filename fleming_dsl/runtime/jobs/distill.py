@@ -19,7 +19,7 @@ from typing import Any
 
 from fleming_dsl.errors import JobError
 from fleming_dsl.plan.jobconfig import DistillJob
-from fleming_dsl.runtime.data.formats import load_items
+from fleming_dsl.runtime.data.formats import load_source
 from fleming_dsl.runtime.data.items import (
     Item,
     completion_text,
@@ -91,7 +91,7 @@ def build_request(cfg: DistillJob, trajectory: Trajectory, round_number: int) ->
 def load_sources(cfg: DistillJob) -> list[Item]:
     items: list[Item] = []
     for source in cfg.sources:
-        loaded = load_items(source.path, source.format)
+        loaded = load_source(source)
         for item in loaded:
             item.source = source.name or item.source
         items += loaded

@@ -74,7 +74,7 @@ def load_benchmark(bench: Benchmark, index: int) -> list[Item]:
     except ImportError:  # the published-format loaders are optional until they land
         load_items = None
     if load_items is not None:
-        items = load_items(bench.path, bench.format)
+        items = load_items(bench.path, bench.format, bench.split, bench.limit)
     elif bench.format == "items":
         items = _read_item_jsonl(bench.path)
     else:

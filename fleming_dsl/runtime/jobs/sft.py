@@ -72,7 +72,7 @@ def run(cfg: SftJob, ctx: JobContext) -> None:
     from trl import SFTConfig, SFTTrainer
 
     with ctx.timed("load"):
-        data = training.load_items(cfg.data, cfg.buckets)
+        data = training.load_items(cfg.data, cfg.buckets, cfg.data_source)
         rows = [{"messages": training_messages(item, cfg.data)} for item in data]
         model = training.model_path(cfg)
         tokenizer = AutoTokenizer.from_pretrained(model)

@@ -65,6 +65,7 @@ def filter_summary(meta: JobMeta) -> dict[str, Any]:
         "removed": {step: removed[step] for step in ordered(list(removed), FILTER_ORDER)},
         "buckets": {bucket: buckets[bucket] for bucket in ordered(list(buckets), BUCKET_ORDER)},
         "pass_rate_by_bucket": dict(meta.metrics.get("pass_rate_by_bucket") or {}),
+        "difficulty_method": meta.metrics.get("difficulty_method"),
     }
 
 

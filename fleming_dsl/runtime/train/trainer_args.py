@@ -29,10 +29,15 @@ def checkpoint_dir(cfg: TrainCommon) -> str:
     return f"{cfg.output}.ckpt"
 
 
-def load_items(path: str, buckets: tuple[str, ...] = ()) -> list[items.Item]:
-    """The items of an item JSONL, keeping only `buckets` (by `difficulty`) when given."""
+def load_items(path: str, buckets: tuple[str, ...] = (), source: Any = None) -> list[items.Item]:
+    """The items of an item JSONL, keeping only `buckets` (by `difficulty`) when given; a declared
+    dataset (`source`: its format, split and limit) is read by its format's loader."""
     if not Path(path).is_file():
         raise JobError(f"{path}: training data not found (field 'data')")
+    if source is not None:
+        from fleming_dsl.runtime.data.formats import load_source
+
+        return load_source(source)
     out = []
     for number, row in enumerate(read_jsonl(path), 1):
         try:

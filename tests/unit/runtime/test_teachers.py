@@ -84,6 +84,33 @@ def test_torn_cache_entry_is_a_miss(tmp_path):
     assert teacher.counts() == {"teacher_calls": 2, "cache_hits": 0}
 
 
+def test_an_entry_holding_another_keys_answer_is_not_served(tmp_path):
+    """A cache file overwritten with another request's valid entry is a miss (issue 11)."""
+    teacher = CachedTeacher(CountingBackend(), DiskCache(tmp_path))
+    teacher.complete([ask("q1"), ask("q2")])
+    first, second = sorted(tmp_path.rglob("*.json"))
+    first.write_text(second.read_text())  # a valid entry, but for the other key
+    replay = teacher.complete([ask("q1"), ask("q2")])
+    assert teacher.counts() == {"teacher_calls": 3, "cache_hits": 1}
+    assert [r.texts for r in replay] == [["<answer>A</answer> q1"], ["<answer>A</answer> q2"]]
+
+
+def test_a_model_folder_enters_the_key_by_its_content(tmp_path):
+    """A retrained stage at the same path is another model: its answers are not the old ones."""
+    from fleming_dsl.runtime.teachers.backends.local import sampling_identity
+    from fleming_dsl.ir import Backend
+
+    model = tmp_path / "stages" / "cold_start"
+    model.mkdir(parents=True)
+    (model / "model.safetensors").write_bytes(b"old weights")
+    settings = Backend(kind="transformers")
+    before = sampling_identity(str(model), settings, 0, "transformers")
+    (model / "model.safetensors").write_bytes(b"retrained weights")
+    after = sampling_identity(str(model), settings, 0, "transformers")
+    assert before["model"] == after["model"] and before["model_sha256"] != after["model_sha256"]
+    assert "model_sha256" not in sampling_identity("Qwen/Qwen2.5-7B", settings, 0, "vllm")
+
+
 def test_empty_answers_are_not_cached(tmp_path):
     class Empty(CountingBackend):
         def generate(self, requests):
