@@ -2,7 +2,7 @@
 first record is read when the file is local), and how they are used (a benchmark that is also
 trained on, an answer pattern narrower than the data's options).
 
-`SPLIT_FIELDS` is shared with the runtime loader: `split = "health"` keeps the rows whose field
+`predicates.SPLIT_FIELDS` is shared with the runtime loader: `split = "health"` keeps the rows whose field
 (for MMLU-Pro, `category`) equals the value.
 """
 
@@ -13,14 +13,11 @@ import re
 from collections.abc import Iterator
 from pathlib import Path
 
-from fleming_dsl.check.common import Checked, call_kw, entries, option, option_key
+from fleming_dsl.check.common import Checked, call_kw, option, option_key
 from fleming_dsl.check.files import local_path
+from fleming_dsl.check.predicates import SPLIT_FIELDS
 from fleming_dsl.errors import Diagnostic
 from fleming_dsl.spec import ast
-
-# format -> the row field a `split` selects on
-SPLIT_FIELDS = {"mmlu_pro": "category", "mmlu": "subject", "medmcqa": "subject_name",
-                "medqa": "meta_info"}
 
 # format -> the fields its rows have, each as alternatives (any one of them)
 FORMAT_FIELDS: dict[str, tuple[tuple[str, ...], ...]] = {

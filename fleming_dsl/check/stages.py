@@ -1,7 +1,7 @@
 """Training stages: their arguments, data selection, stop conditions and batch shapes.
 
-The predicates (`batch_problem`, `plateau_metrics`) are shared with the GRPO job, which still
-validates a hand-written job config with the same words.
+The predicates (`predicates.batch_problem`, `predicates.plateau_metrics`) are shared with the
+GRPO job, which still validates a hand-written job config with the same words.
 """
 
 from __future__ import annotations
@@ -15,28 +15,9 @@ from fleming_dsl.check.common import (
     option,
     option_key,
 )
+from fleming_dsl.check.predicates import batch_problem, plateau_metrics
 from fleming_dsl.errors import Diagnostic, did_you_mean
 from fleming_dsl.spec import ast
-
-BUCKETS = ("easy", "moderate", "hard")
-
-
-# ---------------------------------------------------------------- predicates (shared with jobs)
-
-
-def batch_problem(batch_size: int, grad_accum: int, generations: int) -> str | None:
-    """Why TRL's GRPO cannot use this batch shape, or None."""
-    if (batch_size * grad_accum) % generations:
-        return (f"batch ({batch_size}) x grad_accum ({grad_accum}) must be divisible by generations "
-                f"({generations}): TRL's GRPO puts all generations of a prompt in one batch")
-    return None
-
-
-def plateau_metrics(reward_names: list[str] | tuple[str, ...]) -> list[str]:
-    """What a GRPO stage logs per step, so what `until = plateau(<metric>)` may watch: the total
-    reward, each reward term by its name, and the reward per difficulty bucket."""
-    return ["reward", *reward_names, *(f"bucket/{b}" for b in BUCKETS)]
-
 
 # ---------------------------------------------------------------- rules over the AST
 
@@ -113,7 +94,7 @@ def plateau_is_logged(c: Checked) -> Iterator[Diagnostic]:
             continue  # lowering reports a malformed `until`
         if d.method.func.name == "sft":
             yield Diagnostic("'until = plateau(...)' applies only to grpo stages: an sft stage "
-                             f"trains for its epochs or max_steps", option_key(d.block, "until").span,
+                             "trains for its epochs or max_steps", option_key(d.block, "until").span,
                              hint="set epochs or max_steps on this stage")
             continue
         metric = until.args[0] if until.args else next(

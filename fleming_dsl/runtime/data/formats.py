@@ -34,7 +34,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from fleming_dsl.check.data import SPLIT_FIELDS
+from fleming_dsl.check.predicates import SPLIT_FIELDS
 from fleming_dsl.errors import FlemingError, JobError
 from fleming_dsl.runtime.data.items import LETTERS, Item, extract_choice
 

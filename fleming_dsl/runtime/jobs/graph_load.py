@@ -23,7 +23,7 @@ def run(cfg: GraphLoadJob, ctx: JobContext) -> None:
     ctx.counts.update({
         "nodes": store.num_nodes,
         "edges": store.num_edges,
-        "input_edges": int(len(edges.src)),
+        "input_edges": len(edges.src),
         "node_types": store.type_counts(),
         "relations": store.relation_counts(),
     })

@@ -22,7 +22,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from fleming_dsl.check.stages import batch_problem, plateau_metrics
+from fleming_dsl.check.predicates import batch_problem, plateau_metrics
 from fleming_dsl.errors import JobError
 from fleming_dsl.plan.jobconfig import GrpoJob
 from fleming_dsl.runtime.data import items
@@ -161,8 +161,9 @@ def vllm_args(cfg: GrpoJob, *, cuda: bool, vllm_installed: bool) -> dict[str, An
         return {"use_vllm": False}
     if cuda and vllm_installed:
         return {"use_vllm": True, "vllm_mode": "colocate"}
-    log.warning("%s: use_vllm requested but %s; generating with transformers", cfg.job,
-                "vllm is not installed" if cuda else "no CUDA device")
+    log.warning("%s: use_vllm requested but %s; generating with transformers (%s)", cfg.job,
+                "vllm is not installed" if cuda else "no CUDA device",
+                "fix: pip install vllm" if cuda else "fix: run on a GPU node, or set use_vllm = false")
     return {"use_vllm": False}
 
 

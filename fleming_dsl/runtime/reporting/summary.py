@@ -77,7 +77,7 @@ def _last(curve: StageCurve, key: str) -> float | None:
 def term_name(key: str) -> str:
     """`rewards/correct` or TRL's `rewards/correct/mean` -> `correct`; `bucket/easy` -> `easy`."""
     name = key.split("/", 1)[1]
-    return name[: -len("/mean")] if name.endswith("/mean") else name
+    return name.removesuffix("/mean")
 
 
 def grpo_summary(curve: StageCurve) -> dict[str, Any]:

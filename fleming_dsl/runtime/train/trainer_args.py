@@ -8,7 +8,6 @@ peft are imported inside functions only.
 from __future__ import annotations
 
 import logging
-import os
 from pathlib import Path
 from typing import Any
 
@@ -121,11 +120,10 @@ def lora_config(cfg: TrainCommon, task_type: str = "CAUSAL_LM"):
 
 
 def resume_checkpoint(cfg: TrainCommon) -> str | None:
-    """The last `checkpoint-N` under the checkpoint dir, if a previous run left one."""
-    from transformers.trainer_utils import get_last_checkpoint
+    """The last whole `checkpoint-N` a previous run left (torn ones are skipped, and logged)."""
+    from fleming_dsl.runtime.train.checkpoints import usable_checkpoint
 
-    folder = checkpoint_dir(cfg)
-    return get_last_checkpoint(folder) if os.path.isdir(folder) else None
+    return usable_checkpoint(checkpoint_dir(cfg))
 
 
 def model_path(cfg: TrainCommon) -> str:

@@ -20,7 +20,7 @@ def _own_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("FLEMING_CACHE_DIR", str(tmp_path / "cache"))
 
 
-def R(old: str, new: str, text: str = MINIMAL) -> str:  # noqa: N802 - reads like the edit it makes
+def R(old: str, new: str, text: str = MINIMAL) -> str:
     assert old in text, old
     return text.replace(old, new, 1)
 

@@ -8,6 +8,7 @@ import json
 from pathlib import Path
 
 import pytest
+from paths import REPO
 
 from fleming_dsl.cli.diff import compare
 from fleming_dsl.compiler import load_experiment
@@ -15,7 +16,6 @@ from fleming_dsl.errors import JobError
 from fleming_dsl.plan import jobconfig as jc
 from fleming_dsl.plan.planner import plan
 from fleming_dsl.runtime.data.formats import load_items, load_source
-from paths import REPO
 
 
 def test_the_7b_workflow_evaluates_each_mmlu_pro_category_and_distills_60k_medmcqa() -> None:

@@ -97,8 +97,8 @@ def test_an_entry_holding_another_keys_answer_is_not_served(tmp_path):
 
 def test_a_model_folder_enters_the_key_by_its_content(tmp_path):
     """A retrained stage at the same path is another model: its answers are not the old ones."""
-    from fleming_dsl.runtime.teachers.backends.local import sampling_identity
     from fleming_dsl.ir import Backend
+    from fleming_dsl.runtime.teachers.backends.local import sampling_identity
 
     model = tmp_path / "stages" / "cold_start"
     model.mkdir(parents=True)
@@ -166,7 +166,7 @@ class FlakyEndpoint(BaseHTTPRequestHandler):
     failures = 2
     hits: list[dict] = []
 
-    def do_POST(self):  # noqa: N802 - http.server's naming
+    def do_POST(self):
         body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
         type(self).hits.append({"auth": self.headers.get("Authorization"), "body": body})
         if len(type(self).hits) <= type(self).failures:
