@@ -311,3 +311,18 @@ def test_question_template_stem_macro():
         "Which disease presents with polyuria?"
     assert 'The correct answer is the disease "x"' in render(str(REPO / "prompts/question.j2"),
                                                              **facts)
+
+
+def test_hetionet_metaedge_codes_never_reach_question_text():
+    """Questions read Hetionet's published relation names, not its codes (issue 11)."""
+    from fleming_dsl.runtime.teachers.verbalise import path_facts
+
+    row = {"path": [{"node": "Lisinopril", "type": "Compound"}, {"node": "Hypertension", "type": "Disease"},
+                    {"node": "ACE", "type": "Gene"}],
+           "relations": ["CtD", "DaG"], "mask_index": 1}
+    facts = path_facts(row)
+    assert facts["clues"] == ["is treated by Lisinopril", "is associated with ACE"]
+    regulated = {"path": [{"node": "TP53", "type": "Gene"}, {"node": "MDM2", "type": "Gene"}],
+                 "relations": ["Gr>G:rev"], "mask_index": 1}
+    assert path_facts(regulated)["all_facts"] == ["TP53 is regulated by MDM2"]
+    assert not any(code in " ".join(facts["all_facts"]) for code in ("CtD", "DaG"))
