@@ -4,6 +4,7 @@ config: one wording of each problem, wherever it is found. Standard library only
 from __future__ import annotations
 
 BUCKETS = ("easy", "moderate", "hard")
+MAX_COUNT = 100_000_000  # paths per sample job: past this a job runs for days or never ends
 
 # dataset format -> the row field a `split` selects on (`split = "health"` keeps MMLU-Pro rows
 # whose `category` is "health", case-insensitive)

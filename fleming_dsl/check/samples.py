@@ -13,10 +13,10 @@ from collections.abc import Iterator
 from fleming_dsl.check.common import Checked, option
 from fleming_dsl.check.files import local_path
 from fleming_dsl.check.graph_vocab import VocabularyError, vocabulary
+from fleming_dsl.check.predicates import MAX_COUNT
 from fleming_dsl.errors import Diagnostic, did_you_mean
 from fleming_dsl.spec import ast
 
-MAX_COUNT = 100_000_000  # paths per sample job: past this a job runs for days or never ends
 _SHOWN = 12  # names listed in an "expected one of" line before it is cut short
 
 

@@ -17,11 +17,13 @@ from typing import Annotated, Literal, Union
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from fleming_dsl.check.predicates import MAX_COUNT
 from fleming_dsl.ir import Backend, Lora, Miner, Plateau, TinyArch
 
 
 class Cfg(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    # allow_inf_nan=False: `lr = NaN` in a hand-edited config is an error, not a silent NaN run
+    model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
 
 
 class JobBase(Cfg):
@@ -78,7 +80,7 @@ class SampleJob(JobBase):
     mask: Literal["anchor", "target"] | int
     distractors: int
     near_distractors: bool
-    count: int
+    count: int = Field(ge=1, le=MAX_COUNT)
     output: str  # JSONL of sampled paths with masked answer and distractors
 
 

@@ -156,6 +156,9 @@ def run(cfg: DistillJob, ctx: JobContext) -> None:
     except (PromptError, TeacherError) as err:
         raise JobError(str(err)) from None
     kept = [item for t in trajectories if (item := final_item(t, cfg.keep)) is not None]
+    if not kept:  # nothing to train on would look like a finished distillation
+        raise JobError(f"{cfg.job}: no trajectory kept of {len(items)} items (keep = {cfg.keep}, "
+                       f"{len(malformed)} malformed answers)")
     write_jsonl(cfg.output, (item.model_dump(exclude_none=True) for item in kept))
     ctx.counts.update({"input": len(items), "output": len(kept), "malformed": len(malformed),
                        **teacher.counts(), "rounds": dict(sorted(rounds.items())),

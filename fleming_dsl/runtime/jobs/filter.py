@@ -267,6 +267,11 @@ def run(cfg: FilterJob, ctx: JobContext) -> None:
         kept, review = run_steps(cfg, items, ctx)
     except (PromptError, TeacherError) as err:
         raise JobError(str(err)) from None
+    if not kept:  # an empty training set would look like a finished filter
+        removed = ", ".join(f"{k} {v}" for k, v in ctx.counts.get("removed", {}).items() if v)
+        raise JobError(f"{cfg.job}: no items left of {total} (removed: {removed or 'none'}"
+                       f"{f'; {len(review)} sent to review' if review else ''}); "
+                       "nothing for later jobs to use")
     write_jsonl(cfg.output, (item.model_dump(exclude_none=True) for item in kept))
     write_jsonl(cfg.review, (item.model_dump(exclude_none=True) for item in review))
     buckets = Counter(item.difficulty for item in kept if item.difficulty)
