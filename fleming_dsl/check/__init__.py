@@ -27,7 +27,7 @@ RULES: tuple[Rule, ...] = (
     references.wrong_kinds,
     references.cycles,
     models.teachers_have_backends,
-    models.evaluated_models_have_weights,
+    models.evaluated_models_are_not_oracles,
     stages.stage_arguments,
     stages.buckets_need_difficulty,
     stages.sweep_or_option,

@@ -9,11 +9,6 @@ from fleming_dsl.check.common import Checked, call_kw, entries, has_backend, opt
 from fleming_dsl.errors import Diagnostic
 from fleming_dsl.spec import ast
 
-# Model sources without weights that an eval job could load: they generate only through their
-# backend (a template verbaliser, a remote endpoint).
-WEIGHTLESS_SOURCES = ("template", "openai")
-
-
 def teachers_have_backends(c: Checked) -> Iterator[Diagnostic]:
     for decl in c.program.decls:
         if not isinstance(decl, (ast.SynthesizeDecl, ast.DistillDecl)):
@@ -55,19 +50,19 @@ def data_gpus_cover_teacher(c: Checked) -> Iterator[Diagnostic]:
                              hint=f"write gpus = {tp} in its resources block")
 
 
-def evaluated_models_have_weights(c: Checked) -> Iterator[Diagnostic]:
-    """An eval job loads the target's weights; a template() or openai() model has none."""
+def evaluated_models_are_not_oracles(c: Checked) -> Iterator[Diagnostic]:
+    """A template() teacher answers from each item's own label: evaluating it measures nothing.
+    (Other teachers are evaluated through their own backend: openai, vllm, transformers.)"""
     for decl in c.program.decls:
         if not isinstance(decl, ast.EvaluateDecl):
             continue
         for target in decl.targets:
             model = c.by_name.get(target.name)
-            if isinstance(model, ast.ModelDecl) and model.source.func.name in WEIGHTLESS_SOURCES:
+            if isinstance(model, ast.ModelDecl) and model.source.func.name == "template":
                 yield Diagnostic(
-                    f"cannot evaluate '{target.name}': a {model.source.func.name}() model has no "
-                    "weights for the eval job to load", target.span,
-                    hint="evaluate stages or models declared with hf(), local() or tiny(); "
-                         "evaluating a teacher through its own backend is not supported yet")
+                    f"cannot evaluate '{target.name}': a template() teacher reads each item's answer, "
+                    "so its accuracy would measure nothing", target.span,
+                    hint="evaluate stages, or models declared with hf(), local(), tiny() or openai()")
 
 
 def api_keys_are_set(c: Checked) -> Iterator[Diagnostic]:

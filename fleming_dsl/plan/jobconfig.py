@@ -229,6 +229,10 @@ class EvalJob(JobBase):
     backend: Literal["transformers", "vllm"] = "transformers"
     tensor_parallel: int = 1  # vllm only
     batch_size: int = 32  # prompts per transformers generate call
+    # a model with its own generation backend (an OpenAI-compatible endpoint, a vLLM or
+    # transformers teacher) is evaluated through that backend, cached like any teacher call
+    teacher: Generator | None = None
+    cache_dir: str | None = None
 
 
 class ReportJob(JobBase):

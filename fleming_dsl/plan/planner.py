@@ -370,6 +370,13 @@ class _Planner:
 
     def evaluate(self, ev: ir.Evaluate, target: str, name: str, out: str) -> Job:
         model, inputs = self.model_ref(target)
+        decl = self.decl(target, "model", "stage")
+        teacher = None
+        if isinstance(decl, ir.Model) and decl.backend is not None:
+            # a teacher is evaluated through its own backend, under the evaluation's sampling
+            backend = decl.backend.model_copy(update={"temperature": ev.temperature,
+                                                      "max_tokens": ev.max_tokens})
+            teacher = jc.Generator(model=model, backend=backend)
         benchmarks = []
         for bench in ev.benchmarks:
             source = self.data_source(bench)
@@ -379,6 +386,10 @@ class _Planner:
         cfg = jc.EvalJob(**base, target=target, model=model, benchmarks=tuple(benchmarks),
                          samples=ev.samples, temperature=ev.temperature, max_tokens=ev.max_tokens,
                          limit=ev.limit, output=out)
+        if teacher is not None:
+            cfg = cfg.model_copy(update={"teacher": teacher, "cache_dir": self.cache_dir()})
+            resources = ev.resources if ev.resources != ir.Resources() else self.data_resources([teacher])
+            return self.job(ev, cfg, (*inputs, *(b.path for b in benchmarks)), resources=resources)
         return self.job(ev, cfg, (*inputs, *(b.path for b in benchmarks)), resources=ev.resources)
 
     def evaluations(self) -> list[Job]:
