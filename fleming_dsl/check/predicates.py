@@ -24,3 +24,6 @@ def plateau_metrics(reward_names: list[str] | tuple[str, ...]) -> list[str]:
     """What a GRPO stage logs per step, so what `until = plateau(<metric>)` may watch: the total
     reward, each reward term by its name, and the reward per difficulty bucket."""
     return ["reward", *reward_names, *(f"bucket/{b}" for b in BUCKETS)]
+
+
+SFT_METRICS = ("loss",)  # what an SFT stage logs per logging step (lower is better)

@@ -15,7 +15,7 @@ from fleming_dsl.check.common import (
     option,
     option_key,
 )
-from fleming_dsl.check.predicates import batch_problem, plateau_metrics
+from fleming_dsl.check.predicates import SFT_METRICS, batch_problem, plateau_metrics
 from fleming_dsl.errors import Diagnostic, did_you_mean
 from fleming_dsl.spec import ast
 
@@ -86,22 +86,22 @@ def _reward_names(value: ast.Value | None) -> list[str]:
 
 
 def plateau_is_logged(c: Checked) -> Iterator[Diagnostic]:
-    """`until = plateau(metric)` watches a per-step metric a GRPO stage logs; SFT stages stop on
-    epochs or max_steps, so a plateau there would be dropped."""
+    """`until = plateau(metric)` watches a metric the stage logs: a GRPO stage's rewards, an SFT
+    stage's loss."""
     for d in _stages(c):
         until = option(d.block, "until")
         if not isinstance(until, ast.Call) or until.func.name != "plateau":
             continue  # lowering reports a malformed `until`
-        if d.method.func.name == "sft":
-            yield Diagnostic("'until = plateau(...)' applies only to grpo stages: an sft stage "
-                             "trains for its epochs or max_steps", option_key(d.block, "until").span,
-                             hint="set epochs or max_steps on this stage")
-            continue
         metric = until.args[0] if until.args else next(
             (kw.value for kw in until.kwargs if kw.key.name == "metric"), None)
+        sft = d.method.func.name == "sft"
+        if metric is None and sft:  # the IR's default metric is GRPO's reward
+            yield Diagnostic(f"stage {d.name.name} is sft: its plateau watches the loss",
+                             until.span, hint="write until = plateau(loss, patience = N)")
+            continue
         if not isinstance(metric, ast.Name):
             continue
-        allowed = plateau_metrics(_reward_names(option(d.block, "rewards")))
+        allowed = list(SFT_METRICS) if sft else plateau_metrics(_reward_names(option(d.block, "rewards")))
         if metric.name not in allowed:
             yield Diagnostic(f"stage {d.name.name} does not log a metric '{metric.name}'", metric.span,
                              expected="one of " + ", ".join(allowed),

@@ -182,6 +182,7 @@ class TrainCommon(JobBase):
 class SftJob(TrainCommon):
     kind: Literal["sft"] = "sft"
     max_length: int
+    plateau: Plateau | None = None  # metric "loss": stop when it stops falling
 
 
 class RewardTermCfg(Cfg):

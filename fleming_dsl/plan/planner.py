@@ -351,7 +351,8 @@ class _Planner:
             accelerate_config=acc_path if distributed else None, output=out)
         extra: tuple[Output, ...] = ()
         if stage.method == "sft":
-            cfg: jc.JobBase = jc.SftJob(**common, **training_fields(t, jc.SftJob))
+            cfg: jc.JobBase = jc.SftJob(**common, **training_fields(t, jc.SftJob),
+                                        plateau=stage.plateau)
         else:
             metrics = self.under("stages", f"{stage.name}.metrics.jsonl")
             rewards = tuple(self.reward_term(term) for term in stage.rewards)

@@ -57,9 +57,12 @@ CASES = [
     ("set_and_swept", R("{ lr = 1e-4 }", "{ lr = 1e-4  sweep lr in [1e-5, 1e-6] }"), {},
      "spec.flm:13:33: error: 'lr' is both set and swept in stage sft1",
      "drop 'lr = ...' or add its value to the sweep at line 13"),
-    ("plateau_on_sft", R("{ lr = 1e-4 }", "{ lr = 1e-4  until = plateau(reward) }"), {},
-     "spec.flm:13:44: error: 'until = plateau(...)' applies only to grpo stages: an sft stage trains for its epochs or max_steps",
-     "set epochs or max_steps on this stage"),
+    ("plateau_on_sft_reward", R("{ lr = 1e-4 }", "{ lr = 1e-4  until = plateau(reward) }"), {},
+     "spec.flm:13:60: error: stage sft1 does not log a metric 'reward'",
+     None),
+    ("plateau_on_sft_default_metric", R("{ lr = 1e-4 }", "{ lr = 1e-4  until = plateau(patience = 3) }"), {},
+     "spec.flm:13:52: error: stage sft1 is sft: its plateau watches the loss",
+     "write until = plateau(loss, patience = N)"),
     ("plateau_metric_not_logged", R("batch = 4 }", "batch = 4  until = plateau(loss) }"), {},
      "spec.flm:14:101: error: stage rl does not log a metric 'loss'",
      None),
@@ -167,3 +170,12 @@ def test_rules_are_one_ordered_list_with_the_lowered_ones_last() -> None:
     flags = [after_lowering(rule) for rule in RULES]
     assert flags == sorted(flags)
     assert len({rule.__name__ for rule in RULES}) == len(RULES)
+
+
+def test_sft_plateau_on_loss_reaches_the_job(tmp_path: Path) -> None:
+    from fleming_dsl.plan.planner import plan
+
+    text = R("{ lr = 1e-4 }", "{ lr = 1e-4  until = plateau(loss, patience = 3) }")
+    exp, _ = check_experiment(write_project(tmp_path, text), project_root=tmp_path)
+    job = plan(exp, "generated/t").job("sft_sft1")
+    assert (job.config.plateau.metric, job.config.plateau.patience) == ("loss", 3)
