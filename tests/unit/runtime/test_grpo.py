@@ -111,3 +111,15 @@ def test_resume_keeps_metrics_rows_up_to_the_checkpoint(tiny_model: str, tmp_pat
     meta, rows = run_grpo(tmp_path, tiny_model, synthetic_items(24), max_steps=3, save_steps=2)
     assert meta["counts"]["resumed_from"].endswith("checkpoint-2")
     assert [r["step"] for r in rows] == [1, 2, 3]
+
+
+def test_use_vllm_without_vllm_says_the_fix(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    import logging
+
+    from fleming_dsl.runtime.jobs.grpo import vllm_args
+
+    config = GrpoJob.model_validate(train_config("grpo", tmp_path, "m", "d.jsonl", use_vllm=True))
+    with caplog.at_level(logging.WARNING):
+        assert vllm_args(config, cuda=True, vllm_installed=False) == {"use_vllm": False}
+    assert "use_vllm requested but vllm is not installed; generating with transformers " \
+           "(fix: pip install vllm)" in caplog.text
