@@ -19,7 +19,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from fleming_dsl.check.graph_vocab import vocabulary  # noqa: E402
+from fleming_dsl.check.graph_vocab import vocabulary
 
 HEADER = ("relation,display_relation,x_index,x_id,x_type,x_name,x_source,y_index,y_id,y_type,"
           "y_name,y_source\n")
@@ -54,7 +54,7 @@ def main() -> None:
         warm = vocabulary("primekg", [kg])
         second = time.perf_counter() - start
         assert cold == warm
-        print(f"| kg.csv rows | size | first check (stream + sidecar) | later checks (sidecar) |")
+        print("| kg.csv rows | size | first check (stream + sidecar) | later checks (sidecar) |")
         print("|---|---|---|---|")
         print(f"| {args.rows:,} | {size_mb:.0f} MB | {first:.2f} s | {second * 1000:.1f} ms |")
 

@@ -9,6 +9,7 @@ from fleming_dsl.check.common import Checked, call_kw, entries, has_backend, opt
 from fleming_dsl.errors import Diagnostic
 from fleming_dsl.spec import ast
 
+
 def teachers_have_backends(c: Checked) -> Iterator[Diagnostic]:
     for decl in c.program.decls:
         if not isinstance(decl, (ast.SynthesizeDecl, ast.DistillDecl)):

@@ -16,7 +16,6 @@ takes about 5 bytes per edge here (int32 neighbour + int8 relation) plus the nod
 from __future__ import annotations
 
 import zipfile
-
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path

@@ -22,7 +22,7 @@ from fleming_dsl.runtime.jobs import run_job
 class AnswersB(BaseHTTPRequestHandler):
     asked: list[dict] = []
 
-    def do_POST(self) -> None:  # noqa: N802 - the http.server hook
+    def do_POST(self) -> None:
         body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
         AnswersB.asked.append(body)
         reply = {"choices": [{"index": i, "message": {"role": "assistant",
