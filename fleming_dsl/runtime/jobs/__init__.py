@@ -45,14 +45,16 @@ def _field_of(cfg: Any, path: str) -> str:
     return next((key for key, value in cfg.model_dump().items() if holds(value)), "inputs")
 
 
-def check_inputs(cfg: Any, paths: tuple[str, ...]) -> None:
+def check_inputs(cfg: Any, paths: tuple[str, ...], empty_ok: bool = False) -> None:
     """Before any work: a folder where a file is expected, or an empty (0-byte) input file, is a
-    JobError naming it (empty inputs would make an empty output that looks complete)."""
+    JobError naming it (empty inputs would make an empty output that looks complete). A job whose
+    module sets `EMPTY_INPUTS_OK` (the report: a stage stopped at step 0 logs no rows) skips the
+    second check."""
     for path in paths:
         where = Path(path)
         if where.is_dir() and where.suffix in _FILE_SUFFIXES:
             raise JobError(f"{path}: is a folder, expected a file (field '{_field_of(cfg, path)}')")
-        if where.is_file() and where.stat().st_size == 0:
+        if not empty_ok and where.is_file() and where.stat().st_size == 0:
             raise JobError(f"{path}: is empty (0 bytes) (field '{_field_of(cfg, path)}')")
 
 
@@ -86,7 +88,7 @@ def run_job(kind: str, config_path: str) -> None:
         raise JobError(f"{config_path}: field 'kind' is {cfg.kind!r}, but the command asked for {kind!r}")
     module = importlib.import_module(f"fleming_dsl.runtime.jobs.{kind}")
     paths = tuple(module.inputs(cfg))
-    check_inputs(cfg, paths)
+    check_inputs(cfg, paths, empty_ok=getattr(module, "EMPTY_INPUTS_OK", False))
     ctx = JobContext(config=cfg, config_sha256=hashlib.sha256(raw).hexdigest(), inputs=paths)
     try:
         with exit_on_sigterm():  # scancel / time limit: unwind so no temp output is left
