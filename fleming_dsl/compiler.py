@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from fleming_dsl import ir
-from fleming_dsl.check.rules import run_checks
+from fleming_dsl.check import run_checks, run_lowered_checks
 from fleming_dsl.errors import Diagnostic, SpecError, by_place
 from fleming_dsl.lower.declarations import lower
 from fleming_dsl.spec.loader import load_program
@@ -41,7 +41,12 @@ def check_experiment(path: str | os.PathLike, project_root: Path | None = None, 
     errors = [d for d in found if d.severity == "error"]
     if errors:
         raise SpecError(errors, program.sources)
-    return lower(program, root), [d for d in found if d.severity != "error"]
+    exp = lower(program, root)
+    found += by_place(run_lowered_checks(program, exp))
+    errors = [d for d in found if d.severity == "error"]
+    if errors:
+        raise SpecError(errors, program.sources)
+    return exp, [d for d in found if d.severity != "error"]
 
 
 def load_experiment(path: str | os.PathLike, project_root: Path | None = None, *,

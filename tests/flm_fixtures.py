@@ -22,13 +22,16 @@ stage rl = grpo(sft1, clean[easy]) { rewards = correct  generations = 2  batch =
 evaluate [rl] on [test]
 '''
 
-FILES = ("kg.tsv", "train.jsonl", "test.jsonl", "ask.j2")
+_MCQ_ROW = '{"question": "q?", "options": {"A": "a", "B": "b"}, "answer": "A"}\n'
+# what MINIMAL's files hold: `fleming check` reads a local graph's names and a dataset's first row
+FILES = {"kg.tsv": "flu\tdisease\tcauses\tfever\tsymptom\n", "train.jsonl": _MCQ_ROW,
+         "test.jsonl": _MCQ_ROW, "ask.j2": "x\n"}
 
 
 def write_project(root: Path, spec: str = MINIMAL, name: str = "spec.flm") -> Path:
     """The spec and the files it names, under `root`; returns the spec path."""
-    for f in FILES:
-        (root / f).write_text("x\n")
+    for f, text in FILES.items():
+        (root / f).write_text(text)
     path = root / name
     path.write_text(spec)
     return path

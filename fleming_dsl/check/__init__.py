@@ -1,0 +1,66 @@
+"""Every static rule a spec must pass, in one ordered list (as sqlglot's optimizer `RULES`).
+
+A rule is a function `rule(checked) -> Iterator[Diagnostic]`. Most read the merged AST
+(`checked.program`) and run before lowering; a rule marked `after_lowering` reads resolved values
+(defaults filled in, sweeps expanded) from `checked.experiment` and runs after it. Option names,
+value types and value ranges are judged while lowering, where each value meets its IR field.
+
+A new rule is a small function in the module of its concern (references, files, models, samples,
+data, stages) and one line in `RULES`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+
+from fleming_dsl import ir
+from fleming_dsl.check import data, files, models, references, samples, stages
+from fleming_dsl.check.common import Checked
+from fleming_dsl.errors import Diagnostic
+from fleming_dsl.spec import ast
+
+Rule = Callable[[Checked], Iterator[Diagnostic]]
+
+RULES: tuple[Rule, ...] = (
+    references.duplicate_names,
+    references.undefined_names,
+    references.wrong_kinds,
+    references.cycles,
+    models.teachers_have_backends,
+    models.evaluated_models_are_not_oracles,
+    stages.stage_arguments,
+    stages.buckets_need_difficulty,
+    stages.sweep_or_option,
+    stages.plateau_is_logged,
+    stages.miner_has_max_steps,
+    stages.verify_label_has_judge,
+    models.data_gpus_cover_teacher,
+    samples.hops_within_metapath,
+    samples.mask_within_path,
+    samples.counts_are_reachable,
+    files.missing_files,
+    samples.names_in_graph,
+    data.split_has_a_field,
+    data.format_matches_file,
+    references.unused_declarations,
+    models.api_keys_are_set,
+    data.benchmarks_not_trained_on,
+    data.answer_pattern_covers_options,
+    stages.batch_fits_generations,  # after lowering
+)
+
+
+def after_lowering(rule: Rule) -> bool:
+    return bool(getattr(rule, "after_lowering", False))
+
+
+def run_checks(program: ast.Program) -> list[Diagnostic]:
+    """Every diagnostic (errors and warnings) of the rules that read the AST, in rule order."""
+    checked = Checked.of(program)
+    return [diag for rule in RULES if not after_lowering(rule) for diag in rule(checked)]
+
+
+def run_lowered_checks(program: ast.Program, experiment: ir.Experiment) -> list[Diagnostic]:
+    """The diagnostics of the rules that read resolved values, in rule order."""
+    checked = Checked.of(program, experiment)
+    return [diag for rule in RULES if after_lowering(rule) for diag in rule(checked)]

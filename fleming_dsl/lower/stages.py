@@ -154,15 +154,6 @@ class StageLowering:
         if "lora" in subs or lora_flag:
             t["lora"] = self.lora(subs.get("lora"))
         training = ir.Training(**{k: v for k, v in t.items() if v is not None})
-        unreadable = any(opts.raw(k) is not None and t[f] is None
-                         for k, f in (("batch", "batch_size"), ("grad_accum", "grad_accum"),
-                                      ("generations", "generations")))
-        if method == "grpo" and not unreadable and (training.batch_size * training.grad_accum) % training.generations:
-            self.diags.error(
-                f"batch ({training.batch_size}) x grad_accum ({training.grad_accum}) must be divisible "
-                f"by generations ({training.generations}): TRL's GRPO puts all generations of a prompt "
-                "in one batch", opts.key_span("batch") or opts.key_span("generations") or d.name.span,
-                hint=f"use batch = {training.generations * max(1, training.batch_size // training.generations)}")
         rewards = self.reward_terms(opts.raw("rewards"))
         if method == "grpo" and not rewards and opts.raw("rewards") is None:
             self.diags.error(f"grpo stage {d.name.name} needs rewards", d.name.span,

@@ -17,11 +17,13 @@ from typing import Annotated, Literal, Union
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from fleming_dsl.check.predicates import MAX_COUNT
 from fleming_dsl.ir import Backend, Lora, Miner, Plateau, TinyArch
 
 
 class Cfg(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    # allow_inf_nan=False: `lr = NaN` in a hand-edited config is an error, not a silent NaN run
+    model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
 
 
 class JobBase(Cfg):
@@ -37,6 +39,8 @@ class DataSource(Cfg):
     path: str
     format: str  # an ir.DatasetFormat, or "items" for the project's own item JSONL
     name: str = ""
+    split: str | None = None  # keep rows whose split field (check.data.SPLIT_FIELDS) is this
+    limit: int | None = None  # then keep the first `limit` rows
 
 
 class Generator(Cfg):
@@ -76,7 +80,7 @@ class SampleJob(JobBase):
     mask: Literal["anchor", "target"] | int
     distractors: int
     near_distractors: bool
-    count: int
+    count: int = Field(ge=1, le=MAX_COUNT)
     output: str  # JSONL of sampled paths with masked answer and distractors
 
 
@@ -157,6 +161,8 @@ class FilterJob(JobBase):
 class TrainCommon(JobBase):
     model: str  # hub id or project-relative model directory to start from
     data: str  # item JSONL
+    # when the stage trains on a declared dataset itself: its format, split and limit
+    data_source: DataSource | None = None
     buckets: tuple[str, ...] = ()  # keep only items whose `difficulty` is one of these (empty = all)
     lr: float
     epochs: float | None
@@ -176,6 +182,7 @@ class TrainCommon(JobBase):
 class SftJob(TrainCommon):
     kind: Literal["sft"] = "sft"
     max_length: int
+    plateau: Plateau | None = None  # metric "loss": stop when it stops falling
 
 
 class RewardTermCfg(Cfg):
@@ -205,6 +212,8 @@ class Benchmark(Cfg):
     name: str
     path: str
     format: str
+    split: str | None = None  # as DataSource
+    limit: int | None = None
 
 
 class EvalJob(JobBase):
@@ -221,6 +230,10 @@ class EvalJob(JobBase):
     backend: Literal["transformers", "vllm"] = "transformers"
     tensor_parallel: int = 1  # vllm only
     batch_size: int = 32  # prompts per transformers generate call
+    # a model with its own generation backend (an OpenAI-compatible endpoint, a vLLM or
+    # transformers teacher) is evaluated through that backend, cached like any teacher call
+    teacher: Generator | None = None
+    cache_dir: str | None = None
 
 
 class ReportJob(JobBase):

@@ -162,7 +162,8 @@ class _Planner:
     def data_source(self, name: str) -> jc.DataSource:
         decl = self.decl(name, "dataset", "synthesize", "distill", "filter")
         if isinstance(decl, ir.Dataset):
-            return jc.DataSource(path=decl.path, format=decl.format, name=name)
+            return jc.DataSource(path=decl.path, format=decl.format, name=name, split=decl.split,
+                                 limit=decl.limit)
         return jc.DataSource(path=self.data_path(name), format="items", name=name)
 
     def upstream_teacher(self, name: str) -> str | None:
@@ -329,10 +330,12 @@ class _Planner:
         model, model_inputs = self.model_ref(stage.init)
         miner = stage.data.miner
         if miner is not None:
-            data = self.data_source(miner.pool).path
+            source = self.data_source(miner.pool)
+            data = source.path
             miner = miner.model_copy(update={"pool": data})
         elif stage.data.dataset is not None:
-            data = self.data_source(stage.data.dataset).path
+            source = self.data_source(stage.data.dataset)
+            data = source.path
         else:
             raise PlanError(f"{self.source_of(stage)}: stage '{stage.name}' has no data")
         t = stage.training
@@ -343,12 +346,13 @@ class _Planner:
         acc_path = accelerate_path(self.out_dir, name)
         common = dict(
             **self.base(stage.method, stage.name, out), model=model, data=data,
-            buckets=stage.data.buckets,
+            data_source=source if source.format != "items" else None, buckets=stage.data.buckets,
             deepspeed_config=ds_path if t.deepspeed != "none" else None,
             accelerate_config=acc_path if distributed else None, output=out)
         extra: tuple[Output, ...] = ()
         if stage.method == "sft":
-            cfg: jc.JobBase = jc.SftJob(**common, **training_fields(t, jc.SftJob))
+            cfg: jc.JobBase = jc.SftJob(**common, **training_fields(t, jc.SftJob),
+                                        plateau=stage.plateau)
         else:
             metrics = self.under("stages", f"{stage.name}.metrics.jsonl")
             rewards = tuple(self.reward_term(term) for term in stage.rewards)
@@ -367,14 +371,26 @@ class _Planner:
 
     def evaluate(self, ev: ir.Evaluate, target: str, name: str, out: str) -> Job:
         model, inputs = self.model_ref(target)
+        decl = self.decl(target, "model", "stage")
+        teacher = None
+        if isinstance(decl, ir.Model) and decl.backend is not None:
+            # a teacher is evaluated through its own backend, under the evaluation's sampling
+            backend = decl.backend.model_copy(update={"temperature": ev.temperature,
+                                                      "max_tokens": ev.max_tokens})
+            teacher = jc.Generator(model=model, backend=backend)
         benchmarks = []
         for bench in ev.benchmarks:
             source = self.data_source(bench)
-            benchmarks.append(jc.Benchmark(name=bench, path=source.path, format=source.format))
+            benchmarks.append(jc.Benchmark(name=bench, path=source.path, format=source.format,
+                                           split=source.split, limit=source.limit))
         base = self.base("eval", target, out) | {"job": name}
         cfg = jc.EvalJob(**base, target=target, model=model, benchmarks=tuple(benchmarks),
                          samples=ev.samples, temperature=ev.temperature, max_tokens=ev.max_tokens,
                          limit=ev.limit, output=out)
+        if teacher is not None:
+            cfg = cfg.model_copy(update={"teacher": teacher, "cache_dir": self.cache_dir()})
+            resources = ev.resources if ev.resources != ir.Resources() else self.data_resources([teacher])
+            return self.job(ev, cfg, (*inputs, *(b.path for b in benchmarks)), resources=resources)
         return self.job(ev, cfg, (*inputs, *(b.path for b in benchmarks)), resources=ev.resources)
 
     def evaluations(self) -> list[Job]:

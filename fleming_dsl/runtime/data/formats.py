@@ -34,6 +34,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from fleming_dsl.check.predicates import SPLIT_FIELDS
 from fleming_dsl.errors import FlemingError, JobError
 from fleming_dsl.runtime.data.items import LETTERS, Item, extract_choice
 
@@ -282,14 +283,37 @@ def medmcqa_base(path: Path, cops: list[Any]) -> int:
     return 1 if path.suffix == ".json" else 0
 
 
-def load_items(path: str | Path, format: str) -> list[Item]:
-    """Every row of `path` as an item; `format` is one of FORMATS."""
+def select_rows(path: Path, format: str, rows: list[tuple[str, Row]], split: str | None,
+                limit: int | None) -> list[tuple[str, Row]]:
+    """The rows a dataset declaration names: those of its split (by the format's split field,
+    case-insensitive), then the first `limit` of them. Selecting nothing is an error."""
+    if split is not None:
+        field = SPLIT_FIELDS.get(format)
+        if field is None:
+            raise JobError(f"{path}: field 'split': {format} data has no split field")
+        rows = [(loc, row) for loc, row in rows
+                if isinstance(row, dict) and str(row.get(field, "")).strip().lower() == split.lower()]
+        if not rows:
+            raise JobError(f"{path}: field 'split': no row has {field} = {split!r}")
+    return rows[:limit] if limit is not None else rows
+
+
+def load_items(path: str | Path, format: str, split: str | None = None,
+               limit: int | None = None) -> list[Item]:
+    """The rows of `path` (of `split`, the first `limit`) as items; `format` is one of FORMATS."""
     path = Path(path)
     if format not in FORMATS:
         raise JobError(f"{path}: unknown dataset format {format!r} (known: {', '.join(FORMATS)})")
+    if path.is_dir():
+        raise JobError(f"{path}: is a folder, expected a dataset file")
     if not path.is_file():
         raise JobError(f"{path}: dataset file not found")
-    rows = list(_read_rows(path))
+    try:
+        rows = select_rows(path, format, list(_read_rows(path)), split, limit)
+    except UnicodeDecodeError as err:
+        raise JobError(f"{path}: not UTF-8 text (byte {err.start}): {err.reason}") from None
+    if not rows:
+        raise JobError(f"{path}: no rows (an empty dataset file)")
     stem = path.stem
     if format == "medmcqa":
         base = medmcqa_base(path, [r.get("cop") for _, r in rows if isinstance(r, dict)])
@@ -308,3 +332,9 @@ def load_items(path: str | Path, format: str) -> list[Item]:
             item.source = stem
         items.append(item)
     return items
+
+
+def load_source(source: Any) -> list[Item]:
+    """The items of a job config's DataSource or Benchmark (path, format, split, limit)."""
+    return load_items(source.path, source.format, getattr(source, "split", None),
+                      getattr(source, "limit", None))

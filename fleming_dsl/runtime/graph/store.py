@@ -15,6 +15,7 @@ takes about 5 bytes per edge here (int32 neighbour + int8 relation) plus the nod
 
 from __future__ import annotations
 
+import zipfile
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
@@ -188,8 +189,9 @@ def load_store(path: str | Path) -> GraphStore:
             arrays = {name: data[name] for name in data.files}
     except FileNotFoundError:
         raise JobError(f"{path}: graph store not found (run the graph_load job first)") from None
-    except (OSError, ValueError) as err:
-        raise JobError(f"{path}: not a graph store .npz ({err})") from None
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as err:  # torn or foreign file
+        reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise JobError(f"{path}: not a graph store .npz ({reason}); re-run its graph_load job") from None
     missing = [k for k in ("format_version", "type_names", "rel_names", *_ARRAYS) if k not in arrays]
     if missing:
         raise JobError(f"{path}: not a graph store: array '{missing[0]}' is missing")

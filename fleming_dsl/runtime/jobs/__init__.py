@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import importlib
 from pathlib import Path
+from typing import Any
 
 from pydantic import ValidationError
 
@@ -28,6 +29,49 @@ def _first_problem(err: ValidationError) -> str:
     return f"{where}{problem['msg']}"
 
 
+# inputs with these suffixes are files (a model input is a folder)
+_FILE_SUFFIXES = (".csv", ".tsv", ".sif", ".gz", ".jsonl", ".json", ".npz", ".parquet", ".j2", ".txt")
+
+
+def _field_of(cfg: Any, path: str) -> str:
+    """The top-level config field that names `path` (for 'field ...' in messages)."""
+    def holds(value: Any) -> bool:
+        if isinstance(value, dict):
+            return any(holds(v) for v in value.values())
+        if isinstance(value, (list, tuple)):
+            return any(holds(v) for v in value)
+        return value == path
+
+    return next((key for key, value in cfg.model_dump().items() if holds(value)), "inputs")
+
+
+def check_inputs(cfg: Any, paths: tuple[str, ...], empty_ok: bool = False) -> None:
+    """Before any work: a folder where a file is expected, or an empty (0-byte) input file, is a
+    JobError naming it (empty inputs would make an empty output that looks complete). A job whose
+    module sets `EMPTY_INPUTS_OK` (the report: a stage stopped at step 0 logs no rows) skips the
+    second check."""
+    for path in paths:
+        where = Path(path)
+        if where.is_dir() and where.suffix in _FILE_SUFFIXES:
+            raise JobError(f"{path}: is a folder, expected a file (field '{_field_of(cfg, path)}')")
+        if not empty_ok and where.is_file() and where.stat().st_size == 0:
+            raise JobError(f"{path}: is empty (0 bytes) (field '{_field_of(cfg, path)}')")
+
+
+def undecodable(paths: tuple[str, ...]) -> str | None:
+    """'<file>:<line>: not UTF-8 text (...)' for the first input file that is not UTF-8."""
+    for path in paths:
+        if not Path(path).is_file() or Path(path).suffix in (".npz", ".parquet", ".gz"):
+            continue
+        with open(path, "rb") as handle:
+            for number, line in enumerate(handle, 1):
+                try:
+                    line.decode("utf-8")
+                except UnicodeDecodeError as err:
+                    return f"{path}:{number}: not UTF-8 text ({err.reason} at byte {err.start} of the line)"
+    return None
+
+
 def run_job(kind: str, config_path: str) -> None:
     """Run one job; raises JobError (one line for the user) on unusable config or input."""
     try:
@@ -43,8 +87,12 @@ def run_job(kind: str, config_path: str) -> None:
     if cfg.kind != kind:
         raise JobError(f"{config_path}: field 'kind' is {cfg.kind!r}, but the command asked for {kind!r}")
     module = importlib.import_module(f"fleming_dsl.runtime.jobs.{kind}")
-    ctx = JobContext(config=cfg, config_sha256=hashlib.sha256(raw).hexdigest(),
-                     inputs=tuple(module.inputs(cfg)))
-    with exit_on_sigterm():  # scancel / time limit: unwind so no temp output is left
-        module.run(cfg, ctx)
+    paths = tuple(module.inputs(cfg))
+    check_inputs(cfg, paths, empty_ok=getattr(module, "EMPTY_INPUTS_OK", False))
+    ctx = JobContext(config=cfg, config_sha256=hashlib.sha256(raw).hexdigest(), inputs=paths)
+    try:
+        with exit_on_sigterm():  # scancel / time limit: unwind so no temp output is left
+            module.run(cfg, ctx)
+    except UnicodeDecodeError as err:  # a reader met bytes that are not UTF-8: say where
+        raise JobError(undecodable(paths) or f"{cfg.job}: an input is not UTF-8 text ({err.reason})") from None
     write_json(cfg.meta, ctx.record())

@@ -19,7 +19,7 @@ from typing import Any
 
 from fleming_dsl.errors import JobError
 from fleming_dsl.plan.jobconfig import DistillJob
-from fleming_dsl.runtime.data.formats import load_items
+from fleming_dsl.runtime.data.formats import load_source
 from fleming_dsl.runtime.data.items import (
     Item,
     completion_text,
@@ -91,7 +91,7 @@ def build_request(cfg: DistillJob, trajectory: Trajectory, round_number: int) ->
 def load_sources(cfg: DistillJob) -> list[Item]:
     items: list[Item] = []
     for source in cfg.sources:
-        loaded = load_items(source.path, source.format)
+        loaded = load_source(source)
         for item in loaded:
             item.source = source.name or item.source
         items += loaded
@@ -156,6 +156,9 @@ def run(cfg: DistillJob, ctx: JobContext) -> None:
     except (PromptError, TeacherError) as err:
         raise JobError(str(err)) from None
     kept = [item for t in trajectories if (item := final_item(t, cfg.keep)) is not None]
+    if not kept:  # nothing to train on would look like a finished distillation
+        raise JobError(f"{cfg.job}: no trajectory kept of {len(items)} items (keep = {cfg.keep}, "
+                       f"{len(malformed)} malformed answers)")
     write_jsonl(cfg.output, (item.model_dump(exclude_none=True) for item in kept))
     ctx.counts.update({"input": len(items), "output": len(kept), "malformed": len(malformed),
                        **teacher.counts(), "rounds": dict(sorted(rounds.items())),

@@ -74,7 +74,7 @@ def load_benchmark(bench: Benchmark, index: int) -> list[Item]:
     except ImportError:  # the published-format loaders are optional until they land
         load_items = None
     if load_items is not None:
-        items = load_items(bench.path, bench.format)
+        items = load_items(bench.path, bench.format, bench.split, bench.limit)
     elif bench.format == "items":
         items = _read_item_jsonl(bench.path)
     else:
@@ -138,8 +138,28 @@ def overall(per_benchmark: dict[str, dict[str, Any]], rows: list[dict[str, Any]]
 # ---------------------------------------------------------------- the job
 
 
-def _generate(cfg: EvalJob, items: list[Item]) -> list[list[str]]:
+def _ask_teacher(cfg: EvalJob, items: list[Item], counts: dict[str, Any]) -> list[list[str]]:
+    """Completions from a teacher's own backend (cached like any teacher call)."""
+    from fleming_dsl.runtime.teachers import Request, TeacherError, make_teacher
+    from fleming_dsl.runtime.teachers.batching import complete_batched
+
+    teacher = make_teacher(cfg.teacher, cfg.cache_dir or f"{cfg.output}.cache", cfg.seed)
+    requests = [Request(task="answer", messages=tuple(prompt_messages(item)), n=cfg.samples,
+                        context={"item": item.model_dump(exclude_none=True)}) for item in items]
+    try:
+        responses = complete_batched(teacher, requests, f"eval {cfg.target}")
+    except TeacherError as err:
+        raise JobError(f"{cfg.job}: {err}") from None
+    for key, value in teacher.counts().items():
+        counts[key] = counts.get(key, 0) + value
+    return [list(r.texts) + [""] * (cfg.samples - len(r.texts)) for r in responses]
+
+
+def _generate(cfg: EvalJob, items: list[Item], counts: dict[str, Any] | None = None) -> list[list[str]]:
     from fleming_dsl.runtime.generation import GenerationError, generate_chat
+
+    if cfg.teacher is not None:
+        return _ask_teacher(cfg, items, counts if counts is not None else {})
 
     try:
         return generate_chat(
@@ -164,7 +184,7 @@ def run(cfg: EvalJob, ctx: JobContext) -> None:
     all_rows: list[dict[str, Any]] = []
     for name, items in benchmarks.items():
         with ctx.timed("generate"):
-            completions = _generate(cfg, items)
+            completions = _generate(cfg, items, ctx.counts)
         rows = [row for item, texts in zip(items, completions, strict=True)
                 for row in score_item(name, item, texts)]
         per_benchmark[name] = summarise(rows, len(items), cfg.samples)

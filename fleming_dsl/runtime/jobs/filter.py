@@ -27,7 +27,7 @@ from fleming_dsl.plan.jobconfig import (
     VerifyLabelStep,
 )
 from fleming_dsl.runtime.data import textsim
-from fleming_dsl.runtime.data.formats import load_items
+from fleming_dsl.runtime.data.formats import load_source
 from fleming_dsl.runtime.data.items import (
     Item,
     extract_choice,
@@ -171,7 +171,7 @@ def step_dedupe(cfg: FilterJob, step: DedupeStep, items: list[Item], reasons: Co
 def step_decontaminate(step: DecontaminateStep, items: list[Item], reasons: Counter,
                        evidence: list[dict[str, str]]) -> list[Item]:
     index = textsim.NgramIndex((eval_item.question for source in step.against
-                                for eval_item in load_items(source.path, source.format)),
+                                for eval_item in load_source(source)),
                                step.ngram)
     kept = []
     for item in items:
@@ -213,10 +213,15 @@ def step_difficulty(cfg: FilterJob, step: DifficultyStep, items: list[Item],
         matches, unreadable = match_counts(items, responses)
         scores = [m / step.samples for m in matches]
     else:
+        # A grader's answer is a level, not a pass rate: the item keeps the level as its bucket
+        # and no pass rate (the report shows levels as levels).
         responses = complete_batched(model, grade_requests(step, items), "grader")
         levels = [_GRADE.findall(r.texts[0] if r.texts else "") for r in responses]
         unreadable = sum(not found for found in levels)
-        scores = [GRADE_SCORES[found[-1].lower()] if found else 0.5 for found in levels]
+        _add_teacher_counts(counts, model, unreadable)
+        return [item.model_copy(update={"pass_rate": None,
+                                        "difficulty": found[-1].lower() if found else "moderate"})
+                for item, found in zip(items, levels)]
     _add_teacher_counts(counts, model, unreadable)
     return [item.model_copy(update={"pass_rate": score, "difficulty": bucket(score, step)})
             for item, score in zip(items, scores)]
@@ -256,12 +261,17 @@ def run_steps(cfg: FilterJob, items: list[Item], ctx: JobContext) -> tuple[list[
 
 def run(cfg: FilterJob, ctx: JobContext) -> None:
     with ctx.timed("load"):
-        items = load_items(cfg.source.path, cfg.source.format)
+        items = load_source(cfg.source)
     total = len(items)
     try:
         kept, review = run_steps(cfg, items, ctx)
     except (PromptError, TeacherError) as err:
         raise JobError(str(err)) from None
+    if not kept:  # an empty training set would look like a finished filter
+        removed = ", ".join(f"{k} {v}" for k, v in ctx.counts.get("removed", {}).items() if v)
+        raise JobError(f"{cfg.job}: no items left of {total} (removed: {removed or 'none'}"
+                       f"{f'; {len(review)} sent to review' if review else ''}); "
+                       "nothing for later jobs to use")
     write_jsonl(cfg.output, (item.model_dump(exclude_none=True) for item in kept))
     write_jsonl(cfg.review, (item.model_dump(exclude_none=True) for item in review))
     buckets = Counter(item.difficulty for item in kept if item.difficulty)
@@ -274,3 +284,6 @@ def run(cfg: FilterJob, ctx: JobContext) -> None:
             by_bucket[item.difficulty].append(item.pass_rate)
     ctx.metrics["pass_rate_by_bucket"] = {name: round(sum(v) / len(v), 4)
                                           for name, v in sorted(by_bucket.items())}
+    methods = [step.method for step in cfg.steps if isinstance(step, DifficultyStep)]
+    if methods:
+        ctx.metrics["difficulty_method"] = methods[-1]

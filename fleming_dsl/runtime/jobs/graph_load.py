@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from fleming_dsl.errors import JobError
 from fleming_dsl.plan.jobconfig import GraphLoadJob
 from fleming_dsl.runtime.jobs.context import JobContext
 
@@ -16,6 +17,8 @@ def run(cfg: GraphLoadJob, ctx: JobContext) -> None:
 
     with ctx.timed("read"):
         edges = read_graph(cfg.format, cfg.paths)
+    if len(edges.src) == 0:  # an empty graph store would look complete
+        raise JobError(f"{cfg.paths[-1]}: no edges (the file has a header but no rows)")
     with ctx.timed("build"):
         store = build_store(edges)
     with ctx.timed("save"):
@@ -23,7 +26,7 @@ def run(cfg: GraphLoadJob, ctx: JobContext) -> None:
     ctx.counts.update({
         "nodes": store.num_nodes,
         "edges": store.num_edges,
-        "input_edges": int(len(edges.src)),
+        "input_edges": len(edges.src),
         "node_types": store.type_counts(),
         "relations": store.relation_counts(),
     })

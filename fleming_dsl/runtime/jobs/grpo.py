@@ -22,6 +22,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from fleming_dsl.check.predicates import batch_problem, plateau_metrics
 from fleming_dsl.errors import JobError
 from fleming_dsl.plan.jobconfig import GrpoJob
 from fleming_dsl.runtime.data import items
@@ -103,9 +104,9 @@ def plateau_metric(cfg: GrpoJob) -> str | None:
     names = [t.name for t in cfg.rewards]
     metric = cfg.plateau.metric
     if metric in names:
-        metric = f"rewards/{metric}"
-    allowed = ["reward", *(f"rewards/{n}" for n in names), "bucket/easy", "bucket/moderate", "bucket/hard"]
-    if metric not in allowed:
+        return f"rewards/{metric}"
+    allowed = plateau_metrics(names)  # the rule `fleming check` applies to the spec
+    if metric not in allowed and metric not in (f"rewards/{n}" for n in names):
         raise JobError(f"field 'plateau.metric': unknown metric {cfg.plateau.metric!r}; "
                        f"one of {', '.join(allowed)}")
     return metric
@@ -160,16 +161,17 @@ def vllm_args(cfg: GrpoJob, *, cuda: bool, vllm_installed: bool) -> dict[str, An
         return {"use_vllm": False}
     if cuda and vllm_installed:
         return {"use_vllm": True, "vllm_mode": "colocate"}
-    log.warning("%s: use_vllm requested but %s; generating with transformers", cfg.job,
-                "vllm is not installed" if cuda else "no CUDA device")
+    log.warning("%s: use_vllm requested but %s; generating with transformers (%s)", cfg.job,
+                "vllm is not installed" if cuda else "no CUDA device",
+                "fix: pip install vllm" if cuda else "fix: run on a GPU node, or set use_vllm = false")
     return {"use_vllm": False}
 
 
 def grpo_config_kwargs(cfg: GrpoJob, *, cuda: bool, bf16_ok: bool, vllm_installed: bool,
                        max_steps: int | None = None, output_dir: str | None = None) -> dict[str, Any]:
-    if (cfg.batch_size * cfg.grad_accum) % cfg.generations:
-        raise JobError(f"field 'batch_size': batch_size x grad_accum ({cfg.batch_size * cfg.grad_accum}) "
-                       f"must be a multiple of generations ({cfg.generations})")
+    problem = batch_problem(cfg.batch_size, cfg.grad_accum, cfg.generations)
+    if problem:
+        raise JobError(f"field 'batch_size': {problem}")
     kwargs = {
         **training.common_args(cfg, cuda=cuda, bf16_ok=bf16_ok),
         "num_generations": cfg.generations,
@@ -279,7 +281,7 @@ def _run_mining(setup: Setup, pool: list[items.Item], ctx: JobContext):
 def run(cfg: GrpoJob, ctx: JobContext) -> None:
     from transformers import AutoTokenizer
 
-    pool = training.load_items(cfg.data, cfg.buckets)
+    pool = training.load_items(cfg.data, cfg.buckets, cfg.data_source)
     terms = rewards.build_terms(cfg.rewards)
     recorder = RewardRecorder(terms)
     metric = plateau_metric(cfg)

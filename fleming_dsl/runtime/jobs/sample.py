@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 
+from fleming_dsl.errors import JobError
 from fleming_dsl.plan.jobconfig import SampleJob
 from fleming_dsl.runtime.io import write_jsonl
 from fleming_dsl.runtime.jobs.context import JobContext
@@ -30,6 +31,10 @@ def run(cfg: SampleJob, ctx: JobContext) -> None:
                            id_prefix=f"{cfg.job}-", where=f"{cfg.graph} (job {cfg.job})",
                            progress=True)
     elapsed = time.perf_counter() - started
+    if not rows:
+        raise JobError(f"{cfg.graph}: no path matched the metapath of {cfg.job} "
+                       f"({stats.attempted} walks tried, {stats.stuck} stuck, "
+                       f"{stats.short_of_distractors} short of distractors)")
     with ctx.timed("write"):
         write_jsonl(cfg.output, rows)
     ctx.counts.update({

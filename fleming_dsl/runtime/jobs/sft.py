@@ -49,19 +49,43 @@ def sft_config_kwargs(cfg: SftJob, *, cuda: bool, bf16_ok: bool, assistant_only:
     }
 
 
-def _loss_logger():
+class LossPlateau:
+    """`until = plateau(loss, patience = N)`: stop once the logged loss has not fallen below its
+    best by more than `min_delta` for `patience` logged steps."""
+
+    def __init__(self, patience: int, min_delta: float) -> None:
+        self.patience, self.min_delta = patience, min_delta
+        self.best: float | None = None
+        self.stale = 0
+
+    def update(self, loss: float) -> bool:
+        if self.best is None or loss < self.best - self.min_delta:
+            self.best, self.stale = loss, 0
+        else:
+            self.stale += 1
+        return self.stale >= self.patience
+
+
+def _loss_logger(plateau: LossPlateau | None = None):
     from transformers import TrainerCallback
 
     class LossLogger(TrainerCallback):
-        """Keeps each logged loss (the job's metrics) and prints one line per logged step."""
+        """Keeps each logged loss (the job's metrics), prints one line per logged step, and stops
+        training at a loss plateau when the stage asks for one."""
 
         def __init__(self) -> None:
             self.losses: list[tuple[int, float]] = []
+            self.plateaued = False
 
         def on_log(self, args, state, control, logs=None, **kwargs):
             if logs and "loss" in logs:
                 self.losses.append((state.global_step, float(logs["loss"])))
                 log.info("step %d loss %.4f", state.global_step, logs["loss"])
+                if plateau is not None and plateau.update(float(logs["loss"])):
+                    log.info("plateau of loss at step %d: stopping", state.global_step)
+                    self.plateaued = True
+                    control.should_training_stop = True
+            return control
 
     return LossLogger()
 
@@ -72,14 +96,17 @@ def run(cfg: SftJob, ctx: JobContext) -> None:
     from trl import SFTConfig, SFTTrainer
 
     with ctx.timed("load"):
-        data = training.load_items(cfg.data, cfg.buckets)
+        data = training.load_items(cfg.data, cfg.buckets, cfg.data_source)
         rows = [{"messages": training_messages(item, cfg.data)} for item in data]
         model = training.model_path(cfg)
         tokenizer = AutoTokenizer.from_pretrained(model)
         args = SFTConfig(**sft_config_kwargs(
             cfg, cuda=training.cuda_available(), bf16_ok=training.bf16_supported(),
             assistant_only=supports_assistant_mask(tokenizer)))
-        losses = _loss_logger()
+        if cfg.plateau is not None and cfg.plateau.metric != "loss":
+            raise JobError(f"field 'plateau.metric': an sft stage logs only 'loss', got {cfg.plateau.metric!r}")
+        losses = _loss_logger(LossPlateau(cfg.plateau.patience, cfg.plateau.min_delta)
+                              if cfg.plateau is not None else None)
         trainer = SFTTrainer(
             model=model, args=args, train_dataset=Dataset.from_list(rows),
             processing_class=tokenizer, peft_config=training.lora_config(cfg), callbacks=[losses],
@@ -100,5 +127,6 @@ def run(cfg: SftJob, ctx: JobContext) -> None:
         "steps": int(result.global_step),
         "samples_per_s": float(result.metrics.get("train_samples_per_second", 0.0)),
         "train_s": round(seconds, 3),
+        "stopped_by": "plateau" if losses.plateaued else "schedule",
         "loss_curve": losses.losses,
     }

@@ -141,6 +141,10 @@ def run(cfg: SynthesizeJob, ctx: JobContext) -> None:
         provenance = {**row, "answer_count": answer_counts[row["answer"]]}
         items.append(Item(id=f"{cfg.job}-{row['id']}", question=stem, options=options,
                           answer=letter, source=cfg.job, provenance=provenance))
+    if not items:  # an empty question set would look like a finished synthesis
+        first = f"; first: {malformed[0]['problem']}" if malformed else ""
+        raise JobError(f"{cfg.job}: no question was usable of {len(rows)} samples "
+                       f"({len(malformed)} malformed{first})")
     write_jsonl(cfg.output, (item.model_dump(exclude_none=True) for item in items))
     ctx.counts.update({"input": len(rows), "output": len(items), "malformed": len(malformed),
                        **teacher.counts(), "rounds": {}})

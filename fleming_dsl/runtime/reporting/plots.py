@@ -105,7 +105,8 @@ def plot_difficulty(filters: dict[str, dict[str, Any]], folder: Path) -> str | N
         rates = [figures["pass_rate_by_bucket"].get(b, 0.0) for b in buckets]
         colours = [_BUCKET_COLOURS.get(b, "#1f77b4") for b in buckets]
         count_ax.bar(xs, counts, width=width, color=colours, edgecolor="k", label=job)
-        rate_ax.bar(xs, rates, width=width, color=colours, edgecolor="k", label=job)
+        if figures.get("difficulty_method") != "grader":  # a grader's levels have no pass rate
+            rate_ax.bar(xs, rates, width=width, color=colours, edgecolor="k", label=job)
         for ax in (count_ax, rate_ax):
             ax.set_xticks([i + (len(annotated) - 1) * width / 2 for i in range(len(buckets))],
                           buckets)

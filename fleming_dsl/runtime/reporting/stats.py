@@ -18,7 +18,7 @@ def z_value(confidence: float) -> float:
     return NormalDist().inv_cdf(0.5 + confidence / 2)
 
 
-def wilson_interval(p_hat: float, n: int | float, confidence: float = 0.95) -> tuple[float, float]:
+def wilson_interval(p_hat: float, n: float, confidence: float = 0.95) -> tuple[float, float]:
     """Wilson score interval for a proportion `p_hat` observed over `n` trials.
 
     `p_hat` need not be k/n for an integer k: with several samples per item, evaluation passes the

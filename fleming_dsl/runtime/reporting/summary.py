@@ -65,6 +65,7 @@ def filter_summary(meta: JobMeta) -> dict[str, Any]:
         "removed": {step: removed[step] for step in ordered(list(removed), FILTER_ORDER)},
         "buckets": {bucket: buckets[bucket] for bucket in ordered(list(buckets), BUCKET_ORDER)},
         "pass_rate_by_bucket": dict(meta.metrics.get("pass_rate_by_bucket") or {}),
+        "difficulty_method": meta.metrics.get("difficulty_method"),
     }
 
 
@@ -76,7 +77,7 @@ def _last(curve: StageCurve, key: str) -> float | None:
 def term_name(key: str) -> str:
     """`rewards/correct` or TRL's `rewards/correct/mean` -> `correct`; `bucket/easy` -> `easy`."""
     name = key.split("/", 1)[1]
-    return name[: -len("/mean")] if name.endswith("/mean") else name
+    return name.removesuffix("/mean")
 
 
 def grpo_summary(curve: StageCurve) -> dict[str, Any]:

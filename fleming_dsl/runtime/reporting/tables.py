@@ -57,6 +57,9 @@ def filter_table(job: str, figures: dict[str, Any]) -> Table:
 def bucket_table(figures: dict[str, Any]) -> Table:
     buckets = ordered(list({**figures["buckets"], **figures["pass_rate_by_bucket"]}),
                       BUCKET_ORDER)
+    if figures.get("difficulty_method") == "grader":  # levels a grader gave, not pass rates
+        return Table(("grader level", "items"), tuple(
+            (bucket, fmt(figures["buckets"].get(bucket))) for bucket in buckets))
     return Table(("bucket", "items", "pass rate"), tuple(
         (bucket, fmt(figures["buckets"].get(bucket)),
          fmt(figures["pass_rate_by_bucket"].get(bucket))) for bucket in buckets))

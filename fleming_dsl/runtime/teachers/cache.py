@@ -30,11 +30,19 @@ class DiskCache:
         return self.directory / key[:2] / f"{key}.json"
 
     def get(self, key: str) -> list[str] | None:
+        """The cached answer of `key`, or None. An entry is served only when it names `key` and
+        its own request hashes to `key`: a file copied, renamed or written over with another
+        request's (valid) entry is a miss, never another request's answer."""
         try:
             data = json.loads(self._path(key).read_text(encoding="utf-8"))
         except (OSError, ValueError):
             return None  # missing or torn entry: treat as a miss and recompute
-        texts = data.get("texts") if isinstance(data, dict) else None
+        if not isinstance(data, dict) or data.get("key") != key:
+            return None
+        request = data.get("request")
+        if not isinstance(request, dict) or cache_key(request) != key:
+            return None
+        texts = data.get("texts")
         if isinstance(texts, list) and all(isinstance(t, str) for t in texts):
             return texts
         return None

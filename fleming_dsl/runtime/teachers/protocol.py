@@ -7,7 +7,7 @@ from typing import Any, Protocol
 
 from fleming_dsl.errors import TeacherError
 
-__all__ = ["TASKS", "Request", "Response", "Teacher", "Backend", "TeacherError"]
+__all__ = ["TASKS", "Backend", "Request", "Response", "Teacher", "TeacherError"]
 
 TASKS = ("question", "reason", "answer", "grade")
 

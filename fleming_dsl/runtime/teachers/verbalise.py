@@ -25,6 +25,36 @@ RELATION_VERBS: dict[str, tuple[str, str, str]] = {
     "drug_drug": ("drug", "interacts with", "interacts with"),
 }
 
+# Hetionet v1.0 metaedges (abbreviation -> head kind, verb from the head, verb from the tail), as
+# Hetionet publishes them (metaedge name "Compound - treats - Disease" = CtD): question text reads
+# the names, never the codes. The loader stores a directed metaedge's reverse as "<code>:rev".
+HETIONET_METAEDGES: dict[str, tuple[str, str, str]] = {
+    "AdG": ("Anatomy", "downregulates", "is downregulated in"),
+    "AeG": ("Anatomy", "expresses", "is expressed in"),
+    "AuG": ("Anatomy", "upregulates", "is upregulated in"),
+    "CbG": ("Compound", "binds", "is bound by"),
+    "CcSE": ("Compound", "causes", "is a side effect of"),
+    "CdG": ("Compound", "downregulates", "is downregulated by"),
+    "CpD": ("Compound", "palliates", "is palliated by"),
+    "CrC": ("Compound", "resembles", "resembles"),
+    "CtD": ("Compound", "treats", "is treated by"),
+    "CuG": ("Compound", "upregulates", "is upregulated by"),
+    "DaG": ("Disease", "is associated with", "is associated with"),
+    "DdG": ("Disease", "downregulates", "is downregulated in"),
+    "DlA": ("Disease", "localizes to", "is a site of"),
+    "DpS": ("Disease", "presents with", "is a symptom of"),
+    "DrD": ("Disease", "resembles", "resembles"),
+    "DuG": ("Disease", "upregulates", "is upregulated in"),
+    "GcG": ("Gene", "covaries with", "covaries with"),
+    "GiG": ("Gene", "interacts with", "interacts with"),
+    "GpBP": ("Gene", "participates in", "involves"),
+    "GpCC": ("Gene", "participates in", "involves"),
+    "GpMF": ("Gene", "participates in", "involves"),
+    "GpPW": ("Gene", "participates in", "involves"),
+    "Gr>G": ("Gene", "regulates", "is regulated by"),
+    "PCiC": ("Pharmacologic Class", "includes", "is included in"),
+}
+
 TYPE_LABELS = {
     "effect/phenotype": "clinical finding",
     "gene/protein": "gene or protein",
@@ -42,9 +72,16 @@ def type_label(node_type: str) -> str:
 
 
 def verb(relation: str, subject_type: str) -> str:
-    """How `relation` reads with a subject of `subject_type` in front."""
+    """How `relation` reads with a subject of `subject_type` in front (never a bare code)."""
+    code = relation.removesuffix(":rev")
+    if code in HETIONET_METAEDGES:
+        head, forward, backward = HETIONET_METAEDGES[code]
+        if relation.endswith(":rev"):  # the stored reverse of a directed metaedge: tail first
+            forward, backward = backward, forward
+        return forward if subject_type == head else backward
+    readable = relation.replace("_", " ")
     head, forward, backward = RELATION_VERBS.get(
-        relation, ("", f"is linked by {relation} to", f"is linked by {relation} to"))
+        relation, ("", f"is related ({readable}) to", f"is related ({readable}) to"))
     return forward if subject_type.startswith(head) else backward
 
 

@@ -8,7 +8,6 @@ peft are imported inside functions only.
 from __future__ import annotations
 
 import logging
-import os
 from pathlib import Path
 from typing import Any
 
@@ -29,10 +28,15 @@ def checkpoint_dir(cfg: TrainCommon) -> str:
     return f"{cfg.output}.ckpt"
 
 
-def load_items(path: str, buckets: tuple[str, ...] = ()) -> list[items.Item]:
-    """The items of an item JSONL, keeping only `buckets` (by `difficulty`) when given."""
+def load_items(path: str, buckets: tuple[str, ...] = (), source: Any = None) -> list[items.Item]:
+    """The items of an item JSONL, keeping only `buckets` (by `difficulty`) when given; a declared
+    dataset (`source`: its format, split and limit) is read by its format's loader."""
     if not Path(path).is_file():
         raise JobError(f"{path}: training data not found (field 'data')")
+    if source is not None:
+        from fleming_dsl.runtime.data.formats import load_source
+
+        return load_source(source)
     out = []
     for number, row in enumerate(read_jsonl(path), 1):
         try:
@@ -116,11 +120,10 @@ def lora_config(cfg: TrainCommon, task_type: str = "CAUSAL_LM"):
 
 
 def resume_checkpoint(cfg: TrainCommon) -> str | None:
-    """The last `checkpoint-N` under the checkpoint dir, if a previous run left one."""
-    from transformers.trainer_utils import get_last_checkpoint
+    """The last whole `checkpoint-N` a previous run left (torn ones are skipped, and logged)."""
+    from fleming_dsl.runtime.train.checkpoints import usable_checkpoint
 
-    folder = checkpoint_dir(cfg)
-    return get_last_checkpoint(folder) if os.path.isdir(folder) else None
+    return usable_checkpoint(checkpoint_dir(cfg))
 
 
 def model_path(cfg: TrainCommon) -> str:

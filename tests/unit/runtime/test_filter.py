@@ -152,7 +152,10 @@ def test_difficulty_by_template_grader(tmp_path):
                           moderate=0.25, prompt=str(REPO / "prompts/grader.j2"))
     kept, meta = run(tmp_path, rows, step)
     assert [r["difficulty"] for r in kept] == ["easy", "hard", "easy"]
-    assert [r["pass_rate"] for r in kept] == [1.0, 0.0, 1.0]
+    # grader levels are levels: no pass rate is made up for them (issue 11)
+    assert [r.get("pass_rate") for r in kept] == [None, None, None]
+    assert meta["metrics"]["pass_rate_by_bucket"] == {}
+    assert meta["metrics"]["difficulty_method"] == "grader"
 
 
 def test_dedupe_exact_and_near(tmp_path):

@@ -61,8 +61,9 @@ def test_plateau_tracker() -> None:
 
 def test_bucket_selection_and_batch_checks(tmp_path: Path) -> None:
     config = GrpoJob.model_validate(train_config("grpo", tmp_path, "m", "d.jsonl", batch_size=6))
-    with pytest.raises(JobError, match=r"^field 'batch_size': batch_size x grad_accum \(6\) must be a "
-                                       r"multiple of generations \(4\)$"):
+    with pytest.raises(JobError, match=r"^field 'batch_size': batch \(6\) x grad_accum \(1\) must be "
+                                       r"divisible by generations \(4\): TRL's GRPO puts all "
+                                       r"generations of a prompt in one batch$"):
         grpo_config_kwargs(config, cuda=False, bf16_ok=False, vllm_installed=False)
     ok = config.model_copy(update={"batch_size": 8, "use_vllm": True})
     assert grpo_config_kwargs(ok, cuda=False, bf16_ok=False, vllm_installed=True)["use_vllm"] is False
@@ -76,8 +77,8 @@ def test_unknown_plateau_metric_lists_the_known_ones(tmp_path: Path) -> None:
                                                  plateau={"metric": "acc", "patience": 2}))
     with pytest.raises(JobError) as err:
         plateau_metric(config)
-    assert str(err.value) == ("field 'plateau.metric': unknown metric 'acc'; one of reward, rewards/correct, "
-                              "rewards/form, bucket/easy, bucket/moderate, bucket/hard")
+    assert str(err.value) == ("field 'plateau.metric': unknown metric 'acc'; one of reward, correct, "
+                              "form, bucket/easy, bucket/moderate, bucket/hard")
     named = config.model_copy(update={"plateau": config.plateau.model_copy(update={"metric": "form"})})
     assert plateau_metric(named) == "rewards/form"
 
@@ -110,3 +111,15 @@ def test_resume_keeps_metrics_rows_up_to_the_checkpoint(tiny_model: str, tmp_pat
     meta, rows = run_grpo(tmp_path, tiny_model, synthetic_items(24), max_steps=3, save_steps=2)
     assert meta["counts"]["resumed_from"].endswith("checkpoint-2")
     assert [r["step"] for r in rows] == [1, 2, 3]
+
+
+def test_use_vllm_without_vllm_says_the_fix(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    import logging
+
+    from fleming_dsl.runtime.jobs.grpo import vllm_args
+
+    config = GrpoJob.model_validate(train_config("grpo", tmp_path, "m", "d.jsonl", use_vllm=True))
+    with caplog.at_level(logging.WARNING):
+        assert vllm_args(config, cuda=True, vllm_installed=False) == {"use_vllm": False}
+    assert "use_vllm requested but vllm is not installed; generating with transformers " \
+           "(fix: pip install vllm)" in caplog.text

@@ -229,3 +229,13 @@ def test_bad_inputs_fail_with_one_located_line(run_dir: dict, which: str, conten
         _run(run_dir)
     assert str(err.value) == message.format(path=path)
     assert not Path(run_dir["output"]).exists()  # nothing half-written
+
+
+def test_grader_levels_are_reported_as_levels_not_pass_rates() -> None:
+    from fleming_dsl.runtime.reporting.tables import bucket_table
+
+    graded = {"buckets": {"easy": 3, "moderate": 2, "hard": 1}, "pass_rate_by_bucket": {},
+              "difficulty_method": "grader"}
+    table = bucket_table(graded)
+    assert table.headers == ("grader level", "items")
+    assert [row[0] for row in table.rows] == ["easy", "moderate", "hard"]

@@ -111,3 +111,20 @@ def test_cold_start_learns_the_answer_format(tiny_model: str, tmp_path: Path) ->
                                      n=1, temperature=0.7, max_new_tokens=64, seed=0)
     rate = sum(bool(FORMAT.match(o[0])) for o in outs) / len(outs)
     assert rate >= 0.9, [o[0] for o in outs if not FORMAT.match(o[0])]
+
+
+def test_loss_plateau_stops_when_the_loss_stops_falling() -> None:
+    from fleming_dsl.runtime.jobs.sft import LossPlateau
+
+    plateau = LossPlateau(patience=2, min_delta=0.05)
+    assert [plateau.update(v) for v in (2.0, 1.5, 1.48, 1.47, 1.2, 1.19, 1.18)] == [
+        False, False, False, True, False, False, True]
+
+
+def test_sft_stops_at_a_loss_plateau(tiny_model: str, tmp_path: Path) -> None:
+    """`until = plateau(loss, ...)` on an SFT stage takes effect (issue 11): with lr = 0 the loss
+    cannot fall, so training stops after `patience` stale logged steps, well before max_steps."""
+    meta = run_sft(tmp_path, tiny_model, synthetic_items(64), max_steps=20, lr=1e-12,
+                   plateau={"metric": "loss", "patience": 2, "min_delta": 1.0})
+    assert meta["metrics"]["stopped_by"] == "plateau"
+    assert meta["metrics"]["steps"] == 3

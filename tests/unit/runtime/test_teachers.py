@@ -84,6 +84,33 @@ def test_torn_cache_entry_is_a_miss(tmp_path):
     assert teacher.counts() == {"teacher_calls": 2, "cache_hits": 0}
 
 
+def test_an_entry_holding_another_keys_answer_is_not_served(tmp_path):
+    """A cache file overwritten with another request's valid entry is a miss (issue 11)."""
+    teacher = CachedTeacher(CountingBackend(), DiskCache(tmp_path))
+    teacher.complete([ask("q1"), ask("q2")])
+    first, second = sorted(tmp_path.rglob("*.json"))
+    first.write_text(second.read_text())  # a valid entry, but for the other key
+    replay = teacher.complete([ask("q1"), ask("q2")])
+    assert teacher.counts() == {"teacher_calls": 3, "cache_hits": 1}
+    assert [r.texts for r in replay] == [["<answer>A</answer> q1"], ["<answer>A</answer> q2"]]
+
+
+def test_a_model_folder_enters_the_key_by_its_content(tmp_path):
+    """A retrained stage at the same path is another model: its answers are not the old ones."""
+    from fleming_dsl.ir import Backend
+    from fleming_dsl.runtime.teachers.backends.local import sampling_identity
+
+    model = tmp_path / "stages" / "cold_start"
+    model.mkdir(parents=True)
+    (model / "model.safetensors").write_bytes(b"old weights")
+    settings = Backend(kind="transformers")
+    before = sampling_identity(str(model), settings, 0, "transformers")
+    (model / "model.safetensors").write_bytes(b"retrained weights")
+    after = sampling_identity(str(model), settings, 0, "transformers")
+    assert before["model"] == after["model"] and before["model_sha256"] != after["model_sha256"]
+    assert "model_sha256" not in sampling_identity("Qwen/Qwen2.5-7B", settings, 0, "vllm")
+
+
 def test_empty_answers_are_not_cached(tmp_path):
     class Empty(CountingBackend):
         def generate(self, requests):
@@ -139,7 +166,7 @@ class FlakyEndpoint(BaseHTTPRequestHandler):
     failures = 2
     hits: list[dict] = []
 
-    def do_POST(self):  # noqa: N802 - http.server's naming
+    def do_POST(self):
         body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
         type(self).hits.append({"auth": self.headers.get("Authorization"), "body": body})
         if len(type(self).hits) <= type(self).failures:
@@ -284,3 +311,18 @@ def test_question_template_stem_macro():
         "Which disease presents with polyuria?"
     assert 'The correct answer is the disease "x"' in render(str(REPO / "prompts/question.j2"),
                                                              **facts)
+
+
+def test_hetionet_metaedge_codes_never_reach_question_text():
+    """Questions read Hetionet's published relation names, not its codes (issue 11)."""
+    from fleming_dsl.runtime.teachers.verbalise import path_facts
+
+    row = {"path": [{"node": "Lisinopril", "type": "Compound"}, {"node": "Hypertension", "type": "Disease"},
+                    {"node": "ACE", "type": "Gene"}],
+           "relations": ["CtD", "DaG"], "mask_index": 1}
+    facts = path_facts(row)
+    assert facts["clues"] == ["is treated by Lisinopril", "is associated with ACE"]
+    regulated = {"path": [{"node": "TP53", "type": "Gene"}, {"node": "MDM2", "type": "Gene"}],
+                 "relations": ["Gr>G:rev"], "mask_index": 1}
+    assert path_facts(regulated)["all_facts"] == ["TP53 is regulated by MDM2"]
+    assert not any(code in " ".join(facts["all_facts"]) for code in ("CtD", "DaG"))

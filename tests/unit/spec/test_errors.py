@@ -161,7 +161,7 @@ BAD_SPECS = [
     ('syntax_unterminated', R('mcq("test.jsonl")', 'mcq("test.jsonl)'),
      'spec.flm:7:20: error: unterminated string',
      'close it with " on the same line'),
-    ('mine_hard_ratio', R("clean[easy]", "mine_hard(clean, pass < 0.5, ratio = 2)"),
+    ('mine_hard_ratio', R("clean[easy]) {", "mine_hard(clean, pass < 0.5, ratio = 2)) { max_steps = 4"),
      "spec.flm:14:60: error: 'ratio' must be solved:failed such as 1:2, got a number",
      None),
     ('until_not_plateau', R("batch = 4 }", "batch = 4  until = 5 }"),
@@ -272,7 +272,7 @@ def test_external_data_is_a_warning_not_an_error(tmp_path: Path) -> None:
 
 
 def test_missing_file_rule_on_temp_dirs(tmp_path: Path) -> None:
-    from fleming_dsl.check.rules import FileRef, missing_file
+    from fleming_dsl.check.files import FileRef, missing_file
     from fleming_dsl.spec import ast
 
     span = Span(file="s.flm", line=1, col=1, end_line=1, end_col=5)

@@ -115,8 +115,10 @@ def test_numbers_with_underscores_and_exponents(tmp_path: Path) -> None:
 
 
 def test_metapath_any_relation_and_any_type(tmp_path: Path) -> None:
-    exp = load(tmp_path, MINIMAL.replace("disease -[causes]-> symptom",
-                                         '* --> "gene/protein" -["off-label use"]-> drug'))
+    spec = write_project(tmp_path, MINIMAL.replace("disease -[causes]-> symptom",
+                                                   '* --> "gene/protein" -["off-label use"]-> drug'))
+    (tmp_path / "kg.tsv").write_text("TP53\tgene/protein\toff-label use\taspirin\tdrug\n")
+    exp = load_experiment(spec, project_root=tmp_path)
     s = exp.samples[0]
     assert s.start_type is None
     assert [(st.relation, st.node_type) for st in s.steps] == [(None, "gene/protein"), ("off-label use", "drug")]
@@ -177,7 +179,7 @@ def test_lora_block_and_evaluate_options(tmp_path: Path) -> None:
 
 
 def test_two_sweeps_make_a_grid_and_downstream_fans_out(tmp_path: Path) -> None:
-    exp = load(tmp_path, stage_block("sweep lr in [1e-4, 0.5]  sweep epochs in [1, 2]"))
+    exp = load(tmp_path, MINIMAL.replace("{ lr = 1e-4 }", "{ sweep lr in [1e-4, 0.5]  sweep epochs in [1, 2] }"))
     names = [s.name for s in exp.stages]
     assert names == ["sft1_lr_0p0001_epochs_1", "sft1_lr_0p0001_epochs_2", "sft1_lr_0p5_epochs_1",
                      "sft1_lr_0p5_epochs_2", "rl_lr_0p0001_epochs_1", "rl_lr_0p0001_epochs_2",

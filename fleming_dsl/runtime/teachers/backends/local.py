@@ -7,16 +7,38 @@ the engine, the model path and the sampling parameters.
 from __future__ import annotations
 
 from collections import defaultdict
+from functools import lru_cache
+from pathlib import Path
 from typing import Any
 
+from fleming_dsl.hashing import sha256_path
 from fleming_dsl.runtime.teachers.protocol import Request
 
 
 def sampling_identity(model: str, settings: Any, seed: int, engine: str) -> dict[str, Any]:
-    """What a local model's answer depends on besides the prompt (the cache key)."""
-    return {"backend": engine, "model": model,
-            "params": {"temperature": settings.temperature, "top_p": settings.top_p,
-                       "max_tokens": settings.max_tokens, "seed": seed}}
+    """What a local model's answer depends on besides the prompt (the cache key).
+
+    A model folder on disk (a stage the workflow trains, a tiny model it builds, local weights)
+    enters the key by its content hash, not its path: a retrained `cold_start` at the same path
+    is another model, and its answers must not be served from the old one's."""
+    identity: dict[str, Any] = {"backend": engine, "model": model,
+                                "params": {"temperature": settings.temperature, "top_p": settings.top_p,
+                                           "max_tokens": settings.max_tokens, "seed": seed}}
+    if model and Path(model).is_dir():
+        identity["model_sha256"] = model_content_hash(model)
+    return identity
+
+
+@lru_cache(maxsize=8)
+def _content_hash(path: str, stamp: tuple) -> str:
+    return sha256_path(path)
+
+
+def model_content_hash(path: str) -> str:
+    """sha256 of a model folder, computed once per process while its files are unchanged."""
+    files = sorted(p for p in Path(path).rglob("*") if p.is_file())
+    stamp = tuple((p.as_posix(), p.stat().st_size, p.stat().st_mtime_ns) for p in files)
+    return _content_hash(str(Path(path).resolve()), stamp)
 
 
 def generate_grouped(requests: list[Request], generate: Any) -> list[list[str]]:

@@ -10,12 +10,12 @@ from __future__ import annotations
 import json
 import os
 import random
-import socket
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, Callable
+from typing import Any
 
 from fleming_dsl.runtime.teachers.protocol import Request, TeacherError
 
@@ -95,7 +95,7 @@ class OpenAIBackend:
                     raise TeacherError(f"{self.url}: HTTP {err.code}: {detail}") from None
                 last = f"HTTP {err.code}"
                 wait = float(err.headers.get("Retry-After", 0) or 0) if err.headers else 0.0
-            except (urllib.error.URLError, socket.timeout, TimeoutError, ConnectionError) as err:
+            except (urllib.error.URLError, TimeoutError, ConnectionError) as err:
                 last = f"{type(err).__name__}: {getattr(err, 'reason', err)}"
             if attempt < retries:
                 self.sleep(max(wait, backoff_delay(attempt, self.backoff_base_s,

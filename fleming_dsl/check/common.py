@@ -1,0 +1,91 @@
+"""What the check rules share: reading options and call arguments off the AST, declaration kinds.
+
+Rules read the merged AST (`ast.Program`); a rule that needs resolved values (defaults filled in,
+sweeps expanded) reads the lowered IR beside it through `Checked`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from fleming_dsl import ir
+from fleming_dsl.spec import ast
+
+MODEL, GRAPH, SAMPLE, DATASET, PROMPT = "model", "graph", "sample", "dataset", "prompt"
+SYNTH, DISTILL, FILTER, REWARD, STAGE = "synthesize", "distill", "filter", "reward", "stage"
+
+# What a data-producing reference may name (a stage's data, a filter's source, a miner's pool).
+ITEM_SOURCES = (DATASET, SYNTH, DISTILL, FILTER)
+
+
+@dataclass(frozen=True)
+class Checked:
+    """What a rule reads: the merged AST, and (for rules that run after lowering) the IR."""
+
+    program: ast.Program
+    experiment: ir.Experiment | None = None
+    by_name: dict = field(default_factory=dict)  # declared name -> ast.Decl
+
+    @classmethod
+    def of(cls, program: ast.Program, experiment: ir.Experiment | None = None) -> Checked:
+        by_name: dict[str, ast.Decl] = {}
+        for decl in program.decls:
+            by_name.setdefault(decl.name.name, decl)
+        return cls(program, experiment, by_name)
+
+    def decl_at(self, span: ir.Span | None) -> ast.Decl | None:
+        """The AST declaration an IR node came from (a swept stage shares its declaration's span)."""
+        return next((d for d in self.program.decls if d.span == span), None)
+
+
+def call_kw(call: ast.Call | None, key: str) -> ast.Value | None:
+    if call is None:
+        return None
+    return next((kw.value for kw in call.kwargs if kw.key.name == key), None)
+
+
+def kw_name(call: ast.Call | None, key: str) -> ast.Name | None:
+    return next((kw.key for kw in (call.kwargs if call else ()) if kw.key.name == key), None)
+
+
+def names_in(value: ast.Value | None) -> list[ast.Name]:
+    if isinstance(value, ast.Name):
+        return [value]
+    if isinstance(value, ast.ListV):
+        return [v for v in value.items if isinstance(v, ast.Name)]
+    return []
+
+
+def option(block: ast.Block | None, key: str) -> ast.Value | None:
+    """The value of `key = ...` in a block (the last one written wins)."""
+    if block is None:
+        return None
+    return next((o.value for o in reversed(block.options()) if o.key.name == key), None)
+
+
+def option_key(block: ast.Block | None, key: str) -> ast.Name | None:
+    if block is None:
+        return None
+    return next((o.key for o in reversed(block.options()) if o.key.name == key), None)
+
+
+def entries(block: ast.Block | None, name: str) -> list[ast.Entry]:
+    """The `name(...)` / `name { ... }` entries of a block (filter steps, sub-blocks)."""
+    return [i for i in (block.items if block else ()) if isinstance(i, ast.Entry) and i.name.name == name]
+
+
+def number(value: ast.Value | None) -> int | float | None:
+    return value.value if isinstance(value, ast.Num) and not isinstance(value.value, bool) else None
+
+
+def a(kind: str) -> str:
+    return ("an " if kind[0] in "aeiou" else "a ") + kind
+
+
+def kinds_phrase(kinds: tuple[str, ...]) -> str:
+    return "a " + " or a ".join(kinds) if len(kinds) <= 2 else "a " + ", ".join(kinds[:-1]) + \
+        f" or {kinds[-1]}"
+
+
+def has_backend(model: ast.ModelDecl) -> bool:
+    return model.source.func.name in ("template", "openai") or option(model.block, "backend") is not None

@@ -1,0 +1,231 @@
+"""Datasets: their options against their format, their files against the declared format (the
+first record is read when the file is local), and how they are used (a benchmark that is also
+trained on, an answer pattern narrower than the data's options).
+
+`predicates.SPLIT_FIELDS` is shared with the runtime loader: `split = "health"` keeps the rows whose field
+(for MMLU-Pro, `category`) equals the value.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterator
+from pathlib import Path
+
+from fleming_dsl.check.common import Checked, call_kw, option, option_key
+from fleming_dsl.check.files import local_path
+from fleming_dsl.check.predicates import SPLIT_FIELDS
+from fleming_dsl.errors import Diagnostic
+from fleming_dsl.spec import ast
+
+# format -> the fields its rows have, each as alternatives (any one of them)
+FORMAT_FIELDS: dict[str, tuple[tuple[str, ...], ...]] = {
+    "medqa": (("question",), ("options",), ("answer_idx",)),
+    "medmcqa": (("question",), ("opa",), ("cop",)),
+    "pubmedqa": (("QUESTION",), ("CONTEXTS",), ("final_decision",)),
+    "mmlu": (("question",), ("choices", "options"), ("answer",)),
+    "mmlu_pro": (("question",), ("options",), ("answer", "answer_index")),
+    "medxpertqa": (("question",), ("options",), ("label",)),
+    "medbullets": (("question",), ("options", "opa"), ("answer_idx",)),
+    "careqa": (("question",), ("op1",), ("cop",)),
+    "jmed": (("question",), ("options",), ("answer", "answer_idx")),
+    "mcq": (("question",), ("options",), ("answer", "answer_idx")),
+    "chat": (("messages",),),
+}
+_WHOLE_JSON_BYTES = 64 << 20  # a .json file up to this size is parsed whole to find its first row
+
+
+def _datasets(c: Checked) -> Iterator[ast.DatasetDecl]:
+    return (d for d in c.program.decls if isinstance(d, ast.DatasetDecl))
+
+
+def _dataset_option(d: ast.DatasetDecl, key: str) -> tuple[ast.Name, ast.Value] | None:
+    for kw in d.source.kwargs:
+        if kw.key.name == key:
+            return kw.key, kw.value
+    value = option(d.block, key)
+    return (option_key(d.block, key), value) if value is not None else None
+
+
+def split_has_a_field(c: Checked) -> Iterator[Diagnostic]:
+    for d in _datasets(c):
+        found = _dataset_option(d, "split")
+        fmt = d.source.func.name
+        if found is not None and fmt in FORMAT_FIELDS and fmt not in SPLIT_FIELDS:
+            yield Diagnostic(f"'split' does not apply to {fmt} data: its rows have no field to select on",
+                             found[0].span, expected="split on " + ", ".join(
+                                 f"{f} ({field})" for f, field in SPLIT_FIELDS.items()),
+                             hint="point the dataset at the file of the split you want")
+
+
+class _Unreadable(Exception):
+    pass
+
+
+def first_record(path: Path) -> tuple[str, object]:
+    """(location, first row) of a local dataset file, read the way the job reads it."""
+    if path.is_dir():
+        raise _Unreadable("is a folder, expected a file")
+    size = path.stat().st_size
+    if size == 0:
+        raise _Unreadable("is empty")
+    try:
+        if path.suffix == ".json" and size <= _WHOLE_JSON_BYTES:
+            try:
+                data = json.loads(path.read_text(encoding="utf-8"))
+            except json.JSONDecodeError:
+                data = None
+            if isinstance(data, list) and data:
+                return "1", data[0]
+            if isinstance(data, dict) and data and all(isinstance(v, dict) for v in data.values()):
+                key = next(iter(data))
+                return str(key), data[key]
+        with path.open(encoding="utf-8") as handle:
+            for number, line in enumerate(handle, 1):
+                if line.strip():
+                    try:
+                        return str(number), json.loads(line)
+                    except json.JSONDecodeError as err:
+                        raise _Unreadable(f"line {number} is not JSON ({err.msg})") from None
+    except UnicodeDecodeError as err:
+        raise _Unreadable(f"is not UTF-8 text (byte {err.start})") from None
+    raise _Unreadable("has no records")
+
+
+def _fits(row: object, fmt: str) -> str | None:
+    """The first field `row` lacks for `fmt`, or None when it has them all."""
+    if not isinstance(row, dict):
+        return "(a JSON object)"
+    return next((group[0] for group in FORMAT_FIELDS[fmt] if not any(f in row for f in group)), None)
+
+
+def format_matches_file(c: Checked) -> Iterator[Diagnostic]:
+    """A local dataset's first record has the fields of its declared format."""
+    for d in _datasets(c):
+        fmt = d.source.func.name
+        arg = d.source.args[0] if d.source.args else None
+        if fmt not in FORMAT_FIELDS or not isinstance(arg, ast.Str) or arg.value.endswith(".parquet"):
+            continue
+        path = local_path(c, d, arg.value)
+        if not path.exists():
+            continue  # missing_files reports it
+        try:
+            where, row = first_record(path)
+        except (_Unreadable, OSError) as err:
+            yield Diagnostic(f"cannot check the format of dataset {d.name.name}: {arg.value} {err}",
+                             arg.span, severity="warning")
+            continue
+        lacking = _fits(row, fmt)
+        if lacking is None:
+            continue
+        likely = [f for f in FORMAT_FIELDS if f != fmt and _fits(row, f) is None]
+        fields = ", ".join(sorted(row)[:8]) if isinstance(row, dict) else type(row).__name__
+        yield Diagnostic(f"dataset {d.name.name} is declared {fmt}, but the first record of "
+                         f"{arg.value} (at {where}) has no field '{lacking}'", d.source.func.span,
+                         expected=f"the fields of {fmt}: " + ", ".join(
+                             "/".join(g) for g in FORMAT_FIELDS[fmt]),
+                         hint=(f"its fields ({fields}) fit {likely[0]}: write {likely[0]}(...)"
+                               if likely else f"its fields are: {fields}"))
+
+
+# ---------------------------------------------------------------- how data is used
+
+
+def _training_datasets(c: Checked, name: str, seen: set[str]) -> set[str]:
+    """The datasets whose items reach a stage that trains on `name` (through distill/filter)."""
+    if name in seen:
+        return set()
+    seen.add(name)
+    decl = c.by_name.get(name)
+    if isinstance(decl, ast.DatasetDecl):
+        return {name}
+    if isinstance(decl, ast.FilterDecl):
+        return _training_datasets(c, decl.source.name, seen)
+    if isinstance(decl, ast.DistillDecl):
+        return set().union(*(_training_datasets(c, s.name, seen) for s in decl.sources))
+    return set()
+
+
+def _stage_data_name(d: ast.StageDecl) -> str | None:
+    data = d.method.args[1] if len(d.method.args) > 1 else None
+    if isinstance(data, ast.Name):
+        return data.name
+    if isinstance(data, ast.Index):
+        return data.base.name
+    if isinstance(data, ast.Call) and data.args and isinstance(data.args[0], ast.Name):
+        return data.args[0].name
+    return None
+
+
+def benchmarks_not_trained_on(c: Checked) -> Iterator[Diagnostic]:
+    trained: dict[str, str] = {}  # dataset -> the first stage that trains on it
+    for d in c.program.decls:
+        if isinstance(d, ast.StageDecl) and (data := _stage_data_name(d)):
+            for name in sorted(_training_datasets(c, data, set())):
+                trained.setdefault(name, d.name.name)
+    for d in c.program.decls:
+        if isinstance(d, ast.EvaluateDecl):
+            for bench in d.benchmarks:
+                if bench.name in trained:
+                    yield Diagnostic(f"benchmark '{bench.name}' is also training data (of stage "
+                                     f"{trained[bench.name]}): its scores measure memory, not skill",
+                                     bench.span, severity="warning",
+                                     hint="evaluate on a held-out dataset, or train on another split")
+
+
+# published maximum number of options per format (mcq/chat: unknown, not checked)
+MAX_OPTIONS = {"medqa": 4, "medmcqa": 4, "pubmedqa": 3, "mmlu": 4, "mmlu_pro": 10,
+               "medxpertqa": 10, "careqa": 4, "jmed": 21, "medbullets": 5}
+_LETTER_CLASS = re.compile(r"<answer>\s*(\[[^\]]*\])")
+
+
+def _options_of(c: Checked, name: str, seen: set[str]) -> int | None:
+    """The most options an item of `name` can have, where it is known."""
+    if name in seen:
+        return None
+    seen.add(name)
+    decl = c.by_name.get(name)
+    if isinstance(decl, ast.DatasetDecl):
+        return MAX_OPTIONS.get(decl.source.func.name)
+    if isinstance(decl, ast.FilterDecl):
+        return _options_of(c, decl.source.name, seen)
+    if isinstance(decl, ast.DistillDecl):
+        found = [_options_of(c, s.name, seen) for s in decl.sources]
+        return None if None in found or not found else max(found)
+    if isinstance(decl, ast.SynthesizeDecl):
+        sample = c.by_name.get(decl.source.name)
+        distractors = option(sample.block, "distractors") if isinstance(sample, ast.SampleDecl) else None
+        k = call_kw(distractors, "k") if isinstance(distractors, ast.Call) else distractors
+        return int(k.value) + 1 if isinstance(k, ast.Num) else 4  # same_type(k = 3) by default
+    return None
+
+
+def answer_pattern_covers_options(c: Checked) -> Iterator[Diagnostic]:
+    """A regex reward whose answer letters ([A-D]) miss letters the graded items can have."""
+    for d in c.program.decls:
+        if not isinstance(d, ast.StageDecl) or d.method.func.name != "grpo":
+            continue
+        data = _stage_data_name(d)
+        most = _options_of(c, data, set()) if data else None
+        terms = option(d.block, "rewards")
+        names = [terms] if isinstance(terms, ast.Name) else [t.reward for t in getattr(terms, "terms", ())]
+        for name in names:
+            reward = c.by_name.get(name.name)
+            if not isinstance(reward, ast.RewardDecl) or reward.function.func.name != "regex" \
+                    or not reward.function.args or not isinstance(reward.function.args[0], ast.Str):
+                continue
+            match = _LETTER_CLASS.search(reward.function.args[0].value)
+            if most is None or match is None:
+                continue
+            try:
+                covered = [ch for ch in "ABCDEFGHIJKLMNOPQRSTUVWXYZ" if re.fullmatch(match.group(1), ch)]
+            except re.error:
+                continue
+            needed = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"[:most]
+            missing = [ch for ch in needed if ch not in covered]
+            if missing:
+                yield Diagnostic(f"reward {name.name} accepts answers {match.group(1)}, but stage "
+                                 f"{d.name.name} trains on items with up to {most} options "
+                                 f"(A-{needed[-1]})", name.span, severity="warning",
+                                 hint=f"widen the pattern to [A-{needed[-1]}]")

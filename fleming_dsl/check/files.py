@@ -1,0 +1,66 @@
+"""Local files a spec names: prompt templates (part of the spec's source, so a missing one is
+always an error) and data (graph files, datasets, local model weights), which is often staged on a
+cluster separately: a missing data file is an error when its folder exists (a typo in a shipped
+tree) and a warning when the folder does not exist either (external data, e.g.
+`data/primekg/kg.csv` on a laptop).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from fleming_dsl.check.common import Checked
+from fleming_dsl.errors import Diagnostic, did_you_mean
+from fleming_dsl.spec import ast
+
+
+def local_path(c: Checked, decl: ast.Decl, text: str) -> Path:
+    """Where a path written in `decl` points (relative to the folder of the file it is in)."""
+    return c.program.dirs[decl.span.file] / text
+
+
+@dataclass(frozen=True)
+class FileRef:
+    path: ast.Str
+    kind: str  # "template" (always required) or "data" (required when its folder exists)
+
+
+def file_refs(decl: ast.Decl) -> Iterator[FileRef]:
+    """The local files a declaration names."""
+    if isinstance(decl, ast.PromptDecl):
+        for arg in decl.source.args[:1]:
+            if isinstance(arg, ast.Str):
+                yield FileRef(arg, "template")
+    elif isinstance(decl, (ast.GraphDecl, ast.DatasetDecl)) or (
+            isinstance(decl, ast.ModelDecl) and decl.source.func.name == "local"):
+        for arg in decl.source.args:
+            if isinstance(arg, ast.Str):
+                yield FileRef(arg, "data")
+
+
+def missing_file(ref: FileRef, base_dir: Path) -> Diagnostic | None:
+    """A diagnostic when `ref` (relative to `base_dir`) does not exist; see the module docstring."""
+    path = base_dir / ref.path.value
+    if path.exists():
+        return None
+    if ref.kind == "template":
+        return Diagnostic(f"template file not found: {ref.path.value}", ref.path.span,
+                          hint=f"paths are relative to the folder of {ref.path.span.file}")
+    if path.parent.is_dir():
+        siblings = [p.name for p in path.parent.iterdir()]
+        return Diagnostic(f"data file not found: {ref.path.value}", ref.path.span,
+                          hint=did_you_mean(path.name, siblings)
+                          or f"paths are relative to the folder of {ref.path.span.file}")
+    return Diagnostic(f"data file not found: {ref.path.value} (treated as external data: its "
+                      "folder does not exist here either)", ref.path.span, severity="warning")
+
+
+def missing_files(c: Checked) -> Iterator[Diagnostic]:
+    program = c.program
+    for decl in program.decls:
+        for ref in file_refs(decl):
+            diag = missing_file(ref, program.dirs[decl.span.file])
+            if diag is not None:
+                yield diag

@@ -1,0 +1,128 @@
+"""The names a graph file uses (relations and node types), read at check time, streamed.
+
+`fleming check` compares a sample's metapath with these names so a typo fails in seconds rather
+than hours later in the sample job. A PrimeKG `kg.csv` is ~1 GB, so the vocabulary is read once
+and kept in a small JSON sidecar under the cache folder, keyed by a fingerprint of the file (its
+size, modification time, and SHA-256 of its first and last MiB): an edited file gets a new key.
+
+This module is compile-time code: the standard library only, no runtime import.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import json
+import os
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+_EDGE = 1 << 20  # bytes hashed at each end of a file for its fingerprint
+VERSION = 1  # bump when what a sidecar holds changes
+
+
+@dataclass(frozen=True)
+class Vocabulary:
+    relations: frozenset[str]
+    node_types: frozenset[str]
+
+
+class VocabularyError(Exception):
+    """A graph file that cannot be read here (the job will report it in full)."""
+
+
+def cache_dir() -> Path:
+    """Where sidecars live: $FLEMING_CACHE_DIR, else $XDG_CACHE_HOME/fleming-dsl, else ~/.cache."""
+    root = os.environ.get("FLEMING_CACHE_DIR")
+    if root:
+        return Path(root) / "graph_vocab"
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "fleming-dsl" / "graph_vocab"
+
+
+def fingerprint(paths: list[Path]) -> str:
+    digest = hashlib.sha256(f"v{VERSION}".encode())
+    for path in paths:
+        stat = path.stat()
+        digest.update(f"{path.name}\0{stat.st_size}\0{stat.st_mtime_ns}\0".encode())
+        with path.open("rb") as handle:
+            digest.update(handle.read(_EDGE))
+            if stat.st_size > 2 * _EDGE:
+                handle.seek(-_EDGE, os.SEEK_END)
+                digest.update(handle.read(_EDGE))
+    return digest.hexdigest()
+
+
+def _rows(path: Path, delimiter: str):
+    handle = path.open(encoding="utf-8", newline="")
+    csv.field_size_limit(sys.maxsize)
+    quoting = csv.QUOTE_NONE if delimiter == "\t" else csv.QUOTE_MINIMAL
+    return handle, csv.reader(handle, delimiter=delimiter, quoting=quoting)
+
+
+def _columns(path: Path, delimiter: str, wanted: dict[str, str]) -> dict[str, set[str]]:
+    """The distinct values of some columns (by header name) of a delimited file, streamed."""
+    handle, reader = _rows(path, delimiter)
+    with handle:
+        header = next(reader, None)
+        if header is None:
+            raise VocabularyError(f"{path.name} is empty")
+        missing = [c for c in wanted if c not in header]
+        if missing:
+            raise VocabularyError(f"{path.name} has no column {missing[0]!r}")
+        index = {c: header.index(c) for c in wanted}
+        found: dict[str, set[str]] = {c: set() for c in wanted}
+        width = max(index.values())
+        for row in reader:
+            if len(row) > width:
+                for column, i in index.items():
+                    found[column].add(row[i])
+    return found
+
+
+def _read(format: str, paths: list[Path]) -> Vocabulary:
+    if format == "primekg":
+        cols = _columns(paths[0], ",", {"relation": "", "x_type": "", "y_type": ""})
+        return Vocabulary(frozenset(cols["relation"]), frozenset(cols["x_type"] | cols["y_type"]))
+    if format == "hetionet":
+        kinds = _columns(paths[0], "\t", {"kind": ""})["kind"]
+        metaedges = _columns(paths[1], "\t", {"metaedge": ""})["metaedge"]
+        # the loader stores a directed metaedge's reverse as <metaedge>:rev
+        relations = metaedges | {f"{m}:rev" for m in metaedges if ">" in m or "<" in m}
+        return Vocabulary(frozenset(relations), frozenset(kinds))
+    relations, types = set(), set()
+    for path in paths:  # triples: head head_type relation tail tail_type, optional header
+        handle, reader = _rows(path, "\t")
+        with handle:
+            for row in reader:
+                if len(row) == 5 and row[0] != "head":
+                    relations.add(row[2])
+                    types.update((row[1], row[4]))
+    return Vocabulary(frozenset(relations), frozenset(types))
+
+
+def vocabulary(format: str, paths: list[Path]) -> Vocabulary:
+    """The graph's names, from the sidecar when one matches the files, else read and cached.
+
+    Raises VocabularyError (or OSError / UnicodeDecodeError) when the files cannot be read."""
+    try:
+        key = fingerprint(paths)
+    except IsADirectoryError:
+        raise VocabularyError("a folder where a file is expected") from None
+    sidecar = cache_dir() / f"{format}-{key}.json"
+    try:
+        data = json.loads(sidecar.read_text(encoding="utf-8"))
+        return Vocabulary(frozenset(data["relations"]), frozenset(data["node_types"]))
+    except (OSError, ValueError, KeyError, TypeError):
+        pass
+    vocab = _read(format, paths)
+    try:
+        sidecar.parent.mkdir(parents=True, exist_ok=True)
+        temp = sidecar.with_suffix(f".{os.getpid()}.tmp")
+        temp.write_text(json.dumps({"relations": sorted(vocab.relations),
+                                    "node_types": sorted(vocab.node_types)}), encoding="utf-8")
+        os.replace(temp, sidecar)
+    except OSError:
+        pass  # a read-only cache only costs a re-read next time
+    return vocab

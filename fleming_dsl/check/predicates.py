@@ -1,0 +1,29 @@
+"""Predicates shared by the check rules and the jobs that still validate a hand-written job
+config: one wording of each problem, wherever it is found. Standard library only."""
+
+from __future__ import annotations
+
+BUCKETS = ("easy", "moderate", "hard")
+MAX_COUNT = 100_000_000  # paths per sample job: past this a job runs for days or never ends
+
+# dataset format -> the row field a `split` selects on (`split = "health"` keeps MMLU-Pro rows
+# whose `category` is "health", case-insensitive)
+SPLIT_FIELDS = {"mmlu_pro": "category", "mmlu": "subject", "medmcqa": "subject_name",
+                "medqa": "meta_info"}
+
+
+def batch_problem(batch_size: int, grad_accum: int, generations: int) -> str | None:
+    """Why TRL's GRPO cannot use this batch shape, or None."""
+    if (batch_size * grad_accum) % generations:
+        return (f"batch ({batch_size}) x grad_accum ({grad_accum}) must be divisible by generations "
+                f"({generations}): TRL's GRPO puts all generations of a prompt in one batch")
+    return None
+
+
+def plateau_metrics(reward_names: list[str] | tuple[str, ...]) -> list[str]:
+    """What a GRPO stage logs per step, so what `until = plateau(<metric>)` may watch: the total
+    reward, each reward term by its name, and the reward per difficulty bucket."""
+    return ["reward", *reward_names, *(f"bucket/{b}" for b in BUCKETS)]
+
+
+SFT_METRICS = ("loss",)  # what an SFT stage logs per logging step (lower is better)

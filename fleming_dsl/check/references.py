@@ -1,0 +1,181 @@
+"""How declarations refer to each other: duplicate and undefined names, names of the wrong
+kind, reference cycles, and inputs nothing uses. `references(decl)` is the one list of every name
+a declaration refers to; the other rule modules and the cycle check read it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+from fleming_dsl.check.common import (
+    DATASET,
+    GRAPH,
+    ITEM_SOURCES,
+    MODEL,
+    PROMPT,
+    REWARD,
+    SAMPLE,
+    STAGE,
+    Checked,
+    a,
+    call_kw,
+    kinds_phrase,
+    names_in,
+    option,
+)
+from fleming_dsl.errors import Diagnostic, did_you_mean
+from fleming_dsl.spec import ast
+
+
+@dataclass(frozen=True)
+class Ref:
+    """One reference from a declaration to another name."""
+
+    name: ast.Name
+    kinds: tuple[str, ...]  # the kinds allowed here
+    role: str  # what the reference is for, as users read it: "the teacher", "the init model"
+
+
+def _filter_refs(decl: ast.FilterDecl) -> Iterator[Ref]:
+    yield Ref(decl.source, ITEM_SOURCES, "the filter source")
+    for item in decl.block.items:
+        if not isinstance(item, ast.Entry) or item.call is None:
+            continue
+        if item.name.name in ("verify_label", "difficulty"):
+            for name in names_in(call_kw(item.call, "model")):
+                yield Ref(name, (MODEL, STAGE) if item.name.name == "difficulty" else (MODEL,),
+                          f"the {item.name.name} model")
+        if item.name.name == "difficulty":
+            for name in names_in(call_kw(item.call, "prompt")):
+                yield Ref(name, (PROMPT,), "the grader rubric")
+        if item.name.name == "decontaminate":
+            for name in names_in(call_kw(item.call, "against")):
+                yield Ref(name, (DATASET,), "an evaluation set to decontaminate against")
+
+
+def _stage_data_refs(data: ast.Value) -> Iterator[Ref]:
+    if isinstance(data, ast.Name):
+        yield Ref(data, ITEM_SOURCES, "the training data")
+    elif isinstance(data, ast.Index):
+        yield Ref(data.base, ITEM_SOURCES, "the training data")
+    elif isinstance(data, ast.Call) and data.args and isinstance(data.args[0], ast.Name):
+        yield Ref(data.args[0], ITEM_SOURCES, "the pool to mine hard samples from")
+
+
+def _reward_refs(value: ast.Value | None) -> Iterator[Ref]:
+    if isinstance(value, ast.Name):
+        yield Ref(value, (REWARD,), "a reward")
+    elif isinstance(value, ast.Sum):
+        for term in value.terms:
+            yield Ref(term.reward, (REWARD,), "a reward")
+
+
+def references(decl: ast.Decl) -> Iterator[Ref]:
+    """Every name `decl` refers to, with the kinds allowed there."""
+    if isinstance(decl, ast.SampleDecl):
+        yield Ref(decl.graph, (GRAPH,), "the graph")
+    elif isinstance(decl, ast.SynthesizeDecl):
+        yield Ref(decl.source, (SAMPLE,), "the sample")
+        yield Ref(decl.teacher, (MODEL,), "the teacher")
+        yield Ref(decl.prompt, (PROMPT,), "the prompt")
+    elif isinstance(decl, ast.DistillDecl):
+        for source in decl.sources:
+            yield Ref(source, ITEM_SOURCES, "a source of questions")
+        yield Ref(decl.teacher, (MODEL,), "the teacher")
+        yield Ref(decl.prompt, (PROMPT,), "the prompt")
+    elif isinstance(decl, ast.FilterDecl):
+        yield from _filter_refs(decl)
+    elif isinstance(decl, ast.StageDecl):
+        args = decl.method.args
+        if args and isinstance(args[0], ast.Name):
+            yield Ref(args[0], (MODEL, STAGE), "the init model")
+        if len(args) > 1:
+            yield from _stage_data_refs(args[1])
+        yield from _reward_refs(option(decl.block, "rewards"))
+    elif isinstance(decl, ast.EvaluateDecl):
+        for target in decl.targets:
+            yield Ref(target, (MODEL, STAGE), "a model to evaluate")
+        for bench in decl.benchmarks:
+            yield Ref(bench, (DATASET,), "a benchmark")
+
+
+def duplicate_names(c: Checked) -> Iterator[Diagnostic]:
+    program = c.program
+    seen: dict[str, ast.Decl] = {}
+    for decl in program.decls:
+        first = seen.setdefault(decl.name.name, decl)
+        if first is not decl:
+            where = f"{first.name.span.file}:{first.name.span.line}"
+            unnamed = isinstance(decl, ast.EvaluateDecl) and not decl.named
+            yield Diagnostic(f"'{decl.name.name}' is already declared (as {a(first.kind)} at {where})",
+                             decl.name.span,
+                             hint="name this evaluation: evaluate ... on ... as <name>" if unnamed
+                             else "give it another name, or drop one of them")
+
+
+def undefined_names(c: Checked) -> Iterator[Diagnostic]:
+    program = c.program
+    declared = {d.name.name for d in program.decls}
+    for decl in program.decls:
+        for ref in references(decl):
+            if ref.name.name not in declared:
+                candidates = [d.name.name for d in program.decls if d.kind in ref.kinds]
+                yield Diagnostic(f"undefined name '{ref.name.name}' ({ref.role})", ref.name.span,
+                                 expected=kinds_phrase(ref.kinds),
+                                 hint=did_you_mean(ref.name.name, candidates))
+
+
+def wrong_kinds(c: Checked) -> Iterator[Diagnostic]:
+    program = c.program
+    by_name = {d.name.name: d for d in program.decls}
+    for decl in program.decls:
+        for ref in references(decl):
+            target = by_name.get(ref.name.name)
+            if target is not None and target.kind not in ref.kinds:
+                candidates = [d.name.name for d in program.decls if d.kind in ref.kinds]
+                yield Diagnostic(f"'{ref.name.name}' is {a(target.kind)}, but {ref.role} must be "
+                                 f"{kinds_phrase(ref.kinds)}", ref.name.span,
+                                 hint=did_you_mean(ref.name.name, candidates)
+                                 or (f"declared {' or '.join(ref.kinds)} names: " + ", ".join(candidates)
+                                     if candidates else None))
+
+
+def cycles(c: Checked) -> Iterator[Diagnostic]:
+    """A declaration may not depend on itself (stage init chains, filter/distill loops)."""
+    program = c.program
+    by_name = {d.name.name: d for d in program.decls}
+    edges = {d.name.name: [r.name.name for r in references(d) if r.name.name in by_name]
+             for d in program.decls}
+    state: dict[str, int] = {}  # 1 = on the current path, 2 = done
+    reported: set[frozenset[str]] = set()
+
+    def visit(name: str, path: list[str]) -> Iterator[Diagnostic]:
+        state[name] = 1
+        path.append(name)
+        for nxt in edges[name]:
+            if state.get(nxt) == 1:
+                loop = path[path.index(nxt):] + [nxt]
+                if frozenset(loop) not in reported:
+                    reported.add(frozenset(loop))
+                    decl = by_name[nxt]
+                    yield Diagnostic(f"'{nxt}' depends on itself: " + " -> ".join(loop),
+                                     decl.name.span, hint="a stage starts from a model or an earlier stage")
+            elif nxt not in state:
+                yield from visit(nxt, path)
+        path.pop()
+        state[name] = 2
+
+    for decl in program.decls:
+        if decl.name.name not in state:
+            yield from visit(decl.name.name, [])
+
+
+def unused_declarations(c: Checked) -> Iterator[Diagnostic]:
+    """Warn about inputs nothing uses (stages and evaluations are products, never 'unused')."""
+    program = c.program
+    used = {r.name.name for d in program.decls for r in references(d)}
+    for decl in program.decls:
+        if decl.kind not in (STAGE, "evaluate") and decl.name.name not in used:
+            yield Diagnostic(f"{decl.kind} '{decl.name.name}' is declared but never used",
+                             decl.name.span, severity="warning")

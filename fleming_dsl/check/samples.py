@@ -1,0 +1,123 @@
+"""Graph samples: the metapath against the hop range and mask, the names against the graph file,
+and counts a job can reach.
+
+A metapath is walked as written: `hops = lo..hi` takes walks of lo to hi steps along the path's
+first steps, so `hi` may not exceed the number of steps written. A longer walk is a longer path
+written out (`gene -[GiG]-> gene -[GiG]-> gene`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+from fleming_dsl.check.common import Checked, option
+from fleming_dsl.check.files import local_path
+from fleming_dsl.check.graph_vocab import VocabularyError, vocabulary
+from fleming_dsl.check.predicates import MAX_COUNT
+from fleming_dsl.errors import Diagnostic, did_you_mean
+from fleming_dsl.spec import ast
+
+_SHOWN = 12  # names listed in an "expected one of" line before it is cut short
+
+
+def _samples(c: Checked) -> Iterator[tuple[ast.SampleDecl, ast.Metapath | None]]:
+    for d in c.program.decls:
+        if isinstance(d, ast.SampleDecl):
+            path = option(d.block, "path")
+            yield d, path if isinstance(path, ast.Metapath) else None
+
+
+def _hop_range(d: ast.SampleDecl, steps: int) -> tuple[int, int, ast.Value | None]:
+    hops = option(d.block, "hops")
+    if isinstance(hops, ast.Range):
+        return hops.lo, hops.hi, hops
+    if isinstance(hops, ast.Num) and isinstance(hops.value, int):
+        return hops.value, hops.value, hops
+    return steps, steps, None
+
+
+def hops_within_metapath(c: Checked) -> Iterator[Diagnostic]:
+    for d, path in _samples(c):
+        if path is None:
+            continue
+        steps = len(path.edges)
+        lo, hi, hops = _hop_range(d, steps)
+        if hops is not None and lo <= hi and hi > steps >= 1:
+            fit = f"{min(lo, steps)}..{steps}" if min(lo, steps) < steps else f"{steps}"
+            yield Diagnostic(f"'hops' goes up to {hi}, but the metapath has {steps} "
+                             f"step{'s' if steps != 1 else ''}: a metapath is walked as written",
+                             hops.span, hint=f"write hops = {fit}, or write a longer path out step by step")
+
+
+def mask_within_path(c: Checked) -> Iterator[Diagnostic]:
+    """mask = N names the N-th node of the path (0 = the start): it must exist in the shortest walk."""
+    for d, path in _samples(c):
+        mask = option(d.block, "mask")
+        if not isinstance(mask, ast.Num) or not isinstance(mask.value, int) or mask.value < 0:
+            continue
+        steps = len(path.edges) if path is not None else 1
+        lo = _hop_range(d, steps)[0]
+        if mask.value > lo:
+            yield Diagnostic(f"'mask' index {mask.value} is outside the path: the shortest walk has "
+                             f"nodes 0..{lo}", mask.span,
+                             hint="mask = anchor (the start), mask = target (the end), or an index "
+                                  f"from 0 to {lo}")
+
+
+def counts_are_reachable(c: Checked) -> Iterator[Diagnostic]:
+    for d, _ in _samples(c):
+        count = option(d.block, "count")
+        if isinstance(count, ast.Num) and isinstance(count.value, (int, float)) and count.value > MAX_COUNT:
+            yield Diagnostic(f"'count' must be at most {MAX_COUNT:_}, got {count.value:_}", count.span,
+                             hint="split a larger sample into several sample declarations")
+
+
+def _graph_files(c: Checked, graph: ast.GraphDecl) -> list | None:
+    paths = [local_path(c, graph, a.value) for a in graph.source.args if isinstance(a, ast.Str)]
+    expected = {"primekg": 1, "hetionet": 2}.get(graph.source.func.name)
+    if not paths or (expected and len(paths) != expected) or not all(p.exists() for p in paths):
+        return None  # lowering or missing_files reports it
+    return paths
+
+
+def _unknown(kind: str, name: str, known: frozenset[str], graph: ast.GraphDecl, span) -> Diagnostic:
+    names = sorted(known)
+    shown = ", ".join(names[:_SHOWN]) + (f" (and {len(names) - _SHOWN} more)" if len(names) > _SHOWN else "")
+    return Diagnostic(f"{kind} '{name}' is not in graph {graph.name.name}", span,
+                      expected=f"one of {shown}" if names else None,
+                      hint=did_you_mean(name, names))
+
+
+def names_in_graph(c: Checked) -> Iterator[Diagnostic]:
+    """Every relation and node type of a metapath exists in its graph, when the graph is local."""
+    vocabularies: dict[str, object] = {}
+    for d, path in _samples(c):
+        graph = c.by_name.get(d.graph.name)
+        if path is None or not isinstance(graph, ast.GraphDecl):
+            continue
+        if graph.name.name not in vocabularies:
+            files = _graph_files(c, graph)
+            try:
+                vocabularies[graph.name.name] = (
+                    vocabulary(graph.source.func.name, files) if files else None)
+            except (VocabularyError, OSError, UnicodeDecodeError, ValueError) as err:
+                vocabularies[graph.name.name] = None
+                yield Diagnostic(f"cannot read the names of graph {graph.name.name} to check sample "
+                                 f"{d.name.name}: {_reason(err)}", graph.source.span, severity="warning")
+        vocab = vocabularies[graph.name.name]
+        if vocab is None or not vocab.relations:
+            continue  # absent, unreadable, or no rows yet: the job reports it
+        for node in path.nodes:
+            if node.type is not None and node.type not in vocab.node_types:
+                yield _unknown("node type", node.type, vocab.node_types, graph, node.span)
+        for edge in path.edges:
+            if edge.relation is not None and edge.relation not in vocab.relations:
+                yield _unknown("relation", edge.relation, vocab.relations, graph, edge.span)
+
+
+def _reason(err: Exception) -> str:
+    if isinstance(err, UnicodeDecodeError):
+        return f"not UTF-8 text (byte {err.start})"
+    if isinstance(err, OSError):
+        return err.strerror or type(err).__name__
+    return str(err)

@@ -1,0 +1,166 @@
+"""Training stages: their arguments, data selection, stop conditions and batch shapes.
+
+The predicates (`predicates.batch_problem`, `predicates.plateau_metrics`) are shared with the
+GRPO job, which still validates a hand-written job config with the same words.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+from fleming_dsl.check.common import (
+    ITEM_SOURCES,
+    Checked,
+    entries,
+    option,
+    option_key,
+)
+from fleming_dsl.check.predicates import SFT_METRICS, batch_problem, plateau_metrics
+from fleming_dsl.errors import Diagnostic, did_you_mean
+from fleming_dsl.spec import ast
+
+# ---------------------------------------------------------------- rules over the AST
+
+
+def _stages(c: Checked) -> Iterator[ast.StageDecl]:
+    return (d for d in c.program.decls if isinstance(d, ast.StageDecl))
+
+
+def stage_arguments(c: Checked) -> Iterator[Diagnostic]:
+    """sft(init, data) / grpo(init, data): the init is a name, the data a name, name[buckets] or
+    mine_hard(...); anything else (`grpo(true, ...)`) has no meaning."""
+    for d in _stages(c):
+        args = d.method.args
+        if args and not isinstance(args[0], ast.Name):
+            yield Diagnostic(f"the init model of stage {d.name.name} must be the name of a model or "
+                             "an earlier stage", args[0].span,
+                             hint=f"{d.method.func.name}(base, data) starts from model 'base'")
+        if len(args) > 1 and not isinstance(args[1], (ast.Name, ast.Index, ast.Call)):
+            yield Diagnostic(f"the data of stage {d.name.name} must be a dataset, dataset[easy, moderate] "
+                             "or mine_hard(pool, pass < 0.5)", args[1].span)
+
+
+def buckets_need_difficulty(c: Checked) -> Iterator[Diagnostic]:
+    """`clean[easy]` only selects items when `clean` is a filter with a difficulty step."""
+    for decl in _stages(c):
+        if len(decl.method.args) < 2:
+            continue
+        data = decl.method.args[1]
+        if not isinstance(data, ast.Index):
+            continue
+        source = c.by_name.get(data.base.name)
+        if source is None or source.kind not in ITEM_SOURCES:
+            continue  # undefined_names / wrong_kinds report it
+        graded = isinstance(source, ast.FilterDecl) and entries(source.block, "difficulty")
+        if not graded:
+            yield Diagnostic(f"'{data.base.name}' has no difficulty buckets: only a filter with a "
+                             "difficulty step has easy/moderate/hard items", data.span,
+                             hint=f"train on {data.base.name} itself, or add difficulty(...) to a filter")
+
+
+def _sweeps(block: ast.Block | None) -> list[ast.SweepItem]:
+    return [i for i in (block.items if block else ()) if isinstance(i, ast.SweepItem)]
+
+
+def sweep_or_option(c: Checked) -> Iterator[Diagnostic]:
+    """`lr = 1e-5` and `sweep lr in [...]` in one stage: one of them would silently lose."""
+    for d in _stages(c):
+        for sweep in _sweeps(d.block):
+            key = option_key(d.block, sweep.key.name)
+            if key is not None:
+                yield Diagnostic(f"'{sweep.key.name}' is both set and swept in stage {d.name.name}",
+                                 key.span, hint=f"drop '{sweep.key.name} = ...' or add its value "
+                                                f"to the sweep at line {sweep.span.line}")
+
+
+def _written(d: ast.StageDecl, key: str) -> bool:
+    return option(d.block, key) is not None or any(s.key.name == key for s in _sweeps(d.block))
+
+
+def _reward_names(value: ast.Value | None) -> list[str]:
+    if isinstance(value, ast.Name):
+        return [value.name]
+    if isinstance(value, ast.Sum):
+        return [t.reward.name for t in value.terms]
+    return []
+
+
+def plateau_is_logged(c: Checked) -> Iterator[Diagnostic]:
+    """`until = plateau(metric)` watches a metric the stage logs: a GRPO stage's rewards, an SFT
+    stage's loss."""
+    for d in _stages(c):
+        until = option(d.block, "until")
+        if not isinstance(until, ast.Call) or until.func.name != "plateau":
+            continue  # lowering reports a malformed `until`
+        metric = until.args[0] if until.args else next(
+            (kw.value for kw in until.kwargs if kw.key.name == "metric"), None)
+        sft = d.method.func.name == "sft"
+        if metric is None and sft:  # the IR's default metric is GRPO's reward
+            yield Diagnostic(f"stage {d.name.name} is sft: its plateau watches the loss",
+                             until.span, hint="write until = plateau(loss, patience = N)")
+            continue
+        if not isinstance(metric, ast.Name):
+            continue
+        allowed = list(SFT_METRICS) if sft else plateau_metrics(_reward_names(option(d.block, "rewards")))
+        if metric.name not in allowed:
+            yield Diagnostic(f"stage {d.name.name} does not log a metric '{metric.name}'", metric.span,
+                             expected="one of " + ", ".join(allowed),
+                             hint=did_you_mean(metric.name, allowed))
+
+
+def miner_has_max_steps(c: Checked) -> Iterator[Diagnostic]:
+    """Hard-sample mining runs rounds of `refresh` steps up to max_steps: without max_steps it has
+    no end."""
+    for d in _stages(c):
+        data = d.method.args[1] if len(d.method.args) > 1 else None
+        if isinstance(data, ast.Call) and data.func.name == "mine_hard" and d.method.func.name == "grpo" \
+                and not _written(d, "max_steps"):
+            yield Diagnostic(f"stage {d.name.name} mines hard samples but sets no max_steps", data.span,
+                             hint="add max_steps = N: mining re-estimates pass rates every refresh "
+                                  "steps until max_steps")
+
+
+def verify_label_has_judge(c: Checked) -> Iterator[Diagnostic]:
+    """verify_label without model = ... asks the nearest teacher upstream; there must be one."""
+    def upstream_teacher(name: str, seen: set[str]) -> bool:
+        decl = c.by_name.get(name)
+        if isinstance(decl, (ast.DistillDecl, ast.SynthesizeDecl)):
+            return True
+        if isinstance(decl, ast.FilterDecl) and name not in seen:
+            return upstream_teacher(decl.source.name, seen | {name})
+        return decl is None  # undefined names are reported elsewhere
+
+    for d in c.program.decls:
+        if not isinstance(d, ast.FilterDecl):
+            continue
+        for step in entries(d.block, "verify_label"):
+            has_model = step.call is not None and any(kw.key.name == "model" for kw in step.call.kwargs)
+            if not has_model and not upstream_teacher(d.source.name, set()):
+                yield Diagnostic(f"verify_label in filter {d.name.name} has no judge: no distill or "
+                                 "synthesize teacher is upstream of it", step.name.span,
+                                 hint="name one: verify_label(model = teacher, votes = 5)")
+
+
+# ---------------------------------------------------------------- rules over the IR
+
+
+def batch_fits_generations(c: Checked) -> Iterator[Diagnostic]:
+    """Every GRPO stage (every sweep point) has a batch TRL can split into whole groups."""
+    assert c.experiment is not None
+    reported: set[tuple] = set()
+    for stage in c.experiment.stages:
+        if stage.method != "grpo":
+            continue
+        t = stage.training
+        problem = batch_problem(t.batch_size, t.grad_accum, t.generations)
+        decl = c.decl_at(stage.span)
+        if problem is None or (stage.span, problem) in reported:
+            continue
+        reported.add((stage.span, problem))
+        block = decl.block if isinstance(decl, ast.StageDecl) else None
+        key = option_key(block, "batch") or option_key(block, "generations")
+        yield Diagnostic(problem, key.span if key else stage.span,
+                         hint=f"use batch = {t.generations * max(1, t.batch_size // t.generations)}")
+
+
+batch_fits_generations.after_lowering = True  # type: ignore[attr-defined]
