@@ -3,6 +3,10 @@
 Each kind lives in its own module (`fleming_dsl.runtime.jobs.<kind>`) exposing `run(cfg, ctx)` and
 `inputs(cfg)` (the input paths to hash into the metadata record). Modules are imported on
 demand, so torch/trl/vllm load only inside the jobs that need them.
+
+Under a launcher with several ranks every rank runs the same job; only the main process writes
+the meta record (after the others have finished their part), and every rank leaves the process
+group on the way out.
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ from pydantic import ValidationError
 
 from fleming_dsl.errors import JobError
 from fleming_dsl.plan.jobconfig import load_job_config
+from fleming_dsl.runtime import ranks
 from fleming_dsl.runtime.io import exit_on_sigterm, write_json
 from fleming_dsl.runtime.jobs.context import JobContext
 
@@ -45,6 +50,13 @@ def run_job(kind: str, config_path: str) -> None:
     module = importlib.import_module(f"fleming_dsl.runtime.jobs.{kind}")
     ctx = JobContext(config=cfg, config_sha256=hashlib.sha256(raw).hexdigest(),
                      inputs=tuple(module.inputs(cfg)))
-    with exit_on_sigterm():  # scancel / time limit: unwind so no temp output is left
-        module.run(cfg, ctx)
-    write_json(cfg.meta, ctx.record())
+    if ranks.distributed():
+        ranks.configure_logging()
+    try:
+        with exit_on_sigterm():  # scancel / time limit: unwind so no temp output is left
+            module.run(cfg, ctx)
+            ranks.barrier()  # the record says the job is done: every rank must be
+        if ranks.is_main():
+            write_json(cfg.meta, ctx.record())
+    finally:
+        ranks.shutdown()
