@@ -68,7 +68,9 @@ def init(deepspeed: bool = False) -> None:
         if backend == "nccl":
             torch.cuda.set_device(local_rank())
         dist.init_process_group(backend)
-        log.info("rank %d of %d joined the process group (%s)", rank(), world_size(), backend)
+        node = os.environ.get("SLURMD_NODENAME")
+        log.info("rank %d of %d joined the process group (%s)%s", rank(), world_size(), backend,
+                 f" on node {node}" if node else "")
     if deepspeed:
         import importlib
 
