@@ -100,15 +100,15 @@ def launch(project: Project, job: str, timeout: int = 400) -> subprocess.Complet
                           stderr=subprocess.STDOUT, timeout=timeout, check=False)
 
 
-def start(project: Project, job: str, log: Path) -> subprocess.Popen:
+def start(project: Project, job: str, log: Path, port: int) -> subprocess.Popen:
     handle = open(log, "w", encoding="utf-8")  # noqa: SIM115  (closed when the process ends)
     return subprocess.Popen(["bash", f"generated/tiny/launch/{job}.sh"], cwd=project.root,
-                            env=launch_env(), text=True, stdout=handle, stderr=subprocess.STDOUT,
+                            env=launch_env(port), text=True, stdout=handle, stderr=subprocess.STDOUT,
                             start_new_session=True)
 
 
-def rank_pids(launcher_pid: int) -> dict[int, int]:
-    """RANK -> pid of the job processes the launcher (and its children) started."""
+def rank_pids(port: int) -> dict[int, int]:
+    """RANK -> pid of the job processes that meet at MASTER_PORT `port`."""
     found: dict[int, int] = {}
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
@@ -119,8 +119,8 @@ def rank_pids(launcher_pid: int) -> dict[int, int]:
         except OSError:
             continue
         env = dict(item.split(b"=", 1) for item in environ if b"=" in item)
-        if b"fleming_dsl.cli" in cmdline and b"RANK" in env and b"TORCHELASTIC_RUN_ID" in env \
-                and os.getsid(int(entry.name)) == os.getsid(launcher_pid):
+        if b"fleming_dsl.cli" in cmdline and env.get(b"MASTER_PORT") == str(port).encode() \
+                and b"RANK" in env:
             found[int(env[b"RANK"])] = int(entry.name)
     return found
 

@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import hashlib
 import importlib
+import logging
+import resource
 from pathlib import Path
 
 from pydantic import ValidationError
@@ -59,4 +61,7 @@ def run_job(kind: str, config_path: str) -> None:
         if ranks.is_main():
             write_json(cfg.meta, ctx.record())
     finally:
+        if ranks.distributed():  # each rank's own figure, in its own log lines
+            peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+            logging.getLogger("fleming.job").info("peak memory %.0f MB", peak_mb)
         ranks.shutdown()

@@ -189,12 +189,16 @@ def model_path(cfg: TrainCommon) -> str:
     raise JobError(f"{cfg.model}: model directory not found (field 'model')")
 
 
+def _zero3(trainer) -> bool:
+    from transformers.integrations import is_deepspeed_zero3_enabled
+
+    return bool(trainer.is_deepspeed_enabled and is_deepspeed_zero3_enabled())
+
+
 @contextlib.contextmanager
 def _full_parameters(trainer, model) -> Iterator[None]:
     """Under ZeRO-3, every parameter gathered whole on every rank for the block (a collective)."""
-    from transformers.integrations import is_deepspeed_zero3_enabled
-
-    if trainer.is_deepspeed_enabled and is_deepspeed_zero3_enabled():
+    if _zero3(trainer):
         import deepspeed
 
         with deepspeed.zero.GatheredParameters(list(model.parameters()), modifier_rank=None):
@@ -221,9 +225,10 @@ def save_trained(trainer, tokenizer, output: str) -> None:
             if ranks.is_main():
                 _write_model(model.merge_and_unload(), tokenizer, output)
     else:
-        # accelerate consolidates ZeRO-3 shards on the main process (stage3_gather_16bit_weights_
-        # on_model_save); elsewhere it is the plain state dict
-        state = trainer.accelerator.get_state_dict(trainer.model_wrapped)
+        # under ZeRO-3 accelerate consolidates the shards on the main process (stage3_gather_16bit_
+        # weights_on_model_save); elsewhere every rank holds the whole model already
+        state = (trainer.accelerator.get_state_dict(trainer.model_wrapped)
+                 if _zero3(trainer) else None)
         if ranks.is_main():
             _write_model(model, tokenizer, output, state_dict=state)
     ranks.barrier()
