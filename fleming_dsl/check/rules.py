@@ -17,6 +17,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from fleming_dsl.check import multirank
 from fleming_dsl.errors import Diagnostic, did_you_mean
 from fleming_dsl.spec import ast
 
@@ -329,6 +330,7 @@ def missing_files(program: ast.Program) -> Iterator[Diagnostic]:
 RULES: tuple[Callable[[ast.Program], Iterator[Diagnostic]], ...] = (
     duplicate_names, undefined_names, wrong_kinds, cycles, teachers_have_backends,
     buckets_need_difficulty, data_gpus_cover_teacher, missing_files, unused_declarations,
+    *multirank.RULES,  # several ranks / GPUs: see check/multirank.py
 )
 
 

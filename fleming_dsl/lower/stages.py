@@ -157,12 +157,22 @@ class StageLowering:
         unreadable = any(opts.raw(k) is not None and t[f] is None
                          for k, f in (("batch", "batch_size"), ("grad_accum", "grad_accum"),
                                       ("generations", "generations")))
-        if method == "grpo" and not unreadable and (training.batch_size * training.grad_accum) % training.generations:
+        resources = self.ctx.resources(subs.get("resources"), f"stage {d.name.name}")
+        ranks = resources.nodes * max(resources.gpus, 1)
+        total = training.batch_size * training.grad_accum * ranks
+        # TRL's rule over all ranks; written values are reported first by check/multirank.py,
+        # this sees the values a sweep puts in
+        if method == "grpo" and not unreadable and total % training.generations:
+            batch = training.batch_size
+            while (batch * training.grad_accum * ranks) % training.generations:
+                batch += 1
             self.diags.error(
-                f"batch ({training.batch_size}) x grad_accum ({training.grad_accum}) must be divisible "
-                f"by generations ({training.generations}): TRL's GRPO puts all generations of a prompt "
-                "in one batch", opts.key_span("batch") or opts.key_span("generations") or d.name.span,
-                hint=f"use batch = {training.generations * max(1, training.batch_size // training.generations)}")
+                f"stage {declared or d.name.name}: batch x grad_accum x ranks = {training.batch_size} x "
+                f"{training.grad_accum} x {ranks} = {total} is not a multiple of generations "
+                f"({training.generations})",
+                opts.key_span("generations") or opts.key_span("batch") or d.name.span,
+                hint="TRL's GRPO splits each generation batch over all ranks in whole groups of "
+                     f"generations; use batch = {batch}")
         rewards = self.reward_terms(opts.raw("rewards"))
         if method == "grpo" and not rewards and opts.raw("rewards") is None:
             self.diags.error(f"grpo stage {d.name.name} needs rewards", d.name.span,
@@ -171,8 +181,7 @@ class StageLowering:
         opts.finish()
         return ir.Stage(name=d.name.name, span=d.span, method=method, init=init, data=data,
                         training=training, rewards=rewards, plateau=plateau,
-                        resources=self.ctx.resources(subs.get("resources"), f"stage {d.name.name}"),
-                        sweep=point)
+                        resources=resources, sweep=point)
 
     def lora(self, block: ast.Block | None) -> ir.Lora:
         opts = Options.of_block(block, "lora", self.diags)

@@ -36,7 +36,7 @@ def test_generations_must_split_over_all_ranks(tmp_path: Path) -> None:
     text = spec("generations = 16  batch = 4  resources { nodes = 1  gpus = 2 }")
     [diag] = diagnostics(tmp_path, text, multirank.grpo_generations_fit_ranks)
     assert diag.first_line() == (
-        "spec.flm:14:53: error: stage rl: batch x grad_accum x ranks = 4 x 1 x 2 = 8 is not a "
+        "spec.flm:14:57: error: stage rl: batch x grad_accum x ranks = 4 x 1 x 2 = 8 is not a "
         "multiple of generations (16)")
     assert diag.hint == ("TRL's GRPO splits each generation batch over all ranks in whole groups "
                          "of generations; use batch = 8")
@@ -55,7 +55,7 @@ def test_zero3_lora_with_old_libraries_is_an_error(tmp_path: Path) -> None:
     old = {"peft": "0.9.0", "accelerate": "1.15.0", "transformers": "4.39.3"}
     [diag] = list(multirank.zero3_lora_supported(program, versions=old.get))
     assert diag.first_line() == (
-        "spec.flm:14:70: error: stage rl: LoRA under DeepSpeed zero3 needs newer libraries than are "
+        "spec.flm:14:85: error: stage rl: LoRA under DeepSpeed zero3 needs newer libraries than are "
         "installed (peft 0.9.0 < 0.10.0, transformers 4.39.3 < 4.40.0)")
     assert diag.hint == "upgrade them, or use deepspeed = zero2 (adapters are small; ZeRO-2 suffices)"
     # recent versions, or a package that is not installed here: nothing to say
@@ -72,7 +72,7 @@ def test_colocated_vllm_must_fit_its_share_of_the_gpu(tmp_path: Path) -> None:
                            "batch = 4  deepspeed = zero3  use_vllm = true }")
     errs = errors(tmp_path, text)
     assert errs == [
-        "spec.flm:14:106: error: stage rl: colocated vLLM keeps the whole 32B policy on every GPU "
+        "spec.flm:14:104: error: stage rl: colocated vLLM keeps the whole 32B policy on every GPU "
         "(64 GB in bf16), more than its 0.3 share of an 80 GB GPU (24 GB) beside zero3"]
     small = text.replace("Qwen/Qwen3-32B", "Qwen/Qwen2.5-7B-Instruct")
     assert diagnostics(tmp_path, small, multirank.vllm_colocate_fits) == []
