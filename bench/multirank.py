@@ -24,8 +24,8 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(REPO), str(REPO / "tests")]
 
-from multirank_fixtures import SFT_JOB, compile_project, launch  # noqa: E402
-from training_fixtures import build_tiny_model, synthetic_items, write_items  # noqa: E402
+from multirank_fixtures import SFT_JOB, compile_project, launch
+from training_fixtures import build_tiny_model, synthetic_items, write_items
 
 
 def one_rank(project, root: Path) -> dict:

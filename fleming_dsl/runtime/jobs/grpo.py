@@ -25,6 +25,7 @@ import importlib.util
 import logging
 import math
 import os
+import shutil
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -34,7 +35,7 @@ from fleming_dsl.errors import JobError
 from fleming_dsl.plan.jobconfig import GrpoJob
 from fleming_dsl.runtime import ranks
 from fleming_dsl.runtime.data import items
-from fleming_dsl.runtime.io import read_jsonl, write_jsonl
+from fleming_dsl.runtime.io import atomic_output, read_jsonl, write_jsonl
 from fleming_dsl.runtime.jobs.context import JobContext
 from fleming_dsl.runtime.train import mining, rewards
 from fleming_dsl.runtime.train import trainer_args as training
@@ -300,6 +301,11 @@ def _run_mining(setup: Setup, pool: list[items.Item], ctx: JobContext):
         with ctx.timed("save"):
             training.save_trained(trainer, setup.tokenizer, model)
         _release(trainer)
+    if model != cfg.output:  # rounds ran out before max_steps: the last round's model is the output
+        if ranks.is_main():
+            with atomic_output(cfg.output, directory=True) as temp:
+                shutil.copytree(model, temp, dirs_exist_ok=True)
+        ranks.barrier()
     return rounds
 
 

@@ -14,8 +14,8 @@ import time
 
 from fleming_dsl.errors import JobError
 from fleming_dsl.plan.jobconfig import SftJob
-from fleming_dsl.runtime.data import items
 from fleming_dsl.runtime import ranks
+from fleming_dsl.runtime.data import items
 from fleming_dsl.runtime.jobs.context import JobContext
 from fleming_dsl.runtime.train import trainer_args as training
 
