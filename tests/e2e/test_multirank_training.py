@@ -15,6 +15,7 @@ rate within 0.05.
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 import signal
@@ -88,6 +89,7 @@ def _parameter_count(path: Path) -> int:
     return sum(p.numel() for p in AutoModelForCausalLM.from_pretrained(path).parameters())
 
 
+@functools.lru_cache(maxsize=None)  # the one-rank and base models are asked about repeatedly
 def _format_rate(path: Path) -> float:
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
