@@ -14,12 +14,30 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 
 from fleming_dsl import ir
-from fleming_dsl.check import data, files, models, references, samples, stages
+from fleming_dsl.check import (
+    data,
+    files,
+    models,
+    multirank,
+    references,
+    samples,
+    stages,
+)
 from fleming_dsl.check.common import Checked
 from fleming_dsl.errors import Diagnostic
 from fleming_dsl.spec import ast
 
 Rule = Callable[[Checked], Iterator[Diagnostic]]
+
+
+def on_program(rule: Callable[[ast.Program], Iterator[Diagnostic]]) -> Rule:
+    """A rule written over the merged AST alone, as a rule over `Checked`."""
+    def run(checked: Checked) -> Iterator[Diagnostic]:
+        return rule(checked.program)
+
+    run.__name__ = rule.__name__
+    return run
+
 
 RULES: tuple[Rule, ...] = (
     references.duplicate_names,
@@ -46,6 +64,9 @@ RULES: tuple[Rule, ...] = (
     models.api_keys_are_set,
     data.benchmarks_not_trained_on,
     data.answer_pattern_covers_options,
+    on_program(multirank.grpo_generations_fit_ranks),
+    on_program(multirank.zero3_lora_supported),
+    on_program(multirank.vllm_colocate_fits),
     stages.batch_fits_generations,  # after lowering
 )
 

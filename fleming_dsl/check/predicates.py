@@ -12,12 +12,22 @@ SPLIT_FIELDS = {"mmlu_pro": "category", "mmlu": "subject", "medmcqa": "subject_n
                 "medqa": "meta_info"}
 
 
-def batch_problem(batch_size: int, grad_accum: int, generations: int) -> str | None:
-    """Why TRL's GRPO cannot use this batch shape, or None."""
-    if (batch_size * grad_accum) % generations:
-        return (f"batch ({batch_size}) x grad_accum ({grad_accum}) must be divisible by generations "
-                f"({generations}): TRL's GRPO puts all generations of a prompt in one batch")
+def batch_problem(batch_size: int, grad_accum: int, generations: int, ranks: int = 1) -> str | None:
+    """Why TRL's GRPO cannot use this batch shape, or None: the rollouts of one generation batch,
+    over all ranks, must be whole groups of `generations`."""
+    total = batch_size * grad_accum * ranks
+    if total % generations:
+        return (f"batch x grad_accum x ranks = {batch_size} x {grad_accum} x {ranks} = {total} "
+                f"is not a multiple of generations ({generations})")
     return None
+
+
+def smallest_batch(batch: int, grad_accum: int, ranks: int, generations: int) -> int:
+    """The smallest per-device batch >= `batch` whose global generation batch fits whole groups."""
+    candidate = max(batch, 1)
+    while (candidate * grad_accum * ranks) % generations:
+        candidate += 1
+    return candidate
 
 
 def plateau_metrics(reward_names: list[str] | tuple[str, ...]) -> list[str]:

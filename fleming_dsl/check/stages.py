@@ -15,7 +15,12 @@ from fleming_dsl.check.common import (
     option,
     option_key,
 )
-from fleming_dsl.check.predicates import SFT_METRICS, batch_problem, plateau_metrics
+from fleming_dsl.check.predicates import (
+    SFT_METRICS,
+    batch_problem,
+    plateau_metrics,
+    smallest_batch,
+)
 from fleming_dsl.errors import Diagnostic, did_you_mean
 from fleming_dsl.spec import ast
 
@@ -145,22 +150,27 @@ def verify_label_has_judge(c: Checked) -> Iterator[Diagnostic]:
 
 
 def batch_fits_generations(c: Checked) -> Iterator[Diagnostic]:
-    """Every GRPO stage (every sweep point) has a batch TRL can split into whole groups."""
+    """Every GRPO stage (every sweep point) has a batch TRL can split into whole groups over all
+    its ranks (written values are judged before lowering by `multirank`; this sees swept ones)."""
     assert c.experiment is not None
     reported: set[tuple] = set()
     for stage in c.experiment.stages:
         if stage.method != "grpo":
             continue
-        t = stage.training
-        problem = batch_problem(t.batch_size, t.grad_accum, t.generations)
+        t, res = stage.training, stage.resources
+        ranks = res.nodes * max(res.gpus, 1)
+        problem = batch_problem(t.batch_size, t.grad_accum, t.generations, ranks)
         decl = c.decl_at(stage.span)
         if problem is None or (stage.span, problem) in reported:
             continue
         reported.add((stage.span, problem))
         block = decl.block if isinstance(decl, ast.StageDecl) else None
-        key = option_key(block, "batch") or option_key(block, "generations")
-        yield Diagnostic(problem, key.span if key else stage.span,
-                         hint=f"use batch = {t.generations * max(1, t.batch_size // t.generations)}")
+        key = option_key(block, "generations") or option_key(block, "batch")
+        name = decl.name.name if decl is not None else stage.name
+        yield Diagnostic(f"stage {name}: {problem}", key.span if key else stage.span,
+                         hint="TRL's GRPO splits each generation batch over all ranks in whole groups "
+                              f"of generations; use batch = "
+                              f"{smallest_batch(t.batch_size, t.grad_accum, ranks, t.generations)}")
 
 
 batch_fits_generations.after_lowering = True  # type: ignore[attr-defined]

@@ -59,9 +59,13 @@ def job_json(job: Job) -> str:
 # ---------------------------------------------------------------- DeepSpeed
 
 
-def deepspeed_config(stage: str, bf16: bool) -> dict[str, Any]:
+def deepspeed_config(stage: str, bf16: bool, cpu: bool = False) -> dict[str, Any]:
     """A DeepSpeed config for the HF Trainer integration: "auto" where the Trainer fills the value
-    from its own arguments, so batch size, lr and precision are set in one place (the job)."""
+    from its own arguments, so batch size, lr and precision are set in one place (the job).
+
+    No "optimizer" section: the Trainer's own torch AdamW is used, so DeepSpeed builds no fused
+    Adam extension. A CPU stage (`gpus = 0`, ranks over gloo) has nothing to offload to: the
+    offload sections would make DeepSpeed JIT-build its CPU Adam, so they are left out."""
     zero: dict[str, Any] = {
         "stage": 2 if stage == "zero2" else 3,
         "overlap_comm": True,
@@ -78,7 +82,7 @@ def deepspeed_config(stage: str, bf16: bool) -> dict[str, Any]:
                      "stage3_max_live_parameters": 1_000_000_000,
                      "stage3_max_reuse_distance": 1_000_000_000,
                      "stage3_gather_16bit_weights_on_model_save": True})
-    if stage == "zero3_offload":
+    if stage == "zero3_offload" and not cpu:
         zero["offload_optimizer"] = {"device": "cpu", "pin_memory": True}
         zero["offload_param"] = {"device": "cpu", "pin_memory": True}
     return {
@@ -139,11 +143,15 @@ def launch_path(plan: Plan, job: Job) -> str:
 def launch_script(plan: Plan, job: Job) -> str:
     from fleming_dsl.emit.launch import LaunchPlan, render_wrapper
 
+    # `accelerate launch` starts several CPU processes only through mpirun; torchrun starts them
+    # anywhere, and the Trainer inside still runs on accelerate (MULTI_CPU or DeepSpeed, gloo).
+    cpu = job.resources.gpus == 0
     return render_wrapper(LaunchPlan(
         name=f"{plan.experiment}/{job.name}",
         python_args=("-m", "fleming_dsl.cli", "job", job.kind, "--config", plan.config_path(job)),
         nodes=job.resources.nodes, gpus_per_node=job.resources.gpus,
-        accelerate_config=getattr(job.config, "accelerate_config", None)))
+        launcher="torchrun" if cpu else "accelerate",
+        accelerate_config=None if cpu else getattr(job.config, "accelerate_config", None)))
 
 
 def _rule(plan: Plan, job: Job, config_text: str) -> dict[str, Any]:
@@ -226,14 +234,14 @@ def render(plan: Plan, spec_sha256: str = "", ir_sha256: str = "") -> dict[str, 
         if isinstance(cfg, (jc.SftJob, jc.GrpoJob)):
             if cfg.deepspeed_config and job.deepspeed_stage:
                 files[f"deepspeed/{job.name}.json"] = to_json(
-                    deepspeed_config(job.deepspeed_stage, cfg.bf16))
+                    deepspeed_config(job.deepspeed_stage, cfg.bf16, cpu=job.resources.gpus == 0))
             if cfg.accelerate_config:
                 res = job.resources
                 files[f"accelerate/{job.name}.yaml"] = env.get_template(
                     "accelerate.yaml.j2").render(
                     job=job.name, deepspeed=cfg.deepspeed_config,
                     zero3=(job.deepspeed_stage or "").startswith("zero3"), bf16=cfg.bf16,
-                    nodes=res.nodes, processes=max(1, res.nodes * res.gpus),
+                    nodes=res.nodes, processes=res.nodes * max(res.gpus, 1),
                     use_cpu=res.gpus == 0)
         if needs_launcher(job):
             files[f"launch/{job.name}.sh"] = launch_script(plan, job)

@@ -340,7 +340,7 @@ class _Planner:
             raise PlanError(f"{self.source_of(stage)}: stage '{stage.name}' has no data")
         t = stage.training
         res = stage.resources
-        distributed = t.deepspeed != "none" or res.gpus > 0
+        distributed = res.gpus > 0  # accelerate's YAML: CPU ranks are started by torchrun
         name = job_name(stage.method, stage.name)
         ds_path = deepspeed_path(self.out_dir, name)
         acc_path = accelerate_path(self.out_dir, name)

@@ -14,6 +14,7 @@ import pytest
 from slurm.harness import (  # noqa: F401  (slurm_cluster is a fixture)
     GENERIC_ARGS,
     SLURM_ARGS,
+    job_fields,
     slurm_cluster,
     snakemake,
     submitted_ids,
@@ -62,7 +63,9 @@ def test_wrapper_starts_two_ranks_under_slurm(
     ranks = sorted((json.loads(line) for line in
                     (tmp_path / "out" / "ranks.jsonl").read_text().splitlines()),
                    key=lambda r: r["RANK"])
+    node = job_fields(job_id)["NodeList"]  # one of the cluster's two nodes: the rendezvous host
+    assert node in ("fleming-n1", "fleming-n2")
     assert ranks == [
-        {"RANK": str(rank), "WORLD_SIZE": "2", "MASTER_ADDR": "localhost",
+        {"RANK": str(rank), "WORLD_SIZE": "2", "MASTER_ADDR": node,
          "MASTER_PORT": str(port), "SLURM_NODEID": "0", "SLURM_JOB_ID": job_id}
         for rank in (0, 1)]

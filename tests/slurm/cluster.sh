@@ -1,27 +1,36 @@
 #!/usr/bin/env bash
-# A one-node SLURM cluster on this machine, for the tests and CI.
+# A two-node SLURM cluster on this machine, for the tests and CI.
 #
 #   tests/slurm/cluster.sh start    install (if missing), configure, start; wait until idle
-#   tests/slurm/cluster.sh stop     stop slurmd, slurmctld and munged cleanly
-#   tests/slurm/cluster.sh status   print sinfo; exit 0 only when the node answers
+#   tests/slurm/cluster.sh stop     stop both slurmd, slurmctld and munged cleanly
+#   tests/slurm/cluster.sh status   print sinfo; exit 0 only when both nodes answer
+#
+# Two slurmd daemons in Slurm's multiple-slurmd mode (Debian's build has it): one per node name,
+# each with its own port, spool folder, pid file and log, register as fleming-n1 and
+# fleming-n2. Both names resolve to this machine through /etc/hosts, so a two-node job's ranks
+# meet at the first node's name as they would on a real cluster. (Separate network namespaces
+# per node would need `ip netns`, which sandboxed CI machines such as gVisor do not offer.)
 #
 # Needs root (it installs Debian packages and writes /etc/slurm). Every command is idempotent:
 # `start` on a running cluster with an unchanged config only checks it is up.
 # Slurm has no accounting here (no slurmdbd), so `sacct` does not work: Snakemake's slurm
 # executor must use `--slurm-status-command squeue`, and MinJobAge keeps finished jobs visible
 # to squeue long enough for Snakemake to see how they ended.
+# slurmctld keeps its state in a folder of its own: state another Slurm setup left in Debian's
+# default folder under another ClusterName would stop it from starting ("CLUSTER NAME MISMATCH").
 set -euo pipefail
 
 CONF_DIR=/etc/slurm
 CONF="$CONF_DIR/slurm.conf"
-STATE_DIR=/var/spool/slurmctld
-SPOOL_DIR=/var/spool/slurmd
+STATE_DIR=/var/spool/fleming-slurm/ctld
+SPOOL_DIR=/var/spool/fleming-slurm/slurmd
 LOG_DIR=/var/log/slurm
 RUN_DIR=/run/slurm
 MUNGE_RUN=/run/munge
 MUNGE_KEY=/etc/munge/munge.key
 PARTITION=debug
-NODE=localhost
+NODES=(fleming-n1 fleming-n2)
+NODE_PORTS=(6818 6819)
 PACKAGES=(munge slurmctld slurmd slurm-client shellcheck)
 
 log() { printf 'cluster.sh: %s\n' "$*" >&2; }
@@ -52,25 +61,24 @@ node_memory_mb() {
 }
 
 render_conf() {
-  local cpus mem
+  local cpus mem i
   cpus=$(nproc)
   mem=$(node_memory_mb)
   cat <<EOF
-# Written by tests/slurm/cluster.sh: a one-node cluster for tests. Do not edit by hand.
+# Written by tests/slurm/cluster.sh: a two-node cluster on one machine for tests. Do not edit.
 ClusterName=fleming-test
-SlurmctldHost=$NODE
+SlurmctldHost=localhost
 SlurmUser=root
 SlurmdUser=root
 AuthType=auth/munge
 CredType=cred/munge
 StateSaveLocation=$STATE_DIR
-SlurmdSpoolDir=$SPOOL_DIR
+SlurmdSpoolDir=$SPOOL_DIR/%n
 SlurmctldPidFile=$RUN_DIR/slurmctld.pid
-SlurmdPidFile=$RUN_DIR/slurmd.pid
+SlurmdPidFile=$RUN_DIR/slurmd-%n.pid
 SlurmctldLogFile=$LOG_DIR/slurmctld.log
-SlurmdLogFile=$LOG_DIR/slurmd.log
+SlurmdLogFile=$LOG_DIR/slurmd-%n.log
 SlurmctldPort=6817
-SlurmdPort=6818
 ProctrackType=proctrack/linuxproc
 TaskPlugin=task/none
 SelectType=select/cons_tres
@@ -92,9 +100,23 @@ Waittime=0
 MessageTimeout=10
 # A job without --mem gets 1 GB per CPU instead of the whole node, so jobs can share it.
 DefMemPerCPU=1024
-NodeName=$NODE CPUs=$cpus RealMemory=$mem State=UNKNOWN
-PartitionName=$PARTITION Nodes=$NODE Default=YES MaxTime=INFINITE State=UP
 EOF
+  # Both nodes are this machine: each offers all its CPUs and memory (oversubscribed on purpose).
+  for i in "${!NODES[@]}"; do
+    echo "NodeName=${NODES[$i]} NodeHostname=localhost NodeAddr=127.0.0.1 Port=${NODE_PORTS[$i]} CPUs=$cpus RealMemory=$mem State=UNKNOWN"
+  done
+  echo "PartitionName=$PARTITION Nodes=$(IFS=,; echo "${NODES[*]}") Default=YES MaxTime=INFINITE State=UP"
+}
+
+# The node names must resolve: the launch wrapper's rendezvous host is the first node's name.
+ensure_hosts() {
+  local name
+  for name in "${NODES[@]}"; do
+    if ! grep -Eq "^[^#]*[[:space:]]${name}([[:space:]]|\$)" /etc/hosts; then
+      log "adding $name to /etc/hosts"
+      printf '127.0.0.1 %s\n' "$name" >> /etc/hosts
+    fi
+  done
 }
 
 pid_alive() {  # pid_alive <pidfile>
@@ -123,8 +145,9 @@ ensure_munge() {
 }
 
 write_conf() {  # prints "changed" when the file was (re)written
-  mkdir -p "$CONF_DIR" "$STATE_DIR" "$SPOOL_DIR" "$LOG_DIR" "$RUN_DIR"
-  local new
+  local new name
+  mkdir -p "$CONF_DIR" "$STATE_DIR" "$LOG_DIR" "$RUN_DIR"
+  for name in "${NODES[@]}"; do mkdir -p "$SPOOL_DIR/$name"; done
   new=$(render_conf)
   if [[ ! -f $CONF ]] || [[ "$(cat "$CONF")" != "$new" ]]; then
     printf '%s\n' "$new" > "$CONF.tmp"
@@ -148,50 +171,73 @@ stop_daemon() {  # stop_daemon <name> <pidfile>
   rm -f "$pidfile"
 }
 
-node_state() {
-  sinfo -h -n "$NODE" -o '%t' 2>/dev/null | head -n1
+slurmd_pidfile() { echo "$RUN_DIR/slurmd-$1.pid"; }
+
+node_state() {  # node_state <name>
+  sinfo -h -n "$1" -o '%t' 2>/dev/null | head -n1
+}
+
+nodes_up() {
+  local name
+  for name in "${NODES[@]}"; do
+    case $(node_state "$name" || true) in
+      idle|mix|alloc) ;;
+      *) return 1 ;;
+    esac
+  done
 }
 
 wait_idle() {
-  local i state=""
+  local i name
   for i in $(seq 1 60); do
-    state=$(node_state || true)
-    case $state in
-      idle|mix|alloc) return 0 ;;
-      down*|drain*|inval*)
-        # A node that was down when slurmctld last ran comes back on request.
-        scontrol update NodeName="$NODE" State=RESUME 2>/dev/null || true ;;
-    esac
+    nodes_up && return 0
+    for name in "${NODES[@]}"; do
+      case $(node_state "$name" || true) in
+        down*|drain*|inval*)
+          # A node that was down when slurmctld last ran comes back on request.
+          scontrol update NodeName="$name" State=RESUME 2>/dev/null || true ;;
+      esac
+    done
     sleep 0.5
   done
-  die "node $NODE is '${state:-unreachable}' after 30 s; see $LOG_DIR/slurmctld.log and slurmd.log"
+  sinfo -N >&2 || true
+  die "nodes ${NODES[*]} are not all up after 30 s; see $LOG_DIR/slurmctld.log and slurmd-*.log"
+}
+
+stop_slurmds() {
+  local name
+  for name in "${NODES[@]}"; do stop_daemon "slurmd $name" "$(slurmd_pidfile "$name")"; done
+  stop_daemon slurmd "$RUN_DIR/slurmd.pid"  # the one-node layout of earlier versions
 }
 
 cmd_start() {
   require_root
   install_packages
   ensure_munge
-  local changed
+  ensure_hosts
+  local changed name
   changed=$(write_conf)
   if [[ -n $changed ]]; then
-    stop_daemon slurmd "$RUN_DIR/slurmd.pid"
+    stop_slurmds
     stop_daemon slurmctld "$RUN_DIR/slurmctld.pid"
   fi
   if ! pid_alive "$RUN_DIR/slurmctld.pid"; then
     log "starting slurmctld"
     slurmctld -f "$CONF"
   fi
-  if ! pid_alive "$RUN_DIR/slurmd.pid"; then
-    log "starting slurmd"
-    slurmd -f "$CONF" -N "$NODE"
-  fi
+  for name in "${NODES[@]}"; do
+    if ! pid_alive "$(slurmd_pidfile "$name")"; then
+      log "starting slurmd $name"
+      slurmd -f "$CONF" -N "$name"
+    fi
+  done
   wait_idle
-  log "up: partition $PARTITION, node $NODE ($(nproc) CPUs)"
+  log "up: partition $PARTITION, nodes ${NODES[*]} ($(nproc) CPUs each)"
 }
 
 cmd_stop() {
   require_root
-  stop_daemon slurmd "$RUN_DIR/slurmd.pid"
+  stop_slurmds
   stop_daemon slurmctld "$RUN_DIR/slurmctld.pid"
   stop_daemon munged "$MUNGE_RUN/munged.pid"
 }
@@ -200,9 +246,7 @@ cmd_status() {
   command -v sinfo >/dev/null || { log "slurm is not installed"; return 1; }
   pid_alive "$RUN_DIR/slurmctld.pid" || { log "slurmctld is not running"; return 1; }
   sinfo
-  local state
-  state=$(node_state || true)
-  [[ $state == idle || $state == mix || $state == alloc ]]
+  nodes_up
 }
 
 case ${1:-} in

@@ -1,4 +1,4 @@
-"""Fixtures and helpers for the tests that run Snakemake against the one-node SLURM cluster.
+"""Fixtures and helpers for the tests that run Snakemake against the test SLURM cluster (two nodes).
 
 The session fixture `slurm_cluster` starts the cluster with `tests/slurm/cluster.sh start` and
 stops it at the end unless it was already running (or FLEMING_KEEP_SLURM=1). Without root the
@@ -55,7 +55,7 @@ def cluster(command: str) -> subprocess.CompletedProcess[str]:
 
 @pytest.fixture(scope="session")
 def slurm_cluster() -> Iterator[str]:
-    """A running one-node cluster; yields the partition to submit to."""
+    """A running two-node cluster (fleming-n1, fleming-n2); yields the partition to submit to."""
     need_root()
     was_up = cluster("status").returncode == 0
     started = cluster("start")

@@ -3,12 +3,18 @@
 Each kind lives in its own module (`fleming_dsl.runtime.jobs.<kind>`) exposing `run(cfg, ctx)` and
 `inputs(cfg)` (the input paths to hash into the metadata record). Modules are imported on
 demand, so torch/trl/vllm load only inside the jobs that need them.
+
+Under a launcher with several ranks every rank runs the same job; only the main process writes
+the meta record (after the others have finished their part), and every rank leaves the process
+group on the way out.
 """
 
 from __future__ import annotations
 
 import hashlib
 import importlib
+import logging
+import resource
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +22,7 @@ from pydantic import ValidationError
 
 from fleming_dsl.errors import JobError
 from fleming_dsl.plan.jobconfig import load_job_config
+from fleming_dsl.runtime import ranks
 from fleming_dsl.runtime.io import exit_on_sigterm, write_json
 from fleming_dsl.runtime.jobs.context import JobContext
 
@@ -90,9 +97,18 @@ def run_job(kind: str, config_path: str) -> None:
     paths = tuple(module.inputs(cfg))
     check_inputs(cfg, paths, empty_ok=getattr(module, "EMPTY_INPUTS_OK", False))
     ctx = JobContext(config=cfg, config_sha256=hashlib.sha256(raw).hexdigest(), inputs=paths)
+    if ranks.distributed():
+        ranks.configure_logging()
     try:
         with exit_on_sigterm():  # scancel / time limit: unwind so no temp output is left
             module.run(cfg, ctx)
+            ranks.barrier()  # the record says the job is done: every rank must be
+        if ranks.is_main():
+            write_json(cfg.meta, ctx.record())
     except UnicodeDecodeError as err:  # a reader met bytes that are not UTF-8: say where
         raise JobError(undecodable(paths) or f"{cfg.job}: an input is not UTF-8 text ({err.reason})") from None
-    write_json(cfg.meta, ctx.record())
+    finally:
+        if ranks.distributed():  # each rank's own figure, in its own log lines
+            peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+            logging.getLogger("fleming.job").info("peak memory %.0f MB", peak_mb)
+        ranks.shutdown()

@@ -9,14 +9,23 @@ pass rates are re-estimated under the current policy (real sampled rollouts) and
 on failures mixed with solved items at the declared ratio. Each round is a fresh GRPOTrainer
 continuing from the previous round's weights (the optimizer restarts per round); the metrics
 step counter and `max_steps` are global across rounds.
+
+Under several ranks TRL splits each batch's rollouts across them and every rank scores its own
+share: the recorder gathers all ranks' rewards at each step, so every rank computes the same
+row (and the same plateau decision) and the main process alone writes it. Mining splits the
+pool's rollouts across ranks and gathers the estimates, so all ranks train on the same mix;
+between rounds the policy is gathered to full weights and saved, and the next round (and its
+estimate) starts from that file.
 """
 
 from __future__ import annotations
 
+import gc
 import importlib.util
 import logging
 import math
 import os
+import shutil
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -25,8 +34,9 @@ from typing import Any
 from fleming_dsl.check.predicates import batch_problem, plateau_metrics
 from fleming_dsl.errors import JobError
 from fleming_dsl.plan.jobconfig import GrpoJob
+from fleming_dsl.runtime import ranks
 from fleming_dsl.runtime.data import items
-from fleming_dsl.runtime.io import read_jsonl, write_jsonl
+from fleming_dsl.runtime.io import atomic_output, read_jsonl, write_jsonl
 from fleming_dsl.runtime.jobs.context import JobContext
 from fleming_dsl.runtime.train import mining, rewards
 from fleming_dsl.runtime.train import trainer_args as training
@@ -60,20 +70,28 @@ class RewardRecorder:
         return reward
 
     def flush(self) -> dict[str, float] | None:
-        """Mean total, per-term and per-bucket reward of the samples since the last flush."""
-        if not self.values or any(not self.values[t.name] for t in self.terms):
+        """Mean total, per-term and per-bucket reward of every rank's samples since the last
+        flush (every rank must call it: the samples are gathered)."""
+        mine = ({t.name: list(self.values[t.name]) for t in self.terms},
+                {t.name: list(self.buckets[t.name]) for t in self.terms})
+        self.values.clear()
+        self.buckets.clear()
+        per_term: dict[str, list[float]] = {t.name: [] for t in self.terms}
+        per_bucket: dict[str, list[str]] = {t.name: [] for t in self.terms}
+        for values, buckets in ranks.all_gather(mine):  # rank order: the same row on every rank
+            for name in per_term:
+                per_term[name].extend(values[name])
+                per_bucket[name].extend(buckets[name])
+        if any(not per_term[t.name] for t in self.terms):
             return None
-        per_term = {t.name: self.values[t.name] for t in self.terms}
         totals = rewards.weighted_total(per_term, self.terms)
         row = {"reward": _mean(totals)}
         row.update({f"rewards/{name}": _mean(v) for name, v in per_term.items()})
         by_bucket: dict[str, list[float]] = defaultdict(list)
-        for bucket, total in zip(self.buckets[self.terms[0].name], totals):
+        for bucket, total in zip(per_bucket[self.terms[0].name], totals):
             if bucket:
                 by_bucket[bucket].append(total)
         row.update({f"bucket/{b}": _mean(v) for b, v in sorted(by_bucket.items())})
-        self.values.clear()
-        self.buckets.clear()
         return row
 
 
@@ -130,7 +148,7 @@ class StepLog:
         row = {"stage": self.stage, "step": self.offset + step, **values, **self.extra}
         self.extra = {k: v for k, v in self.extra.items() if k == "round"}  # re-estimates once
         self.rows.append(row)
-        if self.path:
+        if self.path and ranks.is_main():
             write_jsonl(self.path, self.rows)
         log.info("step %d reward %.4f", row["step"], row["reward"])
         if self.tracker and self.metric in row:
@@ -168,12 +186,13 @@ def vllm_args(cfg: GrpoJob, *, cuda: bool, vllm_installed: bool) -> dict[str, An
 
 
 def grpo_config_kwargs(cfg: GrpoJob, *, cuda: bool, bf16_ok: bool, vllm_installed: bool,
-                       max_steps: int | None = None, output_dir: str | None = None) -> dict[str, Any]:
-    problem = batch_problem(cfg.batch_size, cfg.grad_accum, cfg.generations)
+                       max_steps: int | None = None, output_dir: str | None = None,
+                       world: int = 1) -> dict[str, Any]:
+    problem = batch_problem(cfg.batch_size, cfg.grad_accum, cfg.generations, world)
     if problem:
         raise JobError(f"field 'batch_size': {problem}")
     kwargs = {
-        **training.common_args(cfg, cuda=cuda, bf16_ok=bf16_ok),
+        **training.common_args(cfg, cuda=cuda, bf16_ok=bf16_ok, world=world),
         "num_generations": cfg.generations,
         "max_completion_length": cfg.max_completion_length,
         "temperature": cfg.temperature,
@@ -210,20 +229,22 @@ def _train(setup: Setup, model, pool: Sequence[items.Item], *, max_steps: int | 
     from datasets import Dataset
     from trl import GRPOConfig, GRPOTrainer
 
-    args = GRPOConfig(**grpo_config_kwargs(setup.cfg, **setup.env, max_steps=max_steps, output_dir=output_dir))
+    args = GRPOConfig(**grpo_config_kwargs(setup.cfg, **setup.env, max_steps=max_steps, output_dir=output_dir,
+                                           world=ranks.world_size()))
     trainer = GRPOTrainer(
         model=model, reward_funcs=setup.funcs, args=args, train_dataset=Dataset.from_list(prompt_rows(pool)),
         processing_class=setup.tokenizer, peft_config=training.lora_config(setup.cfg),
-        callbacks=[_step_callback(setup.recorder, setup.steps)],
+        callbacks=[_step_callback(setup.recorder, setup.steps), training.checkpoint_sealer()],
     )
     trainer.train(resume_from_checkpoint=resume)
     return trainer
 
 
-def _plain_model(trainer):
-    """The trained policy as a plain model (LoRA merged) to start the next round from."""
-    model = trainer.accelerator.unwrap_model(trainer.model)
-    return model.merge_and_unload() if hasattr(model, "merge_and_unload") else model
+def _release(trainer) -> None:
+    """Drop a finished round's trainer (and its DeepSpeed engine) before the next one starts."""
+    trainer.accelerator.free_memory()
+    del trainer
+    gc.collect()
 
 
 # ---------------------------------------------------------------- the job
@@ -245,21 +266,20 @@ def _run_mining(setup: Setup, pool: list[items.Item], ctx: JobContext):
         raise JobError("field 'miner': refresh and samples must be positive")
     by_id = {item.id: item for item in pool}
     difficulty = {item.id: item.difficulty for item in pool}
-    model: Any = training.model_path(cfg)
+    model = training.model_path(cfg)  # each round starts from the previous round's saved weights
     rounds = []
     for number in range(math.ceil(cfg.max_steps / miner.refresh)):
         if setup.steps.plateaued or setup.steps.offset >= cfg.max_steps:
             break
-        if isinstance(model, str):
-            from transformers import AutoModelForCausalLM
-
-            model = AutoModelForCausalLM.from_pretrained(model)
         with ctx.timed("mining"):
-            rates = mining.estimate_pass_rates(
-                model, setup.tokenizer, pool, samples=miner.samples, temperature=cfg.temperature,
+            policy = training.load_plain_model(model)
+            rates = mining.estimate_pass_rates_across_ranks(
+                policy, setup.tokenizer, pool, samples=miner.samples, temperature=cfg.temperature,
                 max_new_tokens=cfg.max_completion_length, seed=cfg.seed + number)
+            del policy
         steps = min(miner.refresh, cfg.max_steps - setup.steps.offset)
-        want = mining.prompts_per_round(steps, cfg.batch_size, cfg.grad_accum, cfg.generations)
+        want = mining.prompts_per_round(steps, cfg.batch_size * ranks.world_size(), cfg.grad_accum,
+                                        cfg.generations)
         mix = mining.select_mix(rates, difficulty, total=min(want, len(pool)), pass_below=miner.pass_below,
                                 solved_ratio=miner.solved_ratio, failed_ratio=miner.failed_ratio,
                                 seed=cfg.seed + number)
@@ -270,17 +290,28 @@ def _run_mining(setup: Setup, pool: list[items.Item], ctx: JobContext):
                              "mined": {"failed": mix.failed, "solved": mix.solved}}
         rounds.append({"round": number, "pool_pass_rate": pool_pass, "failed": mix.failed,
                        "solved": mix.solved})
+        round_dir = f"{training.checkpoint_dir(cfg)}/round-{number}"
         with ctx.timed("train"):
             trainer = _train(setup, model, [by_id[i] for i in mix.ids], max_steps=steps,
-                             output_dir=f"{training.checkpoint_dir(cfg)}/round-{number}")
+                             output_dir=round_dir)
         setup.steps.offset += trainer.state.global_step
-        model = _plain_model(trainer)
-    return model, rounds
+        last = setup.steps.plateaued or setup.steps.offset >= cfg.max_steps
+        model = cfg.output if last else f"{round_dir}/model"
+        with ctx.timed("save"):
+            training.save_trained(trainer, setup.tokenizer, model)
+        _release(trainer)
+    if model != cfg.output:  # rounds ran out before max_steps: the last round's model is the output
+        if ranks.is_main():
+            with atomic_output(cfg.output, directory=True) as temp:
+                shutil.copytree(model, temp, dirs_exist_ok=True)
+        ranks.barrier()
+    return rounds
 
 
 def run(cfg: GrpoJob, ctx: JobContext) -> None:
     from transformers import AutoTokenizer
 
+    ranks.init(deepspeed=cfg.deepspeed_config is not None)
     pool = training.load_items(cfg.data, cfg.buckets, cfg.data_source)
     terms = rewards.build_terms(cfg.rewards)
     recorder = RewardRecorder(terms)
@@ -296,7 +327,7 @@ def run(cfg: GrpoJob, ctx: JobContext) -> None:
     rounds: list[dict[str, Any]] = []
     resume = None
     if cfg.miner is not None:
-        model, rounds = _run_mining(setup, pool, ctx)
+        rounds = _run_mining(setup, pool, ctx)
     else:
         resume = training.resume_checkpoint(cfg)
         if resume:
@@ -307,9 +338,9 @@ def run(cfg: GrpoJob, ctx: JobContext) -> None:
         with ctx.timed("train"):
             trainer = _train(setup, training.model_path(cfg), pool, resume=resume)
         setup.steps.offset = trainer.state.global_step
-        model = _plain_model(trainer)
-    with ctx.timed("save"):
-        training.save_final(model, setup.tokenizer, cfg.output)
+        with ctx.timed("save"):
+            training.save_trained(trainer, setup.tokenizer, cfg.output)
+    if ranks.is_main():
         write_jsonl(cfg.metrics, setup.steps.rows)
     rows = setup.steps.rows
     ctx.counts = {"items": len(pool), "steps": setup.steps.offset, "rounds": len(rounds),

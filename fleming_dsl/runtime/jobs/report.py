@@ -21,7 +21,6 @@ from fleming_dsl.runtime.reporting.collect import collect
 from fleming_dsl.runtime.reporting.render import layout, render_html, render_markdown
 from fleming_dsl.runtime.reporting.summary import summarise
 
-
 # a GRPO stage stopped at step 0 leaves an empty metrics file: the report still renders
 EMPTY_INPUTS_OK = True
 

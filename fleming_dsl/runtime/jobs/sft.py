@@ -2,7 +2,9 @@
 
 Trains on assistant tokens only (the chat template marks them with {% generation %}) when the
 tokenizer's template supports it, checkpoints under `<output>.ckpt/`, resumes from the last
-checkpoint a killed run left, merges LoRA adapters, and saves a plain model to `output`.
+whole checkpoint a killed run left, merges LoRA adapters, and saves a plain model to `output`.
+Under several ranks (DDP or DeepSpeed ZeRO) every rank trains its share of each batch and the
+main process alone writes the model.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ import time
 
 from fleming_dsl.errors import JobError
 from fleming_dsl.plan.jobconfig import SftJob
+from fleming_dsl.runtime import ranks
 from fleming_dsl.runtime.data import items
 from fleming_dsl.runtime.jobs.context import JobContext
 from fleming_dsl.runtime.train import trainer_args as training
@@ -39,9 +42,10 @@ def supports_assistant_mask(tokenizer) -> bool:
     return "{% generation %}" in (tokenizer.chat_template or "")
 
 
-def sft_config_kwargs(cfg: SftJob, *, cuda: bool, bf16_ok: bool, assistant_only: bool) -> dict:
+def sft_config_kwargs(cfg: SftJob, *, cuda: bool, bf16_ok: bool, assistant_only: bool,
+                      world: int = 1) -> dict:
     return {
-        **training.common_args(cfg, cuda=cuda, bf16_ok=bf16_ok),
+        **training.common_args(cfg, cuda=cuda, bf16_ok=bf16_ok, world=world),
         "lr_scheduler_type": "cosine",
         "max_length": cfg.max_length,
         "assistant_only_loss": assistant_only,
@@ -95,6 +99,7 @@ def run(cfg: SftJob, ctx: JobContext) -> None:
     from transformers import AutoTokenizer
     from trl import SFTConfig, SFTTrainer
 
+    ranks.init(deepspeed=cfg.deepspeed_config is not None)
     with ctx.timed("load"):
         data = training.load_items(cfg.data, cfg.buckets, cfg.data_source)
         rows = [{"messages": training_messages(item, cfg.data)} for item in data]
@@ -102,14 +107,15 @@ def run(cfg: SftJob, ctx: JobContext) -> None:
         tokenizer = AutoTokenizer.from_pretrained(model)
         args = SFTConfig(**sft_config_kwargs(
             cfg, cuda=training.cuda_available(), bf16_ok=training.bf16_supported(),
-            assistant_only=supports_assistant_mask(tokenizer)))
+            assistant_only=supports_assistant_mask(tokenizer), world=ranks.world_size()))
         if cfg.plateau is not None and cfg.plateau.metric != "loss":
             raise JobError(f"field 'plateau.metric': an sft stage logs only 'loss', got {cfg.plateau.metric!r}")
         losses = _loss_logger(LossPlateau(cfg.plateau.patience, cfg.plateau.min_delta)
                               if cfg.plateau is not None else None)
         trainer = SFTTrainer(
             model=model, args=args, train_dataset=Dataset.from_list(rows),
-            processing_class=tokenizer, peft_config=training.lora_config(cfg), callbacks=[losses],
+            processing_class=tokenizer, peft_config=training.lora_config(cfg),
+            callbacks=[losses, training.checkpoint_sealer()],
         )
     resume = training.resume_checkpoint(cfg)
     if resume:
@@ -119,7 +125,7 @@ def run(cfg: SftJob, ctx: JobContext) -> None:
         result = trainer.train(resume_from_checkpoint=resume)
         seconds = time.monotonic() - start
     with ctx.timed("save"):
-        training.save_final(trainer.model, tokenizer, cfg.output)
+        training.save_trained(trainer, tokenizer, cfg.output)
     ctx.counts = {"items": len(rows), "resumed_from": resume or ""}
     ctx.metrics = {
         "final_loss": losses.losses[-1][1] if losses.losses else float(result.training_loss),

@@ -5,7 +5,9 @@ policy (`samples` sampled rollouts per item, real generation with the in-memory 
 trains the next round on the items it fails (pass < `pass_below`, hard bucket first) mixed with
 items it solves at `solved_ratio : failed_ratio` (the paper's right:wrong 1:2).
 
-`select_mix` is pure and tested without a model; `estimate_pass_rates` needs torch.
+`select_mix` is pure and tested without a model; `estimate_pass_rates` needs torch. Under several
+ranks `estimate_pass_rates_across_ranks` rolls out each rank's share of the pool and gathers the
+estimates, so every rank holds the same rates and `select_mix` picks the same items on each.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import random
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from fleming_dsl.runtime import ranks
 from fleming_dsl.runtime.data import items
 
 # Lower rank is mined first: the paper prioritises failures on difficult items.
@@ -109,3 +112,16 @@ def estimate_pass_rates(model, tokenizer, pool: Sequence[items.Item], *, samples
         item.id: sum(items.extract_choice(text, "".join(item.options)) == item.answer for text in outs) / samples
         for item, outs in zip(pool, completions)
     }
+
+
+def estimate_pass_rates_across_ranks(model, tokenizer, pool: Sequence[items.Item], *, samples: int,
+                                     temperature: float, max_new_tokens: int,
+                                     seed: int) -> dict[str, float]:
+    """`estimate_pass_rates` with the pool split across ranks (every world_size-th item each) and
+    the estimates gathered: 1/N of the rollouts per rank, the same dict on every rank."""
+    mine = estimate_pass_rates(model, tokenizer, ranks.shard(list(pool)), samples=samples,
+                               temperature=temperature, max_new_tokens=max_new_tokens, seed=seed)
+    merged: dict[str, float] = {}
+    for part in ranks.all_gather(mine):
+        merged.update(part)
+    return {item.id: merged[item.id] for item in pool}

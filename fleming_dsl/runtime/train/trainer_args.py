@@ -3,11 +3,21 @@
 Pure helpers build the keyword arguments of `SFTConfig` / `GRPOConfig` from a job config, so the
 choices (CPU vs GPU, bf16, DeepSpeed, checkpoints) are testable without a trainer. torch, trl and
 peft are imported inside functions only.
+
+Under several ranks (see `fleming_dsl.runtime.ranks`) every rank takes part in each checkpoint
+(DeepSpeed writes one shard per rank) and in gathering the final weights; only the main process
+writes the final model, once, atomically. A checkpoint counts only once every rank has finished
+it: the main process then writes `COMPLETE_MARKER` into it, and resuming skips checkpoints
+without one (a rank killed mid-save leaves such a folder).
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import re
+import shutil
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -15,12 +25,15 @@ from pydantic import ValidationError
 
 from fleming_dsl.errors import JobError
 from fleming_dsl.plan.jobconfig import TrainCommon
+from fleming_dsl.runtime import ranks
 from fleming_dsl.runtime.data import items
 from fleming_dsl.runtime.io import atomic_output, read_jsonl
 
 log = logging.getLogger("fleming.training")
 
 BUCKETS = ("easy", "moderate", "hard")
+COMPLETE_MARKER = "fleming-checkpoint-complete"
+_CHECKPOINT = re.compile(r"^checkpoint-(\d+)$")
 
 
 def checkpoint_dir(cfg: TrainCommon) -> str:
@@ -67,8 +80,12 @@ def bf16_supported() -> bool:
     return False  # CPU bf16 autocast works but is slow and changes numerics: never implicitly
 
 
-def device_args(cfg: TrainCommon, *, cuda: bool, bf16_ok: bool) -> dict[str, Any]:
-    """use_cpu / bf16 / deepspeed for the trainer config; logs what is ignored and why."""
+def device_args(cfg: TrainCommon, *, cuda: bool, bf16_ok: bool, world: int = 1) -> dict[str, Any]:
+    """use_cpu / bf16 / deepspeed / ddp_backend for the trainer config; logs what is ignored and why.
+
+    DeepSpeed runs on GPUs, and on CPU when the job has several ranks (ZeRO over gloo); a single
+    CPU process has nothing to shard and trains plainly.
+    """
     args: dict[str, Any] = {"use_cpu": not cuda, "bf16": False}
     if cfg.bf16:
         if bf16_ok:
@@ -76,16 +93,18 @@ def device_args(cfg: TrainCommon, *, cuda: bool, bf16_ok: bool) -> dict[str, Any
         else:
             log.warning("%s: bf16 requested but not supported here; training in fp32", cfg.job)
     if cfg.deepspeed_config:
-        if cuda:
+        if cuda or world > 1:
             if not Path(cfg.deepspeed_config).is_file():
                 raise JobError(f"{cfg.deepspeed_config}: DeepSpeed config not found (field 'deepspeed_config')")
             args["deepspeed"] = cfg.deepspeed_config
         else:
             log.warning("%s: DeepSpeed config %s ignored: no CUDA device", cfg.job, cfg.deepspeed_config)
+    if not cuda and world > 1:
+        args["ddp_backend"] = "gloo"  # NCCL needs GPUs
     return args
 
 
-def common_args(cfg: TrainCommon, *, cuda: bool, bf16_ok: bool) -> dict[str, Any]:
+def common_args(cfg: TrainCommon, *, cuda: bool, bf16_ok: bool, world: int = 1) -> dict[str, Any]:
     """The TrainingArguments fields both SFT and GRPO set from `TrainCommon`."""
     if cfg.epochs is None and cfg.max_steps is None:
         raise JobError("fields 'epochs' and 'max_steps': set at least one")
@@ -105,7 +124,7 @@ def common_args(cfg: TrainCommon, *, cuda: bool, bf16_ok: bool) -> dict[str, Any
         "data_seed": cfg.seed,
         "report_to": [],
         "disable_tqdm": False,
-        **device_args(cfg, cuda=cuda, bf16_ok=bf16_ok),
+        **device_args(cfg, cuda=cuda, bf16_ok=bf16_ok, world=world),
     }
 
 
@@ -119,11 +138,63 @@ def lora_config(cfg: TrainCommon, task_type: str = "CAUSAL_LM"):
                       target_modules=list(cfg.lora.target_modules), task_type=task_type)
 
 
-def resume_checkpoint(cfg: TrainCommon) -> str | None:
-    """The last whole `checkpoint-N` a previous run left (torn ones are skipped, and logged)."""
-    from fleming_dsl.runtime.train.checkpoints import usable_checkpoint
+def complete_checkpoints(folder: str | Path) -> list[Path]:
+    """`checkpoint-N` folders every rank finished (they hold COMPLETE_MARKER), by step."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        return []
+    found = [(int(m.group(1)), p) for p in folder.iterdir()
+             if (m := _CHECKPOINT.match(p.name)) and p.is_dir() and (p / COMPLETE_MARKER).is_file()]
+    return [p for _, p in sorted(found)]
 
-    return usable_checkpoint(checkpoint_dir(cfg))
+
+def resume_checkpoint(cfg: TrainCommon, folder: str | None = None) -> str | None:
+    """The last whole `checkpoint-N` a previous run left, if any; every rank must call it.
+
+    Whole means sealed by every rank (`checkpoint_sealer`) and with weight files that read back
+    whole (`checkpoints.checkpoint_problem`): a torn one is passed over, and the log says so.
+
+    Checkpoint folders without the marker (a run killed while saving) are removed by the main
+    process once every rank has looked, so the trainer never mistakes one for a checkpoint.
+    """
+    from fleming_dsl.runtime.train.checkpoints import checkpoint_problem
+
+    folder = folder or checkpoint_dir(cfg)
+    whole = complete_checkpoints(folder)
+    last = None
+    for path in reversed(whole):  # sealed, but a weight file may still be torn on disk
+        problem = checkpoint_problem(path)
+        if problem is None:
+            last = path
+            break
+        log.warning("checkpoint %s is torn (%s): falling back to an earlier one", path, problem)
+    if whole and last is None:
+        log.warning("no usable checkpoint under %s: training from the start", folder)
+    ranks.barrier()
+    if ranks.is_main() and Path(folder).is_dir():
+        for path in Path(folder).iterdir():
+            if _CHECKPOINT.match(path.name) and path.is_dir() and not (path / COMPLETE_MARKER).is_file():
+                log.warning("removing incomplete checkpoint %s", path)
+                shutil.rmtree(path, ignore_errors=True)
+    ranks.barrier()
+    return str(last) if last else None
+
+
+def checkpoint_sealer():
+    """A TrainerCallback that marks a checkpoint complete once every rank has saved its part."""
+    from transformers import TrainerCallback
+
+    class SealCheckpoint(TrainerCallback):
+        def on_save(self, args, state, control, **kwargs):
+            ranks.barrier()  # DeepSpeed: every rank has written its shards and states
+            if ranks.is_main():
+                path = Path(args.output_dir) / f"checkpoint-{state.global_step}"
+                if path.is_dir():
+                    (path / COMPLETE_MARKER).write_text(f"{state.global_step}\n", encoding="utf-8")
+            ranks.barrier()
+            return control
+
+    return SealCheckpoint()
 
 
 def model_path(cfg: TrainCommon) -> str:
@@ -135,10 +206,60 @@ def model_path(cfg: TrainCommon) -> str:
     raise JobError(f"{cfg.model}: model directory not found (field 'model')")
 
 
-def save_final(model, tokenizer, output: str) -> None:
-    """Save a plain model (LoRA adapters merged in) and its tokenizer, atomically."""
-    if hasattr(model, "merge_and_unload"):  # a peft model: later jobs load plain weights
-        model = model.merge_and_unload()
+def _zero3(trainer) -> bool:
+    from transformers.integrations import is_deepspeed_zero3_enabled
+
+    return bool(trainer.is_deepspeed_enabled and is_deepspeed_zero3_enabled())
+
+
+@contextlib.contextmanager
+def _full_parameters(trainer, model) -> Iterator[None]:
+    """Under ZeRO-3, every parameter gathered whole on every rank for the block (a collective)."""
+    if _zero3(trainer):
+        import deepspeed
+
+        with deepspeed.zero.GatheredParameters(list(model.parameters()), modifier_rank=None):
+            yield
+    else:
+        yield
+
+
+def _write_model(model, tokenizer, output: str, state_dict=None) -> None:
     with atomic_output(output, directory=True) as temp:
-        model.save_pretrained(temp)
+        model.save_pretrained(temp, state_dict=state_dict)
         tokenizer.save_pretrained(temp)
+
+
+def save_trained(trainer, tokenizer, output: str) -> None:
+    """Write the trained model once as plain full weights (LoRA merged), atomically.
+
+    Every rank must call it: under ZeRO-3 each rank holds a slice of every parameter and the
+    gather is a collective. Only the main process writes; the others wait until it has.
+    """
+    model = trainer.accelerator.unwrap_model(trainer.model)
+    if hasattr(model, "merge_and_unload"):  # a peft model: later jobs load plain weights
+        with _full_parameters(trainer, model):
+            if ranks.is_main():
+                _write_model(model.merge_and_unload(), tokenizer, output)
+    else:
+        # under ZeRO-3 accelerate consolidates the shards on the main process (stage3_gather_16bit_
+        # weights_on_model_save); elsewhere every rank holds the whole model already
+        state = (trainer.accelerator.get_state_dict(trainer.model_wrapped)
+                 if _zero3(trainer) else None)
+        if ranks.is_main():
+            _write_model(model, tokenizer, output, state_dict=state)
+    ranks.barrier()
+
+
+def load_plain_model(path: str):
+    """A whole (unsharded) model from `path` on this rank, even while a ZeRO-3 trainer config is
+    alive (transformers would otherwise partition it at load time)."""
+    from transformers import AutoModelForCausalLM
+    from transformers.integrations import deepspeed as hf_deepspeed
+
+    saved = hf_deepspeed._hf_deepspeed_config_weak_ref
+    hf_deepspeed.unset_hf_deepspeed_config()
+    try:
+        return AutoModelForCausalLM.from_pretrained(path)
+    finally:
+        hf_deepspeed._hf_deepspeed_config_weak_ref = saved

@@ -58,7 +58,12 @@ if [[ -n "${SLURM_JOB_ID:-}" ]]; then
     --kill-on-bad-exit=1 bash "${BASH_SOURCE[0]}" "$@"
 fi
 
-# No SLURM: this machine alone.
+# No SLURM: this machine alone. FLEMING_ALL_RANKS_HERE=1 starts every rank the plan asks for
+# (all nodes' worth) on this machine: a workstation standing in for the cluster, and the tests.
+if [[ -n "${FLEMING_ALL_RANKS_HERE:-}" ]] && (( PLANNED_NODES * PROCS_PER_NODE > 1 )); then
+  PROCS_PER_NODE=$((PLANNED_NODES * PROCS_PER_NODE))
+  run_launcher 0 1 127.0.0.1 "$@"
+fi
 if (( PROCS_PER_NODE > 1 )); then
   run_launcher 0 1 127.0.0.1 "$@"
 fi

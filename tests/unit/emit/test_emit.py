@@ -304,3 +304,27 @@ def test_the_slurm_plugin_turns_rule_resources_into_the_right_sbatch_options() -
                    "cpu"):
         assert option in cpu, option
     assert not any("gres" in part or "gpus" in part for part in cpu)
+
+
+def cpu_two_node_experiment() -> ir.Experiment:
+    """The tiny recipe with two CPU nodes (one rank each) for every stage, ZeRO-3 offload asked."""
+    exp = tiny_experiment()
+    two = ir.Resources(nodes=2)
+    stages = [stage.model_copy(update={
+        "training": stage.training.model_copy(update={"deepspeed": "zero3_offload"}),
+        "resources": two}) for stage in exp.stages]
+    return exp.model_copy(update={"stages": tuple(stages)})
+
+
+def test_cpu_ranks_launch_with_torchrun_and_deepspeed_without_offload() -> None:
+    files = _files(cpu_two_node_experiment())
+    for name in ("sft_cold_start", "grpo_rl1", "grpo_rl2"):
+        wrapper = files[f"launch/{name}.sh"]
+        assert "2 node(s) x 1 process(es), world size 2" in wrapper
+        assert "torch.distributed.run" in wrapper and "accelerate.commands.launch" not in wrapper
+        # accelerate launch starts CPU ranks only through mpirun: no accelerate YAML for them
+        assert f"accelerate/{name}.yaml" not in files
+        assert json.loads(files[f"jobs/{name}.json"])["accelerate_config"] is None
+        zero = json.loads(files[f"deepspeed/{name}.json"])["zero_optimization"]
+        # offload would make DeepSpeed JIT-build its CPU Adam; on CPU there is nothing to offload to
+        assert zero["stage"] == 3 and "offload_optimizer" not in zero and "offload_param" not in zero

@@ -170,3 +170,22 @@ def test_wrapper_without_slurm_starts_torchrun_for_two_processes(tmp_path: Path)
                   key=lambda e: e["RANK"])
     assert [(e["RANK"], e["WORLD_SIZE"], e["MASTER_ADDR"]) for e in envs] == [
         ("0", "2", "127.0.0.1"), ("1", "2", "127.0.0.1")]
+
+
+def test_all_ranks_here_runs_every_node_of_the_plan_on_this_machine(tmp_path: Path) -> None:
+    """FLEMING_ALL_RANKS_HERE=1: a two-node CPU plan starts both ranks here (what the tests use)."""
+    (tmp_path / "probe.py").write_text(PROBE, encoding="utf-8")
+    script = tmp_path / "train.sh"
+    plan = LaunchPlan(name="t", python_args=("probe.py",), nodes=2, launcher="torchrun", port=29618)
+    script.write_text(render_wrapper(plan))
+    alone = subprocess.run(["bash", str(script)], cwd=tmp_path, env=_without_slurm(),
+                           capture_output=True, text=True, timeout=120)
+    assert "no SLURM job: running directly" in alone.stderr  # one node's worth: a single process
+    result = subprocess.run(["bash", str(script)], cwd=tmp_path,
+                            env={**_without_slurm(), "FLEMING_ALL_RANKS_HERE": "1"},
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    envs = sorted((json.loads(line)["env"] for line in result.stdout.splitlines()),
+                  key=lambda e: e["RANK"])
+    assert [(e["RANK"], e["WORLD_SIZE"]) for e in envs] == [("0", "2"), ("1", "2")]
+    assert "node rank 0 of 1, rendezvous 127.0.0.1:29618, world size 2" in result.stderr

@@ -65,6 +65,11 @@ def test_bucket_selection_and_batch_checks(tmp_path: Path) -> None:
                                        r"divisible by generations \(4\): TRL's GRPO puts all "
                                        r"generations of a prompt in one batch$"):
         grpo_config_kwargs(config, cuda=False, bf16_ok=False, vllm_installed=False)
+    # TRL's rule is over all ranks: 6 per rank x 2 ranks = 12 rollouts, three groups of 4
+    assert grpo_config_kwargs(config, cuda=False, bf16_ok=False, vllm_installed=False, world=2)
+    with pytest.raises(JobError, match=r"^field 'batch_size': batch_size x grad_accum x ranks 3 \(18\) "
+                                       r"must be a multiple of generations \(4\)$"):
+        grpo_config_kwargs(config, cuda=False, bf16_ok=False, vllm_installed=False, world=3)
     ok = config.model_copy(update={"batch_size": 8, "use_vllm": True})
     assert grpo_config_kwargs(ok, cuda=False, bf16_ok=False, vllm_installed=True)["use_vllm"] is False
     gpu = grpo_config_kwargs(ok, cuda=True, bf16_ok=False, vllm_installed=True)
