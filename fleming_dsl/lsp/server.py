@@ -94,19 +94,19 @@ class FlemingServer(LanguageServer):
         return self.modules.get(uri)
 
     def publish(self, result: Analysis) -> None:
-        grouped = result.by_file()
-        uris = set()
-        for shown, diags in grouped.items():
-            uri = from_fs_path(str(result.path_of(shown)))
-            uris.add(uri)
-            self.text_document_publish_diagnostics(lsp.PublishDiagnosticsParams(
-                uri=uri, diagnostics=[_diagnostic(d) for d in diags]))
-        for uri in self.published.get(str(result.spec), set()) - uris:
-            self.text_document_publish_diagnostics(lsp.PublishDiagnosticsParams(uri=uri, diagnostics=[]))
+        """Diagnostics of every file of the spec; files that had some and now have none are
+        cleared; the spec's own file comes last, with the version of its text."""
+        grouped = {from_fs_path(str(result.path_of(shown))): diags for shown, diags in result.by_file().items()}
         own = from_fs_path(str(result.spec))
-        if own not in uris:
-            self.text_document_publish_diagnostics(lsp.PublishDiagnosticsParams(uri=own, diagnostics=[]))
-        self.published[str(result.spec)] = uris
+        stale = self.published.get(str(result.spec), set()) - set(grouped)
+        caps = self.client_capabilities.text_document
+        versioned = bool(caps and caps.publish_diagnostics and caps.publish_diagnostics.version_support)
+        for uri in sorted(set(grouped) | stale | {own}, key=lambda u: u == own):
+            doc = self.workspace.text_documents.get(uri)
+            self.text_document_publish_diagnostics(lsp.PublishDiagnosticsParams(
+                uri=uri, diagnostics=[_diagnostic(d) for d in grouped.get(uri, ())],
+                version=doc.version if doc is not None and versioned else None))
+        self.published[str(result.spec)] = set(grouped)
 
     def shown(self, uri: str) -> str:
         return display(Path(os.path.abspath(to_fs_path(uri) or "")), self.root)
