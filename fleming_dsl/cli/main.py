@@ -23,6 +23,7 @@ EXTERNAL_COMMANDS = {
     "status": ("fleming_dsl.review.status", "outputs missing, up to date, or stale against the spec"),
     "explain": ("fleming_dsl.review.explain", "one job's resolved config and the spec lines it came from"),
     "lsp": ("fleming_dsl.lsp.server", "the language server for editors (stdio)"),
+    "reference": ("fleming_dsl.cli.reference", "regenerate the option tables of the language reference"),
 }
 
 

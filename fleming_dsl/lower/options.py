@@ -280,3 +280,17 @@ FILTER_STEPS = ("format", "verify_label", "dedupe", "decontaminate", "difficulty
 
 def block(key: str) -> Block | None:
     return BY_KEY.get(key)
+
+
+# The functions a declaration's call may name, by what lowering calls them in its
+# "unknown <what> 'x'" message (tests/unit/lower/test_options.py checks each list against it).
+SOURCES: dict[str, tuple[str, ...]] = {
+    "model source": ("hf", "local", "tiny", "template", "openai"),
+    "backend": ("vllm", "transformers", "openai", "template"),
+    "graph format": ("primekg", "hetionet", "triples"),
+    "dataset format": tuple(ir.DatasetFormat.__args__),  # type: ignore[attr-defined]
+    "prompt source": ("template",),
+    "reward function": ("choice_match", "length_penalty", "regex"),  # plus plugins (entry points)
+    "stage method": ("sft", "grpo"),
+    "distractor policy": ("same_type",),
+}

@@ -113,3 +113,27 @@ def test_every_default_is_a_value_of_its_field():
     for block in table.BLOCKS:
         for opt in block.options:
             opt.default_text()  # reads "ir.Model.field" defaults: fails when a field is renamed
+
+
+UNKNOWN_FUNCTION = {  # what lowering calls it -> (text in TEMPLATE, replacement)
+    "model source": ("tiny(hidden", "zzz(hidden"),
+    "backend": ("vllm(tp", "zzz(tp"),
+    "graph format": ("primekg(", "zzz("),
+    "dataset format": ('medqa("../data/eval', 'zzz("../data/eval'),
+    "prompt source": ('ask = template(', 'ask = zzz('),
+    "reward function": ("choice_match(", "zzz("),
+    "stage method": ("sft(base", "zzz(base"),
+    "distractor policy": ("same_type(", "zzz("),
+}
+
+
+@pytest.mark.parametrize("what", sorted(table.SOURCES))
+def test_the_table_lists_the_functions_lowering_knows(what: str):
+    old, new = UNKNOWN_FUNCTION[what]
+    text = re.sub(r" ?@[^@]+@", "", TEMPLATE).replace(old, new, 1)
+    [message] = [m for m in problems(text) if m.startswith(f"unknown {what} 'zzz'")]
+    expected = message.split(" | expected one of ", 1)[1].split(", ")
+    if what == "reward function":  # plugins add to the built-ins
+        assert set(table.SOURCES[what]) <= set(expected)
+    else:
+        assert sorted(expected) == sorted(table.SOURCES[what])
