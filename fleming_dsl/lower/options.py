@@ -2,7 +2,8 @@
 meaning.
 
 Lowering (`declarations.py`, `stages.py`) decides what is valid; this table describes it for
-people and tools: `fleming reference` renders it into docs/language.md, and the language server
+people and tools (the stage block is built from lowering's own `TRAINING_OPTIONS`, its type and
+range read off the converter and check lowering applies): `fleming reference` renders it into docs/language.md, and the language server
 (`fleming lsp`) uses it for hover and completion. tests/unit/lower/test_options.py holds the two
 together: for every block it lowers a spec with an unknown option and compares the "expected one
 of ..." list lowering prints with this table, and it feeds each ranged option a value just outside
@@ -16,6 +17,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from fleming_dsl import ir
+from fleming_dsl.lower import values
 
 _NONE = object()  # "no default": required, or decided elsewhere (see `meaning`)
 
@@ -63,6 +65,44 @@ class Block:
 
     def option(self, name: str) -> Opt | None:
         return next((o for o in self.options if o.name == name), None)
+
+
+def _type_of(convert) -> str:
+    """How a lowering converter's values are written, for the reference."""
+    names = {values.to_float: "number", values.to_int: "whole number", values.to_bool: "true/false",
+             values.to_str: "string", values.to_name: "name"}
+    if convert in names:
+        return names[convert]
+    choices = next((c.cell_contents for c in convert.__closure__ or ()
+                    if isinstance(c.cell_contents, tuple)), None)  # one_of(choices)
+    return ", ".join(choices[:-1]) + " or " + choices[-1] if choices else "value"
+
+
+def _range_of(check) -> str:
+    """A range check's own words ("> 0", ">= 1", "in (0, 1]"), as lowering's messages use them."""
+    return (check(-10 ** 18) or "") if check is not None else ""
+
+
+_STAGE_UNITS = {"max_length": "tokens", "max_completion_length": "tokens", "warmup_steps": "steps",
+                "logging_steps": "steps", "save_steps": "steps"}
+
+
+def _stage_options() -> tuple[Opt, ...]:
+    """The stage block: lowering's own table of training options (`lower/stages.py`), then the
+    options lowering reads beside it."""
+    from fleming_dsl.lower.stages import TRAINING_OPTIONS
+
+    rows = tuple(Opt(o.word, _type_of(o.convert), ("grpo: " if o.methods == ("grpo",) else "") + o.meaning,
+                     f"ir.Training.{o.target}", _range_of(o.check), _STAGE_UNITS.get(o.word, ""))
+                 for o in TRAINING_OPTIONS)
+    return rows + (
+        Opt("lora", "true/false (or a lora { ... } block)", "train LoRA adapters instead of all weights",
+            False),
+        Opt("rewards", "reward or weighted sum: 1.0 * correct + 0.1 * form",
+            "grpo: the verifiable rewards and their weights; required for grpo"),
+        Opt("until", "plateau(metric, patience = N, min_delta = D)", "stop when the metric stops improving",
+            "max_steps / epochs"),
+    )
 
 
 _DURATION = "duration (30s, 30m, 48h, 2d)"
@@ -192,35 +232,8 @@ BLOCKS: tuple[Block, ...] = (
         Opt("moderate", "threshold: pass >= X", "pass rate at or above which an item is moderate "
             "(below: hard)", "ir.Difficulty.moderate", "in (0, 1]"),
     )),
-    Block("stage", "stage", "stage NAME = sft(INIT, DATA) { ... } / grpo(INIT, DATA) { ... }", (
-        Opt("lr", "number", "learning rate", "ir.Training.lr", "> 0"),
-        Opt("epochs", "number", "passes over the data (or use max_steps)", "ir.Training.epochs", "> 0"),
-        Opt("max_steps", "whole number", "optimizer steps; overrides epochs", "ir.Training.max_steps", ">= 1"),
-        Opt("batch", "whole number", "per-device batch size", "ir.Training.batch_size", ">= 1"),
-        Opt("grad_accum", "whole number", "gradient accumulation steps", "ir.Training.grad_accum", ">= 1"),
-        Opt("max_length", "whole number", "sft: longest training sequence", "ir.Training.max_length",
-            ">= 1", "tokens"),
-        Opt("max_completion_length", "whole number", "grpo: longest rollout",
-            "ir.Training.max_completion_length", ">= 1", "tokens"),
-        Opt("warmup_steps", "whole number", "learning-rate warm-up", "ir.Training.warmup_steps", ">= 0"),
-        Opt("generations", "whole number", "grpo: rollouts per prompt (batch x grad_accum must be a "
-            "multiple)", "ir.Training.generations", ">= 2"),
-        Opt("beta", "number", "grpo: KL coefficient against the reference model", "ir.Training.beta", ">= 0"),
-        Opt("temperature", "number", "grpo: rollout temperature", "ir.Training.temperature", "> 0"),
-        Opt("deepspeed", "none, zero2, zero3 or zero3_offload", "DeepSpeed ZeRO stage",
-            "ir.Training.deepspeed"),
-        Opt("bf16", "true/false", "train in bfloat16", "ir.Training.bf16"),
-        Opt("use_vllm", "true/false", "grpo: generate rollouts with vLLM", "ir.Training.use_vllm"),
-        Opt("logging_steps", "whole number", "steps between logged metrics", "ir.Training.logging_steps",
-            ">= 1"),
-        Opt("save_steps", "whole number", "steps between checkpoints", "ir.Training.save_steps", ">= 1"),
-        Opt("lora", "true/false (or a lora { ... } block)", "train LoRA adapters instead of all weights",
-            False),
-        Opt("rewards", "reward or weighted sum: 1.0 * correct + 0.1 * form",
-            "grpo: the verifiable rewards and their weights; required for grpo"),
-        Opt("until", "plateau(metric, patience = N, min_delta = D)", "stop when the metric stops improving",
-            "max_steps / epochs"),
-    )),
+    Block("stage", "stage", "stage NAME = sft(INIT, DATA) { ... } / grpo(INIT, DATA) { ... }",
+          _stage_options()),
     Block("lora", "lora block", "lora { ... } inside a stage", (
         Opt("r", "whole number", "adapter rank", "ir.Lora.r", ">= 1"),
         Opt("alpha", "whole number", "adapter scaling", "ir.Lora.alpha", ">= 1"),

@@ -12,15 +12,14 @@ from typing import Any
 
 from fleming_dsl import ir
 from fleming_dsl.lower import options as table
+from fleming_dsl.lower.names import SPEC_WORDS
 from fleming_dsl.lsp.analysis import Analysis
 from fleming_dsl.review.explain import SpecLine, option_origins
 
-# IR leaf field -> the keyword the spec writes (beyond explain's own table)
-_SPEC_WORDS = {"mem_mb": "mem", "time_min": "time", "timeout_s": "timeout", "tensor_parallel": "tp",
-               "batch_size": "batch", "hops_min": "hops", "hops_max": "hops", "start_type": "path",
-               "steps": "path", "near_distractors": "distractors", "alpha": "alpha",
+# IR leaf field -> the keyword the spec writes: lowering's table, plus the IR's nested fields
+_SPEC_WORDS = {**SPEC_WORDS, "tensor_parallel": "tp", "steps": "path", "alpha": "alpha",
                "solved_ratio": "ratio", "failed_ratio": "ratio", "pass_below": "mine_hard",
-               "plateau": "until", "miner": "mine_hard", "benchmarks": "on", "targets": "evaluate"}
+               "targets": "evaluate"}
 
 
 def option_entry(block_key: str | None, name: str) -> str | None:

@@ -48,4 +48,4 @@ def test_neovim_shows_the_diagnostic_and_a_hover(nvim: str, tmp_path: Path) -> N
                             "max_steps, rewards, save_steps, temperature, until, use_vllm, warmup_steps | "
                             "hint: did you mean 'beta'?"]]
     hovers = [line.split("\t", 1)[1] for line in lines if line.startswith("hover\t")]
-    assert hovers == ["**lr** (stage) |  | learning rate |  | type: number · default: 1e-05 · range: > 0"]
+    assert hovers == ["**lr** (stage) |  | peak learning rate |  | type: number · default: 1e-05 · range: > 0"]

@@ -15,7 +15,7 @@ from paths import REPO
 
 from fleming_dsl.errors import SpecError
 from fleming_dsl.lower import options as table
-from fleming_dsl.spec.loader import check_experiment
+from fleming_dsl.compiler import check_experiment
 
 TEMPLATE = '''experiment "opts" { seed = 7 @experiment@ }
 cluster { account = "a" @cluster@ }

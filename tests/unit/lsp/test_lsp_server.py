@@ -136,7 +136,7 @@ async def test_external_data_is_a_warning(client: LanguageClient, project: Path)
 async def test_hover_on_an_option_shows_its_reference_entry(client: LanguageClient, project: Path):
     uri = await open_doc(client, project, "tiny.flm")
     hover = await client.text_document_hover_async(t.HoverParams(text_document=doc(uri), position=at(61, 3)))
-    assert hover.contents.value == ("**lr** (stage)\n\nlearning rate\n\n"
+    assert hover.contents.value == ("**lr** (stage)\n\npeak learning rate\n\n"
                                     "type: number · default: 1e-05 · range: > 0")
     hover = await client.text_document_hover_async(t.HoverParams(text_document=doc(uri), position=at(11, 42)))
     assert hover.contents.value.startswith("**layers** (tiny() model source)\n\ntransformer layers")
