@@ -3,6 +3,7 @@
     specs/tiny.flm     the embedded default (committed)
     specs/base.flm     tiny.flm as a base spec; specs/child.flm extends it
     specs/broken_base.flm has an unknown option (betta, in rl1); specs/broken_child.flm extends it
+    specs/common.flm   an included file (no header) with an invalid regex; specs/uses_common.flm includes it
 """
 
 from __future__ import annotations
@@ -38,6 +39,10 @@ def make_project(root: Path) -> Path:
     (specs / "broken_base.flm").write_text(broken, encoding="utf-8")
     (specs / "broken_child.flm").write_text(CHILD.replace("base.flm", "broken_base.flm")
                                             .replace('"child"', '"broken-child"'), encoding="utf-8")
+    (specs / "common.flm").write_text('reward loose = regex("[A-D")\n', encoding="utf-8")
+    (specs / "uses_common.flm").write_text(
+        tiny.replace('experiment "tiny"', 'experiment "uses-common"')
+        + 'include "common.flm"\n', encoding="utf-8")
     for name in ("data", "prompts"):
         (root / name).symlink_to(REPO / name, target_is_directory=True)
     git = ["git", "-c", "user.name=test", "-c", "user.email=test@example.com", "-c", "commit.gpgsign=false"]

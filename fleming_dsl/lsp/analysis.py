@@ -115,7 +115,7 @@ def analyse(spec: Path, root: Path, texts: dict[Path, str] | None = None) -> Ana
             try:
                 result.experiment = lower(program, root)
             except SpecError as err:
-                result.diagnostics = list(err.diagnostics) + found
+                result.diagnostics = list(err.diagnostics)  # as `fleming check`: errors first, alone
     _index(result, spec, texts)
     return result
 
@@ -196,6 +196,35 @@ def parse_tolerant(text: str, shown: str, attempts: int = 5) -> ast.Module | Non
             if all(not line for line in lines[start:end]):
                 return None
             lines[start:end] = [""] * (end - start)
+    return None
+
+
+_MAX_SCANNED = 500  # .flm files looked at to find who includes a file
+
+
+def includer(path: Path, root: Path, texts: dict[Path, str]) -> Path | None:
+    """A spec (a file with an experiment header) under `root` that includes `path`, directly or
+    through other included files; None when there is none."""
+    wanted, seen = {path}, set()
+    files = sorted(root.rglob("*.flm"))[:_MAX_SCANNED]
+    changed = True
+    while changed:
+        changed = False
+        for candidate in files:
+            if candidate in seen:
+                continue
+            text = _read(candidate, texts)
+            module = parse_tolerant(text, display(candidate, root)) if text is not None else None
+            if module is None:
+                continue
+            targets = {Path(os.path.normpath(candidate.parent / st.path.value))
+                       for st in module.statements if isinstance(st, ast.Include)}
+            if targets & wanted:
+                if module.header is not None:
+                    return candidate
+                wanted.add(candidate)
+                seen.add(candidate)
+                changed = True
     return None
 
 

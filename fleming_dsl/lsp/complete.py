@@ -65,8 +65,6 @@ def complete(analysis: Analysis | None, cursor: Cursor) -> list[Item]:
     if top is None:
         if len(statement) >= 1 and statement[-1] in ("from", "with", "using", "on", "evaluate", "drop"):
             return _names(analysis, _AFTER_WORD.get((kind, statement[-1]), ()))
-        if kind in ("distill", "evaluate") and statement and statement[-1] not in ("{", "}"):
-            pass
         return [Item(k, "keyword", "declaration", insert=_KEYWORD_SNIPPETS.get(k)) for k in _KEYWORD_SNIPPETS]
     if top.opener == "[":
         return _list_names(analysis, cursor)

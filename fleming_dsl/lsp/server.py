@@ -22,7 +22,8 @@ from fleming_dsl.errors import Diagnostic, SpecError
 from fleming_dsl.ir import Span
 from fleming_dsl.lsp import complete as completion
 from fleming_dsl.lsp import context, hover, lens, outline
-from fleming_dsl.lsp.analysis import Analysis, FileLink, Occurrence, analyse, display
+from fleming_dsl.lsp.analysis import (Analysis, FileLink, Occurrence, analyse, display, includer,
+                                      parse_tolerant)
 from fleming_dsl.spec import ast
 from fleming_dsl.spec.parser import parse_module
 
@@ -57,11 +58,16 @@ class FlemingServer(LanguageServer):
         return out
 
     def spec_of(self, path: Path) -> Path:
-        """The spec to analyse for `path`: itself, or an open spec that includes or extends it."""
+        """The spec to analyse for `path`: itself, or, for a file without an experiment header
+        (an included file), a spec that includes it: an open one, else one in the project."""
         for analysis in self.analyses.values():
             if path in analysis.paths.values() and analysis.spec != path and not _has_header(analysis, path):
                 return analysis.spec
-        return path
+        text = self.texts().get(path)
+        module = parse_tolerant(text if text is not None else _read(path), display(path, self.root))
+        if module is None or module.header is not None:
+            return path
+        return includer(path, self.root, self.texts()) or path
 
     def analysis(self, uri: str) -> Analysis | None:
         path = Path(os.path.abspath(to_fs_path(uri) or ""))
@@ -110,6 +116,13 @@ class FlemingServer(LanguageServer):
 
     def shown(self, uri: str) -> str:
         return display(Path(os.path.abspath(to_fs_path(uri) or "")), self.root)
+
+
+def _read(path: Path) -> str:
+    try:
+        return path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError):
+        return ""
 
 
 def _has_header(analysis: Analysis, path: Path) -> bool:

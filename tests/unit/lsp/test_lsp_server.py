@@ -121,6 +121,14 @@ async def test_diagnostics_follow_edits(client: LanguageClient, project: Path):
     assert list(client.diagnostics[uri]) == []
 
 
+async def test_an_included_file_is_checked_through_the_spec_that_includes_it(client: LanguageClient,
+                                                                            project: Path):
+    uri = await open_doc(client, project, "common.flm")
+    [diag] = client.diagnostics[uri]
+    assert diag.message.startswith("invalid regular expression: unterminated character set")
+    assert diag.range.start == at(1, 22)  # as the CLI: common.flm:1:22
+
+
 async def test_external_data_is_a_warning(client: LanguageClient, project: Path):
     text = (project / "specs" / "tiny.flm").read_text().replace("../data/eval/pubmedqa.json",
                                                                  "../elsewhere/pubmedqa.json")
@@ -140,6 +148,9 @@ async def test_hover_on_an_option_shows_its_reference_entry(client: LanguageClie
                                     "type: number · default: 1e-05 · range: > 0")
     hover = await client.text_document_hover_async(t.HoverParams(text_document=doc(uri), position=at(11, 42)))
     assert hover.contents.value.startswith("**layers** (tiny() model source)\n\ntransformer layers")
+    hover = await client.text_document_hover_async(t.HoverParams(text_document=doc(uri), position=at(21, 14)))
+    assert hover.contents.value == ("**inverse_degree() weight**: `weight = inverse_degree(...)`\n\n"
+                                    "- `alpha`: number = 0.75")
 
 
 async def test_hover_on_a_name_shows_its_resolved_configuration(client: LanguageClient, project: Path):
