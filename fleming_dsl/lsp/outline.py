@@ -141,7 +141,8 @@ def _classify(toks, i: int, names: dict) -> tuple[str | None, int]:
         role = names.get((tok.line, tok.column))
         if role is not None:
             return "variable", 1 if role == "decl" else 0
-        if nxt == "=" and tok.type == "NAME" or (nxt == "=" and prev not in ("",) and _in_block(toks, i)):
+        # a keyword is still an option name where only a name can be (`model = teacher`)
+        if nxt == "=" and (tok.type == "NAME" or prev in ("(", ",", "{") or _in_block(toks, i)):
             return "property", 0
         if tok.type != "NAME":
             return "keyword", 0
