@@ -206,6 +206,13 @@ async def test_references(client: LanguageClient, project: Path):
     assert sorted(r.range.start.line + 1 for r in refs) == [67, 78]
 
 
+async def test_references_to_a_file(client: LanguageClient, project: Path):
+    uri = await open_doc(client, project, "tiny.flm")
+    refs = await client.text_document_references_async(t.ReferenceParams(
+        text_document=doc(uri), position=at(27, 35), context=t.ReferenceContext(include_declaration=True)))
+    assert [(r.uri, r.range.start.line + 1, r.range.start.character + 1) for r in refs] == [(uri, 27, 29)]
+
+
 async def test_rename_edits_every_file_of_the_spec(client: LanguageClient, project: Path):
     uri = await open_doc(client, project, "child.flm")
     edit = await client.text_document_rename_async(t.RenameParams(
