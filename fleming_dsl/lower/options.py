@@ -3,12 +3,12 @@ meaning.
 
 Lowering (`declarations.py`, `stages.py`) decides what is valid; this table describes it for
 people and tools (the stage block is built from lowering's own `TRAINING_OPTIONS`, its type and
-range read off the converter and check lowering applies): `fleming reference` renders it into docs/language.md, and the language server
-(`fleming lsp`) uses it for hover and completion. tests/unit/lower/test_options.py holds the two
-together: for every block it lowers a spec with an unknown option and compares the "expected one
-of ..." list lowering prints with this table, and it feeds each ranged option a value just outside
-its range and expects lowering to reject it. Defaults are read from the IR models, so they cannot
-drift either.
+range read off the converter and check lowering applies): `fleming reference` renders it into
+docs/language.md, and the language server (`fleming lsp`) uses it for hover and completion.
+tests/unit/lower/test_options.py holds the two together: for every block it lowers a spec with an
+unknown option and compares the "expected one of ..." list lowering prints with this table, and
+it feeds each ranged option a value just outside its range and expects lowering to reject it.
+Defaults are read from the IR models, so they cannot drift either.
 """
 
 from __future__ import annotations

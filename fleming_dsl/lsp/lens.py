@@ -83,7 +83,7 @@ def lenses(exp: ir.Experiment, shown: str, decl_lines: dict[str, int], root: Pat
     by_name = {j.name: j for j in jobs}
     changed = impact.plan_impact(head, jobs) if head is not None else None
     out = []
-    for name, line in decl_lines.items():
+    for line in decl_lines.values():
         source = f"{shown}:{line}"
         own = [j.name for j in jobs if j.source == source]
         if not own:

@@ -22,8 +22,7 @@ from fleming_dsl.errors import Diagnostic, SpecError
 from fleming_dsl.ir import Span
 from fleming_dsl.lsp import complete as completion
 from fleming_dsl.lsp import context, hover, lens, outline
-from fleming_dsl.lsp.analysis import (Analysis, FileLink, Occurrence, analyse, display, includer,
-                                      parse_tolerant)
+from fleming_dsl.lsp.analysis import Analysis, FileLink, Occurrence, analyse, display, includer, parse_tolerant
 from fleming_dsl.spec import ast
 from fleming_dsl.spec.parser import parse_module
 
@@ -297,7 +296,8 @@ def on_formatting(ls: FlemingServer, params: lsp.DocumentFormattingParams):
 
 
 def _symbol(sym: outline.Symbol) -> lsp.DocumentSymbol:
-    return lsp.DocumentSymbol(name=sym.name, detail=sym.detail or None, kind=_SYMBOL_KINDS.get(sym.kind, lsp.SymbolKind.Variable),
+    return lsp.DocumentSymbol(name=sym.name, detail=sym.detail or None,
+                              kind=_SYMBOL_KINDS.get(sym.kind, lsp.SymbolKind.Variable),
                               range=_range(sym.span), selection_range=_range(sym.selection),
                               children=[_symbol(c) for c in sym.children])
 

@@ -9,8 +9,8 @@ import pytest
 from paths import REPO
 
 from fleming_dsl.cli.reference import render, section
-from fleming_dsl.lower import options as table
 from fleming_dsl.compiler import check_experiment
+from fleming_dsl.lower import options as table
 
 REFERENCE = REPO / "docs" / "language.md"
 TEXT = REFERENCE.read_text(encoding="utf-8")

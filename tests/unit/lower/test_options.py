@@ -13,9 +13,9 @@ import re
 import pytest
 from paths import REPO
 
+from fleming_dsl.compiler import check_experiment
 from fleming_dsl.errors import SpecError
 from fleming_dsl.lower import options as table
-from fleming_dsl.compiler import check_experiment
 
 TEMPLATE = '''experiment "opts" { seed = 7 @experiment@ }
 cluster { account = "a" @cluster@ }

@@ -189,9 +189,11 @@ async def test_definition_of_names_and_files(client: LanguageClient, project: Pa
     [loc] = await client.text_document_definition_async(t.DefinitionParams(text_document=doc(uri), position=at(1, 34)))
     assert loc.uri == uri_of(project, "base.flm")  # the extends target
     tiny = await open_doc(client, project, "tiny.flm")
-    [loc] = await client.text_document_definition_async(t.DefinitionParams(text_document=doc(tiny), position=at(32, 30)))
+    [loc] = await client.text_document_definition_async(t.DefinitionParams(text_document=doc(tiny),
+                                                                           position=at(32, 30)))
     assert loc.uri == from_fs_path(str(project / "prompts" / "question.j2"))
-    [loc] = await client.text_document_definition_async(t.DefinitionParams(text_document=doc(tiny), position=at(16, 30)))
+    [loc] = await client.text_document_definition_async(t.DefinitionParams(text_document=doc(tiny),
+                                                                           position=at(16, 30)))
     assert loc.uri == from_fs_path(str(project / "data" / "medkg" / "kg.csv"))
 
 
