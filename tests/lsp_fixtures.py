@@ -1,6 +1,6 @@
 """A small project for language-server tests: specs in a git repository, data and prompts linked.
 
-    specs/tiny.flm     the embedded default (committed)
+    specs/tiny.flm     the embedded default, as frozen in tests/editors/tiny.flm
     specs/base.flm     tiny.flm as a base spec; specs/child.flm extends it
     specs/broken_base.flm has an unknown option (betta, in rl1); specs/broken_child.flm extends it
     specs/common.flm   an included file (no header) with an invalid regex; specs/uses_common.flm includes it
@@ -14,6 +14,9 @@ import sys
 from pathlib import Path
 
 from paths import REPO
+
+# specs/tiny.flm as the tests were written against (line numbers matter to them)
+TINY = REPO / "tests" / "editors" / "tiny.flm"
 
 CHILD = '''experiment "child" extends "base.flm" {
   workdir = "../runs/child"
@@ -31,7 +34,7 @@ def make_project(root: Path) -> Path:
     """Write the project under `root` and commit it; returns `root`."""
     specs = root / "specs"
     specs.mkdir(parents=True)
-    tiny = (REPO / "specs" / "tiny.flm").read_text(encoding="utf-8")
+    tiny = TINY.read_text(encoding="utf-8")
     (specs / "tiny.flm").write_text(tiny, encoding="utf-8")
     (specs / "base.flm").write_text(tiny.replace('experiment "tiny"', 'experiment "base"'), encoding="utf-8")
     (specs / "child.flm").write_text(CHILD, encoding="utf-8")

@@ -170,12 +170,13 @@ BLOCKS: tuple[Block, ...] = (
     Block("sample", "sample", "sample NAME from GRAPH { ... }", (
         Opt("path", "metapath", "node types and relations to walk: disease -[relation]-> phenotype "
             "(`*` any type, `-->` any relation); required"),
-        Opt("hops", "whole number or range lo..hi", "path length in edges; the metapath repeats or is "
-            "truncated to fit", "the metapath's length", ">= 1"),
+        Opt("hops", "whole number or range lo..hi", "path length in edges, at most the metapath's: a walk "
+            "of N hops takes the metapath's first N steps", "the metapath's length", ">= 1"),
         Opt("weight", "uniform, inverse_degree or inverse_degree(alpha = A)",
             "how the next node is chosen; inverse_degree favours rare (long-tail) entities",
             "ir.Sample.weight"),
-        Opt("mask", "anchor, target or a node index", "which entity of the path becomes the answer",
+        Opt("mask", "anchor, target or a node index", "which entity of the path becomes the answer "
+            "(an index counts from 0, the start, up to the shortest walk's end)",
             "ir.Sample.mask", ">= 0"),
         Opt("distractors", "whole number or same_type(k = K, near = B)",
             "wrong options per question, drawn from entities of the answer's type",

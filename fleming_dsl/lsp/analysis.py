@@ -15,8 +15,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from fleming_dsl import ir
-from fleming_dsl.check.rules import ITEM_SOURCES, file_refs, references, run_checks
-from fleming_dsl.errors import Diagnostic, SpecError, by_place
+from fleming_dsl.check.common import ITEM_SOURCES
+from fleming_dsl.check.files import file_refs
+from fleming_dsl.check.references import references
+from fleming_dsl.errors import Diagnostic, SpecError
 from fleming_dsl.spec import ast
 from fleming_dsl.spec.parser import parse_module
 
@@ -48,7 +50,6 @@ class Analysis:
     modules: dict[str, ast.Module] = field(default_factory=dict)  # display path -> module
     paths: dict[str, Path] = field(default_factory=dict)  # display path -> absolute path
     sources: dict[str, str] = field(default_factory=dict)
-    program: ast.Program | None = None
     experiment: ir.Experiment | None = None
     decls: list[ast.Decl] = field(default_factory=list)  # every declaration of every file
     occurrences: list[Occurrence] = field(default_factory=list)
@@ -96,34 +97,18 @@ def contains(span: ir.Span, line: int, col: int) -> bool:
 
 
 def analyse(spec: Path, root: Path, texts: dict[Path, str] | None = None) -> Analysis:
-    """Diagnostics (errors and warnings, as `fleming check` reports them) and the index."""
-    from fleming_dsl.lower.declarations import lower
+    """Diagnostics (errors and warnings, as `fleming check` reports them: the compiler's own
+    `check_experiment`, with the editor's buffers as file contents) and the index."""
+    from fleming_dsl.compiler import check_experiment
 
     texts = texts or {}
     result = Analysis(root=root, spec=spec)
     try:
-        program = _load_program(spec, root, texts)
+        result.experiment, result.diagnostics = check_experiment(spec, root, texts=texts)
     except SpecError as err:
         result.diagnostics = list(err.diagnostics)
-        program = None
-    if program is not None:
-        result.program = program
-        found = by_place(run_checks(program))
-        errors = [d for d in found if d.severity == "error"]
-        result.diagnostics = errors or found
-        if not errors:
-            try:
-                result.experiment = lower(program, root)
-            except SpecError as err:
-                result.diagnostics = list(err.diagnostics)  # as `fleming check`: errors first, alone
     _index(result, spec, texts)
     return result
-
-
-def _load_program(spec: Path, root: Path, texts: dict[Path, str]) -> ast.Program:
-    from fleming_dsl.spec.loader import load_program
-
-    return load_program(spec, root, texts=texts)
 
 
 def _read(path: Path, texts: dict[Path, str]) -> str | None:

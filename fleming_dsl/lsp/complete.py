@@ -7,7 +7,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from fleming_dsl.check.rules import ITEM_SOURCES
+from fleming_dsl.check.common import ITEM_SOURCES
 from fleming_dsl.lower import options as table
 from fleming_dsl.lsp.analysis import Analysis
 from fleming_dsl.lsp.context import DECL_KEYWORDS, Cursor

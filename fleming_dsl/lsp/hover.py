@@ -69,18 +69,14 @@ def _is_default(node: Any, path: str) -> bool:
 
 
 def _ir_nodes(analysis: Analysis, name: str) -> list[ir.Decl]:
-    """The IR declarations built from the declaration `name` (several for a swept stage)."""
+    """The IR declarations built from the declaration `name` (several for a swept stage): those
+    lowered from a declaration of that name, found by the span they remember."""
     exp = analysis.experiment
     if exp is None:
         return []
-    decls = exp.declarations()
-    if name in decls and name not in {s.name for s in exp.stages if s.sweep}:
-        return [decls[name]]
-    source = next((d for d in analysis.program.decls if d.name.name == name), None) if analysis.program else None
-    if source is None:
-        return []
-    return [d for d in decls.values() if d.span is not None and d.span.file == source.span.file
-            and d.span.line == source.span.line and d.kind == source.kind]
+    written = {(d.span.file, d.span.line, d.kind) for d in analysis.decls if d.name.name == name}
+    return [d for d in exp.declarations().values()
+            if d.span is not None and (d.span.file, d.span.line, d.kind) in written]  # type: ignore[attr-defined]
 
 
 def resolved(analysis: Analysis, name: str) -> str | None:

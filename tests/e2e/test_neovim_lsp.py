@@ -31,10 +31,10 @@ def nvim() -> str:
 
 def test_neovim_shows_the_diagnostic_and_a_hover(nvim: str, tmp_path: Path) -> None:
     project = make_project(tmp_path / "proj")
-    spec = project / "specs" / "broken_base.flm"  # `betta = 0.0` in stage rl1, line 70 (1-based)
+    spec = project / "specs" / "broken_base.flm"  # `betta = 0.0` in stage rl1, line 71 (1-based)
     out = tmp_path / "nvim.out"
     env = {**server_env(), "FLEMING_SPEC": str(spec), "FLEMING_ROOT": str(project), "FLEMING_OUT": str(out),
-           "FLEMING_PYTHON": sys.executable, "FLEMING_LINE": "70", "FLEMING_COL": "3",  # on `lr` of rl1
+           "FLEMING_PYTHON": sys.executable, "FLEMING_LINE": "71", "FLEMING_COL": "3",  # on `lr` of rl1
            "XDG_CONFIG_HOME": str(tmp_path / "config"), "XDG_DATA_HOME": str(tmp_path / "data"),
            "XDG_STATE_HOME": str(tmp_path / "state")}
     result = subprocess.run([nvim, "--headless", "--clean", "-u", str(REPO / "tests" / "editors" / "neovim.lua")],
@@ -42,7 +42,7 @@ def test_neovim_shows_the_diagnostic_and_a_hover(nvim: str, tmp_path: Path) -> N
     lines = out.read_text().splitlines() if out.exists() else []
     assert result.returncode == 0, (result.stdout, result.stderr, lines)
     diagnostics = [line.split("\t") for line in lines if line.startswith("diagnostic\t")]
-    assert diagnostics == [["diagnostic", "69", "2", "1",
+    assert diagnostics == [["diagnostic", "70", "2", "1",
                             "unknown option 'betta' for stage rl1 | expected one of batch, beta, bf16, deepspeed, "
                             "epochs, generations, grad_accum, logging_steps, lora, lr, max_completion_length, max_length, "
                             "max_steps, rewards, save_steps, temperature, until, use_vllm, warmup_steps | "

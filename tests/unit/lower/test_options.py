@@ -51,7 +51,7 @@ stage sft1 = sft(base, clean) { lr = 1e-3 }
 stage rl1 = grpo(sft1, mine_hard(clean, pass < 0.5 @mine_hard()@)) {
   rewards = correct + form + short
   until = plateau(reward @plateau()@)
-  lr = 1e-6 @stage@
+  lr = 1e-6  max_steps = 4 @stage@
   lora { r = 4 @lora@ }
   resources { cpus = 1 @resources@ }
 }

@@ -101,8 +101,8 @@ async def test_error_in_base_is_reported_on_the_base_file(client: LanguageClient
     assert diag.message.splitlines()[0] == "unknown option 'betta' for stage rl1"
     assert "hint: did you mean 'beta'?" in diag.message
     assert diag.severity == t.DiagnosticSeverity.Error
-    assert (diag.range.start.line, diag.range.start.character) == (69, 2)
-    assert (diag.range.end.line, diag.range.end.character) == (69, 7)
+    assert (diag.range.start.line, diag.range.start.character) == (70, 2)
+    assert (diag.range.end.line, diag.range.end.character) == (70, 7)
     assert list(client.diagnostics[child]) == []
 
 
@@ -143,12 +143,12 @@ async def test_external_data_is_a_warning(client: LanguageClient, project: Path)
 
 async def test_hover_on_an_option_shows_its_reference_entry(client: LanguageClient, project: Path):
     uri = await open_doc(client, project, "tiny.flm")
-    hover = await client.text_document_hover_async(t.HoverParams(text_document=doc(uri), position=at(61, 3)))
+    hover = await client.text_document_hover_async(t.HoverParams(text_document=doc(uri), position=at(62, 3)))
     assert hover.contents.value == ("**lr** (stage)\n\npeak learning rate\n\n"
                                     "type: number · default: 1e-05 · range: > 0")
     hover = await client.text_document_hover_async(t.HoverParams(text_document=doc(uri), position=at(11, 42)))
     assert hover.contents.value.startswith("**layers** (tiny() model source)\n\ntransformer layers")
-    hover = await client.text_document_hover_async(t.HoverParams(text_document=doc(uri), position=at(21, 14)))
+    hover = await client.text_document_hover_async(t.HoverParams(text_document=doc(uri), position=at(22, 14)))
     assert hover.contents.value == ("**inverse_degree() weight**: `weight = inverse_degree(...)`\n\n"
                                     "- `alpha`: number = 0.75")
 
@@ -185,12 +185,12 @@ async def test_definition_of_names_and_files(client: LanguageClient, project: Pa
     uri = await open_doc(client, project, "child.flm")
     [loc] = await client.text_document_definition_async(t.DefinitionParams(text_document=doc(uri), position=at(5, 30)))
     assert loc.uri == uri_of(project, "base.flm")  # clean, declared in the base
-    assert loc.range.start == at(44, 8)
+    assert loc.range.start == at(45, 8)
     [loc] = await client.text_document_definition_async(t.DefinitionParams(text_document=doc(uri), position=at(1, 34)))
     assert loc.uri == uri_of(project, "base.flm")  # the extends target
     tiny = await open_doc(client, project, "tiny.flm")
     [loc] = await client.text_document_definition_async(t.DefinitionParams(text_document=doc(tiny),
-                                                                           position=at(32, 30)))
+                                                                           position=at(33, 30)))
     assert loc.uri == from_fs_path(str(project / "prompts" / "question.j2"))
     [loc] = await client.text_document_definition_async(t.DefinitionParams(text_document=doc(tiny),
                                                                            position=at(16, 30)))
@@ -200,19 +200,19 @@ async def test_definition_of_names_and_files(client: LanguageClient, project: Pa
 async def test_references(client: LanguageClient, project: Path):
     uri = await open_doc(client, project, "tiny.flm")
     refs = await client.text_document_references_async(t.ReferenceParams(
-        text_document=doc(uri), position=at(44, 9), context=t.ReferenceContext(include_declaration=True)))
+        text_document=doc(uri), position=at(45, 9), context=t.ReferenceContext(include_declaration=True)))
     lines = sorted(r.range.start.line + 1 for r in refs)
-    assert lines == [44, 59, 66, 77]  # declaration, sft data, grpo data, mine_hard pool
+    assert lines == [45, 60, 67, 78]  # declaration, sft data, grpo data, mine_hard pool
     refs = await client.text_document_references_async(t.ReferenceParams(
-        text_document=doc(uri), position=at(55, 9), context=t.ReferenceContext(include_declaration=False)))
-    assert sorted(r.range.start.line + 1 for r in refs) == [67, 78]
+        text_document=doc(uri), position=at(56, 9), context=t.ReferenceContext(include_declaration=False)))
+    assert sorted(r.range.start.line + 1 for r in refs) == [68, 79]
 
 
 async def test_references_to_a_file(client: LanguageClient, project: Path):
     uri = await open_doc(client, project, "tiny.flm")
     refs = await client.text_document_references_async(t.ReferenceParams(
-        text_document=doc(uri), position=at(27, 35), context=t.ReferenceContext(include_declaration=True)))
-    assert [(r.uri, r.range.start.line + 1, r.range.start.character + 1) for r in refs] == [(uri, 27, 29)]
+        text_document=doc(uri), position=at(28, 35), context=t.ReferenceContext(include_declaration=True)))
+    assert [(r.uri, r.range.start.line + 1, r.range.start.character + 1) for r in refs] == [(uri, 28, 29)]
 
 
 async def test_rename_edits_every_file_of_the_spec(client: LanguageClient, project: Path):
@@ -220,7 +220,7 @@ async def test_rename_edits_every_file_of_the_spec(client: LanguageClient, proje
     edit = await client.text_document_rename_async(t.RenameParams(
         text_document=doc(uri), position=at(5, 24), new_name="student"))
     base = uri_of(project, "base.flm")
-    assert sorted(e.range.start.line + 1 for e in edit.changes[base]) == [11, 59]
+    assert sorted(e.range.start.line + 1 for e in edit.changes[base]) == [11, 60]
     assert [e.range.start.line + 1 for e in edit.changes[uri]] == [5]
     assert {e.new_text for es in edit.changes.values() for e in es} == {"student"}
     with pytest.raises(Exception, match="'teacher' is already declared"):
@@ -240,10 +240,10 @@ async def complete(client: LanguageClient, project: Path, name: str, text: str, 
 
 async def test_completion_of_keywords_and_options(client: LanguageClient, project: Path):
     base = (project / "specs" / "tiny.flm").read_text()
-    items = await complete(client, project, "c1.flm", base + "\n", 91, 1)
+    items = await complete(client, project, "c1.flm", base + "\n", 92, 1)
     assert {"model", "stage", "sample", "evaluate", "include", "drop"} <= set(items)
     text = base.replace("  max_length = 256\n", "  max_length = 256\n  gr\n")
-    items = await complete(client, project, "c2.flm", text, 64, 5)
+    items = await complete(client, project, "c2.flm", text, 65, 5)
     assert items["grad_accum"].detail == "whole number = 1"
     assert items["lr"].detail == "number = 1e-05"
     assert {"resources", "lora", "sweep"} <= set(items)
@@ -255,25 +255,29 @@ async def test_completion_of_keywords_and_options(client: LanguageClient, projec
 
 async def test_completion_of_names_by_kind(client: LanguageClient, project: Path):
     base = (project / "specs" / "tiny.flm").read_text()
-    items = await complete(client, project, "c4.flm", base + "\nsynthesize more from rare_dx with ", 91, 35)
+    items = await complete(client, project, "c4.flm", base + "\nsynthesize more from rare_dx with ", 92, 35)
     assert set(items) == {"base", "teacher"}
-    items = await complete(client, project, "c5.flm", base + "\nevaluate rl2 on [", 91, 18)
+    items = await complete(client, project, "c5.flm", base + "\nevaluate rl2 on [", 92, 18)
     assert set(items) == {"medqa_train", "medqa_test", "medmcqa_dev", "pubmedqa"}
     text = base.replace("  rewards = 1.0 * correct + 0.2 * form + 0.1 * brevity\n  generations = 4\n  batch = 8\n"
                         "  beta = 0.0\n  lr = 5e-5\n  max_completion_length = 48\n  max_steps = 8\n}",
                         "  rewards = ", 1)
-    items = await complete(client, project, "c6.flm", text, 67, 13)
+    items = await complete(client, project, "c6.flm", text, 68, 13)
     assert set(items) == {"correct", "form", "brevity"}
+
+
+PATH_LINE = ('  path = disease -[disease_phenotype_positive]-> "effect/phenotype" '
+             '-[disease_phenotype_positive]-> disease\n')
 
 
 async def test_completion_of_relations_and_node_types(client: LanguageClient, project: Path):
     base = (project / "specs" / "tiny.flm").read_text()
-    text = base.replace('  path = disease -[disease_phenotype_positive]-> "effect/phenotype"\n', "  path = disease -[\n")
-    items = await complete(client, project, "c7.flm", text, 19, 20)
+    text = base.replace(PATH_LINE, "  path = disease -[\n")
+    items = await complete(client, project, "c7.flm", text, 20, 20)
     assert "disease_phenotype_positive" in items and "drug_protein" in items
     assert items["drug_protein"].kind == t.CompletionItemKind.EnumMember
-    text = base.replace('  path = disease -[disease_phenotype_positive]-> "effect/phenotype"\n', "  path = \n")
-    items = await complete(client, project, "c8.flm", text, 19, 10)
+    text = base.replace(PATH_LINE, "  path = \n")
+    items = await complete(client, project, "c8.flm", text, 20, 10)
     assert {"disease", '"effect/phenotype"', "drug", "*"} <= set(items)
 
 
@@ -303,8 +307,8 @@ async def test_folding_ranges(client: LanguageClient, project: Path):
     ranges = await client.text_document_folding_range_async(t.FoldingRangeParams(text_document=doc(uri)))
     spans = {(r.start_line + 1, r.end_line + 1, r.kind) for r in ranges}
     assert (1, 4, t.FoldingRangeKind.Comment) in spans
-    assert (18, 25, t.FoldingRangeKind.Region) in spans  # sample rare_dx
-    assert (49, 52, t.FoldingRangeKind.Region) in spans  # difficulty(...) { ... }
+    assert (18, 26, t.FoldingRangeKind.Region) in spans  # sample rare_dx
+    assert (50, 53, t.FoldingRangeKind.Region) in spans  # difficulty(...) { ... }
 
 
 async def test_semantic_tokens(client: LanguageClient, project: Path):
@@ -320,13 +324,14 @@ async def test_semantic_tokens(client: LanguageClient, project: Path):
         line += data[i]
         col = data[i + 1] if data[i] else col + data[i + 1]
         decoded.append((line + 1, text[line][col:col + data[i + 2]], types[data[i + 3]], data[i + 4]))
-    on_19 = [(word, kind) for n, word, kind, _ in decoded if n == 19]
-    assert on_19 == [("path", "property"), ("=", "operator"), ("disease", "type"), ("-[", "operator"),
+    on_20 = [(word, kind) for n, word, kind, _ in decoded if n == 20]
+    assert on_20 == [("path", "property"), ("=", "operator"), ("disease", "type"), ("-[", "operator"),
                      ("disease_phenotype_positive", "enumMember"), ("]->", "operator"),
-                     ('"effect/phenotype"', "string")]
-    on_36 = [(word, kind, mods) for n, word, kind, mods in decoded if n == 36]
-    assert on_36[:3] == [("synthesize", "keyword", 0), ("questions", "variable", 1), ("from", "keyword", 0)]
-    assert ("rare_dx", "variable", 0) in on_36
+                     ('"effect/phenotype"', "string"), ("-[", "operator"),
+                     ("disease_phenotype_positive", "enumMember"), ("]->", "operator"), ("disease", "type")]
+    on_37 = [(word, kind, mods) for n, word, kind, mods in decoded if n == 37]
+    assert on_37[:3] == [("synthesize", "keyword", 0), ("questions", "variable", 1), ("from", "keyword", 0)]
+    assert ("rare_dx", "variable", 0) in on_37
     assert decoded[0][2] == "comment"
 
 
@@ -335,13 +340,13 @@ async def test_code_lens_counts_jobs_against_head(client: LanguageClient, projec
     uri = await open_doc(client, project, "tiny.flm", text)
     lenses = await client.text_document_code_lens_async(t.CodeLensParams(text_document=doc(uri)))
     by_line = {lens.range.start.line + 1: lens.command.title for lens in lenses}
-    assert set(by_line) == {18, 36, 38, 44, 59, 66, 77, 87}  # data steps, stages, the evaluation
-    assert by_line[77] == "unchanged since HEAD · an edit here re-runs 3 jobs"  # grpo_rl2, eval_rl2, report
+    assert set(by_line) == {18, 37, 39, 45, 60, 67, 78, 88}  # data steps, stages, the evaluation
+    assert by_line[78] == "unchanged since HEAD · an edit here re-runs 3 jobs"  # grpo_rl2, eval_rl2, report
     edited = text.replace("  lr = 5e-5\n", "  lr = 1e-4\n  resources {\n    gpus = 2\n    time = 3h\n  }\n", 1)
     await change(client, uri, edited, 2)  # rl1, now on 2 GPUs for 3 hours
     lenses = await client.text_document_code_lens_async(t.CodeLensParams(text_document=doc(uri)))
     by_line = {lens.range.start.line + 1: lens.command.title for lens in lenses}
     # grpo_rl1 changed; grpo_rl2, eval_rl1, eval_rl2 and the report are invalidated
-    assert by_line[66] == "changed since HEAD: re-runs 5 jobs, 6 GPU-h · an edit here re-runs 5 jobs, 6 GPU-h"
-    assert by_line[59] == "unchanged since HEAD · an edit here re-runs 7 jobs, 6 GPU-h"
+    assert by_line[67] == "changed since HEAD: re-runs 5 jobs, 6 GPU-h · an edit here re-runs 5 jobs, 6 GPU-h"
+    assert by_line[60] == "unchanged since HEAD · an edit here re-runs 7 jobs, 6 GPU-h"
     await change(client, uri, text, 3)
