@@ -11,7 +11,7 @@ from fleming_dsl.check.common import ITEM_SOURCES
 from fleming_dsl.lower import options as table
 from fleming_dsl.lsp.analysis import Analysis
 from fleming_dsl.lsp.context import DECL_KEYWORDS, Cursor
-from fleming_dsl.lsp.vocab import vocabulary
+from fleming_dsl.check.graph_vocab import VocabularyError, vocabulary
 from fleming_dsl.spec import ast
 
 
@@ -174,12 +174,15 @@ def _metapath(analysis: Analysis | None, cursor: Cursor) -> list[Item]:
     if graph is None:
         return []
     base = analysis.path_of(graph.span.file).parent
-    files = tuple(Path(base / a.value) for a in graph.source.args if isinstance(a, ast.Str))
-    vocab = vocabulary(graph.source.func.name, files)
+    files = [Path(base / a.value) for a in graph.source.args if isinstance(a, ast.Str)]
+    try:  # the vocabulary `fleming check` compares metapaths with (cached beside the file's hash)
+        vocab = vocabulary(graph.source.func.name, files)
+    except (VocabularyError, OSError, UnicodeDecodeError):
+        return []
     if stmt and stmt[-1] == "-[":
-        return [Item(r, "relation", f"relation of {graph_name}") for r in vocab.relations]
+        return [Item(r, "relation", f"relation of {graph_name}") for r in sorted(vocab.relations)]
     return [Item(t if t.isidentifier() else f'"{t}"', "type", f"node type of {graph_name}")
-            for t in vocab.node_types] + [Item("*", "type", "any node type")]
+            for t in sorted(vocab.node_types)] + [Item("*", "type", "any node type")]
 
 
 __all__ = ["complete", "Item", "DECL_KEYWORDS"]
