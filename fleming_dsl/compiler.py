@@ -30,13 +30,14 @@ if TYPE_CHECKING:
 
 
 def check_experiment(path: str | os.PathLike, project_root: Path | None = None, *,
-                     text: str | None = None) -> tuple[ir.Experiment, list[Diagnostic]]:
+                     text: str | None = None, texts: dict[Path, str] | None = None,
+                     ) -> tuple[ir.Experiment, list[Diagnostic]]:
     """parse -> merge includes/base -> checks -> lower to IR; the warnings beside it.
 
     Raises SpecError on any error. `text`, when given, is the spec's content (as if it were in
-    the file `path`)."""
+    the file `path`); `texts` gives any file's content by path (an editor's unsaved buffers)."""
     root = project_root or Path.cwd()
-    program = load_program(path, root, text=text)
+    program = load_program(path, root, text=text, texts=texts)
     found = by_place(run_checks(program))
     errors = [d for d in found if d.severity == "error"]
     if errors:

@@ -22,6 +22,8 @@ EXTERNAL_COMMANDS = {
     "diff": ("fleming_dsl.cli.diff", "semantic diff of two specs and the jobs it invalidates"),
     "status": ("fleming_dsl.review.status", "outputs missing, up to date, or stale against the spec"),
     "explain": ("fleming_dsl.review.explain", "one job's resolved config and the spec lines it came from"),
+    "lsp": ("fleming_dsl.lsp.server", "the language server for editors (stdio)"),
+    "reference": ("fleming_dsl.cli.reference", "regenerate the option tables of the language reference"),
 }
 
 

@@ -141,13 +141,17 @@ class _Loader:
 
 
 def load_program(path: str | os.PathLike, project_root: Path | None = None, *,
-                 text: str | None = None) -> ast.Program:
+                 text: str | None = None, texts: dict[Path, str] | None = None) -> ast.Program:
     """Parse a spec with its includes and base, merged (no semantic checks yet).
 
     `text`, when given, is used as the content of `path` (which need not exist): e.g. to check
-    a formatted spec before writing it."""
+    a formatted spec before writing it. `texts` does the same for any file by absolute path
+    (an editor's unsaved buffers of the spec, its base and its includes)."""
     spec = Path(os.path.abspath(path))
-    loader = _Loader(project_root or Path.cwd(), {spec: text} if text is not None else None)
+    given = {Path(os.path.abspath(k)): v for k, v in (texts or {}).items()}
+    if text is not None:
+        given[spec] = text
+    loader = _Loader(project_root or Path.cwd(), given or None)
     layer = loader.layer(spec, [], "spec")
     if loader.diags:
         raise SpecError(loader.diags, loader.sources)

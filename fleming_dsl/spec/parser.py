@@ -445,8 +445,12 @@ class _ToAst(Transformer):
         return tuple(c)
 
 
+@functools.lru_cache(maxsize=64)
 def parse_module(text: str, file: str) -> ast.Module:
-    """Parse one file's text; raises SpecError (one located diagnostic) on a syntax error."""
+    """Parse one file's text; raises SpecError (one located diagnostic) on a syntax error.
+
+    Cached by (text, file), i.e. by content: the AST is immutable, and a spec that extends a
+    large base re-parses only what changed (the language server re-checks on every keystroke)."""
     try:
         tree = lark_parser().parse(text)
     except UnexpectedInput as err:

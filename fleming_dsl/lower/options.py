@@ -1,0 +1,310 @@
+"""Every option a spec accepts, as data: where it is written, its type, unit, default, range and
+meaning.
+
+Lowering (`declarations.py`, `stages.py`) decides what is valid; this table describes it for
+people and tools (the stage block is built from lowering's own `TRAINING_OPTIONS`, its type and
+range read off the converter and check lowering applies): `fleming reference` renders it into
+docs/language.md, and the language server (`fleming lsp`) uses it for hover and completion.
+tests/unit/lower/test_options.py holds the two together: for every block it lowers a spec with an
+unknown option and compares the "expected one of ..." list lowering prints with this table, and
+it feeds each ranged option a value just outside its range and expects lowering to reject it.
+Defaults are read from the IR models, so they cannot drift either.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from fleming_dsl import ir
+from fleming_dsl.lower import values
+
+_NONE = object()  # "no default": required, or decided elsewhere (see `meaning`)
+
+
+@dataclass(frozen=True)
+class Opt:
+    name: str
+    type: str  # as a user writes it: "number", "whole number", "duration", "bucket list", ...
+    meaning: str
+    default: Any = _NONE  # a literal, or a "Model.field" string read from the IR
+    range: str = ""  # e.g. ">= 1", "in (0, 1]"; "" when any value of the type is allowed
+    unit: str = ""
+
+    def default_value(self) -> Any:
+        """The default as the spec would write it ("" when there is none)."""
+        value = self.default
+        if isinstance(value, str) and value.startswith("ir."):
+            model, field = value[3:].split(".")
+            value = getattr(ir, model).model_fields[field].default
+        if value is _NONE:
+            return ""
+        return value
+
+    def default_text(self) -> str:
+        value = self.default_value()
+        if value == "":
+            return ""
+        if isinstance(value, bool):
+            return "true" if value else "false"
+        if isinstance(value, tuple):
+            return "[" + ", ".join(f'"{v}"' if isinstance(v, str) else str(v) for v in value) + "]"
+        if value is None:
+            return "none"
+        return str(value)
+
+
+@dataclass(frozen=True)
+class Block:
+    """One place options are written: a declaration's block, a nested block or a call's keywords."""
+
+    key: str  # the name tools use: "stage", "resources", "vllm()", ...
+    title: str  # how the reference names it
+    where: str  # how it is written, e.g. "stage NAME = sft(...) { ... }"
+    options: tuple[Opt, ...]
+
+    def option(self, name: str) -> Opt | None:
+        return next((o for o in self.options if o.name == name), None)
+
+
+def _type_of(convert) -> str:
+    """How a lowering converter's values are written, for the reference."""
+    names = {values.to_float: "number", values.to_int: "whole number", values.to_bool: "true/false",
+             values.to_str: "string", values.to_name: "name"}
+    if convert in names:
+        return names[convert]
+    choices = next((c.cell_contents for c in convert.__closure__ or ()
+                    if isinstance(c.cell_contents, tuple)), None)  # one_of(choices)
+    return ", ".join(choices[:-1]) + " or " + choices[-1] if choices else "value"
+
+
+def _range_of(check) -> str:
+    """A range check's own words ("> 0", ">= 1", "in (0, 1]"), as lowering's messages use them."""
+    return (check(-10 ** 18) or "") if check is not None else ""
+
+
+_STAGE_UNITS = {"max_length": "tokens", "max_completion_length": "tokens", "warmup_steps": "steps",
+                "logging_steps": "steps", "save_steps": "steps"}
+
+
+def _stage_options() -> tuple[Opt, ...]:
+    """The stage block: lowering's own table of training options (`lower/stages.py`), then the
+    options lowering reads beside it."""
+    from fleming_dsl.lower.stages import TRAINING_OPTIONS
+
+    rows = tuple(Opt(o.word, _type_of(o.convert), ("grpo: " if o.methods == ("grpo",) else "") + o.meaning,
+                     f"ir.Training.{o.target}", _range_of(o.check), _STAGE_UNITS.get(o.word, ""))
+                 for o in TRAINING_OPTIONS)
+    return rows + (
+        Opt("lora", "true/false (or a lora { ... } block)", "train LoRA adapters instead of all weights",
+            False),
+        Opt("rewards", "reward or weighted sum: 1.0 * correct + 0.1 * form",
+            "grpo: the verifiable rewards and their weights; required for grpo"),
+        Opt("until", "plateau(metric, patience = N, min_delta = D)", "stop when the metric stops improving",
+            "max_steps / epochs"),
+    )
+
+
+_DURATION = "duration (30s, 30m, 48h, 2d)"
+_SIZE = "size (512MB, 80GB, 1TB)"
+
+_RESOURCES = (
+    Opt("nodes", "whole number", "nodes per job (multi-node training runs one launcher per node)",
+        "ir.Resources.nodes", ">= 1"),
+    Opt("gpus", "whole number", "GPUs per node (sbatch --gres=gpu:N)", "ir.Resources.gpus", ">= 0"),
+    Opt("cpus", "whole number", "CPU cores per task (sbatch --cpus-per-task)", "ir.Resources.cpus", ">= 1"),
+    Opt("mem", _SIZE, "memory per node; a bare number is MB", "ir.Resources.mem_mb", "> 0", "MB"),
+    Opt("time", _DURATION, "wall-time limit; a bare number is minutes", "ir.Resources.time_min",
+        "> 0", "minutes"),
+    Opt("partition", "string", "SLURM partition (overrides the cluster block)", None),
+    Opt("account", "string", "SLURM account (overrides the cluster block)", None),
+)
+
+BLOCKS: tuple[Block, ...] = (
+    Block("experiment", "experiment header", 'experiment "NAME" [extends "BASE.flm"] { ... }', (
+        Opt("seed", "whole number", "seed of every job that draws random numbers", "ir.Experiment.seed"),
+        Opt("workdir", "string (path)", "where jobs write their outputs, relative to the spec file",
+            "runs/<experiment>"),
+    )),
+    Block("cluster", "cluster", "cluster { ... }", (
+        Opt("account", "string", "SLURM account of every job", None),
+        Opt("partition", "string", "SLURM partition of CPU jobs", None),
+        Opt("gpu_partition", "string", "SLURM partition of GPU jobs", None),
+        Opt("qos", "string", "SLURM quality of service", None),
+        Opt("max_jobs", "whole number", "jobs Snakemake keeps submitted at once", "ir.Cluster.max_jobs", ">= 1"),
+        Opt("group_cpu_jobs", "true/false", "bundle short CPU jobs into one submission",
+            "ir.Cluster.group_cpu_jobs"),
+    )),
+    Block("model", "model", "model NAME = SOURCE(...) { ... }", (
+        Opt("backend", "call: vllm(...), transformers(), openai(...), template()",
+            "how the model generates text when it is a teacher, grader or judge"),
+        Opt("temperature", "number", "sampling temperature of the backend", "ir.Backend.temperature", ">= 0"),
+        Opt("top_p", "number", "nucleus sampling mass", "ir.Backend.top_p", "in (0, 1]"),
+        Opt("max_tokens", "whole number", "tokens generated per answer", "ir.Backend.max_tokens", ">= 1",
+            "tokens"),
+        Opt("timeout", _DURATION, "per-request timeout (openai); a bare number is seconds",
+            "ir.Backend.timeout_s", "> 0", "seconds"),
+        Opt("retries", "whole number", "retries of a failed request (openai)", "ir.Backend.retries", ">= 0"),
+        Opt("concurrency", "whole number", "requests in flight at once (openai)", "ir.Backend.concurrency",
+            ">= 1"),
+    )),
+    Block("tiny()", "tiny() model source", "model NAME = tiny(...)", (
+        Opt("hidden", "whole number", "hidden size", "ir.TinyArch.hidden", ">= 1"),
+        Opt("layers", "whole number", "transformer layers", "ir.TinyArch.layers", ">= 1"),
+        Opt("heads", "whole number", "attention heads", "ir.TinyArch.heads", ">= 1"),
+        Opt("kv_heads", "whole number", "key/value heads", "ir.TinyArch.kv_heads", ">= 1"),
+        Opt("vocab", "whole number", "tokenizer vocabulary size", "ir.TinyArch.vocab", ">= 1"),
+        Opt("max_position", "whole number", "longest sequence", "ir.TinyArch.max_position", ">= 1",
+            "tokens"),
+    )),
+    Block("vllm()", "vllm() backend", "backend = vllm(...)", (
+        Opt("tp", "whole number", "tensor-parallel GPUs (short for tensor_parallel)",
+            "ir.Backend.tensor_parallel", ">= 1"),
+        Opt("tensor_parallel", "whole number", "tensor-parallel GPUs", "ir.Backend.tensor_parallel", ">= 1"),
+    )),
+    Block("openai()", "openai() source/backend", 'model NAME = openai(model = "...", ...)', (
+        Opt("model", "string", "the served model's name (required for an openai() model)"),
+        Opt("base_url", "string", "the server's URL; the OpenAI API when not given", None),
+        Opt("api_key_env", "string", "name of the environment variable holding the API key", None),
+    )),
+    Block("sample", "sample", "sample NAME from GRAPH { ... }", (
+        Opt("path", "metapath", "node types and relations to walk: disease -[relation]-> phenotype "
+            "(`*` any type, `-->` any relation); required"),
+        Opt("hops", "whole number or range lo..hi", "path length in edges, at most the metapath's: a walk "
+            "of N hops takes the metapath's first N steps", "the metapath's length", ">= 1"),
+        Opt("weight", "uniform, inverse_degree or inverse_degree(alpha = A)",
+            "how the next node is chosen; inverse_degree favours rare (long-tail) entities",
+            "ir.Sample.weight"),
+        Opt("mask", "anchor, target or a node index", "which entity of the path becomes the answer "
+            "(an index counts from 0, the start, up to the shortest walk's end)",
+            "ir.Sample.mask", ">= 0"),
+        Opt("distractors", "whole number or same_type(k = K, near = B)",
+            "wrong options per question, drawn from entities of the answer's type",
+            "ir.Sample.distractors", ">= 1"),
+        Opt("count", "whole number", "paths to sample (questions to write); required", range="> 0"),
+        Opt("seed", "whole number", "sampling seed", "the experiment seed"),
+    )),
+    Block("inverse_degree()", "inverse_degree() weight", "weight = inverse_degree(...)", (
+        Opt("alpha", "number", "strength of the long-tail bias: weight = degree^-alpha",
+            "ir.Sample.alpha", ">= 0"),
+    )),
+    Block("same_type()", "same_type() distractors", "distractors = same_type(...)", (
+        Opt("k", "whole number", "distractors per question", "ir.Sample.distractors", ">= 1"),
+        Opt("near", "true/false", "prefer distractors close to the answer in the graph",
+            "ir.Sample.near_distractors"),
+    )),
+    Block("dataset", "dataset", 'dataset NAME = FORMAT("file.jsonl", ...) { ... }', (
+        Opt("split", "string", "subset to keep (e.g. the MMLU-Pro category)", "ir.Dataset.split"),
+        Opt("limit", "whole number", "keep only the first N items", "ir.Dataset.limit", ">= 1"),
+    )),
+    Block("distill", "distill", "distill NAME from SOURCES with TEACHER using PROMPT { ... }", (
+        Opt("refine", "list of backtrack, explore, self_correct",
+            "revision moves the teacher may take on a wrong trajectory", "ir.Distill.refine"),
+        Opt("max_rounds", "whole number", "revision rounds per question", "ir.Distill.max_rounds", ">= 1"),
+        Opt("keep", "correct or all", "which trajectories are kept", "ir.Distill.keep"),
+    )),
+    Block("verify_label()", "verify_label() filter step", "verify_label(...)", (
+        Opt("model", "name of a model", "the model that answers again", "the distill teacher"),
+        Opt("votes", "whole number", "independent answers per item", "ir.VerifyLabel.votes", ">= 1"),
+        Opt("agree", "whole number", "answers that must match the label to keep the item (<= votes)",
+            "ir.VerifyLabel.agree", ">= 1"),
+        Opt("on_fail", "drop or review", "what happens to an item that fails", "ir.VerifyLabel.on_fail"),
+    )),
+    Block("dedupe()", "dedupe() filter step", "dedupe(METHOD, ...)", (
+        Opt("method", "exact or minhash (also the first positional argument)", "how duplicates are found",
+            "ir.Dedupe.method"),
+        Opt("threshold", "number", "minhash Jaccard similarity above which items are duplicates",
+            "ir.Dedupe.threshold", "in (0, 1]"),
+    )),
+    Block("decontaminate()", "decontaminate() filter step", "decontaminate(against = [...], ...)", (
+        Opt("against", "name or list of datasets", "evaluation sets whose n-grams are removed; required"),
+        Opt("ngram", "whole number", "n-gram length compared", "ir.Decontaminate.ngram", ">= 1", "tokens"),
+    )),
+    Block("difficulty()", "difficulty() filter step", "difficulty(METHOD, model = M, ...) { ... }", (
+        Opt("method", "pass_rate or grader (also the first positional argument)",
+            "pass rate of k samples, or an LLM grader's judgement", "ir.Difficulty.method"),
+        Opt("model", "name of a model or stage", "the model sampled (pass_rate) or the grader; required"),
+        Opt("samples", "whole number", "samples per item for the pass rate", "ir.Difficulty.samples", ">= 1"),
+        Opt("prompt", "name of a prompt", "the grader's rubric (grader only; required there)"),
+    )),
+    Block("difficulty buckets", "difficulty buckets", "difficulty(...) { easy = ...  moderate = ... }", (
+        Opt("easy", "threshold: pass >= X", "pass rate at or above which an item is easy",
+            "ir.Difficulty.easy", "in (0, 1], > moderate"),
+        Opt("moderate", "threshold: pass >= X", "pass rate at or above which an item is moderate "
+            "(below: hard)", "ir.Difficulty.moderate", "in (0, 1]"),
+    )),
+    Block("stage", "stage", "stage NAME = sft(INIT, DATA) { ... } / grpo(INIT, DATA) { ... }",
+          _stage_options()),
+    Block("lora", "lora block", "lora { ... } inside a stage", (
+        Opt("r", "whole number", "adapter rank", "ir.Lora.r", ">= 1"),
+        Opt("alpha", "whole number", "adapter scaling", "ir.Lora.alpha", ">= 1"),
+        Opt("dropout", "number", "adapter dropout", "ir.Lora.dropout", ">= 0"),
+        Opt("target_modules", "list of strings", "modules that get adapters", "ir.Lora.target_modules"),
+    )),
+    Block("plateau()", "plateau() stop condition", "until = plateau(METRIC, ...)", (
+        Opt("metric", "name (also the first positional argument)", "the logged metric watched",
+            "ir.Plateau.metric"),
+        Opt("patience", "whole number", "steps without improvement before stopping", "ir.Plateau.patience",
+            ">= 1", "steps"),
+        Opt("min_delta", "number", "smallest change that counts as improvement", "ir.Plateau.min_delta",
+            ">= 0"),
+    )),
+    Block("mine_hard()", "mine_hard() stage data", "grpo(INIT, mine_hard(POOL, pass < X, ...))", (
+        Opt("refresh", "whole number", "steps between re-estimating pass rates", "ir.Miner.refresh",
+            ">= 1", "steps"),
+        Opt("samples", "whole number", "rollouts per item when estimating its pass rate",
+            "ir.Miner.samples", ">= 1"),
+        Opt("ratio", "ratio solved:failed", "mix of solved to failed items (the paper: 1:2)", "1:2",
+            "parts > 0"),
+    )),
+    Block("resources", "resources block", "resources { ... } inside a stage, data step or evaluate",
+          _RESOURCES),
+    Block("evaluate", "evaluate", "evaluate TARGETS on BENCHMARKS [as NAME] { ... }", (
+        Opt("samples", "whole number", "answers sampled per question", "ir.Evaluate.samples", ">= 1"),
+        Opt("temperature", "number", "sampling temperature", "ir.Evaluate.temperature", ">= 0"),
+        Opt("max_tokens", "whole number", "tokens generated per answer", "ir.Evaluate.max_tokens", ">= 1",
+            "tokens"),
+        Opt("limit", "whole number", "questions per benchmark (all when not given)", "ir.Evaluate.limit",
+            ">= 1"),
+    )),
+    Block("choice_match()", "choice_match() reward", "reward NAME = choice_match(TAG)", (
+        Opt("tag", "string (also the first positional argument)",
+            "the tag holding the chosen letter: <answer>B</answer> -> 1.0 when B is right"),
+    )),
+    Block("regex()", "regex() reward", "reward NAME = regex(PATTERN)", (
+        Opt("pattern", "string (also the first positional argument)",
+            "a Python regular expression; 1.0 when the completion matches"),
+    )),
+    Block("length_penalty()", "length_penalty() reward", "reward NAME = length_penalty(MAX_TOKENS)", (
+        Opt("max_tokens", "whole number (also the first positional argument)",
+            "completions longer than this are penalised"),
+    )),
+)
+
+BY_KEY: dict[str, Block] = {b.key: b for b in BLOCKS}
+
+# Where a nested block or a call's keywords take their options from (key -> block key).
+NESTED_BLOCKS = {"resources": "resources", "lora": "lora"}
+CALL_BLOCKS = {name[:-2]: name for name in BY_KEY if name.endswith("()")}
+# The block of a declaration kind (synthesize and filter blocks take only nested blocks/steps).
+DECL_BLOCKS = {"model": "model", "sample": "sample", "dataset": "dataset", "distill": "distill",
+               "stage": "stage", "evaluate": "evaluate", "cluster": "cluster", "experiment": "experiment"}
+FILTER_STEPS = ("format", "verify_label", "dedupe", "decontaminate", "difficulty")
+
+
+def block(key: str) -> Block | None:
+    return BY_KEY.get(key)
+
+
+# The functions a declaration's call may name, by what lowering calls them in its
+# "unknown <what> 'x'" message (tests/unit/lower/test_options.py checks each list against it).
+SOURCES: dict[str, tuple[str, ...]] = {
+    "model source": ("hf", "local", "tiny", "template", "openai"),
+    "backend": ("vllm", "transformers", "openai", "template"),
+    "graph format": ("primekg", "hetionet", "triples"),
+    "dataset format": tuple(ir.DatasetFormat.__args__),  # type: ignore[attr-defined]
+    "prompt source": ("template",),
+    "reward function": ("choice_match", "length_penalty", "regex"),  # plus plugins (entry points)
+    "stage method": ("sft", "grpo"),
+    "distractor policy": ("same_type",),
+}

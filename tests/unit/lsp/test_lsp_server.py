@@ -1,0 +1,352 @@
+"""`fleming lsp` end to end: a pytest-lsp client drives the real server over stdio."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import pytest
+import pytest_lsp
+from lsp_fixtures import make_project, server_command, server_env
+from lsprotocol import types as t
+from pygls.uris import from_fs_path
+from pytest_lsp import ClientServerConfig, LanguageClient, client_capabilities
+
+pytestmark = pytest.mark.asyncio(loop_scope="module")
+
+
+@pytest.fixture(scope="module")
+def project(tmp_path_factory) -> Path:
+    return make_project(tmp_path_factory.mktemp("lsp") / "proj")
+
+
+@pytest_lsp.fixture(config=ClientServerConfig(server_command=server_command(), server_env=server_env()),
+                    scope="module")
+async def client(lsp_client: LanguageClient, project: Path):
+    await lsp_client.initialize_session(t.InitializeParams(
+        capabilities=client_capabilities("visual-studio-code"), root_uri=from_fs_path(str(project))))
+    yield
+    await lsp_client.shutdown_session()
+
+
+def uri_of(project: Path, name: str) -> str:
+    return from_fs_path(str(project / "specs" / name))
+
+
+async def open_doc(client: LanguageClient, project: Path, name: str, text: str | None = None) -> str:
+    uri = uri_of(project, name)
+    text = (project / "specs" / name).read_text() if text is None else text
+    waiter = Published(client, uri)
+    client.text_document_did_open(t.DidOpenTextDocumentParams(
+        text_document=t.TextDocumentItem(uri=uri, language_id="flm", version=1, text=text)))
+    await waiter.wait()
+    return uri
+
+
+class Published:
+    """Waits for the next diagnostics of one file. (Waiting on the notification method loses
+    the second of two notifications that arrive together, and the server sends a spec's base
+    file's diagnostics just before its own; so count them as the client's handler sees them.)"""
+
+    def __init__(self, client, uri: str):
+        self.client, self.uri = client, uri
+        features = client.protocol.fm.features
+        if not hasattr(client, "published_count"):
+            client.published_count = {}
+            handler = features[t.TEXT_DOCUMENT_PUBLISH_DIAGNOSTICS]
+
+            def counting(params):
+                handler(params)
+                client.published_count[params.uri] = client.published_count.get(params.uri, 0) + 1
+
+            features[t.TEXT_DOCUMENT_PUBLISH_DIAGNOSTICS] = counting
+        self.before = client.published_count.get(uri, 0)
+
+    async def wait(self, timeout: float = 30.0) -> None:
+        async with asyncio.timeout(timeout):
+            while self.client.published_count.get(self.uri, 0) == self.before:
+                await asyncio.sleep(0.001)
+
+
+async def change(client: LanguageClient, uri: str, text: str, version: int) -> None:
+    """Replace the document's text and wait for its diagnostics."""
+    waiter = Published(client, uri)
+    client.text_document_did_change(t.DidChangeTextDocumentParams(
+        text_document=t.VersionedTextDocumentIdentifier(uri=uri, version=version),
+        content_changes=[t.TextDocumentContentChangeWholeDocument(text=text)]))
+    await waiter.wait()
+
+
+def doc(uri: str) -> t.TextDocumentIdentifier:
+    return t.TextDocumentIdentifier(uri=uri)
+
+
+def at(line: int, col: int) -> t.Position:
+    """1-based line and column, as the spec listings number them."""
+    return t.Position(line=line - 1, character=col - 1)
+
+
+# ---------------------------------------------------------------- diagnostics
+
+
+async def test_clean_spec_has_no_diagnostics(client: LanguageClient, project: Path):
+    uri = await open_doc(client, project, "tiny.flm")
+    assert list(client.diagnostics[uri]) == []
+
+
+async def test_error_in_base_is_reported_on_the_base_file(client: LanguageClient, project: Path):
+    child = await open_doc(client, project, "broken_child.flm")
+    base = uri_of(project, "broken_base.flm")
+    [diag] = client.diagnostics[base]
+    assert diag.message.splitlines()[0] == "unknown option 'betta' for stage rl1"
+    assert "hint: did you mean 'beta'?" in diag.message
+    assert diag.severity == t.DiagnosticSeverity.Error
+    assert (diag.range.start.line, diag.range.start.character) == (70, 2)
+    assert (diag.range.end.line, diag.range.end.character) == (70, 7)
+    assert list(client.diagnostics[child]) == []
+
+
+async def test_diagnostics_follow_edits(client: LanguageClient, project: Path):
+    text = (project / "specs" / "child.flm").read_text()
+    uri = await open_doc(client, project, "child.flm", text)
+    assert list(client.diagnostics[uri]) == []
+    await change(client, uri, text.replace("epochs = 1", "epochs = -1"), 2)
+    [diag] = client.diagnostics[uri]
+    assert diag.message == "'epochs' must be > 0, got -1.0"
+    assert diag.range.start == at(6, 12)
+    await change(client, uri, text.replace("batch = 8\n}", "batch = 8\n"), 3)  # a syntax error
+    [diag] = client.diagnostics[uri]
+    assert diag.message.startswith("unclosed block: missing '}'")
+    await change(client, uri, text, 4)
+    assert list(client.diagnostics[uri]) == []
+
+
+async def test_an_included_file_is_checked_through_the_spec_that_includes_it(client: LanguageClient,
+                                                                            project: Path):
+    uri = await open_doc(client, project, "common.flm")
+    [diag] = client.diagnostics[uri]
+    assert diag.message.startswith("invalid regular expression: unterminated character set")
+    assert diag.range.start == at(1, 22)  # as the CLI: common.flm:1:22
+
+
+async def test_external_data_is_a_warning(client: LanguageClient, project: Path):
+    text = (project / "specs" / "tiny.flm").read_text().replace("../data/eval/pubmedqa.json",
+                                                                 "../elsewhere/pubmedqa.json")
+    uri = await open_doc(client, project, "tiny_external.flm", text)
+    [diag] = client.diagnostics[uri]
+    assert diag.severity == t.DiagnosticSeverity.Warning
+    assert diag.message.startswith("data file not found: ../elsewhere/pubmedqa.json (treated as external data")
+
+
+# ---------------------------------------------------------------- hover
+
+
+async def test_hover_on_an_option_shows_its_reference_entry(client: LanguageClient, project: Path):
+    uri = await open_doc(client, project, "tiny.flm")
+    hover = await client.text_document_hover_async(t.HoverParams(text_document=doc(uri), position=at(62, 3)))
+    assert hover.contents.value == ("**lr** (stage)\n\npeak learning rate\n\n"
+                                    "type: number · default: 1e-05 · range: > 0")
+    hover = await client.text_document_hover_async(t.HoverParams(text_document=doc(uri), position=at(11, 42)))
+    assert hover.contents.value.startswith("**layers** (tiny() model source)\n\ntransformer layers")
+    hover = await client.text_document_hover_async(t.HoverParams(text_document=doc(uri), position=at(22, 14)))
+    assert hover.contents.value == ("**inverse_degree() weight**: `weight = inverse_degree(...)`\n\n"
+                                    "- `alpha`: number = 0.75")
+
+
+async def test_hover_on_a_name_shows_its_resolved_configuration(client: LanguageClient, project: Path):
+    uri = await open_doc(client, project, "child.flm")
+    # `base` in `sft(base, clean)`: the model from the base spec, defaults filled in
+    hover = await client.text_document_hover_async(t.HoverParams(text_document=doc(uri), position=at(5, 24)))
+    text = hover.contents.value
+    assert "model base  (specs/base.flm:11)" in text
+    assert '  tiny.layers       = 2  <- line 11' in text
+    assert '  tiny.max_position = 512  (default)' in text
+    # the stage the child redeclares: its own values, lines of child.flm
+    hover = await client.text_document_hover_async(t.HoverParams(text_document=doc(uri), position=at(5, 8)))
+    text = hover.contents.value
+    assert "stage cold_start  (specs/child.flm:5)" in text
+    assert "training.lr                    = 0.001  <- line 7" in text
+    assert 'init                           = "base"  <- line 5' in text
+
+
+async def test_hover_shows_every_sweep_point(client: LanguageClient, project: Path):
+    text = (project / "specs" / "child.flm").read_text().replace("lr = 1e-3", "sweep lr in [1e-3, 1e-4]")
+    uri = await open_doc(client, project, "child_sweep.flm", text)
+    hover = await client.text_document_hover_async(t.HoverParams(text_document=doc(uri), position=at(5, 8)))
+    assert hover.contents.value.startswith("**cold_start**: 2 declarations after sweep expansion")
+    assert "stage cold_start_lr_0p001" in hover.contents.value
+    assert "stage cold_start_lr_0p0001" in hover.contents.value
+
+
+# ---------------------------------------------------------------- navigation
+
+
+async def test_definition_of_names_and_files(client: LanguageClient, project: Path):
+    uri = await open_doc(client, project, "child.flm")
+    [loc] = await client.text_document_definition_async(t.DefinitionParams(text_document=doc(uri), position=at(5, 30)))
+    assert loc.uri == uri_of(project, "base.flm")  # clean, declared in the base
+    assert loc.range.start == at(45, 8)
+    [loc] = await client.text_document_definition_async(t.DefinitionParams(text_document=doc(uri), position=at(1, 34)))
+    assert loc.uri == uri_of(project, "base.flm")  # the extends target
+    tiny = await open_doc(client, project, "tiny.flm")
+    [loc] = await client.text_document_definition_async(t.DefinitionParams(text_document=doc(tiny),
+                                                                           position=at(33, 30)))
+    assert loc.uri == from_fs_path(str(project / "prompts" / "question.j2"))
+    [loc] = await client.text_document_definition_async(t.DefinitionParams(text_document=doc(tiny),
+                                                                           position=at(16, 30)))
+    assert loc.uri == from_fs_path(str(project / "data" / "medkg" / "kg.csv"))
+
+
+async def test_references(client: LanguageClient, project: Path):
+    uri = await open_doc(client, project, "tiny.flm")
+    refs = await client.text_document_references_async(t.ReferenceParams(
+        text_document=doc(uri), position=at(45, 9), context=t.ReferenceContext(include_declaration=True)))
+    lines = sorted(r.range.start.line + 1 for r in refs)
+    assert lines == [45, 60, 67, 78]  # declaration, sft data, grpo data, mine_hard pool
+    refs = await client.text_document_references_async(t.ReferenceParams(
+        text_document=doc(uri), position=at(56, 9), context=t.ReferenceContext(include_declaration=False)))
+    assert sorted(r.range.start.line + 1 for r in refs) == [68, 79]
+
+
+async def test_references_to_a_file(client: LanguageClient, project: Path):
+    uri = await open_doc(client, project, "tiny.flm")
+    refs = await client.text_document_references_async(t.ReferenceParams(
+        text_document=doc(uri), position=at(28, 35), context=t.ReferenceContext(include_declaration=True)))
+    assert [(r.uri, r.range.start.line + 1, r.range.start.character + 1) for r in refs] == [(uri, 28, 29)]
+
+
+async def test_rename_edits_every_file_of_the_spec(client: LanguageClient, project: Path):
+    uri = await open_doc(client, project, "child.flm")
+    edit = await client.text_document_rename_async(t.RenameParams(
+        text_document=doc(uri), position=at(5, 24), new_name="student"))
+    base = uri_of(project, "base.flm")
+    assert sorted(e.range.start.line + 1 for e in edit.changes[base]) == [11, 60]
+    assert [e.range.start.line + 1 for e in edit.changes[uri]] == [5]
+    assert {e.new_text for es in edit.changes.values() for e in es} == {"student"}
+    with pytest.raises(Exception, match="'teacher' is already declared"):
+        await client.text_document_rename_async(t.RenameParams(
+            text_document=doc(uri), position=at(5, 24), new_name="teacher"))
+
+
+# ---------------------------------------------------------------- completion
+
+
+async def complete(client: LanguageClient, project: Path, name: str, text: str, line: int, col: int):
+    uri = await open_doc(client, project, name, text)
+    result = await client.text_document_completion_async(t.CompletionParams(text_document=doc(uri),
+                                                                            position=at(line, col)))
+    return {item.label: item for item in result.items}
+
+
+async def test_completion_of_keywords_and_options(client: LanguageClient, project: Path):
+    base = (project / "specs" / "tiny.flm").read_text()
+    items = await complete(client, project, "c1.flm", base + "\n", 92, 1)
+    assert {"model", "stage", "sample", "evaluate", "include", "drop"} <= set(items)
+    text = base.replace("  max_length = 256\n", "  max_length = 256\n  gr\n")
+    items = await complete(client, project, "c2.flm", text, 65, 5)
+    assert items["grad_accum"].detail == "whole number = 1"
+    assert items["lr"].detail == "number = 1e-05"
+    assert {"resources", "lora", "sweep"} <= set(items)
+    assert "count" not in items  # a sample option
+    text = base.replace("  temperature = 0.0\n", "  temperature = 0.0\n  backend = vllm(\n")
+    items = await complete(client, project, "c3.flm", text, 14, 18)
+    assert set(items) == {"tp", "tensor_parallel"}
+
+
+async def test_completion_of_names_by_kind(client: LanguageClient, project: Path):
+    base = (project / "specs" / "tiny.flm").read_text()
+    items = await complete(client, project, "c4.flm", base + "\nsynthesize more from rare_dx with ", 92, 35)
+    assert set(items) == {"base", "teacher"}
+    items = await complete(client, project, "c5.flm", base + "\nevaluate rl2 on [", 92, 18)
+    assert set(items) == {"medqa_train", "medqa_test", "medmcqa_dev", "pubmedqa"}
+    text = base.replace("  rewards = 1.0 * correct + 0.2 * form + 0.1 * brevity\n  generations = 4\n  batch = 8\n"
+                        "  beta = 0.0\n  lr = 5e-5\n  max_completion_length = 48\n  max_steps = 8\n}",
+                        "  rewards = ", 1)
+    items = await complete(client, project, "c6.flm", text, 68, 13)
+    assert set(items) == {"correct", "form", "brevity"}
+
+
+PATH_LINE = ('  path = disease -[disease_phenotype_positive]-> "effect/phenotype" '
+             '-[disease_phenotype_positive]-> disease\n')
+
+
+async def test_completion_of_relations_and_node_types(client: LanguageClient, project: Path):
+    base = (project / "specs" / "tiny.flm").read_text()
+    text = base.replace(PATH_LINE, "  path = disease -[\n")
+    items = await complete(client, project, "c7.flm", text, 20, 20)
+    assert "disease_phenotype_positive" in items and "drug_protein" in items
+    assert items["drug_protein"].kind == t.CompletionItemKind.EnumMember
+    text = base.replace(PATH_LINE, "  path = \n")
+    items = await complete(client, project, "c8.flm", text, 20, 10)
+    assert {"disease", '"effect/phenotype"', "drug", "*"} <= set(items)
+
+
+# ---------------------------------------------------------------- formatting and outline
+
+
+async def test_formatting(client: LanguageClient, project: Path):
+    uri = await open_doc(client, project, "fmt.flm", 'experiment "f" { seed = 1 }\nmodel   m=hf("x")  # a model\n')
+    [edit] = await client.text_document_formatting_async(t.DocumentFormattingParams(
+        text_document=doc(uri), options=t.FormattingOptions(tab_size=2, insert_spaces=True)))
+    assert edit.new_text == 'experiment "f" {\n  seed = 1\n}\nmodel m = hf("x")  # a model\n'
+
+
+async def test_document_symbols(client: LanguageClient, project: Path):
+    uri = await open_doc(client, project, "tiny.flm")
+    symbols = await client.text_document_document_symbol_async(t.DocumentSymbolParams(text_document=doc(uri)))
+    names = [s.name for s in symbols]
+    assert names[:4] == ["tiny", "base", "teacher", "medkg"]
+    assert names[-1] == "eval"
+    rl1 = next(s for s in symbols if s.name == "rl1")
+    assert rl1.detail == "stage = grpo(...)" and rl1.kind == t.SymbolKind.Method
+    assert [c.name for c in rl1.children][:3] == ["rewards", "generations", "batch"]
+
+
+async def test_folding_ranges(client: LanguageClient, project: Path):
+    uri = await open_doc(client, project, "tiny.flm")
+    ranges = await client.text_document_folding_range_async(t.FoldingRangeParams(text_document=doc(uri)))
+    spans = {(r.start_line + 1, r.end_line + 1, r.kind) for r in ranges}
+    assert (1, 4, t.FoldingRangeKind.Comment) in spans
+    assert (18, 26, t.FoldingRangeKind.Region) in spans  # sample rare_dx
+    assert (50, 53, t.FoldingRangeKind.Region) in spans  # difficulty(...) { ... }
+
+
+async def test_semantic_tokens(client: LanguageClient, project: Path):
+    uri = await open_doc(client, project, "tiny.flm")
+    result = await client.text_document_semantic_tokens_full_async(t.SemanticTokensParams(text_document=doc(uri)))
+    types = ("keyword", "variable", "property", "function", "string", "number", "comment",
+             "operator", "type", "enumMember")
+    text = (project / "specs" / "tiny.flm").read_text().splitlines()
+    line = col = 0
+    decoded = []
+    data = result.data
+    for i in range(0, len(data), 5):
+        line += data[i]
+        col = data[i + 1] if data[i] else col + data[i + 1]
+        decoded.append((line + 1, text[line][col:col + data[i + 2]], types[data[i + 3]], data[i + 4]))
+    on_20 = [(word, kind) for n, word, kind, _ in decoded if n == 20]
+    assert on_20 == [("path", "property"), ("=", "operator"), ("disease", "type"), ("-[", "operator"),
+                     ("disease_phenotype_positive", "enumMember"), ("]->", "operator"),
+                     ('"effect/phenotype"', "string"), ("-[", "operator"),
+                     ("disease_phenotype_positive", "enumMember"), ("]->", "operator"), ("disease", "type")]
+    on_37 = [(word, kind, mods) for n, word, kind, mods in decoded if n == 37]
+    assert on_37[:3] == [("synthesize", "keyword", 0), ("questions", "variable", 1), ("from", "keyword", 0)]
+    assert ("rare_dx", "variable", 0) in on_37
+    assert decoded[0][2] == "comment"
+
+
+async def test_code_lens_counts_jobs_against_head(client: LanguageClient, project: Path):
+    text = (project / "specs" / "tiny.flm").read_text()
+    uri = await open_doc(client, project, "tiny.flm", text)
+    lenses = await client.text_document_code_lens_async(t.CodeLensParams(text_document=doc(uri)))
+    by_line = {lens.range.start.line + 1: lens.command.title for lens in lenses}
+    assert set(by_line) == {18, 37, 39, 45, 60, 67, 78, 88}  # data steps, stages, the evaluation
+    assert by_line[78] == "unchanged since HEAD · an edit here re-runs 3 jobs"  # grpo_rl2, eval_rl2, report
+    edited = text.replace("  lr = 5e-5\n", "  lr = 1e-4\n  resources {\n    gpus = 2\n    time = 3h\n  }\n", 1)
+    await change(client, uri, edited, 2)  # rl1, now on 2 GPUs for 3 hours
+    lenses = await client.text_document_code_lens_async(t.CodeLensParams(text_document=doc(uri)))
+    by_line = {lens.range.start.line + 1: lens.command.title for lens in lenses}
+    # grpo_rl1 changed; grpo_rl2, eval_rl1, eval_rl2 and the report are invalidated
+    assert by_line[67] == "changed since HEAD: re-runs 5 jobs, 6 GPU-h · an edit here re-runs 5 jobs, 6 GPU-h"
+    assert by_line[60] == "unchanged since HEAD · an edit here re-runs 7 jobs, 6 GPU-h"
+    await change(client, uri, text, 3)
