@@ -40,13 +40,13 @@ def test_paths_become_items_and_a_rerun_makes_no_calls(tmp_path):
     items = read_jsonl(Path(cfg.output))
     assert len(items) == 120
     first = items[0]
-    assert first["question"] == "Which disease presents with polyuria?"
+    assert first["question"] == "Which disease presents with headache?"
     assert first["options"][first["answer"]] == rows[0]["answer"]
     assert sorted(first["options"].values()) == sorted([rows[0]["answer"], *rows[0]["distractors"]])
     assert first["provenance"]["path"] == rows[0]["path"] and first["source"] == "questions"
     two_hop = items[2]["question"]
-    assert two_hop == ("Heat intolerance is an adverse effect of ibuprofen. Which disease other "
-                       "than those named presents with heat intolerance?")
+    assert two_hop == ("Crushing chest pain is an adverse effect of ibuprofen. Which disease other "
+                       "than those named presents with crushing chest pain?")
     letters = Counter(item["answer"] for item in items)
     assert set(letters) == set("ABCD") and max(letters.values()) < 50  # shuffled, not fixed
     counts = json.loads(Path(cfg.meta).read_text())["counts"]
