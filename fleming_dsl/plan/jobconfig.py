@@ -87,6 +87,8 @@ class SynthesizeJob(JobBase):
     teacher: Generator
     cache_dir: str  # teacher-call cache, shared by every job of the experiment
     output: str  # item JSONL (id, question, options, answer, source, provenance)
+    variants: int = 1  # items per path: each its own distractor draw and option order
+    options: int | None = None  # options per item; None: the answer and all the row's distractors
 
 
 class DistillJob(JobBase):
@@ -221,6 +223,7 @@ class EvalJob(JobBase):
     backend: Literal["transformers", "vllm"] = "transformers"
     tensor_parallel: int = 1  # vllm only
     batch_size: int = 32  # prompts per transformers generate call
+    accept: Literal["letter", "text"] = "letter"  # text: an option's exact text also counts
 
 
 class ReportJob(JobBase):

@@ -99,13 +99,16 @@ def sample_completions(model, tokenizer, conversations: Sequence[list[dict]], *,
 
 
 def estimate_pass_rates(model, tokenizer, pool: Sequence[items.Item], *, samples: int,
-                        temperature: float, max_new_tokens: int, seed: int) -> dict[str, float]:
-    """Each pool item's fraction of `samples` rollouts whose extracted letter is the answer."""
+                        temperature: float, max_new_tokens: int, seed: int,
+                        accept: str = "letter") -> dict[str, float]:
+    """Each pool item's fraction of `samples` rollouts that name the right option (by letter;
+    with accept = "text" also by the option's text, as the stage's choice_match grades)."""
     completions = sample_completions(
         model, tokenizer, [items.prompt_messages(item) for item in pool], n=samples,
         temperature=temperature, max_new_tokens=max_new_tokens, seed=seed,
     )
     return {
-        item.id: sum(items.extract_choice(text, "".join(item.options)) == item.answer for text in outs) / samples
+        item.id: sum(items.extract_answer(text, item.options, accept)[0] == item.answer
+                     for text in outs) / samples
         for item, outs in zip(pool, completions)
     }
