@@ -128,7 +128,7 @@ def test_template_teacher_writes_short_rationale_with_the_answer(tmp_path):
     (response,) = teacher.complete([Request(task="reason", messages=(), context={"item": ITEM})])
     text = response.texts[0]
     # the entity first, then its option
-    assert text == ("<think>The disease that presents with polyuria is type 2 diabetes mellitus; "
+    assert text == ("<think>The findings point to type 2 diabetes mellitus; "
                     "type 2 diabetes mellitus is option B.</think><answer>B</answer>")
     assert len(text.split()) <= 40
 

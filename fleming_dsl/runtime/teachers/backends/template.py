@@ -2,9 +2,8 @@
 
 It is what the embedded default (`specs/tiny.flm`) runs on CPU without weights:
 - question: the prompt template's own `stem` macro verbalises the sampled path;
-- reason: a short rationale (a sentence or two, <= ~40 tokens) that restates the clues, names
-  the answer entity and only then its option ("The disease that presents with X is Y; Y is
-  option C."), ending in `<answer>X</answer>`, so a tiny student learns the format fast; the
+- reason: a short rationale (a sentence or two, <= ~40 tokens) that names the answer entity
+  and only then its option ("The findings point to Y; Y is option C."), ending in `<answer>X</answer>`, so a tiny student learns the format fast; the
   distillation prompt may define a macro `answer_as(letter, text)` to put the option's text
   in the tag instead (prompts/reason_text.j2);
 - answer (label votes, pass-rate samples): it is ORACLE-LIKE. It answers from the item's
@@ -39,19 +38,17 @@ def oracle_letter(item: dict[str, Any]) -> str:
 
 
 def rationale(item: dict[str, Any], letter: str) -> str:
-    """Reasoning that names the answer entity first and only then its option, so a student
-    learns the knowledge (findings -> entity) apart from the lookup (entity -> letter)."""
+    """Reasoning that names the answer entity first and only then its option ("The findings
+    point to Y; Y is option C."), so a student learns the knowledge (findings -> entity) apart
+    from the lookup (entity -> letter). For a graph item the path facts come first."""
     answer_text = item["options"].get(letter, letter)
     provenance = item.get("provenance") or {}
+    named = f"{answer_text}; {answer_text} is option {letter}."
     if provenance.get("path") and provenance.get("relations") is not None:
-        found = path_facts(provenance)
-        clues = found["clues"][:MAX_FACTS_IN_RATIONALE]
-        if clues:
-            return (f"The {found['answer_type']} that {' and '.join(clues)} is {answer_text}; "
-                    f"{answer_text} is option {letter}.")
-        facts = found["all_facts"][:MAX_FACTS_IN_RATIONALE]
-        return f"{'; '.join(facts)}. So the answer is {answer_text}, option {letter}."
-    return f"The findings fit {answer_text} best; {answer_text} is option {letter}."
+        clues = path_facts(provenance)["facts"][:MAX_FACTS_IN_RATIONALE]
+        if clues:  # facts not about the answer (a multi-hop path): say them, then conclude
+            return f"{'; '.join(clues)}. The findings point to {named}"
+    return f"The findings point to {named}"
 
 
 def answer_as(ctx: dict[str, Any], letter: str, text: str) -> str:
