@@ -21,7 +21,7 @@ from paths import REPO
 pytestmark = pytest.mark.slow
 
 
-def _fleming(project: Path, *args: str, timeout: int = 900) -> subprocess.CompletedProcess:
+def _fleming(project: Path, *args: str, timeout: int = 3600) -> subprocess.CompletedProcess:
     return subprocess.run(
         [sys.executable, "-m", "fleming_dsl.cli", *args], cwd=project, text=True,
         capture_output=True, timeout=timeout,
