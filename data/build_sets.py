@@ -3,10 +3,12 @@
     python data/build_sets.py          # (re)write data/eval/* and data/train/*
     python data/build_sets.py --check  # exit 1 if the files differ from what this would write
 
+Diseases and drugs come from the embedded knowledge graph's own facts (`medkg/facts.py`, via
+`facts.py`), so the graph teaches the entities the benchmarks ask about, in the graph's spelling.
 The sets are split by question type, so no question is shared: evaluation asks for the
 diagnosis of a vignette (MedQA), a drug's characteristic adverse effect (MedMCQA) and trial
-findings (PubMedQA); training asks for first-line management, the confirming investigation and
-drug mechanisms. Output is deterministic (fixed seeds, stable order).
+findings (PubMedQA); training asks for a disease's first-line drug and a drug's molecular target.
+Output is deterministic (fixed seeds, stable order).
 """
 
 from __future__ import annotations
@@ -48,28 +50,34 @@ def medqa_row(question: str, options: list[str], answer: str, meta: str) -> dict
 
 
 def medqa_test() -> list[dict]:
+    """One diagnosis vignette per graph disease: four of its phenotypes (as the graph spells
+    them), options drawn from diseases that share none of the findings shown."""
     rng = random.Random(SEED)
-    names = [d[0] for d in DISEASES]
+    phenotypes = {name: set(features) for name, features, _ in DISEASES}
     rows = []
-    for index, (disease, features, _, _) in enumerate(DISEASES):
+    for index, (disease, features, _) in enumerate(DISEASES):
         age = 18 + (index * 7) % 60
         sex = ("man", "woman")[index % 2]
-        shown = features[:]
-        rng.shuffle(shown)
+        shown = rng.sample(features, 4)
         article = "An" if str(age).startswith(("8", "11", "18")) else "A"
         question = (f"{article} {age}-year-old {sex} is evaluated for {shown[0]}, {shown[1]} and "
                     f"{shown[2]}. On examination there is also {shown[3]}. "
                     f"What is the most likely diagnosis?")
-        rows.append(medqa_row(question, pick_options(disease, names, rng), disease, "step2&3"))
+        fair = [name for name, found in phenotypes.items() if not found & set(shown)]
+        rows.append(medqa_row(question, pick_options(disease, fair, rng), disease, "step2&3"))
     return rows
 
 
 def medmcqa_dev() -> list[dict]:
+    """A drug's adverse effect, for every third graph drug (the first effect the graph lists);
+    the distractors are effects the graph does not give that drug."""
     rng = random.Random(SEED + 1)
-    effects = [d[2] for d in DRUGS]
+    effects = sorted({effect for _, _, found in DRUGS for effect in found})
     rows = []
-    for drug, _, effect in DRUGS:
-        options = pick_options(effect, effects, rng)
+    for drug, _, found in DRUGS[::3]:
+        effect = found[0]
+        pool = [e for e in effects if e not in found]
+        options = pick_options(effect, pool, rng)
         rows.append({
             "id": hashlib.sha1(f"medmcqa-dev-{drug}".encode()).hexdigest()[:8] + "-flm",
             "question": f"Characteristic adverse effect of {drug}:",
@@ -111,19 +119,22 @@ def pubmedqa() -> dict[str, dict]:
 
 
 def medqa_train() -> list[dict]:
+    """Questions of other types than the evaluation sets ask: a disease's first-line drug and a
+    drug's molecular target, from the same graph facts."""
     rng = random.Random(SEED + 2)
-    treatments = [d[2] for d in DISEASES]
-    tests = [d[3] for d in DISEASES]
-    mechanisms = [d[1] for d in DRUGS]
+    drugs = sorted({drug for _, _, found in DISEASES for drug in found})
+    targets = sorted({target for _, found, _ in DRUGS for target in found})
     rows = []
-    for disease, _, treatment, test in DISEASES:
-        rows.append(medqa_row(f"Which option is the usual first-line management of {disease}?",
-                              pick_options(treatment, treatments, rng), treatment, "step1"))
-        rows.append(medqa_row(f"Which investigation best confirms suspected {disease}?",
-                              pick_options(test, tests, rng), test, "step1"))
-    for drug, mechanism, _ in DRUGS:
-        rows.append(medqa_row(f"By which mechanism does {drug} act?",
-                              pick_options(mechanism, mechanisms, rng), mechanism, "step1"))
+    for disease, _, treatments in DISEASES:
+        if treatments:
+            pool = [d for d in drugs if d not in treatments]
+            rows.append(medqa_row(f"Which drug is a usual first-line treatment for {disease}?",
+                                  pick_options(treatments[0], pool, rng), treatments[0], "step1"))
+    for drug, found, _ in DRUGS:
+        if found:
+            pool = [t for t in targets if t not in found]
+            rows.append(medqa_row(f"Which gene product is the main molecular target of {drug}?",
+                                  pick_options(found[0], pool, rng), found[0], "step1"))
     return rows
 
 

@@ -1,153 +1,40 @@
-"""Curated medical fact tables behind the embedded evaluation and training sets.
+"""The embedded sets' facts: one source for the knowledge graph and the benchmarks.
 
-Textbook-level facts (classic presentation, usual first-line treatment, confirming test; drug
-mechanism and characteristic adverse effect; well-known trial-style findings). They are written
-for a CPU demo of the recipe, not as clinical guidance.
+Diseases (with their phenotypes, drugs and genes) and drugs (with their targets and adverse
+effects) live in `medkg/facts.py`, which also builds the embedded knowledge graph
+(`medkg/build_kg.py`), so the benchmarks written by `build_sets.py` ask about exactly the
+entities and spellings the graph teaches. Trials (PubMedQA-style yes/no/maybe findings) are not
+graph facts and are kept here. Textbook-level content, written for a CPU demo of the recipe, not
+as clinical guidance.
 """
 
-# disease, four classic features, usual first-line treatment, confirming investigation
-DISEASES = [
-    ("type 2 diabetes mellitus", ["polyuria", "polydipsia", "acanthosis nigricans", "obesity"], "metformin", "glycated haemoglobin (HbA1c)"),
-    ("diabetic ketoacidosis", ["vomiting", "Kussmaul breathing", "fruity breath odour", "abdominal pain"], "intravenous insulin and fluids", "serum ketones with arterial blood gas"),
-    ("Graves disease", ["heat intolerance", "exophthalmos", "pretibial myxoedema", "diffuse goitre"], "methimazole", "TSH receptor antibodies"),
-    ("Hashimoto thyroiditis", ["cold intolerance", "weight gain", "constipation", "painless goitre"], "levothyroxine", "anti-thyroid peroxidase antibodies"),
-    ("Addison disease", ["hyperpigmentation", "postural hypotension", "salt craving", "fatigue"], "hydrocortisone", "short Synacthen test"),
-    ("Cushing syndrome", ["central obesity", "purple striae", "proximal myopathy", "moon face"], "surgical resection of the source", "24-hour urinary free cortisol"),
-    ("pheochromocytoma", ["episodic headache", "palpitations", "diaphoresis", "paroxysmal hypertension"], "phenoxybenzamine before surgery", "plasma free metanephrines"),
-    ("primary hyperaldosteronism", ["resistant hypertension", "hypokalaemia", "muscle weakness", "metabolic alkalosis"], "spironolactone", "aldosterone to renin ratio"),
-    ("acromegaly", ["enlarged hands", "coarse facial features", "macroglossia", "jaw prognathism"], "transsphenoidal surgery", "serum IGF-1"),
-    ("prolactinoma", ["galactorrhoea", "amenorrhoea", "bitemporal hemianopia", "infertility"], "cabergoline", "serum prolactin"),
-    ("acute myocardial infarction", ["crushing chest pain", "diaphoresis", "radiation to the left arm", "ST elevation"], "percutaneous coronary intervention", "serum troponin"),
-    ("stable angina", ["exertional chest pain", "relief with rest", "retrosternal tightness", "dyspnoea on exertion"], "sublingual glyceryl trinitrate", "exercise stress testing"),
-    ("aortic dissection", ["tearing chest pain", "radiation to the back", "unequal arm pressures", "widened mediastinum"], "intravenous labetalol", "CT angiography"),
-    ("atrial fibrillation", ["irregularly irregular pulse", "palpitations", "absent P waves", "fatigue"], "rate control with bisoprolol", "electrocardiogram"),
-    ("infective endocarditis", ["fever", "new heart murmur", "Janeway lesions", "splinter haemorrhages"], "intravenous benzylpenicillin and gentamicin", "serial blood cultures"),
-    ("congestive heart failure", ["orthopnoea", "paroxysmal nocturnal dyspnoea", "ankle oedema", "raised jugular venous pressure"], "furosemide", "echocardiography"),
-    ("pericarditis", ["pleuritic chest pain", "relief on leaning forward", "pericardial friction rub", "diffuse ST elevation"], "ibuprofen with colchicine", "electrocardiogram"),
-    ("deep vein thrombosis", ["unilateral calf swelling", "calf tenderness", "pitting oedema", "warmth of the leg"], "apixaban", "compression duplex ultrasound"),
-    ("pulmonary embolism", ["sudden dyspnoea", "pleuritic chest pain", "tachycardia", "haemoptysis"], "low molecular weight heparin", "CT pulmonary angiography"),
-    ("community-acquired pneumonia", ["productive cough", "fever", "bronchial breathing", "pleuritic chest pain"], "amoxicillin", "chest radiograph"),
-    ("asthma", ["episodic wheeze", "nocturnal cough", "chest tightness", "reversible airflow obstruction"], "inhaled corticosteroid", "spirometry with bronchodilator reversibility"),
-    ("chronic obstructive pulmonary disease", ["chronic productive cough", "exertional dyspnoea", "barrel chest", "long smoking history"], "inhaled bronchodilators", "spirometry"),
-    ("pulmonary tuberculosis", ["night sweats", "weight loss", "chronic cough", "haemoptysis"], "rifampicin, isoniazid, pyrazinamide and ethambutol", "sputum acid-fast bacilli culture"),
-    ("sarcoidosis", ["bilateral hilar lymphadenopathy", "erythema nodosum", "dry cough", "hypercalcaemia"], "oral prednisolone", "tissue biopsy showing non-caseating granulomas"),
-    ("idiopathic pulmonary fibrosis", ["fine bibasal crackles", "finger clubbing", "progressive dyspnoea", "dry cough"], "pirfenidone", "high-resolution CT of the chest"),
-    ("cystic fibrosis", ["recurrent chest infections", "steatorrhoea", "failure to thrive", "meconium ileus"], "airway clearance with dornase alfa", "sweat chloride test"),
-    ("peptic ulcer disease", ["epigastric pain", "pain relieved by food", "melaena", "dyspepsia"], "proton pump inhibitor therapy", "upper gastrointestinal endoscopy"),
-    ("coeliac disease", ["chronic diarrhoea", "bloating", "iron deficiency", "dermatitis herpetiformis"], "gluten-free diet", "anti-tissue transglutaminase IgA"),
-    ("Crohn disease", ["right iliac fossa pain", "perianal fistulae", "skip lesions", "aphthous ulcers"], "oral budesonide", "ileocolonoscopy with biopsy"),
-    ("ulcerative colitis", ["bloody diarrhoea", "tenesmus", "continuous colonic inflammation", "urgency"], "mesalazine", "colonoscopy with biopsy"),
-    ("acute pancreatitis", ["epigastric pain radiating to the back", "vomiting", "raised serum lipase", "Grey Turner sign"], "intravenous fluids and analgesia", "serum lipase"),
-    ("acute appendicitis", ["periumbilical pain migrating to the right iliac fossa", "anorexia", "McBurney point tenderness", "low-grade fever"], "appendicectomy", "ultrasound or CT of the abdomen"),
-    ("acute cholecystitis", ["right upper quadrant pain", "Murphy sign", "fever", "pain after fatty meals"], "laparoscopic cholecystectomy", "abdominal ultrasound"),
-    ("hepatitis B infection", ["jaundice", "dark urine", "right upper quadrant discomfort", "malaise"], "tenofovir", "hepatitis B surface antigen"),
-    ("hereditary haemochromatosis", ["bronze skin", "diabetes", "arthropathy of the hands", "hepatomegaly"], "venesection", "transferrin saturation and HFE genotyping"),
-    ("Wilson disease", ["Kayser-Fleischer rings", "tremor", "liver disease", "psychiatric change"], "penicillamine", "serum caeruloplasmin"),
-    ("iron deficiency anaemia", ["koilonychia", "angular cheilitis", "pallor", "microcytosis"], "oral ferrous sulfate", "serum ferritin"),
-    ("pernicious anaemia", ["glossitis", "macrocytosis", "peripheral neuropathy", "subacute combined degeneration"], "intramuscular hydroxocobalamin", "intrinsic factor antibodies"),
-    ("sickle cell disease", ["painful vaso-occlusive crises", "dactylitis", "chronic haemolysis", "functional asplenia"], "hydroxyurea", "haemoglobin electrophoresis"),
-    ("chronic myeloid leukaemia", ["massive splenomegaly", "leukocytosis", "basophilia", "weight loss"], "imatinib", "BCR-ABL1 testing"),
-    ("Hodgkin lymphoma", ["painless cervical lymphadenopathy", "alcohol-induced nodal pain", "night sweats", "pruritus"], "ABVD chemotherapy", "excision lymph node biopsy"),
-    ("multiple myeloma", ["bone pain", "hypercalcaemia", "renal impairment", "anaemia"], "bortezomib-based chemotherapy", "serum protein electrophoresis"),
-    ("immune thrombocytopenia", ["petechiae", "easy bruising", "isolated thrombocytopenia", "mucosal bleeding"], "oral prednisolone", "full blood count with blood film"),
-    ("haemophilia A", ["haemarthrosis", "prolonged bleeding after surgery", "prolonged APTT", "deep muscle haematomas"], "recombinant factor VIII", "factor VIII assay"),
-    ("systemic lupus erythematosus", ["malar rash", "photosensitivity", "symmetrical arthralgia", "oral ulcers"], "hydroxychloroquine", "anti-double-stranded DNA antibodies"),
-    ("rheumatoid arthritis", ["symmetrical small joint synovitis", "morning stiffness over an hour", "ulnar deviation", "rheumatoid nodules"], "methotrexate", "anti-cyclic citrullinated peptide antibodies"),
-    ("gout", ["acute monoarthritis of the first metatarsophalangeal joint", "tophi", "red hot swollen joint", "hyperuricaemia"], "colchicine", "joint aspiration showing negatively birefringent crystals"),
-    ("ankylosing spondylitis", ["inflammatory low back pain", "morning stiffness", "reduced lumbar flexion", "anterior uveitis"], "naproxen", "MRI of the sacroiliac joints"),
-    ("giant cell arteritis", ["temporal headache", "jaw claudication", "scalp tenderness", "visual loss"], "high-dose prednisolone", "temporal artery biopsy"),
-    ("polymyalgia rheumatica", ["shoulder girdle stiffness", "hip girdle pain", "raised ESR", "early morning stiffness"], "low-dose prednisolone", "erythrocyte sedimentation rate"),
-    ("myasthenia gravis", ["fatigable ptosis", "diplopia", "proximal weakness worse in the evening", "dysphagia"], "pyridostigmine", "acetylcholine receptor antibodies"),
-    ("multiple sclerosis", ["optic neuritis", "internuclear ophthalmoplegia", "Lhermitte sign", "sensory disturbance"], "intravenous methylprednisolone for relapses", "MRI of the brain and spinal cord"),
-    ("Parkinson disease", ["resting tremor", "bradykinesia", "cogwheel rigidity", "shuffling gait"], "levodopa with carbidopa", "clinical examination"),
-    ("Guillain-Barre syndrome", ["ascending flaccid weakness", "areflexia", "preceding diarrhoeal illness", "raised CSF protein"], "intravenous immunoglobulin", "nerve conduction studies"),
-    ("bacterial meningitis", ["neck stiffness", "fever", "photophobia", "Kernig sign"], "intravenous ceftriaxone", "lumbar puncture"),
-    ("subarachnoid haemorrhage", ["thunderclap headache", "neck stiffness", "vomiting", "reduced consciousness"], "nimodipine", "non-contrast CT of the head"),
-    ("migraine", ["unilateral throbbing headache", "aura", "photophobia", "nausea"], "sumatriptan", "clinical diagnosis"),
-    ("epilepsy with generalised tonic-clonic seizures", ["tonic-clonic seizures", "tongue biting", "post-ictal confusion", "incontinence during attacks"], "sodium valproate", "electroencephalogram"),
-    ("nephrotic syndrome", ["heavy proteinuria", "hypoalbuminaemia", "generalised oedema", "hyperlipidaemia"], "oral prednisolone", "renal biopsy"),
-    ("post-streptococcal glomerulonephritis", ["haematuria", "periorbital oedema", "hypertension", "recent sore throat"], "supportive care with diuretics", "antistreptolysin O titre"),
-    ("polycystic kidney disease", ["bilateral flank masses", "haematuria", "hypertension", "berry aneurysms"], "tolvaptan", "renal ultrasound"),
-    ("urinary tract infection", ["dysuria", "urinary frequency", "suprapubic pain", "cloudy urine"], "nitrofurantoin", "urine culture"),
-    ("benign prostatic hyperplasia", ["nocturia", "poor urinary stream", "hesitancy", "smooth enlarged prostate"], "tamsulosin", "digital rectal examination"),
-    ("pre-eclampsia", ["new hypertension in pregnancy", "proteinuria", "headache", "visual disturbance"], "delivery of the placenta", "urine protein to creatinine ratio"),
-    ("polycystic ovary syndrome", ["oligomenorrhoea", "hirsutism", "acne", "polycystic ovaries"], "combined oral contraceptive pill", "pelvic ultrasound with androgen levels"),
-    ("infectious mononucleosis", ["sore throat", "posterior cervical lymphadenopathy", "splenomegaly", "atypical lymphocytes"], "supportive care", "heterophile antibody test"),
-    ("Lyme disease", ["erythema migrans", "tick bite", "facial nerve palsy", "migratory arthralgia"], "doxycycline", "Borrelia serology"),
-    ("malaria", ["cyclical fevers", "rigors", "splenomegaly", "recent travel to the tropics"], "artemether with lumefantrine", "thick and thin blood films"),
-    ("syphilis", ["painless genital chancre", "palmar rash", "condylomata lata", "generalised lymphadenopathy"], "intramuscular benzathine penicillin", "treponemal serology"),
-    ("psoriasis", ["silvery scaly plaques", "extensor surface involvement", "nail pitting", "Koebner phenomenon"], "topical corticosteroid with vitamin D analogue", "clinical diagnosis"),
-]
+from __future__ import annotations
 
-# drug, mechanism of action, characteristic adverse effect
-DRUGS = [
-    ("metformin", "decreases hepatic gluconeogenesis", "lactic acidosis"),
-    ("gliclazide", "closes beta-cell ATP-sensitive potassium channels", "hypoglycaemia"),
-    ("pioglitazone", "activates PPAR-gamma", "fluid retention"),
-    ("empagliflozin", "inhibits renal SGLT2", "genital mycotic infection"),
-    ("levothyroxine", "replaces thyroxine", "atrial fibrillation when overdosed"),
-    ("methimazole", "inhibits thyroid peroxidase", "agranulocytosis"),
-    ("amiodarone", "blocks potassium channels and prolongs repolarisation", "pulmonary fibrosis"),
-    ("digoxin", "inhibits the sodium-potassium ATPase", "xanthopsia"),
-    ("lisinopril", "inhibits angiotensin-converting enzyme", "dry cough"),
-    ("losartan", "blocks the angiotensin II type 1 receptor", "hyperkalaemia"),
-    ("amlodipine", "blocks L-type calcium channels in vascular smooth muscle", "ankle oedema"),
-    ("verapamil", "blocks L-type calcium channels in the heart", "constipation"),
-    ("bisoprolol", "selectively blocks beta-1 adrenoceptors", "bradycardia"),
-    ("furosemide", "inhibits the Na-K-2Cl cotransporter in the loop of Henle", "ototoxicity"),
-    ("bendroflumethiazide", "inhibits the Na-Cl cotransporter in the distal tubule", "hyponatraemia"),
-    ("spironolactone", "antagonises the aldosterone receptor", "gynaecomastia"),
-    ("atorvastatin", "inhibits HMG-CoA reductase", "myopathy"),
-    ("warfarin", "inhibits vitamin K epoxide reductase", "skin necrosis"),
-    ("heparin", "potentiates antithrombin III", "heparin-induced thrombocytopenia"),
-    ("apixaban", "directly inhibits factor Xa", "bleeding"),
-    ("clopidogrel", "blocks the platelet P2Y12 ADP receptor", "bleeding"),
-    ("aspirin", "irreversibly inhibits cyclooxygenase", "peptic ulceration"),
-    ("omeprazole", "irreversibly inhibits the gastric proton pump", "hypomagnesaemia"),
-    ("ondansetron", "blocks 5-HT3 receptors", "QT prolongation"),
-    ("metoclopramide", "blocks dopamine D2 receptors", "acute dystonia"),
-    ("loperamide", "activates intestinal mu-opioid receptors", "paralytic ileus"),
-    ("salbutamol", "stimulates beta-2 adrenoceptors", "fine tremor"),
-    ("tiotropium", "blocks muscarinic M3 receptors in the airway", "dry mouth"),
-    ("montelukast", "antagonises the leukotriene receptor", "neuropsychiatric reactions"),
-    ("theophylline", "inhibits phosphodiesterase", "seizures at toxic levels"),
-    ("prednisolone", "activates glucocorticoid receptors", "osteoporosis"),
-    ("methotrexate", "inhibits dihydrofolate reductase", "mucositis"),
-    ("hydroxychloroquine", "raises lysosomal pH in antigen-presenting cells", "retinopathy"),
-    ("allopurinol", "inhibits xanthine oxidase", "severe cutaneous hypersensitivity"),
-    ("colchicine", "inhibits microtubule polymerisation", "diarrhoea"),
-    ("ibuprofen", "reversibly inhibits cyclooxygenase", "acute kidney injury"),
-    ("morphine", "activates mu-opioid receptors", "respiratory depression"),
-    ("naloxone", "competitively antagonises opioid receptors", "acute opioid withdrawal"),
-    ("sumatriptan", "stimulates 5-HT1B/1D receptors", "chest tightness"),
-    ("levodopa", "is decarboxylated to dopamine in the brain", "dyskinesia"),
-    ("haloperidol", "blocks dopamine D2 receptors in the brain", "tardive dyskinesia"),
-    ("clozapine", "blocks D4 and 5-HT2A receptors", "agranulocytosis with neutropenia"),
-    ("lithium", "inhibits inositol monophosphatase", "nephrogenic diabetes insipidus"),
-    ("fluoxetine", "selectively inhibits serotonin reuptake", "hyponatraemia in the elderly"),
-    ("amitriptyline", "inhibits noradrenaline and serotonin reuptake", "anticholinergic effects"),
-    ("phenelzine", "irreversibly inhibits monoamine oxidase", "hypertensive crisis with tyramine"),
-    ("diazepam", "enhances GABA-A receptor chloride channel opening frequency", "sedation"),
-    ("phenytoin", "blocks voltage-gated sodium channels", "gingival hyperplasia"),
-    ("sodium valproate", "increases brain GABA and blocks sodium channels", "neural tube defects in pregnancy"),
-    ("carbamazepine", "stabilises inactivated sodium channels", "Stevens-Johnson syndrome"),
-    ("vancomycin", "binds D-Ala-D-Ala and blocks cell wall synthesis", "red man syndrome"),
-    ("gentamicin", "binds the 30S ribosomal subunit", "ototoxicity and nephrotoxicity"),
-    ("doxycycline", "binds the 30S subunit and blocks aminoacyl-tRNA", "photosensitivity"),
-    ("clarithromycin", "binds the 50S ribosomal subunit", "QT prolongation with drug interactions"),
-    ("ciprofloxacin", "inhibits DNA gyrase", "tendon rupture"),
-    ("trimethoprim", "inhibits bacterial dihydrofolate reductase", "hyperkalaemia with trimethoprim"),
-    ("rifampicin", "inhibits bacterial DNA-dependent RNA polymerase", "orange body fluids"),
-    ("isoniazid", "inhibits mycolic acid synthesis", "peripheral neuropathy"),
-    ("ethambutol", "inhibits arabinosyl transferase", "optic neuritis with colour vision loss"),
-    ("metronidazole", "forms toxic free radicals that damage DNA", "disulfiram-like reaction"),
-    ("aciclovir", "inhibits viral DNA polymerase after phosphorylation by thymidine kinase", "crystal nephropathy"),
-    ("amphotericin B", "binds ergosterol in fungal membranes", "nephrotoxicity with hypokalaemia"),
-    ("cyclophosphamide", "alkylates DNA", "haemorrhagic cystitis"),
-    ("doxorubicin", "intercalates DNA and inhibits topoisomerase II", "dilated cardiomyopathy"),
-    ("cisplatin", "cross-links DNA", "severe emesis"),
-    ("vincristine", "inhibits microtubule formation", "peripheral neuropathy with constipation"),
-]
+import importlib.util
+from pathlib import Path
+
+
+def _kg_facts():
+    # Loaded by path: `facts` is also this module's name, and both folders end up on sys.path.
+    path = Path(__file__).resolve().parent / "medkg" / "facts.py"
+    spec = importlib.util.spec_from_file_location("fleming_embedded_kg_facts", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def split(text: str, sep: str = ";") -> list[str]:
+    return [part.strip() for part in text.split(sep) if part.strip()]
+
+
+_KG = _kg_facts()
+KG_DISEASES = _KG.DISEASES  # Disease(name, site, phenotypes, drugs, genes, contra, off_label, parent)
+KG_DRUGS = _KG.DRUGS  # drug -> (targets, adverse effects)
+
+# (disease, phenotypes, indicated drugs), every list in the graph's spelling
+DISEASES = [(d.name, split(d.phenotypes), split(d.drugs)) for d in KG_DISEASES]
+# (drug, targets, adverse effects)
+DRUGS = [(drug, split(targets, " "), split(effects)) for drug, (targets, effects) in KG_DRUGS.items()]
 
 # intervention, comparator, outcome (verb phrase), population, final decision, result sentence
 TRIALS = [

@@ -10,7 +10,17 @@ every spec in specs/ lexes without an error token.
 from __future__ import annotations
 
 from pygments.lexer import RegexLexer, bygroups, words
-from pygments.token import Comment, Keyword, Name, Number, Operator, Punctuation, String, Text, Whitespace
+from pygments.token import (
+    Comment,
+    Keyword,
+    Name,
+    Number,
+    Operator,
+    Punctuation,
+    String,
+    Text,
+    Whitespace,
+)
 
 _NAME = r"[A-Za-z_][A-Za-z0-9_]*"
 _DECLARATIONS = ("model", "graph", "sample", "dataset", "prompt", "synthesize", "distill", "filter",

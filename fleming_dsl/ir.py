@@ -135,6 +135,8 @@ class Synthesize(Decl):
     source: str  # a Sample
     teacher: str  # a Model with a backend
     prompt: str  # a Prompt
+    variants: int = 1  # items per sampled path, each with its own distractor draw and order
+    options: int | None = None  # options per item (answer + distractors); None: all the row has
     resources: Resources | None = None  # None: the planner's defaults (GPUs for a vLLM teacher)
 
 
@@ -295,6 +297,7 @@ class Evaluate(Decl):
     temperature: float = 0.0
     max_tokens: int = 256
     limit: int | None = None
+    accept: Literal["letter", "text"] = "letter"  # text: an option's exact text also counts
     resources: Resources = Resources()
 
 

@@ -28,7 +28,7 @@ def sample_rows(count: int, seed: int = 3) -> list[dict[str, Any]]:
     names = [d[0] for d in DISEASES]
     rows = []
     for index in range(count):
-        disease, features, _, _ = DISEASES[index % len(DISEASES)]
+        disease, features, _ = DISEASES[index % len(DISEASES)]
         feature = features[(index // len(DISEASES)) % len(features)]
         path = [{"node": disease, "type": "disease"}, {"node": feature, "type": "effect/phenotype"}]
         relations = ["disease_phenotype_positive"]

@@ -45,7 +45,9 @@ _GRAPH_FORMATS = {"primekg": ("kg.csv",), "hetionet": ("nodes.tsv", "edges.sif")
 _BACKENDS = ("vllm", "transformers", "openai", "template")
 _FILTER_STEPS = ("format", "verify_label", "dedupe", "decontaminate", "difficulty")
 # positional arguments of the built-in rewards, by parameter name (see fleming_dsl/rewards.py)
-_BUILTIN_REWARDS = {"choice_match": ("tag",), "regex": ("pattern",), "length_penalty": ("max_tokens",)}
+_BUILTIN_REWARDS = {"choice_match": ("tag", "accept"), "regex": ("pattern",), "length_penalty": ("max_tokens",)}
+# options whose value is one word from a fixed set (checked here, so a typo is a located error)
+_REWARD_CHOICES = {("choice_match", "accept"): ("letter", "text")}
 _REWARD_PLUGIN_GROUP = "fleming_dsl.rewards"
 
 
@@ -244,10 +246,14 @@ class _Lowering:
         return ir.Prompt(name=d.name.name, span=d.span, path=path)
 
     def synthesize(self, d: ast.SynthesizeDecl) -> ir.Synthesize:
-        Options.of_block(d.block, f"synthesize {d.name.name}", self.diags).finish()
+        opts = Options.of_block(d.block, f"synthesize {d.name.name}", self.diags)
         resources = self.step_resources(d.block, f"synthesize {d.name.name}")
+        fields = {"variants": opts.get("variants", to_int, check=at_least(1)),
+                  "options": opts.get("options", to_int, check=lambda x: None if 2 <= x <= 26 else "in 2..26")}
+        opts.finish()
         return ir.Synthesize(name=d.name.name, span=d.span, source=d.source.name,
-                             teacher=d.teacher.name, prompt=d.prompt.name, resources=resources)
+                             teacher=d.teacher.name, prompt=d.prompt.name, resources=resources,
+                             **{k: v for k, v in fields.items() if v is not None})
 
     def distill(self, d: ast.DistillDecl) -> ir.Distill:
         opts = Options.of_block(d.block, f"distill {d.name.name}", self.diags)
@@ -396,14 +402,16 @@ class _Lowering:
                 self.diags.error(f"{fn.func.name}() takes {len(params or ())} positional arguments",
                                  value_span(arg), hint="write options as name = value")
                 continue
-            value = scalar(arg, params[i], self.diags)
+            choices = _REWARD_CHOICES.get((fn.func.name, params[i]))
+            value = (one_of(choices) if choices else scalar)(arg, params[i], self.diags)
             if value is not MISSING:
                 options[params[i]] = value
         kw = Options.of_call(fn, f"{fn.func.name}()", self.diags)
         for key, value in kw.pairs:
             if params is not None and key.name not in params:
                 continue  # finish() reports it with the valid names
-            got = kw.get(key.name, scalar)
+            choices = _REWARD_CHOICES.get((fn.func.name, key.name))
+            got = kw.get(key.name, one_of(choices) if choices else scalar)
             if got is not None:
                 options[key.name] = got
         for p in params or ():
@@ -422,7 +430,8 @@ class _Lowering:
         fields = {"samples": opts.get("samples", to_int, check=at_least(1)),
                   "temperature": opts.get("temperature", to_float, check=non_negative),
                   "max_tokens": opts.get("max_tokens", to_int, check=at_least(1)),
-                  "limit": opts.get("limit", to_int, check=at_least(1))}
+                  "limit": opts.get("limit", to_int, check=at_least(1)),
+                  "accept": opts.get("accept", one_of(("letter", "text")))}
         opts.finish()
         return ir.Evaluate(name=d.name.name, span=d.span, targets=targets,
                            benchmarks=tuple(b.name for b in d.benchmarks),

@@ -8,10 +8,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from fleming_dsl.check.common import ITEM_SOURCES
+from fleming_dsl.check.graph_vocab import VocabularyError, vocabulary
 from fleming_dsl.lower import options as table
 from fleming_dsl.lsp.analysis import Analysis
 from fleming_dsl.lsp.context import DECL_KEYWORDS, Cursor
-from fleming_dsl.check.graph_vocab import VocabularyError, vocabulary
 from fleming_dsl.spec import ast
 
 

@@ -22,7 +22,15 @@ from fleming_dsl.errors import Diagnostic, SpecError
 from fleming_dsl.ir import Span
 from fleming_dsl.lsp import complete as completion
 from fleming_dsl.lsp import context, hover, lens, outline
-from fleming_dsl.lsp.analysis import Analysis, FileLink, Occurrence, analyse, display, includer, parse_tolerant
+from fleming_dsl.lsp.analysis import (
+    Analysis,
+    FileLink,
+    Occurrence,
+    analyse,
+    display,
+    includer,
+    parse_tolerant,
+)
 from fleming_dsl.spec import ast
 from fleming_dsl.spec.parser import parse_module
 

@@ -91,6 +91,8 @@ class SynthesizeJob(JobBase):
     teacher: Generator
     cache_dir: str  # teacher-call cache, shared by every job of the experiment
     output: str  # item JSONL (id, question, options, answer, source, provenance)
+    variants: int = 1  # items per path: each its own distractor draw and option order
+    options: int | None = None  # options per item; None: the answer and all the row's distractors
 
 
 class DistillJob(JobBase):
@@ -234,6 +236,7 @@ class EvalJob(JobBase):
     # transformers teacher) is evaluated through that backend, cached like any teacher call
     teacher: Generator | None = None
     cache_dir: str | None = None
+    accept: Literal["letter", "text"] = "letter"  # text: an option's exact text also counts
 
 
 class ReportJob(JobBase):

@@ -261,7 +261,7 @@ class _Planner:
         teacher, teacher_inputs = self.generator(syn.teacher)
         cfg = jc.SynthesizeJob(**self.base("synthesize", syn.name, out), samples=samples,
                                prompt=prompt, teacher=teacher, cache_dir=self.cache_dir(),
-                               output=out)
+                               output=out, variants=syn.variants, options=syn.options)
         return self.job(syn, cfg, (samples, prompt, *teacher_inputs),
                         resources=self.data_resources([teacher], syn.resources))
 
@@ -386,7 +386,7 @@ class _Planner:
         base = self.base("eval", target, out) | {"job": name}
         cfg = jc.EvalJob(**base, target=target, model=model, benchmarks=tuple(benchmarks),
                          samples=ev.samples, temperature=ev.temperature, max_tokens=ev.max_tokens,
-                         limit=ev.limit, output=out)
+                         limit=ev.limit, accept=ev.accept, output=out)
         if teacher is not None:
             cfg = cfg.model_copy(update={"teacher": teacher, "cache_dir": self.cache_dir()})
             resources = ev.resources if ev.resources != ir.Resources() else self.data_resources([teacher])

@@ -79,3 +79,21 @@ def call_macro(path: str, name: str, **variables: Any) -> str:
         return str(macro(**variables)).strip()
     except Exception as err:  # noqa: BLE001
         raise _failure(path, err) from None
+
+
+def optional_macro(path: str, name: str, context: dict[str, Any], **args: Any) -> str | None:
+    """Call the macro `name` of the template at `path` with `args` (the body evaluated with
+    `context`, the variables the prompt is rendered with); None when it defines no such macro.
+    How the template teacher lets a prompt decide part of its answer (e.g. `answer_as`)."""
+    template = load_template(path)
+    try:
+        module = template.make_module(context)
+    except Exception as err:  # noqa: BLE001
+        raise _failure(path, err) from None
+    macro = getattr(module, name, None)
+    if macro is None:
+        return None
+    try:
+        return str(macro(**args)).strip()
+    except Exception as err:  # noqa: BLE001
+        raise _failure(path, err) from None

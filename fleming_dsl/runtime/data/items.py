@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import re
 import string
+import unicodedata
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict
@@ -58,6 +59,9 @@ def completion_text(reasoning: str, letter: str) -> str:
 
 
 FORMAT_RE = re.compile(r"^\s*<think>.*?</think>\s*<answer>\s*[A-Z]\s*</answer>\s*$", re.DOTALL)
+# The same shape with any short answer inside the tag: the letter or an option's text.
+FORMAT_TEXT_RE = re.compile(r"^\s*<think>.*?</think>\s*<answer>([^<]{1,200})</answer>\s*$", re.DOTALL)
+ACCEPT = ("letter", "text")  # how an answer may name its option (choice_match, evaluate)
 
 _ANSWER_PATTERNS = (
     re.compile(r"<answer>\s*\(?([A-Z])\)?\s*</answer>", re.DOTALL),
@@ -68,6 +72,7 @@ _ANSWER_PATTERNS = (
     re.compile(r"\\boxed\{\s*\(?([A-Z])\)?\s*\}"),
     re.compile(r"^\s*\(?([A-Z])\)?[.):]?\s*$"),
 )
+_ANSWER_TAG = re.compile(r"<answer>(.*?)</answer>", re.DOTALL)
 
 
 def extract_choice(text: str, valid: str = LETTERS) -> str | None:
@@ -86,5 +91,38 @@ def extract_choice(text: str, valid: str = LETTERS) -> str | None:
     return None
 
 
-def is_well_formed(text: str) -> bool:
-    return FORMAT_RE.match(text) is not None
+def normalise(text: str) -> str:
+    """An option's text for comparison: Unicode-folded, case-folded, single-spaced, without
+    surrounding quotes or a final full stop."""
+    folded = unicodedata.normalize("NFKC", text).casefold()
+    return " ".join(folded.split()).strip("\"'`*").rstrip(".").strip()
+
+
+def extract_answer(text: str, options: dict[str, str], accept: str = "letter"
+                   ) -> tuple[str | None, str | None]:
+    """(letter, how): the option a completion commits to and whether it named it by "letter"
+    or by "text"; (None, None) when it commits to none.
+
+    With accept = "letter" only letters count (`extract_choice`). With accept = "text" the last
+    <answer> tag may also hold an option's exact text (compared after `normalise`), so
+    `<answer>pneumonia</answer>` picks the option reading "Pneumonia"."""
+    if accept == "text":
+        tags = _ANSWER_TAG.findall(text)
+        if tags:
+            said = normalise(tags[-1])
+            for letter, option in options.items():
+                if said == normalise(option):
+                    return letter, "text"
+    letter = extract_choice(text, "".join(options))
+    return (letter, "letter") if letter is not None else (None, None)
+
+
+def is_well_formed(text: str, options: dict[str, str] | None = None) -> bool:
+    """The trained shape, `<think>..</think><answer>X</answer>`; with `options` the tag may
+    also hold one option's exact text."""
+    if FORMAT_RE.match(text) is not None:
+        return True
+    if options is None:
+        return False
+    found = FORMAT_TEXT_RE.match(text)
+    return found is not None and normalise(found.group(1)) in {normalise(o) for o in options.values()}

@@ -1,7 +1,8 @@
 """distill: chain-of-thought cold-start data from a teacher, with iterative refinement.
 
 For every item of the sources the teacher, given the question and the verified answer, writes a
-short rationale ending in `<answer>X</answer>`. An attempt whose letter differs from the label
+short rationale ending in `<answer>X</answer>` (X the letter or, if the prompt asks for it,
+the option's exact text). An attempt whose letter differs from the label
 (or has none) is refined: round r > 1 sends a new prompt with the previous attempt and the
 instruction of strategy `refine[(r - 2) % len(refine)]` (backtrack, explore, self_correct).
 `max_rounds` counts all attempts, the first included, so `max_rounds = 1` means no refinement.
@@ -23,7 +24,7 @@ from fleming_dsl.runtime.data.formats import load_source
 from fleming_dsl.runtime.data.items import (
     Item,
     completion_text,
-    extract_choice,
+    extract_answer,
     prompt_messages,
 )
 from fleming_dsl.runtime.io import write_jsonl
@@ -48,6 +49,7 @@ class Attempt:
     letter: str | None
     reasoning: str
     text: str
+    named_by: str | None = None  # "letter" or "text": how the teacher named its option
 
 
 @dataclass
@@ -60,12 +62,14 @@ class Trajectory:
         return bool(self.attempts) and self.attempts[-1].letter == self.item.answer
 
 
-def parse_attempt(text: str, letters: str) -> Attempt:
-    """The committed letter and the reasoning (the <think> body, else the text without tags)."""
-    letter = extract_choice(text, letters)
+def parse_attempt(text: str, options: dict[str, str]) -> Attempt:
+    """The committed option and the reasoning (the <think> body, else the text without tags).
+    A teacher may name its option by letter or by the option's exact text (what the prompt
+    asks for); the worked answer keeps that choice."""
+    letter, how = extract_answer(text, options, "text")
     think = _THINK.findall(text)
     reasoning = think[-1] if think else _ANSWER_TAG.sub("", text)
-    return Attempt(letter=letter, reasoning=reasoning.strip(), text=text)
+    return Attempt(letter=letter, reasoning=reasoning.strip(), text=text, named_by=how)
 
 
 def strategy_for(round_number: int, refine: tuple[str, ...]) -> str | None:
@@ -78,14 +82,17 @@ def build_request(cfg: DistillJob, trajectory: Trajectory, round_number: int) ->
     facts = path_facts(provenance)["all_facts"] if provenance.get("path") else []
     strategy = strategy_for(round_number, cfg.refine)
     previous = trajectory.attempts[-1].text if trajectory.attempts else ""
-    user = render(cfg.prompt, question=item.question, options=item.options, answer=item.answer,
-                  answer_text=item.options[item.answer], facts=facts, strategy=strategy,
-                  previous=previous)
+    variables = {"question": item.question, "options": item.options, "answer": item.answer,
+                 "answer_text": item.options[item.answer], "facts": facts, "strategy": strategy,
+                 "previous": previous}
+    user = render(cfg.prompt, **variables)
+    # The template teacher reads the prompt's optional `answer_as` macro (how to name the option).
     return Request(task="reason",
                    messages=({"role": "system", "content": SYSTEM},
                              {"role": "user", "content": user}),
                    context={"item": item.model_dump(exclude_none=True), "round": round_number,
-                            "strategy": strategy})
+                            "strategy": strategy, "template": cfg.prompt,
+                            "variables": variables})
 
 
 def load_sources(cfg: DistillJob) -> list[Item]:
@@ -112,7 +119,7 @@ def refine_all(cfg: DistillJob, trajectories: list[Trajectory], teacher: Any,
         still = []
         for trajectory, response in zip(pending, responses):
             text = response.texts[0] if response.texts else ""
-            attempt = parse_attempt(text, "".join(trajectory.item.options))
+            attempt = parse_attempt(text, trajectory.item.options)
             if attempt.letter is None or not attempt.reasoning:
                 malformed.append({"id": trajectory.item.id, "round": round_number,
                                   "problem": "no answer letter" if attempt.letter is None
@@ -135,8 +142,9 @@ def final_item(trajectory: Trajectory, keep: str) -> Item | None:
     if last.letter != trajectory.item.answer and keep == "correct":
         return None
     item = trajectory.item.model_copy(deep=True)
+    said = item.options[last.letter] if last.named_by == "text" else last.letter
     item.messages = prompt_messages(item) + [
-        {"role": "assistant", "content": completion_text(last.reasoning, last.letter)}]
+        {"role": "assistant", "content": completion_text(last.reasoning, said)}]
     item.provenance = {**item.provenance, "distill_rounds": len(trajectory.attempts),
                        "distill_correct": last.letter == item.answer}
     return item

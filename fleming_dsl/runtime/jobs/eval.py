@@ -2,12 +2,14 @@
 
 Each benchmark is read from its published file format (`formats.load_items`), every item is put
 to the model exactly as training puts it (`items.prompt_messages`), completions are read back
-with `items.extract_choice` (restricted to the item's own option letters) and checked for the
+with `items.extract_answer` (restricted to the item's own options: by letter, or with
+`accept = "text"` also by an option's exact text) and checked for the
 trained shape with `items.is_well_formed`.
 
 Results (`cfg.output`):
-    {"target", "model", "samples", "temperature", "max_tokens", "limit", "predictions",
-     "benchmarks": {name: {"n", "samples", "correct", "accuracy", "ci95": [lo, hi],
+    {"target", "model", "samples", "temperature", "max_tokens", "limit", "accept", "predictions",
+     "benchmarks": {name: {"n", "samples", "correct", "correct_by": {"letter", "text"},
+                           "accuracy", "ci95": [lo, hi],
                            "format_rate", "extracted_rate", "by_difficulty"?}},
      "format_rate", "accuracy_mean"}
 - `n` counts items; `correct` counts correct (item, sample) pairs; accuracy = correct /
@@ -30,7 +32,7 @@ from fleming_dsl.errors import JobError
 from fleming_dsl.plan.jobconfig import Benchmark, EvalJob
 from fleming_dsl.runtime.data.items import (
     Item,
-    extract_choice,
+    extract_answer,
     is_well_formed,
     prompt_messages,
 )
@@ -88,16 +90,18 @@ def load_benchmark(bench: Benchmark, index: int) -> list[Item]:
 # ---------------------------------------------------------------- scoring (pure)
 
 
-def score_item(benchmark: str, item: Item, completions: list[str]) -> list[dict[str, Any]]:
-    """One prediction row per sampled completion of one item."""
-    valid = "".join(item.options)
+def score_item(benchmark: str, item: Item, completions: list[str],
+               accept: str = "letter") -> list[dict[str, Any]]:
+    """One prediction row per sampled completion of one item; `named_by` says whether the
+    option was named by its letter or (accept = "text") by its text."""
     rows = []
+    text_ok = item.options if accept == "text" else None
     for sample, text in enumerate(completions):
-        extracted = extract_choice(text, valid)
+        extracted, how = extract_answer(text, item.options, accept)
         rows.append({
             "benchmark": benchmark, "id": item.id, "sample": sample, "answer": item.answer,
-            "extracted": extracted, "correct": extracted == item.answer,
-            "well_formed": is_well_formed(text), "difficulty": item.difficulty,
+            "extracted": extracted, "named_by": how, "correct": extracted == item.answer,
+            "well_formed": is_well_formed(text, text_ok), "difficulty": item.difficulty,
             "completion": text,
         })
     return rows
@@ -112,6 +116,9 @@ def summarise(rows: list[dict[str, Any]], n_items: int, samples: int) -> dict[st
     summary: dict[str, Any] = {
         "n": n_items, "samples": samples, "correct": correct, "accuracy": accuracy,
         "ci95": [lo, hi],
+        # how the right answers named their option (text only counts under accept = text)
+        "correct_by": {how: sum(row["correct"] and row.get("named_by") == how for row in rows)
+                       for how in ("letter", "text")},
         "format_rate": proportion(sum(row["well_formed"] for row in rows), total),
         "extracted_rate": proportion(sum(row["extracted"] is not None for row in rows), total),
     }
@@ -186,14 +193,14 @@ def run(cfg: EvalJob, ctx: JobContext) -> None:
         with ctx.timed("generate"):
             completions = _generate(cfg, items, ctx.counts)
         rows = [row for item, texts in zip(items, completions, strict=True)
-                for row in score_item(name, item, texts)]
+                for row in score_item(name, item, texts, cfg.accept)]
         per_benchmark[name] = summarise(rows, len(items), cfg.samples)
         all_rows += rows
 
     results = {
         "target": cfg.target, "model": cfg.model, "samples": cfg.samples,
         "temperature": cfg.temperature, "max_tokens": cfg.max_tokens, "limit": cfg.limit,
-        "predictions": predictions_path(cfg.output).name,
+        "accept": cfg.accept, "predictions": predictions_path(cfg.output).name,
         "benchmarks": per_benchmark, **overall(per_benchmark, all_rows),
     }
     write_jsonl(predictions_path(cfg.output), all_rows)

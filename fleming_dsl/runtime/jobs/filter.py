@@ -30,6 +30,7 @@ from fleming_dsl.runtime.data import textsim
 from fleming_dsl.runtime.data.formats import load_source
 from fleming_dsl.runtime.data.items import (
     Item,
+    extract_answer,
     extract_choice,
     is_well_formed,
     prompt_messages,
@@ -68,7 +69,8 @@ def messages_problem(item: Item) -> str | None:
     if not messages or messages[-1]["role"] != "assistant":
         return "malformed messages"
     final = messages[-1]["content"]
-    if not is_well_formed(final) or extract_choice(final, "".join(item.options)) is None:
+    # the worked answer names its option by letter or by the option's exact text
+    if not is_well_formed(final, item.options) or extract_answer(final, item.options, "text")[0] is None:
         return "malformed messages"
     return None
 
@@ -150,8 +152,33 @@ def _add_teacher_counts(counts: dict[str, Any], teacher: Any, unreadable: int) -
 # ---------------------------------------------------------------- dedupe / decontaminate
 
 
+def _path_key(item: Item) -> str | None:
+    """The sampled path an item is a variant of (synthesize `variants`), else None."""
+    if "variant" not in (item.provenance or {}):
+        return None
+    return f"{item.source}:{item.provenance.get('id')}"
+
+
 def step_dedupe(cfg: FilterJob, step: DedupeStep, items: list[Item], reasons: Counter
                 ) -> list[Item]:
+    """Exact then near duplicates, first one kept. The variants of one sampled path are one
+    question here: only the first variant is compared, and the others follow its fate."""
+    firsts = [item for item in items if not (item.provenance or {}).get("variant")]
+    kept = {id(item) for item in _dedupe(cfg, step, firsts, reasons)}
+    dropped_paths = {_path_key(item) for item in firsts if id(item) not in kept} - {None}
+    result = []
+    for item in items:
+        if not (item.provenance or {}).get("variant"):
+            if id(item) in kept:
+                result.append(item)
+        elif _path_key(item) in dropped_paths:
+            reasons["variant of a removed duplicate"] += 1
+        else:
+            result.append(item)
+    return result
+
+
+def _dedupe(cfg: FilterJob, step: DedupeStep, items: list[Item], reasons: Counter) -> list[Item]:
     seen: set[str] = set()
     unique = []
     for item in items:

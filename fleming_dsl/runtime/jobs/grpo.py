@@ -208,7 +208,9 @@ def grpo_config_kwargs(cfg: GrpoJob, *, cuda: bool, bf16_ok: bool, vllm_installe
 
 
 def prompt_rows(pool: Sequence[items.Item]) -> list[dict[str, Any]]:
+    # `options` (texts in letter order) lets choice_match(accept = text) read a named option.
     return [{"prompt": items.prompt_messages(item), "answer": item.answer,
+             "options": list(item.options.values()),
              "difficulty": item.difficulty or "", "id": item.id} for item in pool]
 
 
@@ -258,6 +260,13 @@ def rows_before(path: str, step: int) -> list[dict[str, Any]]:
 
 
 
+def mining_accept(cfg: GrpoJob) -> str:
+    """Mining grades rollouts as the stage's correctness reward does: by option text too when
+    one of its choice_match terms accepts text."""
+    accepts = {t.options.get("accept", "letter") for t in cfg.rewards if t.function == "choice_match"}
+    return "text" if "text" in accepts else "letter"
+
+
 def _run_mining(setup: Setup, pool: list[items.Item], ctx: JobContext):
     cfg, miner = setup.cfg, setup.cfg.miner
     if cfg.max_steps is None:
@@ -275,7 +284,8 @@ def _run_mining(setup: Setup, pool: list[items.Item], ctx: JobContext):
             policy = training.load_plain_model(model)
             rates = mining.estimate_pass_rates_across_ranks(
                 policy, setup.tokenizer, pool, samples=miner.samples, temperature=cfg.temperature,
-                max_new_tokens=cfg.max_completion_length, seed=cfg.seed + number)
+                max_new_tokens=cfg.max_completion_length, seed=cfg.seed + number,
+                accept=mining_accept(cfg))
             del policy
         steps = min(miner.refresh, cfg.max_steps - setup.steps.offset)
         want = mining.prompts_per_round(steps, cfg.batch_size * ranks.world_size(), cfg.grad_accum,

@@ -3,7 +3,10 @@
 Each sampled path (a row of the sample job's JSONL) becomes one prompt rendered from the spec's
 template; the teacher writes the question stem. The masked entity is the answer; it and the
 row's distractors are shuffled into options A.. by a generator seeded with (seed, row id), so the
-letter of the answer is uniform and repeatable. A stem that is empty, is not a question, or
+letter of the answer is uniform and repeatable. With `variants = N` each path gives N items
+sharing the stem, each with its own draw of `options - 1` distractors from the row's and the
+answer at a different letter (`variant_options`): what stops a small student from memorising
+one letter per question. A stem that is empty, is not a question, or
 names the answer is counted as malformed and recorded, never a crash.
 """
 
@@ -83,6 +86,19 @@ def shuffled_options(answer: str, distractors: list[str], seed: int,
     return options, LETTERS[choices.index(answer)]
 
 
+def variant_options(answer: str, distractors: list[str], seed: int, row_id: str, variant: int,
+                    size: int | None) -> tuple[dict[str, str], str]:
+    """Options for variant `variant` of a path: `size - 1` distractors drawn from the row's
+    (a fresh draw per variant) and the answer at a letter that moves on by one per variant, so
+    the variants of a path put its answer at different letters. Deterministic per seed."""
+    pool = list(dict.fromkeys(d for d in distractors if d != answer))
+    size = min(size or len(pool) + 1, len(pool) + 1, len(LETTERS))
+    draw = random.Random(f"{seed}:{row_id}:{variant}").sample(pool, size - 1)
+    position = (random.Random(f"{seed}:{row_id}").randrange(size) + variant) % size
+    choices = draw[:position] + [answer] + draw[position:]
+    return {LETTERS[i]: text for i, text in enumerate(choices)}, LETTERS[position]
+
+
 _THINK = re.compile(r"<think>.*?</think>", re.DOTALL)
 _LABEL = re.compile(r"^\s*(question|stem)\s*:\s*", re.IGNORECASE)
 
@@ -137,10 +153,19 @@ def run(cfg: SynthesizeJob, ctx: JobContext) -> None:
         if not distractors:
             malformed.append({"id": row["id"], "problem": "no distractor left", "text": stem})
             continue
-        options, letter = shuffled_options(row["answer"], distractors, cfg.seed, str(row["id"]))
         provenance = {**row, "answer_count": answer_counts[row["answer"]]}
-        items.append(Item(id=f"{cfg.job}-{row['id']}", question=stem, options=options,
-                          answer=letter, source=cfg.job, provenance=provenance))
+        if cfg.variants == 1 and cfg.options is None:
+            options, letter = shuffled_options(row["answer"], distractors, cfg.seed, str(row["id"]))
+            items.append(Item(id=f"{cfg.job}-{row['id']}", question=stem, options=options,
+                              answer=letter, source=cfg.job, provenance=provenance))
+            continue
+        for variant in range(cfg.variants):
+            options, letter = variant_options(row["answer"], distractors, cfg.seed,
+                                              str(row["id"]), variant, cfg.options)
+            suffix = f"-v{variant}" if variant else ""
+            items.append(Item(id=f"{cfg.job}-{row['id']}{suffix}", question=stem,
+                              options=options, answer=letter, source=cfg.job,
+                              provenance={**provenance, "variant": variant}))
     if not items:  # an empty question set would look like a finished synthesis
         first = f"; first: {malformed[0]['problem']}" if malformed else ""
         raise JobError(f"{cfg.job}: no question was usable of {len(rows)} samples "

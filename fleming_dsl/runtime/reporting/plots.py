@@ -119,30 +119,33 @@ def plot_difficulty(filters: dict[str, dict[str, Any]], folder: Path) -> str | N
 
 
 def plot_accuracy(inputs: ReportInputs, folder: Path) -> str | None:
-    """Accuracy per benchmark, one bar per target, with Wilson 95% interval error bars."""
+    """The ablation: accuracy per evaluated model (x, in the spec's order: base, cold start,
+    RL stages), one line per benchmark, with Wilson 95% interval error bars."""
     if not inputs.evals:
         return None
+    targets = [result.target for result in inputs.evals]
     names = list(dict.fromkeys(n for r in inputs.evals for n in r.benchmarks))
     fig, (ax,) = _figure(1, height=4.0)
-    fig.set_figwidth(max(6.0, 1.6 * len(names) * max(1, len(inputs.evals)) ** 0.5 + 2))
-    width = 0.8 / len(inputs.evals)
-    for index, result in enumerate(inputs.evals):
+    fig.set_figwidth(max(6.0, 1.4 * len(targets) + 3))
+    for offset, name in enumerate(names):
         xs, acc, below, above = [], [], [], []
-        for i, name in enumerate(names):
+        for index, result in enumerate(inputs.evals):
             if name in result.benchmarks:
                 bench = result.benchmarks[name]
-                xs.append(i + index * width)
+                # a small sideways shift keeps overlapping error bars readable
+                xs.append(index + (offset - (len(names) - 1) / 2) * 0.06)
                 acc.append(bench["accuracy"])
                 below.append(max(0.0, bench["accuracy"] - bench["ci95"][0]))
                 above.append(max(0.0, bench["ci95"][1] - bench["accuracy"]))
-        ax.bar(xs, acc, width=width, yerr=[below, above], capsize=3, label=result.target,
-               edgecolor="k")
-    ax.set_xticks([i + (len(inputs.evals) - 1) * width / 2 for i in range(len(names))], names)
+        ax.errorbar(xs, acc, yerr=[below, above], capsize=4, marker="o", label=name)
+    ax.axhline(0.25, color="grey", linestyle=":", linewidth=1, label="chance, 4 options")
+    ax.set_xticks(range(len(targets)), targets)
     ax.set_ylim(0, 1)
+    ax.set_xlabel("model (evaluation order of the spec)")
     ax.set_ylabel("accuracy (95% Wilson interval)")
-    ax.set_title("benchmark accuracy per target")
+    ax.set_title("ablation: benchmark accuracy per stage")
     ax.grid(axis="y", alpha=0.3)
-    ax.legend(fontsize=8, title="target")
+    ax.legend(fontsize=8, title="benchmark")
     return _save(fig, folder, "accuracy.png")
 
 

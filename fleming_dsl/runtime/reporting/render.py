@@ -15,6 +15,7 @@ from fleming_dsl.runtime.reporting.collect import ReportInputs
 from fleming_dsl.runtime.reporting.tables import (
     Table,
     accuracy_table,
+    answered_by_table,
     bucket_table,
     filter_table,
     fmt,
@@ -43,6 +44,9 @@ class Report:
 
 def headline(summary: dict[str, Any]) -> tuple[str, ...]:
     lines = []
+    if len(summary["accuracy_mean"]) > 1:
+        lines.append("Ablation, mean benchmark accuracy: " + " -> ".join(
+            f"{target} {fmt(mean)}" for target, mean in summary["accuracy_mean"].items()))
     cold = summary["cold_start_target"]
     if cold:
         lines.append(f"Format rate after the cold start ({cold}): "
@@ -57,12 +61,26 @@ def headline(summary: dict[str, Any]) -> tuple[str, ...]:
 
 def layout(experiment: str, inputs: ReportInputs, summary: dict[str, Any],
            figures: dict[str, str]) -> Report:
-    """The report's sections, in recipe order: data, difficulty, GRPO, evaluation, cost."""
+    """The report's sections: the ablation (accuracy per stage) first, then in recipe order
+    data, difficulty, GRPO, format and cost."""
     def fig(*names: str) -> tuple[str, ...]:
         return tuple(figures[name] for name in names if name in figures)
 
     filters = summary["filters"]
+    answered_by = answered_by_table(inputs)
     sections = [
+        # The paper's ablation first: every evaluated model (base, cold start, RL stages).
+        Section("Ablation: accuracy per stage",
+                notes=("Accuracy per benchmark (rows) of each evaluated model (columns, in the "
+                       "spec's order), with its Wilson 95% interval; with several samples per "
+                       "item, the mean over samples.",)
+                + (("The second table counts the right answers that named their option by "
+                    "letter and by its exact text (evaluate { accept = text }).",)
+                   if answered_by else ()) if inputs.evals
+                else ("No evaluation in this experiment.",),
+                tables=((accuracy_table(inputs),) + ((answered_by,) if answered_by else ()))
+                if inputs.evals else (),
+                figures=fig("accuracy")),
         Section("Data funnel and filter removals",
                 notes=() if summary["funnel"] or filters else ("No data job counts recorded.",),
                 tables=(funnel_table(summary),) * bool(summary["funnel"])
@@ -80,11 +98,6 @@ def layout(experiment: str, inputs: ReportInputs, summary: dict[str, Any],
                 notes=() if "bucket_rewards" in figures
                 else ("No per-bucket rewards or pool pass rates were logged.",),
                 figures=fig("bucket_rewards")),
-        Section("Benchmark accuracy",
-                notes=("Accuracy with its Wilson 95% interval; with several samples per item, "
-                       "the mean over samples.",) if inputs.evals
-                else ("No evaluation in this experiment.",),
-                tables=(accuracy_table(inputs),) * bool(inputs.evals), figures=fig("accuracy")),
         Section("Format rate",
                 notes=("Share of completions of the form <think>...</think><answer>X</answer>.",)
                 if inputs.evals else (),

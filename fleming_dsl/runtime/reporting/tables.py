@@ -98,6 +98,23 @@ def accuracy_table(inputs: ReportInputs) -> Table:
     return Table(("benchmark", "n", *targets), tuple(rows))
 
 
+def answered_by_table(inputs: ReportInputs) -> Table | None:
+    """How the right answers named their option: by letter and (accept = text) by its text;
+    None when no evaluation recorded it."""
+    if not any("correct_by" in b for r in inputs.evals for b in r.benchmarks.values()):
+        return None
+    names: dict[str, None] = {}
+    for result in inputs.evals:
+        names.update(dict.fromkeys(result.benchmarks))
+
+    def cell(bench: dict[str, Any] | None) -> str:
+        by = (bench or {}).get("correct_by")
+        return MISSING if by is None else f"{by.get('letter', 0)} / {by.get('text', 0)}"
+
+    return Table(("right answers: letter / text", *(r.target for r in inputs.evals)), tuple(
+        (name, *(cell(r.benchmarks.get(name)) for r in inputs.evals)) for name in names))
+
+
 def format_table(inputs: ReportInputs) -> Table:
     return Table(("target", "format rate", "mean accuracy"), tuple(
         (r.target, fmt(r.format_rate), fmt(r.accuracy_mean)) for r in inputs.evals))

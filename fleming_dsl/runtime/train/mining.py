@@ -102,25 +102,29 @@ def sample_completions(model, tokenizer, conversations: Sequence[list[dict]], *,
 
 
 def estimate_pass_rates(model, tokenizer, pool: Sequence[items.Item], *, samples: int,
-                        temperature: float, max_new_tokens: int, seed: int) -> dict[str, float]:
-    """Each pool item's fraction of `samples` rollouts whose extracted letter is the answer."""
+                        temperature: float, max_new_tokens: int, seed: int,
+                        accept: str = "letter") -> dict[str, float]:
+    """Each pool item's fraction of `samples` rollouts that name the right option (by letter;
+    with accept = "text" also by the option's text, as the stage's choice_match grades)."""
     completions = sample_completions(
         model, tokenizer, [items.prompt_messages(item) for item in pool], n=samples,
         temperature=temperature, max_new_tokens=max_new_tokens, seed=seed,
     )
     return {
-        item.id: sum(items.extract_choice(text, "".join(item.options)) == item.answer for text in outs) / samples
+        item.id: sum(items.extract_answer(text, item.options, accept)[0] == item.answer
+                     for text in outs) / samples
         for item, outs in zip(pool, completions)
     }
 
 
 def estimate_pass_rates_across_ranks(model, tokenizer, pool: Sequence[items.Item], *, samples: int,
                                      temperature: float, max_new_tokens: int,
-                                     seed: int) -> dict[str, float]:
+                                     seed: int, accept: str = "letter") -> dict[str, float]:
     """`estimate_pass_rates` with the pool split across ranks (every world_size-th item each) and
     the estimates gathered: 1/N of the rollouts per rank, the same dict on every rank."""
     mine = estimate_pass_rates(model, tokenizer, ranks.shard(list(pool)), samples=samples,
-                               temperature=temperature, max_new_tokens=max_new_tokens, seed=seed)
+                               temperature=temperature, max_new_tokens=max_new_tokens, seed=seed,
+                               accept=accept)
     merged: dict[str, float] = {}
     for part in ranks.all_gather(mine):
         merged.update(part)

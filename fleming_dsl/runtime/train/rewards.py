@@ -42,19 +42,35 @@ def completion_text(completion: Any) -> str:
 # ---------------------------------------------------------------- built-in factories
 
 
-def choice_match(tag: str = "answer") -> RewardFn:
-    """1.0 when the letter inside <tag>..</tag> equals the item's `answer`, else 0.0."""
-    tag_re = re.compile(rf"<{re.escape(tag)}>\s*\(?([A-Z])\)?\s*</{re.escape(tag)}>", re.DOTALL)
+def choice_match(tag: str = "answer", accept: str = "letter") -> RewardFn:
+    """1.0 when the completion names the item's correct option, else 0.0.
 
-    def extract(text: str) -> str | None:
+    accept = "letter": the letter inside <tag>..</tag> must equal the item's `answer`.
+    accept = "text": the tag may instead hold the correct option's exact text (normalised, see
+    `items.extract_answer`); needs the dataset column `options` (texts in letter order)."""
+    if accept not in items.ACCEPT:
+        raise JobError(f"reward choice_match: option 'accept' must be one of "
+                       f"{', '.join(items.ACCEPT)}, got {accept!r}")
+    tag_re = re.compile(rf"<{re.escape(tag)}>\s*\(?([A-Z])\)?\s*</{re.escape(tag)}>", re.DOTALL)
+    text_re = re.compile(rf"<{re.escape(tag)}>(.*?)</{re.escape(tag)}>", re.DOTALL)
+
+    def extract(text: str, options: Sequence[str] | None) -> str | None:
+        if accept == "text" and options:
+            found = text_re.findall(text)
+            if found:
+                said = items.normalise(found[-1])
+                for letter, option in zip(items.LETTERS, options):
+                    if said == items.normalise(option):
+                        return letter
         if tag == "answer":
             return items.extract_choice(text)
         found = tag_re.findall(text)
         return found[-1] if found else None
 
-    def reward(prompts, completions, answer, **kwargs) -> list[float]:
-        return [1.0 if extract(completion_text(c)) == str(a).strip().upper() else 0.0
-                for c, a in zip(completions, answer)]
+    def reward(prompts, completions, answer, options=None, **kwargs) -> list[float]:
+        per_item = options if options is not None else [None] * len(completions)
+        return [1.0 if extract(completion_text(c), o) == str(a).strip().upper() else 0.0
+                for c, a, o in zip(completions, answer, per_item)]
 
     return reward
 

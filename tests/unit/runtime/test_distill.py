@@ -121,11 +121,11 @@ def test_template_teacher_on_the_embedded_train_set(tmp_path):
                                                      "medqa_train"),))
     run_job("distill", str(config))
     rows = read_jsonl(Path(cfg.output))
-    assert len(rows) == 206
+    assert len(rows) == 297
     for row in rows:
         answer = row["messages"][-1]["content"]
         assert is_well_formed(answer) and answer.endswith(f"<answer>{row['answer']}</answer>")
         assert len(answer.split()) <= 40 and row["source"] == "medqa_train"
     run_job("distill", str(config))
     counts = json.loads(Path(cfg.meta).read_text())["counts"]
-    assert (counts["teacher_calls"], counts["cache_hits"]) == (0, 206)
+    assert (counts["teacher_calls"], counts["cache_hits"]) == (0, 297)

@@ -120,8 +120,9 @@ def test_eval_job_end_to_end_on_a_tiny_model(tmp_path: Path, tiny_model: str) ->
     assert len(rows) == (4 + 4) * 2  # limit 4 items per benchmark, 2 samples each
     for name in ("alpha", "beta"):
         summary = results["benchmarks"][name]
-        assert set(summary) == {"n", "samples", "correct", "accuracy", "ci95", "format_rate",
-                                "extracted_rate"}
+        assert set(summary) == {"n", "samples", "correct", "correct_by", "accuracy", "ci95",
+                                "format_rate", "extracted_rate"}
+        assert summary["correct_by"] == {"letter": summary["correct"], "text": 0}  # letter grading
         mine = [row for row in rows if row["benchmark"] == name]
         hand_correct = sum(row["extracted"] == row["answer"] for row in mine)
         assert summary["n"] == 4 and summary["correct"] == hand_correct

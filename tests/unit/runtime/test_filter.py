@@ -205,3 +205,22 @@ def test_pass_rate_with_a_real_tiny_model(tmp_path):
     counts = json.loads(Path(cfg.meta).read_text())["counts"]
     assert (counts["teacher_calls"], counts["cache_hits"]) == (0, 3)
     assert read_jsonl(Path(cfg.output)) == kept
+
+
+def test_dedupe_treats_the_variants_of_a_path_as_one_question(tmp_path):
+    """Variants share a stem and often the option set: they are not duplicates of each other,
+    and they follow their first variant when it duplicates an earlier question."""
+    def variant(n, path, v, options):
+        row = item(n, question="Which disease presents with fever and rash?", options=options)
+        row["source"] = "questions"
+        row["provenance"] = {"id": path, "variant": v}
+        return row
+
+    same = {"A": "measles", "B": "gout", "C": "asthma"}
+    rows = [variant(1, "p1", 0, same), variant(2, "p1", 1, same),
+            variant(3, "p1", 2, {"A": "gout", "B": "measles", "C": "angina"}),
+            variant(4, "p2", 0, same), variant(5, "p2", 1, same)]  # p2 repeats p1
+    kept, meta = run(tmp_path, rows, DedupeStep(method="exact", threshold=0.8))
+    assert [r["id"] for r in kept] == ["i1", "i2", "i3"]
+    assert meta["counts"]["reasons"]["dedupe"] == {"exact duplicate": 1,
+                                                   "variant of a removed duplicate": 1}

@@ -134,7 +134,7 @@ def embedded() -> dict[str, list]:
 def test_embedded_sets_sizes_and_shapes():
     sets = embedded()
     assert all(len(sets[name]) >= 60 for name in ("medqa_test", "medmcqa_dev", "pubmedqa"))
-    assert 190 <= len(sets["medqa_train"]) <= 230
+    assert 280 <= len(sets["medqa_train"]) <= 320
     for name, items in sets.items():
         assert len({i.id for i in items}) == len(items), name
         for item in items:
@@ -152,6 +152,35 @@ def test_embedded_train_is_disjoint_from_eval_under_decontamination():
         shared = [(i.id, index.shared(i.question)) for i in sets["medqa_train"]
                   if index.shared(i.question)]
         assert shared == [], n
+
+
+def _kg_edges() -> set[tuple[str, str, str]]:
+    import csv
+
+    with open(REPO / "data/medkg/kg.csv", encoding="utf-8") as handle:
+        return {(row["relation"], row["x_name"], row["y_name"]) for row in csv.DictReader(handle)}
+
+
+def test_embedded_benchmarks_ask_what_the_graph_holds_in_its_spelling():
+    """One source of facts: every MedQA vignette's findings are phenotypes of its answer in the
+    graph, and every MedMCQA answer is an adverse effect the graph gives that drug."""
+    edges = _kg_edges()
+    sets = embedded()
+    assert len(sets["medqa_test"]) == 139  # every graph disease
+    phenotypes: dict[str, set[str]] = {}
+    for relation, x, y in edges:
+        if relation == "disease_phenotype_positive":
+            phenotypes.setdefault(x, set()).add(y)
+    for item in sets["medqa_test"]:
+        disease = item.options[item.answer]
+        shown = {p for p in phenotypes[disease] if p in item.question}
+        assert len(shown) >= 4, (item.id, shown)
+        for letter, other in item.options.items():
+            if letter != item.answer:  # a fair distractor has none of the findings shown
+                assert not phenotypes[other] & shown, (item.id, other)
+    for item in sets["medmcqa_dev"]:
+        drug = item.question.removeprefix("Characteristic adverse effect of ").rstrip(":")
+        assert ("drug_effect", drug, item.options[item.answer]) in edges, item.id
 
 
 def test_build_script_reproduces_the_committed_files():

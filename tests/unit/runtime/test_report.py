@@ -147,8 +147,11 @@ def test_summary_headline_figures(run_dir: dict) -> None:
 
 def test_markdown_tables_word_for_word(run_dir: dict) -> None:
     markdown = (_run(run_dir) / "report.md").read_text(encoding="utf-8")
-    assert markdown.startswith("# Report: tiny\n\n- Format rate after the cold start "
-                               "(cold_start): 0.960\n")
+    assert markdown.startswith("# Report: tiny\n\n- Ablation, mean benchmark accuracy: "
+                               "cold_start 0.330 -> rl1 0.350 -> rl2 0.360\n"
+                               "- Format rate after the cold start (cold_start): 0.960\n")
+    # the ablation is the first section
+    assert markdown.index("## Ablation: accuracy per stage") < markdown.index("## Data funnel")
     assert (
         "| benchmark | n | cold_start | rl1 | rl2 |\n"
         "| --- | --- | --- | --- | --- |\n"
@@ -179,7 +182,7 @@ def test_markdown_tables_word_for_word(run_dir: dict) -> None:
     ) in markdown
     assert ("| bucket | items | pass rate |\n| --- | --- | --- |\n| easy | 200 | 0.850 |\n"
             "| moderate | 200 | 0.500 |\n| hard | 120 | 0.100 |\n") in markdown
-    assert "![Benchmark accuracy](accuracy.png)" in markdown
+    assert "![Ablation: accuracy per stage](accuracy.png)" in markdown
 
 
 def test_stage_stopped_at_step_zero_still_renders(run_dir: dict) -> None:
@@ -239,3 +242,15 @@ def test_grader_levels_are_reported_as_levels_not_pass_rates() -> None:
     table = bucket_table(graded)
     assert table.headers == ("grader level", "items")
     assert [row[0] for row in table.rows] == ["easy", "moderate", "hard"]
+
+
+def test_right_answers_by_letter_and_by_text_are_counted_apart(run_dir: dict) -> None:
+    path = Path(run_dir["evals"][0])
+    result = json.loads(path.read_text())
+    result["benchmarks"]["medqa_test"]["correct_by"] = {"letter": 4, "text": 9}
+    path.write_text(json.dumps(result), encoding="utf-8")
+    markdown = (_run(run_dir) / "report.md").read_text(encoding="utf-8")
+    assert ("| right answers: letter / text | cold_start | rl1 | rl2 |\n"
+            "| --- | --- | --- | --- |\n"
+            "| medqa_test | 4 / 9 | - | - |\n"
+            "| pubmedqa | - | - | - |\n") in markdown

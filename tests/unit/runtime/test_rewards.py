@@ -113,3 +113,18 @@ def test_weighted_terms_from_job_config() -> None:
 def test_a_stage_without_rewards_is_a_job_error() -> None:
     with pytest.raises(JobError, match=r"^field 'rewards': a GRPO stage needs at least one reward term$"):
         rewards.build_terms([])
+
+
+def test_choice_match_accepts_the_option_text_only_when_told() -> None:
+    completions = ["<think>x</think><answer>Pneumonia.</answer>",  # normalised: case, full stop
+                   "<think>x</think><answer>B</answer>",
+                   "<think>x</think><answer>asthma</answer>",  # another option's text
+                   "<think>x</think><answer>pneumonia, probably</answer>"]  # not exact
+    options = [["asthma", "pneumonia", "gout"]] * 4
+    answer = ["B"] * 4
+    assert rewards.choice_match(accept="text")([], completions, answer=answer,
+                                               options=options) == [1.0, 1.0, 0.0, 0.0]
+    assert rewards.choice_match()([], completions, answer=answer,
+                                  options=options) == [0.0, 1.0, 0.0, 0.0]
+    with pytest.raises(JobError, match="option 'accept' must be one of letter, text, got 'txt'"):
+        rewards.choice_match(accept="txt")

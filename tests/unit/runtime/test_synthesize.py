@@ -40,13 +40,13 @@ def test_paths_become_items_and_a_rerun_makes_no_calls(tmp_path):
     items = read_jsonl(Path(cfg.output))
     assert len(items) == 120
     first = items[0]
-    assert first["question"] == "Which disease presents with polyuria?"
+    assert first["question"] == "Which disease presents with headache?"
     assert first["options"][first["answer"]] == rows[0]["answer"]
     assert sorted(first["options"].values()) == sorted([rows[0]["answer"], *rows[0]["distractors"]])
     assert first["provenance"]["path"] == rows[0]["path"] and first["source"] == "questions"
     two_hop = items[2]["question"]
-    assert two_hop == ("Heat intolerance is an adverse effect of ibuprofen. Which disease other "
-                       "than those named presents with heat intolerance?")
+    assert two_hop == ("Crushing chest pain is an adverse effect of ibuprofen. Which disease other "
+                       "than those named presents with crushing chest pain?")
     letters = Counter(item["answer"] for item in items)
     assert set(letters) == set("ABCD") and max(letters.values()) < 50  # shuffled, not fixed
     counts = json.loads(Path(cfg.meta).read_text())["counts"]
@@ -123,3 +123,24 @@ def test_bad_sample_row_is_one_located_line(tmp_path, change, message):
         run_job("synthesize", str(config))
     assert str(err.value) == f"{cfg.samples}:2: {message}"
     assert not Path(cfg.output).exists()
+
+
+def test_variants_draw_fresh_distractors_and_move_the_answer(tmp_path):
+    rows = sample_rows(6)
+    for row in rows:  # a wider pool than one option set needs
+        row["distractors"] = [f"{row['answer']} mimic {k}" for k in range(8)]
+    config, cfg = job(tmp_path, rows, variants=3, options=4)
+    run_job("synthesize", str(config))
+    items = read_jsonl(Path(cfg.output))
+    assert len(items) == 18
+    assert [i["id"] for i in items[:3]] == ["questions-s0", "questions-s0-v1", "questions-s0-v2"]
+    for start in range(0, 18, 3):
+        group = items[start:start + 3]
+        assert len({g["question"] for g in group}) == 1  # one stem per path
+        assert all(len(g["options"]) == 4 for g in group)
+        assert len({g["answer"] for g in group}) == 3  # the answer at a different letter each
+        assert len({frozenset(g["options"].values()) for g in group}) > 1  # fresh draws
+        assert [g["provenance"]["variant"] for g in group] == [0, 1, 2]
+    before = Path(cfg.output).read_bytes()
+    run_job("synthesize", str(config))
+    assert Path(cfg.output).read_bytes() == before  # deterministic per seed

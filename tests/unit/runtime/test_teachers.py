@@ -152,9 +152,23 @@ def test_template_teacher_writes_short_rationale_with_the_answer(tmp_path):
     teacher = make_teacher(Generator(model="", backend=Backend(kind="template")), str(tmp_path), 0)
     (response,) = teacher.complete([Request(task="reason", messages=(), context={"item": ITEM})])
     text = response.texts[0]
-    assert text == ("<think>type 2 diabetes mellitus presents with polyuria. So the answer is "
-                    "type 2 diabetes mellitus.</think><answer>B</answer>")
+    # the entity first, then its option
+    assert text == ("<think>The findings point to type 2 diabetes mellitus; "
+                    "type 2 diabetes mellitus is option B.</think><answer>B</answer>")
     assert len(text.split()) <= 40
+
+
+def test_template_teacher_answers_with_the_option_text_when_the_prompt_says_so(tmp_path):
+    teacher = make_teacher(Generator(model="", backend=Backend(kind="template")), str(tmp_path), 0)
+    variables = {"question": ITEM["question"], "options": ITEM["options"], "answer": "B",
+                 "answer_text": ITEM["options"]["B"], "facts": [], "strategy": None, "previous": ""}
+    context = {"item": ITEM, "template": str(REPO / "prompts/reason_text.j2"),
+               "variables": variables}
+    (response,) = teacher.complete([Request(task="reason", messages=(), context=context)])
+    assert response.texts[0].endswith("option B.</think><answer>type 2 diabetes mellitus</answer>")
+    plain = {**context, "template": str(REPO / "prompts/reason.j2")}
+    (response,) = teacher.complete([Request(task="reason", messages=(), context=plain)])
+    assert response.texts[0].endswith("</think><answer>B</answer>")
 
 
 # ---------------------------------------------------------------- openai-compatible HTTP

@@ -2,8 +2,10 @@
 
 It is what the embedded default (`specs/tiny.flm`) runs on CPU without weights:
 - question: the prompt template's own `stem` macro verbalises the sampled path;
-- reason: a short rationale (a sentence or two, <= ~40 tokens) built from the path facts and
-  the known answer, ending in `<answer>X</answer>`, so a tiny student learns the format fast;
+- reason: a short rationale (a sentence or two, <= ~40 tokens) that names the answer entity
+  and only then its option ("The findings point to Y; Y is option C."), ending in `<answer>X</answer>`, so a tiny student learns the format fast; the
+  distillation prompt may define a macro `answer_as(letter, text)` to put the option's text
+  in the tag instead (prompts/reason_text.j2);
 - answer (label votes, pass-rate samples): it is ORACLE-LIKE. It answers from the item's
   provenance (the option naming the masked KG entity) or, without provenance, from the label.
   So `verify_label` votes with a template judge always agree with each other, and only catch
@@ -18,7 +20,7 @@ import hashlib
 import json
 from typing import Any
 
-from fleming_dsl.runtime.prompting import call_macro
+from fleming_dsl.runtime.prompting import call_macro, optional_macro
 from fleming_dsl.runtime.teachers.protocol import Request, TeacherError
 from fleming_dsl.runtime.teachers.verbalise import path_facts
 
@@ -36,12 +38,28 @@ def oracle_letter(item: dict[str, Any]) -> str:
 
 
 def rationale(item: dict[str, Any], letter: str) -> str:
+    """Reasoning that names the answer entity first and only then its option ("The findings
+    point to Y; Y is option C."), so a student learns the knowledge (findings -> entity) apart
+    from the lookup (entity -> letter). For a graph item the path facts come first."""
     answer_text = item["options"].get(letter, letter)
     provenance = item.get("provenance") or {}
+    named = f"{answer_text}; {answer_text} is option {letter}."
     if provenance.get("path") and provenance.get("relations") is not None:
-        facts = path_facts(provenance)["all_facts"][:MAX_FACTS_IN_RATIONALE]
-        return f"{'; '.join(facts)}. So the answer is {answer_text}."
-    return f"The findings fit {answer_text} best; the other options do not fit."
+        clues = path_facts(provenance)["facts"][:MAX_FACTS_IN_RATIONALE]
+        if clues:  # facts not about the answer (a multi-hop path): say them, then conclude
+            return f"{'; '.join(clues)}. The findings point to {named}"
+    return f"The findings point to {named}"
+
+
+def answer_as(ctx: dict[str, Any], letter: str, text: str) -> str:
+    """What goes inside <answer>: the letter, unless the distillation prompt defines a macro
+    `answer_as(letter, text)` (e.g. returning the option's text); the prompt decides."""
+    template = ctx.get("template")
+    if not template:
+        return letter
+    said = optional_macro(template, "answer_as", ctx.get("variables") or {}, letter=letter,
+                          text=text)
+    return said if said else letter
 
 
 RARE_DEGREE = 3  # a masked node with at most this many edges is rare knowledge
@@ -87,7 +105,8 @@ class TemplateBackend:
             return call_macro(ctx["template"], "stem", **facts)
         if request.task == "reason":
             letter = ctx["item"]["answer"]
-            return f"<think>{rationale(ctx['item'], letter)}</think><answer>{letter}</answer>"
+            said = answer_as(ctx, letter, ctx["item"]["options"].get(letter, letter))
+            return f"<think>{rationale(ctx['item'], letter)}</think><answer>{said}</answer>"
         if request.task == "answer":
             return f"<answer>{oracle_letter(ctx['item'])}</answer>"
         if request.task == "grade":
