@@ -266,10 +266,15 @@ BLOCKS: tuple[Block, ...] = (
             "tokens"),
         Opt("limit", "whole number", "questions per benchmark (all when not given)", "ir.Evaluate.limit",
             ">= 1"),
+        Opt("accept", "letter or text", "what counts as naming the right option: its letter, or also "
+            "its exact text (reported apart)", "ir.Evaluate.accept", "letter, text"),
     )),
     Block("choice_match()", "choice_match() reward", "reward NAME = choice_match(TAG)", (
         Opt("tag", "string (also the first positional argument)",
             "the tag holding the chosen letter: <answer>B</answer> -> 1.0 when B is right"),
+        Opt("accept", "letter or text (also the second positional argument)",
+            "what counts as naming the right option: its letter, or also its exact text", "letter",
+            "letter, text"),
     )),
     Block("regex()", "regex() reward", "reward NAME = regex(PATTERN)", (
         Opt("pattern", "string (also the first positional argument)",

@@ -106,8 +106,8 @@ def test_rule(tmp_path: Path, case: str, text: str, files: dict, first_line: str
 def test_batch_shape_is_checked_after_lowering_for_every_sweep_point(tmp_path: Path) -> None:
     err = errors(tmp_path, R("generations = 2  batch = 4", "generations = 2  sweep batch in [4, 3]"))
     assert [d.first_line() for d in err.diagnostics] == [
-        "spec.flm:14:57: error: batch (3) x grad_accum (1) must be divisible by generations (2): "
-        "TRL's GRPO puts all generations of a prompt in one batch"]
+        "spec.flm:14:57: error: stage rl: batch x grad_accum x ranks = 3 x 1 x 1 = 3 is not a "
+        "multiple of generations (2)"]
 
 
 def test_plateau_metric_lists_what_the_stage_logs(tmp_path: Path) -> None:

@@ -39,6 +39,7 @@ def _checkpoint(folder: Path, step: int, whole: bool) -> Path:
     path = folder / f"checkpoint-{step}"
     path.mkdir(parents=True)
     (path / "trainer_state.json").write_text("{}")
+    (path / f"global_step{step}").mkdir()  # DeepSpeed's weight shards live here
     if whole:
         (path / training.COMPLETE_MARKER).write_text(f"{step}\n")
     return path

@@ -33,11 +33,11 @@ def test_tiny_spec_lowers_to_the_recipe() -> None:
     teacher = exp.declarations()["teacher"]
     assert (teacher.source, teacher.ref, teacher.backend.kind, teacher.backend.temperature) == \
         ("local", "", "template", 0.0)
-    assert exp.models[0].tiny.vocab == 800
+    assert exp.models[0].tiny.vocab == 4000
     assert exp.graphs[0].paths == ("data/medkg/kg.csv",)
     sample = exp.samples[0]
-    assert (sample.start_type, sample.hops_min, sample.hops_max, sample.mask) == ("disease", 1, 2, "anchor")
-    assert sample.steps[0].node_type == "effect/phenotype"
+    assert (sample.start_type, sample.hops_min, sample.hops_max, sample.mask) == ("effect/phenotype", 2, 2, 1)
+    assert sample.steps[0].node_type == "disease"
     assert exp.prompts[0].path == "prompts/question.j2"
     assert [s.step for s in exp.filters[0].steps] == \
         ["format", "verify_label", "dedupe", "decontaminate", "difficulty"]
@@ -46,7 +46,7 @@ def test_tiny_spec_lowers_to_the_recipe() -> None:
     assert [(t.reward, t.weight) for t in rl1.rewards] == [("correct", 1.0), ("form", 0.2), ("brevity", 0.1)]
     assert (rl2.data.miner.pool, rl2.data.miner.pass_below, rl2.data.miner.solved_ratio,
             rl2.data.miner.failed_ratio) == ("clean", 0.5, 1.0, 2.0)
-    assert exp.evaluations[0].targets == ("cold_start", "rl1", "rl2")
+    assert exp.evaluations[0].targets == ("base", "cold_start", "rl1", "rl2")
 
 
 @pytest.mark.parametrize("spec", sorted(p.name for p in (REPO / "specs").glob("*.flm")
