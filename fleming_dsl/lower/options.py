@@ -269,7 +269,7 @@ BLOCKS: tuple[Block, ...] = (
         Opt("accept", "letter or text", "what counts as naming the right option: its letter, or also "
             "its exact text (reported apart)", "ir.Evaluate.accept", "letter, text"),
     )),
-    Block("choice_match()", "choice_match() reward", "reward NAME = choice_match(TAG)", (
+    Block("choice_match()", "choice_match() reward", "reward NAME = choice_match(TAG, ACCEPT)", (
         Opt("tag", "string (also the first positional argument)",
             "the tag holding the chosen letter: <answer>B</answer> -> 1.0 when B is right"),
         Opt("accept", "letter or text (also the second positional argument)",
