@@ -87,6 +87,9 @@ def ir_sha256(exp: ir.Experiment) -> str:
 
 def project_relative(path: str | Path) -> str:
     """`path` relative to the project root (the cwd) with forward slashes, if it lies inside."""
+    if any(c in str(path) for c in "{}\n\r\0"):
+        raise ValueError(f"{path}: the output folder may not contain '{{', '}}' or control "
+                         "characters (Snakemake reads {...} as a wildcard)")
     absolute = Path(path).resolve()
     try:
         return absolute.relative_to(Path.cwd().resolve()).as_posix() or "."

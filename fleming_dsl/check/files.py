@@ -43,12 +43,17 @@ def file_refs(decl: ast.Decl) -> Iterator[FileRef]:
 def missing_file(ref: FileRef, base_dir: Path) -> Diagnostic | None:
     """A diagnostic when `ref` (relative to `base_dir`) does not exist; see the module docstring."""
     path = base_dir / ref.path.value
-    if path.exists():
-        return None
+    try:
+        if path.exists():
+            return None
+        parent_exists = path.parent.is_dir()
+    except OSError as err:  # e.g. a name too long for the file system
+        return Diagnostic(f"cannot use {ref.kind} path: {err.strerror or type(err).__name__}",
+                          ref.path.span)
     if ref.kind == "template":
         return Diagnostic(f"template file not found: {ref.path.value}", ref.path.span,
                           hint=f"paths are relative to the folder of {ref.path.span.file}")
-    if path.parent.is_dir():
+    if parent_exists:
         siblings = [p.name for p in path.parent.iterdir()]
         return Diagnostic(f"data file not found: {ref.path.value}", ref.path.span,
                           hint=did_you_mean(path.name, siblings)
