@@ -296,7 +296,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         args.snakemake_args = extra
     handler: Callable[[argparse.Namespace], int] = args.handler
     try:
-        return handler(args)
+        code = handler(args)
+        sys.stdout.flush()  # a closed pipe shows here, inside the handler below, not at exit
+        return code
+    except BrokenPipeError:
+        return _stdout_closed()
     except UsageError as err:
         parser.error(str(err))
     except KeyboardInterrupt:
@@ -308,6 +312,19 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"error: {err}" if isinstance(err, CommandError) else str(err), file=sys.stderr)
         return 1
     return 2  # unreachable: parser.error exits
+
+
+def _stdout_closed() -> int:
+    """The reader of our output went away (`fleming schema | head`): stop quietly. Later
+    writes, including the interpreter's own flush at exit, go to /dev/null instead of raising."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError):  # stdout is not a real file (captured in tests)
+        pass
+    finally:
+        os.close(devnull)
+    return 0
 
 
 if __name__ == "__main__":
