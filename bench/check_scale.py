@@ -1,6 +1,6 @@
 """How `fleming check` scales with the number of declarations (issue 11: checking is linear).
 
-    python bench/check_scale.py [N ...]     # default 10000 100000
+    python bench/check_scale.py [N ...] [--only KIND]    # default 10000 100000, every kind
 
 For each kind of large spec (many rewards, prompts, evaluations, datasets, chained stages,
 unknown options, undefined names) it writes specs/tiny.flm plus N more lines into a temporary
@@ -42,7 +42,7 @@ def time_check(spec: Path) -> tuple[float, float, int]:
     return time.perf_counter() - wall, time.process_time() - cpu, code
 
 
-def main(sizes: list[int]) -> None:
+def main(sizes: list[int], only: str | None = None) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
         for folder in ("specs", "data", "prompts"):
@@ -54,6 +54,8 @@ def main(sizes: list[int]) -> None:
         print(f"| spec | " + " | ".join(f"N={n:,} wall s | CPU s" for n in sizes) + " | exit |")
         print("|---|" + "---|---|" * len(sizes) + "---|")
         for kind, extra in KINDS.items():
+            if only is not None and only not in kind:
+                continue
             cells, code = [], 0
             for n in sizes:
                 spec = root / "specs" / "big.flm"
@@ -64,4 +66,7 @@ def main(sizes: list[int]) -> None:
 
 
 if __name__ == "__main__":
-    main([int(a) for a in sys.argv[1:]] or [10_000, 100_000])
+    args = sys.argv[1:]
+    pick = args[args.index("--only") + 1] if "--only" in args else None
+    numbers = [int(a) for a in args if a.isdigit()]
+    main(numbers or [10_000, 100_000], pick)

@@ -109,8 +109,7 @@ def cmd_fmt(args: argparse.Namespace) -> int:
     for path in args.specs:
         if not os.path.isfile(path):
             raise CommandError(f"{path}: no such spec file")
-        with open(path, encoding="utf-8") as handle:
-            text = handle.read()
+        text = _read_spec_text(path)
         formatted = format_source(text, path)
         if args.stdout:  # the canonical form for tools (the git diff driver, docs/review.md)
             sys.stdout.write(formatted)
@@ -129,6 +128,18 @@ def cmd_fmt(args: argparse.Namespace) -> int:
                 handle.write(formatted)
             print(f"{path}: reformatted")
     return status
+
+
+def _read_spec_text(path: str) -> str:
+    """A spec's text as the checker reads it (a BOM dropped), or a located SpecError."""
+    from fleming_dsl.errors import SpecError
+    from fleming_dsl.spec.parser import decode_source
+
+    with open(path, "rb") as handle:
+        text, bad = decode_source(handle.read(), path)
+    if bad is not None:
+        raise SpecError([bad])
+    return text
 
 
 def cmd_graph(args: argparse.Namespace) -> int:

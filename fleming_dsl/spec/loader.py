@@ -68,7 +68,11 @@ class _Loader:
         try:
             return parse_module(text, shown)
         except SpecError as err:
-            raise SpecError(list(self.diags) + list(err.diagnostics), self.sources) from None
+            found = list(err.diagnostics)
+            if not _quotable(path):  # a message may name the token it stopped at: not shown
+                found = [Diagnostic("not a spec: the file does not parse (its text is not shown, as "
+                                    "it is not a .flm file)", d.span) for d in found]
+            raise SpecError(list(self.diags) + found, self.sources) from None
 
     def referenced(self, here: Path, ref: ast.Str, what: str, stack: list[Path]) -> Path | None:
         target = Path(os.path.normpath(here.parent / ref.value))

@@ -360,7 +360,7 @@ class _ToAst(Transformer):
     """lark tree -> ast dataclasses. Spans come from `meta` (rules) or the token (terminals)."""
 
     def __init__(self, file: str):
-        super().__init__()
+        super().__init__(visit_tokens=False)  # no token callbacks: a failed lookup per token is slow
         self.file = file
         self.unnamed_evals = 0
 

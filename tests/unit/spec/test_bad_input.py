@@ -203,7 +203,8 @@ def test_a_non_spec_top_level_file_is_never_quoted(tmp_path: Path) -> None:
     secret = tmp_path / "notes.txt"
     secret.write_text("API_KEY=abc123 is here\n")
     err = error_of(tmp_path, spec=secret)
-    assert "abc123" not in "\n".join(str(err).splitlines()[1:])
+    assert str(err) == ("notes.txt:1:1: error: not a spec: the file does not parse (its text is not "
+                        "shown, as it is not a .flm file)")
 
 
 @pytest.mark.parametrize("workdir,message", [
