@@ -40,6 +40,14 @@ def file_refs(decl: ast.Decl) -> Iterator[FileRef]:
                 yield FileRef(arg, "data")
 
 
+def exists(path: Path) -> bool:
+    """Path.exists that answers False where the OS refuses the name (e.g. too long)."""
+    try:
+        return path.exists()
+    except OSError:
+        return False
+
+
 def missing_file(ref: FileRef, base_dir: Path) -> Diagnostic | None:
     """A diagnostic when `ref` (relative to `base_dir`) does not exist; see the module docstring."""
     path = base_dir / ref.path.value
