@@ -51,7 +51,7 @@ def main(sizes: list[int], only: str | None = None) -> None:
         import os
 
         os.chdir(root)
-        print(f"| spec | " + " | ".join(f"N={n:,} wall s | CPU s" for n in sizes) + " | exit |")
+        print("| spec | " + " | ".join(f"N={n:,} wall s | CPU s" for n in sizes) + " | exit |")
         print("|---|" + "---|---|" * len(sizes) + "---|")
         for kind, extra in KINDS.items():
             if only is not None and only not in kind:

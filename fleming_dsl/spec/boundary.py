@@ -22,8 +22,15 @@ from pathlib import Path
 
 ALLOW_ENV = "FLEMING_ALLOW_PATHS"
 
-__all__ = ["ALLOW_ENV", "allowing", "allowed_roots", "inside", "outside_message", "safe_is_file",
-           "workdir_problem"]
+__all__ = [
+    "ALLOW_ENV",
+    "allowed_roots",
+    "allowing",
+    "inside",
+    "outside_message",
+    "safe_is_file",
+    "workdir_problem",
+]
 
 
 @contextlib.contextmanager

@@ -18,10 +18,15 @@ from pathlib import Path
 from fleming_dsl import ir
 from fleming_dsl.errors import Diagnostic, SpecError, did_you_mean
 from fleming_dsl.spec import ast
-from fleming_dsl.spec.boundary import inside, outside_hint, outside_message, safe_is_file
+from fleming_dsl.spec.boundary import (
+    inside,
+    outside_hint,
+    outside_message,
+    safe_is_file,
+)
 from fleming_dsl.spec.parser import decode_source, parse_module
 
-__all__ = ["load_program", "SpecError", "Diagnostic"]
+__all__ = ["Diagnostic", "SpecError", "load_program"]
 
 
 @dataclass

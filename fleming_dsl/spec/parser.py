@@ -584,5 +584,15 @@ def parse_module(text: str, file: str) -> ast.Module:
     return ast.Module(file=file, statements=_ToAst(file).transform(tree))
 
 
-__all__ = ["parse_module", "decode_source", "too_deep", "unclosed_block", "MAX_NESTING", "lark_parser", "grammar_text", "describe_token", "syntax_diagnostic",
-           "SYNTAX_ERRORS"]
+__all__ = [
+    "MAX_NESTING",
+    "SYNTAX_ERRORS",
+    "decode_source",
+    "describe_token",
+    "grammar_text",
+    "lark_parser",
+    "parse_module",
+    "syntax_diagnostic",
+    "too_deep",
+    "unclosed_block",
+]
