@@ -44,7 +44,7 @@ def exists(path: Path) -> bool:
     """Path.exists that answers False where the OS refuses the name (e.g. too long)."""
     try:
         return path.exists()
-    except OSError:
+    except (OSError, ValueError):  # ValueError: a NUL character in the name
         return False
 
 
@@ -55,9 +55,9 @@ def missing_file(ref: FileRef, base_dir: Path) -> Diagnostic | None:
         if path.exists():
             return None
         parent_exists = path.parent.is_dir()
-    except OSError as err:  # e.g. a name too long for the file system
-        return Diagnostic(f"cannot use {ref.kind} path: {err.strerror or type(err).__name__}",
-                          ref.path.span)
+    except (OSError, ValueError) as err:  # a name too long for the file system, a NUL in it
+        why = getattr(err, "strerror", None) or "the name holds a NUL character"
+        return Diagnostic(f"cannot use {ref.kind} path: {why}", ref.path.span)
     if ref.kind == "template":
         return Diagnostic(f"template file not found: {ref.path.value}", ref.path.span,
                           hint=f"paths are relative to the folder of {ref.path.span.file}")

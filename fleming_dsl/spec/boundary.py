@@ -57,7 +57,7 @@ def allowed_roots(root: Path) -> tuple[Path, ...]:
 def _resolve(path: Path) -> Path:
     try:
         return path.resolve()
-    except (OSError, RuntimeError):  # a symlink loop or a name too long: judge the text as written
+    except (OSError, RuntimeError, ValueError):  # a symlink loop or a name too long: judge the text as written
         return Path(os.path.abspath(path))
 
 
@@ -82,6 +82,8 @@ def safe_is_file(path: Path) -> tuple[bool, str | None]:
         return path.is_file(), None
     except OSError as err:
         return False, err.strerror or type(err).__name__
+    except ValueError:  # a NUL character in the name
+        return False, "the name holds a NUL character"
 
 
 def workdir_problem(text: str, resolved: Path, root: Path) -> tuple[str, str] | None:
