@@ -16,6 +16,7 @@ everything before reporting) and renders each as
 
 from __future__ import annotations
 
+import bisect
 import difflib
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -26,6 +27,7 @@ __all__ = ["Span", "Diagnostic", "FlemingError", "SpecError", "PlanError", "JobE
            "by_place", "did_you_mean", "MAX_REPORTED"]
 
 MAX_REPORTED = 20  # more than this and the rest is noise caused by the first ones
+_MANY = 1000  # did_you_mean looks at this many of a long list of choices
 
 
 @dataclass(frozen=True)
@@ -82,7 +84,8 @@ class SpecError(FlemingError):
     """One or more problems in a spec; `str()` renders them all (capped at MAX_REPORTED)."""
 
     def __init__(self, diagnostics: Iterable[Diagnostic], sources: Mapping[str, str] | None = None):
-        self.diagnostics = tuple(diagnostics)
+        # the same problem found twice (a stage lowered once per sweep point) is reported once
+        self.diagnostics = tuple(dict.fromkeys(diagnostics))
         self.sources = dict(sources or {})
         super().__init__(self.render())
 
@@ -106,5 +109,10 @@ def by_place(diagnostics: Iterable[Diagnostic]) -> list[Diagnostic]:
 
 def did_you_mean(word: str, choices: Iterable[str]) -> str | None:
     """A 'did you mean' hint naming the closest choice, or None when nothing is close."""
-    close = difflib.get_close_matches(word, sorted(set(choices)), n=1, cutoff=0.6)
+    names = sorted(set(choices))
+    if len(names) > _MANY:
+        # difflib compares every choice: near a typo in sorted order is where its fix usually is
+        at = bisect.bisect_left(names, word)
+        names = names[max(0, at - _MANY // 2): at + _MANY // 2]
+    close = difflib.get_close_matches(word, names, n=1, cutoff=0.6)
     return f"did you mean '{close[0]}'?" if close else None

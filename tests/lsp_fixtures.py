@@ -9,6 +9,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -46,8 +47,9 @@ def make_project(root: Path) -> Path:
     (specs / "uses_common.flm").write_text(
         tiny.replace('experiment "tiny"', 'experiment "uses-common"')
         + 'include "common.flm"\n', encoding="utf-8")
-    for name in ("data", "prompts"):
-        (root / name).symlink_to(REPO / name, target_is_directory=True)
+    # data may live anywhere (a link out is fine); prompts are source: inside the project
+    (root / "data").symlink_to(REPO / "data", target_is_directory=True)
+    shutil.copytree(REPO / "prompts", root / "prompts")
     git = ["git", "-c", "user.name=test", "-c", "user.email=test@example.com", "-c", "commit.gpgsign=false"]
     subprocess.run(["git", "init", "-q", str(root)], check=True)
     subprocess.run(git + ["add", "specs"], cwd=root, check=True)

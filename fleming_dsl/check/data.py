@@ -14,7 +14,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from fleming_dsl.check.common import Checked, call_kw, option, option_key
-from fleming_dsl.check.files import local_path
+from fleming_dsl.check.files import exists, local_path
 from fleming_dsl.check.predicates import SPLIT_FIELDS
 from fleming_dsl.errors import Diagnostic
 from fleming_dsl.spec import ast
@@ -108,7 +108,7 @@ def format_matches_file(c: Checked) -> Iterator[Diagnostic]:
         if fmt not in FORMAT_FIELDS or not isinstance(arg, ast.Str) or arg.value.endswith(".parquet"):
             continue
         path = local_path(c, d, arg.value)
-        if not path.exists():
+        if not exists(path):
             continue  # missing_files reports it
         try:
             where, row = first_record(path)

@@ -40,15 +40,28 @@ def file_refs(decl: ast.Decl) -> Iterator[FileRef]:
                 yield FileRef(arg, "data")
 
 
+def exists(path: Path) -> bool:
+    """Path.exists that answers False where the OS refuses the name (e.g. too long)."""
+    try:
+        return path.exists()
+    except (OSError, ValueError):  # ValueError: a NUL character in the name
+        return False
+
+
 def missing_file(ref: FileRef, base_dir: Path) -> Diagnostic | None:
     """A diagnostic when `ref` (relative to `base_dir`) does not exist; see the module docstring."""
     path = base_dir / ref.path.value
-    if path.exists():
-        return None
+    try:
+        if path.exists():
+            return None
+        parent_exists = path.parent.is_dir()
+    except (OSError, ValueError) as err:  # a name too long for the file system, a NUL in it
+        why = getattr(err, "strerror", None) or "the name holds a NUL character"
+        return Diagnostic(f"cannot use {ref.kind} path: {why}", ref.path.span)
     if ref.kind == "template":
         return Diagnostic(f"template file not found: {ref.path.value}", ref.path.span,
                           hint=f"paths are relative to the folder of {ref.path.span.file}")
-    if path.parent.is_dir():
+    if parent_exists:
         siblings = [p.name for p in path.parent.iterdir()]
         return Diagnostic(f"data file not found: {ref.path.value}", ref.path.span,
                           hint=did_you_mean(path.name, siblings)

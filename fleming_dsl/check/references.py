@@ -24,7 +24,7 @@ from fleming_dsl.check.common import (
     names_in,
     option,
 )
-from fleming_dsl.errors import Diagnostic, did_you_mean
+from fleming_dsl.errors import MAX_REPORTED, Diagnostic, did_you_mean
 from fleming_dsl.spec import ast
 
 
@@ -117,10 +117,14 @@ def duplicate_names(c: Checked) -> Iterator[Diagnostic]:
 def undefined_names(c: Checked) -> Iterator[Diagnostic]:
     program = c.program
     declared = {d.name.name for d in program.decls}
+    hinted = 0
     for decl in program.decls:
         for ref in references(decl):
             if ref.name.name not in declared:
-                candidates = [d.name.name for d in program.decls if d.kind in ref.kinds]
+                # a hint costs a scan of the names: only for the errors that will be shown
+                hinted += 1
+                candidates = [d.name.name for d in program.decls if d.kind in ref.kinds] \
+                    if hinted <= MAX_REPORTED else []
                 yield Diagnostic(f"undefined name '{ref.name.name}' ({ref.role})", ref.name.span,
                                  expected=kinds_phrase(ref.kinds),
                                  hint=did_you_mean(ref.name.name, candidates))
@@ -128,16 +132,22 @@ def undefined_names(c: Checked) -> Iterator[Diagnostic]:
 
 def wrong_kinds(c: Checked) -> Iterator[Diagnostic]:
     program = c.program
-    by_name = {d.name.name: d for d in program.decls}
+    by_name: dict[str, ast.Decl] = {}
+    for d in program.decls:  # the first declaration of a name: duplicate_names reports the others
+        by_name.setdefault(d.name.name, d)
+    hinted = 0
     for decl in program.decls:
         for ref in references(decl):
             target = by_name.get(ref.name.name)
             if target is not None and target.kind not in ref.kinds:
-                candidates = [d.name.name for d in program.decls if d.kind in ref.kinds]
+                hinted += 1
+                candidates = [] if hinted > MAX_REPORTED else [
+                    d.name.name for d in program.decls if d.kind in ref.kinds and d.name.name != ref.name.name]
                 yield Diagnostic(f"'{ref.name.name}' is {a(target.kind)}, but {ref.role} must be "
                                  f"{kinds_phrase(ref.kinds)}", ref.name.span,
                                  hint=did_you_mean(ref.name.name, candidates)
-                                 or (f"declared {' or '.join(ref.kinds)} names: " + ", ".join(candidates)
+                                 or (f"declared {' or '.join(ref.kinds)} names: " + ", ".join(candidates[:12])
+                                     + (", ..." if len(candidates) > 12 else "")
                                      if candidates else None))
 
 
@@ -149,26 +159,28 @@ def cycles(c: Checked) -> Iterator[Diagnostic]:
              for d in program.decls}
     state: dict[str, int] = {}  # 1 = on the current path, 2 = done
     reported: set[frozenset[str]] = set()
-
-    def visit(name: str, path: list[str]) -> Iterator[Diagnostic]:
-        state[name] = 1
-        path.append(name)
-        for nxt in edges[name]:
-            if state.get(nxt) == 1:
+    # depth-first with an explicit stack: a chain of 100,000 stages is not a recursion limit
+    for decl in program.decls:
+        if decl.name.name in state:
+            continue
+        path, stack = [decl.name.name], [iter(edges[decl.name.name])]
+        state[decl.name.name] = 1
+        while stack:
+            nxt = next(stack[-1], None)
+            if nxt is None:
+                state[path.pop()] = 2
+                stack.pop()
+            elif state.get(nxt) == 1:
                 loop = path[path.index(nxt):] + [nxt]
                 if frozenset(loop) not in reported:
                     reported.add(frozenset(loop))
-                    decl = by_name[nxt]
                     yield Diagnostic(f"'{nxt}' depends on itself: " + " -> ".join(loop),
-                                     decl.name.span, hint="a stage starts from a model or an earlier stage")
+                                     by_name[nxt].name.span,
+                                     hint="a stage starts from a model or an earlier stage")
             elif nxt not in state:
-                yield from visit(nxt, path)
-        path.pop()
-        state[name] = 2
-
-    for decl in program.decls:
-        if decl.name.name not in state:
-            yield from visit(decl.name.name, [])
+                state[nxt] = 1
+                path.append(nxt)
+                stack.append(iter(edges[nxt]))
 
 
 def unused_declarations(c: Checked) -> Iterator[Diagnostic]:

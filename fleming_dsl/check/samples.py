@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 from fleming_dsl.check.common import Checked, option
-from fleming_dsl.check.files import local_path
+from fleming_dsl.check.files import exists, local_path
 from fleming_dsl.check.graph_vocab import VocabularyError, vocabulary
 from fleming_dsl.check.predicates import MAX_COUNT
 from fleming_dsl.errors import Diagnostic, did_you_mean
@@ -75,7 +75,7 @@ def counts_are_reachable(c: Checked) -> Iterator[Diagnostic]:
 def _graph_files(c: Checked, graph: ast.GraphDecl) -> list | None:
     paths = [local_path(c, graph, a.value) for a in graph.source.args if isinstance(a, ast.Str)]
     expected = {"primekg": 1, "hetionet": 2}.get(graph.source.func.name)
-    if not paths or (expected and len(paths) != expected) or not all(p.exists() for p in paths):
+    if not paths or (expected and len(paths) != expected) or not all(exists(p) for p in paths):
         return None  # lowering or missing_files reports it
     return paths
 

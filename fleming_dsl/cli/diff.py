@@ -74,7 +74,10 @@ def checkout_specs(rev: str) -> Iterator[Path]:
                 dest.write_bytes(_git_bytes("show", f"{rev}:{name}", cwd=top))
         _mirror_rest(top, root)
         (root / here).mkdir(parents=True, exist_ok=True)
-        yield root / here
+        from fleming_dsl.spec.boundary import allowing
+
+        with allowing(top):  # the copy's templates are links back into the repository
+            yield root / here
 
 
 @contextlib.contextmanager

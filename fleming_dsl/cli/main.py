@@ -109,8 +109,7 @@ def cmd_fmt(args: argparse.Namespace) -> int:
     for path in args.specs:
         if not os.path.isfile(path):
             raise CommandError(f"{path}: no such spec file")
-        with open(path, encoding="utf-8") as handle:
-            text = handle.read()
+        text = _read_spec_text(path)
         formatted = format_source(text, path)
         if args.stdout:  # the canonical form for tools (the git diff driver, docs/review.md)
             sys.stdout.write(formatted)
@@ -129,6 +128,18 @@ def cmd_fmt(args: argparse.Namespace) -> int:
                 handle.write(formatted)
             print(f"{path}: reformatted")
     return status
+
+
+def _read_spec_text(path: str) -> str:
+    """A spec's text as the checker reads it (a BOM dropped), or a located SpecError."""
+    from fleming_dsl.errors import SpecError
+    from fleming_dsl.spec.parser import decode_source
+
+    with open(path, "rb") as handle:
+        text, bad = decode_source(handle.read(), path)
+    if bad is not None:
+        raise SpecError([bad])
+    return text
 
 
 def cmd_graph(args: argparse.Namespace) -> int:
@@ -296,7 +307,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         args.snakemake_args = extra
     handler: Callable[[argparse.Namespace], int] = args.handler
     try:
-        return handler(args)
+        code = handler(args)
+        sys.stdout.flush()  # a closed pipe shows here, inside the handler below, not at exit
+        return code
+    except BrokenPipeError:
+        return _stdout_closed()
     except UsageError as err:
         parser.error(str(err))
     except KeyboardInterrupt:
@@ -308,6 +323,19 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"error: {err}" if isinstance(err, CommandError) else str(err), file=sys.stderr)
         return 1
     return 2  # unreachable: parser.error exits
+
+
+def _stdout_closed() -> int:
+    """The reader of our output went away (`fleming schema | head`): stop quietly. Later
+    writes, including the interpreter's own flush at exit, go to /dev/null instead of raising."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError):  # stdout is not a real file (captured in tests)
+        pass
+    finally:
+        os.close(devnull)
+    return 0
 
 
 if __name__ == "__main__":

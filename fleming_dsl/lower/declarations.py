@@ -38,6 +38,7 @@ from fleming_dsl.lower.values import (
     value_span,
 )
 from fleming_dsl.spec import ast
+from fleming_dsl.spec.boundary import workdir_problem
 
 _DATASET_FORMATS = ir.DatasetFormat.__args__  # type: ignore[attr-defined]
 _MODEL_SOURCES = ("hf", "local", "tiny", "template", "openai")
@@ -391,7 +392,9 @@ class _Lowering:
     # rewards -------------------------------------------------------------
     def reward(self, d: ast.RewardDecl) -> ir.Reward | None:
         fn = d.function
-        known = set(_BUILTIN_REWARDS) | _reward_plugins()
+        if not hasattr(self, "_rewards_known"):  # entry points are slow to scan: once per spec
+            self._rewards_known = set(_BUILTIN_REWARDS) | _reward_plugins()
+        known = self._rewards_known
         if fn.func.name not in known:
             self.ctx.unknown_function(fn, "reward function", sorted(known))
             return None
@@ -460,7 +463,12 @@ class _Lowering:
         if workdir_value is not None:
             text = to_str(workdir_value, "workdir", self.diags)
             if text is not MISSING:
-                workdir = self.ctx.path(text, workdir_value.span)
+                full = Path(os.path.normpath(os.path.join(self.p.dirs[workdir_value.span.file], text)))
+                problem = workdir_problem(text, full, self.ctx.root)
+                if problem:
+                    self.diags.error(problem[0], workdir_value.span, hint=problem[1])
+                else:
+                    workdir = self.ctx.path(text, workdir_value.span)
         header.finish()
         groups: dict[str, list] = {k: [] for k in ("model", "graph", "sample", "dataset", "prompt",
                                                   "synthesize", "distill", "filter", "reward")}

@@ -54,12 +54,18 @@ def expand_stages(decls: list[ast.StageDecl], lower_stage: Callable[..., ir.Stag
     variants: dict[str, list[tuple[str, dict, str, dict]]] = {}
 
     def expand(name: str) -> list[tuple[str, dict, str, dict]]:
-        if name not in variants:
-            init = _init_name(by_name[name])
-            parents = expand(init) if init in by_name else [("", {}, "", {})]
-            variants[name] = [
+        chain = [name]  # the init chain, walked without recursion (it may be 100,000 long)
+        while chain[-1] not in variants and _init_name(by_name[chain[-1]]) in by_name \
+                and _init_name(by_name[chain[-1]]) not in chain:
+            chain.append(_init_name(by_name[chain[-1]]))
+        for link in reversed(chain):
+            if link in variants:
+                continue
+            init = _init_name(by_name[link])
+            parents = variants.get(init, [("", {}, "", {})]) if init in by_name else [("", {}, "", {})]
+            variants[link] = [
                 (ps + s, own, ps, {**point, **{k: _plain(v) for k, (_, v) in own.items()}})
-                for ps, _, _, point in parents for s, own in sweep_points(by_name[name], diags)]
+                for ps, _, _, point in parents for s, own in sweep_points(by_name[link], diags)]
         return variants[name]
 
     out, names = [], {}

@@ -8,6 +8,7 @@ is exactly what lowering reads: it cannot drift from the IR.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
@@ -120,6 +121,9 @@ def to_int(value, key, diags):
 
 def to_float(value, key, diags):
     if isinstance(value, ast.Num):
+        if not math.isfinite(value.value):
+            diags.error(f"'{key}' must be a finite number, got {value.value}", value_span(value))
+            return _MISSING
         return float(value.value)
     return _wrong(value, key, "a number", diags)
 
@@ -177,33 +181,54 @@ def _quantity(value: ast.Value) -> tuple[float, str] | None:
     return None
 
 
-def to_minutes(value, key, diags):
-    """A duration (30m, 48h, 2d, "48h") -> whole minutes; a bare number is minutes."""
+# A year of wall time and a petabyte of memory: more is a typo, and the limits keep every value
+# an int a scheduler accepts.
+_MAX_MINUTES = 366 * 24 * 60
+_MAX_MB = 1024 ** 3
+
+
+def _amount(value, key, diags, units: dict, wanted: str, unit: str, limit: float, limit_text: str):
+    """A quantity's amount in `units`' base unit. Sizes and durations need a unit (a bare
+    `mem = 64` would be read as a guess), and the amount must be above zero and finite."""
     if isinstance(value, ast.Num):
-        return int(value.value)
+        finite = math.isfinite(value.value)
+        return _wrong(value, key, wanted, diags,
+                      hint=f"write the unit: {_show_number(value.value)}{unit}" if finite else None)
     q = _quantity(value)
-    if q is None or q[1] not in _DURATION_MIN:
-        return _wrong(value, key, "a duration such as 30m, 48h or 2d", diags)
-    return max(1, round(q[0] * _DURATION_MIN[q[1]]))
+    if q is None or q[1] not in units:
+        return _wrong(value, key, wanted, diags)
+    amount = q[0] * units[q[1]]
+    if not math.isfinite(amount) or amount > limit:
+        diags.error(f"'{key}' is too large", value_span(value), hint=f"at most {limit_text}")
+        return _MISSING
+    if amount <= 0:
+        diags.error(f"'{key}' must be > 0, got {_show_number(q[0])}{q[1]}", value_span(value))
+        return _MISSING
+    return amount
+
+
+def to_minutes(value, key, diags):
+    """A duration (30m, 48h, 2d, "48h") -> whole minutes, at least 1."""
+    amount = _amount(value, key, diags, _DURATION_MIN, "a duration such as 30m, 48h or 2d", "h",
+                     _MAX_MINUTES, "366d")
+    return amount if amount is _MISSING else max(1, round(amount))
 
 
 def to_megabytes(value, key, diags):
-    """A size (512MB, 80GB, "80GB") -> whole MB; a bare number is MB."""
-    if isinstance(value, ast.Num):
-        return int(value.value)
-    q = _quantity(value)
-    if q is None or q[1] not in _SIZE_MB:
-        return _wrong(value, key, "a size such as 512MB or 80GB", diags)
-    return max(1, round(q[0] * _SIZE_MB[q[1]]))
+    """A size (512MB, 80GB, "80GB") -> whole MB, at least 1."""
+    amount = _amount(value, key, diags, _SIZE_MB, "a size such as 512MB or 80GB", "GB", _MAX_MB, "1024TB")
+    return amount if amount is _MISSING else max(1, round(amount))
 
 
 def to_seconds(value, key, diags):
-    if isinstance(value, ast.Num):
-        return float(value.value)
-    q = _quantity(value)
-    if q is None or q[1] not in _DURATION_MIN:
-        return _wrong(value, key, "a duration such as 30s or 2m", diags)
-    return q[0] * _DURATION_MIN[q[1]] * 60
+    """A duration (30s, 2m) -> seconds."""
+    amount = _amount(value, key, diags, _DURATION_MIN, "a duration such as 30s or 2m", "s",
+                     _MAX_MINUTES, "366d")
+    return amount if amount is _MISSING else amount * 60
+
+
+def _show_number(x: float) -> str:
+    return str(int(x)) if math.isfinite(x) and float(x).is_integer() and abs(x) < 1e15 else str(x)
 
 
 def list_of(item: Callable) -> Callable:
@@ -218,7 +243,9 @@ def list_of(item: Callable) -> Callable:
 
 def scalar(value, key, diags):
     """A plain value for free-form options (reward options, sweep points)."""
-    if isinstance(value, (ast.Str, ast.Num, ast.Bool)):
+    if isinstance(value, ast.Num):
+        return to_float(value, key, diags) if isinstance(value.value, float) else value.value
+    if isinstance(value, (ast.Str, ast.Bool)):
         return value.value
     return _wrong(value, key, "a string, number or true/false", diags)
 

@@ -88,14 +88,26 @@ def explain_job(exp: Experiment, job_name: str, out_dir: str | None = None) -> s
         raise ExplainError(str(err)) from None
     names = [job.name for job in workflow.jobs]
     if job_name not in names:
+        # a declaration name: its job, or one job per sweep point of a swept stage
         by_decl = [job.name for job in workflow.jobs
-                   if getattr(source_decl(exp, job.source), "name", None) == job_name]
-        if len(by_decl) != 1:
+                   if _declared_as(source_decl(exp, job.source), job_name)]
+        if not by_decl:
             close = difflib.get_close_matches(job_name, names, n=1)
             hint = f"; did you mean '{close[0]}'?" if close else ""
             raise ExplainError(f"no job '{job_name}' in experiment '{exp.name}'{hint} "
                                f"(jobs: {', '.join(names)})")
-        job_name = by_decl[0]
+        return "\n".join(_explain_one(exp, workflow, name) for name in by_decl)
+    return _explain_one(exp, workflow, job_name)
+
+
+def _declared_as(decl: Decl | None, name: str) -> bool:
+    """Whether `decl` is the declaration `name`, or one sweep point of it (rl1 -> rl1_beta_0p0)."""
+    if decl is None:
+        return False
+    return decl.name == name or (decl.name.startswith(name + "_") and bool(getattr(decl, "sweep", None)))
+
+
+def _explain_one(exp: Experiment, workflow, job_name: str) -> str:
     job = workflow.job(job_name)
     config = job.config.model_dump(mode="json")
     decl = source_decl(exp, job.source)
@@ -125,7 +137,8 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
         description="Print the resolved configuration of one job of SPEC's workflow and the spec "
                     "lines (file:line) each part of it came from.")
     parser.add_argument("spec", help="the .flm spec")
-    parser.add_argument("job", help="a job name (e.g. grpo_rl1) or the declaration it comes from (rl1)")
+    parser.add_argument("job", help="a job name (e.g. grpo_rl1) or the declaration it comes from "
+                                    "(rl1; a swept stage shows the job of every sweep point)")
     parser.set_defaults(handler=main)
     return parser
 

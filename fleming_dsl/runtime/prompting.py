@@ -1,19 +1,30 @@
 """Prompt rendering: jinja2 templates from spec-declared paths, in a sandbox.
 
-Prompt templates come from the experiment's repository, not from us, so they are rendered in a
-`SandboxedEnvironment` (no attribute access to dunders, no calling unsafe methods) with
-`StrictUndefined` (a misspelt variable is an error, not an empty string). Every failure is a
-`PromptError` with one line naming the template file.
+Prompt templates come from the experiment's repository, not from us, so they are rendered in
+jinja2's `ImmutableSandboxedEnvironment` (no attribute access to dunders, no calling unsafe
+methods, no changing a list or dict while it is iterated, so a loop cannot extend itself) with
+`StrictUndefined` (a misspelt variable is an error, not an empty string). `{% include %}` and
+`{% import %}` read only files inside the template's own folder, symlinks resolved: a link in
+prompts/ to /etc/passwd is refused. A render is bounded in time (RENDER_SECONDS) and size
+(MAX_CHARS). Every failure is a `PromptError` with one line naming the template file.
 """
 
 from __future__ import annotations
 
 import functools
+import os
+import signal
+import threading
+import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import jinja2
-from jinja2.sandbox import SandboxedEnvironment, SecurityError
+from jinja2.sandbox import ImmutableSandboxedEnvironment, SecurityError
+
+RENDER_SECONDS = 10.0  # one prompt: a template loop that runs longer is a bug, not a prompt
+MAX_CHARS = 1_000_000  # one prompt's text: far above any model's context
 
 from fleming_dsl.errors import FlemingError
 
@@ -22,10 +33,30 @@ class PromptError(FlemingError, ValueError):
     """A template that cannot be loaded or rendered (one line naming the file)."""
 
 
+class _ConfinedLoader(jinja2.FileSystemLoader):
+    """A FileSystemLoader that serves only files whose real path (symlinks resolved) lies
+    inside its folder."""
+
+    def get_source(self, environment: jinja2.Environment, template: str):
+        source, filename, uptodate = super().get_source(environment, template)
+        root = os.path.realpath(self.searchpath[0])
+        if os.path.commonpath([root, os.path.realpath(filename)]) != root:
+            raise _Outside(template)
+        return source, filename, uptodate
+
+
+class _Outside(jinja2.TemplateNotFound):
+    """A template whose real path lies outside the prompt folder."""
+
+
+class _TooLong(Exception):
+    pass
+
+
 @functools.lru_cache(maxsize=None)
-def _environment(directory: str) -> SandboxedEnvironment:
-    return SandboxedEnvironment(
-        loader=jinja2.FileSystemLoader(directory),
+def _environment(directory: str) -> ImmutableSandboxedEnvironment:
+    return ImmutableSandboxedEnvironment(
+        loader=_ConfinedLoader(directory),
         undefined=jinja2.StrictUndefined,
         keep_trailing_newline=False,
         trim_blocks=True,
@@ -44,9 +75,16 @@ def load_template(path: str) -> jinja2.Template:
         return _environment(str(file.parent.resolve())).get_template(file.name)
     except jinja2.TemplateSyntaxError as err:
         raise PromptError(f"{path}:{err.lineno}: template syntax error: {err.message}") from None
+    except _Outside as err:
+        raise _failure(path, err) from None
 
 
 def _failure(path: str, err: Exception) -> PromptError:
+    if isinstance(err, _Outside):
+        return PromptError(f"{path}: template reads '{err.name}', which lies outside the prompt folder "
+                           "(symlinks are resolved)")
+    if isinstance(err, _TooLong):
+        return PromptError(f"{path}: template took longer than {RENDER_SECONDS:g} s to render")
     if isinstance(err, SecurityError):
         return PromptError(f"{path}: template blocked by the sandbox: {err}")
     if isinstance(err, jinja2.UndefinedError):
@@ -54,13 +92,46 @@ def _failure(path: str, err: Exception) -> PromptError:
     return PromptError(f"{path}: template failed to render: {type(err).__name__}: {err}")
 
 
+def _bounded(path: str, produce: Callable[[], Iterator[str]]) -> str:
+    """The text `produce` yields, within RENDER_SECONDS and MAX_CHARS. The time bound is checked
+    between chunks and, in the main thread, by a timer signal, so a loop that yields nothing
+    is stopped too."""
+    deadline = time.monotonic() + RENDER_SECONDS
+    timer = threading.current_thread() is threading.main_thread() and hasattr(signal, "setitimer")
+
+    def expire(signum, frame):
+        raise _TooLong()
+
+    previous = signal.signal(signal.SIGALRM, expire) if timer else None
+    started = time.monotonic()
+    outer = signal.setitimer(signal.ITIMER_REAL, RENDER_SECONDS) if timer else (0.0, 0.0)
+    parts, size = [], 0
+    try:
+        for chunk in produce():
+            parts.append(chunk)
+            size += len(chunk)
+            if size > MAX_CHARS:
+                raise PromptError(f"{path}: rendered prompt is longer than {MAX_CHARS:,} characters")
+            if time.monotonic() > deadline:
+                raise _TooLong()
+    except PromptError:
+        raise
+    except Exception as err:  # noqa: BLE001 - any template failure becomes one located line
+        raise _failure(path, err) from None
+    finally:
+        if timer:  # put back whatever timer the caller had running
+            signal.setitimer(signal.ITIMER_REAL, 0)
+            signal.signal(signal.SIGALRM, previous)
+            if outer[0] > 0:
+                left = max(outer[0] - (time.monotonic() - started), 0.001)
+                signal.setitimer(signal.ITIMER_REAL, left, outer[1])
+    return "".join(parts)
+
+
 def render(path: str, **variables: Any) -> str:
     """Render the template at `path` with `variables`; surrounding whitespace is stripped."""
     template = load_template(path)
-    try:
-        return template.render(**variables).strip()
-    except Exception as err:  # noqa: BLE001 - any template failure becomes one located line
-        raise _failure(path, err) from None
+    return _bounded(path, lambda: template.generate(**variables)).strip()
 
 
 def call_macro(path: str, name: str, **variables: Any) -> str:
@@ -68,17 +139,17 @@ def call_macro(path: str, name: str, **variables: Any) -> str:
     teacher uses the prompt's own `stem` macro, so editing the template changes both teacher
     paths alike). The template body is evaluated with the same variables."""
     template = load_template(path)
-    try:
-        module = template.make_module(variables)
-    except Exception as err:  # noqa: BLE001
-        raise _failure(path, err) from None
-    macro = getattr(module, name, None)
+    module = []
+
+    def body() -> Iterator[str]:
+        module.append(template.make_module(variables))
+        yield ""
+
+    _bounded(path, body)
+    macro = getattr(module[0], name, None)
     if macro is None:
         raise PromptError(f"{path}: template defines no macro {name!r}")
-    try:
-        return str(macro(**variables)).strip()
-    except Exception as err:  # noqa: BLE001
-        raise _failure(path, err) from None
+    return _bounded(path, lambda: iter((str(macro(**variables)),))).strip()
 
 
 def optional_macro(path: str, name: str, context: dict[str, Any], **args: Any) -> str | None:
@@ -86,14 +157,14 @@ def optional_macro(path: str, name: str, context: dict[str, Any], **args: Any) -
     `context`, the variables the prompt is rendered with); None when it defines no such macro.
     How the template teacher lets a prompt decide part of its answer (e.g. `answer_as`)."""
     template = load_template(path)
-    try:
-        module = template.make_module(context)
-    except Exception as err:  # noqa: BLE001
-        raise _failure(path, err) from None
-    macro = getattr(module, name, None)
+    module = []
+
+    def body() -> Iterator[str]:
+        module.append(template.make_module(context))
+        yield ""
+
+    _bounded(path, body)
+    macro = getattr(module[0], name, None)
     if macro is None:
         return None
-    try:
-        return str(macro(**args)).strip()
-    except Exception as err:  # noqa: BLE001
-        raise _failure(path, err) from None
+    return _bounded(path, lambda: iter((str(macro(**args)),))).strip()

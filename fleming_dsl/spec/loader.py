@@ -18,9 +18,15 @@ from pathlib import Path
 from fleming_dsl import ir
 from fleming_dsl.errors import Diagnostic, SpecError, did_you_mean
 from fleming_dsl.spec import ast
-from fleming_dsl.spec.parser import parse_module
+from fleming_dsl.spec.boundary import (
+    inside,
+    outside_hint,
+    outside_message,
+    safe_is_file,
+)
+from fleming_dsl.spec.parser import decode_source, parse_module
 
-__all__ = ["load_program", "SpecError", "Diagnostic"]
+__all__ = ["Diagnostic", "SpecError", "load_program"]
 
 
 @dataclass
@@ -45,22 +51,48 @@ class _Loader:
 
     def parse(self, path: Path) -> ast.Module:
         shown = self.display(path)
-        try:
-            text = self.texts[path] if path in self.texts else path.read_text(encoding="utf-8")
-        except (OSError, UnicodeDecodeError) as err:
-            reason = err.strerror if isinstance(err, OSError) and err.strerror else str(err)
-            raise SpecError(list(self.diags) + [Diagnostic(f"cannot read {shown}: {reason}", None)],
-                            self.sources) from None
-        self.sources[shown], self.dirs[shown] = text, path.parent
+        if path in self.texts:
+            text = self.texts[path]
+        else:
+            try:
+                data = path.read_bytes()
+            except OSError as err:
+                reason = err.strerror or type(err).__name__
+                raise SpecError(list(self.diags) + [Diagnostic(f"cannot read {shown}: {reason}", None)],
+                                self.sources) from None
+            text, bad = decode_source(data, shown)
+            if bad is not None:
+                if _quotable(path):
+                    self.sources[shown] = data.decode("utf-8", errors="replace").removeprefix("\ufeff")
+                raise SpecError(list(self.diags) + [bad], self.sources) from None
+        # Only spec files are ever quoted in an error: a top-level file of another kind (a
+        # mistyped argument such as /proc/self/environ) is parsed but never printed.
+        if _quotable(path):
+            self.sources[shown] = text
+        self.dirs[shown] = path.parent
         try:
             return parse_module(text, shown)
         except SpecError as err:
-            raise SpecError(list(self.diags) + list(err.diagnostics), self.sources) from None
+            found = list(err.diagnostics)
+            if not _quotable(path):  # a message may name the token it stopped at: not shown
+                found = [Diagnostic("not a spec: the file does not parse (its text is not shown, as "
+                                    "it is not a .flm file)", d.span) for d in found]
+            raise SpecError(list(self.diags) + found, self.sources) from None
 
     def referenced(self, here: Path, ref: ast.Str, what: str, stack: list[Path]) -> Path | None:
         target = Path(os.path.normpath(here.parent / ref.value))
-        if not target.is_file():
-            self.diags.append(Diagnostic(f"{what} file not found: {ref.value}", ref.span,
+        if target.suffix != ".flm":
+            self.diags.append(Diagnostic(f"{what} file must be a .flm spec: {ref.value}", ref.span,
+                                         hint="include and extends read other specs only"))
+            return None
+        if not inside(target, self.root):
+            self.diags.append(Diagnostic(outside_message(f"{what} file", ref.value), ref.span,
+                                         hint=outside_hint()))
+            return None
+        is_file, why = safe_is_file(target)
+        if not is_file:
+            self.diags.append(Diagnostic(f"{what} file not found: {_shorten(ref.value)}"
+                                         + (f" ({why})" if why else ""), ref.span,
                                          hint=f"paths are relative to the folder of {ref.span.file}"))
             return None
         if target in stack:
@@ -140,6 +172,28 @@ class _Loader:
                       cluster=base.cluster + own.cluster)
 
 
+def _templates_outside(decls: list[ast.Decl], loader: _Loader) -> list[Diagnostic]:
+    """Prompt templates are source too: they must lie inside the project (symlinks resolved)."""
+    out = []
+    for decl in decls:
+        if not isinstance(decl, ast.PromptDecl) or not decl.source.args:
+            continue
+        path, where = decl.source.args[0], loader.dirs.get(decl.span.file)
+        if isinstance(path, ast.Str) and where is not None and not inside(where / path.value, loader.root):
+            out.append(Diagnostic(outside_message("prompt template", path.value), path.span,
+                                  hint=outside_hint()))
+    return out
+
+
+def _quotable(path: Path) -> bool:
+    return path.suffix == ".flm"
+
+
+def _shorten(text: str, limit: int = 80) -> str:
+    """A written path cut to a readable length (a 300-character path is not worth repeating)."""
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
 def load_program(path: str | os.PathLike, project_root: Path | None = None, *,
                  text: str | None = None, texts: dict[Path, str] | None = None) -> ast.Program:
     """Parse a spec with its includes and base, merged (no semantic checks yet).
@@ -153,6 +207,7 @@ def load_program(path: str | os.PathLike, project_root: Path | None = None, *,
         given[spec] = text
     loader = _Loader(project_root or Path.cwd(), given or None)
     layer = loader.layer(spec, [], "spec")
+    loader.diags += _templates_outside(layer.decls, loader)
     if loader.diags:
         raise SpecError(loader.diags, loader.sources)
     return ast.Program(spec=loader.display(spec), name=layer.name, header=tuple(layer.header),

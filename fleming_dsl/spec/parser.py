@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import re
 from collections.abc import Callable
 
 from lark import Lark, Token, Transformer, v_args
@@ -134,6 +135,117 @@ def _expected(names: set[str]) -> str:
     return "one of " + ", ".join(words) if len(words) > 1 else (words[0] if words else "")
 
 
+# ---------------------------------------------------------------- source text
+
+_BOM = b"\xef\xbb\xbf"
+MAX_NESTING = 64  # brackets and blocks inside each other; deeper is never a real spec
+
+
+def decode_source(data: bytes, file: str) -> tuple[str, Diagnostic | None]:
+    """A spec file's bytes as text (UTF-8, an optional BOM dropped), or a diagnostic at the
+    line and column of the first byte that is not UTF-8, with a hint about the encoding."""
+    if data.startswith(_BOM):
+        data = data[len(_BOM):]
+    try:
+        return data.decode("utf-8"), None
+    except UnicodeDecodeError as err:
+        start = err.start
+    line_start = data.rfind(b"\n", 0, start) + 1
+    line = data.count(b"\n", 0, start) + 1
+    col = len(data[line_start:start].decode("utf-8", errors="replace")) + 1
+    span = Span(file=file, line=line, col=col, end_line=line, end_col=col + 1)
+    if data[:2] in (b"\xff\xfe", b"\xfe\xff") or data[:64].count(b"\0") > len(data[:64]) // 4:
+        hint = "the file looks like UTF-16: save it as UTF-8"
+    else:
+        hint = "the file looks like Latin-1 or Windows-1252 text: save it as UTF-8"
+    return "", Diagnostic(f"the file is not UTF-8: byte 0x{data[start]:02x} cannot start a character "
+                          "here", span, hint=hint)
+
+
+def _scan_brackets(text: str):
+    """Yield (char, offset, line, col) for every bracket outside strings and comments."""
+    line, line_start, i, n = 1, 0, 0, len(text)
+    while i < n:
+        c = text[i]
+        if c == "\n":
+            line, line_start = line + 1, i + 1
+        elif c == "#":
+            j = text.find("\n", i)
+            i = n if j < 0 else j
+            continue
+        elif c == '"':
+            j = i + 1
+            while j < n and text[j] not in '"\n':
+                j += 2 if text[j] == "\\" else 1
+            i = j + 1 if j < n and text[j] == '"' else j
+            continue
+        elif c in "([{}])":
+            yield c, i, line, i - line_start + 1
+        i += 1
+
+
+def too_deep(text: str, file: str) -> Diagnostic | None:
+    """A diagnostic at the first bracket nested deeper than MAX_NESTING (None when none is)."""
+    depth = 0
+    for c, _, line, col in _scan_brackets(text):
+        depth += 1 if c in "([{" else -1 if depth > 0 else 0
+        if depth > MAX_NESTING:
+            return Diagnostic(f"nesting is too deep: more than {MAX_NESTING} brackets inside each other",
+                              Span(file=file, line=line, col=col, end_line=line, end_col=col + 1))
+    return None
+
+
+_STATEMENT_KEYWORDS = frozenset((
+    "experiment", "include", "drop", "model", "graph", "sample", "dataset", "prompt", "synthesize",
+    "distill", "filter", "reward", "stage", "evaluate", "cluster"))
+
+
+def unclosed_block(text: str, file: str, error_at: int) -> Diagnostic | None:
+    """The usual cause of a syntax error inside a block: its '}' was forgotten.
+
+    Blocks are indented, so a statement keyword at the start of a line while a '{' is still open
+    (or the end of the file) means the block before it was never closed. Reported where the '}'
+    belongs, with the '{' it would close."""
+    lines = text.splitlines()
+    error_line = text.count("\n", 0, error_at) + 1
+    keyword_lines = [i + 1 for i, l in enumerate(lines[:error_line])
+                     if l[:1].isalpha() and re.match(r"[A-Za-z_]+", l).group() in _STATEMENT_KEYWORDS]
+    brackets = iter(_scan_brackets(text[:error_at]))
+    opened: list[tuple[int, int]] = []  # (line, col) of each '{' still open
+    pending = next(brackets, None)
+
+    def advance(before_line: int) -> None:
+        nonlocal pending
+        while pending is not None and pending[2] < before_line:
+            c, _, line, col = pending
+            if c == "{":
+                opened.append((line, col))
+            elif c == "}" and opened:
+                opened.pop()
+            pending = next(brackets, None)
+
+    stop = None
+    for number in keyword_lines:
+        advance(number)
+        if opened:
+            stop = number
+            break
+    if stop is None:
+        advance(len(lines) + 2)
+        if not opened or text[error_at:].strip():
+            return None
+        stop = len(lines) + 1
+    brace = opened[-1]
+    # the '}' belongs after the last line with text before `stop`
+    idx = max((i for i in range(stop - 1) if lines[i].strip() and not lines[i].lstrip().startswith("#")),
+              default=0)
+    written = lines[idx] if '"' in lines[idx] else lines[idx].split("#", 1)[0]
+    col = len(written.rstrip()) + 1
+    span = Span(file=file, line=idx + 1, col=col, end_line=idx + 1, end_col=col + 1)
+    return Diagnostic("unclosed block: missing '}'", span,
+                      hint=f"the '{{' at {file}:{brace[0]}:{brace[1]} is not closed")
+
+
 # ---------------------------------------------------------------- errors
 
 
@@ -248,7 +360,7 @@ class _ToAst(Transformer):
     """lark tree -> ast dataclasses. Spans come from `meta` (rules) or the token (terminals)."""
 
     def __init__(self, file: str):
-        super().__init__()
+        super().__init__(visit_tokens=False)  # no token callbacks: a failed lookup per token is slow
         self.file = file
         self.unnamed_evals = 0
 
@@ -445,18 +557,42 @@ class _ToAst(Transformer):
         return tuple(c)
 
 
+def _offset(err: UnexpectedInput, text: str) -> int:
+    """Where in `text` the parser stopped (the end of the text at end of input)."""
+    token = getattr(err, "token", None)
+    if token is not None and token.type == "$END" or getattr(err, "pos_in_stream", None) is None:
+        return len(text)
+    return err.pos_in_stream
+
+
 @functools.lru_cache(maxsize=64)
 def parse_module(text: str, file: str) -> ast.Module:
     """Parse one file's text; raises SpecError (one located diagnostic) on a syntax error.
 
     Cached by (text, file), i.e. by content: the AST is immutable, and a spec that extends a
     large base re-parses only what changed (the language server re-checks on every keystroke)."""
+    deep = too_deep(text, file)
+    if deep is not None:
+        raise SpecError([deep], {file: text})
     try:
         tree = lark_parser().parse(text)
     except UnexpectedInput as err:
-        raise SpecError([syntax_diagnostic(err, file, text)], {file: text}) from None
+        diag = syntax_diagnostic(err, file, text)
+        if diag.message != "unterminated string":
+            diag = unclosed_block(text, file, _offset(err, text)) or diag
+        raise SpecError([diag], {file: text}) from None
     return ast.Module(file=file, statements=_ToAst(file).transform(tree))
 
 
-__all__ = ["parse_module", "lark_parser", "grammar_text", "describe_token", "syntax_diagnostic",
-           "SYNTAX_ERRORS"]
+__all__ = [
+    "MAX_NESTING",
+    "SYNTAX_ERRORS",
+    "decode_source",
+    "describe_token",
+    "grammar_text",
+    "lark_parser",
+    "parse_module",
+    "syntax_diagnostic",
+    "too_deep",
+    "unclosed_block",
+]

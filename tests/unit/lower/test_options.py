@@ -98,13 +98,16 @@ def _outside(rng: str) -> list[str]:
     return []
 
 
-RANGED = [(block.key, opt.name, opt.range) for block in table.BLOCKS for opt in block.options if _outside(opt.range)]
+RANGED = [(block.key, opt.name, opt.range, opt.type) for block in table.BLOCKS for opt in block.options
+          if _outside(opt.range)]
+# sizes and durations are written with their unit (a bare number is an error of its own)
+_UNIT = {table._SIZE: "GB", table._DURATION: "h"}
 
 
-@pytest.mark.parametrize("slot,key,rng", RANGED, ids=[f"{s}.{k}" for s, k, _ in RANGED])
-def test_documented_ranges_are_the_ones_lowering_enforces(slot: str, key: str, rng: str):
+@pytest.mark.parametrize("slot,key,rng,kind", RANGED, ids=[f"{s}.{k}" for s, k, _, _ in RANGED])
+def test_documented_ranges_are_the_ones_lowering_enforces(slot: str, key: str, rng: str, kind: str):
     for value in _outside(rng):
-        found = problems(spec_with(slot, key, value))
+        found = problems(spec_with(slot, key, value + _UNIT.get(kind, "")))
         said = re.compile(rf"'{key}' (threshold )?must be {re.escape(rng)}, got ")
         assert any(said.match(m) for m in found), (value, found)
 

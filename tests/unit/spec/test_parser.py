@@ -100,7 +100,7 @@ def test_32b_spec_drops_the_cold_start() -> None:
     ("mem = 80GB  time = 48h", 80 * 1024, 48 * 60),
     ("mem = 512MB  time = 30m", 512, 30),
     ('mem = "2GB"  time = "2d"', 2048, 2 * 24 * 60),
-    ("mem = 1_024  time = 90", 1024, 90),
+    ("mem = 1_024MB  time = 90m", 1024, 90),
     ("mem = 1TB  time = 90s", 1024 * 1024, 2),
 ])
 def test_sizes_and_durations(tmp_path: Path, written: str, mem_mb: int, time_min: int) -> None:
