@@ -27,20 +27,31 @@ MODES = ("ddp", "zero2", "zero3")
 SFT_JOB, GRPO_JOB, MINE_JOB = "sft_cold_start", "grpo_rl1", "grpo_rl2"
 
 
+def _set_options(text: str, stage: str, options: dict[str, str], drop: tuple[str, ...] = ()) -> str:
+    """`text` with stage `stage`'s block holding `options` (replaced or added) and without `drop`."""
+    match = re.search(rf"^stage {stage} = .*?\{{\n(.*?)^\}}", text, re.S | re.M)
+    assert match, f"specs/tiny.flm has no stage {stage}: update two_rank_spec"
+    lines = [line for line in match.group(1).splitlines()
+             if line.split("=")[0].strip() not in (*options, *drop)]
+    lines += [f"  {key} = {value}" if not value.startswith("{") else f"  {key} {value}"
+              for key, value in options.items()]
+    return text[:match.start(1)] + "\n".join(lines) + "\n" + text[match.end(1):]
+
+
 def two_rank_spec(mode: str) -> str:
-    """specs/tiny.flm with two ranks for every training stage and `mode` for cold_start and rl1."""
+    """specs/tiny.flm with two ranks for every training stage, `mode` for cold_start and rl1, and
+    step counts small enough for seconds per run."""
     text = (REPO / "specs" / "tiny.flm").read_text(encoding="utf-8")
-    deepspeed = "" if mode == "ddp" else f"\n  deepspeed = {mode}"
-    two = "\n  resources { nodes = 2 }"
-    text = text.replace("  epochs = 3\n  lr = 3e-3\n  batch = 8\n",
-                        f"  max_steps = 4\n  save_steps = 2\n  lr = 3e-3\n  batch = 8{deepspeed}{two}\n")
-    text = text.replace("  max_steps = 8\n  until = plateau(reward, patience = 4)\n",
-                        f"  max_steps = 2\n  until = plateau(reward, patience = 4){deepspeed}{two}\n")
-    text = text.replace("refresh = 4, samples = 2", "refresh = 1, samples = 1")
-    text = text.replace("  max_completion_length = 48\n  max_steps = 8\n",
-                        f"  max_completion_length = 16\n  max_steps = 2{two}\n")
-    text = text.replace("max_completion_length = 48", "max_completion_length = 16")
-    assert text.count("nodes = 2") == 3, "specs/tiny.flm changed: update two_rank_spec"
+    deepspeed = {} if mode == "ddp" else {"deepspeed": mode}
+    two = {"resources": "{ nodes = 2 }"}
+    text = _set_options(text, "cold_start", {"max_steps": "4", "save_steps": "2", "lr": "3e-3",
+                                             "batch": "8", **deepspeed, **two}, drop=("epochs",))
+    text = _set_options(text, "rl1", {"max_steps": "2", "max_completion_length": "16", "batch": "8",
+                                      "generations": "4", **deepspeed, **two})
+    text = _set_options(text, "rl2", {"max_steps": "2", "max_completion_length": "16", "batch": "8",
+                                      "generations": "4", **two})
+    text = re.sub(r"refresh = \d+, samples = \d+", "refresh = 1, samples = 1", text)
+    assert text.count("nodes = 2") == 3 and "refresh = 1, samples = 1" in text
     return text
 
 

@@ -115,7 +115,7 @@ def test_slurm_profile_runs_data_jobs_and_sft_as_slurm_jobs(
         tmp_path: Path, local_data: dict[str, str]) -> None:
     project = _project(tmp_path / "tiny-slurm")
     result = _run(project, "slurm", "sft_cold_start", "--default-resources",
-                  f"slurm_partition={PARTITION}", timeout=540)
+                  f"slurm_partition={PARTITION}", timeout=900)  # the tiny SFT alone: ~1 min idle, 4+ min on a loaded 2-core box
     _assert_nothing_ran_locally(result.stdout)
     ids = submitted_ids(result.stdout)
     # The slurm plugin puts the rule (or the group and its rules) into the job's --comment.
