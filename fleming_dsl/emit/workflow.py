@@ -53,7 +53,7 @@ def _literal(value: Any) -> str:
 
 
 def job_json(job: Job) -> str:
-    return to_json(job.config.model_dump(mode="json"))
+    return jc.config_text(job.config)
 
 
 # ---------------------------------------------------------------- DeepSpeed
@@ -154,7 +154,7 @@ def launch_script(plan: Plan, job: Job) -> str:
         accelerate_config=None if cpu else getattr(job.config, "accelerate_config", None)))
 
 
-def _rule(plan: Plan, job: Job, config_text: str) -> dict[str, Any]:
+def _rule(plan: Plan, job: Job) -> dict[str, Any]:
     named_inputs = []
     cfg = job.config
     if isinstance(cfg, (jc.SftJob, jc.GrpoJob)):
@@ -169,7 +169,11 @@ def _rule(plan: Plan, job: Job, config_text: str) -> dict[str, Any]:
         "config": plan.config_path(job), "named_inputs": named_inputs,
         "inputs": list(job.inputs),
         "outputs": [(_output_key(o.path, job, i), o) for i, o in enumerate(job.outputs)],
-        "config_hash": sha256_text(config_text), "log": job.log, "threads": job.threads,
+        # A gather re-runs by its unsharded job's hash, and its own config (which lists the
+        # shards) is ancient: re-cutting a step changes neither, so nothing downstream re-runs.
+        "config_hash": sha256_text(jc.config_text(job.data_config)),
+        "ancient_config": job.kind == "gather",
+        "log": job.log, "threads": job.threads,
         "resources": rule_resources(job), "group": job.group, "launch": needs_launcher(job),
     }
 
@@ -229,7 +233,7 @@ def render(plan: Plan, spec_sha256: str = "", ir_sha256: str = "") -> dict[str, 
         text = job_json(job)
         files[f"jobs/{job.name}.json"] = text
         configs[job.name] = sha256_text(text)
-        rules.append(_rule(plan, job, text))
+        rules.append(_rule(plan, job))
         cfg = job.config
         if isinstance(cfg, (jc.SftJob, jc.GrpoJob)):
             if cfg.deepspeed_config and job.deepspeed_stage:

@@ -19,7 +19,7 @@ from fleming_dsl.runtime.teachers import (
     TeacherError,
     make_teacher,
 )
-from fleming_dsl.runtime.teachers.backends.local import generate_grouped
+from fleming_dsl.runtime.teachers.backends.local import generate_grouped, request_seed
 from fleming_dsl.runtime.teachers.backends.openai import (
     OpenAIBackend,
     backoff_delay,
@@ -270,13 +270,28 @@ def test_malformed_body_becomes_empty_answers_and_backoff_is_bounded():
 def test_local_backend_batches_by_n_and_keeps_order():
     calls = []
 
-    def fake(conversations, n):
+    def fake(conversations, n, seeds):
         calls.append((len(conversations), n))
         return [[f"{c[0]['content']}#{i}" for i in range(n)] for c in conversations]
 
     out = generate_grouped([ask("a"), ask("b", n=2), ask("c")], fake)
     assert out == [["a#0"], ["b#0", "b#1"], ["c#0"]]
     assert sorted(calls) == [(1, 2), (2, 1)]
+
+
+def test_each_request_is_seeded_by_what_it_asks_not_by_its_batch():
+    seen: dict[str, int] = {}
+
+    def fake(conversations, n, seeds):
+        for conv, seed in zip(conversations, seeds):
+            seen.setdefault(conv[0]["content"], seed)
+            assert seen[conv[0]["content"]] == seed  # the same request, the same seed
+        return [["x"] * n for _ in conversations]
+
+    generate_grouped([ask("a"), ask("b"), ask("c")], fake, seed=5)
+    generate_grouped([ask("c"), ask("a")], fake, seed=5)  # another cut, another order
+    assert len(set(seen.values())) == 3
+    assert request_seed(5, ask("a")) != request_seed(6, ask("a"))
 
 
 def test_vllm_request_is_built_without_vllm():
