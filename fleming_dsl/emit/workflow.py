@@ -169,10 +169,12 @@ def _rule(plan: Plan, job: Job) -> dict[str, Any]:
         "config": plan.config_path(job), "named_inputs": named_inputs,
         "inputs": list(job.inputs),
         "outputs": [(_output_key(o.path, job, i), o) for i, o in enumerate(job.outputs)],
-        # A gather re-runs by its unsharded job's hash, and its own config (which lists the
-        # shards) is ancient: re-cutting a step changes neither, so nothing downstream re-runs.
+        # A gather re-runs by its unsharded job's hash (its own config lists the shards), and
+        # the configs of a gather and of its shards are ancient: a new cut writes new configs
+        # but changes no data, so neither they nor anything downstream re-run. (A change that
+        # is not a re-cut changes the hash, which the params trigger sees.)
         "config_hash": sha256_text(jc.config_text(job.data_config)),
-        "ancient_config": job.kind == "gather",
+        "ancient_config": job.kind == "gather" or job.is_shard,
         "log": job.log, "threads": job.threads,
         "resources": rule_resources(job), "group": job.group, "launch": needs_launcher(job),
     }

@@ -111,6 +111,32 @@ def test_a_model_folder_enters_the_key_by_its_content(tmp_path):
     assert "model_sha256" not in sampling_identity("Qwen/Qwen2.5-7B", settings, 0, "vllm")
 
 
+def _hammer(directory: str, worker: int) -> None:
+    """One writer process: the same 40 keys as every other writer, its own answers."""
+    cache = DiskCache(directory)
+    for n in range(40):
+        cache.put(f"{n:064x}", [f"answer {n} from {worker}"], {"n": n})
+
+
+def test_concurrent_writers_leave_only_whole_entries(tmp_path):
+    """Shards share the cache: several processes writing the same keys at once never leave a
+    torn entry or a temp file, and every key reads back as one writer's whole answer."""
+    import multiprocessing
+
+    context = multiprocessing.get_context("spawn")
+    workers = [context.Process(target=_hammer, args=(str(tmp_path), w)) for w in range(4)]
+    for process in workers:
+        process.start()
+    for process in workers:
+        process.join(60)
+        assert process.exitcode == 0
+    cache = DiskCache(tmp_path)
+    answers = [cache.get(f"{n:064x}") for n in range(40)]
+    assert all(a is not None and a[0].startswith(f"answer {n} from ")
+               for n, a in enumerate(answers))
+    assert not [p for p in tmp_path.rglob("*") if p.is_file() and p.suffix == ".tmp"]
+
+
 def test_empty_answers_are_not_cached(tmp_path):
     class Empty(CountingBackend):
         def generate(self, requests):
