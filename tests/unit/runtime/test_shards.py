@@ -13,7 +13,13 @@ import shutil
 from pathlib import Path
 
 import pytest
-from data_fixtures import repo_source, sample_rows, template_generator, write_config, write_jsonl
+from data_fixtures import (
+    repo_source,
+    sample_rows,
+    template_generator,
+    write_config,
+    write_jsonl,
+)
 from paths import REPO
 
 from fleming_dsl.errors import JobError
@@ -254,7 +260,7 @@ def gather_error(config: str) -> str:
 
 
 def test_a_shard_without_its_record_did_not_finish(shards_done):
-    root, gather, config = shards_done
+    _root, gather, config = shards_done
     Path(gather.parts[1].meta).unlink()
     assert gather_error(config) == (
         f"{gather.parts[1].meta}: shard 2 of 3 (synthesize_q_shard2of3) has no metadata "
@@ -264,7 +270,7 @@ def test_a_shard_without_its_record_did_not_finish(shards_done):
 
 
 def test_a_part_that_is_not_what_its_shard_wrote_is_refused(shards_done):
-    root, gather, config = shards_done
+    _root, gather, config = shards_done
     part = Path(gather.parts[0].output)
     part.write_text("".join(part.read_text().splitlines(keepends=True)[:-1]))  # truncated
     assert gather_error(config) == (
@@ -284,7 +290,7 @@ def test_a_part_from_another_cut_is_refused(shards_done, tmp_path):
 
 
 def test_shards_that_read_another_input_are_refused(shards_done):
-    root, gather, config = shards_done
+    root, _gather, config = shards_done
     write_jsonl(root / "samples.jsonl", sample_rows(41))  # the input moved on under them
     assert gather_error(config) == (
         f"{root / 'samples.jsonl'} changed after synthesize_q_shard1of3 read it; run "
@@ -292,7 +298,7 @@ def test_shards_that_read_another_input_are_refused(shards_done):
 
 
 def test_missing_items_are_found_by_position(shards_done):
-    root, gather, config = shards_done
+    _root, gather, config = shards_done
     meta_path = Path(gather.parts[2].meta)
     part = Path(gather.parts[2].output)
     lines = part.read_text().splitlines(keepends=True)
