@@ -92,7 +92,7 @@ def test_shards_resume_alone_and_merge_to_the_unsharded_bytes(project: Path) -> 
 
     # The same data cut into shards: nothing to re-run, and `fleming diff` says why.
     diff = _fleming(project, "diff", "specs/tiny.flm", "tests/specs/tiny_sharded.flm")
-    assert "Plan: 0 to run (0 new, 0 changed, 0 invalidated), 0 removed, 13 re-cut" in diff.stdout
+    assert "Plan: 0 to run (0 new, 0 changed, 0 invalidated), 0 removed, 15 re-cut" in diff.stdout
     assert "% distill_cot_shard1of2" in diff.stdout and "re-cut, no data change" in diff.stdout
     compiled = _fleming(project, "compile", "tests/specs/tiny_sharded.flm")
     assert compiled.returncode == 0, compiled.stderr
