@@ -113,9 +113,11 @@ def test_a_model_folder_enters_the_key_by_its_content(tmp_path):
 
 def _hammer(directory: str, worker: int) -> None:
     """One writer process: the same 40 keys as every other writer, its own answers."""
+    from fleming_dsl.runtime.teachers.cache import cache_key
+
     cache = DiskCache(directory)
     for n in range(40):
-        cache.put(f"{n:064x}", [f"answer {n} from {worker}"], {"n": n})
+        cache.put(cache_key({"n": n}), [f"answer {n} from {worker}"], {"n": n})
 
 
 def test_concurrent_writers_leave_only_whole_entries(tmp_path):
@@ -123,7 +125,7 @@ def test_concurrent_writers_leave_only_whole_entries(tmp_path):
     torn entry or a temp file, and every key reads back as one writer's whole answer."""
     import multiprocessing
 
-    context = multiprocessing.get_context("spawn")
+    context = multiprocessing.get_context("fork")
     workers = [context.Process(target=_hammer, args=(str(tmp_path), w)) for w in range(4)]
     for process in workers:
         process.start()
@@ -131,7 +133,9 @@ def test_concurrent_writers_leave_only_whole_entries(tmp_path):
         process.join(60)
         assert process.exitcode == 0
     cache = DiskCache(tmp_path)
-    answers = [cache.get(f"{n:064x}") for n in range(40)]
+    from fleming_dsl.runtime.teachers.cache import cache_key
+
+    answers = [cache.get(cache_key({"n": n})) for n in range(40)]
     assert all(a is not None and a[0].startswith(f"answer {n} from ")
                for n, a in enumerate(answers))
     assert not [p for p in tmp_path.rglob("*") if p.is_file() and p.suffix == ".tmp"]
