@@ -156,13 +156,20 @@ def snakemake_command(snakefile: str, profile: str, cores: str | None,
     return command + list(extra)
 
 
+def job_targets(plan, extra: Sequence[str]) -> list[str]:
+    """Snakemake arguments with each job name (a target, or after --until) replaced by that
+    job's main output: the Snakefile has one rule per job kind, so jobs are targeted by file."""
+    outputs = {job.name: job.main_output.path for job in plan.jobs}
+    return [outputs.get(arg, arg) for arg in extra]
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     import subprocess
 
     result = _compile(args.spec, args.out)
     out = result.out_dir.as_posix()
     command = snakemake_command(f"{out}/Snakefile", f"{out}/profiles/{args.profile}", args.cores,
-                                args.snakemake_args)
+                                job_targets(result.plan, args.snakemake_args))
     print("+ " + " ".join(command[1:]), file=sys.stderr, flush=True)
     # The rules call `fleming`: make sure the one beside this interpreter is found first.
     env = dict(os.environ)
@@ -243,7 +250,9 @@ def _add_builtin(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("run", help="compile, then run the workflow with Snakemake",
                        description="Compile SPEC, then run Snakemake from the project root with "
                                    "the generated profile. Unknown options go to Snakemake "
-                                   "(e.g. `fleming run specs/tiny.flm -n`).")
+                                   "(e.g. `fleming run specs/tiny.flm -n`); a job name among "
+                                   "them (a target, or after --until) stands for that job's "
+                                   "main output (`fleming run specs/tiny.flm filter_clean`).")
     p.add_argument("spec", metavar="SPEC")
     p.add_argument("--cores", metavar="N", help="cores for local runs (default: all)")
     p.add_argument("--out", metavar="DIR", help="output folder (default: generated/<experiment>)")
