@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 
 from fleming_dsl import ir
-from fleming_dsl.check import data, files, models, references, samples, stages
+from fleming_dsl.check import cluster, data, files, models, references, samples, stages
 from fleming_dsl.check.common import Checked
 from fleming_dsl.errors import Diagnostic
 from fleming_dsl.spec import ast
@@ -35,6 +35,8 @@ RULES: tuple[Rule, ...] = (
     stages.miner_has_max_steps,
     stages.verify_label_has_judge,
     models.data_gpus_cover_teacher,
+    cluster.shell_safe_cluster_names,
+    cluster.safe_workdir,
     samples.hops_within_metapath,
     samples.mask_within_path,
     samples.counts_are_reachable,
