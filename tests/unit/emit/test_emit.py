@@ -335,3 +335,12 @@ def test_the_slurm_plugin_turns_rule_resources_into_the_right_sbatch_options() -
                    "cpu"):
         assert option in cpu, option
     assert not any("gres" in part or "gpus" in part for part in cpu)
+
+
+@pytest.mark.parametrize("value", [
+    {"b": [1, 2.5, None, True, False, {"c": {}, "a": []}], "\u00e9": "x\u2028\"y\\", "a": -0.0},
+    [], {}, 1e-06, 3.0, 10**20, "plain", [[1], [[]]], {"nan": float("nan")}, {1: "int key"}])
+def test_to_json_writes_what_json_dumps_writes(value) -> None:
+    from fleming_dsl.emit.workflow import to_json
+
+    assert to_json(value) == json.dumps(value, indent=2, sort_keys=True, ensure_ascii=False) + "\n"
