@@ -162,6 +162,7 @@ def _read_primekg_arrow(path: str) -> EdgeList:
     try:
         reader = pacsv.open_csv(
             path, read_options=pacsv.ReadOptions(block_size=16 << 20),
+            parse_options=pacsv.ParseOptions(ignore_empty_lines=False),
             convert_options=pacsv.ConvertOptions(
                 column_types=types, include_columns=list(types), strings_can_be_null=False,
                 quoted_strings_can_be_null=False))
@@ -319,6 +320,74 @@ def read_hetionet(nodes_path: str, edges_path: str) -> EdgeList:
     number = pd.Series(np.arange(len(nodes)), index=nodes["id"].to_numpy())
 
     _check_columns(edges_path, _header(edges_path, "\t", tsv), HETIONET_EDGE_COLUMNS)
+    try:
+        srcs, dsts, rel_codes, rels = _hetionet_edges_arrow(edges_path, nodes["id"].tolist())
+    except _Fallback:
+        srcs, dsts, rel_codes, rels = _hetionet_edges_pandas(edges_path, nodes_path, number)
+    type_names = sorted(nodes["kind"].unique())
+    rel_names, remap = rels.sorted_remap()
+    return EdgeList(
+        type_names=type_names, rel_names=rel_names,
+        node_type=np.searchsorted(np.array(type_names, dtype=object), nodes["kind"].to_numpy()),
+        names=nodes["name"].tolist(), ids=nodes["id"].tolist(),
+        src=np.concatenate(srcs) if srcs else np.zeros(0, np.int64),
+        dst=np.concatenate(dsts) if dsts else np.zeros(0, np.int64),
+        rel=remap[np.concatenate(rel_codes)] if rel_codes else np.zeros(0, np.int64))
+
+
+def _hetionet_edges_arrow(edges_path: str, node_ids: list[str]):
+    """The edges SIF streamed with pyarrow: node ids looked up with `index_in`, metaedges
+    dictionary-encoded; anything it rejects goes to the pandas reader for a located error."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+    import pyarrow.csv as pacsv
+
+    text = pa.dictionary(pa.int32(), pa.string())
+    try:
+        reader = pacsv.open_csv(
+            edges_path, read_options=pacsv.ReadOptions(block_size=16 << 20),
+            parse_options=pacsv.ParseOptions(delimiter="\t", quote_char=False,
+                                             ignore_empty_lines=False),
+            convert_options=pacsv.ConvertOptions(
+                column_types={"source": pa.string(), "metaedge": text, "target": pa.string()},
+                include_columns=list(HETIONET_EDGE_COLUMNS), strings_can_be_null=False))
+    except (pa.ArrowInvalid, ValueError):
+        raise _Fallback from None
+    ids = pa.array(node_ids, type=pa.string())
+    rels = _Vocab()
+    srcs, dsts, rel_codes = [], [], []
+    while True:
+        try:
+            batch = reader.read_next_batch()
+        except StopIteration:
+            break
+        except pa.ArrowInvalid:
+            raise _Fallback from None
+        if any(_has_empty(batch.column(c)) for c in HETIONET_EDGE_COLUMNS):
+            raise _Fallback
+        ends = []
+        for column in ("source", "target"):
+            found = pc.index_in(batch.column(column), value_set=ids)
+            if found.null_count:
+                raise _Fallback
+            ends.append(found.to_numpy().astype(np.int64))
+        metaedges = batch.column("metaedge")
+        names = metaedges.dictionary.to_pylist()
+        reverse = [f"{n}:rev" if re.search("[<>]", n) else n for n in names]
+        forward = np.array([rels.codes.setdefault(n, len(rels.codes)) for n in names],
+                           dtype=np.int64)
+        backward = np.array([rels.codes.setdefault(n, len(rels.codes)) for n in reverse],
+                            dtype=np.int64)
+        local = metaedges.indices.to_numpy(zero_copy_only=False)
+        src, dst, rel = _both_directions(ends[0], ends[1], forward[local], backward[local])
+        srcs.append(src)
+        dsts.append(dst)
+        rel_codes.append(rel)
+    return srcs, dsts, rel_codes, rels
+
+
+def _hetionet_edges_pandas(edges_path: str, nodes_path: str, number):
+    tsv = csv.QUOTE_NONE
     rels = _Vocab()
     srcs, dsts, rel_codes = [], [], []
     for first, frame in _chunks(edges_path, "\t", HETIONET_EDGE_COLUMNS, quoting=tsv):
@@ -339,15 +408,7 @@ def read_hetionet(nodes_path: str, edges_path: str) -> EdgeList:
         srcs.append(src)
         dsts.append(dst)
         rel_codes.append(rel)
-    type_names = sorted(nodes["kind"].unique())
-    rel_names, remap = rels.sorted_remap()
-    return EdgeList(
-        type_names=type_names, rel_names=rel_names,
-        node_type=np.searchsorted(np.array(type_names, dtype=object), nodes["kind"].to_numpy()),
-        names=nodes["name"].tolist(), ids=nodes["id"].tolist(),
-        src=np.concatenate(srcs) if srcs else np.zeros(0, np.int64),
-        dst=np.concatenate(dsts) if dsts else np.zeros(0, np.int64),
-        rel=remap[np.concatenate(rel_codes)] if rel_codes else np.zeros(0, np.int64))
+    return srcs, dsts, rel_codes, rels
 
 
 def _triple_header(path: str) -> bool:

@@ -294,3 +294,40 @@ def test_fast_primekg_reader_gives_the_same_arrays_as_the_pandas_reader(which, t
     fast = build_store(io._read_primekg_arrow(path))  # raises _Fallback if it gave up
     slow = build_store(io._read_primekg_pandas(path))
     assert fast.num_edges > 0 and _arrays(fast) == _arrays(slow)
+
+
+def test_fast_hetionet_reader_gives_the_same_arrays_as_the_pandas_reader(tmp_path):
+    import numpy as np
+    import pandas as pd
+
+    from fleming_dsl.runtime.graph import io
+
+    rng = np.random.default_rng(5)
+    kinds = ["Gene", "Compound", "Disease"]
+    node_lines = ["id\tname\tkind"] + [f"{kinds[i % 3]}::{i}\tname {i}\t{kinds[i % 3]}"
+                                       for i in range(500)]
+    metaedges = ["GiG", "Gr>G", "CtD", "DaG", "CbG"]
+    edge_lines = ["source\tmetaedge\ttarget"] + [
+        f"{kinds[a % 3]}::{a}\t{metaedges[int(rng.integers(0, 5))]}\t{kinds[b % 3]}::{b}"
+        for a, b in rng.integers(0, 500, (5000, 2))]
+    nodes = write(tmp_path / "nodes.tsv", node_lines)
+    edges = write(tmp_path / "edges.sif", edge_lines)
+    fast = build_store(io.read_hetionet(nodes, edges))
+    frame = pd.read_csv(nodes, sep="\t", dtype=str)
+    number = pd.Series(np.arange(len(frame)), index=frame["id"].to_numpy())
+    io._hetionet_edges_arrow(edges, frame["id"].tolist())  # raises _Fallback if it gave up
+    srcs, dsts, codes, rels = io._hetionet_edges_pandas(edges, nodes, number)
+    names, remap = rels.sorted_remap()
+    slow = build_store(io.EdgeList(
+        type_names=sorted(kinds), rel_names=names,
+        node_type=np.searchsorted(np.array(sorted(kinds), dtype=object), frame["kind"].to_numpy()),
+        names=frame["name"].tolist(), ids=frame["id"].tolist(), src=np.concatenate(srcs),
+        dst=np.concatenate(dsts), rel=remap[np.concatenate(codes)]))
+    assert "Gr>G:rev" in fast.rel_names and _arrays(fast) == _arrays(slow)
+
+
+def test_primekg_blank_line_is_a_located_error(tmp_path):
+    path = write(tmp_path / "kg.csv", [HEADER, PRIMEKG_ROWS[0], "", PRIMEKG_ROWS[1]])
+    with pytest.raises(JobError) as err:
+        read_graph("primekg", [path])
+    assert str(err.value).startswith(f"{path}:3: ")
