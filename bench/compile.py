@@ -4,7 +4,8 @@
 
 Run from the project root. "in-process" is the median time of the library call (parse + check,
 or parse + check + plan + emit); "CLI" is one wall-clock run of the command, Python start-up
-included, which is what a user (or a SLURM job re-parsing the Snakefile) waits for.
+included. "Snakemake parse" is the CPU time of `snakemake --list-rules` on the generated
+Snakefile: what every SLURM job of the workflow pays again when Snakemake re-parses it.
 """
 
 from __future__ import annotations
@@ -52,6 +53,19 @@ def cli_seconds(*args: str) -> float:
     return elapsed
 
 
+def snakemake_parse_cpu(snakefile: Path) -> float:
+    """CPU seconds (user + system) of `snakemake --list-rules` on a generated Snakefile."""
+    import resource
+
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    result = subprocess.run([sys.executable, "-m", "snakemake", "-s", str(snakefile),
+                             "--list-rules"], cwd=REPO, capture_output=True, text=True)
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    if result.returncode != 0:
+        raise SystemExit(f"snakemake --list-rules {snakefile} failed:\n{result.stderr[-2000:]}")
+    return (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+
+
 def measure(spec: str, repeat: int, scratch: Path) -> dict[str, float | int]:
     from fleming_dsl.compiler import ir_sha256, load_experiment
     from fleming_dsl.emit.workflow import emit
@@ -72,6 +86,7 @@ def measure(spec: str, repeat: int, scratch: Path) -> dict[str, float | int]:
         "check_cli": cli_seconds("check", spec),
         "compile_cli": cli_seconds("compile", spec, "--out",
                                    str((scratch / f"{exp.name}-cli").relative_to(REPO))),
+        "parse": snakemake_parse_cpu(scratch / f"{exp.name}-cli" / "Snakefile"),
     }
 
 
@@ -98,12 +113,13 @@ def main() -> int:
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
     header = (f"{'spec':<52} {'jobs':>6} {'check':>9} {'compile':>9} {'check CLI':>10} "
-              f"{'compile CLI':>12}")
+              f"{'compile CLI':>12} {'Snakemake parse':>16}")
     print(header)
     print("-" * len(header))
     for name, row in rows:
         print(f"{name:<52} {row['jobs']:>6} {row['check']:>8.3f}s {row['compile']:>8.3f}s "
-              f"{row['check_cli']:>9.3f}s {row['compile_cli']:>11.3f}s")
+              f"{row['check_cli']:>9.3f}s {row['compile_cli']:>11.3f}s "
+              f"{row['parse']:>11.3f} CPU-s")
     return 0
 
 

@@ -15,6 +15,7 @@ from collections.abc import Callable, Iterator
 
 from fleming_dsl import ir
 from fleming_dsl.check import (
+    cluster,
     data,
     files,
     models,
@@ -53,6 +54,8 @@ RULES: tuple[Rule, ...] = (
     stages.miner_has_max_steps,
     stages.verify_label_has_judge,
     models.data_gpus_cover_teacher,
+    cluster.shell_safe_cluster_names,
+    cluster.safe_workdir,
     samples.hops_within_metapath,
     samples.mask_within_path,
     samples.counts_are_reachable,

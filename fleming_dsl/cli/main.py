@@ -169,13 +169,20 @@ def snakemake_command(snakefile: str, profile: str, cores: str | None,
     return command + list(extra)
 
 
+def job_targets(plan, extra: Sequence[str]) -> list[str]:
+    """Snakemake arguments with each job name (a target, or after --until) replaced by that
+    job's main output: the Snakefile has one rule per job kind, so jobs are targeted by file."""
+    outputs = {job.name: job.main_output.path for job in plan.jobs}
+    return [outputs.get(arg, arg) for arg in extra]
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     import subprocess
 
     result = _compile(args.spec, args.out)
     out = result.out_dir.as_posix()
     command = snakemake_command(f"{out}/Snakefile", f"{out}/profiles/{args.profile}", args.cores,
-                                args.snakemake_args)
+                                job_targets(result.plan, args.snakemake_args))
     print("+ " + " ".join(command[1:]), file=sys.stderr, flush=True)
     # The rules call `fleming`: make sure the one beside this interpreter is found first.
     env = dict(os.environ)
@@ -216,9 +223,7 @@ def cmd_job(args: argparse.Namespace) -> int:
 # ---------------------------------------------------------------- the parser
 
 
-def _add_builtin(sub: argparse._SubParsersAction) -> None:
-    from fleming_dsl.plan.jobconfig import JOB_KINDS
-
+def _add_builtin(sub: argparse._SubParsersAction, invoked: str | None = None) -> None:
     p = sub.add_parser("check", help="parse and check specs; located errors",
                        description="Parse and check each spec; errors as file:line:col.")
     p.add_argument("specs", nargs="+", metavar="SPEC")
@@ -256,7 +261,9 @@ def _add_builtin(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("run", help="compile, then run the workflow with Snakemake",
                        description="Compile SPEC, then run Snakemake from the project root with "
                                    "the generated profile. Unknown options go to Snakemake "
-                                   "(e.g. `fleming run specs/tiny.flm -n`).")
+                                   "(e.g. `fleming run specs/tiny.flm -n`); a job name among "
+                                   "them (a target, or after --until) stands for that job's "
+                                   "main output (`fleming run specs/tiny.flm filter_clean`).")
     p.add_argument("spec", metavar="SPEC")
     p.add_argument("--cores", metavar="N", help="cores for local runs (default: all)")
     p.add_argument("--out", metavar="DIR", help="output folder (default: generated/<experiment>)")
@@ -266,7 +273,13 @@ def _add_builtin(sub: argparse._SubParsersAction) -> None:
 
     p = sub.add_parser("job", help="run one job (what the generated rules call)",
                        description="Run one job of a compiled workflow from its JSON config.")
-    p.add_argument("kind", choices=JOB_KINDS, metavar="KIND", help=", ".join(JOB_KINDS))
+    # The job kinds live with the job-config models (pydantic, slow to build): only `fleming job`
+    # loads them, so `fleming check` starts fast.
+    kinds = None
+    if invoked == "job":
+        from fleming_dsl.plan.jobconfig import JOB_KINDS as kinds
+    p.add_argument("kind", choices=kinds, metavar="KIND",
+                   help=", ".join(kinds) if kinds else "a job kind")
     p.add_argument("--config", required=True, metavar="FILE", help="the job's JSON config")
     p.set_defaults(handler=cmd_job)
 
@@ -288,7 +301,7 @@ def build_parser(invoked: str | None = None) -> argparse.ArgumentParser:
 
     parser.add_argument("--version", action="version", version=f"fleming-dsl {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    _add_builtin(sub)
+    _add_builtin(sub, invoked)
     _add_external(sub, invoked)
     return parser
 

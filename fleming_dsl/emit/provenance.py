@@ -16,7 +16,7 @@ from typing import Any
 # What each job kind imports to do its work (beyond fleming-dsl itself).
 KIND_LIBRARIES: dict[str, tuple[str, ...]] = {
     "build_model": ("torch", "transformers", "tokenizers"),
-    "graph_load": ("numpy", "numba"),
+    "graph_load": ("numpy", "numba", "pyarrow"),
     "sample": ("numpy", "numba", "networkx"),
     "synthesize": ("jinja2", "torch", "transformers"),
     "distill": ("jinja2", "torch", "transformers"),

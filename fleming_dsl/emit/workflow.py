@@ -20,6 +20,7 @@ from typing import Any
 import jinja2
 
 from fleming_dsl import __version__
+from fleming_dsl.emit import table
 from fleming_dsl.emit.provenance import job_libraries
 from fleming_dsl.plan import jobconfig as jc
 from fleming_dsl.plan.planner import Job, Plan
@@ -31,7 +32,47 @@ _MANIFEST = "manifest.json"
 
 
 def to_json(data: Any) -> str:
-    return json.dumps(data, indent=2, sort_keys=True, ensure_ascii=False) + "\n"
+    """`json.dumps(data, indent=2, sort_keys=True, ensure_ascii=False)` plus a newline, byte for
+    byte; written out because the standard encoder's indented mode is pure Python generators,
+    which made JSON most of the time a 10,000-job compile takes."""
+    try:
+        return _indented(data, "") + "\n"
+    except _NotPlain:
+        return json.dumps(data, indent=2, sort_keys=True, ensure_ascii=False) + "\n"
+
+
+class _NotPlain(Exception):
+    """A value the fast encoder leaves to the json module (non-string keys, other types)."""
+
+
+_quote = json.encoder.encode_basestring  # what json.dumps uses with ensure_ascii=False
+
+
+def _indented(value: Any, indent: str) -> str:
+    if isinstance(value, str):
+        return _quote(value)
+    if value is None or value is True or value is False:
+        return "null" if value is None else ("true" if value else "false")
+    if isinstance(value, int):
+        return int.__repr__(value)
+    if isinstance(value, float):
+        if value != value or value in (float("inf"), float("-inf")):
+            raise _NotPlain
+        return float.__repr__(value)
+    inner = indent + "  "
+    if isinstance(value, dict):
+        if not value:
+            return "{}"
+        if not all(isinstance(key, str) for key in value):
+            raise _NotPlain
+        return "{\n" + ",\n".join(f"{inner}{_quote(key)}: {_indented(value[key], inner)}"
+                                   for key in sorted(value)) + f"\n{indent}}}"
+    if isinstance(value, (list, tuple)):
+        if not value:
+            return "[]"
+        return "[\n" + ",\n".join(inner + _indented(item, inner) for item in value) + \
+            f"\n{indent}]"
+    raise _NotPlain
 
 
 def sha256_text(text: str) -> str:
@@ -44,16 +85,24 @@ def _environment() -> jinja2.Environment:
         undefined=jinja2.StrictUndefined, keep_trailing_newline=True, autoescape=False)
     env.filters["py"] = _literal
     env.filters["sh"] = shlex.quote
+    env.filters["comment"] = comment_text
     return env
 
 
 def _literal(value: Any) -> str:
-    """A Python (and YAML) literal: JSON strings and numbers are both."""
-    return json.dumps(value, ensure_ascii=False)
+    """A Python (and YAML) literal: JSON strings and numbers are both. ASCII only, so no
+    character that Python, YAML or an editor might take for a line break gets through."""
+    return json.dumps(value, ensure_ascii=True)
+
+
+def comment_text(value: Any) -> str:
+    """Text for a `#` comment of a generated file: a newline (or any control or non-ASCII
+    character) in a spec's file name would otherwise end the comment and start code."""
+    return json.dumps(str(value), ensure_ascii=True)[1:-1]
 
 
 def job_json(job: Job) -> str:
-    return jc.config_text(job.config)
+    return to_json(job.config.model_dump(mode="json"))
 
 
 # ---------------------------------------------------------------- DeepSpeed
@@ -154,30 +203,37 @@ def launch_script(plan: Plan, job: Job) -> str:
         accelerate_config=None if cpu else getattr(job.config, "accelerate_config", None)))
 
 
-def _rule(plan: Plan, job: Job) -> dict[str, Any]:
-    named_inputs = []
+def named_inputs(plan: Plan, job: Job) -> dict[str, str]:
+    """The inputs a rule names: the job's config, and the DeepSpeed/accelerate/launch files."""
+    named = {"config": plan.config_path(job)}
     cfg = job.config
     if isinstance(cfg, (jc.SftJob, jc.GrpoJob)):
         if cfg.deepspeed_config:
-            named_inputs.append(("deepspeed", cfg.deepspeed_config))
+            named["deepspeed"] = cfg.deepspeed_config
         if cfg.accelerate_config:
-            named_inputs.append(("accelerate", cfg.accelerate_config))
+            named["accelerate"] = cfg.accelerate_config
     if needs_launcher(job):
-        named_inputs.append(("launch", launch_path(plan, job)))
-    return {
-        "name": job.name, "kind": job.kind, "source": job.source,
-        "config": plan.config_path(job), "named_inputs": named_inputs,
-        "inputs": list(job.inputs),
-        "outputs": [(_output_key(o.path, job, i), o) for i, o in enumerate(job.outputs)],
-        # A gather re-runs by its unsharded job's hash (its own config lists the shards), and
-        # the configs of a gather and of its shards are ancient: a new cut writes new configs
-        # but changes no data, so neither they nor anything downstream re-run. (A change that
-        # is not a re-cut changes the hash, which the params trigger sees.)
-        "config_hash": sha256_text(jc.config_text(job.data_config)),
-        "ancient_config": job.kind == "gather" or job.is_shard,
-        "log": job.log, "threads": job.threads,
-        "resources": rule_resources(job), "group": job.group, "launch": needs_launcher(job),
+        named["launch"] = launch_path(plan, job)
+    return named
+
+
+def place(plan: Plan, job: Job, config_hash: str, group: str | None) -> table.Placed:
+    """A job's row in jobs.json and the shape of the rule that runs it."""
+    keys = [_output_key(o.path, job, i) for i, o in enumerate(job.outputs)]
+    # fleming_job names the job (or its group) for the cluster-generic sbatch line.
+    resources = [*rule_resources(job), ("fleming_job", group or job.name)]
+    named = named_inputs(plan, job)
+    stem, shape = table.shape_of(job, keys, resources, named, grouped=group is not None,
+                                 launch=needs_launcher(job))
+    row = {
+        "name": job.name, "kind": job.kind, "stem": stem, "source": job.source,
+        "config": plan.config_path(job), "config_hash": config_hash,
+        "inputs": list(job.inputs), "named_inputs": named,
+        "outputs": {key: out.path for key, out in zip(keys, job.outputs)},
+        "directories": [key for key, out in zip(keys, job.outputs) if out.directory],
+        "log": job.log, "threads": job.threads, "resources": dict(resources), "group": group,
     }
+    return table.Placed(job=job, stem=stem, shape=shape, row=row)
 
 
 def project_root_from(out_dir: str) -> str:
@@ -200,20 +256,28 @@ def _default_resources(plan: Plan) -> list[str]:
     return items
 
 
+def _shell_literal(text: str) -> str:
+    """A compile-time value for the submit command: shell-quoted, and with braces doubled
+    because Snakemake formats the command (`{resources.x}`) before the shell sees it."""
+    return shlex.quote(text).replace("{", "{{").replace("}", "}}")
+
+
 def submit_command(plan: Plan) -> str:
-    """The sbatch line for `--executor cluster-generic` (resources filled per rule)."""
-    logs = posixpath.join(plan.workdir, "logs", "slurm")
-    parts = ["mkdir -p", logs, "&& sbatch --parsable",
-             f"--job-name={jobname_prefix(plan.experiment)}.{{name}}",
-             f"--output={logs}/{{name}}-%j.out",
+    """The sbatch line for `--executor cluster-generic` (resources filled per job). Every value
+    from the spec is quoted: at compile time with shlex, at submit time with Snakemake's `:q`."""
+    logs = _shell_literal(posixpath.join(plan.workdir, "logs", "slurm") + "/")
+    prefix = _shell_literal(jobname_prefix(plan.experiment) + ".")
+    parts = [f"mkdir -p {logs} && sbatch --parsable",
+             f"--job-name={prefix}{{resources.fleming_job:q}}",
+             f"--output={logs}{{resources.fleming_job:q}}-%j.out",
              "--nodes={resources.nodes}", "--cpus-per-task={resources.cpus_per_task}",
              "--mem={resources.mem_mb}", "--time={resources.runtime}", "{resources.sbatch_gres}"]
     if plan.cluster.partition:
-        parts.append("--partition={resources.slurm_partition}")
+        parts.append("--partition={resources.slurm_partition:q}")
     if plan.cluster.account:
-        parts.append("--account={resources.slurm_account}")
+        parts.append("--account={resources.slurm_account:q}")
     if plan.cluster.qos:
-        parts.append(f"--qos={plan.cluster.qos}")
+        parts.append(f"--qos={_shell_literal(plan.cluster.qos)}")
     return " ".join(parts)
 
 
@@ -225,17 +289,64 @@ def jobname_prefix(experiment: str) -> str:
 # ---------------------------------------------------------------- the whole folder
 
 
+def _rules(placed: list[table.Placed]) -> list[dict[str, Any]]:
+    """The Snakefile's rules: name, shape, job count, the rules whose outputs it could be
+    mistaken for (same folder, same tails), and per field either one literal shared by all its
+    jobs (written into the Snakefile) or None (looked up per job in jobs.json)."""
+    names = table.rule_names([p.shape for p in placed])
+    members: dict[str, list[dict[str, Any]]] = {}
+    for item in placed:
+        item.row["rule"] = names[item.shape]
+        members.setdefault(names[item.shape], []).append(item.row)
+    rules = []
+    for shape, name in names.items():
+        rows = members[name]
+        rivals = [other for other_shape, other in names.items()
+                  if other != name and table.overlaps(shape, other_shape)]
+        rules.append({
+            "name": name, "shape": shape, "count": len(rows), "rivals": rivals,
+            "threads": _shared(row["threads"] for row in rows),
+            "resources": [(key, _shared(row["resources"][key] for row in rows))
+                          for key in shape.resources],
+        })
+    return rules
+
+
+def _shared(values) -> Any:
+    """The one value all jobs of a rule share, or None when they differ (looked up per job)."""
+    distinct = set(values)
+    return distinct.pop() if len(distinct) == 1 else None
+
+
+def jobs_table(plan: Plan, placed: list[table.Placed]) -> str:
+    """jobs.json: one row per job, in plan order, one line per row (diffs stay per job)."""
+    rows = ",\n".join("    " + json.dumps(p.row, sort_keys=True, ensure_ascii=True)
+                      for p in placed)
+    head = json.dumps({"experiment": plan.experiment, "spec": plan.spec}, sort_keys=True,
+                      ensure_ascii=True)[:-1]
+    return f'{head}, "jobs": [\n{rows}\n]}}\n'
+
+
 def render(plan: Plan, spec_sha256: str = "", ir_sha256: str = "") -> dict[str, str]:
     """Every file of the workflow folder: relative path -> text."""
     env = _environment()
     files: dict[str, str] = {}
-    rules = []
     configs: dict[str, str] = {}
+    placed: list[table.Placed] = []
+    libraries: dict[str, dict[str, str]] = {}
+    groups = table.group_labels(plan.jobs)
+    accelerate = env.get_template("accelerate.yaml.j2")
     for job in plan.jobs:
-        text = job_json(job)
+        data = job.config.model_dump(mode="json")  # once per job: the file, its hash, libraries
+        text = to_json(data)
         files[f"jobs/{job.name}.json"] = text
         configs[job.name] = sha256_text(text)
-        rules.append(_rule(plan, job))
+        libraries.update(job_libraries([(job.name, job.kind, data)]))
+        # A job re-runs by the hash of what decides its data: its config, or for a gather the
+        # unsharded job's config (its own lists the shards), so a re-cut re-runs nothing.
+        data_hash = (configs[job.name] if job.data_config is job.config
+                     else sha256_text(jc.config_text(job.data_config)))
+        placed.append(place(plan, job, data_hash, groups.get(job.name)))
         cfg = job.config
         if isinstance(cfg, (jc.SftJob, jc.GrpoJob)):
             if cfg.deepspeed_config and job.deepspeed_stage:
@@ -243,14 +354,15 @@ def render(plan: Plan, spec_sha256: str = "", ir_sha256: str = "") -> dict[str, 
                     deepspeed_config(job.deepspeed_stage, cfg.bf16, cpu=job.resources.gpus == 0))
             if cfg.accelerate_config:
                 res = job.resources
-                files[f"accelerate/{job.name}.yaml"] = env.get_template(
-                    "accelerate.yaml.j2").render(
+                files[f"accelerate/{job.name}.yaml"] = accelerate.render(
                     job=job.name, deepspeed=cfg.deepspeed_config,
                     zero3=(job.deepspeed_stage or "").startswith("zero3"), bf16=cfg.bf16,
                     nodes=res.nodes, processes=res.nodes * max(res.gpus, 1),
                     use_cpu=res.gpus == 0)
         if needs_launcher(job):
             files[f"launch/{job.name}.sh"] = launch_script(plan, job)
+    rules = _rules(placed)
+    files["jobs.json"] = jobs_table(plan, placed)
     common = {"experiment": plan.experiment, "out_dir": plan.out_dir, "spec": plan.spec,
               "version": __version__}
     files["Snakefile"] = env.get_template("Snakefile.j2").render(
@@ -265,12 +377,11 @@ def render(plan: Plan, spec_sha256: str = "", ir_sha256: str = "") -> dict[str, 
             f"profiles/{name}.yaml.j2").render(**profile_vars)
     files["envs/fleming.yaml"] = env.get_template("conda.yaml.j2").render(**common)
     files["README.md"] = env.get_template("README.md.j2").render(
-        **profile_vars, jobs=plan.jobs, workdir=plan.workdir)
+        **profile_vars, jobs=[p.row for p in placed], rules=rules, workdir=plan.workdir)
     files[_MANIFEST] = to_json({
         "experiment": plan.experiment, "spec": plan.spec, "spec_sha256": spec_sha256,
         "ir_sha256": ir_sha256, "fleming_version": __version__, "jobs": configs,
-        "libraries": job_libraries((job.name, job.kind, job.config.model_dump(mode="json"))
-                                   for job in plan.jobs)})
+        "libraries": libraries})
     return files
 
 
@@ -288,10 +399,9 @@ def write_if_changed(path: Path, text: str) -> bool:
 def _stale(dest: Path, keep: set[str]) -> list[Path]:
     stale = []
     for folder in MANAGED_DIRS:
-        root = dest / folder
-        if root.is_dir():
-            stale += [p for p in root.rglob("*")
-                      if p.is_file() and p.relative_to(dest).as_posix() not in keep]
+        for root, _dirs, names in os.walk(dest / folder):
+            rel = Path(root).relative_to(dest).as_posix()
+            stale += [Path(root) / name for name in names if f"{rel}/{name}" not in keep]
     return stale
 
 

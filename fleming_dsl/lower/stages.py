@@ -114,6 +114,7 @@ class StageLowering:
         kw = Options.of_call(call, "mine_hard()", self.diags)
         fields["refresh"] = kw.get("refresh", to_int, check=at_least(1))
         fields["samples"] = kw.get("samples", to_int, check=at_least(1))
+        fields["estimate"] = kw.get("estimate", to_int, check=at_least(1))
         ratio = kw.raw("ratio")
         if isinstance(ratio, ast.Ratio):
             if ratio.left <= 0 or ratio.right <= 0:

@@ -486,8 +486,10 @@ def cut(cfg: jc.JobBase, count: int, folder: str) -> tuple[list[jc.JobBase], jc.
     name = cfg.job
     shards, parts = [], []
     for index in range(count):
-        part = posixpath.join(folder, f"part-{index + 1}-of-{count}.jsonl")
-        update = {"job": f"{name}_shard{index + 1}of{count}", "output": part,
+        job = f"{name}_shard{index + 1}of{count}"
+        # the part is named after its job: the workflow's rule for it keys jobs by that stem
+        part = posixpath.join(folder, f"{job}.jsonl")
+        update = {"job": job, "output": part,
                   "meta": meta_path(part), "shard": jc.Shard(index=index, count=count, of=name)}
         if isinstance(cfg, jc.FilterJob):
             update["review"] = ""  # the gather sorts items into kept and review

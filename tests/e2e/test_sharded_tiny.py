@@ -102,8 +102,8 @@ def test_shards_resume_alone_and_merge_to_the_unsharded_bytes(project: Path) -> 
     # Make the data again, by the shards this time.
     for name in DATA:
         (project / "runs" / "tiny" / "data" / name).unlink()
-    code, log = _finish(_snakemake(project, f"{SHARDS}/part-1-of-3.jsonl",
-                                   f"{SHARDS}/part-3-of-3.jsonl"))
+    code, log = _finish(_snakemake(project, f"{SHARDS}/synthesize_questions_shard1of3.jsonl",
+                                   f"{SHARDS}/synthesize_questions_shard3of3.jsonl"))
     assert code == 0, log[-3000:]
     finished = {p: p.stat().st_mtime_ns for p in (project / SHARDS).glob("*.meta.json")}
     assert len(finished) == 2
@@ -116,7 +116,7 @@ def test_shards_resume_alone_and_merge_to_the_unsharded_bytes(project: Path) -> 
     code, log = _finish(run)
     watcher.join(10)
     assert killed and code != 0, log[-3000:]
-    assert not (project / SHARDS / "part-2-of-3.jsonl").exists()  # nothing half-written
+    assert not (project / SHARDS / "synthesize_questions_shard2of3.jsonl").exists()  # nothing half-written
     assert not (project / "runs" / "tiny" / "data" / "questions.jsonl").exists()
     assert {p: p.stat().st_mtime_ns for p in finished} == finished  # not redone
 

@@ -90,8 +90,8 @@ def test_a_cancelled_shard_is_rerun_alone_by_the_next_invocation(
     assert upstream.returncode == 0, upstream.stdout[-4000:]
 
     # Two of the three shards, each its own SLURM job.
-    first = snakemake(project, *_args(profile, f"{SHARDS}/part-1-of-3.jsonl",
-                                      f"{SHARDS}/part-3-of-3.jsonl"), timeout=300)
+    first = snakemake(project, *_args(profile, f"{SHARDS}/synthesize_questions_shard1of3.jsonl",
+                                      f"{SHARDS}/synthesize_questions_shard3of3.jsonl"), timeout=300)
     assert first.returncode == 0, first.stdout[-4000:]
     ids = submitted_ids(first.stdout)
     assert sorted(_rules(ids, profile)) == ["synthesize_questions_shard1of3",
@@ -116,7 +116,7 @@ def test_a_cancelled_shard_is_rerun_alone_by_the_next_invocation(
         if run.poll() is None:
             run.kill()
     assert run.returncode != 0, output[-3000:]
-    assert not (project / SHARDS / "part-2-of-3.jsonl").exists()
+    assert not (project / SHARDS / "synthesize_questions_shard2of3.jsonl").exists()
     assert not (project / "runs" / "tiny" / "data" / "questions.jsonl").exists()
     assert {p: p.stat().st_mtime_ns for p in finished} == finished
 

@@ -11,6 +11,7 @@ runs may not change what it computes.
 from __future__ import annotations
 
 import hashlib
+import json
 import shutil
 import subprocess
 import sys
@@ -46,10 +47,16 @@ def _project(root: Path) -> Path:
     return root
 
 
-def _run(project: Path, profile: str, target: str, *extra: str,
+def _main_output(project: Path, job: str) -> str:
+    """A job is targeted by its main output (the Snakefile has one rule per job kind)."""
+    rows = json.loads((project / "generated" / "tiny" / "jobs.json").read_text())["jobs"]
+    return next(row["outputs"]["main"] for row in rows if row["name"] == job)
+
+
+def _run(project: Path, profile: str, job: str, *extra: str,
          timeout: int = 300) -> subprocess.CompletedProcess[str]:
     # Targets go first: --default-resources takes every word after it.
-    result = snakemake(project, target, "-s", SNAKEFILE, "--profile",
+    result = snakemake(project, _main_output(project, job), "-s", SNAKEFILE, "--profile",
                        f"generated/tiny/profiles/{profile}", *extra, timeout=timeout)
     assert result.returncode == 0, result.stdout[-5000:]
     return result
@@ -64,8 +71,18 @@ def _data_digests(project: Path) -> dict[str, str]:
 
 
 def _rules_by_job(ids: list[str], field: str) -> dict[str, str]:
-    """Each SLURM job's id -> the field naming its rule(s) (a group job names all of them)."""
+    """Each SLURM job's id -> the field naming its job(s) (a group job names all of them)."""
     return {job_id: job_fields(job_id)[field] for job_id in ids}
+
+
+def _plugin_labels(project: Path, jobs: tuple[str, ...]) -> tuple[str, ...]:
+    """How the slurm plugin's --comment names each job: `rule_<rule>_wildcards_<stem>` for a job
+    alone (one rule per job kind, the job's stem as wildcard), the group id (which lists the
+    group's jobs) for a grouped one."""
+    rows = {row["name"]: row for row in json.loads(
+        (project / "generated" / "tiny" / "jobs.json").read_text())["jobs"]}
+    return tuple(name if rows[name]["group"] else f"rule_{rows[name]['rule']}_wildcards_"
+                 f"{rows[name]['stem']}" for name in jobs)
 
 
 def _assert_each_rule_ran_in_one_completed_job(ids: list[str], field: str,
@@ -118,8 +135,8 @@ def test_slurm_profile_runs_data_jobs_and_sft_as_slurm_jobs(
                   f"slurm_partition={PARTITION}", timeout=900)  # the tiny SFT alone: ~1 min idle, 4+ min on a loaded 2-core box
     _assert_nothing_ran_locally(result.stdout)
     ids = submitted_ids(result.stdout)
-    # The slurm plugin puts the rule (or the group and its rules) into the job's --comment.
-    _assert_each_rule_ran_in_one_completed_job(ids, "Comment", SFT_RULES)
+    # The slurm plugin puts the rule and wildcards (or the group id) into the job's --comment.
+    _assert_each_rule_ran_in_one_completed_job(ids, "Comment", _plugin_labels(project, SFT_RULES))
     fields = [job_fields(job_id) for job_id in ids]
     assert {f["Partition"] for f in fields} == {PARTITION}
     assert all(f["JobName"].startswith("tiny_") for f in fields), fields

@@ -96,13 +96,12 @@ def score_item(benchmark: str, item: Item, completions: list[str],
     """One prediction row per sampled completion of one item; `named_by` says whether the
     option was named by its letter or (accept = "text") by its text."""
     rows = []
-    text_ok = item.options if accept == "text" else None
     for sample, text in enumerate(completions):
         extracted, how = extract_answer(text, item.options, accept)
         rows.append({
             "benchmark": benchmark, "id": item.id, "sample": sample, "answer": item.answer,
             "extracted": extracted, "named_by": how, "correct": extracted == item.answer,
-            "well_formed": is_well_formed(text, text_ok), "difficulty": item.difficulty,
+            "well_formed": is_well_formed(text, accept == "text"), "difficulty": item.difficulty,
             "completion": text,
         })
     return rows

@@ -70,7 +70,7 @@ def messages_problem(item: Item) -> str | None:
         return "malformed messages"
     final = messages[-1]["content"]
     # the worked answer names its option by letter or by the option's exact text
-    if not is_well_formed(final, item.options) or extract_answer(final, item.options, "text")[0] is None:
+    if not is_well_formed(final, True) or extract_answer(final, item.options, "text")[0] is None:
         return "malformed messages"
     return None
 

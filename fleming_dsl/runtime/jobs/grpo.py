@@ -277,16 +277,22 @@ def _run_mining(setup: Setup, pool: list[items.Item], ctx: JobContext):
     difficulty = {item.id: item.difficulty for item in pool}
     model = training.model_path(cfg)  # each round starts from the previous round's saved weights
     rounds = []
+    rates: dict[str, float] = {}  # each item's latest estimate (items never estimated: absent)
+    last_round: dict[str, int] = {}
     for number in range(math.ceil(cfg.max_steps / miner.refresh)):
         if setup.steps.plateaued or setup.steps.offset >= cfg.max_steps:
             break
+        chosen = mining.to_estimate([item.id for item in pool], rates, last_round,
+                                    miner.estimate, pass_below=miner.pass_below,
+                                    seed=cfg.seed + number)
         with ctx.timed("mining"):
             policy = training.load_plain_model(model)
-            rates = mining.estimate_pass_rates_across_ranks(
-                policy, setup.tokenizer, pool, samples=miner.samples, temperature=cfg.temperature,
-                max_new_tokens=cfg.max_completion_length, seed=cfg.seed + number,
-                accept=mining_accept(cfg))
+            rates.update(mining.estimate_pass_rates_across_ranks(
+                policy, setup.tokenizer, [by_id[i] for i in chosen], samples=miner.samples,
+                temperature=cfg.temperature, max_new_tokens=cfg.max_completion_length,
+                seed=cfg.seed + number, accept=mining_accept(cfg)))
             del policy
+        last_round.update(dict.fromkeys(chosen, number))
         steps = min(miner.refresh, cfg.max_steps - setup.steps.offset)
         want = mining.prompts_per_round(steps, cfg.batch_size * ranks.world_size(), cfg.grad_accum,
                                         cfg.generations)
@@ -297,9 +303,10 @@ def _run_mining(setup: Setup, pool: list[items.Item], ctx: JobContext):
         log.info("round %d: pool pass rate %.3f, mined %d failed + %d solved", number, pool_pass,
                  mix.failed, mix.solved)
         setup.steps.extra = {"round": number, "pool_pass_rate": pool_pass,
-                             "mined": {"failed": mix.failed, "solved": mix.solved}}
+                             "mined": {"failed": mix.failed, "solved": mix.solved},
+                             "estimated": len(chosen), "known": len(rates)}
         rounds.append({"round": number, "pool_pass_rate": pool_pass, "failed": mix.failed,
-                       "solved": mix.solved})
+                       "solved": mix.solved, "estimated": len(chosen), "known": len(rates)})
         round_dir = f"{training.checkpoint_dir(cfg)}/round-{number}"
         with ctx.timed("train"):
             trainer = _train(setup, model, [by_id[i] for i in mix.ids], max_steps=steps,

@@ -5,9 +5,15 @@ policy (`samples` sampled rollouts per item, real generation with the in-memory 
 trains the next round on the items it fails (pass < `pass_below`, hard bucket first) mixed with
 items it solves at `solved_ratio : failed_ratio` (the paper's right:wrong 1:2).
 
-`select_mix` is pure and tested without a model; `estimate_pass_rates` needs torch. Under several
-ranks `estimate_pass_rates_across_ranks` rolls out each rank's share of the pool and gathers the
-estimates, so every rank holds the same rates and `select_mix` picks the same items on each.
+With `estimate = N` only N items are re-estimated per refresh, chosen by `to_estimate`: items
+never estimated first, then those that failed last time (lowest pass rate first), then the
+longest unseen; the others keep their last estimate. Mining then costs what the budget says,
+not a rollout of the whole pool per round.
+
+`select_mix` and `to_estimate` are pure and tested without a model; `estimate_pass_rates` needs
+torch. Under several ranks `estimate_pass_rates_across_ranks` rolls out each rank's share of the
+chosen items and gathers the estimates, so every rank holds the same rates and `select_mix`
+picks the same items on each.
 """
 
 from __future__ import annotations
@@ -60,6 +66,23 @@ def select_mix(pass_rates: dict[str, float], difficulty: dict[str, str | None], 
     chosen = failing[:n_failed] + rng.sample(solved, n_solved)
     rng.shuffle(chosen)
     return Mix(ids=tuple(chosen), failed=n_failed, solved=n_solved)
+
+
+def to_estimate(pool_ids: Sequence[str], known: dict[str, float], last_round: dict[str, int],
+                budget: int | None, *, pass_below: float, seed: int) -> list[str]:
+    """The pool items whose pass rate this round re-estimates, at most `budget` (all if None):
+    unseen items (in a seeded random order), then previously failed ones (lowest rate first),
+    then solved ones estimated longest ago."""
+    if budget is None or budget >= len(pool_ids):
+        return list(pool_ids)
+    rng = random.Random(seed)
+    unseen = [i for i in pool_ids if i not in known]
+    rng.shuffle(unseen)
+    failed = sorted((i for i in pool_ids if i in known and known[i] < pass_below),
+                    key=lambda i: (known[i], last_round[i], i))
+    solved = sorted((i for i in pool_ids if i in known and known[i] >= pass_below),
+                    key=lambda i: (last_round[i], i))
+    return (unseen + failed + solved)[:budget]
 
 
 def prompts_per_round(refresh: int, batch_size: int, grad_accum: int, generations: int) -> int:

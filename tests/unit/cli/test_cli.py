@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -177,6 +178,31 @@ def test_run_compiles_and_passes_snakemake_options_through(project: Path) -> Non
     assert "--profile generated/tiny/profiles/local --cores 1 -n" in result.stderr
     assert "This was a dry-run" in result.stdout + result.stderr
     assert not (project / "runs").exists()
+
+
+def test_run_targets_a_job_by_name(project: Path) -> None:
+    result = _fleming(project, "run", "specs/tiny.flm", "--cores", "1", "filter_clean", "-n",
+                      "--quiet", "rules")
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "--cores 1 runs/tiny/data/clean.jsonl -n --quiet rules" in result.stderr
+    counted = dict(re.findall(r"^(\w+)\s+(\d+)$", result.stdout + result.stderr, re.M))
+    assert counted == {"graph_load": "1", "sample": "1", "synthesize": "1", "distill": "1",
+                       "filter": "1", "total": "5"}
+
+
+def test_snakemake_targets_a_job_by_name_through_config(project: Path) -> None:
+    assert _fleming(project, "compile", "specs/tiny.flm").returncode == 0
+    run = subprocess.run([sys.executable, "-m", "snakemake", "-s", "generated/tiny/Snakefile",
+                          "-n", "--quiet", "rules", "--config", "jobs=sample_rare_dx"],
+                         cwd=project, capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0, run.stderr[-3000:]
+    counted = dict(re.findall(r"^(\w+)\s+(\d+)$", run.stdout + run.stderr, re.M))
+    assert counted == {"graph_load": "1", "sample": "1", "all": "1", "total": "3"}
+    wrong = subprocess.run([sys.executable, "-m", "snakemake", "-s", "generated/tiny/Snakefile",
+                            "-n", "--config", "jobs=sample_rare"],
+                           cwd=project, capture_output=True, text=True, timeout=120)
+    assert wrong.returncode == 1
+    assert "--config jobs: no job named sample_rare; see jobs.json" in wrong.stdout + wrong.stderr
 
 
 def test_fmt_check_diff_and_rewrite(project: Path) -> None:

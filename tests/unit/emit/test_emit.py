@@ -90,7 +90,8 @@ def test_unchanged_recompile_touches_nothing_and_stale_jobs_are_removed(tmp_path
     assert {p: p.stat().st_mtime_ns for p in tmp_path.rglob("*") if p.is_file()} == mtimes
 
     changed = emit(_plan(tiny_experiment(form_weight=0.3)), tmp_path)
-    assert sorted(changed) == ["Snakefile", "jobs/grpo_rl1.json", "jobs/grpo_rl2.json",
+    # The Snakefile does not hold per-job values: only the table, the configs and the manifest.
+    assert sorted(changed) == ["jobs.json", "jobs/grpo_rl1.json", "jobs/grpo_rl2.json",
                                "manifest.json"]
 
     exp = tiny_experiment()
@@ -102,17 +103,40 @@ def test_unchanged_recompile_touches_nothing_and_stale_jobs_are_removed(tmp_path
 # ---------------------------------------------------------------- the Snakefile
 
 
-def test_each_rule_names_its_source_line_and_its_config_hash() -> None:
+def _table(files: dict[str, str]) -> dict[str, dict]:
+    return {row["name"]: row for row in json.loads(files["jobs.json"])["jobs"]}
+
+
+def test_each_job_row_names_its_source_line_config_hash_and_rule() -> None:
     files = _files(tiny_experiment())
-    snakefile = files["Snakefile"]
-    assert "# from specs/tiny.flm:56\nrule grpo_rl1:\n" in snakefile
+    row = _table(files)["grpo_rl1"]
     digest = hashlib.sha256(files["jobs/grpo_rl1.json"].encode()).hexdigest()
-    rule = snakefile.split("rule grpo_rl1:")[1].split("\nrule ")[0]
-    assert f'config_hash="{digest}"' in rule
-    assert 'config="generated/tiny/jobs/grpo_rl1.json"' in rule
+    assert (row["source"], row["config_hash"], row["rule"], row["stem"]) == (
+        "specs/tiny.flm:56", digest, "grpo", "rl1")
+    assert row["named_inputs"] == {"config": "generated/tiny/jobs/grpo_rl1.json"}
+    assert row["outputs"] == {"main": "runs/tiny/stages/rl1",
+                              "metrics": "runs/tiny/stages/rl1.metrics.jsonl",
+                              "meta": "runs/tiny/stages/rl1.meta.json"}
+    snakefile = files["Snakefile"]
+    rule = snakefile.split("rule grpo:")[1].split("\nrule ")[0]
+    assert 'main=directory("runs/tiny/stages/{stem}")' in rule
+    assert 'config_hash=field("grpo", "config_hash")' in rule
     assert '"fleming job grpo --config {input.config:q} > {log:q} 2>&1"' in rule
     imports = [line for line in snakefile.splitlines() if re.match(r"\s*(import|from) ", line)]
-    assert imports == ["import os"]
+    assert imports == ["import json", "import os", "import re"]
+
+
+def test_the_snakefile_has_one_rule_per_kind_whatever_the_number_of_jobs() -> None:
+    exp = tiny_experiment()
+    one = _files(exp)["Snakefile"]
+    rules = re.findall(r"^rule (\w+):", one, re.M)
+    assert rules == ["all", "build_model", "graph_load", "sample", "synthesize", "distill",
+                     "filter", "sft", "grpo", "eval", "report"]
+    again = tuple(ev.model_copy(update={"name": f"again_{i}"}) for i, ev in
+                  enumerate(exp.evaluations))
+    more = exp.model_copy(update={"evaluations": exp.evaluations + again})
+    assert len(_plan(more).jobs) > len(_plan(exp).jobs)
+    assert re.findall(r"^rule (\w+):", _files(more)["Snakefile"], re.M) == rules
 
 
 def test_job_json_is_sorted_and_indented() -> None:
@@ -129,17 +153,22 @@ def test_job_configs_load_back_with_the_runtime_loader(tmp_path: Path) -> None:
         assert load_job_config(path).job == path.stem
 
 
-def test_gpu_rules_ask_slurm_for_gpus_and_cpu_rules_do_not() -> None:
-    snakefile = _files(gpu_experiment())["Snakefile"]
-    rules = dict(re.findall(r"\nrule (\w+):\n(.*?)(?=\n\n\n|\Z)", snakefile, re.S))
-    grpo = rules["grpo_rl2"]
-    for line in ('mem_mb=480000', 'runtime=2880', 'nodes=2', 'cpus_per_task=16', 'gpus=8',
-                 'gres="gpu:8"', 'slurm_partition="gpu"', 'slurm_account="medlab"'):
-        assert line in grpo, line
-    assert '"bash {input.launch:q} > {log:q} 2>&1"' in grpo
-    assert not re.search(r"^\s+(gres|gpus)=", rules["filter_clean"], re.M)
-    assert 'sbatch_gres=""' in rules["filter_clean"]
-    assert 'group:\n        "prep"' in rules["graph_load_medkg"]
+def test_gpu_jobs_ask_slurm_for_gpus_and_cpu_jobs_do_not() -> None:
+    files = _files(gpu_experiment())
+    table = _table(files)
+    grpo = table["grpo_rl2"]["resources"]
+    assert {k: grpo[k] for k in ("mem_mb", "runtime", "nodes", "cpus_per_task", "gpus", "gres",
+                                 "slurm_partition", "slurm_account")} == {
+        "mem_mb": 480000, "runtime": 2880, "nodes": 2, "cpus_per_task": 16, "gpus": 8,
+        "gres": "gpu:8", "slurm_partition": "gpu", "slurm_account": "medlab"}
+    assert table["grpo_rl2"]["named_inputs"]["launch"] == "generated/tiny/launch/grpo_rl2.sh"
+    rules = dict(re.findall(r"\nrule (\w+):\n(.*?)(?=\n\n\n|\Z)", files["Snakefile"], re.S))
+    assert '"bash {input.launch:q} > {log:q} 2>&1"' in rules["grpo"]
+    assert not re.search(r"^\s+(gres|gpus)=", rules["filter"], re.M)
+    assert 'sbatch_gres=""' in rules["filter"]
+    assert "gpus" not in table["filter_clean"]["resources"]
+    assert 'group:\n        field("graph_load", "group")' in rules["graph_load"]
+    assert table["graph_load_medkg"]["group"] == "prep.graph_load_medkg+sample_rare_dx"
 
 
 def test_snakemake_dry_run_lists_every_job_from_any_directory(tmp_path: Path) -> None:
@@ -150,10 +179,11 @@ def test_snakemake_dry_run_lists_every_job_from_any_directory(tmp_path: Path) ->
                         "rules")
     assert result.returncode == 0, result.stderr
     stats = result.stdout + result.stderr
-    counted = set(re.findall(r"^(\w+)\s+1$", stats, re.M))
-    expected = {job.name for job in _plan(gpu_experiment()).jobs}
-    assert counted == expected | {"all"}
-    assert re.search(rf"^total\s+{len(expected) + 1}$", stats, re.M)
+    counted = {rule: int(n) for rule, n in re.findall(r"^(\w+)\s+(\d+)$", stats, re.M)}
+    jobs = _plan(gpu_experiment()).jobs
+    kinds = [job.kind for job in jobs]
+    assert counted == {**{kind: kinds.count(kind) for kind in kinds}, "all": 1,
+                       "total": len(jobs) + 1}
 
 
 def test_snakemake_lint_reports_nothing(tmp_path: Path) -> None:
@@ -182,9 +212,10 @@ def test_profiles_hold_what_the_cluster_needs() -> None:
     generic = yaml.safe_load(files["profiles/slurm-generic/config.yaml"])
     assert generic["executor"] == "cluster-generic"
     submit = generic["cluster-generic-submit-cmd"]
-    for part in ("sbatch --parsable", "--job-name=tiny.{name}", "--mem={resources.mem_mb}",
-                 "--time={resources.runtime}", "{resources.sbatch_gres}",
-                 "--partition={resources.slurm_partition}", "--account={resources.slurm_account}"):
+    for part in ("sbatch --parsable", "--job-name=tiny.{resources.fleming_job:q}",
+                 "--mem={resources.mem_mb}", "--time={resources.runtime}",
+                 "{resources.sbatch_gres}", "--partition={resources.slurm_partition:q}",
+                 "--account={resources.slurm_account:q}"):
         assert part in submit, part
 
 
@@ -262,11 +293,11 @@ def test_cluster_generic_profile_submits_each_rule_or_group_with_its_resources(
     assert result.returncode == 1  # every submitted job "failed"
     lines = sorted((tmp_path / "sbatch.log").read_text().splitlines())
     assert [line.split(" /")[0] for line in lines] == [
-        "--parsable --job-name=tiny.prep_build_model_base "
-        "--output=runs/tiny/logs/slurm/prep_build_model_base-%j.out --nodes=1 --cpus-per-task=1 "
+        "--parsable --job-name=tiny.prep.build_model_base "
+        "--output=runs/tiny/logs/slurm/prep.build_model_base-%j.out --nodes=1 --cpus-per-task=1 "
         "--mem=4096 --time=60 --partition=cpu --account=medlab",
-        "--parsable --job-name=tiny.prep_graph_load_medkg_sample_rare_dx "
-        "--output=runs/tiny/logs/slurm/prep_graph_load_medkg_sample_rare_dx-%j.out --nodes=1 "
+        "--parsable --job-name=tiny.prep.graph_load_medkg+sample_rare_dx "
+        "--output=runs/tiny/logs/slurm/prep.graph_load_medkg+sample_rare_dx-%j.out --nodes=1 "
         "--cpus-per-task=1 --mem=4096 --time=120 --partition=cpu --account=medlab",
     ]
 
@@ -328,3 +359,12 @@ def test_cpu_ranks_launch_with_torchrun_and_deepspeed_without_offload() -> None:
         zero = json.loads(files[f"deepspeed/{name}.json"])["zero_optimization"]
         # offload would make DeepSpeed JIT-build its CPU Adam; on CPU there is nothing to offload to
         assert zero["stage"] == 3 and "offload_optimizer" not in zero and "offload_param" not in zero
+
+
+@pytest.mark.parametrize("value", [
+    {"b": [1, 2.5, None, True, False, {"c": {}, "a": []}], "\u00e9": "x\u2028\"y\\", "a": -0.0},
+    [], {}, 1e-06, 3.0, 10**20, "plain", [[1], [[]]], {"nan": float("nan")}, {1: "int key"}])
+def test_to_json_writes_what_json_dumps_writes(value) -> None:
+    from fleming_dsl.emit.workflow import to_json
+
+    assert to_json(value) == json.dumps(value, indent=2, sort_keys=True, ensure_ascii=False) + "\n"

@@ -3,6 +3,7 @@ Snakefile rules they get, and what `fleming diff` says when only the cut changes
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 from flm_fixtures import MINIMAL, write_project
@@ -56,7 +57,7 @@ def test_a_sharded_step_is_n_jobs_and_a_gather_writing_the_unsharded_outputs() -
     gather = p.job("distill_cot")
     assert gather.kind == "gather" and gather.config.task == unsharded.config
     assert gather.outputs == unsharded.outputs and gather.data_config == unsharded.config
-    parts = [f"runs/tiny/shards/distill_cot/part-{i}-of-3.jsonl" for i in (1, 2, 3)]
+    parts = [f"runs/tiny/shards/distill_cot/distill_cot_shard{i}of3.jsonl" for i in (1, 2, 3)]
     assert gather.inputs == (*parts, *(f"{part}.meta.json" for part in parts))
     for index in range(3):
         shard = p.job(f"distill_cot_shard{index + 1}of3")
@@ -96,20 +97,35 @@ def test_only_the_cut_changes_no_downstream_config_and_no_report_input() -> None
     assert sharded == whole  # every gather's task is the unsharded job, the rest is untouched
 
 
+def _rule(snakefile: str, name: str) -> str:
+    rule = snakefile[snakefile.index(f"rule {name}:"):]
+    return rule[:rule.index("\n\n\n")] if "\n\n\n" in rule else rule
+
+
 def test_the_snakefile_reruns_a_gather_by_its_task_and_keeps_parts_temporary() -> None:
     whole = render(plan(tiny_experiment(), OUT))
     files = render(plan(cut(tiny_experiment(), distill=2), OUT))
+    rows = {row["name"]: row for row in json.loads(files["jobs.json"])["jobs"]}
     snakefile = files["Snakefile"]
-    rule = snakefile[snakefile.index("rule distill_cot:"):]
-    rule = rule[:rule.index("\n\n\n")]
-    assert 'config=ancient("generated/tiny/jobs/distill_cot.json")' in rule
-    assert f'config_hash="{sha256_text(whole["jobs/distill_cot.json"])}"' in rule
+    # the gather re-runs by its task's hash: that of the unsharded job's config file
+    gather = rows["distill_cot"]
+    assert gather["kind"] == "gather"
+    assert gather["config_hash"] == sha256_text(whole["jobs/distill_cot.json"])
+    assert gather["named_inputs"] == {"config": "generated/tiny/jobs/distill_cot.json"}
+    rule = _rule(snakefile, gather["rule"])
+    assert f'unpack(ancient_config("{gather["rule"]}")),' in rule
     assert '"fleming job gather --config' in rule
-    shard = snakefile[snakefile.index("rule distill_cot_shard2of2:"):]
-    assert 'main=temp("runs/tiny/shards/distill_cot/part-2-of-2.jsonl")' in shard
-    assert 'config=ancient("generated/tiny/jobs/distill_cot_shard2of2.json")' in shard
+    shard = rows["distill_cot_shard2of2"]
+    assert shard["outputs"]["main"] == "runs/tiny/shards/distill_cot/distill_cot_shard2of2.jsonl"
+    assert shard["config_hash"] == sha256_text(files["jobs/distill_cot_shard2of2.json"])
+    rule = _rule(snakefile, shard["rule"])
+    assert f'unpack(ancient_config("{shard["rule"]}")),' in rule
+    assert 'main=temp("runs/tiny/shards/distill_cot/{stem}.jsonl"),' in rule
+    assert 'meta=temp("runs/tiny/shards/distill_cot/{stem}.jsonl.meta.json"),' in rule
     assert '"shard": {' in files["jobs/distill_cot_shard2of2.json"]
     assert '"shard"' not in whole["jobs/distill_cot.json"]
+    # unsharded, nothing is ancient or temporary
+    assert "ancient" not in whole["Snakefile"] and "temp(" not in whole["Snakefile"]
 
 
 def _impact(old: ir.Experiment, new: ir.Experiment) -> impact.Impact:

@@ -10,7 +10,8 @@ from generation_fixtures import build_tiny_model
 
 from fleming_dsl.errors import JobError
 from fleming_dsl.runtime import generation
-from fleming_dsl.runtime.data.items import extract_choice
+from fleming_dsl.runtime.data.items import Item, extract_choice
+from fleming_dsl.runtime.jobs.eval import score_item, summarise
 from fleming_dsl.runtime.jobs import run_job
 from fleming_dsl.runtime.reporting.stats import wilson_interval
 
@@ -234,3 +235,18 @@ def test_eval_job_reads_published_formats(tmp_path: Path, monkeypatch: pytest.Mo
     assert results["format_rate"] == 1.0
     pubmed_prompt = seen[4][-1]["content"]
     assert pubmed_prompt.endswith("A. yes\nB. no\nC. maybe")
+
+
+def test_accept_text_grades_an_option_named_by_its_text():
+    item = Item(id="q1", question="Which?", options={"A": "gout", "B": "Pneumonia", "C": "asthma"},
+                answer="B")
+    completions = ["<think>x</think><answer>pneumonia</answer>",  # right, by text
+                   "<think>x</think><answer>B</answer>",  # right, by letter
+                   "<think>x</think><answer>measles</answer>"]  # the shape, but no option
+    rows = score_item("b", item, completions, accept="text")
+    assert [(r["extracted"], r["named_by"], r["correct"], r["well_formed"]) for r in rows] == [
+        ("B", "text", True, True), ("B", "letter", True, True), (None, None, False, True)]
+    assert summarise(rows, 1, 3)["correct_by"] == {"letter": 1, "text": 1}
+    letters = score_item("b", item, completions)  # the default: letters only
+    assert [(r["correct"], r["well_formed"]) for r in letters] == [
+        (False, False), (True, True), (False, False)]

@@ -251,3 +251,83 @@ def test_embedded_kg_holds_textbook_facts():
     assert "metformin" in linked("disease", "type 2 diabetes mellitus", "indication", "drug")
     assert "propranolol" in linked("disease", "asthma", "contraindication", "drug")
     assert "CFTR" in linked("disease", "cystic fibrosis", "disease_protein", "gene/protein")
+
+
+# ---------------------------------------------------------------- the fast reader
+
+
+def _arrays(store) -> dict[str, bytes]:
+    from fleming_dsl.runtime.graph.store import _ARRAYS
+
+    return {name: getattr(store, name).tobytes() for name in _ARRAYS} | {
+        "types": repr(store.type_names).encode(), "rels": repr(store.rel_names).encode()}
+
+
+def _synthetic_primekg(path: Path, nodes: int = 3000, rows: int = 40_000, seed: int = 3) -> str:
+    """PrimeKG layout with quoted names holding commas and quotes, several relations and
+    types, both directions, and nodes first met as y."""
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    kinds = ["disease", "drug", "gene/protein", "effect/phenotype"]
+    rels = ["indication", "contraindication", "target", "disease_phenotype_positive"]
+    node_kind = rng.integers(0, len(kinds), nodes)
+    lines = [HEADER]
+    for _ in range(rows // 2):
+        x, y = (int(v) for v in rng.integers(0, nodes, 2))
+        rel = rels[int(rng.integers(0, len(rels)))]
+
+        def side(v: int) -> str:
+            name = f'"node {v}, ""quoted"""' if v % 7 == 0 else f"node {v}"
+            return f"{v},ID{v},{kinds[node_kind[v]]},{name},SRC{v % 3}"
+
+        lines.append(f"{rel},{rel} shown,{side(x)},{side(y)}")
+        lines.append(f"{rel},{rel} shown,{side(y)},{side(x)}")
+    return write(path, lines)
+
+
+@pytest.mark.parametrize("which", ["medkg", "synthetic"])
+def test_fast_primekg_reader_gives_the_same_arrays_as_the_pandas_reader(which, tmp_path):
+    from fleming_dsl.runtime.graph import io
+
+    path = str(KG) if which == "medkg" else _synthetic_primekg(tmp_path / "kg.csv")
+    fast = build_store(io._read_primekg_arrow(path))  # raises _Fallback if it gave up
+    slow = build_store(io._read_primekg_pandas(path))
+    assert fast.num_edges > 0 and _arrays(fast) == _arrays(slow)
+
+
+def test_fast_hetionet_reader_gives_the_same_arrays_as_the_pandas_reader(tmp_path):
+    import numpy as np
+    import pandas as pd
+
+    from fleming_dsl.runtime.graph import io
+
+    rng = np.random.default_rng(5)
+    kinds = ["Gene", "Compound", "Disease"]
+    node_lines = ["id\tname\tkind"] + [f"{kinds[i % 3]}::{i}\tname {i}\t{kinds[i % 3]}"
+                                       for i in range(500)]
+    metaedges = ["GiG", "Gr>G", "CtD", "DaG", "CbG"]
+    edge_lines = ["source\tmetaedge\ttarget"] + [
+        f"{kinds[a % 3]}::{a}\t{metaedges[int(rng.integers(0, 5))]}\t{kinds[b % 3]}::{b}"
+        for a, b in rng.integers(0, 500, (5000, 2))]
+    nodes = write(tmp_path / "nodes.tsv", node_lines)
+    edges = write(tmp_path / "edges.sif", edge_lines)
+    fast = build_store(io.read_hetionet(nodes, edges))
+    frame = pd.read_csv(nodes, sep="\t", dtype=str)
+    number = pd.Series(np.arange(len(frame)), index=frame["id"].to_numpy())
+    io._hetionet_edges_arrow(edges, frame["id"].tolist())  # raises _Fallback if it gave up
+    srcs, dsts, codes, rels = io._hetionet_edges_pandas(edges, nodes, number)
+    names, remap = rels.sorted_remap()
+    slow = build_store(io.EdgeList(
+        type_names=sorted(kinds), rel_names=names,
+        node_type=np.searchsorted(np.array(sorted(kinds), dtype=object), frame["kind"].to_numpy()),
+        names=frame["name"].tolist(), ids=frame["id"].tolist(), src=np.concatenate(srcs),
+        dst=np.concatenate(dsts), rel=remap[np.concatenate(codes)]))
+    assert "Gr>G:rev" in fast.rel_names and _arrays(fast) == _arrays(slow)
+
+
+def test_primekg_blank_line_is_a_located_error(tmp_path):
+    path = write(tmp_path / "kg.csv", [HEADER, PRIMEKG_ROWS[0], "", PRIMEKG_ROWS[1]])
+    with pytest.raises(JobError) as err:
+        read_graph("primekg", [path])
+    assert str(err.value).startswith(f"{path}:3: ")

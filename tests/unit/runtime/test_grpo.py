@@ -109,6 +109,19 @@ def test_mining_rounds_re_estimate_the_pool_and_keep_steps_continuous(tiny_model
     assert meta["counts"]["steps"] == 5
 
 
+@pytest.mark.slow
+def test_mining_with_an_estimate_budget_rolls_out_only_that_many_items(tiny_model: str,
+                                                                       tmp_path: Path) -> None:
+    miner = {"pool": "clean", "pass_below": 0.5, "refresh": 2, "samples": 2, "estimate": 8,
+             "solved_ratio": 1.0, "failed_ratio": 2.0}
+    meta, rows = run_grpo(tmp_path, tiny_model, synthetic_items(30), max_steps=5, miner=miner)
+    rounds = meta["metrics"]["rounds"]
+    assert [(r["estimated"], r["known"]) for r in rounds] == [(8, 8), (8, 16), (8, 24)]
+    estimated = [r for r in rows if "pool_pass_rate" in r]
+    assert [(r["estimated"], r["known"]) for r in estimated] == [(8, 8), (8, 16), (8, 24)]
+    assert [r["step"] for r in rows] == [1, 2, 3, 4, 5]
+
+
 def test_resume_keeps_metrics_rows_up_to_the_checkpoint(tiny_model: str, tmp_path: Path) -> None:
     run_grpo(tmp_path, tiny_model, synthetic_items(24), max_steps=2, save_steps=2)
     assert (tmp_path / "grpo.ckpt" / "checkpoint-2").is_dir()

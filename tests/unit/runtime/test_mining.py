@@ -50,3 +50,17 @@ def test_select_mix_is_deterministic_for_a_seed() -> None:
 def test_prompts_per_round() -> None:
     assert mining.prompts_per_round(4, batch_size=8, grad_accum=1, generations=4) == 8
     assert mining.prompts_per_round(3, batch_size=6, grad_accum=2, generations=4) == 9
+
+
+def test_to_estimate_takes_unseen_items_first_then_failures_then_the_stalest() -> None:
+    pool = [f"q{i}" for i in range(6)]
+    first = mining.to_estimate(pool, {}, {}, 3, pass_below=0.5, seed=1)
+    assert len(first) == 3 and set(first) <= set(pool)
+    known = {"q0": 0.9, "q1": 0.0, "q2": 0.25, "q3": 1.0}
+    last = {"q0": 0, "q1": 1, "q2": 1, "q3": 2}
+    # unseen q4, q5 (seeded order), then failures by pass rate, then solved by staleness
+    chosen = mining.to_estimate(pool, known, last, 5, pass_below=0.5, seed=1)
+    assert sorted(chosen[:2]) == ["q4", "q5"] and chosen[2:] == ["q1", "q2", "q0"]
+    assert mining.to_estimate(pool, known, last, None, pass_below=0.5, seed=1) == pool
+    assert mining.to_estimate(pool, known, last, 99, pass_below=0.5, seed=1) == pool
+    assert mining.to_estimate(pool, {}, {}, 3, pass_below=0.5, seed=1) == first  # seeded

@@ -45,7 +45,7 @@ def test_tiny_spec_lowers_to_the_recipe() -> None:
     assert rl1.data.buckets == ("easy", "moderate") and rl1.plateau.patience == 4
     assert [(t.reward, t.weight) for t in rl1.rewards] == [("correct", 1.0), ("form", 0.2), ("brevity", 0.1)]
     assert (rl2.data.miner.pool, rl2.data.miner.pass_below, rl2.data.miner.solved_ratio,
-            rl2.data.miner.failed_ratio) == ("clean", 0.5, 1.0, 2.0)
+            rl2.data.miner.failed_ratio, rl2.data.miner.estimate) == ("clean", 0.5, 1.0, 2.0, 64)
     assert exp.evaluations[0].targets == ("base", "cold_start", "rl1", "rl2")
 
 
