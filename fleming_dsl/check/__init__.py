@@ -55,7 +55,6 @@ RULES: tuple[Rule, ...] = (
     stages.verify_label_has_judge,
     models.data_gpus_cover_teacher,
     cluster.shell_safe_cluster_names,
-    cluster.safe_workdir,
     samples.hops_within_metapath,
     samples.mask_within_path,
     samples.counts_are_reachable,

@@ -1,10 +1,9 @@
-"""Values that reach a shell or a Snakemake pattern: cluster names and the output folder.
+"""Values that reach a shell: SLURM partition, account and QoS names.
 
 The emitter quotes every such value (shlex at compile time, Snakemake's `:q` at submit time), so
 quoting is not what these rules are for. They reject what no quoting makes safe or meaningful:
-a SLURM partition, account or QoS name is a plain word (sbatch takes nothing else), and the
-output folder may hold no control character (a newline ends a comment or a command line) and no
-brace (Snakemake reads `{...}` in a path as a wildcard).
+a SLURM partition, account or QoS name is a plain word (sbatch takes nothing else). The output
+folder's rules (no braces, inside the project) live with the project boundary.
 """
 
 from __future__ import annotations
@@ -19,7 +18,6 @@ from fleming_dsl.spec import ast
 CLUSTER_NAMES = ("partition", "gpu_partition", "account", "qos")
 # What SLURM accepts in partition (comma-separated lists), account and QoS names.
 _SLURM_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.,:+=@-]*")
-_UNSAFE_PATH = re.compile(r"[\x00-\x1f\x7f{}]")
 
 
 def _resources(block: ast.Block | None) -> Iterator[ast.Block]:
@@ -43,14 +41,3 @@ def shell_safe_cluster_names(checked: Checked) -> Iterator[Diagnostic]:
                              value.span, expected="letters, digits and _ . , : + = @ -",
                              hint="it is passed to sbatch; SLURM names hold no spaces, quotes "
                                   "or shell characters")
-
-
-def safe_workdir(checked: Checked) -> Iterator[Diagnostic]:
-    for option in checked.program.header:
-        value = option.value
-        if option.key.name == "workdir" and isinstance(value, ast.Str) and _UNSAFE_PATH.search(
-                value.value):
-            yield Diagnostic(f"workdir {value.value!r} holds a brace or a control character",
-                             value.span, hint="Snakemake reads {...} in a path as a wildcard; "
-                                              "name a plain folder")
-

@@ -133,6 +133,20 @@ class _Fallback(Exception):
     located error message (bad input only, so its cost does not matter)."""
 
 
+def _batches(reader):
+    """The record batches of a pyarrow CSV stream; a malformed batch sends the caller to the
+    slower pandas reader, which names the bad line."""
+    import pyarrow as pa
+
+    while True:
+        try:
+            yield reader.read_next_batch()
+        except StopIteration:
+            return
+        except pa.ArrowInvalid:
+            raise _Fallback from None
+
+
 def read_primekg(path: str) -> EdgeList:
     """PrimeKG `kg.csv` as published (129,375 nodes, 8.1M rows, both directions present).
 
@@ -174,13 +188,7 @@ def _read_primekg_arrow(path: str) -> EdgeList:
     node_keys, node_cols = [], {f: [] for f in _NODE_FIELDS}
     bar = _progress(path)
     try:
-        while True:
-            try:
-                batch = reader.read_next_batch()
-            except StopIteration:
-                break
-            except pa.ArrowInvalid:
-                raise _Fallback from None
+        for batch in _batches(reader):
             x, y = _indices(batch, "x_index"), _indices(batch, "y_index")
             for column in ("relation", "x_type", "x_name", "y_type", "y_name"):
                 if _has_empty(batch.column(column)):
@@ -356,13 +364,7 @@ def _hetionet_edges_arrow(edges_path: str, node_ids: list[str]):
     ids = pa.array(node_ids, type=pa.string())
     rels = _Vocab()
     srcs, dsts, rel_codes = [], [], []
-    while True:
-        try:
-            batch = reader.read_next_batch()
-        except StopIteration:
-            break
-        except pa.ArrowInvalid:
-            raise _Fallback from None
+    for batch in _batches(reader):
         if any(_has_empty(batch.column(c)) for c in HETIONET_EDGE_COLUMNS):
             raise _Fallback
         ends = []
