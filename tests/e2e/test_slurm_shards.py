@@ -13,6 +13,7 @@ Marked slurm: it needs the test cluster of tests/slurm (root; `tests/slurm/clust
 from __future__ import annotations
 
 import hashlib
+import json
 import shutil
 import subprocess
 import sys
@@ -36,8 +37,9 @@ TARGET = "runs/tiny/data/clean.jsonl"
 SAMPLES = "runs/tiny/data/rare_dx.jsonl"
 SHARDS = "runs/tiny/shards/synthesize_questions"
 DATA = ("questions.jsonl", "cot.jsonl", "clean.jsonl", "clean.review.jsonl")
-# How each profile names a job's rule in SLURM: the plugin's --comment, the generic sbatch name.
-RULE_FIELD = {"slurm": ("Comment", "rule_{}"), "slurm-generic": ("JobName", "tiny.{}")}
+# Where SLURM keeps each profile's name for a job: the slurm plugin's --comment, the generic
+# profile's sbatch job name.
+SLURM_FIELD = {"slurm": "Comment", "slurm-generic": "JobName"}
 
 
 def _project(root: Path, spec: str) -> Path:
@@ -64,13 +66,21 @@ def _digests(project: Path) -> dict[str, str]:
     return {name: hashlib.sha256((data / name).read_bytes()).hexdigest() for name in DATA}
 
 
-def _rules(ids: list[str], profile: str) -> list[str]:
-    """The rule each SLURM job ran, read back from SLURM itself."""
-    field, form = RULE_FIELD[profile]
-    prefix = form.format("")
-    names = [job_fields(job_id)[field] for job_id in ids]
-    assert all(name.startswith(prefix) for name in names), names
-    return [name[len(prefix):] for name in names]
+def _labels(project: Path, profile: str) -> dict[str, str]:
+    """SLURM's name for each job -> the job: the slurm plugin comments `rule_<rule>_wildcards_
+    <stem>` (one rule per job kind, the job's stem as wildcard), the generic profile names the
+    sbatch job `tiny.<job>`. A grouped job goes by its group's label and is not listed."""
+    rows = json.loads((project / "generated" / "tiny" / "jobs.json").read_text())["jobs"]
+    if profile == "slurm":
+        return {f"rule_{r['rule']}_wildcards_{r['stem']}": r["name"] for r in rows}
+    return {f"tiny.{r['name']}": r["name"] for r in rows}
+
+
+def _jobs(project: Path, ids: list[str], profile: str) -> list[str]:
+    """The job each SLURM job ran, read back from SLURM itself."""
+    labels = _labels(project, profile)
+    names = [job_fields(job_id)[SLURM_FIELD[profile]] for job_id in ids]
+    return [labels.get(name, name) for name in names]
 
 
 @pytest.fixture(scope="module")
@@ -94,16 +104,16 @@ def test_a_cancelled_shard_is_rerun_alone_by_the_next_invocation(
                                       f"{SHARDS}/synthesize_questions_shard3of3.jsonl"), timeout=300)
     assert first.returncode == 0, first.stdout[-4000:]
     ids = submitted_ids(first.stdout)
-    assert sorted(_rules(ids, profile)) == ["synthesize_questions_shard1of3",
+    assert sorted(_jobs(project, ids, profile)) == ["synthesize_questions_shard1of3",
                                             "synthesize_questions_shard3of3"]
     assert {job_fields(job_id)["JobState"] for job_id in ids} == {"COMPLETED"}
     finished = {p: p.stat().st_mtime_ns for p in (project / SHARDS).glob("*.meta.json")}
     assert len(finished) == 2
 
     # The third, cancelled by scancel before it can finish.
-    field, form = RULE_FIELD[profile]
-    key = "comment" if field == "Comment" else "name"
-    wanted = form.format("synthesize_questions_shard2of3")
+    key = "comment" if profile == "slurm" else "name"
+    wanted = next(label for label, name in _labels(project, profile).items()
+                  if name == "synthesize_questions_shard2of3")
     run = subprocess.Popen([sys.executable, "-m", "snakemake", *_args(profile, TARGET)],
                            cwd=project, text=True, stdout=subprocess.PIPE,
                            stderr=subprocess.STDOUT)
@@ -124,7 +134,7 @@ def test_a_cancelled_shard_is_rerun_alone_by_the_next_invocation(
     rerun = snakemake(project, *_args(profile, TARGET), timeout=900)
     assert rerun.returncode == 0, rerun.stdout[-4000:]
     assert "localrule " not in rerun.stdout  # every job went through SLURM
-    rules = _rules(submitted_ids(rerun.stdout), profile)
+    rules = _jobs(project, submitted_ids(rerun.stdout), profile)
     synthesize = sorted(r for r in rules if r.startswith("synthesize_questions"))
     assert synthesize == ["synthesize_questions", "synthesize_questions_shard2of3"], rules
     assert {"distill_cot_shard1of2", "distill_cot_shard2of2", "distill_cot",
