@@ -173,12 +173,25 @@ def _step_callback(recorder: RewardRecorder, steps: StepLog):
 # ---------------------------------------------------------------- trainer construction
 
 
+# GrpoJob fields passed to GRPOConfig under the same name (the spec uses TRL's words)
+GRPO_PASSTHROUGH = ("loss_type", "scale_rewards", "epsilon", "epsilon_high", "importance_sampling_level",
+                    "top_entropy_quantile", "mask_truncated_completions", "num_iterations", "top_p",
+                    "top_k", "repetition_penalty")
+_VLLM_COLOCATE = ("vllm_gpu_memory_utilization", "vllm_tensor_parallel_size", "vllm_enable_sleep_mode")
+
+
 def vllm_args(cfg: GrpoJob, *, cuda: bool, vllm_installed: bool) -> dict[str, Any]:
-    """Colocated vLLM rollouts only where a GPU and vllm are present; plain generate otherwise."""
+    """vLLM rollouts (the spec's mode) only where a GPU and vllm are present; plain generate otherwise."""
     if not cfg.use_vllm:
         return {"use_vllm": False}
     if cuda and vllm_installed:
-        return {"use_vllm": True, "vllm_mode": "colocate"}
+        out: dict[str, Any] = {"use_vllm": True, "vllm_mode": cfg.vllm_mode,
+                               "vllm_max_model_length": cfg.vllm_max_model_length}
+        if cfg.vllm_mode == "colocate":
+            out.update({name: getattr(cfg, name) for name in _VLLM_COLOCATE})
+        elif cfg.vllm_server_base_url:
+            out["vllm_server_base_url"] = cfg.vllm_server_base_url
+        return out
     log.warning("%s: use_vllm requested but %s; generating with transformers (%s)", cfg.job,
                 "vllm is not installed" if cuda else "no CUDA device",
                 "fix: pip install vllm" if cuda else "fix: run on a GPU node, or set use_vllm = false")
@@ -198,6 +211,7 @@ def grpo_config_kwargs(cfg: GrpoJob, *, cuda: bool, bf16_ok: bool, vllm_installe
         "temperature": cfg.temperature,
         "beta": cfg.beta,
         "reward_weights": [t.weight for t in cfg.rewards],
+        **{name: getattr(cfg, name) for name in GRPO_PASSTHROUGH},
         **vllm_args(cfg, cuda=cuda, vllm_installed=vllm_installed),
     }
     if max_steps is not None:
