@@ -38,7 +38,7 @@ from fleming_dsl.runtime import ranks
 from fleming_dsl.runtime.data import items
 from fleming_dsl.runtime.io import atomic_output, read_jsonl, write_jsonl
 from fleming_dsl.runtime.jobs.context import JobContext
-from fleming_dsl.runtime.train import mining, rewards
+from fleming_dsl.runtime.train import dynamic_sampling, mining, rewards
 from fleming_dsl.runtime.train import trainer_args as training
 
 log = logging.getLogger("fleming.grpo")
@@ -156,12 +156,14 @@ class StepLog:
         return self.plateaued
 
 
-def _step_callback(recorder: RewardRecorder, steps: StepLog):
+def _step_callback(recorder: RewardRecorder, steps: StepLog, groups: dynamic_sampling.GroupFilterLog | None):
     from transformers import TrainerCallback
 
     class StepMetrics(TrainerCallback):
         def on_step_end(self, args, state, control, **kwargs):
             values = recorder.flush()
+            if values is not None and groups is not None:
+                values.update(groups.pop_row())
             if values is not None and steps.add(state.global_step, values):
                 log.info("plateau of %s at step %d: stopping", steps.metric, steps.offset + state.global_step)
                 control.should_training_stop = True
@@ -238,6 +240,7 @@ class Setup:
     recorder: RewardRecorder
     steps: StepLog
     env: dict[str, bool]
+    groups: dynamic_sampling.GroupFilterLog | None = None  # set when the stage uses dynamic sampling
 
 
 def _train(setup: Setup, model, pool: Sequence[items.Item], *, max_steps: int | None = None,
@@ -247,10 +250,15 @@ def _train(setup: Setup, model, pool: Sequence[items.Item], *, max_steps: int | 
 
     args = GRPOConfig(**grpo_config_kwargs(setup.cfg, **setup.env, max_steps=max_steps, output_dir=output_dir,
                                            world=ranks.world_size()))
-    trainer = GRPOTrainer(
+    trainer_cls, extra = GRPOTrainer, {}
+    if setup.groups is not None:
+        trainer_cls = dynamic_sampling.trainer_class()
+        extra = {"max_redraws": setup.cfg.max_redraws, "group_log": setup.groups, "draw_seed": setup.cfg.seed}
+    trainer = trainer_cls(
         model=model, reward_funcs=setup.funcs, args=args, train_dataset=Dataset.from_list(prompt_rows(pool)),
         processing_class=setup.tokenizer, peft_config=training.lora_config(setup.cfg),
-        callbacks=[_step_callback(setup.recorder, setup.steps), training.checkpoint_sealer()],
+        callbacks=[_step_callback(setup.recorder, setup.steps, setup.groups), training.checkpoint_sealer()],
+        **extra,
     )
     trainer.train(resume_from_checkpoint=resume)
     return trainer
@@ -354,6 +362,7 @@ def run(cfg: GrpoJob, ctx: JobContext) -> None:
         steps=StepLog(stage=cfg.job, metric=metric, tracker=tracker, path=cfg.metrics),
         env={"cuda": training.cuda_available(), "bf16_ok": training.bf16_supported(),
              "vllm_installed": importlib.util.find_spec("vllm") is not None},
+        groups=dynamic_sampling.GroupFilterLog() if cfg.dynamic_sampling else None,
     )
     rounds: list[dict[str, Any]] = []
     resume = None
