@@ -77,9 +77,10 @@ def _run(tmp_path: Path, model: str, monkeypatch, **overrides) -> tuple[list[dic
     return rows, batches, json.loads((tmp_path / "grpo.meta.json").read_text())
 
 
+@pytest.mark.slow
 def test_no_zero_variance_group_reaches_the_loss(tiny_model: str, tmp_path: Path, monkeypatch) -> None:
-    rows, batches, _ = _run(tmp_path, tiny_model, monkeypatch, max_steps=3, max_redraws=3, rewards=VARYING)
-    assert len(batches) == 3 and len(rows) == 3
+    rows, batches, _ = _run(tmp_path, tiny_model, monkeypatch, max_steps=2, max_redraws=2, rewards=VARYING)
+    assert len(batches) == 2 and len(rows) == 2
     group, in_loss = 4, 0
     for batch in batches:
         assert len(batch["mask"]) == 8  # the batch stays full
@@ -94,7 +95,7 @@ def test_no_zero_variance_group_reaches_the_loss(tiny_model: str, tmp_path: Path
     assert in_loss > 0
     for row in rows:
         assert 0.0 <= row["dynamic/dropped_frac"] <= 1.0
-        assert 0 <= row["dynamic/redraws"] <= 3
+        assert 0 <= row["dynamic/redraws"] <= 2
     assert any(row["dynamic/dropped_frac"] > 0 for row in rows)  # the filter did drop groups
 
 
