@@ -46,7 +46,8 @@ _GRAPH_FORMATS = {"primekg": ("kg.csv",), "hetionet": ("nodes.tsv", "edges.sif")
 _BACKENDS = ("vllm", "transformers", "openai", "template")
 _FILTER_STEPS = ("format", "verify_label", "dedupe", "decontaminate", "difficulty")
 # positional arguments of the built-in rewards, by parameter name (see fleming_dsl/rewards.py)
-_BUILTIN_REWARDS = {"choice_match": ("tag", "accept"), "regex": ("pattern",), "length_penalty": ("max_tokens",)}
+_BUILTIN_REWARDS = {"choice_match": ("tag", "accept"), "regex": ("pattern",), "length_penalty": ("max_tokens",),
+                    "overlong": ("max_tokens", "buffer")}
 # options whose value is one word from a fixed set (checked here, so a typo is a located error)
 _REWARD_CHOICES = {("choice_match", "accept"): ("letter", "text")}
 _REWARD_PLUGIN_GROUP = "fleming_dsl.rewards"
@@ -425,7 +426,24 @@ class _Lowering:
                 re.compile(options["pattern"])
             except re.error as err:
                 self.diags.error(f"invalid regular expression: {err}", value_span(fn.args[0]) if fn.args else fn.span)
+        if fn.func.name == "overlong":
+            self.overlong_options(fn, options)
         return ir.Reward(name=d.name.name, span=d.span, function=fn.func.name, options=options)
+
+    def overlong_options(self, fn: ast.Call, options: dict) -> None:
+        """DAPO's soft overlong penalty: 0 up to max_tokens - buffer, then down to -1 at max_tokens."""
+        for key in ("max_tokens", "buffer"):
+            value = options.get(key)
+            if value is None:
+                self.diags.error(f"overlong() needs '{key}'", fn.span,
+                                 hint="overlong(max_tokens = 1024, buffer = 256)")
+            elif isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                self.diags.error(f"overlong(): '{key}' must be a whole number >= 1, got {value!r}", fn.span)
+                options.pop(key)
+        if isinstance(options.get("max_tokens"), int) and isinstance(options.get("buffer"), int) \
+                and options["buffer"] > options["max_tokens"]:
+            self.diags.error(f"overlong(): 'buffer' ({options['buffer']}) must be <= max_tokens "
+                             f"({options['max_tokens']}): the penalty ramps over the last buffer tokens", fn.span)
 
     def evaluate(self, d: ast.EvaluateDecl, targets: tuple[str, ...]) -> ir.Evaluate:
         opts = Options.of_block(d.block, "an evaluation", self.diags)

@@ -152,3 +152,33 @@ def test_table_picks_the_row_of_a_version() -> None:
     assert grpo_rules.trl_range("1.16.0").low == (1, 0)
     assert grpo_rules.trl_range("1.0.0rc1").low == (1, 0)
     assert grpo_rules.trl_range("9.0").low == grpo_rules.TRL_ACCEPTS[-1].low  # unknown: the newest row
+
+
+OVERLONG = [
+    ("overlong(max_tokens = 16)", "overlong() needs 'buffer'", "overlong(max_tokens = 1024, buffer = 256)"),
+    ("overlong(max_tokens = 8, buffer = 16)",
+     "overlong(): 'buffer' (16) must be <= max_tokens (8): the penalty ramps over the last buffer tokens", None),
+    ("overlong(max_tokens = 8, buffer = 0.5)", "overlong(): 'buffer' must be a whole number >= 1, got 0.5", None),
+    ("overlong(max_tokens = 8, buffer = 2, buffr = 2)", "unknown option 'buffr' for overlong()", "did you mean 'buffer'?"),
+]
+
+
+@pytest.mark.parametrize(("call", "message", "hint"), OVERLONG)
+def test_bad_overlong_reward(tmp_path: Path, call: str, message: str, hint: str | None) -> None:
+    text = MINIMAL.replace('reward correct = choice_match(tag = "answer")',
+                           f'reward correct = choice_match(tag = "answer")\nreward long = {call}', 1)
+    text = text.replace("rewards = correct ", "rewards = correct + 0.5 * long ", 1)
+    line, got_hint = first_error(tmp_path, text)
+    assert line.split(": error: ", 1)[1] == message
+    assert got_hint == hint
+
+
+def test_overlong_reward_reaches_the_job(tmp_path: Path) -> None:
+    text = MINIMAL.replace('reward correct = choice_match(tag = "answer")',
+                           'reward correct = choice_match(tag = "answer")\nreward long = overlong(16, 4)', 1)
+    text = text.replace("rewards = correct ", "rewards = correct + 0.5 * long  mask_truncated_completions = true ", 1)
+    exp = load_experiment(write_project(tmp_path, text), project_root=tmp_path)
+    job = next(j.config for j in plan(exp, "gen").jobs if isinstance(j.config, jc.GrpoJob))
+    term = next(t for t in job.rewards if t.name == "long")
+    assert (term.function, dict(term.options), term.weight) == ("overlong", {"max_tokens": 16, "buffer": 4}, 0.5)
+    assert job.mask_truncated_completions is True

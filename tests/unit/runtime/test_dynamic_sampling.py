@@ -99,6 +99,7 @@ def test_no_zero_variance_group_reaches_the_loss(tiny_model: str, tmp_path: Path
     assert any(row["dynamic/dropped_frac"] > 0 for row in rows)  # the filter did drop groups
 
 
+@pytest.mark.slow
 def test_a_batch_without_signal_is_masked_after_the_last_redraw(tiny_model: str, tmp_path: Path,
                                                                monkeypatch) -> None:
     constant = [{"name": "never", "function": "regex", "weight": 1.0, "options": {"pattern": "^NEVER$"}}]
