@@ -352,6 +352,7 @@ class Experiment(Node):
     stages: tuple[Stage, ...] = ()
     evaluations: tuple[Evaluate, ...] = ()
     cluster: Cluster = Cluster()
+    track: tuple[Literal["tensorboard", "trackio", "mlflow", "wandb"], ...] = ()  # offline trackers
 
     def declarations(self) -> dict[str, Decl]:
         """Every declaration by name (names are unique across kinds)."""

@@ -51,6 +51,8 @@ _BUILTIN_REWARDS = {"choice_match": ("tag", "accept"), "regex": ("pattern",), "l
 # options whose value is one word from a fixed set (checked here, so a typo is a located error)
 _REWARD_CHOICES = {("choice_match", "accept"): ("letter", "text")}
 _REWARD_PLUGIN_GROUP = "fleming_dsl.rewards"
+# TRL report_to integrations that work without a network: each writes under the run's workdir
+TRACKERS = ("tensorboard", "trackio", "mlflow", "wandb")
 
 
 class _Lowering:
@@ -487,6 +489,7 @@ class _Lowering:
                     self.diags.error(problem[0], workdir_value.span, hint=problem[1])
                 else:
                     workdir = self.ctx.path(text, workdir_value.span)
+        track = header.get("track", list_of(one_of(TRACKERS)), default=())
         header.finish()
         groups: dict[str, list] = {k: [] for k in ("model", "graph", "sample", "dataset", "prompt",
                                                   "synthesize", "distill", "filter", "reward")}
@@ -511,7 +514,7 @@ class _Lowering:
             datasets=tuple(groups["dataset"]), prompts=tuple(groups["prompt"]),
             synthesize=tuple(groups["synthesize"]), distill=tuple(groups["distill"]),
             filters=tuple(groups["filter"]), rewards=tuple(groups["reward"]), stages=tuple(stages),
-            evaluations=tuple(evaluations), cluster=cluster)
+            evaluations=tuple(evaluations), cluster=cluster, track=tuple(dict.fromkeys(track)))
 
 
 def _last_wins(options: tuple[ast.Option, ...]) -> list[ast.Option]:

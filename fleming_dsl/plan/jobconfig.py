@@ -179,6 +179,9 @@ class TrainCommon(JobBase):
     logging_steps: int
     save_steps: int
     output: str  # model directory; checkpoints under <output>.ckpt/ while training
+    # experiment-level `track`: TRL report_to integrations, written offline under tracking_dir
+    track: tuple[Literal["tensorboard", "trackio", "mlflow", "wandb"], ...] = ()
+    tracking_dir: str | None = None
 
 
 class SftJob(TrainCommon):

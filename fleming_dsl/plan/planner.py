@@ -348,7 +348,8 @@ class _Planner:
             **self.base(stage.method, stage.name, out), model=model, data=data,
             data_source=source if source.format != "items" else None, buckets=stage.data.buckets,
             deepspeed_config=ds_path if t.deepspeed != "none" else None,
-            accelerate_config=acc_path if distributed else None, output=out)
+            accelerate_config=acc_path if distributed else None, output=out,
+            track=self.exp.track, tracking_dir=self.under("tracking", stage.name) if self.exp.track else None)
         extra: tuple[Output, ...] = ()
         if stage.method == "sft":
             cfg: jc.JobBase = jc.SftJob(**common, **training_fields(t, jc.SftJob),

@@ -38,7 +38,7 @@ from fleming_dsl.runtime import ranks
 from fleming_dsl.runtime.data import items
 from fleming_dsl.runtime.io import atomic_output, read_jsonl, write_jsonl
 from fleming_dsl.runtime.jobs.context import JobContext
-from fleming_dsl.runtime.train import dynamic_sampling, mining, rewards
+from fleming_dsl.runtime.train import dynamic_sampling, mining, rewards, tracking
 from fleming_dsl.runtime.train import trainer_args as training
 
 log = logging.getLogger("fleming.grpo")
@@ -51,6 +51,10 @@ def inputs(cfg: GrpoJob) -> list[str]:
 # ---------------------------------------------------------------- metrics and stop conditions
 
 
+SAMPLES_PER_STEP = 2  # completions kept per step in the metrics rows (for the report)
+SAMPLE_CHARS = 600  # of each prompt (its end) and completion (its start)
+
+
 @dataclass
 class RewardRecorder:
     """Sees every reward call (per-sample values and each sample's bucket) between two steps."""
@@ -58,10 +62,14 @@ class RewardRecorder:
     terms: Sequence[rewards.RewardTerm]
     values: dict[str, list[float]] = field(default_factory=lambda: defaultdict(list))
     buckets: dict[str, list[str]] = field(default_factory=lambda: defaultdict(list))
+    texts: list[tuple[str, str]] = field(default_factory=list)  # (prompt, completion), first term's calls
+    samples_per_step: int = SAMPLES_PER_STEP
 
     def wrap(self, term: rewards.RewardTerm):
         def reward(prompts, completions, **kwargs):
             out = [float(v) for v in term.fn(prompts, completions, **kwargs)]
+            if term is self.terms[0]:
+                self.texts.extend((_prompt_text(p), rewards.completion_text(c)) for p, c in zip(prompts, completions))
             self.values[term.name].extend(out)
             self.buckets[term.name].extend(str(d or "") for d in kwargs.get("difficulty") or [""] * len(out))
             return out
@@ -76,6 +84,7 @@ class RewardRecorder:
                 {t.name: list(self.buckets[t.name]) for t in self.terms})
         self.values.clear()
         self.buckets.clear()
+        texts, self.texts = self.texts, []
         per_term: dict[str, list[float]] = {t.name: [] for t in self.terms}
         per_bucket: dict[str, list[str]] = {t.name: [] for t in self.terms}
         for values, buckets in ranks.all_gather(mine):  # rank order: the same row on every rank
@@ -92,7 +101,29 @@ class RewardRecorder:
             if bucket:
                 by_bucket[bucket].append(total)
         row.update({f"bucket/{b}": _mean(v) for b, v in sorted(by_bucket.items())})
+        # the sample is this rank's own rollouts (only rank 0 writes the rows)
+        local_totals = rewards.weighted_total(mine[0], self.terms) if all(mine[0].values()) else []
+        row["samples"] = self.samples(mine[0], local_totals, texts)
         return row
+
+    def samples(self, per_term: dict[str, list[float]], totals: list[float],
+                texts: list[tuple[str, str]]) -> list[dict[str, Any]]:
+        """A few completions of the step with their reward terms (as TRL's log_completions shows),
+        spread over the step's rollouts so one group does not fill the sample."""
+        count = min(self.samples_per_step, len(texts), len(totals))
+        stride = max(1, len(totals) // max(1, count))
+        picks = list(range(0, len(totals), stride))[:count]
+        return [{"prompt": texts[i][0][-SAMPLE_CHARS:], "completion": texts[i][1][:SAMPLE_CHARS],
+                 "rewards": {name: v[i] for name, v in per_term.items()}, "total": round(totals[i], 6)}
+                for i in picks]
+
+
+def _prompt_text(prompt: Any) -> str:
+    """The last user message of a conversational prompt, or the prompt text."""
+    if isinstance(prompt, str):
+        return prompt
+    users = [m.get("content", "") for m in prompt if isinstance(m, dict) and m.get("role") == "user"]
+    return str(users[-1]) if users else rewards.completion_text(prompt)
 
 
 def _mean(values: Sequence[float]) -> float:
@@ -352,6 +383,7 @@ def run(cfg: GrpoJob, ctx: JobContext) -> None:
 
     ranks.init(deepspeed=cfg.deepspeed_config is not None)
     pool = training.load_items(cfg.data, cfg.buckets, cfg.data_source)
+    tracked = tracking.start(cfg)
     terms = rewards.build_terms(cfg.rewards)
     recorder = RewardRecorder(terms)
     metric = plateau_metric(cfg)
@@ -392,4 +424,5 @@ def run(cfg: GrpoJob, ctx: JobContext) -> None:
         "reward_last": rows[-1]["reward"] if rows else None,
         "reward_mean": _mean([r["reward"] for r in rows]),
         "rounds": rounds,
+        "tracking": tracked,
     }

@@ -182,3 +182,28 @@ def test_overlong_reward_reaches_the_job(tmp_path: Path) -> None:
     term = next(t for t in job.rewards if t.name == "long")
     assert (term.function, dict(term.options), term.weight) == ("overlong", {"max_tokens": 16, "buffer": 4}, 0.5)
     assert job.mask_truncated_completions is True
+
+
+# ---------------------------------------------------------------- experiment-level tracking
+
+
+def test_track_reaches_every_training_job(tmp_path: Path) -> None:
+    text = MINIMAL.replace('experiment "t" { seed = 1 }', 'experiment "t" { seed = 1  track = [tensorboard, mlflow] }')
+    exp = load_experiment(write_project(tmp_path, text), project_root=tmp_path)
+    assert exp.track == ("tensorboard", "mlflow")
+    jobs = [j.config for j in plan(exp, "gen").jobs if isinstance(j.config, (jc.SftJob, jc.GrpoJob))]
+    assert {(j.job, j.track, j.tracking_dir) for j in jobs} == {
+        ("sft_sft1", ("tensorboard", "mlflow"), "runs/t/tracking/sft1"),
+        ("grpo_rl", ("tensorboard", "mlflow"), "runs/t/tracking/rl")}
+
+
+def test_no_track_means_no_tracking_dir(tmp_path: Path) -> None:
+    assert grpo_job(tmp_path, "").tracking_dir is None and grpo_job(tmp_path, "").track == ()
+
+
+def test_unknown_tracker(tmp_path: Path) -> None:
+    text = MINIMAL.replace('experiment "t" { seed = 1 }', 'experiment "t" { seed = 1  track = [tensorbord] }')
+    line, hint = first_error(tmp_path, text)
+    assert line == ("spec.flm:1:37: error: 'track' must be one of tensorboard, trackio, mlflow, wandb; "
+                    "got 'tensorbord'")
+    assert hint == "did you mean 'tensorboard'?"
