@@ -38,7 +38,7 @@ from fleming_dsl.runtime import ranks
 from fleming_dsl.runtime.data import items
 from fleming_dsl.runtime.io import atomic_output, read_jsonl, write_jsonl
 from fleming_dsl.runtime.jobs.context import JobContext
-from fleming_dsl.runtime.train import dynamic_sampling, mining, rewards, tracking
+from fleming_dsl.runtime.train import dynamic_sampling, mining, rewards, seeding, tracking
 from fleming_dsl.runtime.train import trainer_args as training
 
 log = logging.getLogger("fleming.grpo")
@@ -285,12 +285,13 @@ def _train(setup: Setup, model, pool: Sequence[items.Item], *, max_steps: int | 
     if setup.groups is not None:
         trainer_cls = dynamic_sampling.trainer_class()
         extra = {"max_redraws": setup.cfg.max_redraws, "group_log": setup.groups, "draw_seed": setup.cfg.seed}
-    trainer = trainer_cls(
-        model=model, reward_funcs=setup.funcs, args=args, train_dataset=Dataset.from_list(prompt_rows(pool)),
-        processing_class=setup.tokenizer, peft_config=training.lora_config(setup.cfg),
-        callbacks=[_step_callback(setup.recorder, setup.steps, setup.groups), training.checkpoint_sealer()],
-        **extra,
-    )
+    with seeding.vllm_engine_seed(setup.cfg.seed):
+        trainer = trainer_cls(
+            model=model, reward_funcs=setup.funcs, args=args, train_dataset=Dataset.from_list(prompt_rows(pool)),
+            processing_class=setup.tokenizer, peft_config=training.lora_config(setup.cfg),
+            callbacks=[_step_callback(setup.recorder, setup.steps, setup.groups), training.checkpoint_sealer()],
+            **extra,
+        )
     trainer.train(resume_from_checkpoint=resume)
     return trainer
 
