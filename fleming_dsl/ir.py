@@ -113,7 +113,7 @@ class Sample(Decl):
 
 DatasetFormat = Literal[
     "medqa", "medmcqa", "pubmedqa", "mmlu", "mmlu_pro", "medxpertqa", "medbullets", "careqa",
-    "jmed", "mcq", "chat",
+    "jmed", "mcq", "medagentsbench", "chat",
 ]
 
 

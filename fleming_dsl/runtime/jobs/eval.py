@@ -90,6 +90,10 @@ def load_benchmark(bench: Benchmark, index: int) -> list[Item]:
 # ---------------------------------------------------------------- scoring (pure)
 
 
+# item provenance fields whose values split a benchmark's accuracy (MedXpertQA's categories)
+GROUP_FIELDS = ("medical_task", "body_system", "question_type")
+
+
 def score_item(benchmark: str, item: Item, completions: list[str],
                accept: str = "letter") -> list[dict[str, Any]]:
     """One prediction row per sampled completion of one item; `named_by` says whether the
@@ -102,6 +106,7 @@ def score_item(benchmark: str, item: Item, completions: list[str],
             "benchmark": benchmark, "id": item.id, "sample": sample, "answer": item.answer,
             "extracted": extracted, "named_by": how, "correct": extracted == item.answer,
             "well_formed": is_well_formed(text, text_ok), "difficulty": item.difficulty,
+            "groups": {k: str(item.provenance[k]) for k in GROUP_FIELDS if item.provenance.get(k)},
             "completion": text,
         })
     return rows
@@ -131,6 +136,16 @@ def summarise(rows: list[dict[str, Any]], n_items: int, samples: int) -> dict[st
                 "n": len(picked) // samples,
                 "accuracy": proportion(sum(row["correct"] for row in picked), len(picked)),
             }
+    for field in GROUP_FIELDS:  # published categories (MedXpertQA): accuracy per value
+        values = sorted({row["groups"][field] for row in rows if field in row.get("groups", {})})
+        if values:
+            summary[f"by_{field}"] = {}
+            for value in values:
+                picked = [row for row in rows if row.get("groups", {}).get(field) == value]
+                summary[f"by_{field}"][value] = {
+                    "n": len(picked) // samples,
+                    "accuracy": proportion(sum(row["correct"] for row in picked), len(picked)),
+                }
     return summary
 
 

@@ -123,3 +123,20 @@ def format_table(inputs: ReportInputs) -> Table:
 def timing_table(summary: dict[str, Any]) -> Table:
     return Table(("job", "seconds"), tuple(
         (job, fmt(seconds, 1)) for job, seconds in summary["timings_s"].items()))
+
+
+GROUP_FIELDS = ("medical_task", "body_system", "question_type")  # as the eval job writes them
+
+
+def group_accuracy_table(inputs: ReportInputs) -> Table | None:
+    """Accuracy per published category (MedXpertQA's medical task, body system, question type)."""
+    rows = []
+    for result in inputs.evals:
+        for bench, summary in result.benchmarks.items():
+            for field in GROUP_FIELDS:
+                for value, figures in (summary.get(f"by_{field}") or {}).items():
+                    rows.append((result.target, bench, field, str(value), fmt(figures.get("n")),
+                                 fmt(figures.get("accuracy"))))
+    if not rows:
+        return None
+    return Table(("target", "benchmark", "category", "value", "items", "accuracy"), tuple(rows))
