@@ -113,7 +113,7 @@ class Sample(Decl):
 
 DatasetFormat = Literal[
     "medqa", "medmcqa", "pubmedqa", "mmlu", "mmlu_pro", "medxpertqa", "medbullets", "careqa",
-    "jmed", "mcq", "medagentsbench", "chat",
+    "jmed", "mcq", "medagentsbench", "healthbench", "chat",
 ]
 
 
@@ -321,6 +321,8 @@ class Evaluate(Decl):
     limit: int | None = None
     accept: Literal["letter", "text"] = "letter"  # text: an option's exact text also counts
     resources: Resources = Resources()
+    grader: str | None = None  # a Model with a backend: grades rubric benchmarks (healthbench)
+    rubric_prompt: str | None = None  # a Prompt: the grader's rubric prompt (built-in when None)
 
 
 # ---------------------------------------------------------------- experiment

@@ -447,6 +447,25 @@ class _Lowering:
             self.diags.error(f"overlong(): 'buffer' ({options['buffer']}) must be <= max_tokens "
                              f"({options['max_tokens']}): the penalty ramps over the last buffer tokens", fn.span)
 
+    def rubric_grading(self, d: ast.EvaluateDecl, fields: dict, opts: Options) -> None:
+        """A rubric benchmark (healthbench) needs a grader with a backend; a grader needs one."""
+        decls = {x.name.name: x for x in self.p.decls}
+        rubric = [b.name for b in d.benchmarks
+                  if isinstance(decls.get(b.name), ast.DatasetDecl) and decls[b.name].source.func.name == "healthbench"]
+        grader = fields.get("grader")
+        if rubric and grader is None:
+            self.diags.error(f"benchmark '{rubric[0]}' is graded against rubrics and needs a grader",
+                             d.span, hint="add { grader = judge }, a model with a backend")
+        if grader is not None and not rubric:
+            self.diags.error("'grader' grades rubric benchmarks (healthbench); none is evaluated here",
+                             opts.key_span("grader"), hint="remove it, or evaluate on a healthbench() dataset")
+        if fields.get("rubric_prompt") is not None and grader is None:
+            self.diags.error("'rubric_prompt' has no effect without a grader", opts.key_span("rubric_prompt"))
+        model = decls.get(grader) if grader else None
+        if isinstance(model, ast.ModelDecl) and not _grader_backend(model):
+            self.diags.error(f"the grader '{grader}' has no generation backend", opts.key_span("grader"),
+                             hint=f"give model {grader} a block such as {{ backend = vllm(tp = 8) }}")
+
     def evaluate(self, d: ast.EvaluateDecl, targets: tuple[str, ...]) -> ir.Evaluate:
         opts = Options.of_block(d.block, "an evaluation", self.diags)
         subs = self.ctx.sub_blocks(d.block, ("resources",), "an evaluation")
@@ -454,7 +473,9 @@ class _Lowering:
                   "temperature": opts.get("temperature", to_float, check=non_negative),
                   "max_tokens": opts.get("max_tokens", to_int, check=at_least(1)),
                   "limit": opts.get("limit", to_int, check=at_least(1)),
-                  "accept": opts.get("accept", one_of(("letter", "text")))}
+                  "accept": opts.get("accept", one_of(("letter", "text"))),
+                  "grader": opts.get("grader", to_name), "rubric_prompt": opts.get("rubric_prompt", to_name)}
+        self.rubric_grading(d, fields, opts)
         opts.finish()
         return ir.Evaluate(name=d.name.name, span=d.span, targets=targets,
                            benchmarks=tuple(b.name for b in d.benchmarks),
@@ -515,6 +536,13 @@ class _Lowering:
             synthesize=tuple(groups["synthesize"]), distill=tuple(groups["distill"]),
             filters=tuple(groups["filter"]), rewards=tuple(groups["reward"]), stages=tuple(stages),
             evaluations=tuple(evaluations), cluster=cluster, track=tuple(dict.fromkeys(track)))
+
+
+def _grader_backend(model: ast.ModelDecl) -> bool:
+    """A grader generates text: an openai() model, or a model with a backend block (not template())."""
+    if model.source.func.name == "openai":
+        return True
+    return model.block is not None and any(o.key.name == "backend" for o in model.block.options())
 
 
 def _last_wins(options: tuple[ast.Option, ...]) -> list[ast.Option]:

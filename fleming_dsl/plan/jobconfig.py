@@ -268,6 +268,10 @@ class EvalJob(JobBase):
     teacher: Generator | None = None
     cache_dir: str | None = None
     accept: Literal["letter", "text"] = "letter"  # text: an option's exact text also counts
+    # rubric benchmarks (healthbench): responses graded criterion by criterion by this model,
+    # its verdicts cached in `cache_dir` (the experiment's teacher cache)
+    grader: Generator | None = None
+    rubric_prompt: str | None = None  # template path; the built-in rubric prompt when None
 
 
 class ReportJob(JobBase):

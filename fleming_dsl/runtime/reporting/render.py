@@ -25,6 +25,7 @@ from fleming_dsl.runtime.reporting.tables import (
     group_accuracy_table,
     grpo_table,
     markdown_table,
+    rubric_table,
     timing_table,
 )
 
@@ -103,9 +104,10 @@ def layout(experiment: str, inputs: ReportInputs, summary: dict[str, Any],
                 figures=fig("bucket_rewards")),
         rollouts_section(inputs),
         tracking_section(inputs, report_dir),
-        Section("Accuracy by published category",
-                notes=() if group_accuracy_table(inputs) else ("No benchmark with published categories.",),
-                tables=tuple(t for t in (group_accuracy_table(inputs),) if t is not None)),
+        Section("Accuracy by published category and rubric scores",
+                notes=() if group_accuracy_table(inputs) or rubric_table(inputs)
+                else ("No benchmark with published categories or rubrics.",),
+                tables=tuple(t for t in (group_accuracy_table(inputs), rubric_table(inputs)) if t is not None)),
         Section("Format rate",
                 notes=("Share of completions of the form <think>...</think><answer>X</answer>.",)
                 if inputs.evals else (),

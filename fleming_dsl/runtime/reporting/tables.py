@@ -140,3 +140,13 @@ def group_accuracy_table(inputs: ReportInputs) -> Table | None:
     if not rows:
         return None
     return Table(("target", "benchmark", "category", "value", "items", "accuracy"), tuple(rows))
+
+
+def rubric_table(inputs: ReportInputs) -> Table | None:
+    """Rubric benchmarks (HealthBench layout): the graded score, clipped to [0, 1] as published."""
+    rows = [(result.target, bench, fmt(figures.get("n")), fmt(figures.get("score")),
+             fmt(figures.get("unreadable_verdicts")))
+            for result in inputs.evals for bench, figures in result.rubric.items() if isinstance(figures, dict)]
+    if not rows:
+        return None
+    return Table(("target", "rubric benchmark", "items", "score", "unreadable grader verdicts"), tuple(rows))
