@@ -15,6 +15,7 @@ metadata, so `fleming check` stays fast):
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from importlib import metadata
@@ -56,6 +57,7 @@ def _version_tuple(text: str) -> tuple[int, ...]:
     return tuple(parts)
 
 
+@functools.lru_cache(maxsize=1)
 def installed_trl() -> str | None:
     """The installed TRL version from package metadata (no import), or None."""
     try:

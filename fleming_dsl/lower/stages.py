@@ -211,6 +211,9 @@ class StageLowering:
             self.diags.error(f"grpo stage {d.name.name} needs rewards", d.name.span,
                              hint="rewards = 1.0 * correct + 0.1 * form")
         plateau = self.plateau(opts.raw("until"))
+        if method == "sft":  # an unknown option's "expected" list names what an sft stage takes
+            written_keys = {key.name for key, _ in opts.pairs}
+            opts.known = [k for k in opts.known if k not in _GRPO_ONLY or k in written_keys]
         opts.finish()
         return ir.Stage(name=d.name.name, span=d.span, method=method, init=init, data=data,
                         training=training, rewards=rewards, plateau=plateau,
