@@ -207,3 +207,11 @@ def test_unknown_tracker(tmp_path: Path) -> None:
     assert line == ("spec.flm:1:37: error: 'track' must be one of tensorboard, trackio, mlflow, wandb; "
                     "got 'tensorbord'")
     assert hint == "did you mean 'tensorboard'?"
+
+
+def test_rules_judge_every_sweep_point(tmp_path: Path) -> None:
+    line, hint = first_error(tmp_path, with_rl("num_iterations = 2  sweep epsilon in [0.2, 1.5]"))
+    assert line.split(": error: ", 1)[1] == (
+        "num_iterations = 2 reuses each rollout batch, which needs the importance ratio clipped, but "
+        "epsilon = 1.5 leaves no lower clip bound (1 - epsilon <= 0)")
+    assert hint == "use epsilon < 1 (TRL's default is 0.2)"
