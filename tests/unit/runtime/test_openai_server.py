@@ -146,8 +146,6 @@ def test_requests_really_run_concurrently(katan) -> None:
     assert server.requests() > 16
 
 
-@pytest.mark.skipif("teacher" not in __import__("fleming_dsl.plan.jobconfig", fromlist=["EvalJob"]).EvalJob.model_fields,
-                    reason="evaluate [teacher] through the teacher backend lands with issue 11 (EvalJob.teacher)")
 def test_evaluate_a_teacher_through_the_server(katan, tmp_path: Path) -> None:
     from fleming_dsl.plan import jobconfig as jc
     from fleming_dsl.runtime.jobs import run_job
