@@ -33,14 +33,16 @@ from fleming_dsl.spec import ast
 def trl_choice(option: str) -> Callable[..., Any]:
     """A converter for an enumerated GRPOConfig option: the values the installed TRL accepts."""
 
+    choices = grpo_rules.accepted(option)  # the installed TRL's (read once, from its metadata)
+
     def convert(value, key, diags):
-        return one_of(grpo_rules.accepted(option))(value, key, diags)
+        return one_of(choices)(value, key, diags)
 
     return convert
 
 
 def url(x: str) -> str | None:
-    return None if x.startswith(("http://", "https://")) else "an http:// or https:// URL"
+    return None if isinstance(x, str) and x.startswith(("http://", "https://")) else "an http:// or https:// URL"
 
 
 @dataclass(frozen=True)
