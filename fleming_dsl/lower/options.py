@@ -125,6 +125,9 @@ BLOCKS: tuple[Block, ...] = (
         Opt("seed", "whole number", "seed of every job that draws random numbers", "ir.Experiment.seed"),
         Opt("workdir", "string (path)", "where jobs write their outputs, relative to the spec file",
             "runs/<experiment>"),
+        Opt("track", "list of tensorboard, trackio, mlflow, wandb",
+            "offline experiment tracking (TRL report_to) of every training stage, under "
+            "<workdir>/tracking/<stage>/", "[]"),
     )),
     Block("cluster", "cluster", "cluster { ... }", (
         Opt("account", "string", "SLURM account of every job", None),
@@ -270,6 +273,9 @@ BLOCKS: tuple[Block, ...] = (
             ">= 1"),
         Opt("accept", "letter or text", "what counts as naming the right option: its letter, or also "
             "its exact text (reported apart)", "ir.Evaluate.accept", "letter, text"),
+        Opt("grader", "name (a model with a backend)",
+            "grades rubric benchmarks (healthbench) criterion by criterion", None),
+        Opt("rubric_prompt", "name (a prompt)", "the grader's rubric prompt (built-in when not given)", None),
     )),
     Block("choice_match()", "choice_match() reward", "reward NAME = choice_match(TAG, ACCEPT)", (
         Opt("tag", "string (also the first positional argument)",
