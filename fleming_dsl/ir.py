@@ -113,7 +113,7 @@ class Sample(Decl):
 
 DatasetFormat = Literal[
     "medqa", "medmcqa", "pubmedqa", "mmlu", "mmlu_pro", "medxpertqa", "medbullets", "careqa",
-    "jmed", "mcq", "chat",
+    "jmed", "mcq", "medagentsbench", "healthbench", "chat",
 ]
 
 
@@ -299,6 +299,27 @@ class Training(Node):
     use_vllm: bool = False
     logging_steps: int = 1
     save_steps: int = 500
+    # grpo: TRL GRPOConfig options; the defaults are TRL 1.x's (check/grpo.py has what it accepts)
+    loss_type: str = "dapo"
+    scale_rewards: str = "group"
+    epsilon: float = 0.2
+    epsilon_high: float | None = None  # None: = epsilon
+    importance_sampling_level: str = "token"
+    top_entropy_quantile: float = 1.0
+    mask_truncated_completions: bool = False
+    num_iterations: int = 1
+    top_p: float = 1.0
+    top_k: int = 0  # 0: off
+    repetition_penalty: float = 1.0
+    vllm_mode: str = "colocate"
+    vllm_gpu_memory_utilization: float = 0.3
+    vllm_max_model_length: int | None = None
+    vllm_tensor_parallel_size: int = 1
+    vllm_enable_sleep_mode: bool = False
+    vllm_server_base_url: str | None = None
+    # grpo: DAPO dynamic sampling (drop groups whose rewards all agree, draw replacements)
+    dynamic_sampling: bool = False
+    max_redraws: int = 4
 
 
 class Stage(Decl):
@@ -324,6 +345,8 @@ class Evaluate(Decl):
     accept: Literal["letter", "text"] = "letter"  # text: an option's exact text also counts
     resources: Resources = Resources()
     sharding: Sharding = Sharding()  # per target: each evaluated model is cut the same way
+    grader: str | None = None  # a Model with a backend: grades rubric benchmarks (healthbench)
+    rubric_prompt: str | None = None  # a Prompt: the grader's rubric prompt (built-in when None)
 
 
 # ---------------------------------------------------------------- experiment
@@ -355,6 +378,7 @@ class Experiment(Node):
     stages: tuple[Stage, ...] = ()
     evaluations: tuple[Evaluate, ...] = ()
     cluster: Cluster = Cluster()
+    track: tuple[Literal["tensorboard", "trackio", "mlflow", "wandb"], ...] = ()  # offline trackers
 
     def declarations(self) -> dict[str, Decl]:
         """Every declaration by name (names are unique across kinds)."""

@@ -8,5 +8,5 @@ python -m pip install --quiet --upgrade pip
 if ! python -c "import torch" 2>/dev/null; then
   python -m pip install --quiet torch==2.13.0
 fi
-python -m pip install --quiet -e ".[test]"
+python -m pip install --quiet -e ".[test,track]"  # track: the offline tracking integrations, tested too
 fleming --version

@@ -18,6 +18,7 @@ from fleming_dsl.check import (
     cluster,
     data,
     files,
+    grpo,
     models,
     multirank,
     references,
@@ -70,6 +71,7 @@ RULES: tuple[Rule, ...] = (
     on_program(multirank.zero3_lora_supported),
     on_program(multirank.vllm_colocate_fits),
     stages.batch_fits_generations,  # after lowering
+    grpo.grpo_options,  # after lowering
 )
 
 

@@ -98,6 +98,10 @@ def references(decl: ast.Decl) -> Iterator[Ref]:
             yield Ref(target, (MODEL, STAGE), "a model to evaluate")
         for bench in decl.benchmarks:
             yield Ref(bench, (DATASET,), "a benchmark")
+        for name in names_in(option(decl.block, "grader")):
+            yield Ref(name, (MODEL,), "the rubric grader")
+        for name in names_in(option(decl.block, "rubric_prompt")):
+            yield Ref(name, (PROMPT,), "the grader's rubric prompt")
 
 
 def duplicate_names(c: Checked) -> Iterator[Diagnostic]:

@@ -47,10 +47,13 @@ _GRAPH_FORMATS = {"primekg": ("kg.csv",), "hetionet": ("nodes.tsv", "edges.sif")
 _BACKENDS = ("vllm", "transformers", "openai", "template")
 _FILTER_STEPS = ("format", "verify_label", "dedupe", "decontaminate", "difficulty")
 # positional arguments of the built-in rewards, by parameter name (see fleming_dsl/rewards.py)
-_BUILTIN_REWARDS = {"choice_match": ("tag", "accept"), "regex": ("pattern",), "length_penalty": ("max_tokens",)}
+_BUILTIN_REWARDS = {"choice_match": ("tag", "accept"), "regex": ("pattern",), "length_penalty": ("max_tokens",),
+                    "overlong": ("max_tokens", "buffer")}
 # options whose value is one word from a fixed set (checked here, so a typo is a located error)
 _REWARD_CHOICES = {("choice_match", "accept"): ("letter", "text")}
 _REWARD_PLUGIN_GROUP = "fleming_dsl.rewards"
+# TRL report_to integrations that work without a network: each writes under the run's workdir
+TRACKERS = ("tensorboard", "trackio", "mlflow", "wandb")
 
 
 class _Lowering:
@@ -447,7 +450,43 @@ class _Lowering:
                 re.compile(options["pattern"])
             except re.error as err:
                 self.diags.error(f"invalid regular expression: {err}", value_span(fn.args[0]) if fn.args else fn.span)
+        if fn.func.name == "overlong":
+            self.overlong_options(fn, options)
         return ir.Reward(name=d.name.name, span=d.span, function=fn.func.name, options=options)
+
+    def overlong_options(self, fn: ast.Call, options: dict) -> None:
+        """DAPO's soft overlong penalty: 0 up to max_tokens - buffer, then down to -1 at max_tokens."""
+        for key in ("max_tokens", "buffer"):
+            value = options.get(key)
+            if value is None:
+                self.diags.error(f"overlong() needs '{key}'", fn.span,
+                                 hint="overlong(max_tokens = 1024, buffer = 256)")
+            elif isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                self.diags.error(f"overlong(): '{key}' must be a whole number >= 1, got {value!r}", fn.span)
+                options.pop(key)
+        if isinstance(options.get("max_tokens"), int) and isinstance(options.get("buffer"), int) \
+                and options["buffer"] > options["max_tokens"]:
+            self.diags.error(f"overlong(): 'buffer' ({options['buffer']}) must be <= max_tokens "
+                             f"({options['max_tokens']}): the penalty ramps over the last buffer tokens", fn.span)
+
+    def rubric_grading(self, d: ast.EvaluateDecl, fields: dict, opts: Options) -> None:
+        """A rubric benchmark (healthbench) needs a grader with a backend; a grader needs one."""
+        decls = {x.name.name: x for x in self.p.decls}
+        rubric = [b.name for b in d.benchmarks
+                  if isinstance(decls.get(b.name), ast.DatasetDecl) and decls[b.name].source.func.name == "healthbench"]
+        grader = fields.get("grader")
+        if rubric and grader is None:
+            self.diags.error(f"benchmark '{rubric[0]}' is graded against rubrics and needs a grader",
+                             d.span, hint="add { grader = judge }, a model with a backend")
+        if grader is not None and not rubric:
+            self.diags.error("'grader' grades rubric benchmarks (healthbench); none is evaluated here",
+                             opts.key_span("grader"), hint="remove it, or evaluate on a healthbench() dataset")
+        if fields.get("rubric_prompt") is not None and grader is None:
+            self.diags.error("'rubric_prompt' has no effect without a grader", opts.key_span("rubric_prompt"))
+        model = decls.get(grader) if grader else None
+        if isinstance(model, ast.ModelDecl) and not _grader_backend(model):
+            self.diags.error(f"the grader '{grader}' has no generation backend", opts.key_span("grader"),
+                             hint=f"give model {grader} a block such as {{ backend = vllm(tp = 8) }}")
 
     def evaluate(self, d: ast.EvaluateDecl, targets: tuple[str, ...]) -> ir.Evaluate:
         opts = Options.of_block(d.block, "an evaluation", self.diags)
@@ -457,7 +496,9 @@ class _Lowering:
                   "max_tokens": opts.get("max_tokens", to_int, check=at_least(1)),
                   "limit": opts.get("limit", to_int, check=at_least(1)),
                   "accept": opts.get("accept", one_of(("letter", "text"))),
+                  "grader": opts.get("grader", to_name), "rubric_prompt": opts.get("rubric_prompt", to_name),
                   "sharding": self.sharding(opts, "an evaluation", d.name.name)}
+        self.rubric_grading(d, fields, opts)
         opts.finish()
         return ir.Evaluate(name=d.name.name, span=d.span, targets=targets,
                            benchmarks=tuple(b.name for b in d.benchmarks),
@@ -492,6 +533,7 @@ class _Lowering:
                     self.diags.error(problem[0], workdir_value.span, hint=problem[1])
                 else:
                     workdir = self.ctx.path(text, workdir_value.span)
+        track = header.get("track", list_of(one_of(TRACKERS)), default=())
         header.finish()
         groups: dict[str, list] = {k: [] for k in ("model", "graph", "sample", "dataset", "prompt",
                                                   "synthesize", "distill", "filter", "reward")}
@@ -516,13 +558,20 @@ class _Lowering:
             datasets=tuple(groups["dataset"]), prompts=tuple(groups["prompt"]),
             synthesize=tuple(groups["synthesize"]), distill=tuple(groups["distill"]),
             filters=tuple(groups["filter"]), rewards=tuple(groups["reward"]), stages=tuple(stages),
-            evaluations=tuple(evaluations), cluster=cluster)
+            evaluations=tuple(evaluations), cluster=cluster, track=tuple(dict.fromkeys(track)))
         exp = shards.resolve(exp, self.pending_auto, self.diags)
         for flt in exp.filters:
             shards.check_filter_agrees(
                 flt, {i: self.shard_spans.get((flt.name, i)) for i in range(len(flt.steps))},
                 self.diags)
         return exp
+
+
+def _grader_backend(model: ast.ModelDecl) -> bool:
+    """A grader generates text: an openai() model, or a model with a backend block (not template())."""
+    if model.source.func.name == "openai":
+        return True
+    return model.block is not None and any(o.key.name == "backend" for o in model.block.options())
 
 
 def _last_wins(options: tuple[ast.Option, ...]) -> list[ast.Option]:

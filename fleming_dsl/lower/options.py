@@ -125,6 +125,9 @@ BLOCKS: tuple[Block, ...] = (
         Opt("seed", "whole number", "seed of every job that draws random numbers", "ir.Experiment.seed"),
         Opt("workdir", "string (path)", "where jobs write their outputs, relative to the spec file",
             "runs/<experiment>"),
+        Opt("track", "list of tensorboard, trackio, mlflow, wandb",
+            "offline experiment tracking (TRL report_to) of every training stage, under "
+            "<workdir>/tracking/<stage>/", "[]"),
     )),
     Block("cluster", "cluster", "cluster { ... }", (
         Opt("account", "string", "SLURM account of every job", None),
@@ -286,6 +289,9 @@ BLOCKS: tuple[Block, ...] = (
             "item ids, merged by a gather job (docs/sharding.md)", "ir.Sharding.shards", ">= 1"),
         Opt("items_per_shard", "whole number", "with shards = auto: items per job, over the "
             "items the spec bounds upstream", "ir.Sharding.items_per_shard", ">= 1"),
+        Opt("grader", "name (a model with a backend)",
+            "grades rubric benchmarks (healthbench) criterion by criterion", None),
+        Opt("rubric_prompt", "name (a prompt)", "the grader's rubric prompt (built-in when not given)", None),
     )),
     Block("choice_match()", "choice_match() reward", "reward NAME = choice_match(TAG, ACCEPT)", (
         Opt("tag", "string (also the first positional argument)",

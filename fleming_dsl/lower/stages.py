@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from fleming_dsl import ir
+from fleming_dsl.check import grpo as grpo_rules
 from fleming_dsl.lower.context import LowerContext
 from fleming_dsl.lower.values import (
     MISSING,
@@ -23,9 +24,25 @@ from fleming_dsl.lower.values import (
     to_int,
     to_name,
     to_str,
+    unit_interval,
     value_span,
 )
 from fleming_dsl.spec import ast
+
+
+def trl_choice(option: str) -> Callable[..., Any]:
+    """A converter for an enumerated GRPOConfig option: the values the installed TRL accepts."""
+
+    choices = grpo_rules.accepted(option)  # the installed TRL's (read once, from its metadata)
+
+    def convert(value, key, diags):
+        return one_of(choices)(value, key, diags)
+
+    return convert
+
+
+def url(x: str) -> str | None:
+    return None if isinstance(x, str) and x.startswith(("http://", "https://")) else "an http:// or https:// URL"
 
 
 @dataclass(frozen=True)
@@ -69,6 +86,42 @@ TRAINING_OPTIONS: tuple[TrainingOption, ...] = (
     TrainingOption("use_vllm", to_bool, methods=("grpo",), meaning="roll out with vLLM"),
     TrainingOption("logging_steps", to_int, at_least(1), meaning="steps between metric rows"),
     TrainingOption("save_steps", to_int, at_least(1), meaning="steps between checkpoints"),
+    # TRL GRPOConfig options (same words as TRL); enumerations come from check/grpo.py's table
+    TrainingOption("loss_type", trl_choice("loss_type"), methods=("grpo",),
+                   meaning="policy loss: grpo, dr_grpo, dapo, bnpo, cispo, sapo, luspo, vespo"),
+    TrainingOption("scale_rewards", trl_choice("scale_rewards"), methods=("grpo",),
+                   meaning="advantage scaling: group, batch or none (Dr. GRPO)"),
+    TrainingOption("epsilon", to_float, positive, methods=("grpo",), meaning="lower clip range"),
+    TrainingOption("epsilon_high", to_float, positive, methods=("grpo",),
+                   meaning="upper clip range (DAPO clip-higher); default = epsilon"),
+    TrainingOption("importance_sampling_level", trl_choice("importance_sampling_level"), methods=("grpo",),
+                   meaning="importance ratio per token or per sequence (GSPO)"),
+    TrainingOption("top_entropy_quantile", to_float, unit_interval, methods=("grpo",),
+                   meaning="train only on the top quantile of tokens by entropy"),
+    TrainingOption("mask_truncated_completions", to_bool, methods=("grpo",),
+                   meaning="leave completions cut at max_completion_length out of the loss"),
+    TrainingOption("num_iterations", to_int, at_least(1), methods=("grpo",),
+                   meaning="updates per rollout batch (GRPO's mu)"),
+    TrainingOption("top_p", to_float, unit_interval, methods=("grpo",), meaning="rollout nucleus sampling"),
+    TrainingOption("top_k", to_int, non_negative, methods=("grpo",), meaning="rollout top-k (0 = off)"),
+    TrainingOption("repetition_penalty", to_float, positive, methods=("grpo",),
+                   meaning="rollout repetition penalty (1 = off)"),
+    TrainingOption("vllm_mode", trl_choice("vllm_mode"), methods=("grpo",),
+                   meaning="vLLM in the trainer's processes (colocate) or a separate server"),
+    TrainingOption("vllm_gpu_memory_utilization", to_float, unit_interval, methods=("grpo",),
+                   meaning="colocate: GPU memory fraction for vLLM"),
+    TrainingOption("vllm_max_model_length", to_int, at_least(1), methods=("grpo",),
+                   meaning="vLLM context window (prompt + completion)"),
+    TrainingOption("vllm_tensor_parallel_size", to_int, at_least(1), methods=("grpo",),
+                   meaning="colocate: vLLM tensor parallelism"),
+    TrainingOption("vllm_enable_sleep_mode", to_bool, methods=("grpo",),
+                   meaning="colocate: offload vLLM between rollouts"),
+    TrainingOption("vllm_server_base_url", to_str, url, methods=("grpo",),
+                   meaning="server: the trl vllm-serve URL"),
+    TrainingOption("dynamic_sampling", to_bool, methods=("grpo",),
+                   meaning="DAPO: drop groups whose rewards all agree, draw replacements"),
+    TrainingOption("max_redraws", to_int, non_negative, methods=("grpo",),
+                   meaning="dynamic sampling: replacement draws per step at most"),
 )
 _GRPO_ONLY = (*(o.word for o in TRAINING_OPTIONS if o.methods == ("grpo",)), "rewards")
 
@@ -160,6 +213,9 @@ class StageLowering:
             self.diags.error(f"grpo stage {d.name.name} needs rewards", d.name.span,
                              hint="rewards = 1.0 * correct + 0.1 * form")
         plateau = self.plateau(opts.raw("until"))
+        if method == "sft":  # an unknown option's "expected" list names what an sft stage takes
+            written_keys = {key.name for key, _ in opts.pairs}
+            opts.known = [k for k in opts.known if k not in _GRPO_ONLY or k in written_keys]
         opts.finish()
         return ir.Stage(name=d.name.name, span=d.span, method=method, init=init, data=data,
                         training=training, rewards=rewards, plateau=plateau,

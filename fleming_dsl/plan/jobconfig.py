@@ -13,9 +13,9 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated, Literal, Union
+from typing import Annotated, Any, Literal, Union
 
-from pydantic import BaseModel, ConfigDict, Field, model_serializer
+from pydantic import BaseModel, ConfigDict, Field, model_serializer, model_validator
 
 from fleming_dsl.check.predicates import MAX_COUNT
 from fleming_dsl.ir import Backend, Lora, Miner, Plateau, TinyArch
@@ -217,6 +217,9 @@ class TrainCommon(JobBase):
     logging_steps: int
     save_steps: int
     output: str  # model directory; checkpoints under <output>.ckpt/ while training
+    # experiment-level `track`: TRL report_to integrations, written offline under tracking_dir
+    track: tuple[Literal["tensorboard", "trackio", "mlflow", "wandb"], ...] = ()
+    tracking_dir: str | None = None
 
 
 class SftJob(TrainCommon):
@@ -243,6 +246,34 @@ class GrpoJob(TrainCommon):
     plateau: Plateau | None
     miner: Miner | None  # miner.pool is resolved to the `data` path; stage-2 mining when set
     metrics: str  # JSONL of per-step rewards (total, per reward, per bucket)
+    # TRL GRPOConfig options, resolved (TRL's defaults where the spec is silent); see check/grpo.py
+    loss_type: str = "dapo"
+    scale_rewards: str = "group"
+    epsilon: float = 0.2
+    epsilon_high: float | None = None  # resolved to epsilon when the spec leaves it out
+    importance_sampling_level: str = "token"
+    top_entropy_quantile: float = 1.0
+    mask_truncated_completions: bool = False
+    num_iterations: int = 1
+    top_p: float = 1.0
+    top_k: int = 0
+    repetition_penalty: float = 1.0
+    vllm_mode: str = "colocate"
+    vllm_gpu_memory_utilization: float = 0.3
+    vllm_max_model_length: int | None = None
+    vllm_tensor_parallel_size: int = 1
+    vllm_enable_sleep_mode: bool = False
+    vllm_server_base_url: str | None = None
+    dynamic_sampling: bool = False
+    max_redraws: int = 4
+
+    @model_validator(mode="before")
+    @classmethod
+    def _resolve_epsilon_high(cls, data: Any) -> Any:
+        """TRL reads epsilon_high = None as epsilon: record the value it will use."""
+        if isinstance(data, dict) and data.get("epsilon_high") is None:
+            data = {**data, "epsilon_high": data.get("epsilon", 0.2)}
+        return data
 
 
 # ---------------------------------------------------------------- evaluation and report
@@ -275,6 +306,10 @@ class EvalJob(Shardable):
     teacher: Generator | None = None
     cache_dir: str | None = None
     accept: Literal["letter", "text"] = "letter"  # text: an option's exact text also counts
+    # rubric benchmarks (healthbench): responses graded criterion by criterion by this model,
+    # its verdicts cached in `cache_dir` (the experiment's teacher cache)
+    grader: Generator | None = None
+    rubric_prompt: str | None = None  # template path; the built-in rubric prompt when None
 
 
 class ReportJob(JobBase):

@@ -386,7 +386,8 @@ class _Planner:
             **self.base(stage.method, stage.name, out), model=model, data=data,
             data_source=source if source.format != "items" else None, buckets=stage.data.buckets,
             deepspeed_config=ds_path if t.deepspeed != "none" else None,
-            accelerate_config=acc_path if distributed else None, output=out)
+            accelerate_config=acc_path if distributed else None, output=out,
+            track=self.exp.track, tracking_dir=self.under("tracking", stage.name) if self.exp.track else None)
         extra: tuple[Output, ...] = ()
         if stage.method == "sft":
             cfg: jc.JobBase = jc.SftJob(**common, **training_fields(t, jc.SftJob),
@@ -422,9 +423,17 @@ class _Planner:
             benchmarks.append(jc.Benchmark(name=bench, path=source.path, format=source.format,
                                            split=source.split, limit=source.limit))
         base = self.base("eval", target, out) | {"job": name}
+        grading: dict = {}
+        if ev.grader is not None:
+            grader, grader_inputs = self.generator(ev.grader)
+            inputs = (*inputs, *grader_inputs)
+            grading = {"grader": grader, "cache_dir": self.cache_dir(),
+                       "rubric_prompt": self.decl(ev.rubric_prompt, "prompt").path if ev.rubric_prompt else None}
+            if grading["rubric_prompt"]:
+                inputs = (*inputs, grading["rubric_prompt"])
         cfg = jc.EvalJob(**base, target=target, model=model, benchmarks=tuple(benchmarks),
                          samples=ev.samples, temperature=ev.temperature, max_tokens=ev.max_tokens,
-                         limit=ev.limit, accept=ev.accept, output=out)
+                         limit=ev.limit, accept=ev.accept, output=out, **grading)
         if teacher is not None:
             cfg = cfg.model_copy(update={"teacher": teacher, "cache_dir": self.cache_dir()})
             resources = ev.resources if ev.resources != ir.Resources() else self.data_resources([teacher])

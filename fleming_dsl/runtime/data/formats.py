@@ -13,7 +13,10 @@ Formats (field names as published):
   1-based, anything else 0-based.
 - pubmedqa: ori_pqal.json, {PMID: {QUESTION, CONTEXTS, final_decision, LONG_ANSWER, ...}};
   options A=yes B=no C=maybe; the question shows the contexts then the question.
-- medxpertqa: id, question, options {A..J}, label.
+- medxpertqa: id, question, options {A..J}, label, medical_task, body_system, question_type
+  (kept in provenance: the eval reports accuracy per value of each).
+- medagentsbench: MedAgentsBench's layout shared by all its subsets (e.g. medqa/test_hard.jsonl):
+  realidx, question, options {A..}, answer_idx (letter), answer, meta_info.
 - mmlu: question, choices (list) or options, answer (index or letter).
 - mmlu_pro: question_id, question, options (list), answer (letter) / answer_index.
 - medbullets: question, opa..ope (or options), answer_idx (letter).
@@ -40,7 +43,7 @@ from fleming_dsl.runtime.data.items import LETTERS, Item, extract_choice
 
 Row = dict[str, Any]
 FORMATS = ("medqa", "medmcqa", "pubmedqa", "mmlu", "mmlu_pro", "medxpertqa", "medbullets",
-           "careqa", "jmed", "mcq", "items", "chat")
+           "careqa", "jmed", "mcq", "medagentsbench", "items", "chat")
 PUBMEDQA_OPTIONS = {"A": "yes", "B": "no", "C": "maybe"}
 
 
@@ -179,10 +182,25 @@ def _pubmedqa(row: Row, loc: str, stem: str) -> Item:
                 answer=letters[decision], provenance={"pmid": str(loc)})
 
 
+# MedXpertQA's published categories: the report breaks accuracy down by each
+MEDXPERTQA_GROUPS = ("medical_task", "body_system", "question_type")
+
+
 def _medxpertqa(row: Row, loc: str, stem: str) -> Item:
     options = _options(_field(row, "options"))
     return Item(id=_row_id(row, loc, stem, "id"), question=_text(row, "question"),
-                options=options, answer=_letter(_field(row, "label"), options, "label"))
+                options=options, answer=_letter(_field(row, "label"), options, "label"),
+                provenance={k: str(row[k]) for k in MEDXPERTQA_GROUPS if row.get(k) not in (None, "")})
+
+
+def _medagentsbench(row: Row, loc: str, stem: str) -> Item:
+    """MedAgentsBench's shared layout for every subset (test_hard.jsonl of medqa, pubmedqa,
+    medmcqa, medbullets, mmlu, mmlu-pro, afrimedqa, medexqa, medxpertqa-r/-u): realidx,
+    question, options {A..}, answer_idx (letter), answer (text), meta_info."""
+    options = _options(_field(row, "options"))
+    return Item(id=_row_id(row, loc, stem, "realidx", "id"), question=_text(row, "question"),
+                options=options, answer=_letter(_field(row, "answer_idx"), options, "answer_idx"),
+                provenance={k: row[k] for k in ("meta_info",) if row.get(k) not in (None, "")})
 
 
 def _mmlu(row: Row, loc: str, stem: str) -> Item:
@@ -269,6 +287,7 @@ def _items(row: Row, loc: str, stem: str) -> Item:
 MAPPERS: dict[str, Callable[[Row, str, str], Item]] = {
     "medqa": _medqa, "pubmedqa": _pubmedqa, "medxpertqa": _medxpertqa, "mmlu": _mmlu,
     "mmlu_pro": _mmlu_pro, "medbullets": _medbullets, "careqa": _careqa, "jmed": _mcq,
+    "medagentsbench": _medagentsbench,
     "mcq": _mcq, "items": _items, "chat": _chat,
 }
 

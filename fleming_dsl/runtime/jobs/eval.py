@@ -91,6 +91,10 @@ def load_benchmark(bench: Benchmark, index: int) -> list[Item]:
 # ---------------------------------------------------------------- scoring (pure)
 
 
+# item provenance fields whose values split a benchmark's accuracy (MedXpertQA's categories)
+GROUP_FIELDS = ("medical_task", "body_system", "question_type")
+
+
 def score_item(benchmark: str, item: Item, completions: list[str],
                accept: str = "letter") -> list[dict[str, Any]]:
     """One prediction row per sampled completion of one item; `named_by` says whether the
@@ -102,6 +106,7 @@ def score_item(benchmark: str, item: Item, completions: list[str],
             "benchmark": benchmark, "id": item.id, "sample": sample, "answer": item.answer,
             "extracted": extracted, "named_by": how, "correct": extracted == item.answer,
             "well_formed": is_well_formed(text, accept == "text"), "difficulty": item.difficulty,
+            "groups": {k: str(item.provenance[k]) for k in GROUP_FIELDS if item.provenance.get(k)},
             "completion": text,
         })
     return rows
@@ -131,6 +136,16 @@ def summarise(rows: list[dict[str, Any]], n_items: int, samples: int) -> dict[st
                 "n": len(picked) // samples,
                 "accuracy": proportion(sum(row["correct"] for row in picked), len(picked)),
             }
+    for field in GROUP_FIELDS:  # published categories (MedXpertQA): accuracy per value
+        values = sorted({row["groups"][field] for row in rows if field in row.get("groups", {})})
+        if values:
+            summary[f"by_{field}"] = {}
+            for value in values:
+                picked = [row for row in rows if row.get("groups", {}).get(field) == value]
+                summary[f"by_{field}"][value] = {
+                    "n": len(picked) // samples,
+                    "accuracy": proportion(sum(row["correct"] for row in picked), len(picked)),
+                }
     return summary
 
 
@@ -180,10 +195,59 @@ def _generate(cfg: EvalJob, items: list[Item], counts: dict[str, Any] | None = N
         raise JobError(f"{cfg.model}: cannot load model (field 'model'): {first}") from None
 
 
+def rubric_benchmark(cfg: EvalJob, bench: Benchmark) -> dict[str, Any]:
+    """A rubric benchmark (HealthBench layout): free-text responses, graded criterion by criterion
+    by the declared grader through the cached teacher."""
+    from fleming_dsl.runtime.data import rubrics
+    from fleming_dsl.runtime.teachers import Request, TeacherError, make_teacher
+
+    if cfg.grader is None:
+        raise JobError(f"benchmark {bench.name!r} is graded against rubrics: field 'grader' is missing")
+    cache = cfg.cache_dir or f"{cfg.output}.cache"
+    items = rubrics.load_rubric_items(bench.path)
+    items = items[:cfg.limit] if cfg.limit is not None else items
+    conversations = [list(item.messages) for item in items]
+    try:
+        if cfg.teacher is not None:  # an API or teacher model answers through its own backend
+            asked = make_teacher(cfg.teacher, cache, cfg.seed).complete(
+                [Request(task="answer", messages=tuple(c)) for c in conversations])
+            responses = [r.texts[0] if r.texts else "" for r in asked]
+        else:
+            from fleming_dsl.runtime.generation import GenerationError, generate_chat
+
+            try:
+                responses = [texts[0] for texts in generate_chat(
+                    cfg.model, conversations, n=1, temperature=cfg.temperature,
+                    max_new_tokens=cfg.max_tokens, seed=cfg.seed, batch_size=cfg.batch_size,
+                    backend=cfg.backend, tensor_parallel=cfg.tensor_parallel)]
+            except GenerationError as err:
+                raise JobError(f"{cfg.job}: {err}") from None
+        teacher = make_teacher(cfg.grader, cache, cfg.seed)
+        records = rubrics.grade(teacher, items, responses, cfg.rubric_prompt)
+    except TeacherError as err:
+        raise JobError(f"{cfg.job}: {err}") from None
+    return {"n": len(items), "score": round(rubrics.set_score(records), 6),
+            "unreadable_verdicts": sum(r["unreadable"] for r in records),
+            "grader_calls": teacher.counts(), "items": [{"id": r["id"], "score": r["score"]} for r in records]}
+
+
+def rubric_benchmarks(cfg: EvalJob, ctx: JobContext) -> dict[str, dict[str, Any]]:
+    """Every rubric benchmark, graded whole: by the unsharded job, or by the gather of a sharded
+    one (shards cut the per-item benchmarks only)."""
+    results = {}
+    for bench in cfg.benchmarks:
+        if bench.format == "healthbench":
+            with ctx.timed("rubric"):
+                results[bench.name] = rubric_benchmark(cfg, bench)
+    return results
+
+
 def run(cfg: EvalJob, ctx: JobContext) -> None:
     with ctx.timed("load"):
         benchmarks = []  # (benchmark, item) over every benchmark, in order: the job's input
         for index, bench in enumerate(cfg.benchmarks):
+            if bench.format == "healthbench":
+                continue
             items = load_benchmark(bench, index)
             items = items[:cfg.limit] if cfg.limit is not None else items
             benchmarks += [(bench.name, item) for item in items]
@@ -209,10 +273,13 @@ def run(cfg: EvalJob, ctx: JobContext) -> None:
 def finish(cfg: EvalJob, ctx: JobContext, total: int, outs: list[dict[str, Any]],
            teacher_counts: dict[str, int]) -> None:
     """Score every benchmark from its items' prediction rows (the gather calls this too)."""
+    rubric_results = rubric_benchmarks(cfg, ctx)
     per_benchmark: dict[str, dict[str, Any]] = {}
     all_rows: list[dict[str, Any]] = []
     n_items: dict[str, int] = {}
     for bench in cfg.benchmarks:
+        if bench.format == "healthbench":
+            continue
         picked = [out["rows"] for out in outs if out["benchmark"] == bench.name]
         rows = [row for item_rows in picked for row in item_rows]
         n_items[bench.name] = len(picked)
@@ -225,6 +292,8 @@ def finish(cfg: EvalJob, ctx: JobContext, total: int, outs: list[dict[str, Any]]
         "accept": cfg.accept, "predictions": predictions_path(cfg.output).name,
         "benchmarks": per_benchmark, **overall(per_benchmark, all_rows),
     }
+    if rubric_results:
+        results["rubric_benchmarks"] = rubric_results
     write_jsonl(predictions_path(cfg.output), all_rows)
     write_json(cfg.output, results)
 
@@ -232,5 +301,8 @@ def finish(cfg: EvalJob, ctx: JobContext, total: int, outs: list[dict[str, Any]]
     ctx.counts.update(items=n_items, completions=len(all_rows),
                       extracted=sum(row["extracted"] is not None for row in all_rows),
                       well_formed=sum(row["well_formed"] for row in all_rows))
+    if rubric_results:
+        ctx.metrics["rubric_score"] = {name: r["score"] for name, r in rubric_results.items()}
+        ctx.counts["grader_calls"] = {name: r["grader_calls"] for name, r in rubric_results.items()}
     ctx.metrics.update(accuracy={name: s["accuracy"] for name, s in per_benchmark.items()},
                        accuracy_mean=results["accuracy_mean"], format_rate=results["format_rate"])

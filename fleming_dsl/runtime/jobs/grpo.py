@@ -38,7 +38,13 @@ from fleming_dsl.runtime import ranks
 from fleming_dsl.runtime.data import items
 from fleming_dsl.runtime.io import atomic_output, read_jsonl, write_jsonl
 from fleming_dsl.runtime.jobs.context import JobContext
-from fleming_dsl.runtime.train import mining, rewards
+from fleming_dsl.runtime.train import (
+    dynamic_sampling,
+    mining,
+    rewards,
+    seeding,
+    tracking,
+)
 from fleming_dsl.runtime.train import trainer_args as training
 
 log = logging.getLogger("fleming.grpo")
@@ -51,6 +57,10 @@ def inputs(cfg: GrpoJob) -> list[str]:
 # ---------------------------------------------------------------- metrics and stop conditions
 
 
+SAMPLES_PER_STEP = 2  # completions kept per step in the metrics rows (for the report)
+SAMPLE_CHARS = 600  # of each prompt (its end) and completion (its start)
+
+
 @dataclass
 class RewardRecorder:
     """Sees every reward call (per-sample values and each sample's bucket) between two steps."""
@@ -58,10 +68,14 @@ class RewardRecorder:
     terms: Sequence[rewards.RewardTerm]
     values: dict[str, list[float]] = field(default_factory=lambda: defaultdict(list))
     buckets: dict[str, list[str]] = field(default_factory=lambda: defaultdict(list))
+    texts: list[tuple[str, str]] = field(default_factory=list)  # (prompt, completion), first term's calls
+    samples_per_step: int = SAMPLES_PER_STEP
 
     def wrap(self, term: rewards.RewardTerm):
         def reward(prompts, completions, **kwargs):
             out = [float(v) for v in term.fn(prompts, completions, **kwargs)]
+            if term is self.terms[0]:
+                self.texts.extend((_prompt_text(p), rewards.completion_text(c)) for p, c in zip(prompts, completions))
             self.values[term.name].extend(out)
             self.buckets[term.name].extend(str(d or "") for d in kwargs.get("difficulty") or [""] * len(out))
             return out
@@ -76,6 +90,7 @@ class RewardRecorder:
                 {t.name: list(self.buckets[t.name]) for t in self.terms})
         self.values.clear()
         self.buckets.clear()
+        texts, self.texts = self.texts, []
         per_term: dict[str, list[float]] = {t.name: [] for t in self.terms}
         per_bucket: dict[str, list[str]] = {t.name: [] for t in self.terms}
         for values, buckets in ranks.all_gather(mine):  # rank order: the same row on every rank
@@ -92,7 +107,29 @@ class RewardRecorder:
             if bucket:
                 by_bucket[bucket].append(total)
         row.update({f"bucket/{b}": _mean(v) for b, v in sorted(by_bucket.items())})
+        # the sample is this rank's own rollouts (only rank 0 writes the rows)
+        local_totals = rewards.weighted_total(mine[0], self.terms) if all(mine[0].values()) else []
+        row["samples"] = self.samples(mine[0], local_totals, texts)
         return row
+
+    def samples(self, per_term: dict[str, list[float]], totals: list[float],
+                texts: list[tuple[str, str]]) -> list[dict[str, Any]]:
+        """A few completions of the step with their reward terms (as TRL's log_completions shows),
+        spread over the step's rollouts so one group does not fill the sample."""
+        count = min(self.samples_per_step, len(texts), len(totals))
+        stride = max(1, len(totals) // max(1, count))
+        picks = list(range(0, len(totals), stride))[:count]
+        return [{"prompt": texts[i][0][-SAMPLE_CHARS:], "completion": texts[i][1][:SAMPLE_CHARS],
+                 "rewards": {name: v[i] for name, v in per_term.items()}, "total": round(totals[i], 6)}
+                for i in picks]
+
+
+def _prompt_text(prompt: Any) -> str:
+    """The last user message of a conversational prompt, or the prompt text."""
+    if isinstance(prompt, str):
+        return prompt
+    users = [m.get("content", "") for m in prompt if isinstance(m, dict) and m.get("role") == "user"]
+    return str(users[-1]) if users else rewards.completion_text(prompt)
 
 
 def _mean(values: Sequence[float]) -> float:
@@ -156,12 +193,14 @@ class StepLog:
         return self.plateaued
 
 
-def _step_callback(recorder: RewardRecorder, steps: StepLog):
+def _step_callback(recorder: RewardRecorder, steps: StepLog, groups: dynamic_sampling.GroupFilterLog | None):
     from transformers import TrainerCallback
 
     class StepMetrics(TrainerCallback):
         def on_step_end(self, args, state, control, **kwargs):
             values = recorder.flush()
+            if values is not None and groups is not None:
+                values.update(groups.pop_row())
             if values is not None and steps.add(state.global_step, values):
                 log.info("plateau of %s at step %d: stopping", steps.metric, steps.offset + state.global_step)
                 control.should_training_stop = True
@@ -173,12 +212,25 @@ def _step_callback(recorder: RewardRecorder, steps: StepLog):
 # ---------------------------------------------------------------- trainer construction
 
 
+# GrpoJob fields passed to GRPOConfig under the same name (the spec uses TRL's words)
+GRPO_PASSTHROUGH = ("loss_type", "scale_rewards", "epsilon", "epsilon_high", "importance_sampling_level",
+                    "top_entropy_quantile", "mask_truncated_completions", "num_iterations", "top_p",
+                    "top_k", "repetition_penalty")
+_VLLM_COLOCATE = ("vllm_gpu_memory_utilization", "vllm_tensor_parallel_size", "vllm_enable_sleep_mode")
+
+
 def vllm_args(cfg: GrpoJob, *, cuda: bool, vllm_installed: bool) -> dict[str, Any]:
-    """Colocated vLLM rollouts only where a GPU and vllm are present; plain generate otherwise."""
+    """vLLM rollouts (the spec's mode) only where a GPU and vllm are present; plain generate otherwise."""
     if not cfg.use_vllm:
         return {"use_vllm": False}
     if cuda and vllm_installed:
-        return {"use_vllm": True, "vllm_mode": "colocate"}
+        out: dict[str, Any] = {"use_vllm": True, "vllm_mode": cfg.vllm_mode,
+                               "vllm_max_model_length": cfg.vllm_max_model_length}
+        if cfg.vllm_mode == "colocate":
+            out.update({name: getattr(cfg, name) for name in _VLLM_COLOCATE})
+        elif cfg.vllm_server_base_url:
+            out["vllm_server_base_url"] = cfg.vllm_server_base_url
+        return out
     log.warning("%s: use_vllm requested but %s; generating with transformers (%s)", cfg.job,
                 "vllm is not installed" if cuda else "no CUDA device",
                 "fix: pip install vllm" if cuda else "fix: run on a GPU node, or set use_vllm = false")
@@ -198,6 +250,7 @@ def grpo_config_kwargs(cfg: GrpoJob, *, cuda: bool, bf16_ok: bool, vllm_installe
         "temperature": cfg.temperature,
         "beta": cfg.beta,
         "reward_weights": [t.weight for t in cfg.rewards],
+        **{name: getattr(cfg, name) for name in GRPO_PASSTHROUGH},
         **vllm_args(cfg, cuda=cuda, vllm_installed=vllm_installed),
     }
     if max_steps is not None:
@@ -224,6 +277,7 @@ class Setup:
     recorder: RewardRecorder
     steps: StepLog
     env: dict[str, bool]
+    groups: dynamic_sampling.GroupFilterLog | None = None  # set when the stage uses dynamic sampling
 
 
 def _train(setup: Setup, model, pool: Sequence[items.Item], *, max_steps: int | None = None,
@@ -233,11 +287,17 @@ def _train(setup: Setup, model, pool: Sequence[items.Item], *, max_steps: int | 
 
     args = GRPOConfig(**grpo_config_kwargs(setup.cfg, **setup.env, max_steps=max_steps, output_dir=output_dir,
                                            world=ranks.world_size()))
-    trainer = GRPOTrainer(
-        model=model, reward_funcs=setup.funcs, args=args, train_dataset=Dataset.from_list(prompt_rows(pool)),
-        processing_class=setup.tokenizer, peft_config=training.lora_config(setup.cfg),
-        callbacks=[_step_callback(setup.recorder, setup.steps), training.checkpoint_sealer()],
-    )
+    trainer_cls, extra = GRPOTrainer, {}
+    if setup.groups is not None:
+        trainer_cls = dynamic_sampling.trainer_class()
+        extra = {"max_redraws": setup.cfg.max_redraws, "group_log": setup.groups, "draw_seed": setup.cfg.seed}
+    with seeding.vllm_engine_seed(setup.cfg.seed):
+        trainer = trainer_cls(
+            model=model, reward_funcs=setup.funcs, args=args, train_dataset=Dataset.from_list(prompt_rows(pool)),
+            processing_class=setup.tokenizer, peft_config=training.lora_config(setup.cfg),
+            callbacks=[_step_callback(setup.recorder, setup.steps, setup.groups), training.checkpoint_sealer()],
+            **extra,
+        )
     trainer.train(resume_from_checkpoint=resume)
     return trainer
 
@@ -330,6 +390,7 @@ def run(cfg: GrpoJob, ctx: JobContext) -> None:
 
     ranks.init(deepspeed=cfg.deepspeed_config is not None)
     pool = training.load_items(cfg.data, cfg.buckets, cfg.data_source)
+    tracked = tracking.start(cfg)
     terms = rewards.build_terms(cfg.rewards)
     recorder = RewardRecorder(terms)
     metric = plateau_metric(cfg)
@@ -340,6 +401,7 @@ def run(cfg: GrpoJob, ctx: JobContext) -> None:
         steps=StepLog(stage=cfg.job, metric=metric, tracker=tracker, path=cfg.metrics),
         env={"cuda": training.cuda_available(), "bf16_ok": training.bf16_supported(),
              "vllm_installed": importlib.util.find_spec("vllm") is not None},
+        groups=dynamic_sampling.GroupFilterLog() if cfg.dynamic_sampling else None,
     )
     rounds: list[dict[str, Any]] = []
     resume = None
@@ -369,4 +431,5 @@ def run(cfg: GrpoJob, ctx: JobContext) -> None:
         "reward_last": rows[-1]["reward"] if rows else None,
         "reward_mean": _mean([r["reward"] for r in rows]),
         "rounds": rounds,
+        "tracking": tracked,
     }

@@ -41,7 +41,7 @@ def run(cfg: ReportJob, ctx: JobContext) -> None:
         with ctx.timed("plot"):
             figures = plot_all(records, summary, folder)
         with ctx.timed("render"):
-            report = layout(cfg.experiment, records, summary, figures)
+            report = layout(cfg.experiment, records, summary, figures, report_dir=cfg.output)
             (folder / "report.md").write_text(render_markdown(report), encoding="utf-8")
             (folder / "index.html").write_text(render_html(report, folder), encoding="utf-8")
             (folder / "summary.json").write_text(

@@ -17,6 +17,7 @@ from fleming_dsl.plan.jobconfig import SftJob
 from fleming_dsl.runtime import ranks
 from fleming_dsl.runtime.data import items
 from fleming_dsl.runtime.jobs.context import JobContext
+from fleming_dsl.runtime.train import tracking
 from fleming_dsl.runtime.train import trainer_args as training
 
 log = logging.getLogger("fleming.sft")
@@ -100,6 +101,7 @@ def run(cfg: SftJob, ctx: JobContext) -> None:
     from trl import SFTConfig, SFTTrainer
 
     ranks.init(deepspeed=cfg.deepspeed_config is not None)
+    tracked = tracking.start(cfg)
     with ctx.timed("load"):
         data = training.load_items(cfg.data, cfg.buckets, cfg.data_source)
         rows = [{"messages": training_messages(item, cfg.data)} for item in data]
@@ -135,4 +137,5 @@ def run(cfg: SftJob, ctx: JobContext) -> None:
         "train_s": round(seconds, 3),
         "stopped_by": "plateau" if losses.plateaued else "schedule",
         "loss_curve": losses.losses,
+        "tracking": tracked,
     }

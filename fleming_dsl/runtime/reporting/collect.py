@@ -54,6 +54,7 @@ class EvalResult:
     benchmarks: dict[str, dict[str, Any]]
     format_rate: float
     accuracy_mean: float
+    rubric: dict[str, dict[str, Any]] = field(default_factory=dict)  # rubric benchmarks (healthbench)
 
 
 @dataclass(frozen=True)
@@ -150,6 +151,7 @@ def read_eval(path: str) -> EvalResult:
         target=_field(data, path, "target", str), model=_field(data, path, "model", str, ""),
         benchmarks=benchmarks, format_rate=float(_field(data, path, "format_rate", (int, float))),
         accuracy_mean=float(_field(data, path, "accuracy_mean", (int, float))),
+        rubric=_field(data, path, "rubric_benchmarks", dict, {}),
     )
 
 

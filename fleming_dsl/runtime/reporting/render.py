@@ -12,6 +12,11 @@ from pathlib import Path
 from typing import Any
 
 from fleming_dsl.runtime.reporting.collect import ReportInputs
+from fleming_dsl.runtime.reporting.rollouts import (
+    completions_table,
+    dynamic_sampling_table,
+    tracking_links,
+)
 from fleming_dsl.runtime.reporting.tables import (
     Table,
     accuracy_table,
@@ -21,8 +26,10 @@ from fleming_dsl.runtime.reporting.tables import (
     fmt,
     format_table,
     funnel_table,
+    group_accuracy_table,
     grpo_table,
     markdown_table,
+    rubric_table,
     timing_table,
 )
 
@@ -33,6 +40,7 @@ class Section:
     notes: tuple[str, ...] = ()
     tables: tuple[Table, ...] = ()
     figures: tuple[str, ...] = ()  # PNG file names in the report directory
+    links: tuple[tuple[str, str], ...] = ()  # (label, href relative to the report directory)
 
 
 @dataclass(frozen=True)
@@ -60,7 +68,7 @@ def headline(summary: dict[str, Any]) -> tuple[str, ...]:
 
 
 def layout(experiment: str, inputs: ReportInputs, summary: dict[str, Any],
-           figures: dict[str, str]) -> Report:
+           figures: dict[str, str], report_dir: str = ".") -> Report:
     """The report's sections: the ablation (accuracy per stage) first, then in recipe order
     data, difficulty, GRPO, format and cost."""
     def fig(*names: str) -> tuple[str, ...]:
@@ -98,6 +106,12 @@ def layout(experiment: str, inputs: ReportInputs, summary: dict[str, Any],
                 notes=() if "bucket_rewards" in figures
                 else ("No per-bucket rewards or pool pass rates were logged.",),
                 figures=fig("bucket_rewards")),
+        rollouts_section(inputs),
+        tracking_section(inputs, report_dir),
+        Section("Accuracy by published category and rubric scores",
+                notes=() if group_accuracy_table(inputs) or rubric_table(inputs)
+                else ("No benchmark with published categories or rubrics.",),
+                tables=tuple(t for t in (group_accuracy_table(inputs), rubric_table(inputs)) if t is not None)),
         Section("Format rate",
                 notes=("Share of completions of the form <think>...</think><answer>X</answer>.",)
                 if inputs.evals else (),
@@ -107,6 +121,25 @@ def layout(experiment: str, inputs: ReportInputs, summary: dict[str, Any],
                 notes=() if summary["timings_s"] else ("No timings recorded.",)),
     ]
     return Report(experiment=experiment, headline=headline(summary), sections=tuple(sections))
+
+
+def rollouts_section(inputs: ReportInputs) -> Section:
+    tables = [t for t in (dynamic_sampling_table(inputs.curves), *map(completions_table, inputs.curves))
+              if t is not None]
+    return Section("GRPO rollouts: sampled completions per step",
+                   notes=("Completions sampled from each logged step with their reward terms; dynamic "
+                          "sampling figures where a stage drops groups whose rewards all agree.",) if tables
+                   else ("No completions were logged.",),
+                   tables=tuple(tables))
+
+
+def tracking_section(inputs: ReportInputs, report_dir: str) -> Section:
+    links = tracking_links(inputs, report_dir)
+    return Section("Experiment tracking", links=links,
+                   notes=("Offline tracking folders per stage (open TensorBoard with `tensorboard --logdir`, "
+                          "MLflow with `mlflow ui --backend-store-uri`, Trackio with `trackio show`, "
+                          "upload W&B with `wandb sync`).",) if links
+                   else ("No tracking integrations (experiment option track).",))
 
 
 def _environment(autoescape: bool) -> Any:

@@ -123,3 +123,30 @@ def format_table(inputs: ReportInputs) -> Table:
 def timing_table(summary: dict[str, Any]) -> Table:
     return Table(("job", "seconds"), tuple(
         (job, fmt(seconds, 1)) for job, seconds in summary["timings_s"].items()))
+
+
+GROUP_FIELDS = ("medical_task", "body_system", "question_type")  # as the eval job writes them
+
+
+def group_accuracy_table(inputs: ReportInputs) -> Table | None:
+    """Accuracy per published category (MedXpertQA's medical task, body system, question type)."""
+    rows = []
+    for result in inputs.evals:
+        for bench, summary in result.benchmarks.items():
+            for field in GROUP_FIELDS:
+                for value, figures in (summary.get(f"by_{field}") or {}).items():
+                    rows.append((result.target, bench, field, str(value), fmt(figures.get("n")),
+                                 fmt(figures.get("accuracy"))))
+    if not rows:
+        return None
+    return Table(("target", "benchmark", "category", "value", "items", "accuracy"), tuple(rows))
+
+
+def rubric_table(inputs: ReportInputs) -> Table | None:
+    """Rubric benchmarks (HealthBench layout): the graded score, clipped to [0, 1] as published."""
+    rows = [(result.target, bench, fmt(figures.get("n")), fmt(figures.get("score")),
+             fmt(figures.get("unreadable_verdicts")))
+            for result in inputs.evals for bench, figures in result.rubric.items() if isinstance(figures, dict)]
+    if not rows:
+        return None
+    return Table(("target", "rubric benchmark", "items", "score", "unreadable grader verdicts"), tuple(rows))

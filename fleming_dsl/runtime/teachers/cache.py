@@ -85,13 +85,21 @@ class CachedTeacher:
         missing = [i for i, texts in enumerate(found) if texts is None]
         self.hits += len(requests) - len(missing)
         if missing:
-            fresh = self.backend.generate([requests[i] for i in missing])
-            self.calls += len(missing)
-            for i, texts in zip(missing, fresh):
+            def store(j: int, texts: list[str]) -> None:
+                i = missing[j]
                 found[i] = texts
                 # An empty answer may be a transient endpoint fault: do not make it permanent.
                 if texts and all(texts):
                     self.cache.put(keys[i], texts, parts[i])
+
+            self.calls += len(missing)
+            todo = [requests[i] for i in missing]
+            each = getattr(self.backend, "generate_each", None)
+            if each is not None:  # answers are cached as they arrive: a crash loses none of them
+                each(todo, store)
+            else:
+                for j, texts in enumerate(self.backend.generate(todo)):
+                    store(j, texts)
         return [Response(texts=list(found[i] or []), cached=i not in set(missing))
                 for i in range(len(requests))]
 

@@ -102,7 +102,31 @@ def length_penalty(max_tokens: int) -> RewardFn:
     return reward
 
 
+def overlong(max_tokens: int, buffer: int) -> RewardFn:
+    """DAPO's soft overlong punishment: 0 up to `max_tokens - buffer` completion tokens, then a linear
+    ramp to -1 at `max_tokens`, and -1 beyond it (Yu et al. 2025, eq. 13)."""
+    if max_tokens <= 0 or buffer <= 0 or buffer > max_tokens:
+        raise JobError(f"reward overlong: options need 0 < buffer <= max_tokens, got max_tokens = {max_tokens}, "
+                       f"buffer = {buffer}")
+    start = max_tokens - buffer
+
+    def penalty(n: int) -> float:
+        if n <= start:
+            return 0.0
+        if n <= max_tokens:
+            return (start - n) / buffer
+        return -1.0
+
+    def reward(prompts, completions, completion_ids=None, **kwargs) -> list[float]:
+        lengths = ([len(ids) for ids in completion_ids] if completion_ids is not None
+                   else [len(completion_text(c).split()) for c in completions])
+        return [penalty(n) for n in lengths]
+
+    return reward
+
+
 BUILTINS: dict[str, Callable[..., RewardFn]] = {
+    "overlong": overlong,
     "choice_match": choice_match,
     "regex": regex,
     "length_penalty": length_penalty,

@@ -28,6 +28,7 @@ from fleming_dsl.plan.jobconfig import TrainCommon
 from fleming_dsl.runtime import ranks
 from fleming_dsl.runtime.data import items
 from fleming_dsl.runtime.io import atomic_output, read_jsonl
+from fleming_dsl.runtime.train import tracking
 
 log = logging.getLogger("fleming.training")
 
@@ -122,7 +123,7 @@ def common_args(cfg: TrainCommon, *, cuda: bool, bf16_ok: bool, world: int = 1) 
         "save_total_limit": 2,
         "seed": cfg.seed,
         "data_seed": cfg.seed,
-        "report_to": [],
+        **tracking.report_args(cfg),
         "disable_tqdm": False,
         **device_args(cfg, cuda=cuda, bf16_ok=bf16_ok, world=world),
     }

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import re
 from pathlib import Path
 
 import pytest
@@ -165,8 +166,9 @@ async def test_hover_on_a_name_shows_its_resolved_configuration(client: Language
     hover = await client.text_document_hover_async(t.HoverParams(text_document=doc(uri), position=at(5, 8)))
     text = hover.contents.value
     assert "stage cold_start  (specs/child.flm:5)" in text
-    assert "training.lr                    = 0.001  <- line 7" in text
-    assert 'init                           = "base"  <- line 5' in text
+    flat = re.sub(r" {2,}", " ", text)  # the padding follows the longest field name
+    assert "training.lr = 0.001 <- line 7" in flat
+    assert 'init = "base" <- line 5' in flat
 
 
 async def test_hover_shows_every_sweep_point(client: LanguageClient, project: Path):

@@ -59,12 +59,20 @@ def test_length_penalty_is_zero_up_to_max_then_linearly_negative() -> None:
     assert fn([], ["one two three four five"]) == [-0.25]  # words stand in without ids
 
 
+def test_overlong_is_dapos_soft_length_penalty() -> None:
+    fn = rewards.overlong(max_tokens=8, buffer=4)
+    ids = [[1] * n for n in (3, 4, 5, 6, 8, 9)]
+    assert fn([], ["x"] * 6, completion_ids=ids) == [0.0, 0.0, -0.25, -0.5, -1.0, -1.0]
+    with pytest.raises(JobError, match=r"^reward overlong: options need 0 < buffer <= max_tokens"):
+        rewards.overlong(max_tokens=4, buffer=8)
+
+
 def test_unknown_reward_lists_the_registered_ones(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(metadata, "entry_points", lambda group=None: [])
     with pytest.raises(JobError) as err:
         rewards.make_reward("choise_match", {})
     assert str(err.value) == ("unknown reward function 'choise_match'; "
-                              "registered: choice_match, length_penalty, regex")
+                              "registered: choice_match, length_penalty, overlong, regex")
 
 
 def test_bad_options_name_the_function() -> None:

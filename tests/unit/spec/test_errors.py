@@ -243,9 +243,8 @@ def test_rendering_has_source_line_caret_expected_and_hint(tmp_path: Path) -> No
         "spec.flm:13:44: error: unknown option 'epoch' for stage sft1",
         "  stage sft1 = sft(base, clean) { lr = 1e-4  epoch = 2 }",
         "                                             ^^^^^",
-        "  expected one of batch, beta, bf16, deepspeed, epochs, generations, grad_accum, "
-        "logging_steps, lora, lr, max_completion_length, max_length, max_steps, rewards, save_steps, "
-        "temperature, until, use_vllm, warmup_steps",
+        "  expected one of batch, bf16, deepspeed, epochs, grad_accum, logging_steps, lora, lr, "
+        "max_length, max_steps, save_steps, until, warmup_steps",
         "  hint: did you mean 'epochs'?",
     ]
 

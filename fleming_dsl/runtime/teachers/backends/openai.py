@@ -14,7 +14,7 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from typing import Any
 
 from fleming_dsl.runtime.teachers.protocol import Request, TeacherError
@@ -107,7 +107,24 @@ class OpenAIBackend:
         return completion_texts(self._post(payload, headers), request.n)
 
     def generate(self, requests: list[Request]) -> list[list[str]]:
+        out: list[list[str]] = [[] for _ in requests]
+        self.generate_each(requests, lambda i, texts: out.__setitem__(i, texts))
+        return out
+
+    def generate_each(self, requests: list[Request], done: Callable[[int, list[str]], None]) -> None:
+        """Answer `requests` `concurrency` at a time, handing each answer to `done(index, texts)`
+        as it arrives (the cache stores it at once). A request that fails for good does not stop
+        the others: every answer that can be had is handed over, then the first failure is raised,
+        so a re-run pays only for what is still missing."""
         headers = self._headers()
         workers = max(1, min(self.settings.concurrency, len(requests)))
+        failures: list[TeacherError] = []
         with ThreadPoolExecutor(max_workers=workers) as pool:
-            return list(pool.map(lambda r: self._one(r, headers), requests))
+            futures = {pool.submit(self._one, r, headers): i for i, r in enumerate(requests)}
+            for future in as_completed(futures):
+                try:
+                    done(futures[future], future.result())
+                except TeacherError as err:
+                    failures.append(err)
+        if failures:
+            raise failures[0]
