@@ -130,6 +130,19 @@ class Prompt(Decl):
     path: str
 
 
+class Sharding(Node):
+    """How a data step is cut into jobs (`shards = N`, or `shards = auto` with `items_per_shard`).
+
+    `shards` is resolved: `auto` becomes ceil(upper bound of the step's items / items_per_shard)
+    at lowering, from the declared counts upstream (sample `count`, dataset `limit`). Each item
+    goes to the shard a stable hash of its id picks; a gather job merges the shards in input
+    order, so the data does not depend on the cut (see docs/sharding.md).
+    """
+
+    shards: int = 1
+    items_per_shard: int | None = None  # set when the spec wrote shards = auto
+
+
 class Synthesize(Decl):
     kind: Literal["synthesize"] = "synthesize"
     source: str  # a Sample
@@ -138,6 +151,7 @@ class Synthesize(Decl):
     variants: int = 1  # items per sampled path, each with its own distractor draw and order
     options: int | None = None  # options per item (answer + distractors); None: all the row has
     resources: Resources | None = None  # None: the planner's defaults (GPUs for a vLLM teacher)
+    sharding: Sharding = Sharding()
 
 
 class Distill(Decl):
@@ -149,6 +163,7 @@ class Distill(Decl):
     max_rounds: int = 1
     keep: Literal["correct", "all"] = "correct"
     resources: Resources | None = None  # None: the planner's defaults (GPUs for a vLLM teacher)
+    sharding: Sharding = Sharding()
 
 
 # ---------------------------------------------------------------- filters
@@ -164,6 +179,7 @@ class VerifyLabel(Node):
     votes: int = 5
     agree: int = 1  # keep when at least `agree` of `votes` answers match the label
     on_fail: Literal["drop", "review"] = "review"
+    sharding: Sharding = Sharding()  # the model-backed steps of one filter share their shards
 
 
 class Dedupe(Node):
@@ -186,6 +202,7 @@ class Difficulty(Node):
     easy: float = 0.75  # pass >= easy -> easy
     moderate: float = 0.25  # pass >= moderate -> moderate; below -> hard
     prompt: str | None = None  # grader only: a Prompt name, the rubric the grader is asked with
+    sharding: Sharding = Sharding()  # the model-backed steps of one filter share their shards
 
 
 FilterStep = Annotated[
@@ -198,6 +215,12 @@ class Filter(Decl):
     source: str
     steps: tuple[FilterStep, ...]
     resources: Resources | None = None  # None: the planner's defaults (GPUs for a vLLM model)
+
+    @property
+    def shards(self) -> int:
+        """The shard count of the filter's model-backed steps (lowering makes them agree)."""
+        return max((s.sharding.shards for s in self.steps
+                    if isinstance(s, (VerifyLabel, Difficulty))), default=1)
 
 
 # ---------------------------------------------------------------- rewards
@@ -321,6 +344,7 @@ class Evaluate(Decl):
     limit: int | None = None
     accept: Literal["letter", "text"] = "letter"  # text: an option's exact text also counts
     resources: Resources = Resources()
+    sharding: Sharding = Sharding()  # per target: each evaluated model is cut the same way
     grader: str | None = None  # a Model with a backend: grades rubric benchmarks (healthbench)
     rubric_prompt: str | None = None  # a Prompt: the grader's rubric prompt (built-in when None)
 

@@ -36,6 +36,10 @@ class Shape:
     named_inputs: tuple[str, ...]
     grouped: bool
     launch: bool
+    temps: tuple[str, ...] = ()  # output keys that are temp(): a shard's parts
+    # the config input is ancient() for gathers and shards: a re-cut rewrites their configs
+    # but changes no data (a real change changes the config hash, which `params` sees)
+    ancient_config: bool = False
 
     def pattern(self, tail: str) -> str:
         return f"{self.prefix}{{stem}}{tail}"
@@ -77,7 +81,9 @@ def shape_of(job: Job, output_keys: list[str], resources: list[tuple[str, Any]],
     shape = Shape(kind=job.kind, prefix=prefix, outputs=outputs,
                   log=(job.log[:at], job.log[at + len(stem):]),
                   resources=tuple(key for key, _ in resources),
-                  named_inputs=tuple(named_inputs), grouped=grouped, launch=launch)
+                  named_inputs=tuple(named_inputs), grouped=grouped, launch=launch,
+                  temps=tuple(key for key, out in zip(output_keys, job.outputs) if out.temp),
+                  ancient_config=job.kind == "gather" or job.is_shard)
     return stem, shape
 
 

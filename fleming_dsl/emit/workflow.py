@@ -342,7 +342,11 @@ def render(plan: Plan, spec_sha256: str = "", ir_sha256: str = "") -> dict[str, 
         files[f"jobs/{job.name}.json"] = text
         configs[job.name] = sha256_text(text)
         libraries.update(job_libraries([(job.name, job.kind, data)]))
-        placed.append(place(plan, job, configs[job.name], groups.get(job.name)))
+        # A job re-runs by the hash of what decides its data: its config, or for a gather the
+        # unsharded job's config (its own lists the shards), so a re-cut re-runs nothing.
+        data_hash = (configs[job.name] if job.data_config is job.config
+                     else sha256_text(jc.config_text(job.data_config)))
+        placed.append(place(plan, job, data_hash, groups.get(job.name)))
         cfg = job.config
         if isinstance(cfg, (jc.SftJob, jc.GrpoJob)):
             if cfg.deepspeed_config and job.deepspeed_stage:

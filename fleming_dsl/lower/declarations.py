@@ -16,6 +16,7 @@ from pathlib import Path
 
 from fleming_dsl import ir
 from fleming_dsl.errors import SpecError, by_place, did_you_mean
+from fleming_dsl.lower import shards
 from fleming_dsl.lower.context import LowerContext
 from fleming_dsl.lower.stages import StageLowering
 from fleming_dsl.lower.sweeps import expand_stages
@@ -61,6 +62,17 @@ class _Lowering:
         self.p = ctx.p
         self.diags = ctx.diags
         self.stage_lowering = StageLowering(ctx)
+        self.pending_auto: list[shards.PendingAuto] = []  # `shards = auto`, resolved at the end
+        self.shard_spans: dict[tuple[str, int], ir.Span | None] = {}  # (filter, step) -> span
+
+    def sharding(self, opts: Options, where: str, decl: str, step: int | None = None) -> ir.Sharding:
+        sharding, auto_span = shards.read(opts, self.diags, where)
+        if auto_span is not None:
+            self.pending_auto.append(shards.PendingAuto(decl, step, sharding.items_per_shard or 1,
+                                                        auto_span))
+        if step is not None:
+            self.shard_spans[(decl, step)] = opts.key_span("shards")
+        return sharding
 
     # models --------------------------------------------------------------
     def backend(self, call: ast.Call, model_opts: Options) -> ir.Backend | None:
@@ -250,10 +262,12 @@ class _Lowering:
         return ir.Prompt(name=d.name.name, span=d.span, path=path)
 
     def synthesize(self, d: ast.SynthesizeDecl) -> ir.Synthesize:
-        opts = Options.of_block(d.block, f"synthesize {d.name.name}", self.diags)
-        resources = self.step_resources(d.block, f"synthesize {d.name.name}")
+        where = f"synthesize {d.name.name}"
+        opts = Options.of_block(d.block, where, self.diags)
+        resources = self.step_resources(d.block, where)
         fields = {"variants": opts.get("variants", to_int, check=at_least(1)),
-                  "options": opts.get("options", to_int, check=lambda x: None if 2 <= x <= 26 else "in 2..26")}
+                  "options": opts.get("options", to_int, check=lambda x: None if 2 <= x <= 26 else "in 2..26"),
+                  "sharding": self.sharding(opts, where, d.name.name)}
         opts.finish()
         return ir.Synthesize(name=d.name.name, span=d.span, source=d.source.name,
                              teacher=d.teacher.name, prompt=d.prompt.name, resources=resources,
@@ -266,6 +280,7 @@ class _Lowering:
             "refine": opts.get("refine", list_of(one_of(("backtrack", "explore", "self_correct")))),
             "max_rounds": opts.get("max_rounds", to_int, check=at_least(1)),
             "keep": opts.get("keep", one_of(("correct", "all"))),
+            "sharding": self.sharding(opts, f"distill {d.name.name}", d.name.name),
         }
         opts.finish()
         return ir.Distill(name=d.name.name, span=d.span, sources=tuple(s.name for s in d.sources),
@@ -301,11 +316,16 @@ class _Lowering:
                                  expected="one of " + ", ".join(_FILTER_STEPS),
                                  hint=did_you_mean(item.name.name, _FILTER_STEPS))
                 continue
+            self.current_step = (d.name.name, len(steps))
             step = getattr(self, "step_" + item.name.name)(item)
             if step is not None:
                 steps.append(step)
         return ir.Filter(name=d.name.name, span=d.span, source=d.source.name, steps=tuple(steps),
                          resources=resources)
+
+    def step_sharding(self, kw: Options, step: str) -> ir.Sharding:
+        name, index = self.current_step
+        return self.sharding(kw, f"{step}()", name, index)
 
     def _step_opts(self, item: ast.Entry, positional: int = 0) -> Options:
         call = item.call
@@ -323,7 +343,8 @@ class _Lowering:
         kw = self._step_opts(item)
         fields = {"model": kw.get("model", to_name), "votes": kw.get("votes", to_int, check=at_least(1)),
                   "agree": kw.get("agree", to_int, check=at_least(1)),
-                  "on_fail": kw.get("on_fail", one_of(("drop", "review")))}
+                  "on_fail": kw.get("on_fail", one_of(("drop", "review"))),
+                  "sharding": self.step_sharding(kw, "verify_label")}
         kw.finish()
         step = ir.VerifyLabel(**{k: v for k, v in fields.items() if v is not None})
         if step.agree > step.votes:
@@ -364,6 +385,7 @@ class _Lowering:
         model = kw.get("model", to_name)
         samples = kw.get("samples", to_int, check=at_least(1))
         prompt = kw.get("prompt", to_name)
+        sharding = self.step_sharding(kw, "difficulty")
         kw.finish()
         if model is None:
             self.diags.error("difficulty needs model = <the model that grades or is sampled>", item.span)
@@ -382,7 +404,7 @@ class _Lowering:
         buckets.finish()
         step = ir.Difficulty(model=model or "", **{k: v for k, v in {
             "method": method, "samples": samples, "easy": easy, "moderate": moderate,
-            "prompt": prompt}.items() if v is not None})
+            "prompt": prompt, "sharding": sharding}.items() if v is not None})
         for key, value in (("easy", step.easy), ("moderate", step.moderate)):
             if not 0 < value <= 1:
                 self.diags.error(f"'{key}' threshold must be in (0, 1], got {value}",
@@ -474,7 +496,8 @@ class _Lowering:
                   "max_tokens": opts.get("max_tokens", to_int, check=at_least(1)),
                   "limit": opts.get("limit", to_int, check=at_least(1)),
                   "accept": opts.get("accept", one_of(("letter", "text"))),
-                  "grader": opts.get("grader", to_name), "rubric_prompt": opts.get("rubric_prompt", to_name)}
+                  "grader": opts.get("grader", to_name), "rubric_prompt": opts.get("rubric_prompt", to_name),
+                  "sharding": self.sharding(opts, "an evaluation", d.name.name)}
         self.rubric_grading(d, fields, opts)
         opts.finish()
         return ir.Evaluate(name=d.name.name, span=d.span, targets=targets,
@@ -528,7 +551,7 @@ class _Lowering:
         evaluations = [self.evaluate(d, tuple(n for t in d.targets for n in stage_names.get(t.name, [t.name])))
                        for d in eval_decls]
         cluster = self.cluster()
-        return ir.Experiment(
+        exp = ir.Experiment(
             name=name, seed=seed, workdir=workdir, spec=self.ctx.path(os.path.basename(self.p.spec), ir.Span(
                 file=self.p.spec, line=1, col=1, end_line=1, end_col=1)),
             models=tuple(groups["model"]), graphs=tuple(groups["graph"]), samples=tuple(groups["sample"]),
@@ -536,6 +559,12 @@ class _Lowering:
             synthesize=tuple(groups["synthesize"]), distill=tuple(groups["distill"]),
             filters=tuple(groups["filter"]), rewards=tuple(groups["reward"]), stages=tuple(stages),
             evaluations=tuple(evaluations), cluster=cluster, track=tuple(dict.fromkeys(track)))
+        exp = shards.resolve(exp, self.pending_auto, self.diags)
+        for flt in exp.filters:
+            shards.check_filter_agrees(
+                flt, {i: self.shard_spans.get((flt.name, i)) for i in range(len(flt.steps))},
+                self.diags)
+        return exp
 
 
 def _grader_backend(model: ast.ModelDecl) -> bool:

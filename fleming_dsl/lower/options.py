@@ -205,6 +205,10 @@ BLOCKS: tuple[Block, ...] = (
             "revision moves the teacher may take on a wrong trajectory", "ir.Distill.refine"),
         Opt("max_rounds", "whole number", "revision rounds per question", "ir.Distill.max_rounds", ">= 1"),
         Opt("keep", "correct or all", "which trajectories are kept", "ir.Distill.keep"),
+        Opt("shards", "whole number or auto", "jobs the step is cut into, by a stable hash of "
+            "item ids, merged by a gather job (docs/sharding.md)", "ir.Sharding.shards", ">= 1"),
+        Opt("items_per_shard", "whole number", "with shards = auto: items per job, over the "
+            "items the spec bounds upstream", "ir.Sharding.items_per_shard", ">= 1"),
     )),
     Block("verify_label()", "verify_label() filter step", "verify_label(...)", (
         Opt("model", "name of a model", "the model that answers again", "the distill teacher"),
@@ -212,6 +216,10 @@ BLOCKS: tuple[Block, ...] = (
         Opt("agree", "whole number", "answers that must match the label to keep the item (<= votes)",
             "ir.VerifyLabel.agree", ">= 1"),
         Opt("on_fail", "drop or review", "what happens to an item that fails", "ir.VerifyLabel.on_fail"),
+        Opt("shards", "whole number or auto", "jobs the step is cut into, by a stable hash of "
+            "item ids, merged by a gather job (docs/sharding.md)", "ir.Sharding.shards", ">= 1"),
+        Opt("items_per_shard", "whole number", "with shards = auto: items per job, over the "
+            "items the spec bounds upstream", "ir.Sharding.items_per_shard", ">= 1"),
     )),
     Block("dedupe()", "dedupe() filter step", "dedupe(METHOD, ...)", (
         Opt("method", "exact or minhash (also the first positional argument)", "how duplicates are found",
@@ -229,6 +237,10 @@ BLOCKS: tuple[Block, ...] = (
         Opt("model", "name of a model or stage", "the model sampled (pass_rate) or the grader; required"),
         Opt("samples", "whole number", "samples per item for the pass rate", "ir.Difficulty.samples", ">= 1"),
         Opt("prompt", "name of a prompt", "the grader's rubric (grader only; required there)"),
+        Opt("shards", "whole number or auto", "jobs the step is cut into, by a stable hash of "
+            "item ids, merged by a gather job (docs/sharding.md)", "ir.Sharding.shards", ">= 1"),
+        Opt("items_per_shard", "whole number", "with shards = auto: items per job, over the "
+            "items the spec bounds upstream", "ir.Sharding.items_per_shard", ">= 1"),
     )),
     Block("difficulty buckets", "difficulty buckets", "difficulty(...) { easy = ...  moderate = ... }", (
         Opt("easy", "threshold: pass >= X", "pass rate at or above which an item is easy",
@@ -273,6 +285,10 @@ BLOCKS: tuple[Block, ...] = (
             ">= 1"),
         Opt("accept", "letter or text", "what counts as naming the right option: its letter, or also "
             "its exact text (reported apart)", "ir.Evaluate.accept", "letter, text"),
+        Opt("shards", "whole number or auto", "jobs the step is cut into, by a stable hash of "
+            "item ids, merged by a gather job (docs/sharding.md)", "ir.Sharding.shards", ">= 1"),
+        Opt("items_per_shard", "whole number", "with shards = auto: items per job, over the "
+            "items the spec bounds upstream", "ir.Sharding.items_per_shard", ">= 1"),
         Opt("grader", "name (a model with a backend)",
             "grades rubric benchmarks (healthbench) criterion by criterion", None),
         Opt("rubric_prompt", "name (a prompt)", "the grader's rubric prompt (built-in when not given)", None),

@@ -15,7 +15,7 @@ import json
 from pathlib import Path
 from typing import Annotated, Any, Literal, Union
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_serializer, model_validator
 
 from fleming_dsl.check.predicates import MAX_COUNT
 from fleming_dsl.ir import Backend, Lora, Miner, Plateau, TinyArch
@@ -31,6 +31,44 @@ class JobBase(Cfg):
     experiment: str
     seed: int
     meta: str  # path of the metadata JSON this job writes beside its outputs
+
+
+def config_text(cfg: Cfg) -> str:
+    """The canonical JSON text of a config, as `generated/<exp>/jobs/<job>.json` holds it; its
+    sha256 is the config hash the workflow and the metadata records compare."""
+    return json.dumps(cfg.model_dump(mode="json"), indent=2, sort_keys=True,
+                      ensure_ascii=False) + "\n"
+
+
+class Shard(Cfg):
+    """Which slice of its input a shard job takes: the items whose id hashes to `index` of
+    `count` (`runtime/data/shards.py`); `of` names the gather job that merges the slices."""
+
+    index: int  # 0-based
+    count: int
+    of: str
+
+
+class Shardable(JobBase):
+    """A job kind that may run as one of several shards (`shards = N` in the spec).
+
+    `shard` is left out of the JSON when unset, so an unsharded job's config (and its hash)
+    is the same as before sharding existed, and the same as the `task` its gather carries.
+    """
+
+    shard: Shard | None = None
+
+    @model_serializer(mode="wrap")
+    def _drop_unset_shard(self, handler):
+        data = handler(self)
+        if data.get("shard", 0) is None:
+            del data["shard"]
+        return data
+
+    @property
+    def logical_job(self) -> str:
+        """The job this one is (part of): what item ids and sources are named after."""
+        return self.shard.of if self.shard is not None else self.job
 
 
 class DataSource(Cfg):
@@ -84,7 +122,7 @@ class SampleJob(JobBase):
     output: str  # JSONL of sampled paths with masked answer and distractors
 
 
-class SynthesizeJob(JobBase):
+class SynthesizeJob(Shardable):
     kind: Literal["synthesize"] = "synthesize"
     samples: str  # JSONL from a sample job
     prompt: str  # jinja2 template path
@@ -95,7 +133,7 @@ class SynthesizeJob(JobBase):
     options: int | None = None  # options per item; None: the answer and all the row's distractors
 
 
-class DistillJob(JobBase):
+class DistillJob(Shardable):
     kind: Literal["distill"] = "distill"
     sources: tuple[DataSource, ...]
     prompt: str
@@ -148,13 +186,13 @@ FilterStepCfg = Annotated[
 ]
 
 
-class FilterJob(JobBase):
+class FilterJob(Shardable):
     kind: Literal["filter"] = "filter"
     source: DataSource
     steps: tuple[FilterStepCfg, ...]
     cache_dir: str
     output: str  # kept items, each with a `difficulty` field when annotated
-    review: str  # items sent to review (label verification failures)
+    review: str  # items sent to review (label verification failures); "" in a shard job
 
 
 # ---------------------------------------------------------------- training jobs
@@ -249,7 +287,7 @@ class Benchmark(Cfg):
     limit: int | None = None
 
 
-class EvalJob(JobBase):
+class EvalJob(Shardable):
     kind: Literal["eval"] = "eval"
     target: str  # the stage or model name being evaluated
     model: str  # model directory or hub id
@@ -282,18 +320,50 @@ class ReportJob(JobBase):
     output: str  # report directory: index.html + report.md + PNG plots
 
 
+# ---------------------------------------------------------------- scatter / gather
+
+
+ShardedTask = Annotated[Union[SynthesizeJob, DistillJob, FilterJob, EvalJob],
+                        Field(discriminator="kind")]
+
+
+class ShardPart(Cfg):
+    job: str  # the shard job's name (its meta must say so)
+    output: str  # its part file (JSONL of {"pos", "out"} records in input order)
+    meta: str  # its metadata record: counts, the part's sha256
+
+
+class GatherJob(JobBase):
+    """Merges the parts of a sharded job into the outputs the unsharded job would write.
+
+    `task` is that unsharded job's config, exactly: its outputs, its meta, and the hash the
+    workflow re-runs it by (so changing only the shard count changes no data and re-runs
+    nothing downstream). The gather checks that every part is complete before it writes.
+    """
+
+    kind: Literal["gather"] = "gather"
+    task: ShardedTask
+    parts: tuple[ShardPart, ...]
+    output: str  # = task.output
+
+
 JobConfig = Annotated[
     Union[
         BuildModelJob, GraphLoadJob, SampleJob, SynthesizeJob, DistillJob, FilterJob, SftJob,
-        GrpoJob, EvalJob, ReportJob,
+        GrpoJob, EvalJob, ReportJob, GatherJob,
     ],
     Field(discriminator="kind"),
 ]
 
 JOB_KINDS = (
     "build_model", "graph_load", "sample", "synthesize", "distill", "filter", "sft", "grpo",
-    "eval", "report",
+    "eval", "report", "gather",
 )
+
+
+def data_config(cfg: JobBase) -> JobBase:
+    """The config that decides a job's outputs: a gather's task, any other job itself."""
+    return cfg.task if isinstance(cfg, GatherJob) else cfg
 
 
 class _Wrapper(Cfg):

@@ -12,7 +12,7 @@ Snakemake's mtime trigger then re-runs what lies downstream.
 from __future__ import annotations
 
 import posixpath
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from fleming_dsl import ir
 from fleming_dsl.errors import PlanError
@@ -35,6 +35,7 @@ _VLLM_TIME_MIN = 24 * 60
 class Output:
     path: str
     directory: bool = False
+    temp: bool = False  # a shard's part: removed once its gather has merged it
 
 
 @dataclass(frozen=True)
@@ -62,6 +63,16 @@ class Job:
     @property
     def main_output(self) -> Output:
         return self.outputs[0]
+
+    @property
+    def data_config(self) -> jc.JobBase:
+        """The config that decides what this job writes (a gather's: the unsharded job's); its
+        hash is what Snakemake re-runs the job by, so re-cutting a step re-runs nothing."""
+        return jc.data_config(self.config)
+
+    @property
+    def is_shard(self) -> bool:
+        return getattr(self.config, "shard", None) is not None
 
 
 @dataclass(frozen=True)
@@ -325,6 +336,33 @@ class _Planner:
     def cache_dir(self) -> str:
         return self.under("cache", "teacher")
 
+    # ------------------------------------------------------------ scatter / gather
+
+    def scatter(self, job: Job, count: int, gather_inputs: tuple[str, ...] = ()) -> list[Job]:
+        """`job` cut into `count` shard jobs (each with the step's inputs and resources, its
+        part file temporary) and the gather that writes `job`'s outputs from their parts."""
+        if count <= 1:
+            return [job]
+        shard_cfgs, gather_cfg = cut(job.config, count, self.under("shards", job.name))
+        shards = [replace(job, config=cfg, log=self.log(cfg.job),
+                          outputs=(Output(cfg.output, temp=True), Output(cfg.meta, temp=True)))
+                  for cfg in shard_cfgs]
+        res = self.with_cluster(ir.Resources())  # merging is light: one CPU, default memory
+        parts = gather_cfg.parts
+        inputs = (*(p.output for p in parts), *(p.meta for p in parts), *gather_inputs)
+        gather = Job(config=gather_cfg, inputs=_unique(inputs), outputs=job.outputs,
+                     log=job.log, threads=res.cpus, resources=res, source=job.source)
+        return [*shards, gather]
+
+    def scattered_filter(self, flt: ir.Filter) -> list[Job]:
+        job = self.filter(flt)
+        cfg = job.config
+        assert isinstance(cfg, jc.FilterJob)
+        # the gather re-runs the cheap global steps itself: it reads what they read
+        against = [a.path for step in cfg.steps if isinstance(step, jc.DecontaminateStep)
+                   for a in step.against]
+        return self.scatter(job, flt.shards, (cfg.source.path, *against))
+
     def stage(self, stage: ir.Stage) -> Job:
         out = self.under("stages", stage.name)
         model, model_inputs = self.model_ref(stage.init)
@@ -412,15 +450,19 @@ class _Planner:
         for ev in self.exp.evaluations:
             for target in ev.targets:
                 stem = target if counts[target] == 1 else f"{ev.name}_{target}"
-                jobs.append(self.evaluate(ev, target, job_name("eval", stem),
-                                          self.under("eval", f"{stem}.json")))
+                jobs += self.scatter(self.evaluate(ev, target, job_name("eval", stem),
+                                                   self.under("eval", f"{stem}.json")),
+                                     ev.sharding.shards)
         return jobs
 
     def report(self, jobs: list[Job]) -> Job:
         out = self.under("report")
-        metas = tuple(j.config.meta for j in jobs)
-        metrics = tuple(j.config.metrics for j in jobs if isinstance(j.config, jc.GrpoJob))
-        evals = tuple(j.config.output for j in jobs if isinstance(j.config, jc.EvalJob))
+        # A gather writes what its unsharded job would; shards' parts are temporary. So the
+        # report reads the same files however the steps are cut.
+        configs = [j.data_config for j in jobs if not j.is_shard]
+        metas = tuple(c.meta for c in configs)
+        metrics = tuple(c.metrics for c in configs if isinstance(c, jc.GrpoJob))
+        evals = tuple(c.output for c in configs if isinstance(c, jc.EvalJob))
         cfg = jc.ReportJob(job="report", experiment=self.exp.name, seed=self.exp.seed,
                            meta=meta_path(out), metas=metas, metrics=metrics, evals=evals,
                            output=out)
@@ -431,15 +473,41 @@ class _Planner:
         jobs = [self.build_model(m) for m in exp.models if m.source == "tiny"]
         jobs += [self.graph_load(g) for g in exp.graphs]
         jobs += [self.sample(s) for s in exp.samples]
-        jobs += [self.synthesize(s) for s in exp.synthesize]
-        jobs += [self.distill(d) for d in exp.distill]
-        jobs += [self.filter(f) for f in exp.filters]
+        for syn in exp.synthesize:
+            jobs += self.scatter(self.synthesize(syn), syn.sharding.shards)
+        for dis in exp.distill:
+            jobs += self.scatter(self.distill(dis), dis.sharding.shards)
+        for flt in exp.filters:
+            jobs += self.scattered_filter(flt)
         jobs += [self.stage(s) for s in exp.stages]
         jobs += self.evaluations()
         jobs.append(self.report(jobs))
         _check_unique(jobs)
         return Plan(experiment=exp.name, spec=exp.spec, out_dir=self.out_dir, jobs=tuple(jobs),
                     cluster=exp.cluster, workdir=self.work)
+
+
+def cut(cfg: jc.JobBase, count: int, folder: str) -> tuple[list[jc.JobBase], jc.GatherJob]:
+    """The configs of `count` shards of the job `cfg` (parts under `folder`) and of its gather.
+
+    A shard is `cfg` with `shard` set, its own name, and a part file for output; the gather
+    carries `cfg` unchanged as its task, so it writes what `cfg` would."""
+    name = cfg.job
+    shards, parts = [], []
+    for index in range(count):
+        job = f"{name}_shard{index + 1}of{count}"
+        # the part is named after its job: the workflow's rule for it keys jobs by that stem
+        part = posixpath.join(folder, f"{job}.jsonl")
+        update = {"job": job, "output": part,
+                  "meta": meta_path(part), "shard": jc.Shard(index=index, count=count, of=name)}
+        if isinstance(cfg, jc.FilterJob):
+            update["review"] = ""  # the gather sorts items into kept and review
+        shard = cfg.model_copy(update=update)
+        shards.append(shard)
+        parts.append(jc.ShardPart(job=shard.job, output=part, meta=shard.meta))
+    gather = jc.GatherJob(job=name, experiment=cfg.experiment, seed=cfg.seed, meta=cfg.meta,
+                          task=cfg, parts=tuple(parts), output=cfg.output)  # type: ignore[arg-type,attr-defined]
+    return shards, gather
 
 
 def _unique(paths: tuple[str, ...]) -> tuple[str, ...]:

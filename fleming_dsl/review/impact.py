@@ -20,7 +20,7 @@ if TYPE_CHECKING:
     from fleming_dsl.plan.jobconfig import JobBase
     from fleming_dsl.plan.planner import Plan
 
-Reason = Literal["added", "changed", "invalidated", "removed"]
+Reason = Literal["added", "changed", "invalidated", "removed", "recut"]
 
 
 @dataclass(frozen=True)
@@ -34,6 +34,7 @@ class JobView:
     outputs: tuple[str, ...]
     gpu_hours: float = 0.0
     source: str = ""  # file:line of the declaration it came from
+    shard_of: str | None = None  # a shard job: the gather that merges it
 
 
 @dataclass(frozen=True)
@@ -53,7 +54,7 @@ class Impact:
 
     @property
     def rerun(self) -> tuple[JobImpact, ...]:
-        return tuple(j for j in self.jobs if j.reason != "removed")
+        return tuple(j for j in self.jobs if j.reason not in ("removed", "recut"))
 
     @property
     def gpu_hours(self) -> float:
@@ -75,13 +76,21 @@ def config_sha256(cfg: JobBase) -> str:
 
 
 def jobs_of(plan: Plan) -> list[JobView]:
-    """The planner's jobs as the impact plan sees them."""
-    return [JobView(name=job.name, kind=job.kind, config_sha256=config_sha256(job.config),
+    """The planner's jobs as the impact plan sees them. A gather is compared by its task (the
+    unsharded job's config), as the workflow re-runs it: a new cut of the same data is no change."""
+    return [JobView(name=job.name, kind=job.kind, config_sha256=config_sha256(job.data_config),
                     inputs=job.inputs, outputs=tuple(o.path for o in job.outputs),
                     gpu_hours=gpu_hours(job.resources.nodes, job.resources.gpus,
                                         job.resources.time_min),
-                    source=job.source)
+                    source=job.source,
+                    shard_of=job.config.shard.of if job.is_shard else None)  # type: ignore[attr-defined]
             for job in plan.jobs]
+
+
+def _recut(job: JobView, after: dict[str, JobView], direct: dict[str, Reason]) -> bool:
+    """A shard job that is new, changed or gone while its gather's data stays the same: the
+    step was cut differently. Its part is temporary and nothing needs it, so it does not run."""
+    return job.shard_of is not None and job.shard_of in after and job.shard_of not in direct
 
 
 def job_dag(jobs: Iterable[JobView]) -> nx.DiGraph:
@@ -108,7 +117,11 @@ def plan_impact(old: Iterable[JobView], new: Iterable[JobView]) -> Impact:
             direct[name] = "added"
         elif before[name].config_sha256 != job.config_sha256:
             direct[name] = "changed"
-    impacts: dict[str, JobImpact] = {}
+    recut = {name for name in direct if _recut(after[name], after, direct)}
+    impacts: dict[str, JobImpact] = {
+        name: JobImpact(name, after[name].kind, "recut", 0.0, source=after[name].source)
+        for name in sorted(recut)}
+    direct = {name: reason for name, reason in direct.items() if name not in recut}
     order = list(nx.lexicographical_topological_sort(dag))
     for name in order:
         job = after[name]
@@ -119,7 +132,8 @@ def plan_impact(old: Iterable[JobView], new: Iterable[JobView]) -> Impact:
         if upstream:
             impacts[name] = JobImpact(name, job.kind, "invalidated", job.gpu_hours,
                                       after=tuple(upstream), source=job.source)
-    removed = [JobImpact(name, job.kind, "removed", 0.0, source=job.source)
+    removed = [JobImpact(name, job.kind, "recut" if _recut(job, after, direct) else "removed",
+                         0.0, source=job.source)
                for name, job in sorted(before.items()) if name not in after]
     ordered = [impacts[name] for name in order if name in impacts] + removed
     return Impact(jobs=tuple(ordered), unchanged=len(after) - len(impacts))
@@ -133,18 +147,21 @@ def _hours(value: float) -> str:
 
 
 def summary(impact: Impact) -> str:
+    recut = impact.count("recut")
     return (f"{len(impact.rerun)} to run ({impact.count('added')} new, {impact.count('changed')} "
             f"changed, {impact.count('invalidated')} invalidated), {impact.count('removed')} "
-            f"removed, {impact.unchanged} unchanged; {_hours(impact.gpu_hours)} GPU-hours")
+            f"removed, " + (f"{recut} re-cut (no data change), " if recut else "")
+            + f"{impact.unchanged} unchanged; {_hours(impact.gpu_hours)} GPU-hours")
 
 
 def _why(job: JobImpact) -> str:
     if job.reason == "invalidated":
         return "invalidated by " + ", ".join(job.after)
-    return {"added": "new job", "changed": "config changed", "removed": "no longer in the workflow"}[job.reason]
+    return {"added": "new job", "changed": "config changed", "removed": "no longer in the workflow",
+            "recut": "re-cut, no data change"}[job.reason]
 
 
-_MARK = {"added": "+", "changed": "~", "invalidated": "!", "removed": "-"}
+_MARK = {"added": "+", "changed": "~", "invalidated": "!", "removed": "-", "recut": "%"}
 
 
 def render_text(impact: Impact) -> str:

@@ -24,7 +24,7 @@ import networkx as nx
 
 from fleming_dsl.errors import FlemingError
 from fleming_dsl.hashing import sha256_path
-from fleming_dsl.plan.jobconfig import JobBase, load_job_config
+from fleming_dsl.plan.jobconfig import GatherJob, JobBase, config_text, load_job_config
 
 State = Literal["missing", "stale", "up to date"]
 
@@ -49,6 +49,20 @@ class JobStatus:
     outputs: tuple[str, ...] = field(default=())
 
 
+def config_sha256(cfg: JobBase, text: str | bytes) -> str:
+    """What a job's metadata record holds as its config hash: that of its config file, or for
+    a gather that of its task (the unsharded job's config), however the step is cut."""
+    if isinstance(cfg, GatherJob):
+        text = config_text(cfg.task)
+    data = text.encode("utf-8") if isinstance(text, str) else text
+    return hashlib.sha256(data).hexdigest()
+
+
+def shard_of(cfg: JobBase) -> str | None:
+    shard = getattr(cfg, "shard", None)
+    return shard.of if shard is not None else None
+
+
 def outputs_of(cfg: JobBase) -> tuple[str, ...]:
     return tuple(getattr(cfg, name) for name in OUTPUT_FIELDS if isinstance(getattr(cfg, name, None), str))
 
@@ -67,7 +81,10 @@ def strings_in(value: Any) -> Iterator[str]:
 
 def job_dag(jobs: dict[str, CompiledJob]) -> nx.DiGraph:
     """An edge from the job writing a path to each job whose config names that path."""
-    writer = {out: name for name, job in jobs.items() for out in outputs_of(job.config)}
+    # a shard's part is temporary: once merged it is gone, and its gather is judged by its own
+    # record, so parts make no edges
+    writer = {out: name for name, job in jobs.items() for out in outputs_of(job.config)
+              if shard_of(job.config) is None}
     dag = nx.DiGraph()
     dag.add_nodes_from(jobs)
     for name, job in jobs.items():
@@ -116,6 +133,11 @@ def job_states(jobs: dict[str, CompiledJob], root: Path) -> list[JobStatus]:
             state = "stale"
             reasons += tuple(f"upstream {u} is {result[u].state}" for u in upstream)
         result[name] = JobStatus(name, job.config.kind, state, reasons, outputs_of(job.config))
+    for name, status in result.items():
+        gather = shard_of(jobs[name].config)
+        if gather in result and result[gather].state == "up to date":
+            result[name] = JobStatus(name, status.kind, "up to date", (f"merged by {gather}",),
+                                     status.outputs)
     return list(result.values())
 
 
@@ -132,7 +154,7 @@ def emitted_jobs(workflow_dir: Path) -> dict[str, CompiledJob]:
     for path in sorted((workflow_dir / "jobs").glob("*.json")):
         raw = path.read_bytes()
         cfg = load_job_config(path)
-        jobs[cfg.job] = CompiledJob(cfg, hashlib.sha256(raw).hexdigest())
+        jobs[cfg.job] = CompiledJob(cfg, config_sha256(cfg, raw))
     return jobs
 
 
@@ -155,7 +177,7 @@ def spec_jobs(spec: str, out_dir: str, root: Path) -> dict[str, CompiledJob]:
             workflow = plan(load_experiment(spec), out_dir)
         except (SpecError, PlanError) as err:
             raise StatusError(str(err)) from None
-    return {job.name: CompiledJob(job.config, hashlib.sha256(job_json(job).encode()).hexdigest())
+    return {job.name: CompiledJob(job.config, config_sha256(job.config, job_json(job)))
             for job in workflow.jobs}
 
 

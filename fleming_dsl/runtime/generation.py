@@ -6,7 +6,11 @@ torch/transformers/vllm are imported inside functions only: the compiler imports
 
 Sampling: temperature 0 is greedy (one decode, repeated `n` times, since greedy has one answer);
 otherwise nucleus sampling with `num_return_sequences=n`, seeded, so a run is repeatable for a
-seed and a batch size on the same hardware.
+seed and a batch size on the same hardware. With `seeds` (one per conversation) each
+conversation is generated as if alone, under its own seed: transformers decodes it in a batch of
+one (no padding, its own RNG stream), vLLM gives it its own `SamplingParams.seed`. Its answer
+then does not depend on which other conversations share the call, which is what lets a sharded
+teacher job write the same data however it is cut.
 """
 
 from __future__ import annotations
@@ -87,7 +91,12 @@ def chat_prompts(tokenizer: Any, conversations: list[Conversation]) -> list[str]
 
 def _generate_transformers(model: str, conversations: list[Conversation], *, n: int,
                            temperature: float, top_p: float, max_new_tokens: int, seed: int,
-                           batch_size: int) -> list[list[str]]:
+                           batch_size: int, seeds: list[int] | None = None) -> list[list[str]]:
+    if seeds is not None:  # one at a time, each under its own seed
+        return [out for conv, own in zip(conversations, seeds, strict=True)
+                for out in _generate_transformers(
+                    model, [conv], n=n, temperature=temperature, top_p=top_p,
+                    max_new_tokens=max_new_tokens, seed=own, batch_size=1)]
     import torch
     from tqdm.auto import tqdm
     from transformers import set_seed
@@ -126,11 +135,19 @@ class VllmRequest:
     llm_kwargs: dict[str, Any]  # -> vllm.LLM(**llm_kwargs)
     sampling_kwargs: dict[str, Any]  # -> vllm.SamplingParams(**sampling_kwargs)
     conversations: list[Conversation] = field(default_factory=list)
+    seeds: list[int] | None = None  # one SamplingParams per conversation, each with its seed
+
+    def sampling_params(self) -> list[dict[str, Any]] | dict[str, Any]:
+        """SamplingParams keyword arguments: one set, or one per conversation."""
+        if self.seeds is None:
+            return self.sampling_kwargs
+        return [{**self.sampling_kwargs, "seed": own} for own in self.seeds]
 
 
 def build_vllm_request(model: str, conversations: list[Conversation], *, n: int = 1,
                        temperature: float = 0.0, top_p: float = 1.0, max_new_tokens: int = 256,
-                       seed: int = 0, tensor_parallel: int = 1) -> VllmRequest:
+                       seed: int = 0, tensor_parallel: int = 1,
+                       seeds: list[int] | None = None) -> VllmRequest:
     """The LLM constructor arguments, sampling parameters and chat batch of one vLLM call."""
     greedy = temperature == 0
     return VllmRequest(
@@ -145,6 +162,7 @@ def build_vllm_request(model: str, conversations: list[Conversation], *, n: int 
             "skip_special_tokens": True,
         },
         conversations=[list(conv) for conv in conversations],
+        seeds=list(seeds) if seeds is not None else None,
     )
 
 
@@ -166,7 +184,9 @@ def _vllm_engine(model: str, tensor_parallel_size: int, seed: int) -> Any:
 def _generate_vllm(request: VllmRequest, n: int) -> list[list[str]]:
     vllm = _import_vllm()
     engine = _vllm_engine(**request.llm_kwargs)
-    params = vllm.SamplingParams(**request.sampling_kwargs)
+    kwargs = request.sampling_params()
+    params = ([vllm.SamplingParams(**one) for one in kwargs] if isinstance(kwargs, list)
+              else vllm.SamplingParams(**kwargs))
     outputs = engine.chat(request.conversations, params, add_generation_prompt=True,
                           use_tqdm=True)
     results = []
@@ -182,17 +202,20 @@ def _generate_vllm(request: VllmRequest, n: int) -> list[list[str]]:
 def generate_chat(model: str, conversations: list[Conversation], *, n: int = 1,
                   temperature: float = 0.0, top_p: float = 1.0, max_new_tokens: int = 256,
                   seed: int = 0, batch_size: int = 32, backend: str = "transformers",
-                  tensor_parallel: int = 1) -> list[list[str]]:
-    """For each conversation, `n` completions of the assistant turn (special tokens removed)."""
+                  tensor_parallel: int = 1, seeds: list[int] | None = None) -> list[list[str]]:
+    """For each conversation, `n` completions of the assistant turn (special tokens removed);
+    `seeds` (one per conversation) makes each independent of the others in the call."""
     check_arguments(n=n, temperature=temperature, top_p=top_p, max_new_tokens=max_new_tokens,
                     batch_size=batch_size, backend=backend, tensor_parallel=tensor_parallel)
     if not conversations:
         return []
+    if seeds is not None and len(seeds) != len(conversations):
+        raise GenerationError(f"{len(seeds)} seeds for {len(conversations)} conversations")
     if backend == "vllm":
         request = build_vllm_request(model, conversations, n=n, temperature=temperature,
                                      top_p=top_p, max_new_tokens=max_new_tokens, seed=seed,
-                                     tensor_parallel=tensor_parallel)
+                                     tensor_parallel=tensor_parallel, seeds=seeds)
         return _generate_vllm(request, n)
     return _generate_transformers(model, conversations, n=n, temperature=temperature,
                                   top_p=top_p, max_new_tokens=max_new_tokens, seed=seed,
-                                  batch_size=batch_size)
+                                  batch_size=batch_size, seeds=seeds)

@@ -43,6 +43,7 @@ class JobContext:
     metrics: dict[str, Any] = field(default_factory=dict)
     timings: dict[str, float] = field(default_factory=dict)
     started: float = field(default_factory=time.monotonic)
+    kind: str = ""  # recorded kind when not the config's: a gather records its task's
 
     @contextlib.contextmanager
     def timed(self, phase: str) -> Iterator[None]:
@@ -56,7 +57,7 @@ class JobContext:
         cfg = self.config
         return {
             "job": cfg.job,
-            "kind": getattr(cfg, "kind", ""),
+            "kind": self.kind or getattr(cfg, "kind", ""),
             "experiment": cfg.experiment,
             "config_sha256": self.config_sha256,
             "inputs": {p: sha256_path(p) for p in self.inputs if Path(p).exists()},

@@ -20,6 +20,7 @@ from typing import Any
 
 from fleming_dsl.errors import JobError
 from fleming_dsl.plan.jobconfig import DistillJob
+from fleming_dsl.runtime.data import shards
 from fleming_dsl.runtime.data.formats import load_source
 from fleming_dsl.runtime.data.items import (
     Item,
@@ -56,6 +57,8 @@ class Attempt:
 class Trajectory:
     item: Item
     attempts: list[Attempt] = field(default_factory=list)
+    solved_round: int | None = None
+    malformed: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def solved(self) -> bool:
@@ -105,10 +108,9 @@ def load_sources(cfg: DistillJob) -> list[Item]:
     return items
 
 
-def refine_all(cfg: DistillJob, trajectories: list[Trajectory], teacher: Any,
-               malformed: list[dict[str, Any]]) -> Counter:
-    """Run the rounds; returns how many trajectories were solved in each round."""
-    solved_in: Counter = Counter()
+def refine_all(cfg: DistillJob, trajectories: list[Trajectory], teacher: Any) -> None:
+    """Run the rounds; each trajectory records the round it was solved in and its malformed
+    attempts (so a shard's trajectories tell the gather what the whole job's would)."""
     pending = trajectories
     rounds = cfg.max_rounds if cfg.refine else 1
     for round_number in range(1, rounds + 1):
@@ -121,17 +123,16 @@ def refine_all(cfg: DistillJob, trajectories: list[Trajectory], teacher: Any,
             text = response.texts[0] if response.texts else ""
             attempt = parse_attempt(text, trajectory.item.options)
             if attempt.letter is None or not attempt.reasoning:
-                malformed.append({"id": trajectory.item.id, "round": round_number,
-                                  "problem": "no answer letter" if attempt.letter is None
-                                  else "empty reasoning", "text": text[:200]})
+                trajectory.malformed.append({
+                    "id": trajectory.item.id, "round": round_number,
+                    "problem": "no answer letter" if attempt.letter is None
+                    else "empty reasoning", "text": text[:200]})
             trajectory.attempts.append(attempt)
             if trajectory.solved and attempt.reasoning:
-                solved_in[str(round_number)] += 1
+                trajectory.solved_round = round_number
             else:
                 still.append(trajectory)
         pending = still
-    solved_in["unsolved"] = len(pending)
-    return solved_in
 
 
 def final_item(trajectory: Trajectory, keep: str) -> Item | None:
@@ -150,25 +151,48 @@ def final_item(trajectory: Trajectory, keep: str) -> Item | None:
     return item
 
 
+def outcome(trajectory: Trajectory, keep: str) -> dict[str, Any]:
+    """What one item became: the kept item (or None), its round, its malformed attempts."""
+    item = final_item(trajectory, keep)
+    solved = trajectory.solved_round
+    return {"item": item.model_dump(exclude_none=True) if item is not None else None,
+            "solved": str(solved) if solved is not None else "unsolved",
+            "malformed": trajectory.malformed}
+
+
 def run(cfg: DistillJob, ctx: JobContext) -> None:
     if cfg.max_rounds < 1:
         raise JobError(f"{cfg.job}: field 'max_rounds' must be >= 1, got {cfg.max_rounds}")
     with ctx.timed("load"):
         items = load_sources(cfg)
+    picked = shards.positions([item.id for item in items], cfg.shard)
     teacher = make_teacher(cfg.teacher, cfg.cache_dir, cfg.seed)
-    trajectories = [Trajectory(item) for item in items]
-    malformed: list[dict[str, Any]] = []
+    trajectories = [Trajectory(items[pos]) for pos in picked]
     try:
         with ctx.timed("teacher"):
-            rounds = refine_all(cfg, trajectories, teacher, malformed)
+            refine_all(cfg, trajectories, teacher)
     except (PromptError, TeacherError) as err:
         raise JobError(str(err)) from None
-    kept = [item for t in trajectories if (item := final_item(t, cfg.keep)) is not None]
+    outs = [outcome(t, cfg.keep) for t in trajectories]
+    if cfg.shard is not None:
+        shards.finish_shard(cfg, ctx, len(items), picked, outs, teacher.counts())
+    else:
+        finish(cfg, ctx, len(items), outs, teacher.counts())
+
+
+def finish(cfg: DistillJob, ctx: JobContext, total: int, outs: list[dict[str, Any]],
+           teacher_counts: dict[str, int]) -> None:
+    """Write the kept trajectories in input order (the gather calls this too)."""
+    kept = [out["item"] for out in outs if out["item"] is not None]
+    rounds = Counter(out["solved"] for out in outs if out["solved"] != "unsolved")
+    rounds["unsolved"] = sum(out["solved"] == "unsolved" for out in outs)
+    # round by round, items in input order within a round: the order the rounds found them
+    malformed = sorted((m for out in outs for m in out["malformed"]), key=lambda m: m["round"])
     if not kept:  # nothing to train on would look like a finished distillation
-        raise JobError(f"{cfg.job}: no trajectory kept of {len(items)} items (keep = {cfg.keep}, "
+        raise JobError(f"{cfg.job}: no trajectory kept of {total} items (keep = {cfg.keep}, "
                        f"{len(malformed)} malformed answers)")
-    write_jsonl(cfg.output, (item.model_dump(exclude_none=True) for item in kept))
-    ctx.counts.update({"input": len(items), "output": len(kept), "malformed": len(malformed),
-                       **teacher.counts(), "rounds": dict(sorted(rounds.items())),
-                       "by_source": dict(sorted(Counter(i.source for i in kept).items()))})
+    write_jsonl(cfg.output, kept)
+    ctx.counts.update({"input": total, "output": len(kept), "malformed": len(malformed),
+                       **teacher_counts, "rounds": dict(sorted(rounds.items())),
+                       "by_source": dict(sorted(Counter(i["source"] for i in kept).items()))})
     ctx.metrics["malformed_examples"] = malformed[:MALFORMED_EXAMPLES]

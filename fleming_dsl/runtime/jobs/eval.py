@@ -30,6 +30,7 @@ from pydantic import ValidationError
 
 from fleming_dsl.errors import JobError
 from fleming_dsl.plan.jobconfig import Benchmark, EvalJob
+from fleming_dsl.runtime.data import shards
 from fleming_dsl.runtime.data.items import (
     Item,
     extract_answer,
@@ -230,28 +231,59 @@ def rubric_benchmark(cfg: EvalJob, bench: Benchmark) -> dict[str, Any]:
             "grader_calls": teacher.counts(), "items": [{"id": r["id"], "score": r["score"]} for r in records]}
 
 
-def run(cfg: EvalJob, ctx: JobContext) -> None:
-    rubric_results = {}
+def rubric_benchmarks(cfg: EvalJob, ctx: JobContext) -> dict[str, dict[str, Any]]:
+    """Every rubric benchmark, graded whole: by the unsharded job, or by the gather of a sharded
+    one (shards cut the per-item benchmarks only)."""
+    results = {}
     for bench in cfg.benchmarks:
         if bench.format == "healthbench":
             with ctx.timed("rubric"):
-                rubric_results[bench.name] = rubric_benchmark(cfg, bench)
+                results[bench.name] = rubric_benchmark(cfg, bench)
+    return results
+
+
+def run(cfg: EvalJob, ctx: JobContext) -> None:
     with ctx.timed("load"):
-        benchmarks = {}
+        benchmarks = []  # (benchmark, item) over every benchmark, in order: the job's input
         for index, bench in enumerate(cfg.benchmarks):
             if bench.format == "healthbench":
                 continue
             items = load_benchmark(bench, index)
-            benchmarks[bench.name] = items[:cfg.limit] if cfg.limit is not None else items
+            items = items[:cfg.limit] if cfg.limit is not None else items
+            benchmarks += [(bench.name, item) for item in items]
+    # the benchmark is part of the key: two benchmarks may reuse an item id
+    picked = shards.positions([f"{name}/{item.id}" for name, item in benchmarks], cfg.shard)
+    teacher_counts: dict[str, Any] = {}
+    outs = []
+    for name in dict.fromkeys(name for name, _ in benchmarks):
+        positions = [pos for pos in picked if benchmarks[pos][0] == name]
+        items = [benchmarks[pos][1] for pos in positions]
+        with ctx.timed("generate"):
+            completions = _generate(cfg, items, teacher_counts) if items else []
+        outs += [(pos, {"benchmark": name, "rows": score_item(name, item, texts, cfg.accept)})
+                 for pos, item, texts in zip(positions, items, completions, strict=True)]
+    outs.sort(key=lambda record: record[0])
+    if cfg.shard is not None:
+        shards.finish_shard(cfg, ctx, len(benchmarks), [pos for pos, _ in outs],
+                            [out for _, out in outs], teacher_counts)
+    else:
+        finish(cfg, ctx, len(benchmarks), [out for _, out in outs], teacher_counts)
 
+
+def finish(cfg: EvalJob, ctx: JobContext, total: int, outs: list[dict[str, Any]],
+           teacher_counts: dict[str, int]) -> None:
+    """Score every benchmark from its items' prediction rows (the gather calls this too)."""
+    rubric_results = rubric_benchmarks(cfg, ctx)
     per_benchmark: dict[str, dict[str, Any]] = {}
     all_rows: list[dict[str, Any]] = []
-    for name, items in benchmarks.items():
-        with ctx.timed("generate"):
-            completions = _generate(cfg, items, ctx.counts)
-        rows = [row for item, texts in zip(items, completions, strict=True)
-                for row in score_item(name, item, texts, cfg.accept)]
-        per_benchmark[name] = summarise(rows, len(items), cfg.samples)
+    n_items: dict[str, int] = {}
+    for bench in cfg.benchmarks:
+        if bench.format == "healthbench":
+            continue
+        picked = [out["rows"] for out in outs if out["benchmark"] == bench.name]
+        rows = [row for item_rows in picked for row in item_rows]
+        n_items[bench.name] = len(picked)
+        per_benchmark[bench.name] = summarise(rows, len(picked), cfg.samples)
         all_rows += rows
 
     results = {
@@ -265,8 +297,8 @@ def run(cfg: EvalJob, ctx: JobContext) -> None:
     write_jsonl(predictions_path(cfg.output), all_rows)
     write_json(cfg.output, results)
 
-    ctx.counts.update(items={name: len(items) for name, items in benchmarks.items()},
-                      completions=len(all_rows),
+    ctx.counts.update(teacher_counts)
+    ctx.counts.update(items=n_items, completions=len(all_rows),
                       extracted=sum(row["extracted"] is not None for row in all_rows),
                       well_formed=sum(row["well_formed"] for row in all_rows))
     if rubric_results:

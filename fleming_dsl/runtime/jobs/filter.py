@@ -26,7 +26,7 @@ from fleming_dsl.plan.jobconfig import (
     FormatStep,
     VerifyLabelStep,
 )
-from fleming_dsl.runtime.data import textsim
+from fleming_dsl.runtime.data import shards, textsim
 from fleming_dsl.runtime.data.formats import load_source
 from fleming_dsl.runtime.data.items import (
     Item,
@@ -96,18 +96,7 @@ def format_problem(item: Item) -> str | None:
     return None
 
 
-def step_format(items: list[Item], reasons: Counter) -> list[Item]:
-    kept = []
-    for item in items:
-        problem = format_problem(item)
-        if problem:
-            reasons[problem] += 1
-        else:
-            kept.append(item)
-    return kept
-
-
-# ---------------------------------------------------------------- verify_label
+# ---------------------------------------------------------------- model-backed scores
 
 
 def answer_requests(items: list[Item], n: int) -> list[Request]:
@@ -115,109 +104,14 @@ def answer_requests(items: list[Item], n: int) -> list[Request]:
                     context={"item": item.model_dump(exclude_none=True)}) for item in items]
 
 
-def match_counts(items: list[Item], responses: list[Any]) -> tuple[list[int], int]:
-    """Per item, how many answers match the label; and how many answers had no letter."""
-    matches, unreadable = [], 0
+def match_counts(items: list[Item], responses: list[Any]) -> tuple[list[int], list[int]]:
+    """Per item, how many answers match the label, and how many had no letter."""
+    matches, unreadable = [], []
     for item, response in zip(items, responses):
         letters = [extract_choice(text, "".join(item.options)) for text in response.texts]
-        unreadable += sum(letter is None for letter in letters)
+        unreadable.append(sum(letter is None for letter in letters))
         matches.append(sum(letter == item.answer for letter in letters))
     return matches, unreadable
-
-
-def step_verify(cfg: FilterJob, step: VerifyLabelStep, items: list[Item], reasons: Counter,
-                review: list[Item], counts: dict[str, Any]) -> list[Item]:
-    judge = make_teacher(step.judge, cfg.cache_dir, cfg.seed)
-    responses = complete_batched(judge, answer_requests(items, step.votes), "verify_label")
-    matches, unreadable = match_counts(items, responses)
-    kept = []
-    for item, match in zip(items, matches):
-        if match >= step.agree:
-            kept.append(item)
-            continue
-        reasons[f"fewer than {step.agree} of {step.votes} votes match the label"] += 1
-        if step.on_fail == "review":
-            review.append(item.model_copy(update={"provenance": {
-                **item.provenance, "label_votes": {"matching": match, "votes": step.votes}}}))
-    _add_teacher_counts(counts, judge, unreadable)
-    return kept
-
-
-def _add_teacher_counts(counts: dict[str, Any], teacher: Any, unreadable: int) -> None:
-    for key, value in teacher.counts().items():
-        counts[key] = counts.get(key, 0) + value
-    counts["malformed"] = counts.get("malformed", 0) + unreadable
-
-
-# ---------------------------------------------------------------- dedupe / decontaminate
-
-
-def _path_key(item: Item) -> str | None:
-    """The sampled path an item is a variant of (synthesize `variants`), else None."""
-    if "variant" not in (item.provenance or {}):
-        return None
-    return f"{item.source}:{item.provenance.get('id')}"
-
-
-def step_dedupe(cfg: FilterJob, step: DedupeStep, items: list[Item], reasons: Counter
-                ) -> list[Item]:
-    """Exact then near duplicates, first one kept. The variants of one sampled path are one
-    question here: only the first variant is compared, and the others follow its fate."""
-    firsts = [item for item in items if not (item.provenance or {}).get("variant")]
-    kept = {id(item) for item in _dedupe(cfg, step, firsts, reasons)}
-    dropped_paths = {_path_key(item) for item in firsts if id(item) not in kept} - {None}
-    result = []
-    for item in items:
-        if not (item.provenance or {}).get("variant"):
-            if id(item) in kept:
-                result.append(item)
-        elif _path_key(item) in dropped_paths:
-            reasons["variant of a removed duplicate"] += 1
-        else:
-            result.append(item)
-    return result
-
-
-def _dedupe(cfg: FilterJob, step: DedupeStep, items: list[Item], reasons: Counter) -> list[Item]:
-    seen: set[str] = set()
-    unique = []
-    for item in items:
-        key = textsim.exact_key(item)
-        if key in seen:
-            reasons["exact duplicate"] += 1
-        else:
-            seen.add(key)
-            unique.append(item)
-    if step.method == "exact":
-        return unique
-    near = textsim.near_duplicates(unique, step.threshold, seed=cfg.seed or 1)
-    reasons[f"near duplicate (minhash jaccard >= {step.threshold})"] += len(near)
-    return [item for index, item in enumerate(unique) if index not in near]
-
-
-def step_decontaminate(step: DecontaminateStep, items: list[Item], reasons: Counter,
-                       evidence: list[dict[str, str]]) -> list[Item]:
-    index = textsim.NgramIndex((eval_item.question for source in step.against
-                                for eval_item in load_source(source)),
-                               step.ngram)
-    kept = []
-    for item in items:
-        gram = index.shared(item.question)
-        if gram is None:
-            kept.append(item)
-            continue
-        reasons[f"shares a {step.ngram}-gram with an evaluation question"] += 1
-        evidence.append({"id": item.id, "ngram": gram})
-    return kept
-
-
-# ---------------------------------------------------------------- difficulty
-
-
-def bucket(score: float, step: DifficultyStep) -> str:
-    if score >= step.easy:
-        return "easy"
-    return "moderate" if score >= step.moderate else "hard"
 
 
 def grade_requests(step: DifficultyStep, items: list[Item]) -> list[Request]:
@@ -230,70 +124,265 @@ def grade_requests(step: DifficultyStep, items: list[Item]) -> list[Request]:
     return requests
 
 
-def step_difficulty(cfg: FilterJob, step: DifficultyStep, items: list[Item],
-                    counts: dict[str, Any]) -> list[Item]:
-    """Annotates `pass_rate` and `difficulty`; removes nothing. An unreadable grade counts as
-    malformed and scores 0.5 (moderate), the rubric's middle, rather than dropping the item."""
-    model = make_teacher(step.model, cfg.cache_dir, cfg.seed)
-    if step.method == "pass_rate":
-        responses = complete_batched(model, answer_requests(items, step.samples), "pass rate")
+class ModelScores:
+    """verify_label votes and difficulty scores from the models the steps name.
+
+    Every answer is also noted by input position and step index (`notes`): a shard job writes
+    those notes, and the gather replays the filter with `NotedScores` instead of the models.
+    """
+
+    def __init__(self, cfg: FilterJob) -> None:
+        self.cfg = cfg
+        self.teacher_counts: dict[str, int] = {}
+        self.notes: dict[int, dict[str, list]] = defaultdict(dict)
+
+    def _teacher(self, generator: Any) -> Any:
+        return make_teacher(generator, self.cfg.cache_dir, self.cfg.seed)
+
+    def _count(self, teacher: Any) -> None:
+        for key, value in teacher.counts().items():
+            self.teacher_counts[key] = self.teacher_counts.get(key, 0) + value
+
+    def _note(self, index: int, positions: list[int], values: list, unreadable: list) -> None:
+        for pos, value, bad in zip(positions, values, unreadable):
+            self.notes[pos][str(index)] = [value, bad]
+
+    def verify(self, index: int, step: VerifyLabelStep, positions: list[int],
+               items: list[Item]) -> tuple[list[int], list[int]]:
+        judge = self._teacher(step.judge)
+        responses = complete_batched(judge, answer_requests(items, step.votes), "verify_label")
+        self._count(judge)
         matches, unreadable = match_counts(items, responses)
-        scores = [m / step.samples for m in matches]
-    else:
-        # A grader's answer is a level, not a pass rate: the item keeps the level as its bucket
-        # and no pass rate (the report shows levels as levels).
-        responses = complete_batched(model, grade_requests(step, items), "grader")
-        levels = [_GRADE.findall(r.texts[0] if r.texts else "") for r in responses]
-        unreadable = sum(not found for found in levels)
-        _add_teacher_counts(counts, model, unreadable)
-        return [item.model_copy(update={"pass_rate": None,
-                                        "difficulty": found[-1].lower() if found else "moderate"})
-                for item, found in zip(items, levels)]
-    _add_teacher_counts(counts, model, unreadable)
-    return [item.model_copy(update={"pass_rate": score, "difficulty": bucket(score, step)})
-            for item, score in zip(items, scores)]
+        self._note(index, positions, matches, unreadable)
+        return matches, unreadable
+
+    def difficulty(self, index: int, step: DifficultyStep, positions: list[int],
+                   items: list[Item]) -> tuple[list[float | str], list[int]]:
+        """Per item, the pass rate of k samples (pass_rate) or the grader's level (grader). An
+        unreadable grade is "moderate", the rubric's middle, rather than dropping the item."""
+        model = self._teacher(step.model)
+        if step.method == "pass_rate":
+            responses = complete_batched(model, answer_requests(items, step.samples), "pass rate")
+            matches, unreadable = match_counts(items, responses)
+            scores: list[float | str] = [m / step.samples for m in matches]
+        else:
+            responses = complete_batched(model, grade_requests(step, items), "grader")
+            levels = [_GRADE.findall(r.texts[0] if r.texts else "") for r in responses]
+            unreadable = [int(not found) for found in levels]
+            scores = [found[-1].lower() if found else "moderate" for found in levels]
+        self._count(model)
+        self._note(index, positions, scores, unreadable)
+        return scores, unreadable
+
+
+class NotedScores:
+    """The scores the shard jobs noted, looked up by input position (the gather's models)."""
+
+    def __init__(self, notes: list[dict[str, list]], teacher_counts: dict[str, int]) -> None:
+        self.by_pos = notes
+        self.teacher_counts = teacher_counts
+
+    def _lookup(self, index: int, positions: list[int]) -> tuple[list, list]:
+        values, unreadable = [], []
+        for pos in positions:
+            note = self.by_pos[pos].get(str(index))
+            if note is None:  # a shard drops no item the whole filter keeps: a bug, not input
+                raise JobError(f"no shard scored item {pos} for filter step {index + 1}")
+            values.append(note[0])
+            unreadable.append(note[1])
+        return values, unreadable
+
+    def verify(self, index, step, positions, items):
+        return self._lookup(index, positions)
+
+    def difficulty(self, index, step, positions, items):
+        return self._lookup(index, positions)
+
+
+# ---------------------------------------------------------------- the steps
+
+
+Pairs = list[tuple[int, Item]]  # (input position, item): positions key the noted scores
+
+
+def step_verify(step: VerifyLabelStep, index: int, pairs: Pairs, scores: Any,
+                reasons: Counter, review: list[Item], counts: dict[str, Any]) -> Pairs:
+    positions, items = [p for p, _ in pairs], [i for _, i in pairs]
+    matches, unreadable = scores.verify(index, step, positions, items)
+    kept = []
+    for pair, match in zip(pairs, matches):
+        if match >= step.agree:
+            kept.append(pair)
+            continue
+        item = pair[1]
+        reasons[f"fewer than {step.agree} of {step.votes} votes match the label"] += 1
+        if step.on_fail == "review":
+            review.append(item.model_copy(update={"provenance": {
+                **item.provenance, "label_votes": {"matching": match, "votes": step.votes}}}))
+    counts["malformed"] = counts.get("malformed", 0) + sum(unreadable)
+    return kept
+
+
+def _path_key(item: Item) -> str | None:
+    """The sampled path an item is a variant of (synthesize `variants`), else None."""
+    if "variant" not in (item.provenance or {}):
+        return None
+    return f"{item.source}:{item.provenance.get('id')}"
+
+
+def step_dedupe(cfg: FilterJob, step: DedupeStep, pairs: Pairs, reasons: Counter) -> Pairs:
+    """Exact then near duplicates, first one kept. The variants of one sampled path are one
+    question here: only the first variant is compared, and the others follow its fate."""
+    firsts = [pair for pair in pairs if not (pair[1].provenance or {}).get("variant")]
+    kept = {pos for pos, _ in _dedupe(cfg, step, firsts, reasons)}
+    dropped_paths = {_path_key(item) for pos, item in firsts if pos not in kept} - {None}
+    result = []
+    for pos, item in pairs:
+        if not (item.provenance or {}).get("variant"):
+            if pos in kept:
+                result.append((pos, item))
+        elif _path_key(item) in dropped_paths:
+            reasons["variant of a removed duplicate"] += 1
+        else:
+            result.append((pos, item))
+    return result
+
+
+def _dedupe(cfg: FilterJob, step: DedupeStep, pairs: Pairs, reasons: Counter) -> Pairs:
+    seen: set[str] = set()
+    unique = []
+    for pair in pairs:
+        key = textsim.exact_key(pair[1])
+        if key in seen:
+            reasons["exact duplicate"] += 1
+        else:
+            seen.add(key)
+            unique.append(pair)
+    if step.method == "exact":
+        return unique
+    near = textsim.near_duplicates([item for _, item in unique], step.threshold,
+                                   seed=cfg.seed or 1)
+    reasons[f"near duplicate (minhash jaccard >= {step.threshold})"] += len(near)
+    return [pair for index, pair in enumerate(unique) if index not in near]
+
+
+def step_decontaminate(step: DecontaminateStep, pairs: Pairs, reasons: Counter,
+                       evidence: list[dict[str, str]]) -> Pairs:
+    index = textsim.NgramIndex((eval_item.question for source in step.against
+                                for eval_item in load_source(source)),
+                               step.ngram)
+    kept = []
+    for pair in pairs:
+        gram = index.shared(pair[1].question)
+        if gram is None:
+            kept.append(pair)
+            continue
+        reasons[f"shares a {step.ngram}-gram with an evaluation question"] += 1
+        evidence.append({"id": pair[1].id, "ngram": gram})
+    return kept
+
+
+def bucket(score: float, step: DifficultyStep) -> str:
+    if score >= step.easy:
+        return "easy"
+    return "moderate" if score >= step.moderate else "hard"
+
+
+def step_difficulty(step: DifficultyStep, index: int, pairs: Pairs, scores: Any,
+                    counts: dict[str, Any]) -> Pairs:
+    """Annotates `difficulty` (and `pass_rate` for method pass_rate); removes nothing. A
+    grader's answer is a level, not a pass rate: the item keeps the level as its bucket and no
+    pass rate (the report shows levels as levels)."""
+    positions, items = [p for p, _ in pairs], [i for _, i in pairs]
+    values, unreadable = scores.difficulty(index, step, positions, items)
+    counts["malformed"] = counts.get("malformed", 0) + sum(unreadable)
+    if step.method == "grader":
+        return [(pos, item.model_copy(update={"pass_rate": None, "difficulty": level}))
+                for pos, item, level in zip(positions, items, values)]
+    return [(pos, item.model_copy(update={"pass_rate": score, "difficulty": bucket(score, step)}))
+            for pos, item, score in zip(positions, items, values)]
 
 
 # ---------------------------------------------------------------- the job
 
 
-def run_steps(cfg: FilterJob, items: list[Item], ctx: JobContext) -> tuple[list[Item], list[Item]]:
+def run_steps(cfg: FilterJob, pairs: Pairs, scores: Any, ctx: JobContext,
+              global_steps: bool = True) -> tuple[Pairs, list[Item]]:
+    """The steps in spec order. A shard runs them without the global step (dedupe keeps the
+    first of a pair across the whole input), so it scores a superset of what the filter keeps."""
     removed = {"format": 0, "verify_label": 0, "dedupe": 0, "decontaminate": 0}
     reasons: dict[str, Counter] = defaultdict(Counter)
-    teacher_counts: dict[str, Any] = {}
+    malformed: dict[str, Any] = {}
     review: list[Item] = []
     evidence: list[dict[str, str]] = []
-    for step in cfg.steps:
-        before = len(items)
+    for index, step in enumerate(cfg.steps):
+        before = len(pairs)
         with ctx.timed(step.step):
             if isinstance(step, FormatStep):
-                items = step_format(items, reasons["format"])
+                pairs = [pair for pair in pairs if _format_ok(pair[1], reasons["format"])]
             elif isinstance(step, VerifyLabelStep):
-                items = step_verify(cfg, step, items, reasons["verify_label"], review,
-                                    teacher_counts)
+                pairs = step_verify(step, index, pairs, scores, reasons["verify_label"], review,
+                                    malformed)
             elif isinstance(step, DedupeStep):
-                items = step_dedupe(cfg, step, items, reasons["dedupe"])
+                if global_steps:
+                    pairs = step_dedupe(cfg, step, pairs, reasons["dedupe"])
             elif isinstance(step, DecontaminateStep):
-                items = step_decontaminate(step, items, reasons["decontaminate"], evidence)
+                pairs = step_decontaminate(step, pairs, reasons["decontaminate"], evidence)
             else:
-                items = step_difficulty(cfg, step, items, teacher_counts)
+                pairs = step_difficulty(step, index, pairs, scores, malformed)
         if step.step in removed:
-            removed[step.step] += before - len(items)
+            removed[step.step] += before - len(pairs)
     ctx.counts.update({"removed": removed,
                        "reasons": {k: dict(sorted(v.items())) for k, v in reasons.items()},
-                       **teacher_counts})
+                       **scores.teacher_counts, **malformed})
     ctx.metrics["contamination_examples"] = evidence[:20]
-    return items, review
+    return pairs, review
+
+
+def _format_ok(item: Item, reasons: Counter) -> bool:
+    problem = format_problem(item)
+    if problem:
+        reasons[problem] += 1
+    return problem is None
 
 
 def run(cfg: FilterJob, ctx: JobContext) -> None:
     with ctx.timed("load"):
         items = load_source(cfg.source)
-    total = len(items)
+    picked = shards.positions([item.id for item in items], cfg.shard)
+    scores = ModelScores(cfg)
     try:
-        kept, review = run_steps(cfg, items, ctx)
+        if cfg.shard is not None:
+            run_steps(cfg, [(pos, items[pos]) for pos in picked], scores, ctx,
+                      global_steps=False)
+        else:
+            kept, review = run_steps(cfg, list(enumerate(items)), scores, ctx)
     except (PromptError, TeacherError) as err:
         raise JobError(str(err)) from None
+    if cfg.shard is not None:
+        # what the gather needs: the noted scores of every item of the slice ({} if none)
+        outs = [scores.notes.get(pos, {}) for pos in picked]
+        ctx.counts.clear()  # the gather counts removals over the whole input
+        shards.finish_shard(cfg, ctx, len(items), picked, outs, scores.teacher_counts)
+        return
+    write_outputs(cfg, ctx, len(items), kept, review)
+
+
+def finish(cfg: FilterJob, ctx: JobContext, total: int, outs: list[dict[str, list]],
+           teacher_counts: dict[str, int]) -> None:
+    """The gather: the whole filter again over the whole input, the model-backed steps answered
+    from the shards' notes (the cheap global steps are re-run here, exactly as unsharded)."""
+    items = load_source(cfg.source)
+    if len(items) != total:
+        raise JobError(f"{cfg.source.path}: {len(items)} items, but the shards read {total}; "
+                       "the source changed after they ran")
+    kept, review = run_steps(cfg, list(enumerate(items)), NotedScores(outs, teacher_counts), ctx)
+    write_outputs(cfg, ctx, total, kept, review)
+
+
+def write_outputs(cfg: FilterJob, ctx: JobContext, total: int, pairs: Pairs,
+                  review: list[Item]) -> None:
+    kept = [item for _, item in pairs]
     if not kept:  # an empty training set would look like a finished filter
         removed = ", ".join(f"{k} {v}" for k, v in ctx.counts.get("removed", {}).items() if v)
         raise JobError(f"{cfg.job}: no items left of {total} (removed: {removed or 'none'}"

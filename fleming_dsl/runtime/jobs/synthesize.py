@@ -19,6 +19,7 @@ from typing import Any
 
 from fleming_dsl.errors import JobError
 from fleming_dsl.plan.jobconfig import SynthesizeJob
+from fleming_dsl.runtime.data import shards
 from fleming_dsl.runtime.data.items import LETTERS, Item
 from fleming_dsl.runtime.io import write_jsonl
 from fleming_dsl.runtime.jobs.context import JobContext
@@ -123,6 +124,37 @@ def build_request(cfg: SynthesizeJob, row: dict[str, Any]) -> Request:
                    context={"template": cfg.prompt, "row": row})
 
 
+def make_item(cfg: SynthesizeJob, row: dict[str, Any], text: str,
+              answer_counts: Counter) -> dict[str, Any]:
+    """What one sampled path became: {"items": [...]} (one per variant) or {"malformed": {id,
+    problem, text}}."""
+    stem, problem = clean_stem(text, row["answer"])
+    if problem:
+        return {"malformed": {"id": row["id"], "problem": problem, "text": stem[:200]}}
+    # A distractor named elsewhere in the path would be a second right answer to
+    # "which ... other than those named": leave it out.
+    named = {step["node"] for step in row["path"]} - {row["answer"]}
+    distractors = [d for d in row["distractors"] if d not in named]
+    if not distractors:
+        return {"malformed": {"id": row["id"], "problem": "no distractor left", "text": stem}}
+    provenance = {**row, "answer_count": answer_counts[row["answer"]]}
+    job = cfg.logical_job  # a shard names items after the whole job, as the unsharded job does
+    if cfg.variants == 1 and cfg.options is None:
+        options, letter = shuffled_options(row["answer"], distractors, cfg.seed, str(row["id"]))
+        item = Item(id=f"{job}-{row['id']}", question=stem, options=options, answer=letter,
+                    source=job, provenance=provenance)
+        return {"items": [item.model_dump(exclude_none=True)]}
+    items = []
+    for variant in range(cfg.variants):
+        options, letter = variant_options(row["answer"], distractors, cfg.seed, str(row["id"]),
+                                          variant, cfg.options)
+        suffix = f"-v{variant}" if variant else ""
+        items.append(Item(id=f"{job}-{row['id']}{suffix}", question=stem, options=options,
+                          answer=letter, source=job, provenance={**provenance, "variant": variant}
+                          ).model_dump(exclude_none=True))
+    return {"items": items}
+
+
 def run(cfg: SynthesizeJob, ctx: JobContext) -> None:
     numbered = read_rows(cfg.samples)
     for number, row in numbered:
@@ -130,48 +162,37 @@ def run(cfg: SynthesizeJob, ctx: JobContext) -> None:
         if problem:
             raise JobError(f"{cfg.samples}:{number}: {problem}")
     rows = [row for _, row in numbered]
-    # How often each answer was sampled: a rarity signal the template grader may use.
+    # How often each answer was sampled, over the whole input (however it is sharded): a
+    # rarity signal the template grader may use.
     answer_counts = Counter(row["answer"] for row in rows)
+    picked = shards.positions([str(row["id"]) for row in rows], cfg.shard)
     teacher = make_teacher(cfg.teacher, cfg.cache_dir, cfg.seed)
     try:
         with ctx.timed("render"):
-            requests = [build_request(cfg, row) for row in rows]
+            requests = [build_request(cfg, rows[pos]) for pos in picked]
         with ctx.timed("teacher"):
             responses = complete_batched(teacher, requests, "synthesize")
     except (PromptError, TeacherError) as err:
         raise JobError(str(err)) from None
-    items, malformed = [], []
-    for row, response in zip(rows, responses):
-        stem, problem = clean_stem(response.texts[0] if response.texts else "", row["answer"])
-        if problem:
-            malformed.append({"id": row["id"], "problem": problem, "text": stem[:200]})
-            continue
-        # A distractor named elsewhere in the path would be a second right answer to
-        # "which ... other than those named": leave it out.
-        named = {step["node"] for step in row["path"]} - {row["answer"]}
-        distractors = [d for d in row["distractors"] if d not in named]
-        if not distractors:
-            malformed.append({"id": row["id"], "problem": "no distractor left", "text": stem})
-            continue
-        provenance = {**row, "answer_count": answer_counts[row["answer"]]}
-        if cfg.variants == 1 and cfg.options is None:
-            options, letter = shuffled_options(row["answer"], distractors, cfg.seed, str(row["id"]))
-            items.append(Item(id=f"{cfg.job}-{row['id']}", question=stem, options=options,
-                              answer=letter, source=cfg.job, provenance=provenance))
-            continue
-        for variant in range(cfg.variants):
-            options, letter = variant_options(row["answer"], distractors, cfg.seed,
-                                              str(row["id"]), variant, cfg.options)
-            suffix = f"-v{variant}" if variant else ""
-            items.append(Item(id=f"{cfg.job}-{row['id']}{suffix}", question=stem,
-                              options=options, answer=letter, source=cfg.job,
-                              provenance={**provenance, "variant": variant}))
+    outs = [make_item(cfg, rows[pos], response.texts[0] if response.texts else "", answer_counts)
+            for pos, response in zip(picked, responses)]
+    if cfg.shard is not None:
+        shards.finish_shard(cfg, ctx, len(rows), picked, outs, teacher.counts())
+    else:
+        finish(cfg, ctx, len(rows), outs, teacher.counts())
+
+
+def finish(cfg: SynthesizeJob, ctx: JobContext, total: int, outs: list[dict[str, Any]],
+           teacher_counts: dict[str, int]) -> None:
+    """Write the items of every sampled path, in input order (the gather calls this too)."""
+    items = [item for out in outs for item in out.get("items", ())]
+    malformed = [out["malformed"] for out in outs if "malformed" in out]
     if not items:  # an empty question set would look like a finished synthesis
         first = f"; first: {malformed[0]['problem']}" if malformed else ""
-        raise JobError(f"{cfg.job}: no question was usable of {len(rows)} samples "
+        raise JobError(f"{cfg.job}: no question was usable of {total} samples "
                        f"({len(malformed)} malformed{first})")
-    write_jsonl(cfg.output, (item.model_dump(exclude_none=True) for item in items))
-    ctx.counts.update({"input": len(rows), "output": len(items), "malformed": len(malformed),
-                       **teacher.counts(), "rounds": {}})
+    write_jsonl(cfg.output, items)
+    ctx.counts.update({"input": total, "output": len(items), "malformed": len(malformed),
+                       **teacher_counts, "rounds": {}})
     ctx.metrics["malformed_examples"] = malformed[:MALFORMED_EXAMPLES]
-    ctx.metrics["answer_letters"] = dict(sorted(Counter(i.answer for i in items).items()))
+    ctx.metrics["answer_letters"] = dict(sorted(Counter(i["answer"] for i in items).items()))

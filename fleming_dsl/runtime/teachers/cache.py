@@ -2,7 +2,10 @@
 cached teacher every job uses.
 
 One file per key (under a two-character fan-out directory) keeps concurrent jobs of one
-experiment safe without locks: writes go to a temp file and are renamed into place.
+experiment safe without locks: writes go to a temp file and are renamed into place. The shards
+of a job share the cache, from several nodes of a cluster at once over a shared filesystem, so
+the temp file's name is unique across hosts (not only the process id, which two nodes may share);
+when two shards answer the same request at once, the last rename wins and the entry is whole.
 """
 
 from __future__ import annotations
@@ -10,7 +13,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import threading
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -51,10 +54,15 @@ class DiskCache:
     def put(self, key: str, texts: list[str], parts: dict[str, Any]) -> None:
         path = self._path(key)
         path.parent.mkdir(parents=True, exist_ok=True)
-        temp = path.with_name(f".{path.name}.tmp-{os.getpid()}-{threading.get_ident()}")  # threads too
         record = {"key": key, "request": parts, "texts": texts}
-        temp.write_text(json.dumps(record, ensure_ascii=False, sort_keys=True), encoding="utf-8")
-        os.replace(temp, path)
+        handle, temp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        try:
+            with os.fdopen(handle, "w", encoding="utf-8") as out:
+                out.write(json.dumps(record, ensure_ascii=False, sort_keys=True))
+            os.replace(temp, path)
+        except BaseException:
+            Path(temp).unlink(missing_ok=True)
+            raise
 
 
 class CachedTeacher:

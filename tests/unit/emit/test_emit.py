@@ -205,7 +205,7 @@ def test_profiles_hold_what_the_cluster_needs() -> None:
     files = _files(gpu_experiment())
     local = yaml.safe_load(files["profiles/local/config.yaml"])
     assert local == {"cores": "all", "keep-going": False, "printshellcmds": True,
-                     "rerun-triggers": ["mtime", "params", "input"]}
+                     "rerun-triggers": ["mtime", "params"]}
     slurm = yaml.safe_load(files["profiles/slurm/config.yaml"])
     assert slurm["executor"] == "slurm" and slurm["slurm-status-command"] == "squeue"
     assert slurm["default-resources"] == ["slurm_partition='cpu'", "slurm_account='medlab'"]

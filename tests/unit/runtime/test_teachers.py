@@ -19,7 +19,7 @@ from fleming_dsl.runtime.teachers import (
     TeacherError,
     make_teacher,
 )
-from fleming_dsl.runtime.teachers.backends.local import generate_grouped
+from fleming_dsl.runtime.teachers.backends.local import generate_grouped, request_seed
 from fleming_dsl.runtime.teachers.backends.openai import (
     OpenAIBackend,
     backoff_delay,
@@ -109,6 +109,36 @@ def test_a_model_folder_enters_the_key_by_its_content(tmp_path):
     after = sampling_identity(str(model), settings, 0, "transformers")
     assert before["model"] == after["model"] and before["model_sha256"] != after["model_sha256"]
     assert "model_sha256" not in sampling_identity("Qwen/Qwen2.5-7B", settings, 0, "vllm")
+
+
+def _hammer(directory: str, worker: int) -> None:
+    """One writer process: the same 40 keys as every other writer, its own answers."""
+    from fleming_dsl.runtime.teachers.cache import cache_key
+
+    cache = DiskCache(directory)
+    for n in range(40):
+        cache.put(cache_key({"n": n}), [f"answer {n} from {worker}"], {"n": n})
+
+
+def test_concurrent_writers_leave_only_whole_entries(tmp_path):
+    """Shards share the cache: several processes writing the same keys at once never leave a
+    torn entry or a temp file, and every key reads back as one writer's whole answer."""
+    import multiprocessing
+
+    context = multiprocessing.get_context("fork")
+    workers = [context.Process(target=_hammer, args=(str(tmp_path), w)) for w in range(4)]
+    for process in workers:
+        process.start()
+    for process in workers:
+        process.join(60)
+        assert process.exitcode == 0
+    cache = DiskCache(tmp_path)
+    from fleming_dsl.runtime.teachers.cache import cache_key
+
+    answers = [cache.get(cache_key({"n": n})) for n in range(40)]
+    assert all(a is not None and a[0].startswith(f"answer {n} from ")
+               for n, a in enumerate(answers))
+    assert not [p for p in tmp_path.rglob("*") if p.is_file() and p.suffix == ".tmp"]
 
 
 def test_empty_answers_are_not_cached(tmp_path):
@@ -270,13 +300,28 @@ def test_malformed_body_becomes_empty_answers_and_backoff_is_bounded():
 def test_local_backend_batches_by_n_and_keeps_order():
     calls = []
 
-    def fake(conversations, n):
+    def fake(conversations, n, seeds):
         calls.append((len(conversations), n))
         return [[f"{c[0]['content']}#{i}" for i in range(n)] for c in conversations]
 
     out = generate_grouped([ask("a"), ask("b", n=2), ask("c")], fake)
     assert out == [["a#0"], ["b#0", "b#1"], ["c#0"]]
     assert sorted(calls) == [(1, 2), (2, 1)]
+
+
+def test_each_request_is_seeded_by_what_it_asks_not_by_its_batch():
+    seen: dict[str, int] = {}
+
+    def fake(conversations, n, seeds):
+        for conv, seed in zip(conversations, seeds):
+            seen.setdefault(conv[0]["content"], seed)
+            assert seen[conv[0]["content"]] == seed  # the same request, the same seed
+        return [["x"] * n for _ in conversations]
+
+    generate_grouped([ask("a"), ask("b"), ask("c")], fake, seed=5)
+    generate_grouped([ask("c"), ask("a")], fake, seed=5)  # another cut, another order
+    assert len(set(seen.values())) == 3
+    assert request_seed(5, ask("a")) != request_seed(6, ask("a"))
 
 
 def test_vllm_request_is_built_without_vllm():

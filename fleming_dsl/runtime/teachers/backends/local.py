@@ -6,6 +6,8 @@ the engine, the model path and the sampling parameters.
 
 from __future__ import annotations
 
+import hashlib
+import json
 from collections import defaultdict
 from functools import lru_cache
 from pathlib import Path
@@ -41,14 +43,24 @@ def model_content_hash(path: str) -> str:
     return _content_hash(str(Path(path).resolve()), stamp)
 
 
-def generate_grouped(requests: list[Request], generate: Any) -> list[list[str]]:
-    """Batch requests by `n` (one generate call per distinct n), keeping the input order."""
+def request_seed(seed: int, request: Request) -> int:
+    """A request's own sampling seed, from the job seed and what is asked (not from where the
+    request sits in a batch or a shard), so its answer is the same however the work is cut."""
+    blob = json.dumps([seed, list(request.messages), request.n], sort_keys=True,
+                      ensure_ascii=False)
+    return int.from_bytes(hashlib.sha256(blob.encode("utf-8")).digest()[:4], "big")
+
+
+def generate_grouped(requests: list[Request], generate: Any, seed: int = 0) -> list[list[str]]:
+    """Batch requests by `n` (one generate call per distinct n), keeping the input order; each
+    request is generated under `request_seed`."""
     by_n: dict[int, list[int]] = defaultdict(list)
     for index, request in enumerate(requests):
         by_n[request.n].append(index)
     results: list[list[str]] = [[] for _ in requests]
     for n, indices in sorted(by_n.items()):
-        outputs = generate([list(requests[i].messages) for i in indices], n)
+        outputs = generate([list(requests[i].messages) for i in indices], n,
+                           [request_seed(seed, requests[i]) for i in indices])
         for i, texts in zip(indices, outputs):
             results[i] = list(texts)
     return results
@@ -68,14 +80,15 @@ class LocalModelBackend:
     def key_extra(self, request: Request) -> dict[str, Any]:
         return {}
 
-    def _generate(self, conversations: list[list[dict[str, str]]], n: int) -> list[list[str]]:
+    def _generate(self, conversations: list[list[dict[str, str]]], n: int,
+                  seeds: list[int]) -> list[list[str]]:
         from fleming_dsl.runtime.generation import generate_chat
 
         return generate_chat(self.model, conversations, n=n,
                              temperature=self.settings.temperature, top_p=self.settings.top_p,
                              max_new_tokens=self.settings.max_tokens, seed=self.seed,
                              backend=self.engine,
-                             tensor_parallel=self.settings.tensor_parallel)
+                             tensor_parallel=self.settings.tensor_parallel, seeds=seeds)
 
     def generate(self, requests: list[Request]) -> list[list[str]]:
-        return generate_grouped(requests, self._generate)
+        return generate_grouped(requests, self._generate, self.seed)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from fleming_dsl.runtime.teachers.backends.local import LocalModelBackend
+from fleming_dsl.runtime.teachers.backends.local import LocalModelBackend, request_seed
 from fleming_dsl.runtime.teachers.protocol import Request
 
 
@@ -23,4 +23,5 @@ class VllmBackend(LocalModelBackend):
                                   temperature=self.settings.temperature,
                                   top_p=self.settings.top_p,
                                   max_new_tokens=self.settings.max_tokens, seed=self.seed,
-                                  tensor_parallel=self.settings.tensor_parallel)
+                                  tensor_parallel=self.settings.tensor_parallel,
+                                  seeds=[request_seed(self.seed, r) for r in requests])
