@@ -134,7 +134,8 @@ def test_two_node_wrapper_passes_shellcheck(tmp_path: Path, launcher: str) -> No
 PROBE = """
 import json, os, sys
 keys = ["RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT"]
-print(json.dumps({"env": {k: os.environ.get(k) for k in keys}, "argv": sys.argv[1:]}))
+line = json.dumps({"env": {k: os.environ.get(k) for k in keys}, "argv": sys.argv[1:]}) + "\\n"
+os.write(1, line.encode())  # one write under PIPE_BUF: two ranks' lines never interleave
 """
 
 

@@ -195,12 +195,6 @@ def test_a_transformers_teacher_writes_the_same_bytes_however_cut(tmp_path):
     model = Generator(model=str(model_dir),
                       backend=Backend(kind="transformers", temperature=0.8, max_tokens=6))
 
-    def distill(root: Path) -> DistillJob:
-        return distill_cfg(root).model_copy(update={
-            "teacher": model, "keep": "all", "max_rounds": 1, "refine": (),
-            "sources": (DataSource(path=str(write_jsonl(root / "src.jsonl", filter_rows()[:8])),
-                                   format="items", name="src"),)})
-
     def difficulty(root: Path) -> FilterJob:
         step = DifficultyStep(method="pass_rate", model=model, samples=3, easy=0.75,
                               moderate=0.25)
@@ -208,8 +202,8 @@ def test_a_transformers_teacher_writes_the_same_bytes_however_cut(tmp_path):
         return filter_cfg(root).model_copy(update={
             "steps": (FormatStep(), step), "source": DataSource(path=str(source), format="items")})
 
-    outs = outputs_of_cuts(distill, tmp_path / "d", ["cot.jsonl"], counts=(1, 3))
-    assert outs[0] == outs[1]
+    # (a distillation needs answers a random-weight model never writes, and keeps nothing: an
+    # error since empty results are; the template teacher's cuts are compared in the fast tests)
     outs = outputs_of_cuts(difficulty, tmp_path / "f", ["clean.jsonl"], counts=(1, 2))
     assert outs[0] == outs[1]
     rates = [json.loads(line)["pass_rate"] for line in outs[0]["clean.jsonl"].splitlines()]
