@@ -27,6 +27,9 @@ from pygls.uris import from_fs_path
 from pytest_lsp import ClientServerConfig, client_capabilities
 
 REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO / "tests"))
+
+from lsp_client import Published  # noqa: E402  (the tests' client helper)
 SPEC = REPO / "specs" / "fleming_r1_7b.flm"
 
 
@@ -34,31 +37,6 @@ def position_of(text: str, needle: str, skip: int = 0) -> t.Position:
     offset = text.index(needle) + skip
     line = text.count("\n", 0, offset)
     return t.Position(line=line, character=offset - (text.rfind("\n", 0, offset) + 1))
-
-
-class Published:
-    """Waits for the next diagnostics of one file. (Waiting on the notification method loses
-    the second of two notifications that arrive together, and the server sends a spec's base
-    file's diagnostics just before its own; so count them as the client's handler sees them.)"""
-
-    def __init__(self, client, uri: str):
-        self.client, self.uri = client, uri
-        features = client.protocol.fm.features
-        if not hasattr(client, "published_count"):
-            client.published_count = {}
-            handler = features[t.TEXT_DOCUMENT_PUBLISH_DIAGNOSTICS]
-
-            def counting(params):
-                handler(params)
-                client.published_count[params.uri] = client.published_count.get(params.uri, 0) + 1
-
-            features[t.TEXT_DOCUMENT_PUBLISH_DIAGNOSTICS] = counting
-        self.before = client.published_count.get(uri, 0)
-
-    async def wait(self, timeout: float = 30.0) -> None:
-        async with asyncio.timeout(timeout):
-            while self.client.published_count.get(self.uri, 0) == self.before:
-                await asyncio.sleep(0.001)
 
 
 async def timed(coro) -> tuple[float, object]:

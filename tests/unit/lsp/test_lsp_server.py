@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import asyncio
 import re
 from pathlib import Path
 
 import pytest
 import pytest_lsp
+from lsp_client import Published
 from lsp_fixtures import make_project, server_command, server_env
 from lsprotocol import types as t
 from pygls.uris import from_fs_path
@@ -42,31 +42,6 @@ async def open_doc(client: LanguageClient, project: Path, name: str, text: str |
         text_document=t.TextDocumentItem(uri=uri, language_id="flm", version=1, text=text)))
     await waiter.wait()
     return uri
-
-
-class Published:
-    """Waits for the next diagnostics of one file. (Waiting on the notification method loses
-    the second of two notifications that arrive together, and the server sends a spec's base
-    file's diagnostics just before its own; so count them as the client's handler sees them.)"""
-
-    def __init__(self, client, uri: str):
-        self.client, self.uri = client, uri
-        features = client.protocol.fm.features
-        if not hasattr(client, "published_count"):
-            client.published_count = {}
-            handler = features[t.TEXT_DOCUMENT_PUBLISH_DIAGNOSTICS]
-
-            def counting(params):
-                handler(params)
-                client.published_count[params.uri] = client.published_count.get(params.uri, 0) + 1
-
-            features[t.TEXT_DOCUMENT_PUBLISH_DIAGNOSTICS] = counting
-        self.before = client.published_count.get(uri, 0)
-
-    async def wait(self, timeout: float = 30.0) -> None:
-        async with asyncio.timeout(timeout):
-            while self.client.published_count.get(self.uri, 0) == self.before:
-                await asyncio.sleep(0.001)
 
 
 async def change(client: LanguageClient, uri: str, text: str, version: int) -> None:
