@@ -35,7 +35,7 @@ from fleming_dsl.check.predicates import batch_problem, plateau_metrics
 from fleming_dsl.errors import JobError
 from fleming_dsl.plan.jobconfig import GrpoJob
 from fleming_dsl.runtime import ranks
-from fleming_dsl.runtime.data import items
+from fleming_dsl.runtime.data import items, rubrics
 from fleming_dsl.runtime.io import atomic_output, read_jsonl, write_jsonl
 from fleming_dsl.runtime.jobs.context import JobContext
 from fleming_dsl.runtime.train import (
@@ -260,11 +260,28 @@ def grpo_config_kwargs(cfg: GrpoJob, *, cuda: bool, bf16_ok: bool, vllm_installe
     return kwargs
 
 
-def prompt_rows(pool: Sequence[items.Item]) -> list[dict[str, Any]]:
+def prompt_rows(pool: Sequence[items.Item | rubrics.RubricItem]) -> list[dict[str, Any]]:
     # `options` (texts in letter order) lets choice_match(accept = text) read a named option.
-    return [{"prompt": items.prompt_messages(item), "answer": item.answer,
+    # A rubric item (HealthBench) is its own conversation, its criteria one JSON column that a
+    # rubric() reward reads (a column of nested lists would need one Arrow type across rows).
+    return [{"prompt": list(item.messages), "rubrics": rubrics.criteria_json(item), "difficulty": "",
+             "id": item.id} if isinstance(item, rubrics.RubricItem) else
+            {"prompt": items.prompt_messages(item), "answer": item.answer,
              "options": list(item.options.values()),
              "difficulty": item.difficulty or "", "id": item.id} for item in pool]
+
+
+def load_pool(cfg: GrpoJob) -> list[items.Item] | list[rubrics.RubricItem]:
+    """The stage's prompts: items, or the rows of a HealthBench-format dataset (graded by a
+    rubric() reward; `fleming check` keeps buckets and mining off such data)."""
+    source = cfg.data_source
+    if source is None or source.format != "healthbench":
+        return training.load_items(cfg.data, cfg.buckets, source)
+    if cfg.miner is not None or cfg.buckets:
+        raise JobError(f"{source.path}: HealthBench rows have no answer to mine or bucket by "
+                       "(fields 'miner', 'buckets')")
+    pool = rubrics.load_rubric_items(source.path)
+    return pool[:source.limit] if source.limit is not None else pool
 
 
 @dataclass
@@ -389,9 +406,9 @@ def run(cfg: GrpoJob, ctx: JobContext) -> None:
     from transformers import AutoTokenizer
 
     ranks.init(deepspeed=cfg.deepspeed_config is not None)
-    pool = training.load_items(cfg.data, cfg.buckets, cfg.data_source)
+    pool = load_pool(cfg)
     tracked = tracking.start(cfg)
-    terms = rewards.build_terms(cfg.rewards)
+    terms = rewards.build_terms(cfg.rewards, seed=cfg.seed)
     recorder = RewardRecorder(terms)
     metric = plateau_metric(cfg)
     tracker = PlateauTracker(cfg.plateau.patience, cfg.plateau.min_delta) if cfg.plateau else None
@@ -424,6 +441,10 @@ def run(cfg: GrpoJob, ctx: JobContext) -> None:
     rows = setup.steps.rows
     ctx.counts = {"items": len(pool), "steps": setup.steps.offset, "rounds": len(rounds),
                   "resumed_from": resume or ""}
+    graders = {t.name: {**t.fn.teacher.counts(), "unreadable_verdicts": t.fn.unreadable}
+               for t in terms if hasattr(t.fn, "teacher")}
+    if graders:  # rubric rewards: grader calls made and served from the cache
+        ctx.counts["grader_calls"] = graders
     ctx.metrics = {
         "steps": setup.steps.offset,
         "stopped_by": "plateau" if setup.steps.plateaued else "max_steps",
