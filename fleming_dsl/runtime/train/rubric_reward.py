@@ -14,7 +14,9 @@ final answer is the right option" (`rubrics.choice_item`), so a rubric prompt al
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import contextlib
+import random
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 from fleming_dsl.errors import JobError
@@ -45,6 +47,25 @@ def graded_items(prompts: Sequence[Any], columns: dict[str, Any]) -> list[rubric
             for i, p, a, o in zip(ids, prompts, answers, options)]
 
 
+@contextlib.contextmanager
+def rng_kept() -> Iterator[None]:
+    """Run a grader without touching the trainer's random state: a local grader seeds python,
+    numpy and torch (transformers' set_seed) before it generates, and whether it generates at all
+    depends on the cache, so without this a re-run served from the cache would roll out other
+    completions than the run that filled it."""
+    import numpy as np
+    import torch
+
+    py, npy = random.getstate(), np.random.get_state()
+    devices = list(range(torch.cuda.device_count())) if torch.cuda.is_available() else []
+    with torch.random.fork_rng(devices=devices):
+        try:
+            yield
+        finally:
+            random.setstate(py)
+            np.random.set_state(npy)
+
+
 def rubric(grader: Any, cache_dir: str, seed: int, prompt: str | None = None) -> RewardFn:
     """The reward function of a `rubric()` reward: `grader` is a job config's `Generator`."""
     teacher = make_teacher(grader, cache_dir, seed)
@@ -53,7 +74,8 @@ def rubric(grader: Any, cache_dir: str, seed: int, prompt: str | None = None) ->
     def reward(prompts, completions, **columns) -> list[float]:
         graded = graded_items(prompts, columns)
         try:
-            records = rubrics.grade(teacher, graded, [completion_text(c) for c in completions], prompt_path)
+            with rng_kept():
+                records = rubrics.grade(teacher, graded, [completion_text(c) for c in completions], prompt_path)
         except TeacherError as err:
             raise JobError(f"reward rubric: the grader failed: {err}") from None
         reward.unreadable += sum(r["unreadable"] for r in records)
