@@ -7,7 +7,8 @@ model reads the conversation, the response and one criterion (a rubric prompt, `
 true/false in JSON), every call going through the cached teacher like any other teacher call.
 The score of a response is the points of the criteria it meets over the positive points available
 (HealthBench's score; it can fall below 0 when a response meets negative criteria), and a set's
-score is the mean clipped to [0, 1].
+score is the mean clipped to [0, 1]. The same grading is a GRPO reward
+(`reward NAME = rubric(grader = MODEL)`, runtime/train/rubric_reward.py): one score per completion.
 """
 
 from __future__ import annotations
