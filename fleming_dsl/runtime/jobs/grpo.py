@@ -280,6 +280,9 @@ def load_pool(cfg: GrpoJob) -> list[items.Item] | list[rubrics.RubricItem]:
     if cfg.miner is not None or cfg.buckets:
         raise JobError(f"{source.path}: HealthBench rows have no answer to mine or bucket by "
                        "(fields 'miner', 'buckets')")
+    if any(t.function == "choice_match" for t in cfg.rewards):
+        raise JobError(f"{source.path}: HealthBench rows have no options for choice_match to grade "
+                       "(field 'rewards'; grade them with a rubric() reward)")
     pool = rubrics.load_rubric_items(source.path)
     return pool[:source.limit] if source.limit is not None else pool
 

@@ -162,3 +162,19 @@ def test_grpo_trains_on_healthbench_rows_and_a_rerun_asks_the_grader_nothing(tin
     assert metrics[0] == metrics[1]
     assert again == {"teacher_calls": 0, "cache_hits": first["teacher_calls"] + first["cache_hits"],
                      "unreadable_verdicts": first["unreadable_verdicts"]}
+
+
+def test_a_hand_written_config_grading_healthbench_by_choice_match_fails_before_training(tmp_path: Path) -> None:
+    from fleming_dsl.errors import JobError
+    from fleming_dsl.runtime.jobs.grpo import load_pool
+
+    data = tmp_path / "hb.jsonl"
+    data.write_text("".join(json.dumps(r) + "\n" for r in HB_ROWS), encoding="utf-8")
+    config = train_config("grpo", tmp_path, "unused", str(data),
+                          data_source={"path": str(data), "format": "healthbench", "name": "hb"})
+    with pytest.raises(JobError) as err:
+        load_pool(jc.GrpoJob.model_validate(config))
+    assert str(err.value) == (f"{data}: HealthBench rows have no options for choice_match to grade "
+                              "(field 'rewards'; grade them with a rubric() reward)")
+    config["rewards"] = [config["rewards"][1]]  # the regex term alone: the rows load
+    assert [item.id for item in load_pool(jc.GrpoJob.model_validate(config))] == ["p1", "p2"]
