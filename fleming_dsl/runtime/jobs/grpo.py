@@ -1,6 +1,8 @@
 """grpo: TRL GRPOTrainer with verifiable rewards, plateau stop, and stage-2 hard-sample mining.
 
-Prompts are `items.prompt_messages(item)` (conversational); each reward term of the spec is one
+Prompts are `items.prompt_messages(item)` (conversational), or a HealthBench-format dataset's own
+conversations with their criteria as a `rubrics` column (graded by a rubric() reward, see
+runtime/train/rubric_reward.py); each reward term of the spec is one
 TRL reward function with its weight in `reward_weights`. A recorder wraps the terms so every step
 writes one metrics row: total and per-term mean reward and the mean total per difficulty bucket.
 
