@@ -606,7 +606,8 @@ def _grader_backend(model: ast.ModelDecl) -> bool:
     """A grader generates text: an openai() model, or a model with a backend block (not template())."""
     if model.source.func.name == "openai":
         return True
-    return model.block is not None and any(o.key.name == "backend" for o in model.block.options())
+    backend = option(model.block, "backend")
+    return backend is not None and not (isinstance(backend, ast.Call) and backend.func.name == "template")
 
 
 def _last_wins(options: tuple[ast.Option, ...]) -> list[ast.Option]:

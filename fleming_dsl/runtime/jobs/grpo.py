@@ -450,6 +450,11 @@ def run(cfg: GrpoJob, ctx: JobContext) -> None:
                for t in terms if hasattr(t.fn, "teacher")}
     if graders:  # rubric rewards: grader calls made and served from the cache
         ctx.counts["grader_calls"] = graders
+    for name, seen in graders.items():
+        if seen["unreadable_verdicts"]:  # they count as "not met": a grader that cannot follow
+            # the rubric prompt's JSON turns the reward into noise, so say it where it shows
+            log.warning("reward %s: %d of %d grader verdicts were unreadable (counted as not met)", name,
+                        seen["unreadable_verdicts"], seen["teacher_calls"] + seen["cache_hits"])
     ctx.metrics = {
         "steps": setup.steps.offset,
         "stopped_by": "plateau" if setup.steps.plateaued else "max_steps",

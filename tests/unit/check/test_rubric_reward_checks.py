@@ -109,6 +109,16 @@ def test_bad_rubric_rewards_and_stages(tmp_path: Path, lines: list[str], rl: str
     assert int(got.split(":")[0]) == line_of(text, where)
 
 
+def test_a_model_served_by_the_template_backend_grades_nothing(tmp_path: Path) -> None:
+    served = 'model verbaliser = hf("org/m") { backend = template() }'
+    got, _ = first_error(tmp_path, spec(served, "reward graded = rubric(verbaliser)", rl=ON_HB))
+    assert got.split(" ", 1)[1].startswith("the template teacher 'verbaliser' cannot grade against a rubric")
+    text = spec(served, GRADED, rl=ON_HB).replace("evaluate [rl] on [test]",
+                                                  "evaluate [rl] on [hb] { grader = verbaliser }")
+    got, _ = first_error(tmp_path, text)
+    assert got.split(" ", 1)[1] == "the grader 'verbaliser' has no generation backend"
+
+
 def test_the_choice_match_error_points_at_the_term(tmp_path: Path) -> None:
     rl = "stage rl = grpo(sft1, hb) { rewards = correct + graded  generations = 2  batch = 4 }"
     text = spec(GRADED, rl=rl)
