@@ -469,9 +469,11 @@ class _Lowering:
         response. The template teacher cannot: it answers from an item's provenance (it grades
         difficulty from the item alone) and never reads a completion, so it is rejected here."""
         grader = options.get("grader")
-        if grader is None:
+        written = bool(fn.args) or any(kw.key.name == "grader" for kw in fn.kwargs)
+        if grader is None and not written:
             self.diags.error("rubric() needs 'grader', the model that grades each completion", fn.span,
                              hint="rubric(grader = judge), where judge is a model with a backend")
+        if grader is None:  # missing, or not a name (reported where it was read)
             return
         model = next((x for x in self.p.decls if x.name.name == grader), None)
         span = value_span(fn.args[0]) if fn.args else next(

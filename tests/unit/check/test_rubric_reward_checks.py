@@ -119,6 +119,13 @@ def test_a_model_served_by_the_template_backend_grades_nothing(tmp_path: Path) -
     assert got.split(" ", 1)[1] == "the grader 'verbaliser' has no generation backend"
 
 
+def test_a_grader_written_as_a_string_is_one_error(tmp_path: Path) -> None:
+    with pytest.raises(SpecError) as info:
+        load_experiment(project(tmp_path, spec('reward graded = rubric(grader = "judge")', rl=ON_HB)),
+                        project_root=tmp_path)
+    assert len(info.value.diagnostics) == 1 and "'grader'" in info.value.diagnostics[0].message
+
+
 def test_the_choice_match_error_points_at_the_term(tmp_path: Path) -> None:
     rl = "stage rl = grpo(sft1, hb) { rewards = correct + graded  generations = 2  batch = 4 }"
     text = spec(GRADED, rl=rl)
