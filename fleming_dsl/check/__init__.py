@@ -50,6 +50,7 @@ RULES: tuple[Rule, ...] = (
     models.evaluated_models_are_not_oracles,
     stages.stage_arguments,
     stages.buckets_need_difficulty,
+    stages.rubric_data_is_graded,
     stages.sweep_or_option,
     stages.plateau_is_logged,
     stages.miner_has_max_steps,
@@ -70,6 +71,7 @@ RULES: tuple[Rule, ...] = (
     on_program(multirank.grpo_generations_fit_ranks),
     on_program(multirank.zero3_lora_supported),
     on_program(multirank.vllm_colocate_fits),
+    grpo.trl_version_supported,
     stages.batch_fits_generations,  # after lowering
     grpo.grpo_options,  # after lowering
 )

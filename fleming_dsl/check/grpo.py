@@ -82,6 +82,37 @@ def trl_range(version: str | None = None) -> TrlRange:
     return TRL_ACCEPTS[-1]
 
 
+def supported(version: str) -> bool:
+    """Whether a row of the table covers TRL `version`."""
+    v = _version_tuple(version)
+    return any(row.low <= v < row.high for row in TRL_ACCEPTS)
+
+
+def _dotted(v: tuple[int, ...]) -> str:
+    return ".".join(map(str, v))
+
+
+def supported_text() -> str:
+    """The table's versions as pip writes them: ">=1.0,<2.0" (rows joined by " or ")."""
+    return " or ".join(f">={_dotted(r.low)},<{_dotted(r.high)}" for r in TRL_ACCEPTS)
+
+
+def trl_version_supported(c: Checked) -> Iterator[Diagnostic]:
+    """A warning, at the first GRPO stage, when the installed TRL is outside the table: its
+    options were validated against the newest row, which that TRL may not accept (TRL absent,
+    e.g. a laptop that only compiles, is not warned about: the cluster's TRL is what runs)."""
+    version = installed_trl()
+    if version is None or supported(version):
+        return
+    first = next((d for d in c.program.decls if isinstance(d, ast.StageDecl)
+                  and d.method.func.name == "grpo"), None)
+    if first is not None:
+        yield Diagnostic(f"the installed TRL {version} is outside the versions the GRPO options are "
+                         f"validated against (trl{supported_text()}); stage {first.name.name} may "
+                         "fail or behave differently when it runs", first.method.func.span,
+                         severity="warning", hint=f'pip install "trl{supported_text()}"')
+
+
 # ---------------------------------------------------------------- combination rules
 
 

@@ -93,6 +93,14 @@ def references(decl: ast.Decl) -> Iterator[Ref]:
         if len(args) > 1:
             yield from _stage_data_refs(args[1])
         yield from _reward_refs(option(decl.block, "rewards"))
+    elif isinstance(decl, ast.RewardDecl) and decl.function.func.name == "rubric":
+        call = decl.function
+        grader = call.args[0] if call.args else call_kw(call, "grader")
+        for name in names_in(grader):
+            yield Ref(name, (MODEL,), "the rubric grader")
+        prompt = call.args[1] if len(call.args) > 1 else call_kw(call, "prompt")
+        for name in names_in(prompt):
+            yield Ref(name, (PROMPT,), "the rubric prompt")
     elif isinstance(decl, ast.EvaluateDecl):
         for target in decl.targets:
             yield Ref(target, (MODEL, STAGE), "a model to evaluate")

@@ -63,6 +63,53 @@ def buckets_need_difficulty(c: Checked) -> Iterator[Diagnostic]:
                              hint=f"train on {data.base.name} itself, or add difficulty(...) to a filter")
 
 
+def _rubric_data(c: Checked, name: ast.Name) -> bool:
+    """Whether `name` is a HealthBench-format dataset: prompts graded by rubrics, no right option."""
+    source = c.by_name.get(name.name)
+    return isinstance(source, ast.DatasetDecl) and source.source.func.name == "healthbench"
+
+
+def _reward_terms(value: ast.Value | None) -> list[ast.Name]:
+    if isinstance(value, ast.Name):
+        return [value]
+    return [t.reward for t in value.terms] if isinstance(value, ast.Sum) else []
+
+
+def rubric_data_is_graded(c: Checked) -> Iterator[Diagnostic]:
+    """A stage may train on HealthBench-format data only as GRPO graded by a rubric() reward:
+    its rows have a conversation and criteria, no right option (choice_match, mining, buckets)
+    and no worked answer (sft)."""
+    for d in _stages(c):
+        if len(d.method.args) < 2:
+            continue
+        data = d.method.args[1]
+        if isinstance(data, ast.Call) and data.func.name == "mine_hard" and data.args \
+                and isinstance(data.args[0], ast.Name) and _rubric_data(c, data.args[0]):
+            yield Diagnostic(f"mine_hard() mines items by whether the policy picks the right option; "
+                             f"'{data.args[0].name}' is rubric-graded data (healthbench) with no options",
+                             data.args[0].span, hint=f"train on it directly: grpo(..., {data.args[0].name})")
+            continue
+        if not isinstance(data, ast.Name) or not _rubric_data(c, data):
+            continue  # buckets_need_difficulty reports `hb[easy]`
+        if d.method.func.name == "sft":
+            yield Diagnostic(f"stage {d.name.name} cannot fine-tune on '{data.name}': rubric-graded data "
+                             "(healthbench) has no reference answers to imitate", data.span,
+                             hint="train a grpo stage on it with a rubric() reward")
+            continue
+        terms = [(name, c.by_name.get(name.name)) for name in _reward_terms(option(d.block, "rewards"))]
+        terms = [(name, r) for name, r in terms if isinstance(r, ast.RewardDecl)]
+        for name, reward in terms:
+            if reward.function.func.name == "choice_match":
+                yield Diagnostic(f"reward '{name.name}' is choice_match(), which needs a right option, but "
+                                 f"stage {d.name.name} trains on '{data.name}', rubric-graded data "
+                                 "(healthbench) with no options", name.span,
+                                 hint="grade it with a rubric() reward: reward graded = rubric(grader = judge)")
+        if terms and not any(r.function.func.name == "rubric" for _, r in terms):
+            yield Diagnostic(f"stage {d.name.name} trains on '{data.name}', rubric-graded data "
+                             "(healthbench), but none of its rewards is rubric()", data.span,
+                             hint="add reward graded = rubric(grader = judge) to its rewards")
+
+
 def _sweeps(block: ast.Block | None) -> list[ast.SweepItem]:
     return [i for i in (block.items if block else ()) if isinstance(i, ast.SweepItem)]
 

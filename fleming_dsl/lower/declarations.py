@@ -15,6 +15,7 @@ from importlib import metadata
 from pathlib import Path
 
 from fleming_dsl import ir
+from fleming_dsl.check.common import option
 from fleming_dsl.errors import SpecError, by_place, did_you_mean
 from fleming_dsl.lower import shards
 from fleming_dsl.lower.context import LowerContext
@@ -48,9 +49,11 @@ _BACKENDS = ("vllm", "transformers", "openai", "template")
 _FILTER_STEPS = ("format", "verify_label", "dedupe", "decontaminate", "difficulty")
 # positional arguments of the built-in rewards, by parameter name (see fleming_dsl/rewards.py)
 _BUILTIN_REWARDS = {"choice_match": ("tag", "accept"), "regex": ("pattern",), "length_penalty": ("max_tokens",),
-                    "overlong": ("max_tokens", "buffer")}
+                    "overlong": ("max_tokens", "buffer"), "rubric": ("grader", "prompt")}
 # options whose value is one word from a fixed set (checked here, so a typo is a located error)
 _REWARD_CHOICES = {("choice_match", "accept"): ("letter", "text")}
+# options that name another declaration (checked by check/references.py)
+_REWARD_NAMES = {("rubric", "grader"), ("rubric", "prompt")}
 _REWARD_PLUGIN_GROUP = "fleming_dsl.rewards"
 # TRL report_to integrations that work without a network: each writes under the run's workdir
 TRACKERS = ("tensorboard", "trackio", "mlflow", "wandb")
@@ -430,16 +433,14 @@ class _Lowering:
                 self.diags.error(f"{fn.func.name}() takes {len(params or ())} positional arguments",
                                  value_span(arg), hint="write options as name = value")
                 continue
-            choices = _REWARD_CHOICES.get((fn.func.name, params[i]))
-            value = (one_of(choices) if choices else scalar)(arg, params[i], self.diags)
+            value = self._reward_convert(fn.func.name, params[i])(arg, params[i], self.diags)
             if value is not MISSING:
                 options[params[i]] = value
         kw = Options.of_call(fn, f"{fn.func.name}()", self.diags)
         for key, value in kw.pairs:
             if params is not None and key.name not in params:
                 continue  # finish() reports it with the valid names
-            choices = _REWARD_CHOICES.get((fn.func.name, key.name))
-            got = kw.get(key.name, one_of(choices) if choices else scalar)
+            got = kw.get(key.name, self._reward_convert(fn.func.name, key.name))
             if got is not None:
                 options[key.name] = got
         for p in params or ():
@@ -452,7 +453,43 @@ class _Lowering:
                 self.diags.error(f"invalid regular expression: {err}", value_span(fn.args[0]) if fn.args else fn.span)
         if fn.func.name == "overlong":
             self.overlong_options(fn, options)
+        if fn.func.name == "rubric":
+            self.rubric_options(fn, options)
         return ir.Reward(name=d.name.name, span=d.span, function=fn.func.name, options=options)
+
+    @staticmethod
+    def _reward_convert(function: str, param: str):
+        if (function, param) in _REWARD_NAMES:
+            return to_name
+        choices = _REWARD_CHOICES.get((function, param))
+        return one_of(choices) if choices else scalar
+
+    def rubric_options(self, fn: ast.Call, options: dict) -> None:
+        """rubric(grader = MODEL, prompt = PROMPT): the grader must generate text and read the
+        response. The template teacher cannot: it answers from an item's provenance (it grades
+        difficulty from the item alone) and never reads a completion, so it is rejected here."""
+        grader = options.get("grader")
+        written = bool(fn.args) or any(kw.key.name == "grader" for kw in fn.kwargs)
+        if grader is None and not written:
+            self.diags.error("rubric() needs 'grader', the model that grades each completion", fn.span,
+                             hint="rubric(grader = judge), where judge is a model with a backend")
+        if grader is None:  # missing, or not a name (reported where it was read)
+            return
+        model = next((x for x in self.p.decls if x.name.name == grader), None)
+        span = value_span(fn.args[0]) if fn.args else next(
+            (value_span(kw.value) for kw in fn.kwargs if kw.key.name == "grader"), fn.span)
+        if not isinstance(model, ast.ModelDecl):
+            return  # check/references.py reports a name of the wrong kind
+        backend = option(model.block, "backend") if model.block else None
+        if model.source.func.name == "template" or (isinstance(backend, ast.Call)
+                                                     and backend.func.name == "template"):
+            self.diags.error(f"the template teacher '{grader}' cannot grade against a rubric: it answers "
+                             "from an item's provenance and never reads the completion", span,
+                             hint=f'grade with a model that generates, e.g. model {grader} = '
+                                  'local("models/judge") { backend = transformers() }')
+        elif not _grader_backend(model):
+            self.diags.error(f"the grader '{grader}' has no generation backend", span,
+                             hint=f"give model {grader} a block such as {{ backend = vllm(tp = 8) }}")
 
     def overlong_options(self, fn: ast.Call, options: dict) -> None:
         """DAPO's soft overlong penalty: 0 up to max_tokens - buffer, then down to -1 at max_tokens."""
@@ -571,7 +608,8 @@ def _grader_backend(model: ast.ModelDecl) -> bool:
     """A grader generates text: an openai() model, or a model with a backend block (not template())."""
     if model.source.func.name == "openai":
         return True
-    return model.block is not None and any(o.key.name == "backend" for o in model.block.options())
+    backend = option(model.block, "backend")
+    return backend is not None and not (isinstance(backend, ast.Call) and backend.func.name == "template")
 
 
 def _last_wins(options: tuple[ast.Option, ...]) -> list[ast.Option]:

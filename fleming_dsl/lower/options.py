@@ -308,6 +308,22 @@ BLOCKS: tuple[Block, ...] = (
         Opt("max_tokens", "whole number (also the first positional argument)",
             "completions longer than this are penalised"),
     )),
+    Block("overlong()", "overlong() reward", "reward NAME = overlong(MAX_TOKENS, BUFFER)", (
+        Opt("max_tokens", "whole number >= 1 (also the first positional argument)",
+            "completion tokens at which the penalty reaches -1 (and stays there beyond); required",
+            unit="tokens"),
+        Opt("buffer", "whole number >= 1, at most max_tokens (also the second positional argument)",
+            "the last tokens before max_tokens over which the penalty ramps from 0 to -1 (DAPO's "
+            "soft overlong punishment); required", unit="tokens"),
+    )),
+    Block("rubric()", "rubric() reward", "reward NAME = rubric(grader = MODEL, prompt = PROMPT)", (
+        Opt("grader", "name of a model with a backend (also the first positional argument)",
+            "grades each completion criterion by criterion, every call cached; required (not a "
+            "template() teacher: it never reads the completion)"),
+        Opt("prompt", "name of a prompt (also the second positional argument)",
+            "the rubric prompt (sees conversation, response, criterion, points; a multiple-choice "
+            "item also answer, answer_text, options)", "templates/rubric/grader.j2"),
+    )),
 )
 
 BY_KEY: dict[str, Block] = {b.key: b for b in BLOCKS}
@@ -333,7 +349,7 @@ SOURCES: dict[str, tuple[str, ...]] = {
     "graph format": ("primekg", "hetionet", "triples"),
     "dataset format": tuple(ir.DatasetFormat.__args__),  # type: ignore[attr-defined]
     "prompt source": ("template",),
-    "reward function": ("choice_match", "length_penalty", "regex"),  # plus plugins (entry points)
+    "reward function": ("choice_match", "length_penalty", "overlong", "regex", "rubric"),  # plus plugins
     "stage method": ("sft", "grpo"),
     "distractor policy": ("same_type",),
 }

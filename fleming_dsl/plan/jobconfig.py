@@ -233,6 +233,20 @@ class RewardTermCfg(Cfg):
     function: str  # registered reward function
     weight: float
     options: dict[str, str | int | float | bool] = {}
+    # rubric(): the grader teacher, its rubric prompt (template path; built-in when None) and
+    # the experiment's teacher cache. Left out of the JSON when unset, so other terms' configs
+    # (and their hashes) are what they were before rubric rewards existed.
+    grader: Generator | None = None
+    prompt: str | None = None
+    cache_dir: str | None = None
+
+    @model_serializer(mode="wrap")
+    def _drop_unset_grading(self, handler):
+        data = handler(self)
+        for key in ("grader", "prompt", "cache_dir"):
+            if data.get(key, 0) is None:
+                del data[key]
+        return data
 
 
 class GrpoJob(TrainCommon):

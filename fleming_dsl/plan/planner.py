@@ -394,7 +394,9 @@ class _Planner:
                                         plateau=stage.plateau)
         else:
             metrics = self.under("stages", f"{stage.name}.metrics.jsonl")
-            rewards = tuple(self.reward_term(term) for term in stage.rewards)
+            terms = [self.reward_term(term) for term in stage.rewards]
+            rewards = tuple(cfg for cfg, _ in terms)
+            model_inputs = _unique((*model_inputs, *(path for _, paths in terms for path in paths)))
             cfg = jc.GrpoJob(**common, **training_fields(t, jc.GrpoJob), rewards=rewards,
                              plateau=stage.plateau, miner=miner, metrics=metrics)
             extra = (Output(metrics),)
@@ -402,11 +404,20 @@ class _Planner:
                         resources=res,
                         deepspeed=t.deepspeed if t.deepspeed != "none" else None)
 
-    def reward_term(self, term: ir.RewardTerm) -> jc.RewardTermCfg:
+    def reward_term(self, term: ir.RewardTerm) -> tuple[jc.RewardTermCfg, tuple[str, ...]]:
+        """A term's config and the files it reads: a rubric() reward's grader model and rubric
+        prompt are inputs of the stage (editing the rubric re-runs it)."""
         reward = self.decl(term.reward, "reward")
         assert isinstance(reward, ir.Reward)
+        if reward.function != "rubric":
+            return jc.RewardTermCfg(name=reward.name, function=reward.function, weight=term.weight,
+                                    options=reward.options), ()
+        grader, inputs = self.generator(str(reward.options["grader"]))
+        prompt = reward.options.get("prompt")
+        path = self.decl(str(prompt), "prompt").path if prompt else None
         return jc.RewardTermCfg(name=reward.name, function=reward.function, weight=term.weight,
-                                options=reward.options)
+                                grader=grader, prompt=path, cache_dir=self.cache_dir()), \
+            (*inputs, *((path,) if path else ()))
 
     def evaluate(self, ev: ir.Evaluate, target: str, name: str, out: str) -> Job:
         model, inputs = self.model_ref(target)

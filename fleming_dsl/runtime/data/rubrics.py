@@ -7,7 +7,8 @@ model reads the conversation, the response and one criterion (a rubric prompt, `
 true/false in JSON), every call going through the cached teacher like any other teacher call.
 The score of a response is the points of the criteria it meets over the positive points available
 (HealthBench's score; it can fall below 0 when a response meets negative criteria), and a set's
-score is the mean clipped to [0, 1].
+score is the mean clipped to [0, 1]. The same grading is a GRPO reward
+(`reward NAME = rubric(grader = MODEL)`, runtime/train/rubric_reward.py): one score per completion.
 """
 
 from __future__ import annotations
@@ -44,6 +45,8 @@ class RubricItem:
     messages: tuple[dict[str, str], ...]
     rubrics: tuple[Criterion, ...]
     tags: tuple[str, ...] = ()
+    # extra variables for the rubric prompt: a multiple-choice item's answer (see `choice_item`)
+    reference: tuple[tuple[str, Any], ...] = ()
 
 
 def _row_item(row: Any, where: str) -> RubricItem:
@@ -71,6 +74,27 @@ def _row_item(row: Any, where: str) -> RubricItem:
                       rubrics=tuple(criteria), tags=tuple(map(str, row.get("example_tags") or ())))
 
 
+def criteria_json(item: RubricItem) -> str:
+    """An item's criteria as HealthBench writes them (one dataset column of a GRPO stage)."""
+    return json.dumps([{"criterion": c.criterion, "points": c.points, "tags": list(c.tags)} for c in item.rubrics],
+                      ensure_ascii=False)
+
+
+def rubric_item(id: str, messages: Sequence[dict[str, str]], criteria: str) -> RubricItem:
+    """An item back from `criteria_json` and the conversation it grades."""
+    return _row_item({"prompt_id": id, "prompt": list(messages), "rubrics": json.loads(criteria)}, id)
+
+
+def choice_item(id: str, messages: Sequence[dict[str, str]], answer: str, options: dict[str, str]) -> RubricItem:
+    """A multiple-choice item as a one-criterion rubric (1 point: the right option is the final
+    answer), so a rubric prompt alone grades it; the prompt also sees `answer`, `answer_text` and
+    `options` (letter -> text)."""
+    text = options.get(answer, "")
+    criterion = f"The response's final answer is option {answer}" + (f": {text}." if text else ".")
+    return RubricItem(id=id, messages=tuple(messages), rubrics=(Criterion(criterion, 1.0),),
+                      reference=(("answer", answer), ("answer_text", text), ("options", dict(options))))
+
+
 def load_rubric_items(path: str | Path) -> list[RubricItem]:
     """Every row of a HealthBench-layout JSONL file; a bad row fails with file:line and the field."""
     path = Path(path)
@@ -87,7 +111,7 @@ def grading_request(item: RubricItem, response: str, criterion: Criterion, promp
     from fleming_dsl.runtime.prompting import render
 
     text = render(prompt_path, conversation=list(item.messages), response=response,
-                  criterion=criterion.criterion, points=criterion.points)
+                  criterion=criterion.criterion, points=criterion.points, **dict(item.reference))
     return Request(task="grade", messages=({"role": "user", "content": text},),
                    context={"criterion": criterion.criterion})
 

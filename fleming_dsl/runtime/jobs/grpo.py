@@ -1,6 +1,8 @@
 """grpo: TRL GRPOTrainer with verifiable rewards, plateau stop, and stage-2 hard-sample mining.
 
-Prompts are `items.prompt_messages(item)` (conversational); each reward term of the spec is one
+Prompts are `items.prompt_messages(item)` (conversational), or a HealthBench-format dataset's own
+conversations with their criteria as a `rubrics` column (graded by a rubric() reward, see
+runtime/train/rubric_reward.py); each reward term of the spec is one
 TRL reward function with its weight in `reward_weights`. A recorder wraps the terms so every step
 writes one metrics row: total and per-term mean reward and the mean total per difficulty bucket.
 
@@ -35,7 +37,7 @@ from fleming_dsl.check.predicates import batch_problem, plateau_metrics
 from fleming_dsl.errors import JobError
 from fleming_dsl.plan.jobconfig import GrpoJob
 from fleming_dsl.runtime import ranks
-from fleming_dsl.runtime.data import items
+from fleming_dsl.runtime.data import items, rubrics
 from fleming_dsl.runtime.io import atomic_output, read_jsonl, write_jsonl
 from fleming_dsl.runtime.jobs.context import JobContext
 from fleming_dsl.runtime.train import (
@@ -260,11 +262,31 @@ def grpo_config_kwargs(cfg: GrpoJob, *, cuda: bool, bf16_ok: bool, vllm_installe
     return kwargs
 
 
-def prompt_rows(pool: Sequence[items.Item]) -> list[dict[str, Any]]:
+def prompt_rows(pool: Sequence[items.Item | rubrics.RubricItem]) -> list[dict[str, Any]]:
     # `options` (texts in letter order) lets choice_match(accept = text) read a named option.
-    return [{"prompt": items.prompt_messages(item), "answer": item.answer,
+    # A rubric item (HealthBench) is its own conversation, its criteria one JSON column that a
+    # rubric() reward reads (a column of nested lists would need one Arrow type across rows).
+    return [{"prompt": list(item.messages), "rubrics": rubrics.criteria_json(item), "difficulty": "",
+             "id": item.id} if isinstance(item, rubrics.RubricItem) else
+            {"prompt": items.prompt_messages(item), "answer": item.answer,
              "options": list(item.options.values()),
              "difficulty": item.difficulty or "", "id": item.id} for item in pool]
+
+
+def load_pool(cfg: GrpoJob) -> list[items.Item] | list[rubrics.RubricItem]:
+    """The stage's prompts: items, or the rows of a HealthBench-format dataset (graded by a
+    rubric() reward; `fleming check` keeps buckets and mining off such data)."""
+    source = cfg.data_source
+    if source is None or source.format != "healthbench":
+        return training.load_items(cfg.data, cfg.buckets, source)
+    if cfg.miner is not None or cfg.buckets:
+        raise JobError(f"{source.path}: HealthBench rows have no answer to mine or bucket by "
+                       "(fields 'miner', 'buckets')")
+    if any(t.function == "choice_match" for t in cfg.rewards):
+        raise JobError(f"{source.path}: HealthBench rows have no options for choice_match to grade "
+                       "(field 'rewards'; grade them with a rubric() reward)")
+    pool = rubrics.load_rubric_items(source.path)
+    return pool[:source.limit] if source.limit is not None else pool
 
 
 @dataclass
@@ -389,9 +411,9 @@ def run(cfg: GrpoJob, ctx: JobContext) -> None:
     from transformers import AutoTokenizer
 
     ranks.init(deepspeed=cfg.deepspeed_config is not None)
-    pool = training.load_items(cfg.data, cfg.buckets, cfg.data_source)
+    pool = load_pool(cfg)
     tracked = tracking.start(cfg)
-    terms = rewards.build_terms(cfg.rewards)
+    terms = rewards.build_terms(cfg.rewards, seed=cfg.seed)
     recorder = RewardRecorder(terms)
     metric = plateau_metric(cfg)
     tracker = PlateauTracker(cfg.plateau.patience, cfg.plateau.min_delta) if cfg.plateau else None
@@ -424,6 +446,15 @@ def run(cfg: GrpoJob, ctx: JobContext) -> None:
     rows = setup.steps.rows
     ctx.counts = {"items": len(pool), "steps": setup.steps.offset, "rounds": len(rounds),
                   "resumed_from": resume or ""}
+    graders = {t.name: {**t.fn.teacher.counts(), "unreadable_verdicts": t.fn.unreadable}
+               for t in terms if hasattr(t.fn, "teacher")}
+    if graders:  # rubric rewards: grader calls made and served from the cache
+        ctx.counts["grader_calls"] = graders
+    for name, seen in graders.items():
+        if seen["unreadable_verdicts"]:  # they count as "not met": a grader that cannot follow
+            # the rubric prompt's JSON turns the reward into noise, so say it where it shows
+            log.warning("reward %s: %d of %d grader verdicts were unreadable (counted as not met)", name,
+                        seen["unreadable_verdicts"], seen["teacher_calls"] + seen["cache_hits"])
     ctx.metrics = {
         "steps": setup.steps.offset,
         "stopped_by": "plateau" if setup.steps.plateaued else "max_steps",

@@ -140,15 +140,22 @@ def _plugins() -> dict[str, Any]:
     return {ep.name: ep for ep in metadata.entry_points(group=ENTRY_POINT_GROUP)}
 
 
+# Rewards built from the job's context rather than from spec options alone: `rubric` asks a
+# grader teacher (runtime/train/rubric_reward.py), resolved by the planner into the term's config.
+GRADED = ("rubric",)
+
+
 def registered() -> list[str]:
     """Every reward function name a spec may use: built-ins and installed plugins."""
-    return sorted(set(BUILTINS) | set(_plugins()))
+    return sorted(set(BUILTINS) | set(GRADED) | set(_plugins()))
 
 
 def lookup(name: str) -> Callable[..., RewardFn]:
     """The factory registered under `name`; JobError listing the registered names otherwise."""
     if name in BUILTINS:
         return BUILTINS[name]
+    if name in GRADED:
+        raise JobError(f"reward {name}: built from its grader and prompt by build_terms, not from options")
     plugins = _plugins()
     if name in plugins:
         try:
@@ -177,13 +184,21 @@ class RewardTerm:
     fn: RewardFn
 
 
-def build_terms(specs: Sequence[Any]) -> list[RewardTerm]:
-    """Reward terms from `GrpoJob.rewards` (objects with name, function, weight, options)."""
+def build_terms(specs: Sequence[Any], seed: int = 0) -> list[RewardTerm]:
+    """Reward terms from `GrpoJob.rewards` (objects with name, function, weight, options; a
+    rubric term also with its grader, prompt and cache_dir); `seed` seeds a grader's sampling."""
     if not specs:
         raise JobError("field 'rewards': a GRPO stage needs at least one reward term")
     terms = []
-    for spec in specs:
-        fn = make_reward(spec.function, dict(spec.options))
+    for number, spec in enumerate(specs):
+        if spec.function == "rubric":
+            if getattr(spec, "grader", None) is None or not getattr(spec, "cache_dir", None):
+                raise JobError(f"field 'rewards[{number}]': a rubric reward needs 'grader' and 'cache_dir'")
+            from fleming_dsl.runtime.train.rubric_reward import rubric
+
+            fn = rubric(spec.grader, spec.cache_dir, seed, spec.prompt)
+        else:
+            fn = make_reward(spec.function, dict(spec.options))
         terms.append(RewardTerm(name=spec.name, weight=float(spec.weight), fn=fn))
     return terms
 

@@ -47,9 +47,11 @@ filter clean from cot {
 reward correct = choice_match(tag = "answer" @choice_match()@)
 reward form = regex(pattern = "x" @regex()@)
 reward short = length_penalty(max_tokens = 10 @length_penalty()@)
+reward long = overlong(max_tokens = 10, buffer = 4 @overlong()@)
+reward graded = rubric(grader = served @rubric()@)
 stage sft1 = sft(base, clean) { lr = 1e-3 }
 stage rl1 = grpo(sft1, mine_hard(clean, pass < 0.5 @mine_hard()@)) {
-  rewards = correct + form + short
+  rewards = correct + form + short + long + graded
   until = plateau(reward @plateau()@)
   lr = 1e-6  max_steps = 4 @stage@
   lora { r = 4 @lora@ }

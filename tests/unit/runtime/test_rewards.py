@@ -72,7 +72,7 @@ def test_unknown_reward_lists_the_registered_ones(monkeypatch: pytest.MonkeyPatc
     with pytest.raises(JobError) as err:
         rewards.make_reward("choise_match", {})
     assert str(err.value) == ("unknown reward function 'choise_match'; "
-                              "registered: choice_match, length_penalty, overlong, regex")
+                              "registered: choice_match, length_penalty, overlong, regex, rubric")
 
 
 def test_bad_options_name_the_function() -> None:
