@@ -51,6 +51,7 @@ RULES: tuple[Rule, ...] = (
     stages.stage_arguments,
     stages.buckets_need_difficulty,
     stages.rubric_data_is_graded,
+    stages.rubric_data_feeds_no_data_job,
     stages.sweep_or_option,
     stages.plateau_is_logged,
     stages.miner_has_max_steps,

@@ -11,7 +11,9 @@ from collections.abc import Iterator
 from fleming_dsl.check.common import (
     ITEM_SOURCES,
     Checked,
+    call_kw,
     entries,
+    names_in,
     option,
     option_key,
 )
@@ -109,6 +111,28 @@ def rubric_data_is_graded(c: Checked) -> Iterator[Diagnostic]:
                              "(healthbench), but none of its rewards is rubric()", data.span,
                              hint="add reward graded = rubric(grader = judge) to its rewards")
 
+
+
+def _item_inputs(c: Checked) -> Iterator[tuple[ast.Name, str]]:
+    """Every dataset name that a data job reads as multiple-choice items, with what reads it."""
+    for d in c.program.decls:
+        if isinstance(d, ast.DistillDecl):
+            yield from ((s, f"distill {d.name.name}") for s in d.sources)
+        elif isinstance(d, ast.FilterDecl):
+            yield d.source, f"filter {d.name.name}"
+            for e in entries(d.block, "decontaminate"):
+                yield from ((n, f"the decontaminate step of filter {d.name.name}")
+                            for n in names_in(call_kw(e.call, "against")) if e.call is not None)
+
+
+def rubric_data_feeds_no_data_job(c: Checked) -> Iterator[Diagnostic]:
+    """HealthBench-format rows (a conversation and criteria) are read only by evaluate and by a
+    rubric-graded grpo stage; the data jobs read multiple-choice items and would fail at run time."""
+    for name, reader in _item_inputs(c):
+        if _rubric_data(c, name):
+            yield Diagnostic(f"{reader} reads multiple-choice items; '{name.name}' is rubric-graded "
+                             "data (healthbench) with no options", name.span,
+                             hint="evaluate on it, or train a grpo stage on it with a rubric() reward")
 
 def _sweeps(block: ast.Block | None) -> list[ast.SweepItem]:
     return [i for i in (block.items if block else ()) if isinstance(i, ast.SweepItem)]

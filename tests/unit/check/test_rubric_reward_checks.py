@@ -182,3 +182,18 @@ def test_every_reward_function_and_grpo_option_is_documented() -> None:
         if option.methods == ("grpo",):
             assert f"`{option.word}`" in readme, option.word
             assert f"| `{option.word}` |" in language, option.word
+
+
+@pytest.mark.parametrize(("old", "new", "where", "message"), [
+    ("distill cot from [q, train]", "distill cot from [q, hb]", "distill cot",
+     "distill cot reads multiple-choice items; 'hb' is rubric-graded data (healthbench) with no options"),
+    ("{ format  difficulty", "{ format  decontaminate(against = [test, hb])  difficulty", "filter clean",
+     "the decontaminate step of filter clean reads multiple-choice items; 'hb' is rubric-graded data "
+     "(healthbench) with no options"),
+])
+def test_a_data_job_never_reads_rubric_data(tmp_path: Path, old: str, new: str, where: str, message: str) -> None:
+    text = spec().replace(old, new)
+    got, hint = first_error(tmp_path, text)
+    assert got.split(" ", 1)[1] == message
+    assert hint == "evaluate on it, or train a grpo stage on it with a rubric() reward"
+    assert int(got.split(":")[0]) == line_of(text, where)
