@@ -26,12 +26,16 @@ FLAGSHIP = "specs/fleming_r1_7b.flm"
 
 
 def sweep_spec(text: str, points: int) -> str:
-    """`text` with `sweep lr in [...]` (points values) added to its first stage block."""
+    """`text` with `sweep lr in [...]` (points values) in place of its first stage block's `lr`."""
     values = ", ".join(f"{1e-6 * (1 + i / points):.9g}" for i in range(points))
     match = re.search(r"^stage\s+\w+\s*=.*?\{", text, re.M)
     if match is None:
         raise SystemExit("the flagship spec has no `stage ... {` block to sweep")
-    return text[:match.end()] + f"\n  sweep lr in [{values}]\n" + text[match.end():]
+    # the swept key may not also be set in the block (a check says so): drop its setting there
+    block_end = text.find("\n}", match.end())
+    body = re.sub(r"^\s*lr\s*=.*\n", "", text[match.end():block_end], count=1, flags=re.M)
+    return (text[:match.end()] + f"\n  sweep lr in [{values}]\n" + body
+            + text[block_end:])
 
 
 def median_seconds(action: Callable[[], object], repeat: int) -> float:
