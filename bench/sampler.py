@@ -331,7 +331,7 @@ def main(argv: list[str] | None = None) -> int:
           f"inverse_degree(alpha={args.alpha})")
     print()
     print(f"{'':26}{'CSR + numba':>16}{'networkx':>16}")
-    print(f"{'edges held':26}{e:>16,}{g:>16,}")
+    print(f"{'edges walked on':26}{e:>16,}{g:>16,}")
     full = theirs["wall"] * ours["edges"] / max(theirs["edges"], 1)
     print(f"{'CSV -> graph, wall (s)':26}{ours['wall']:>16.1f}{theirs['wall']:>16.1f}"
           + (f"  stopped at the time box: {theirs['edges']:,} of {ours['edges']:,} edges; "
