@@ -78,7 +78,8 @@ def _indented(value: Any, indent: str) -> str:
         parts = []
         for key in sorted(value):
             item = value[key]
-            text = _scalar(item)
+            # strings first, inline: most values of a job config are
+            text = _quote(item) if type(item) is str else _scalar(item)
             parts.append(_quote(key) + ": " + (text if text is not None
                                                else _indented(item, inner)))
         return "{\n" + inner + (",\n" + inner).join(parts) + "\n" + indent + "}"
@@ -88,7 +89,7 @@ def _indented(value: Any, indent: str) -> str:
         inner = indent + "  "
         parts = []
         for item in value:
-            text = _scalar(item)
+            text = _quote(item) if type(item) is str else _scalar(item)
             parts.append(text if text is not None else _indented(item, inner))
         return "[\n" + inner + (",\n" + inner).join(parts) + "\n" + indent + "]"
     text = _scalar(value)
