@@ -10,7 +10,8 @@ its 30 relations, power-law degrees, every edge in both directions), then times:
 - pyarrow: `pyarrow.csv.read_csv` of the whole file, then the same node/relation encoding and
   `build_store` (the reference the issue names);
 - pandas + networkx: `pd.read_csv` and a `networkx.MultiDiGraph` of every edge, stopped after
-  --nx-seconds (the row says how many edges it had built by then).
+  --nx-seconds (the row says how many rows it had built by then, and the whole file's time at
+  that rate).
 
 Peak memory is each process's own maximum RSS. graph_load's arrays are compared with the pyarrow
 reference's byte for byte.
@@ -201,7 +202,12 @@ def main() -> int:
     print(header)
     print("-" * len(header))
     for kind, row in rows.items():
-        note = " (stopped at the time box)" if row.get("stopped") else ""
+        note = ""
+        if row.get("stopped"):
+            rate = row["wall"] / max(row["edges"], 1)
+            note = (f" (stopped at the {args.nx_seconds:.0f} s time box: {row['edges']:,} of "
+                    f"{args.rows:,} rows built; ~{rate * args.rows:,.0f} s "
+                    "for the whole file at that rate)")
         ratio = f"{row['wall'] / ref['wall']:.2f}x wall, {row['cpu'] / ref['cpu']:.2f}x CPU"
         print(f"{kind:<18} {row['wall']:>7.1f}s {row['cpu']:>7.1f}s {row['rss_mb']:>8.0f}MB "
               f"{row['edges']:>10}   {ratio}{note}")

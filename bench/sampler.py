@@ -3,11 +3,18 @@
     python bench/sampler.py            # PrimeKG scale: 129,375 nodes, 8M directed edges (minutes)
     python bench/sampler.py --small    # 20K nodes, 400K edges (seconds)
 
-Builds a synthetic typed graph (10 node types, 30 relations, power-law degrees, every fact in
-both directions as PrimeKG ships it), saves it with `save_store`, and measures in one run:
+Builds a synthetic typed graph (10 node types, 30 relations, power-law degrees), writes its
+facts as a typed-triples TSV (`head head_type relation tail tail_type`, one fact a line; the
+loader stores each in both directions, as PrimeKG ships them), and measures in one run:
 
-- load time and resident memory (psutil RSS delta) of `load_store`, and of the sampler's
-  per-run arrays (the per-step alias tables);
+- CSV -> graph on both sides, each in its own process (wall, CPU, peak RSS): the project's
+  `graph_load` path (`read_graph("triples")` + `build_store`), and pandas reading the same file
+  in chunks into a networkx MultiDiGraph (node `type`, edge `relation`, both directions),
+  time-boxed by --nx-load-seconds (the row then says how far it got, and the full-file time
+  extrapolated from its rate);
+- resident memory (psutil RSS delta) of the store as the sampler holds it (`load_store` of the
+  saved `.npz`), and the time and memory of the sampler's tables (`Walker`: the per-step alias
+  tables), built once per sample job;
 - throughput of metapath-constrained, inverse-degree-weighted walks (hops of completed walks
   per CPU second of this single-threaded process, and per wall second) of the numba CSR walker:
   the median of `--repeats` runs of the same batch (the best is printed beside it);
@@ -101,12 +108,76 @@ def synthetic_graph(nodes: int, directed_edges: int, seed: int) -> EdgeList:
         src=np.concatenate([src, dst]), dst=np.concatenate([dst, src]), rel=np.concatenate([rel, rel]))
 
 
-def build_and_save(nodes: int, edges: int, seed: int, path: Path) -> None:
-    """Runs in a child process, so the parent's RSS measures only what loading costs."""
-    t0 = time.perf_counter()
-    store = build_store(synthetic_graph(nodes, edges, seed))
-    save_store(store, path)
-    Path(str(path) + ".build_s").write_text(f"{time.perf_counter() - t0:.1f}")
+def write_triples(nodes: int, edges: int, seed: int, path: Path) -> None:
+    """The synthetic graph's facts (each once) as a typed-triples TSV; runs in a child process."""
+    g = synthetic_graph(nodes, edges, seed)
+    facts = len(g.src) // 2  # the first half: each fact once (the second is its mirror)
+    names = np.array(g.names, dtype=object)
+    types = np.array(g.type_names, dtype=object)[g.node_type]
+    rels = np.array(g.rel_names, dtype=object)
+    with open(path, "w", encoding="utf-8") as handle:
+        handle.write("head\thead_type\trelation\ttail\ttail_type\n")
+        for start in range(0, facts, 500_000):
+            s, d = g.src[start:start + 500_000], g.dst[start:start + 500_000]
+            r = g.rel[start:start + 500_000]
+            handle.writelines(f"{a}\t{b}\t{c}\t{e}\t{f}\n" for a, b, c, e, f in zip(
+                names[s], types[s], rels[r], names[d], types[d]))
+
+
+def _report(out: Path, started: tuple[float, float], **fields) -> None:
+    import json
+    import resource
+
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    out.write_text(json.dumps({"wall": time.perf_counter() - started[0],
+                               "cpu": time.process_time() - started[1],
+                               "rss_mb": usage.ru_maxrss / 1024, **fields}))
+
+
+def load_ours(tsv: Path, npz: Path, out: Path) -> None:
+    """CSV -> store as the graph_load job does it, then saved for the walks (not timed)."""
+    from fleming_dsl.runtime.graph.io import read_graph
+
+    started = (time.perf_counter(), time.process_time())
+    store = build_store(read_graph("triples", [str(tsv)]))
+    _report(out, started, edges=int(store.num_edges), stopped=False)
+    save_store(store, npz)
+
+
+def load_networkx(tsv: Path, seconds: float, out: Path) -> None:
+    """CSV -> MultiDiGraph the plain way (pandas chunks, both directions), time-boxed."""
+    import networkx as nx
+    import pandas as pd
+
+    started = (time.perf_counter(), time.process_time())
+    deadline = started[0] + seconds
+    graph = nx.MultiDiGraph()
+    rows = stopped = 0
+    for frame in pd.read_csv(tsv, sep="\t", dtype=str, chunksize=200_000):
+        graph.add_nodes_from((n, {"type": t}) for n, t in zip(frame["head"], frame["head_type"]))
+        graph.add_nodes_from((n, {"type": t}) for n, t in zip(frame["tail"], frame["tail_type"]))
+        for a, b in (("head", "tail"), ("tail", "head")):
+            graph.add_edges_from(zip(frame[a], frame[b], ({"relation": r}
+                                                          for r in frame["relation"])))
+        rows += len(frame)
+        if time.perf_counter() > deadline:
+            stopped = True
+            break
+    _report(out, started, edges=graph.number_of_edges(), rows=rows, stopped=bool(stopped))
+
+
+def in_child(target, *args) -> dict:
+    """Run `target(*args, out)` in a fresh interpreter (its own peak RSS); its JSON report."""
+    import json
+
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp) / "report.json"
+        child = multiprocessing.get_context("spawn").Process(target=target, args=(*args, out))
+        child.start()
+        child.join()
+        if child.exitcode != 0:
+            raise SystemExit(f"{target.__name__} failed (exit {child.exitcode})")
+        return json.loads(out.read_text())
 
 
 def warm_up_kernels() -> None:
@@ -197,6 +268,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--nx-edges", type=int, default=1_000_000,
                         help="edges of the networkx subgraph (0 = the whole graph)")
     parser.add_argument("--nx-seconds", type=float, default=20.0)
+    parser.add_argument("--nx-load-seconds", type=float, default=120.0,
+                        help="time box of networkx's CSV -> MultiDiGraph build")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--repeats", type=int, default=5,
                         help="timed runs of the CSR batch; the median is reported")
@@ -204,17 +277,21 @@ def main(argv: list[str] | None = None) -> int:
     if args.small:
         args.nodes, args.edges, args.walks, args.nx_seconds = 20_000, 400_000, 200_000, 5.0
 
-    warm_up_kernels()
     with tempfile.TemporaryDirectory() as tmp:
-        path = Path(tmp) / "graph.npz"
+        tsv, path = Path(tmp) / "graph.tsv", Path(tmp) / "graph.npz"
+        t0 = time.perf_counter()
         child = multiprocessing.get_context("fork").Process(
-            target=build_and_save, args=(args.nodes, args.edges, args.seed, path))
+            target=write_triples, args=(args.nodes, args.edges, args.seed, tsv))
         child.start()
         child.join()
         if child.exitcode != 0:
             raise SystemExit(f"building the synthetic graph failed (exit {child.exitcode})")
-        build_s = float(Path(str(path) + ".build_s").read_text())
+        build_s = time.perf_counter() - t0
+        csv_mb = tsv.stat().st_size / 2**20
+        ours = in_child(load_ours, tsv, path)
+        theirs = in_child(load_networkx, tsv, args.nx_load_seconds)
         file_mb = path.stat().st_size / 2**20
+        warm_up_kernels()
         gc.collect()
         before = rss()
         t0 = time.perf_counter()
@@ -254,13 +331,22 @@ def main(argv: list[str] | None = None) -> int:
           f"inverse_degree(alpha={args.alpha})")
     print()
     print(f"{'':26}{'CSR + numba':>16}{'networkx':>16}")
-    print(f"{'edges held':26}{e:>16,}{g:>16,}")
-    print(f"{'graph ready (s)':26}{load_s:>16.2f}{nx_build_s:>16.1f}")
-    print(f"{'sampler tables (s)':26}{table_t.wall:>16.2f}{'-':>16}")
+    print(f"{'edges walked on':26}{e:>16,}{g:>16,}")
+    full = theirs["wall"] * ours["edges"] / max(theirs["edges"], 1)
+    print(f"{'CSV -> graph, wall (s)':26}{ours['wall']:>16.1f}{theirs['wall']:>16.1f}"
+          + (f"  stopped at the time box: {theirs['edges']:,} of {ours['edges']:,} edges; "
+             f"~{full:,.0f} s for all at that rate" if theirs["stopped"] else ""))
+    print(f"{'CSV -> graph, CPU (s)':26}{ours['cpu']:>16.1f}{theirs['cpu']:>16.1f}")
+    print(f"{'CSV -> graph, peak RSS (MB)':26}{ours['rss_mb']:>15.0f} {theirs['rss_mb']:>15.0f}")
+    print(f"{'load_store of .npz (s)':26}{load_s:>16.2f}{'':>16}")
+    print(f"{'walk subgraph build (s)':26}{'':>16}{nx_build_s:>16.1f}")
+    print(f"{'sampler tables, wall (s)':26}{table_t.wall:>16.2f}{'-':>16}")
+    print(f"{'sampler tables, CPU (s)':26}{table_t.cpu:>16.2f}{'-':>16}")
     print(f"{'resident graph (MB)':26}{store_mb:>16.1f}{nx_mb:>16.1f}")
     print(f"{'bytes per edge':26}{store_mb * 2**20 / e:>16.1f}{nx_mb * 2**20 / max(g, 1):>16.1f}")
     print(f"{'+ sampler tables (MB)':26}{sampler_mb:>16.1f}{'':>16}")
     print(f"{'store file (MB)':26}{file_mb:>16.1f}{'':>16}")
+    print(f"{'triples TSV (MB)':26}{csv_mb:>16.1f}{csv_mb:>16.1f}")
     print(f"{'hops timed':26}{csr_hops:>16,}{nx_hops:>16,}")
     print(f"{'wall seconds':26}{csr_t.wall:>16.2f}{nx_t.wall:>16.1f}")
     print(f"{'CPU seconds':26}{csr_t.cpu:>16.2f}{nx_t.cpu:>16.1f}")
@@ -275,9 +361,10 @@ def main(argv: list[str] | None = None) -> int:
     print("hops/s counts hops of completed walks per CPU second of this process (both sides "
           "single-threaded), so other load on the machine does not distort the ratio; CSR "
           f"figures are the median of {len(csr_runs)} runs of the same batch")
-    print("What differs: 'graph ready' is load_store of a prebuilt .npz on the CSR side and a "
-          "MultiDiGraph built from in-memory arrays on the networkx side (CSV -> store for both "
-          "sides is bench/graph_load.py); networkx walks a sampled subgraph, and draws starts "
+    print("CSV -> graph: both sides read the same TSV in their own process (peak RSS is that "
+          "process's); the store is then saved as .npz, which a sample job loads "
+          "('load_store'). What differs: networkx walks a sampled subgraph of the store "
+          "(built in memory: 'walk subgraph build'), and draws starts "
           "with random.choices by degree^-alpha among start-type nodes with out-edges; the CSR "
           "walker draws from its own seeded tables, so the walks are the same distribution, "
           "not the same paths.")

@@ -56,9 +56,10 @@ def check_experiment(path: str | os.PathLike, project_root: Path | None = None, 
 
 @contextlib.contextmanager
 def _no_cycle_collection() -> Iterator[None]:
-    """Pause the cyclic garbage collector while a spec is read: the front end builds many small
-    acyclic objects, and the collector's passes over them took over half of checking a
-    100,000-declaration spec. Whatever is garbage is collected when it resumes."""
+    """Pause the cyclic garbage collector while a spec is read or compiled: the front end, the
+    planner and the emitter build many small acyclic objects, and the collector's passes over
+    them took over half of checking a 100,000-declaration spec. Whatever is garbage is
+    collected when it resumes."""
     was_enabled = gc.isenabled()
     gc.disable()
     try:
@@ -123,8 +124,9 @@ def compile_experiment(exp: ir.Experiment, out_dir: str | Path | None = None,
     from fleming_dsl.plan.planner import plan
 
     logical = project_relative(out_dir) if out_dir is not None else default_out_dir(exp)
-    jobs = plan(exp, logical)
-    changed = emit(jobs, logical, spec_sha256=spec_sha256, ir_sha256=ir_sha256(exp))
+    with _no_cycle_collection():  # as for the front end: ~20% of a 10,000-job compile
+        jobs = plan(exp, logical)
+        changed = emit(jobs, logical, spec_sha256=spec_sha256, ir_sha256=ir_sha256(exp))
     return Compiled(exp, jobs, Path(logical), tuple(changed))
 
 

@@ -46,33 +46,56 @@ class _NotPlain(Exception):
 
 
 _quote = json.encoder.encode_basestring  # what json.dumps uses with ensure_ascii=False
+_INF = float("inf")
 
 
-def _indented(value: Any, indent: str) -> str:
-    if isinstance(value, str):
+def _scalar(value: Any) -> str | None:
+    """A JSON scalar's text as json.dumps writes it; None for a container (or another type)."""
+    kind = type(value)
+    if kind is str:
         return _quote(value)
+    if kind is int:
+        return int.__repr__(value)
     if value is None or value is True or value is False:
         return "null" if value is None else ("true" if value else "false")
-    if isinstance(value, int):
-        return int.__repr__(value)
-    if isinstance(value, float):
-        if value != value or value in (float("inf"), float("-inf")):
+    if kind is float:
+        if value != value or value == _INF or value == -_INF:
             raise _NotPlain
         return float.__repr__(value)
-    inner = indent + "  "
-    if isinstance(value, dict):
+    return None
+
+
+# Exact types (`type(x) is str`), not isinstance: subclasses (an enum's str) go to the json
+# module, and the common case skips a chain of isinstance calls per value.
+def _indented(value: Any, indent: str) -> str:
+    kind = type(value)
+    if kind is dict:
         if not value:
             return "{}"
-        if not all(isinstance(key, str) for key in value):
+        if not all(type(key) is str for key in value):
             raise _NotPlain
-        return "{\n" + ",\n".join(f"{inner}{_quote(key)}: {_indented(value[key], inner)}"
-                                   for key in sorted(value)) + f"\n{indent}}}"
-    if isinstance(value, (list, tuple)):
+        inner = indent + "  "
+        parts = []
+        for key in sorted(value):
+            item = value[key]
+            # strings first, inline: most values of a job config are
+            text = _quote(item) if type(item) is str else _scalar(item)
+            parts.append(_quote(key) + ": " + (text if text is not None
+                                               else _indented(item, inner)))
+        return "{\n" + inner + (",\n" + inner).join(parts) + "\n" + indent + "}"
+    if kind is list or kind is tuple:
         if not value:
             return "[]"
-        return "[\n" + ",\n".join(inner + _indented(item, inner) for item in value) + \
-            f"\n{indent}]"
-    raise _NotPlain
+        inner = indent + "  "
+        parts = []
+        for item in value:
+            text = _quote(item) if type(item) is str else _scalar(item)
+            parts.append(text if text is not None else _indented(item, inner))
+        return "[\n" + inner + (",\n" + inner).join(parts) + "\n" + indent + "]"
+    text = _scalar(value)
+    if text is None:
+        raise _NotPlain
+    return text
 
 
 def sha256_text(text: str) -> str:
@@ -336,6 +359,7 @@ def render(plan: Plan, spec_sha256: str = "", ir_sha256: str = "") -> dict[str, 
     libraries: dict[str, dict[str, str]] = {}
     groups = table.group_labels(plan.jobs)
     accelerate = env.get_template("accelerate.yaml.j2")
+    deepspeed: dict[tuple[str, bool, bool], str] = {}
     for job in plan.jobs:
         data = job.config.model_dump(mode="json")  # once per job: the file, its hash, libraries
         text = to_json(data)
@@ -350,8 +374,10 @@ def render(plan: Plan, spec_sha256: str = "", ir_sha256: str = "") -> dict[str, 
         cfg = job.config
         if isinstance(cfg, (jc.SftJob, jc.GrpoJob)):
             if cfg.deepspeed_config and job.deepspeed_stage:
-                files[f"deepspeed/{job.name}.json"] = to_json(
-                    deepspeed_config(job.deepspeed_stage, cfg.bf16, cpu=job.resources.gpus == 0))
+                key = (job.deepspeed_stage, cfg.bf16, job.resources.gpus == 0)
+                if key not in deepspeed:  # a sweep's jobs share a handful of these
+                    deepspeed[key] = to_json(deepspeed_config(key[0], key[1], cpu=key[2]))
+                files[f"deepspeed/{job.name}.json"] = deepspeed[key]
             if cfg.accelerate_config:
                 res = job.resources
                 files[f"accelerate/{job.name}.yaml"] = accelerate.render(
@@ -385,24 +411,40 @@ def render(plan: Plan, spec_sha256: str = "", ir_sha256: str = "") -> dict[str, 
     return files
 
 
-def write_if_changed(path: Path, text: str) -> bool:
+def write_if_changed(path: Path, text: str, exists: bool | None = None) -> bool:
+    """Write `text` to `path` (through a temporary file and a rename) unless it holds those
+    bytes already; `exists` = False says the caller knows there is no file to compare."""
     data = text.encode("utf-8")
-    if path.is_file() and path.read_bytes() == data:
-        return False
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    temp.write_bytes(data)
+    if exists is not False:
+        try:
+            with open(path, "rb") as handle:
+                if handle.read() == data:
+                    return False
+        except (FileNotFoundError, NotADirectoryError, IsADirectoryError):
+            pass
+    temp = f"{path.parent}/.{path.name}.tmp-{os.getpid()}"
+    handle = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o666)
+    try:
+        os.write(handle, data)
+    finally:
+        os.close(handle)
     os.replace(temp, path)
     return True
 
 
-def _stale(dest: Path, keep: set[str]) -> list[Path]:
-    stale = []
+def _existing(dest: Path) -> set[str]:
+    """The files now under `dest` (relative paths): its top-level files and everything inside
+    the folders it manages, listed once so a write need not ask the file system per file."""
+    found: set[str] = set()
+    try:
+        found.update(entry.name for entry in os.scandir(dest) if entry.is_file())
+    except FileNotFoundError:
+        return found
     for folder in MANAGED_DIRS:
         for root, _dirs, names in os.walk(dest / folder):
             rel = Path(root).relative_to(dest).as_posix()
-            stale += [Path(root) / name for name in names if f"{rel}/{name}" not in keep]
-    return stale
+            found.update(f"{rel}/{name}" for name in names)
+    return found
 
 
 def emit(plan: Plan, dest: str | Path | None = None, spec_sha256: str = "",
@@ -410,8 +452,13 @@ def emit(plan: Plan, dest: str | Path | None = None, spec_sha256: str = "",
     """Write the workflow folder (default: `plan.out_dir`); return the paths that changed."""
     dest = Path(dest if dest is not None else plan.out_dir)
     files = render(plan, spec_sha256, ir_sha256)
-    changed = [rel for rel, text in sorted(files.items()) if write_if_changed(dest / rel, text)]
-    for path in _stale(dest, set(files)):
-        path.unlink()
-        changed.append(path.relative_to(dest).as_posix())
+    existing = _existing(dest)
+    for folder in sorted({posixpath.dirname(rel) for rel in files}):
+        (dest / folder).mkdir(parents=True, exist_ok=True)  # once per folder, not per file
+    changed = [rel for rel, text in sorted(files.items())
+               if write_if_changed(dest / rel, text, exists=rel in existing)]
+    for rel in sorted(existing - set(files)):
+        if rel.split("/", 1)[0] in MANAGED_DIRS:
+            (dest / rel).unlink()
+            changed.append(rel)
     return changed

@@ -420,9 +420,10 @@ class _Lowering:
     # rewards -------------------------------------------------------------
     def reward(self, d: ast.RewardDecl) -> ir.Reward | None:
         fn = d.function
-        if not hasattr(self, "_rewards_known"):  # entry points are slow to scan: once per spec
-            self._rewards_known = set(_BUILTIN_REWARDS) | _reward_plugins()
-        known = self._rewards_known
+        # entry points are slow to scan (every installed distribution): only for a name that is
+        # not built in, once per process
+        known = _BUILTIN_REWARDS if fn.func.name in _BUILTIN_REWARDS else \
+            set(_BUILTIN_REWARDS) | _reward_plugins()
         if fn.func.name not in known:
             self.ctx.unknown_function(fn, "reward function", sorted(known))
             return None

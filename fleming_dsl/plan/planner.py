@@ -11,6 +11,7 @@ Snakemake's mtime trigger then re-runs what lies downstream.
 
 from __future__ import annotations
 
+import functools
 import posixpath
 from dataclasses import dataclass, field, replace
 
@@ -112,8 +113,13 @@ def meta_path(main_output: str) -> str:
 
 def training_fields(training: ir.Training, job: type[jc.JobBase]) -> dict:
     """The stage's training options that `job` takes, under their IR names (the same names)."""
-    return {name: getattr(training, name) for name in job.model_fields
-            if name in ir.Training.model_fields}
+    return {name: getattr(training, name) for name in _training_names(job)}
+
+
+@functools.cache
+def _training_names(job: type[jc.JobBase]) -> tuple[str, ...]:
+    # once per job class: a 1,000-point sweep asked pydantic for the field maps 200,000 times
+    return tuple(name for name in job.model_fields if name in ir.Training.model_fields)
 
 
 class _Planner:
@@ -124,6 +130,11 @@ class _Planner:
         self.out_dir = out_dir.rstrip("/") or "."
         self.decls = exp.declarations()
         self.work = exp.workdir.rstrip("/") or "."
+        # Configs are frozen, so one instance per name serves every job that reads it: a sweep
+        # point's jobs would otherwise validate the same sources and rewards again each time.
+        self._sources: dict[str, jc.DataSource] = {}
+        self._rewards: dict[tuple[str, float], tuple[jc.RewardTermCfg, tuple[str, ...]]] = {}
+        self._benchmarks: dict[str, jc.Benchmark] = {}
 
     # ------------------------------------------------------------ paths and references
 
@@ -171,6 +182,12 @@ class _Planner:
         return jc.Generator(model=model, backend=backend), inputs
 
     def data_source(self, name: str) -> jc.DataSource:
+        found = self._sources.get(name)
+        if found is None:
+            found = self._sources[name] = self._data_source(name)
+        return found
+
+    def _data_source(self, name: str) -> jc.DataSource:
         decl = self.decl(name, "dataset", "synthesize", "distill", "filter")
         if isinstance(decl, ir.Dataset):
             return jc.DataSource(path=decl.path, format=decl.format, name=name, split=decl.split,
@@ -407,6 +424,12 @@ class _Planner:
     def reward_term(self, term: ir.RewardTerm) -> tuple[jc.RewardTermCfg, tuple[str, ...]]:
         """A term's config and the files it reads: a rubric() reward's grader model and rubric
         prompt are inputs of the stage (editing the rubric re-runs it)."""
+        key = (term.reward, term.weight)
+        if key not in self._rewards:
+            self._rewards[key] = self._reward_term(term)
+        return self._rewards[key]
+
+    def _reward_term(self, term: ir.RewardTerm) -> tuple[jc.RewardTermCfg, tuple[str, ...]]:
         reward = self.decl(term.reward, "reward")
         assert isinstance(reward, ir.Reward)
         if reward.function != "rubric":
@@ -419,6 +442,15 @@ class _Planner:
                                 grader=grader, prompt=path, cache_dir=self.cache_dir()), \
             (*inputs, *((path,) if path else ()))
 
+    def benchmark(self, name: str) -> jc.Benchmark:
+        found = self._benchmarks.get(name)
+        if found is None:
+            source = self.data_source(name)
+            found = self._benchmarks[name] = jc.Benchmark(
+                name=name, path=source.path, format=source.format, split=source.split,
+                limit=source.limit)
+        return found
+
     def evaluate(self, ev: ir.Evaluate, target: str, name: str, out: str) -> Job:
         model, inputs = self.model_ref(target)
         decl = self.decl(target, "model", "stage")
@@ -428,11 +460,7 @@ class _Planner:
             backend = decl.backend.model_copy(update={"temperature": ev.temperature,
                                                       "max_tokens": ev.max_tokens})
             teacher = jc.Generator(model=model, backend=backend)
-        benchmarks = []
-        for bench in ev.benchmarks:
-            source = self.data_source(bench)
-            benchmarks.append(jc.Benchmark(name=bench, path=source.path, format=source.format,
-                                           split=source.split, limit=source.limit))
+        benchmarks = [self.benchmark(bench) for bench in ev.benchmarks]
         base = self.base("eval", target, out) | {"job": name}
         grading: dict = {}
         if ev.grader is not None:

@@ -67,3 +67,26 @@ def test_runtime_knows_the_compiler_only_through_the_job_config_contract() -> No
                        for allowed in RUNTIME_MAY_IMPORT):
                 offenders.append(f"{path.relative_to(PACKAGE).as_posix()} imports {module}")
     assert offenders == []
+
+
+# What `fleming check` must not load: the planner, emitter and review tools (and the job-config
+# contract), the template engine, and the data libraries. It parses, checks and lowers; the
+# editor integration runs it on every keystroke, so its start-up is its speed.
+CHECK_MAY_NOT_LOAD = ("fleming_dsl.plan", "fleming_dsl.emit", "fleming_dsl.review",
+                      "fleming_dsl.runtime", "jinja2", "networkx", "numpy", "pandas", "pyarrow",
+                      "yaml", "snakemake")
+
+
+def test_fleming_check_loads_only_the_front_end() -> None:
+    import subprocess
+    import sys
+
+    script = (
+        "import runpy, sys\n"
+        "sys.argv = ['fleming', 'check', 'specs/fleming_r1_7b.flm']\n"
+        "try:\n    runpy.run_module('fleming_dsl.cli', run_name='__main__')\n"
+        "except SystemExit as exit_:\n    code = exit_.code\n"
+        f"print(code, sorted(m for m in sys.modules if m.startswith({CHECK_MAY_NOT_LOAD!r})))\n")
+    result = subprocess.run([sys.executable, "-c", script], cwd=REPO, text=True,
+                            capture_output=True, timeout=120)
+    assert result.stdout.splitlines()[-1] == "0 []", result.stdout + result.stderr

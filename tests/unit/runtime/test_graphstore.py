@@ -331,3 +331,33 @@ def test_primekg_blank_line_is_a_located_error(tmp_path):
     with pytest.raises(JobError) as err:
         read_graph("primekg", [path])
     assert str(err.value).startswith(f"{path}:3: ")
+
+
+@pytest.mark.parametrize("header", [True, False])
+def test_fast_triples_reader_gives_the_same_arrays_as_the_pandas_reader(header, tmp_path):
+    import numpy as np
+
+    from fleming_dsl.runtime.graph import io
+
+    rng = np.random.default_rng(11)
+    kinds = ["disease", "drug", "Gene", "effect/phenotype", "é-type"]
+    rels = ["treats", "causes", "associated_with", "Zeta", "ßrel"]
+    names = [f"name {i}" if i % 5 else f"Ñame_{i} ü" for i in range(400)]
+    lines = ["head\thead_type\trelation\ttail\ttail_type"] if header else []
+    lines += [f"{names[a]}\t{kinds[a % 5]}\t{rels[int(r)]}\t{names[b]}\t{kinds[b % 4]}"
+              for (a, b), r in zip(rng.integers(0, 400, (3000, 2)), rng.integers(0, 5, 3000))]
+    first = write(tmp_path / "a.tsv", lines[:1500])
+    second = write(tmp_path / "b.tsv", (lines[:1] if header else []) + lines[1500:])
+    paths, headers = [first, second], [header, header]
+    fast = build_store(io._read_triples_arrow(paths, headers))  # raises _Fallback if it gave up
+    slow = build_store(io._read_triples_pandas(paths, headers))
+    assert fast.num_edges > 5000 and _arrays(fast) == _arrays(slow)
+    assert _arrays(build_store(read_graph("triples", paths))) == _arrays(slow)
+
+
+def test_triples_blank_line_is_a_located_error(tmp_path):
+    path = write(tmp_path / "t.tsv", ["a\tdisease\tcauses\tb\tphenotype", "",
+                                      "c\tdisease\tcauses\td\tphenotype"])
+    with pytest.raises(JobError) as err:
+        read_graph("triples", [path])
+    assert str(err.value) == f"{path}:2: column 'head' is empty"
