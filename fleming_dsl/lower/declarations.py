@@ -509,7 +509,7 @@ class _Lowering:
 
     def rubric_grading(self, d: ast.EvaluateDecl, fields: dict, opts: Options) -> None:
         """A rubric benchmark (healthbench) needs a grader with a backend; a grader needs one."""
-        decls = {x.name.name: x for x in self.p.decls}
+        decls = self.ctx.decls
         rubric = [b.name for b in d.benchmarks
                   if isinstance(decls.get(b.name), ast.DatasetDecl) and decls[b.name].source.func.name == "healthbench"]
         grader = fields.get("grader")

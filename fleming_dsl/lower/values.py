@@ -50,13 +50,15 @@ class Options:
         self.pairs = list(pairs)
         self.where = where  # "a stage", "vllm()", ...: used in 'unknown option' messages
         self.diags = diags
-        self.known: list[str] = []
+        self.known: dict[str, None] = {}  # the names asked for, in order (a dict: lookups are O(1))
         self._seen: dict[str, ast.Name] = {}
-        for key, _ in self.pairs:
+        self._last: dict[str, ast.Value] = {}  # the value written last wins
+        for key, value in self.pairs:
             if key.name in self._seen:
                 diags.error(f"option '{key.name}' is given twice", key.span,
                             hint=f"first given at line {self._seen[key.name].span.line}")
             self._seen[key.name] = key
+            self._last[key.name] = value
 
     @classmethod
     def of_block(cls, block: ast.Block | None, where: str, diags: Diagnostics) -> "Options":
@@ -69,9 +71,13 @@ class Options:
         return cls(((k.key, k.value) for k in kwargs), where, diags)
 
     def raw(self, key: str) -> ast.Value | None:
-        if key not in self.known:
-            self.known.append(key)
-        return next((v for k, v in reversed(self.pairs) if k.name == key), None)
+        self.known[key] = None
+        return self._last.get(key)
+
+    def written(self, key: str) -> bool:
+        """Whether `key` is written (it is marked as asked for either way)."""
+        self.known[key] = None
+        return key in self._last
 
     def key_span(self, key: str) -> Span | None:
         return self._seen[key].span if key in self._seen else None
@@ -91,9 +97,10 @@ class Options:
         return out
 
     def finish(self) -> None:
+        valid: list[str] | None = None
         for key, _ in self.pairs:
             if key.name not in self.known:
-                valid = sorted(self.known)
+                valid = valid if valid is not None else sorted(self.known)
                 self.diags.error(f"unknown option '{key.name}' for {self.where}", key.span,
                                  expected=("one of " + ", ".join(valid)) if valid else "no options here",
                                  hint=did_you_mean(key.name, valid))
