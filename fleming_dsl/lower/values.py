@@ -12,7 +12,7 @@ import math
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
-from fleming_dsl.errors import Diagnostic, did_you_mean
+from fleming_dsl.errors import MAX_REPORTED, Diagnostic, did_you_mean
 from fleming_dsl.ir import Span
 from fleming_dsl.spec import ast
 
@@ -98,12 +98,17 @@ class Options:
 
     def finish(self) -> None:
         valid: list[str] | None = None
+        unknown = 0
         for key, _ in self.pairs:
             if key.name not in self.known:
                 valid = valid if valid is not None else sorted(self.known)
+                unknown += 1
+                # errors are shown in the order of their place, at most MAX_REPORTED: past that
+                # many in one block, the rest of the block is never shown, so no hint is sought
+                hint = did_you_mean(key.name, valid) if unknown <= MAX_REPORTED else None
                 self.diags.error(f"unknown option '{key.name}' for {self.where}", key.span,
                                  expected=("one of " + ", ".join(valid)) if valid else "no options here",
-                                 hint=did_you_mean(key.name, valid))
+                                 hint=hint)
 
 
 def _show(value: Any) -> str:

@@ -390,6 +390,8 @@ def match_known_mistake(err: UnexpectedInput) -> str | None:
 def _unquote(raw: str) -> str:
     # Only \" and \\ are escapes; any other backslash stays (regexes read as written).
     body, out, i = raw[1:-1], [], 0
+    if "\\" not in body:  # most strings: nothing to unescape, no walk over the characters
+        return body
     while i < len(body):
         if body[i] == "\\" and i + 1 < len(body) and body[i + 1] in '"\\':
             out.append(body[i + 1])

@@ -205,3 +205,18 @@ def test_verify_label_finds_the_teacher_through_a_chain_of_filters(tmp_path: Pat
     exp, _ = check_experiment(write_project(tmp_path, text), project_root=tmp_path)
     steps = plan(exp, "generated/t").job("filter_last").config.steps
     assert next(s for s in steps if s.step == "verify_label").judge.backend.kind == "template"
+
+
+def test_chains_longer_than_the_recursion_limit_check_in_loops(tmp_path: Path) -> None:
+    """Init chains of stages and source chains of filters are walked without recursion (issue 11:
+    a 100,000-deep chain must neither hit RecursionError nor take quadratic time)."""
+    import sys
+
+    depth = sys.getrecursionlimit() + 500
+    text = MINIMAL + "".join(
+        f"filter f{i} from {'clean' if i == 1 else f'f{i - 1}'} {{ format  verify_label }}\n"
+        for i in range(1, depth)) + "".join(
+        f"stage s{i} = sft({'sft1' if i == 1 else f's{i - 1}'}, f{depth - 1}) {{ lr = 1e-5 }}\n"
+        for i in range(1, depth))
+    exp, _ = check_experiment(write_project(tmp_path, text), project_root=tmp_path)
+    assert len(exp.stages) == depth + 1 and exp.stages[-1].init == f"s{depth - 2}"
