@@ -100,9 +100,12 @@ def _judge(path: Path, written: str) -> Iterator[Finding]:
         except jinja2.TemplateSyntaxError as err:
             yield Finding(f"prompt template {where}: syntax error at line {err.lineno}: {err.message}")
             continue
+        except (RecursionError, MemoryError, ValueError) as err:  # e.g. expressions nested 10,000 deep
+            yield Finding(f"prompt template {where} cannot be parsed ({type(err).__name__})")
+            continue
         names = list(meta.find_referenced_templates(tree))
         for name in names:
-            if name is None:
+            if not isinstance(name, str):
                 yield Finding(f"prompt template {where} includes a template whose name is computed "
                               "when it renders: fleming check cannot follow it",
                               "the job still reads it only from the prompt folder; write the name "

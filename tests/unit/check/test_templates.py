@@ -113,3 +113,10 @@ def test_a_template_named_by_many_prompts_is_parsed_once(tmp_path: Path, monkeyp
     monkeypatch.setattr(templates, "_read", lambda path: calls.append(path) or real(path))
     check_experiment(spec, project_root=spec.parent)
     assert len(calls) == 1
+
+
+def test_a_template_that_is_not_utf8_is_located_at_the_prompt(tmp_path: Path) -> None:
+    spec = project(tmp_path, {"ask.j2": "{% include 'latin.j2' %}\n"})
+    (spec.parent / "latin.j2").write_bytes("Fièvre {{ x }}\n".encode("latin-1"))
+    assert problems(spec)[0][0] == (f"{AT}: error: prompt template ask.j2 -> latin.j2 is not UTF-8 "
+                                    "text (byte 2)")
