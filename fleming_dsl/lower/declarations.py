@@ -476,7 +476,7 @@ class _Lowering:
                              hint="rubric(grader = judge), where judge is a model with a backend")
         if grader is None:  # missing, or not a name (reported where it was read)
             return
-        model = next((x for x in self.p.decls if x.name.name == grader), None)
+        model = self.ctx.decls.get(grader)  # indexed: a scan per reward is quadratic
         span = value_span(fn.args[0]) if fn.args else next(
             (value_span(kw.value) for kw in fn.kwargs if kw.key.name == "grader"), fn.span)
         if not isinstance(model, ast.ModelDecl):
