@@ -201,7 +201,7 @@ class StageLowering:
         subs = self.ctx.sub_blocks(block, ("resources", "lora"), f"stage {d.name.name}")
         if method == "sft":
             for key in _GRPO_ONLY:
-                if opts.raw(key) is not None:
+                if opts.written(key):
                     self.diags.error(f"'{key}' applies only to grpo stages", opts.key_span(key))
         # only the options written are read (a stage writes a few of the ~40): same result, a
         # fraction of the calls when 100,000 stages are lowered
