@@ -8,11 +8,18 @@ MAX_DEPTH deep, and reports at the prompt's template path: a syntax error, a nam
 outside the prompt folder (and so outside the project), a name that does not exist, and, as a
 warning, a name computed at render time, which only the job can judge.
 
-Each distinct template is read and parsed once per check, however many prompts name it.
+Each distinct template is read and parsed once per check, however many prompts name it. What a
+parse finds (the names a template refers to, or its syntax error) depends on its text alone, so it
+is kept in a small JSON sidecar keyed by a hash of the text and jinja2's version, under the cache
+folder graph vocabularies use: a check of unchanged templates does not import jinja2 at all (the
+front end stays light), while where the names lead is judged against the disk every time.
 """
 
 from __future__ import annotations
 
+import functools
+import hashlib
+import json
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -20,6 +27,7 @@ from pathlib import Path
 
 from fleming_dsl.check.common import Checked
 from fleming_dsl.check.files import local_path
+from fleming_dsl.check.graph_vocab import cache_dir
 from fleming_dsl.errors import Diagnostic
 from fleming_dsl.spec import ast
 
@@ -78,10 +86,6 @@ def _judge(path: Path, written: str) -> Iterator[Finding]:
         yield Finding(f"prompt template '{written}' is a link that leads outside its own folder: "
                       "its job reads templates only inside that folder", _FOLDER_HINT)
         return
-    import jinja2  # here, not at import: `fleming check` of a spec without prompts stays light
-    from jinja2 import meta
-
-    env = jinja2.Environment(trim_blocks=True, lstrip_blocks=True, autoescape=False)
     # depth-first over (real path, chain of names from the prompt's template)
     stack: list[tuple[str, tuple[str, ...]]] = [(top, (os.path.basename(written),))]
     seen: set[str] = set()
@@ -95,16 +99,11 @@ def _judge(path: Path, written: str) -> Iterator[Finding]:
         if problem is not None:
             yield Finding(f"prompt template {where} {problem}")
             continue
-        try:
-            tree = env.parse(source)
-        except jinja2.TemplateSyntaxError as err:
-            yield Finding(f"prompt template {where}: syntax error at line {err.lineno}: {err.message}")
+        parsed = _parsed(source)
+        if isinstance(parsed, str):  # a syntax error, or why it could not be parsed at all
+            yield Finding(f"prompt template {where}{parsed}")
             continue
-        except (RecursionError, MemoryError, ValueError) as err:  # e.g. expressions nested 10,000 deep
-            yield Finding(f"prompt template {where} cannot be parsed ({type(err).__name__})")
-            continue
-        names = list(meta.find_referenced_templates(tree))
-        for name in names:
+        for name in parsed:
             if not isinstance(name, str):
                 yield Finding(f"prompt template {where} includes a template whose name is computed "
                               "when it renders: fleming check cannot follow it",
@@ -119,6 +118,56 @@ def _judge(path: Path, written: str) -> Iterator[Finding]:
                               f"'{name}' is not checked", severity="warning")
             elif target is not None:
                 stack.append((target, (*chain, name)))
+
+
+def _parsed(source: str) -> list[str | None] | str:
+    """The template names `source` refers to (None where computed when it renders), or the end of
+    a message saying why it does not parse; from the sidecar when this text was parsed before."""
+    key = hashlib.sha256(f"{_jinja2_version()}\0{source}".encode("utf-8", "surrogatepass")).hexdigest()
+    sidecar = _sidecars() / f"{key}.json"
+    try:
+        data = json.loads(sidecar.read_text(encoding="utf-8"))
+        if isinstance(data.get("error"), str):
+            return data["error"]
+        if isinstance(data.get("names"), list):
+            return [n if isinstance(n, str) else None for n in data["names"]]
+    except (OSError, ValueError, AttributeError):
+        pass
+    import jinja2  # only on a text not parsed before: jinja2 is not part of the light front end
+    from jinja2 import meta
+
+    env = jinja2.Environment(trim_blocks=True, lstrip_blocks=True, autoescape=False)
+    try:
+        found: list[str | None] | str = [
+            n if isinstance(n, str) else None
+            for n in meta.find_referenced_templates(env.parse(source))]
+    except jinja2.TemplateSyntaxError as err:
+        found = f": syntax error at line {err.lineno}: {err.message}"
+    except (RecursionError, MemoryError, ValueError) as err:  # e.g. expressions nested 10,000 deep
+        return f" cannot be parsed ({type(err).__name__})"  # not kept: it may be this process's limit
+    try:
+        sidecar.parent.mkdir(parents=True, exist_ok=True)
+        temp = sidecar.with_suffix(f".{os.getpid()}.tmp")
+        temp.write_text(json.dumps({"error": found} if isinstance(found, str) else {"names": found}),
+                        encoding="utf-8")
+        os.replace(temp, sidecar)
+    except OSError:
+        pass  # a read-only cache only costs a parse next time
+    return found
+
+
+def _sidecars() -> Path:
+    return cache_dir().parent / "templates"
+
+
+@functools.lru_cache(maxsize=1)
+def _jinja2_version() -> str:
+    from importlib import metadata
+
+    try:
+        return metadata.version("jinja2")
+    except metadata.PackageNotFoundError:
+        return "?"
 
 
 def _read(real: str) -> tuple[str, str | None]:

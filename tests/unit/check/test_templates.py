@@ -120,3 +120,15 @@ def test_a_template_that_is_not_utf8_is_located_at_the_prompt(tmp_path: Path) ->
     (spec.parent / "latin.j2").write_bytes("Fièvre {{ x }}\n".encode("latin-1"))
     assert problems(spec)[0][0] == (f"{AT}: error: prompt template ask.j2 -> latin.j2 is not UTF-8 "
                                     "text (byte 2)")
+
+
+def test_parse_findings_come_back_from_the_sidecar_and_names_are_judged_again(tmp_path: Path) -> None:
+    spec = project(tmp_path, {"ask.j2": "{% include 'part.j2' %}{{ x }\n", "part.j2": "x\n"})
+    first = problems(spec)
+    assert first == problems(spec)  # the second check reads the sidecar: the same finding
+    assert first[0][0] == f"{AT}: error: prompt template ask.j2: syntax error at line 1: unexpected '}}'"
+    (spec.parent / "ask.j2").write_text("{% include 'part.j2' %}\n")
+    check_experiment(spec, project_root=spec.parent)  # parsed (and kept) anew
+    (spec.parent / "part.j2").unlink()  # same text, but the name now leads nowhere
+    assert problems(spec)[0][0] == (f"{AT}: error: prompt template ask.j2 reads 'part.j2', which "
+                                    "does not exist in the prompt folder")
