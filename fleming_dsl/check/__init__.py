@@ -24,6 +24,7 @@ from fleming_dsl.check import (
     references,
     samples,
     stages,
+    templates,
 )
 from fleming_dsl.check.common import Checked
 from fleming_dsl.errors import Diagnostic
@@ -62,6 +63,7 @@ RULES: tuple[Rule, ...] = (
     samples.mask_within_path,
     samples.counts_are_reachable,
     files.missing_files,
+    templates.prompt_templates,
     samples.names_in_graph,
     data.split_has_a_field,
     data.format_matches_file,

@@ -26,6 +26,8 @@ class Checked:
     program: ast.Program
     experiment: ir.Experiment | None = None
     by_name: dict = field(default_factory=dict)  # declared name -> ast.Decl
+    # what several rules derive from the program, computed once (see `references.refs_of`)
+    memo: dict = field(default_factory=dict)
 
     @classmethod
     def of(cls, program: ast.Program, experiment: ir.Experiment | None = None) -> Checked:

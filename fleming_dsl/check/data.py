@@ -93,6 +93,16 @@ def first_record(path: Path) -> tuple[str, object]:
     raise _Unreadable("has no records")
 
 
+def _first_record_or_error(path: Path) -> tuple[str, object] | Exception | None:
+    """first_record(path), the error it raised, or None when the file does not exist."""
+    if not exists(path):
+        return None
+    try:
+        return first_record(path)
+    except (_Unreadable, OSError) as err:
+        return err
+
+
 def _fits(row: object, fmt: str) -> str | None:
     """The first field `row` lacks for `fmt`, or None when it has them all."""
     if not isinstance(row, dict):
@@ -102,20 +112,23 @@ def _fits(row: object, fmt: str) -> str | None:
 
 def format_matches_file(c: Checked) -> Iterator[Diagnostic]:
     """A local dataset's first record has the fields of its declared format."""
+    records: dict[Path, tuple[str, object] | Exception | None] = {}  # each file read once
     for d in _datasets(c):
         fmt = d.source.func.name
         arg = d.source.args[0] if d.source.args else None
         if fmt not in FORMAT_FIELDS or not isinstance(arg, ast.Str) or arg.value.endswith(".parquet"):
             continue
         path = local_path(c, d, arg.value)
-        if not exists(path):
+        if path not in records:
+            records[path] = _first_record_or_error(path)
+        record = records[path]
+        if record is None:
             continue  # missing_files reports it
-        try:
-            where, row = first_record(path)
-        except (_Unreadable, OSError) as err:
-            yield Diagnostic(f"cannot check the format of dataset {d.name.name}: {arg.value} {err}",
+        if isinstance(record, Exception):
+            yield Diagnostic(f"cannot check the format of dataset {d.name.name}: {arg.value} {record}",
                              arg.span, severity="warning")
             continue
+        where, row = record
         lacking = _fits(row, fmt)
         if lacking is None:
             continue
@@ -132,19 +145,31 @@ def format_matches_file(c: Checked) -> Iterator[Diagnostic]:
 # ---------------------------------------------------------------- how data is used
 
 
-def _training_datasets(c: Checked, name: str, seen: set[str]) -> set[str]:
-    """The datasets whose items reach a stage that trains on `name` (through distill/filter)."""
-    if name in seen:
-        return set()
-    seen.add(name)
-    decl = c.by_name.get(name)
-    if isinstance(decl, ast.DatasetDecl):
-        return {name}
-    if isinstance(decl, ast.FilterDecl):
-        return _training_datasets(c, decl.source.name, seen)
-    if isinstance(decl, ast.DistillDecl):
-        return set().union(*(_training_datasets(c, s.name, seen) for s in decl.sources))
-    return set()
+def _training_datasets(c: Checked, name: str) -> frozenset[str]:
+    """The datasets whose items reach a stage that trains on `name` (through distill/filter).
+
+    Walked with a stack (a chain of filters may be 100,000 long) and remembered per name: many
+    stages train on the same data."""
+    memo = c.memo.setdefault("training_datasets", {})
+    if name in memo:
+        return memo[name]
+    found: set[str] = set()
+    seen: set[str] = set()
+    stack = [name]
+    while stack:
+        here = stack.pop()
+        if here in seen:
+            continue
+        seen.add(here)
+        decl = c.by_name.get(here)
+        if isinstance(decl, ast.DatasetDecl):
+            found.add(here)
+        elif isinstance(decl, ast.FilterDecl):
+            stack.append(decl.source.name)
+        elif isinstance(decl, ast.DistillDecl):
+            stack.extend(s.name for s in reversed(decl.sources))
+    memo[name] = frozenset(found)
+    return memo[name]
 
 
 def _stage_data_name(d: ast.StageDecl) -> str | None:
@@ -162,7 +187,7 @@ def benchmarks_not_trained_on(c: Checked) -> Iterator[Diagnostic]:
     trained: dict[str, str] = {}  # dataset -> the first stage that trains on it
     for d in c.program.decls:
         if isinstance(d, ast.StageDecl) and (data := _stage_data_name(d)):
-            for name in sorted(_training_datasets(c, data, set())):
+            for name in sorted(_training_datasets(c, data)):
                 trained.setdefault(name, d.name.name)
     for d in c.program.decls:
         if isinstance(d, ast.EvaluateDecl):
@@ -180,25 +205,45 @@ MAX_OPTIONS = {"medqa": 4, "medmcqa": 4, "pubmedqa": 3, "mmlu": 4, "mmlu_pro": 1
 _LETTER_CLASS = re.compile(r"<answer>\s*(\[[^\]]*\])")
 
 
-def _options_of(c: Checked, name: str, seen: set[str]) -> int | None:
-    """The most options an item of `name` can have, where it is known."""
-    if name in seen:
-        return None
-    seen.add(name)
-    decl = c.by_name.get(name)
-    if isinstance(decl, ast.DatasetDecl):
-        return MAX_OPTIONS.get(decl.source.func.name)
-    if isinstance(decl, ast.FilterDecl):
-        return _options_of(c, decl.source.name, seen)
-    if isinstance(decl, ast.DistillDecl):
-        found = [_options_of(c, s.name, seen) for s in decl.sources]
-        return None if None in found or not found else max(found)
-    if isinstance(decl, ast.SynthesizeDecl):
-        sample = c.by_name.get(decl.source.name)
-        distractors = option(sample.block, "distractors") if isinstance(sample, ast.SampleDecl) else None
-        k = call_kw(distractors, "k") if isinstance(distractors, ast.Call) else distractors
-        return int(k.value) + 1 if isinstance(k, ast.Num) else 4  # same_type(k = 3) by default
-    return None
+def _options_of(c: Checked, name: str) -> int | None:
+    """The most options an item of `name` can have, where it is known: None when any data that
+    reaches it is of unknown width (or is reached twice). Walked with a stack, remembered per name."""
+    memo = c.memo.setdefault("options_of", {})
+    if name not in memo:
+        memo[name] = _widest(c, name)
+    return memo[name]
+
+
+def _widest(c: Checked, name: str) -> int | None:
+    most: int | None = None
+    seen: set[str] = set()
+    stack = [name]
+    while stack:
+        here = stack.pop()
+        if here in seen:
+            return None
+        seen.add(here)
+        decl = c.by_name.get(here)
+        if isinstance(decl, ast.FilterDecl):
+            stack.append(decl.source.name)
+            continue
+        if isinstance(decl, ast.DistillDecl):
+            if not decl.sources:
+                return None
+            stack.extend(s.name for s in decl.sources)
+            continue
+        width = None
+        if isinstance(decl, ast.DatasetDecl):
+            width = MAX_OPTIONS.get(decl.source.func.name)
+        elif isinstance(decl, ast.SynthesizeDecl):
+            sample = c.by_name.get(decl.source.name)
+            distractors = option(sample.block, "distractors") if isinstance(sample, ast.SampleDecl) else None
+            k = call_kw(distractors, "k") if isinstance(distractors, ast.Call) else distractors
+            width = int(k.value) + 1 if isinstance(k, ast.Num) else 4  # same_type(k = 3) by default
+        if width is None:
+            return None
+        most = width if most is None else max(most, width)
+    return most
 
 
 def answer_pattern_covers_options(c: Checked) -> Iterator[Diagnostic]:
@@ -207,7 +252,7 @@ def answer_pattern_covers_options(c: Checked) -> Iterator[Diagnostic]:
         if not isinstance(d, ast.StageDecl) or d.method.func.name != "grpo":
             continue
         data = _stage_data_name(d)
-        most = _options_of(c, data, set()) if data else None
+        most = _options_of(c, data) if data else None
         terms = option(d.block, "rewards")
         names = [terms] if isinstance(terms, ast.Name) else [t.reward for t in getattr(terms, "terms", ())]
         for name in names:

@@ -8,7 +8,7 @@ tree) and a warning when the folder does not exist either (external data, e.g.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from fleming_dsl.check.common import Checked
@@ -72,8 +72,12 @@ def missing_file(ref: FileRef, base_dir: Path) -> Diagnostic | None:
 
 def missing_files(c: Checked) -> Iterator[Diagnostic]:
     program = c.program
+    answers: dict[tuple, Diagnostic | None] = {}  # one look at the disk per distinct path
     for decl in program.decls:
         for ref in file_refs(decl):
-            diag = missing_file(ref, program.dirs[decl.span.file])
+            key = (decl.span.file, ref.path.value, ref.kind)
+            if key not in answers:
+                answers[key] = missing_file(ref, program.dirs[decl.span.file])
+            diag = answers[key]
             if diag is not None:
-                yield diag
+                yield replace(diag, span=ref.path.span)

@@ -148,30 +148,53 @@ def zero3_lora_supported(program: ast.Program,
 # ---------------------------------------------------------------- colocated vLLM beside ZeRO-3
 
 
-def billions_of_parameters(program: ast.Program, name: str, seen: frozenset[str] = frozenset()) -> float | None:
-    """The parameter count (in billions) in a model's hub name, following stages to their init."""
-    decl = next((d for d in program.decls if d.name.name == name), None)
-    if decl is None or name in seen:
-        return None
-    if isinstance(decl, ast.StageDecl):
-        init = decl.method.args[0] if decl.method.args else None
-        return billions_of_parameters(program, init.name, seen | {name}) if isinstance(init, ast.Name) else None
-    if isinstance(decl, ast.ModelDecl) and decl.source.func.name == "hf" and decl.source.args:
-        hub = decl.source.args[0]
-        if isinstance(hub, ast.Str):
-            found = _PARAMS_IN_NAME.findall(hub.value.split("/")[-1])
-            return float(found[-1]) if found else None
-    return None
+def billions_of_parameters(program: ast.Program, name: str,
+                           memo: dict[str, float | None] | None = None) -> float | None:
+    """The parameter count (in billions) in a model's hub name, following stages to their init.
+
+    The init chain is walked in a loop (it may be 100,000 stages long); `memo`, shared by the
+    calls of one rule, gives every stage on a walked chain its answer, so the calls stay linear."""
+    memo = {} if memo is None else memo
+    by_name = memo.setdefault("\0decls", {})  # type: ignore[arg-type]
+    if not by_name:
+        for d in program.decls:
+            by_name.setdefault(d.name.name, d)
+    chain: list[str] = []
+    found: float | None = None
+    while True:
+        if name in memo:
+            found = memo[name]
+            break
+        decl = by_name.get(name)
+        if decl is None or name in chain:
+            break
+        chain.append(name)
+        if isinstance(decl, ast.StageDecl):
+            init = decl.method.args[0] if decl.method.args else None
+            if not isinstance(init, ast.Name):
+                break
+            name = init.name
+            continue
+        if isinstance(decl, ast.ModelDecl) and decl.source.func.name == "hf" and decl.source.args:
+            hub = decl.source.args[0]
+            if isinstance(hub, ast.Str):
+                params = _PARAMS_IN_NAME.findall(hub.value.split("/")[-1])
+                found = float(params[-1]) if params else None
+        break
+    for link in chain:
+        memo[link] = found
+    return found
 
 
 def vllm_colocate_fits(program: ast.Program) -> Iterator[Diagnostic]:
     share_gb = VLLM_MEMORY_SHARE * GPU_MEMORY_GB
+    memo: dict = {}
     for stage in _stages(program, "grpo"):
         flag = _option(stage.block, "use_vllm")
         stage_name, _ = _deepspeed(stage)
         if flag is None or not (isinstance(flag.value, ast.Bool) and flag.value.value) or stage_name not in ZERO3:
             continue
-        billions = billions_of_parameters(program, stage.name.name)
+        billions = billions_of_parameters(program, stage.name.name, memo)
         if billions is None:
             continue
         weights_gb = billions * BYTES_PER_PARAM_BF16

@@ -12,6 +12,19 @@ SPLIT_FIELDS = {"mmlu_pro": "category", "mmlu": "subject", "medmcqa": "subject_n
                 "medqa": "meta_info"}
 
 
+def hops_problem(steps: int, hops_min: int, hops_max: int) -> tuple[str, str] | None:
+    """(why, hint) when walks of hops_min..hops_max hops cannot follow a metapath of `steps`
+    steps as written, or None. A metapath is walked as written, so the longest walk is the path's
+    own length; with no steps (any relation) any length goes, and hops_min > hops_max is judged
+    where the range is read."""
+    if steps < 1 or hops_min > hops_max or hops_max <= steps:
+        return None
+    fit = f"{min(hops_min, steps)}..{steps}" if min(hops_min, steps) < steps else f"{steps}"
+    return (f"'hops' goes up to {hops_max}, but the metapath has {steps} "
+            f"step{'s' if steps != 1 else ''}: a metapath is walked as written",
+            f"write hops = {fit}, or write a longer path out step by step")
+
+
 def batch_problem(batch_size: int, grad_accum: int, generations: int, ranks: int = 1) -> str | None:
     """Why TRL's GRPO cannot use this batch shape, or None: the rollouts of one generation batch,
     over all ranks, must be whole groups of `generations`."""

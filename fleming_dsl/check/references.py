@@ -112,6 +112,14 @@ def references(decl: ast.Decl) -> Iterator[Ref]:
             yield Ref(name, (PROMPT,), "the grader's rubric prompt")
 
 
+def refs_of(c: Checked) -> list[tuple[ast.Decl, tuple[Ref, ...]]]:
+    """Every declaration with its references, computed once for all the rules that read them."""
+    found = c.memo.get("refs")
+    if found is None:
+        found = c.memo["refs"] = [(d, tuple(references(d))) for d in c.program.decls]
+    return found
+
+
 def duplicate_names(c: Checked) -> Iterator[Diagnostic]:
     program = c.program
     seen: dict[str, ast.Decl] = {}
@@ -130,8 +138,8 @@ def undefined_names(c: Checked) -> Iterator[Diagnostic]:
     program = c.program
     declared = {d.name.name for d in program.decls}
     hinted = 0
-    for decl in program.decls:
-        for ref in references(decl):
+    for decl, refs in refs_of(c):
+        for ref in refs:
             if ref.name.name not in declared:
                 # a hint costs a scan of the names: only for the errors that will be shown
                 hinted += 1
@@ -148,8 +156,8 @@ def wrong_kinds(c: Checked) -> Iterator[Diagnostic]:
     for d in program.decls:  # the first declaration of a name: duplicate_names reports the others
         by_name.setdefault(d.name.name, d)
     hinted = 0
-    for decl in program.decls:
-        for ref in references(decl):
+    for decl, refs in refs_of(c):
+        for ref in refs:
             target = by_name.get(ref.name.name)
             if target is not None and target.kind not in ref.kinds:
                 hinted += 1
@@ -167,8 +175,8 @@ def cycles(c: Checked) -> Iterator[Diagnostic]:
     """A declaration may not depend on itself (stage init chains, filter/distill loops)."""
     program = c.program
     by_name = {d.name.name: d for d in program.decls}
-    edges = {d.name.name: [r.name.name for r in references(d) if r.name.name in by_name]
-             for d in program.decls}
+    edges = {d.name.name: [r.name.name for r in refs if r.name.name in by_name]
+             for d, refs in refs_of(c)}
     state: dict[str, int] = {}  # 1 = on the current path, 2 = done
     reported: set[frozenset[str]] = set()
     # depth-first with an explicit stack: a chain of 100,000 stages is not a recursion limit
@@ -198,7 +206,7 @@ def cycles(c: Checked) -> Iterator[Diagnostic]:
 def unused_declarations(c: Checked) -> Iterator[Diagnostic]:
     """Warn about inputs nothing uses (stages and evaluations are products, never 'unused')."""
     program = c.program
-    used = {r.name.name for d in program.decls for r in references(d)}
+    used = {r.name.name for _, refs in refs_of(c) for r in refs}
     for decl in program.decls:
         if decl.kind not in (STAGE, "evaluate") and decl.name.name not in used:
             yield Diagnostic(f"{decl.kind} '{decl.name.name}' is declared but never used",

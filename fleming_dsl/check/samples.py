@@ -13,7 +13,7 @@ from collections.abc import Iterator
 from fleming_dsl.check.common import Checked, option
 from fleming_dsl.check.files import exists, local_path
 from fleming_dsl.check.graph_vocab import VocabularyError, vocabulary
-from fleming_dsl.check.predicates import MAX_COUNT
+from fleming_dsl.check.predicates import MAX_COUNT, hops_problem
 from fleming_dsl.errors import Diagnostic, did_you_mean
 from fleming_dsl.spec import ast
 
@@ -42,11 +42,9 @@ def hops_within_metapath(c: Checked) -> Iterator[Diagnostic]:
             continue
         steps = len(path.edges)
         lo, hi, hops = _hop_range(d, steps)
-        if hops is not None and lo <= hi and hi > steps >= 1:
-            fit = f"{min(lo, steps)}..{steps}" if min(lo, steps) < steps else f"{steps}"
-            yield Diagnostic(f"'hops' goes up to {hi}, but the metapath has {steps} "
-                             f"step{'s' if steps != 1 else ''}: a metapath is walked as written",
-                             hops.span, hint=f"write hops = {fit}, or write a longer path out step by step")
+        problem = hops_problem(steps, lo, hi) if hops is not None else None
+        if problem is not None:  # the sample job asks the same of a hand-written config
+            yield Diagnostic(problem[0], hops.span, hint=problem[1])
 
 
 def mask_within_path(c: Checked) -> Iterator[Diagnostic]:

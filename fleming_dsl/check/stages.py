@@ -198,20 +198,28 @@ def miner_has_max_steps(c: Checked) -> Iterator[Diagnostic]:
 
 def verify_label_has_judge(c: Checked) -> Iterator[Diagnostic]:
     """verify_label without model = ... asks the nearest teacher upstream; there must be one."""
-    def upstream_teacher(name: str, seen: set[str]) -> bool:
-        decl = c.by_name.get(name)
-        if isinstance(decl, (ast.DistillDecl, ast.SynthesizeDecl)):
-            return True
-        if isinstance(decl, ast.FilterDecl) and name not in seen:
-            return upstream_teacher(decl.source.name, seen | {name})
-        return decl is None  # undefined names are reported elsewhere
+    known: dict[str, bool] = {}  # every filter on a walked chain has the chain's answer
+
+    def upstream_teacher(name: str) -> bool:
+        seen: dict[str, None] = {}  # a filter chain is walked in a loop: it may be 100,000 long
+        while name not in known:
+            decl = c.by_name.get(name)
+            if isinstance(decl, ast.FilterDecl) and name not in seen:
+                seen[name] = None
+                name = decl.source.name
+                continue
+            # undefined names are reported elsewhere; a loop of filters has no teacher
+            known[name] = isinstance(decl, (ast.DistillDecl, ast.SynthesizeDecl)) or decl is None
+        for link in seen:
+            known[link] = known[name]
+        return known[name]
 
     for d in c.program.decls:
         if not isinstance(d, ast.FilterDecl):
             continue
         for step in entries(d.block, "verify_label"):
             has_model = step.call is not None and any(kw.key.name == "model" for kw in step.call.kwargs)
-            if not has_model and not upstream_teacher(d.source.name, set()):
+            if not has_model and not upstream_teacher(d.source.name):
                 yield Diagnostic(f"verify_label in filter {d.name.name} has no judge: no distill or "
                                  "synthesize teacher is upstream of it", step.name.span,
                                  hint="name one: verify_label(model = teacher, votes = 5)")

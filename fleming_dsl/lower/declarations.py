@@ -476,7 +476,7 @@ class _Lowering:
                              hint="rubric(grader = judge), where judge is a model with a backend")
         if grader is None:  # missing, or not a name (reported where it was read)
             return
-        model = next((x for x in self.p.decls if x.name.name == grader), None)
+        model = self.ctx.decls.get(grader)  # indexed: a scan per reward is quadratic
         span = value_span(fn.args[0]) if fn.args else next(
             (value_span(kw.value) for kw in fn.kwargs if kw.key.name == "grader"), fn.span)
         if not isinstance(model, ast.ModelDecl):
@@ -509,7 +509,7 @@ class _Lowering:
 
     def rubric_grading(self, d: ast.EvaluateDecl, fields: dict, opts: Options) -> None:
         """A rubric benchmark (healthbench) needs a grader with a backend; a grader needs one."""
-        decls = {x.name.name: x for x in self.p.decls}
+        decls = self.ctx.decls
         rubric = [b.name for b in d.benchmarks
                   if isinstance(decls.get(b.name), ast.DatasetDecl) and decls[b.name].source.func.name == "healthbench"]
         grader = fields.get("grader")

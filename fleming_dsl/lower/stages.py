@@ -201,9 +201,12 @@ class StageLowering:
         subs = self.ctx.sub_blocks(block, ("resources", "lora"), f"stage {d.name.name}")
         if method == "sft":
             for key in _GRPO_ONLY:
-                if opts.raw(key) is not None:
+                if opts.written(key):
                     self.diags.error(f"'{key}' applies only to grpo stages", opts.key_span(key))
-        t = {o.target: opts.get(o.word, o.convert, check=o.check) for o in TRAINING_OPTIONS}
+        # only the options written are read (a stage writes a few of the ~40): same result, a
+        # fraction of the calls when 100,000 stages are lowered
+        t = {o.target: opts.get(o.word, o.convert, check=o.check) for o in TRAINING_OPTIONS
+             if opts.written(o.word)}
         lora_flag = opts.get("lora", to_bool)
         if "lora" in subs or lora_flag:
             t["lora"] = self.lora(subs.get("lora"))
@@ -215,7 +218,7 @@ class StageLowering:
         plateau = self.plateau(opts.raw("until"))
         if method == "sft":  # an unknown option's "expected" list names what an sft stage takes
             written_keys = {key.name for key, _ in opts.pairs}
-            opts.known = [k for k in opts.known if k not in _GRPO_ONLY or k in written_keys]
+            opts.known = {k: None for k in opts.known if k not in _GRPO_ONLY or k in written_keys}
         opts.finish()
         return ir.Stage(name=d.name.name, span=d.span, method=method, init=init, data=data,
                         training=training, rewards=rewards, plateau=plateau,

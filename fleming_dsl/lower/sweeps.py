@@ -55,9 +55,11 @@ def expand_stages(decls: list[ast.StageDecl], lower_stage: Callable[..., ir.Stag
 
     def expand(name: str) -> list[tuple[str, dict, str, dict]]:
         chain = [name]  # the init chain, walked without recursion (it may be 100,000 long)
+        on_chain = {name}  # a set beside it: a membership test per link keeps the walk linear
         while chain[-1] not in variants and _init_name(by_name[chain[-1]]) in by_name \
-                and _init_name(by_name[chain[-1]]) not in chain:
+                and _init_name(by_name[chain[-1]]) not in on_chain:
             chain.append(_init_name(by_name[chain[-1]]))
+            on_chain.add(chain[-1])
         for link in reversed(chain):
             if link in variants:
                 continue

@@ -12,7 +12,7 @@ import math
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
-from fleming_dsl.errors import Diagnostic, did_you_mean
+from fleming_dsl.errors import MAX_REPORTED, Diagnostic, did_you_mean
 from fleming_dsl.ir import Span
 from fleming_dsl.spec import ast
 
@@ -50,13 +50,15 @@ class Options:
         self.pairs = list(pairs)
         self.where = where  # "a stage", "vllm()", ...: used in 'unknown option' messages
         self.diags = diags
-        self.known: list[str] = []
+        self.known: dict[str, None] = {}  # the names asked for, in order (a dict: lookups are O(1))
         self._seen: dict[str, ast.Name] = {}
-        for key, _ in self.pairs:
+        self._last: dict[str, ast.Value] = {}  # the value written last wins
+        for key, value in self.pairs:
             if key.name in self._seen:
                 diags.error(f"option '{key.name}' is given twice", key.span,
                             hint=f"first given at line {self._seen[key.name].span.line}")
             self._seen[key.name] = key
+            self._last[key.name] = value
 
     @classmethod
     def of_block(cls, block: ast.Block | None, where: str, diags: Diagnostics) -> "Options":
@@ -69,9 +71,13 @@ class Options:
         return cls(((k.key, k.value) for k in kwargs), where, diags)
 
     def raw(self, key: str) -> ast.Value | None:
-        if key not in self.known:
-            self.known.append(key)
-        return next((v for k, v in reversed(self.pairs) if k.name == key), None)
+        self.known[key] = None
+        return self._last.get(key)
+
+    def written(self, key: str) -> bool:
+        """Whether `key` is written (it is marked as asked for either way)."""
+        self.known[key] = None
+        return key in self._last
 
     def key_span(self, key: str) -> Span | None:
         return self._seen[key].span if key in self._seen else None
@@ -91,12 +97,18 @@ class Options:
         return out
 
     def finish(self) -> None:
+        valid: list[str] | None = None
+        unknown = 0
         for key, _ in self.pairs:
             if key.name not in self.known:
-                valid = sorted(self.known)
+                valid = valid if valid is not None else sorted(self.known)
+                unknown += 1
+                # errors are shown in the order of their place, at most MAX_REPORTED: past that
+                # many in one block, the rest of the block is never shown, so no hint is sought
+                hint = did_you_mean(key.name, valid) if unknown <= MAX_REPORTED else None
                 self.diags.error(f"unknown option '{key.name}' for {self.where}", key.span,
                                  expected=("one of " + ", ".join(valid)) if valid else "no options here",
-                                 hint=did_you_mean(key.name, valid))
+                                 hint=hint)
 
 
 def _show(value: Any) -> str:

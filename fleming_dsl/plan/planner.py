@@ -196,12 +196,12 @@ class _Planner:
 
     def upstream_teacher(self, name: str) -> str | None:
         """The teacher of the nearest distill/synthesize upstream of a data declaration."""
+        seen: set[str] = set()  # a filter chain is walked in a loop: it may be long, or a loop
         decl = self.decls.get(name)
-        if isinstance(decl, (ir.Distill, ir.Synthesize)):
-            return decl.teacher
-        if isinstance(decl, ir.Filter):
-            return self.upstream_teacher(decl.source)
-        return None
+        while isinstance(decl, ir.Filter) and decl.name not in seen:
+            seen.add(decl.name)
+            decl = self.decls.get(decl.source)
+        return decl.teacher if isinstance(decl, (ir.Distill, ir.Synthesize)) else None
 
     def base(self, kind: str, decl_name: str, main: str) -> dict:
         return {"job": job_name(kind, decl_name), "experiment": self.exp.name,
@@ -330,9 +330,9 @@ class _Planner:
                     tuple(a.path for a in against), ())
         if isinstance(step, ir.VerifyLabel):
             judge_name = step.model or self.upstream_teacher(flt.source)
-            if judge_name is None:
-                raise PlanError(f"{self.source_of(flt)}: verify_label in filter '{flt.name}' "
-                                "needs model = ... (no distill or synthesize teacher upstream)")
+            # unreachable from a spec: the check rule stages.verify_label_has_judge rejects a
+            # verify_label with neither model = ... nor a teacher upstream, at its place
+            assert judge_name is not None, f"verify_label in filter '{flt.name}' has no judge"
             judge, inputs = self.generator(judge_name)
             return (jc.VerifyLabelStep(judge=judge, votes=step.votes, agree=step.agree,
                                        on_fail=step.on_fail), inputs, (judge,))

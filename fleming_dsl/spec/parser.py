@@ -272,10 +272,46 @@ def unclosed_block(text: str, file: str, error_at: int) -> Diagnostic | None:
 # ---------------------------------------------------------------- errors
 
 
+def _validated_span(file: str, line: int, col: int, end_line: int, end_col: int) -> Span:
+    return Span(file=file, line=line, col=col, end_line=end_line, end_col=end_col)
+
+
+_SPAN_FIELDS = frozenset(Span.model_fields)
+
+
+def _trusted_span(file: str, line: int, col: int, end_line: int, end_col: int) -> Span:
+    """A Span built without pydantic's validation, as `model_construct` does but at a third of
+    its cost: the parser makes one per token, and validating ints lark computed was a third of
+    turning the tree into the AST for a 100,000-declaration spec."""
+    span = object.__new__(Span)
+    _set = object.__setattr__
+    _set(span, "__dict__", {"file": file, "line": line, "col": col, "end_line": end_line,
+                            "end_col": end_col})
+    _set(span, "__pydantic_fields_set__", _SPAN_FIELDS)
+    _set(span, "__pydantic_extra__", None)
+    _set(span, "__pydantic_private__", None)
+    return span
+
+
+def _pick_span_factory() -> Callable[[str, int, int, int, int], Span]:
+    """The trusted factory when it builds what validation builds (it leans on pydantic's
+    instance layout), the validating one otherwise."""
+    try:
+        probe = _trusted_span("f", 1, 2, 3, 4)
+        same = probe == _validated_span("f", 1, 2, 3, 4) and probe.model_dump() == _validated_span(
+            "f", 1, 2, 3, 4).model_dump() and hash(probe) == hash(_validated_span("f", 1, 2, 3, 4))
+    except Exception:  # noqa: BLE001 - any surprise in pydantic's internals: validate instead
+        same = False
+    return _trusted_span if same else _validated_span
+
+
+_new_span = _pick_span_factory()
+
+
 def _span_of_token(file: str, tok: Token) -> Span:
     end_line = tok.end_line or tok.line
     end_col = tok.end_column or (tok.column + max(len(str(tok)), 1))
-    return Span(file=file, line=tok.line, col=tok.column, end_line=end_line, end_col=end_col)
+    return _new_span(file, tok.line, tok.column, end_line, end_col)
 
 
 def _eof_span(file: str, text: str) -> Span:
@@ -354,6 +390,8 @@ def match_known_mistake(err: UnexpectedInput) -> str | None:
 def _unquote(raw: str) -> str:
     # Only \" and \\ are escapes; any other backslash stays (regexes read as written).
     body, out, i = raw[1:-1], [], 0
+    if "\\" not in body:  # most strings: nothing to unescape, no walk over the characters
+        return body
     while i < len(body):
         if body[i] == "\\" and i + 1 < len(body) and body[i + 1] in '"\\':
             out.append(body[i + 1])
@@ -386,10 +424,18 @@ class _ToAst(Transformer):
         super().__init__(visit_tokens=False)  # no token callbacks: a failed lookup per token is slow
         self.file = file
         self.unnamed_evals = 0
+        self._calls = _callbacks(self)
+
+    def _call_userfunc(self, tree, new_children=None):
+        # One dict lookup per node: lark's own dispatch re-wraps a v_args method on every call
+        # (functools.update_wrapper per node), a fifth of the transform of a large spec.
+        call = self._calls.get(tree.data)
+        if call is None:
+            return super()._call_userfunc(tree, new_children)
+        return call(tree.meta, new_children if new_children is not None else tree.children)
 
     def _span(self, meta) -> Span:
-        return Span(file=self.file, line=meta.line, col=meta.column, end_line=meta.end_line,
-                    end_col=meta.end_column)
+        return _new_span(self.file, meta.line, meta.column, meta.end_line, meta.end_column)
 
     def _name(self, tok: Token) -> ast.Name:
         return ast.Name(str(tok), _span_of_token(self.file, tok))
@@ -507,8 +553,8 @@ class _ToAst(Transformer):
         call = None
         if c[1] is not None:
             args, kwargs, span = c[1]
-            call = ast.Call(name, args, kwargs, Span(file=self.file, line=name.span.line,
-                            col=name.span.col, end_line=span.end_line, end_col=span.end_col))
+            call = ast.Call(name, args, kwargs, _new_span(self.file, name.span.line,
+                            name.span.col, span.end_line, span.end_col))
         return ast.Entry(name, call, c[2], self._span(meta))
 
     @v_args(meta=True)
@@ -578,6 +624,27 @@ class _ToAst(Transformer):
 
     def start(self, c):
         return tuple(c)
+
+
+def _callbacks(transformer: _ToAst) -> dict[str, Callable]:
+    """rule name -> callback(meta, children) for every rule method of `transformer`, bound once."""
+    calls: dict[str, Callable] = {}
+    for name in dir(type(transformer)):
+        if name.startswith("_") or name in ("transform",):
+            continue
+        raw = next((vars(k)[name] for k in type(transformer).__mro__ if name in vars(k)), None)
+        if raw is None or any(name in vars(k) for k in Transformer.__mro__):
+            continue
+        base = getattr(raw, "base_func", None)
+        if base is not None:  # @v_args(meta=True): f(self, meta, children)
+            calls[name] = functools.partial(base, transformer)
+        elif callable(raw):
+            calls[name] = functools.partial(_children_only, functools.partial(raw, transformer))
+    return calls
+
+
+def _children_only(f: Callable, _meta, children):
+    return f(children)
 
 
 def _offset(err: UnexpectedInput, text: str) -> int:

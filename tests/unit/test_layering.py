@@ -77,7 +77,10 @@ CHECK_MAY_NOT_LOAD = ("fleming_dsl.plan", "fleming_dsl.emit", "fleming_dsl.revie
                       "yaml", "snakemake")
 
 
-def test_fleming_check_loads_only_the_front_end() -> None:
+def test_fleming_check_loads_only_the_front_end(tmp_path: Path) -> None:
+    """jinja2 is loaded only to parse a prompt template whose text was not parsed before (its
+    findings are kept in a sidecar, check/templates.py): the second check loads none of it."""
+    import os
     import subprocess
     import sys
 
@@ -87,6 +90,12 @@ def test_fleming_check_loads_only_the_front_end() -> None:
         "try:\n    runpy.run_module('fleming_dsl.cli', run_name='__main__')\n"
         "except SystemExit as exit_:\n    code = exit_.code\n"
         f"print(code, sorted(m for m in sys.modules if m.startswith({CHECK_MAY_NOT_LOAD!r})))\n")
+    env = {**os.environ, "FLEMING_CACHE_DIR": str(tmp_path / "cache")}
+    first = subprocess.run([sys.executable, "-c", script], cwd=REPO, text=True,
+                           capture_output=True, timeout=120, env=env)
+    code, loaded = first.stdout.splitlines()[-1].split(" ", 1)
+    assert code == "0" and loaded.startswith("['jinja2") and "fleming_dsl" not in loaded \
+        and "numpy" not in loaded, first.stdout + first.stderr  # the first parse of each template
     result = subprocess.run([sys.executable, "-c", script], cwd=REPO, text=True,
-                            capture_output=True, timeout=120)
+                            capture_output=True, timeout=120, env=env)
     assert result.stdout.splitlines()[-1] == "0 []", result.stdout + result.stderr

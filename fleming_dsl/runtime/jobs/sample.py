@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 
+from fleming_dsl.check.predicates import hops_problem
 from fleming_dsl.errors import JobError
 from fleming_dsl.plan.jobconfig import SampleJob
 from fleming_dsl.runtime.io import write_jsonl
@@ -14,8 +15,20 @@ def inputs(cfg: SampleJob) -> list[str]:
     return [cfg.graph]
 
 
+def validate(cfg: SampleJob) -> None:
+    """What `fleming check` judges in a spec, asked again of a config that may be hand-written:
+    a walk longer than the metapath would walk past it (issue 11), so it is refused up front,
+    before the graph is loaded or anything is written."""
+    problem = hops_problem(len(cfg.relations), cfg.hops_min, cfg.hops_max)
+    if problem is not None:
+        raise JobError(f"job {cfg.job}: fields 'hops_min'/'hops_max' "
+                       f"({cfg.hops_min}..{cfg.hops_max}): {problem[0]}; {problem[1]}")
+
+
 def run(cfg: SampleJob, ctx: JobContext) -> None:
     from fleming_dsl.runtime.graph.sampler import WalkSpec, WalkStats, sample_rows
+
+    validate(cfg)
     from fleming_dsl.runtime.graph.store import load_store
 
     with ctx.timed("load"):

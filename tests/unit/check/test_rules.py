@@ -179,3 +179,44 @@ def test_sft_plateau_on_loss_reaches_the_job(tmp_path: Path) -> None:
     exp, _ = check_experiment(write_project(tmp_path, text), project_root=tmp_path)
     job = plan(exp, "generated/t").job("sft_sft1")
     assert (job.config.plateau.metric, job.config.plateau.patience) == ("loss", 3)
+
+
+@pytest.mark.parametrize("filters, where", [
+    # a filter of a filter of a dataset: the judge is looked for through the whole chain
+    ("filter f1 from train { format }\nfilter f2 from f1 { verify_label }\n", "spec.flm:17:21"),
+    # filters that read each other: no teacher anywhere upstream
+    ("filter f1 from f2 { format }\nfilter f2 from f1 { verify_label }\n", "spec.flm:17:21"),
+])
+def test_verify_label_without_a_judge_is_rejected_at_check_not_in_the_planner(
+        tmp_path: Path, filters: str, where: str) -> None:
+    """The planner's fallback for a judge-less verify_label is an assertion now: every way to
+    reach it is a located check error."""
+    err = errors(tmp_path, MINIMAL + filters)
+    lines = [d.first_line() for d in err.diagnostics]
+    assert f"{where}: error: verify_label in filter f2 has no judge: no distill or synthesize " \
+           "teacher is upstream of it" in lines
+
+
+def test_verify_label_finds_the_teacher_through_a_chain_of_filters(tmp_path: Path) -> None:
+    from fleming_dsl.plan.planner import plan
+
+    text = MINIMAL + "".join(f"filter f{i} from {'clean' if i == 1 else f'f{i - 1}'} {{ format }}\n"
+                             for i in range(1, 400)) + "filter last from f399 { verify_label }\n"
+    exp, _ = check_experiment(write_project(tmp_path, text), project_root=tmp_path)
+    steps = plan(exp, "generated/t").job("filter_last").config.steps
+    assert next(s for s in steps if s.step == "verify_label").judge.backend.kind == "template"
+
+
+def test_chains_longer_than_the_recursion_limit_check_in_loops(tmp_path: Path) -> None:
+    """Init chains of stages and source chains of filters are walked without recursion (issue 11:
+    a 100,000-deep chain must neither hit RecursionError nor take quadratic time)."""
+    import sys
+
+    depth = sys.getrecursionlimit() + 500
+    text = MINIMAL + "".join(
+        f"filter f{i} from {'clean' if i == 1 else f'f{i - 1}'} {{ format  verify_label }}\n"
+        for i in range(1, depth)) + "".join(
+        f"stage s{i} = sft({'sft1' if i == 1 else f's{i - 1}'}, f{depth - 1}) {{ lr = 1e-5 }}\n"
+        for i in range(1, depth))
+    exp, _ = check_experiment(write_project(tmp_path, text), project_root=tmp_path)
+    assert len(exp.stages) == depth + 1 and exp.stages[-1].init == f"s{depth - 2}"

@@ -31,7 +31,7 @@ def sample_config(tmp_path: Path, **changes) -> SampleJob:
     fields = dict(job="rare_dx", experiment="tiny", seed=7, meta=str(tmp_path / "rare_dx.meta.json"),
                   graph=str(tmp_path / "medkg.npz"), start_type="disease",
                   relations=("disease_phenotype_positive",), node_types=("effect/phenotype",),
-                  hops_min=1, hops_max=2, weight="inverse_degree", alpha=0.75, mask="anchor",
+                  hops_min=1, hops_max=1, weight="inverse_degree", alpha=0.75, mask="anchor",
                   distractors=3, near_distractors=True, count=600,
                   output=str(tmp_path / "rare_dx.jsonl"))
     fields.update(changes)
@@ -82,3 +82,20 @@ def test_sample_with_unknown_relation_names_graph_and_field(tmp_path):
         f"{cfg.graph} (job rare_dx): field 'relations': relation 'disease_phenotype_postive' is "
         "not in the graph; did you mean 'disease_phenotype_positive'?")
     assert not Path(cfg.output).exists()
+
+
+def test_sample_job_refuses_hops_past_its_metapath_before_writing_anything(tmp_path):
+    """A hand-written config with hops longer than its metapath would walk past it (12 of 50
+    paths ended at the wrong type); the job asks the check rule's question and stops."""
+    run_job("graph_load", write_config(tmp_path / "load.json", load_config(tmp_path)))
+    cfg = sample_config(tmp_path, hops_min=1, hops_max=3)
+    with pytest.raises(JobError) as err:
+        run_job("sample", write_config(tmp_path / "sample.json", cfg))
+    assert str(err.value) == (
+        "job rare_dx: fields 'hops_min'/'hops_max' (1..3): 'hops' goes up to 3, but the metapath "
+        "has 1 step: a metapath is walked as written; write hops = 1, or write a longer path out "
+        "step by step")
+    assert "\n" not in str(err.value)
+    assert not Path(cfg.output).exists() and not Path(cfg.meta).exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["load.json", "load.meta.json", "medkg.npz",
+                                                          "sample.json"]

@@ -1,0 +1,206 @@
+"""Prompt templates, read the way their job reads them, but only parsed (never rendered).
+
+A prompt's job loads its template through a jinja2 loader rooted at the template's own folder
+(symlinks resolved): `{% include %}`, `{% import %}`, `{% from %}` and `{% extends %}` name files
+relative to that folder, and a name that resolves outside it is refused (see docs/security.md).
+`fleming check` parses each template and every template it names, following nested names up to
+MAX_DEPTH deep, and reports at the prompt's template path: a syntax error, a name that leads
+outside the prompt folder (and so outside the project), a name that does not exist, and, as a
+warning, a name computed at render time, which only the job can judge.
+
+Each distinct template is read and parsed once per check, however many prompts name it. What a
+parse finds (the names a template refers to, or its syntax error) depends on its text alone, so it
+is kept in a small JSON sidecar keyed by a hash of the text and jinja2's version, under the cache
+folder graph vocabularies use: a check of unchanged templates does not import jinja2 at all (the
+front end stays light), while where the names lead is judged against the disk every time.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import json
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from fleming_dsl.check.common import Checked
+from fleming_dsl.check.files import local_path
+from fleming_dsl.check.graph_vocab import cache_dir
+from fleming_dsl.errors import Diagnostic
+from fleming_dsl.spec import ast
+
+MAX_DEPTH = 16  # nested template names followed; deeper ones are reported and not read
+MAX_TEMPLATE_BYTES = 1 << 20  # a prompt template larger than this is not a prompt
+
+_FOLDER_HINT = ("a template's {% include %}, {% import %} and {% extends %} read files inside the "
+                "folder of the prompt's template (symlinks resolved), named relative to it")
+
+
+@dataclass(frozen=True)
+class Finding:
+    message: str
+    hint: str | None = None
+    severity: str = "error"
+
+
+def prompt_templates(c: Checked) -> Iterator[Diagnostic]:
+    """Each prompt's template and the templates it names parse and stay in the prompt folder."""
+    judged: dict[Path, tuple[Finding, ...]] = {}
+    for decl in c.program.decls:
+        if not isinstance(decl, ast.PromptDecl) or not decl.source.args:
+            continue
+        arg = decl.source.args[0]
+        if not isinstance(arg, ast.Str):
+            continue
+        path = local_path(c, decl, arg.value)
+        if path not in judged:
+            judged[path] = tuple(_judge(path, arg.value))
+        for finding in judged[path]:
+            yield Diagnostic(finding.message, arg.span, hint=finding.hint, severity=finding.severity)
+
+
+def _real(path: str) -> str | None:
+    try:
+        return os.path.realpath(path)
+    except (OSError, ValueError):
+        return None
+
+
+def _inside(real: str, root: str) -> bool:
+    return real == root or real.startswith(root.rstrip(os.sep) + os.sep)
+
+
+def _judge(path: Path, written: str) -> Iterator[Finding]:
+    try:
+        if not path.is_file():
+            return  # missing_files reports a missing template
+    except (OSError, ValueError):
+        return
+    root = _real(str(path.parent))
+    top = _real(str(path))
+    if root is None or top is None:
+        return
+    if not _inside(top, root):
+        yield Finding(f"prompt template '{written}' is a link that leads outside its own folder: "
+                      "its job reads templates only inside that folder", _FOLDER_HINT)
+        return
+    # depth-first over (real path, chain of names from the prompt's template)
+    stack: list[tuple[str, tuple[str, ...]]] = [(top, (os.path.basename(written),))]
+    seen: set[str] = set()
+    while stack:
+        real, chain = stack.pop()
+        if real in seen:
+            continue  # read once; a template may include itself conditionally
+        seen.add(real)
+        where = " -> ".join(chain)
+        source, problem = _read(real)
+        if problem is not None:
+            yield Finding(f"prompt template {where} {problem}")
+            continue
+        parsed = _parsed(source)
+        if isinstance(parsed, str):  # a syntax error, or why it could not be parsed at all
+            yield Finding(f"prompt template {where}{parsed}")
+            continue
+        for name in parsed:
+            if not isinstance(name, str):
+                yield Finding(f"prompt template {where} includes a template whose name is computed "
+                              "when it renders: fleming check cannot follow it",
+                              "the job still reads it only from the prompt folder; write the name "
+                              "as a string to have it checked", severity="warning")
+                continue
+            target, finding = _resolve(name, root, where)
+            if finding is not None:
+                yield finding
+            elif len(chain) >= MAX_DEPTH:
+                yield Finding(f"prompt template {where} nests templates deeper than {MAX_DEPTH}: "
+                              f"'{name}' is not checked", severity="warning")
+            elif target is not None:
+                stack.append((target, (*chain, name)))
+
+
+def _parsed(source: str) -> list[str | None] | str:
+    """The template names `source` refers to (None where computed when it renders), or the end of
+    a message saying why it does not parse; from the sidecar when this text was parsed before."""
+    key = hashlib.sha256(f"{_jinja2_version()}\0{source}".encode("utf-8", "surrogatepass")).hexdigest()
+    sidecar = _sidecars() / f"{key}.json"
+    try:
+        data = json.loads(sidecar.read_text(encoding="utf-8"))
+        if isinstance(data.get("error"), str):
+            return data["error"]
+        if isinstance(data.get("names"), list):
+            return [n if isinstance(n, str) else None for n in data["names"]]
+    except (OSError, ValueError, AttributeError):
+        pass
+    import jinja2  # only on a text not parsed before: jinja2 is not part of the light front end
+    from jinja2 import meta
+
+    env = jinja2.Environment(trim_blocks=True, lstrip_blocks=True, autoescape=False)
+    try:
+        found: list[str | None] | str = [
+            n if isinstance(n, str) else None
+            for n in meta.find_referenced_templates(env.parse(source))]
+    except jinja2.TemplateSyntaxError as err:
+        found = f": syntax error at line {err.lineno}: {err.message}"
+    except (RecursionError, MemoryError, ValueError) as err:  # e.g. expressions nested 10,000 deep
+        return f" cannot be parsed ({type(err).__name__})"  # not kept: it may be this process's limit
+    try:
+        sidecar.parent.mkdir(parents=True, exist_ok=True)
+        temp = sidecar.with_suffix(f".{os.getpid()}.tmp")
+        temp.write_text(json.dumps({"error": found} if isinstance(found, str) else {"names": found}),
+                        encoding="utf-8")
+        os.replace(temp, sidecar)
+    except OSError:
+        pass  # a read-only cache only costs a parse next time
+    return found
+
+
+def _sidecars() -> Path:
+    return cache_dir().parent / "templates"
+
+
+@functools.lru_cache(maxsize=1)
+def _jinja2_version() -> str:
+    from importlib import metadata
+
+    try:
+        return metadata.version("jinja2")
+    except metadata.PackageNotFoundError:
+        return "?"
+
+
+def _read(real: str) -> tuple[str, str | None]:
+    try:
+        if os.path.getsize(real) > MAX_TEMPLATE_BYTES:
+            return "", f"is larger than {MAX_TEMPLATE_BYTES >> 20} MB: not a prompt"
+        with open(real, encoding="utf-8") as handle:
+            return handle.read(), None
+    except UnicodeDecodeError as err:
+        return "", f"is not UTF-8 text (byte {err.start})"
+    except OSError as err:
+        return "", f"cannot be read: {err.strerror or type(err).__name__}"
+
+
+def _resolve(name: str, root: str, where: str) -> tuple[str | None, Finding | None]:
+    """(real path, None) of a template name as the job's loader resolves it, or (None, why not)."""
+    pieces = []
+    for piece in name.split("/"):
+        if piece == os.pardir or os.sep in piece:
+            return None, Finding(f"prompt template {where} reads '{name}', which lies outside the "
+                                 "prompt folder", _FOLDER_HINT)
+        if piece and piece != ".":
+            pieces.append(piece)
+    candidate = os.path.join(root, *pieces)
+    try:
+        exists = os.path.isfile(candidate)
+    except (OSError, ValueError):
+        exists = False
+    if not exists:
+        return None, Finding(f"prompt template {where} reads '{name}', which does not exist in the "
+                             "prompt folder", _FOLDER_HINT)
+    real = _real(candidate)
+    if real is None or not _inside(real, root):
+        return None, Finding(f"prompt template {where} reads '{name}', which lies outside the "
+                             "prompt folder", _FOLDER_HINT)
+    return real, None
