@@ -200,6 +200,16 @@ BLOCKS: tuple[Block, ...] = (
         Opt("split", "string", "subset to keep (e.g. the MMLU-Pro category)", "ir.Dataset.split"),
         Opt("limit", "whole number", "keep only the first N items", "ir.Dataset.limit", ">= 1"),
     )),
+    Block("synthesize", "synthesize", "synthesize NAME from SAMPLE with TEACHER using PROMPT { ... }", (
+        Opt("variants", "whole number", "items per sampled path, each with its own distractor draw "
+            "and the answer at another letter (deterministic per seed)", "ir.Synthesize.variants", ">= 1"),
+        Opt("options", "whole number", "options per item (the answer and options - 1 distractors)",
+            "all the sampled distractors", "in 2..26"),
+        Opt("shards", "whole number or auto", "jobs the step is cut into, by a stable hash of "
+            "path ids, merged by a gather job (docs/sharding.md)", "ir.Sharding.shards", ">= 1"),
+        Opt("items_per_shard", "whole number", "with shards = auto: sampled paths per job",
+            "ir.Sharding.items_per_shard", ">= 1"),
+    )),
     Block("distill", "distill", "distill NAME from SOURCES with TEACHER using PROMPT { ... }", (
         Opt("refine", "list of backtrack, explore, self_correct",
             "revision moves the teacher may take on a wrong trajectory", "ir.Distill.refine"),

@@ -133,7 +133,7 @@ def test_shards_resume_alone_and_merge_to_the_unsharded_bytes(project: Path) -> 
 
     # Cut again (3 shards -> 2): still nothing to do.
     spec = project / "tests" / "specs" / "tiny_sharded.flm"
-    spec.write_text(spec.read_text().replace("items_per_shard = 250", "items_per_shard = 300"))
+    spec.write_text(spec.read_text().replace("items_per_shard = 700", "items_per_shard = 1000"))
     assert _fleming(project, "compile", "tests/specs/tiny_sharded.flm").returncode == 0
     code, log = _finish(_snakemake(project, TARGET, "-n"))
     assert code == 0 and "Nothing to be done" in log, log[-3000:]

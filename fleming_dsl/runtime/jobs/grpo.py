@@ -36,7 +36,7 @@ from typing import Any
 from fleming_dsl.check.predicates import batch_problem, plateau_metrics
 from fleming_dsl.errors import JobError
 from fleming_dsl.plan.jobconfig import GrpoJob
-from fleming_dsl.runtime import ranks
+from fleming_dsl.runtime import allocator, ranks
 from fleming_dsl.runtime.data import items, rubrics
 from fleming_dsl.runtime.io import atomic_output, read_jsonl, write_jsonl
 from fleming_dsl.runtime.jobs.context import JobContext
@@ -411,6 +411,8 @@ def run(cfg: GrpoJob, ctx: JobContext) -> None:
     from transformers import AutoTokenizer
 
     ranks.init(deepspeed=cfg.deepspeed_config is not None)
+    if not training.cuda_available():  # a third of a tiny CPU run was the kernel zeroing pages
+        allocator.keep_freed_memory()
     pool = load_pool(cfg)
     tracked = tracking.start(cfg)
     terms = rewards.build_terms(cfg.rewards, seed=cfg.seed)

@@ -35,7 +35,7 @@ dataset test = medqa("../data/eval/medqa_test.jsonl")
 prompt ask = template("../prompts/question.j2")
 prompt reason = template("../prompts/reason.j2")
 prompt rubric = template("../prompts/grader.j2")
-synthesize questions from rare_dx with teacher using ask
+synthesize questions from rare_dx with teacher using ask { variants = 2 @synthesize@ }
 distill cot from [questions, train] with teacher using reason { keep = correct @distill@ }
 filter clean from cot {
   format

@@ -260,8 +260,8 @@ def test_cli_reformatted_and_reordered_spec_is_no_change(project: Path) -> None:
                      "reward brevity = length_penalty(max_tokens = 96)")
     assert first in text and second in text
     text = text.replace(first, "@@").replace(second, first).replace("@@", second)  # swap them
-    assert "count = 600" in text
-    text = text.replace("count = 600", "count = 6_00   # same number")
+    assert "count = 2000" in text
+    text = text.replace("count = 2000", "count = 2_000   # same number")
     text = text.replace("\n\n", "\n\n# a comment\n\n")
     (project / "specs" / "new.flm").write_text(text, encoding="utf-8")
     result = _fleming(project, "diff", "specs/old.flm", "specs/new.flm")
@@ -297,7 +297,7 @@ def test_cli_markdown_word_for_word(project: Path) -> None:
 
 
 def test_cli_json_and_errors(project: Path) -> None:
-    _write_edit(project, "count = 600", "count = 800")
+    _write_edit(project, "count = 2000", "count = 800")
     result = _fleming(project, "diff", "--json", "specs/old.flm", "specs/new.flm")
     assert result.returncode == 1, result.stderr
     data = json.loads(result.stdout)

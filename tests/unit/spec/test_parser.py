@@ -38,7 +38,7 @@ def test_tiny_spec_lowers_to_the_recipe() -> None:
     sample = exp.samples[0]
     assert (sample.start_type, sample.hops_min, sample.hops_max, sample.mask) == ("effect/phenotype", 2, 2, 1)
     assert sample.steps[0].node_type == "disease"
-    assert exp.prompts[0].path == "prompts/question.j2"
+    assert exp.prompts[0].path == "prompts/vignette.j2"
     assert [s.step for s in exp.filters[0].steps] == \
         ["format", "verify_label", "dedupe", "decontaminate", "difficulty"]
     rl1, rl2 = exp.stages[1], exp.stages[2]
