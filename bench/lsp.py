@@ -29,7 +29,8 @@ from pytest_lsp import ClientServerConfig, client_capabilities
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO / "tests"))
 
-from lsp_client import Published  # noqa: E402  (the tests' client helper)
+from lsp_client import Published
+
 SPEC = REPO / "specs" / "fleming_r1_7b.flm"
 
 

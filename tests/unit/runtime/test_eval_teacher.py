@@ -5,11 +5,10 @@ time (tests/unit/check/test_rules.py)."""
 from __future__ import annotations
 
 import json
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
+from chat_stub import ChatStub, serving
 from flm_fixtures import MINIMAL, write_project
 
 from fleming_dsl.compiler import load_experiment
@@ -19,34 +18,19 @@ from fleming_dsl.plan.planner import plan
 from fleming_dsl.runtime.jobs import run_job
 
 
-class AnswersB(BaseHTTPRequestHandler):
+class AnswersB(ChatStub):
     asked: list[dict] = []
 
-    def do_POST(self) -> None:
-        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+    def answer(self, body: dict) -> list[str]:
         AnswersB.asked.append(body)
-        reply = {"choices": [{"index": i, "message": {"role": "assistant",
-                                                      "content": "<think>b fits</think><answer>B</answer>"}}
-                             for i in range(body.get("n", 1))]}
-        data = json.dumps(reply).encode()
-        self.send_response(200)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
-
-    def log_message(self, *args) -> None:
-        pass
+        return ["<think>b fits</think><answer>B</answer>"] * body.get("n", 1)
 
 
 @pytest.fixture
 def endpoint():
     AnswersB.asked = []
-    server = ThreadingHTTPServer(("127.0.0.1", 0), AnswersB)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield f"http://127.0.0.1:{server.server_address[1]}/v1"
-    server.shutdown()
-    server.server_close()
+    with serving(AnswersB) as url:
+        yield url
 
 
 def test_the_planner_evaluates_an_openai_teacher_through_its_backend(tmp_path: Path) -> None:

@@ -10,11 +10,10 @@ GRPO job trains a few steps on HealthBench rows with it, and its re-run pays no 
 from __future__ import annotations
 
 import json
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
+from chat_stub import ChatStub, criterion_of, serving, verdict
 from training_fixtures import tiny_model, train_config, write_config  # noqa: F401
 
 from fleming_dsl.ir import Backend
@@ -43,45 +42,29 @@ def hb_columns(tmp_path: Path) -> tuple[list, dict]:
     return [r["prompt"] for r in rows], {"rubrics": [r["rubrics"] for r in rows], "id": [r["id"] for r in rows]}
 
 
-class KnownGrader(BaseHTTPRequestHandler):
+class KnownGrader(ChatStub):
     """An OpenAI-compatible grader with known verdicts: a criterion marked [met] is met, and
     "final answer is option X" is met when the response holds <answer>X</answer>."""
 
     prompts: list[str] = []
 
-    def do_POST(self) -> None:  # noqa: N802 - http.server's hook
-        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+    def answer(self, body: dict) -> list[str]:
         prompt = body["messages"][-1]["content"]
         type(self).prompts.append(prompt)
         response = prompt.split("Response to grade:", 1)[1].split("Rubric criterion", 1)[0]
-        criterion = prompt.split("points):", 1)[1].split("Does the response", 1)[0]
+        criterion = criterion_of(body)
         met = "[met]" in criterion
         if "final answer is option " in criterion:
             letter = criterion.split("final answer is option ", 1)[1][0]
             met = f"<answer>{letter}</answer>" in response
-        content = json.dumps({"explanation": "-", "criteria_met": met})
-        data = json.dumps({"choices": [{"message": {"role": "assistant", "content": content}}]}).encode()
-        self.send_response(200)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
-
-    def log_message(self, *args) -> None:
-        pass
+        return verdict(met)
 
 
 @pytest.fixture
 def known_grader():
     KnownGrader.prompts = []
-    server = ThreadingHTTPServer(("127.0.0.1", 0), KnownGrader)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
-        url = f"http://127.0.0.1:{server.server_address[1]}/v1"
+    with serving(KnownGrader) as url:
         yield jc.Generator(model="g", backend=Backend(kind="openai", base_url=url, retries=0))
-    finally:
-        server.shutdown()
-        server.server_close()
 
 
 def test_healthbench_rows_score_as_the_evaluation_does(known_grader, tmp_path: Path) -> None:

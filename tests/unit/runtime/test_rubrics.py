@@ -4,11 +4,10 @@ through the cached teacher, and `evaluate [...] on [healthbench] { grader = judg
 from __future__ import annotations
 
 import json
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
+from chat_stub import ChatStub, criterion_of, serving, verdict
 from flm_fixtures import MINIMAL, write_project
 from training_fixtures import tiny_model  # noqa: F401
 
@@ -145,35 +144,20 @@ def test_bad_rubric_evaluations(tmp_path: Path, evaluate: str, message: str, hin
     assert first_error(tmp_path, spec(evaluate)) == (message, hint)
 
 
-class MarkedGrader(BaseHTTPRequestHandler):
+class MarkedGrader(ChatStub):
     """An OpenAI-compatible grader meeting the criteria marked [met] in its prompt."""
 
     asked = 0
 
-    def do_POST(self) -> None:  # noqa: N802 - http.server's hook
-        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+    def answer(self, body: dict) -> list[str]:
         type(self).asked += 1
-        prompt = body["messages"][-1]["content"]
-        criterion = prompt.split("points):", 1)[1].split("Does the response", 1)[0]
-        content = json.dumps({"explanation": "-", "criteria_met": "[met]" in criterion})
-        data = json.dumps({"choices": [{"message": {"role": "assistant", "content": content}}]}).encode()
-        self.send_response(200)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
-
-    def log_message(self, *args) -> None:
-        pass
+        return verdict("[met]" in criterion_of(body))
 
 
 @pytest.mark.slow
 def test_eval_job_grades_a_rubric_benchmark(tiny_model: str, tmp_path: Path) -> None:
     MarkedGrader.asked = 0
-    server = ThreadingHTTPServer(("127.0.0.1", 0), MarkedGrader)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
-        url = f"http://127.0.0.1:{server.server_address[1]}/v1"
+    with serving(MarkedGrader) as url:
         cfg = jc.EvalJob(job="eval_rl", experiment="t", seed=1, meta=str(tmp_path / "e.meta.json"), target="rl",
                          model=tiny_model, benchmarks=(jc.Benchmark(
                              name="hb", path=str(write_rows(tmp_path / "hb.jsonl", ROWS)), format="healthbench"),),
@@ -189,6 +173,3 @@ def test_eval_job_grades_a_rubric_benchmark(tiny_model: str, tmp_path: Path) -> 
         assert MarkedGrader.asked == 4
         run_job("eval", str(path))  # the grader's verdicts come from the cache
         assert MarkedGrader.asked == 4
-    finally:
-        server.shutdown()
-        server.server_close()
