@@ -68,27 +68,19 @@ def _chunks(path: str, sep: str, columns: tuple[str, ...], *, header: bool = Tru
     reader = pd.read_csv(path, sep=sep, dtype=str, keep_default_na=False, na_filter=False,
                          chunksize=CHUNK_ROWS, skip_blank_lines=False, quoting=quoting,
                          header=0 if header else None, names=None if header else list(columns))
-    bar = None
-    if Path(path).stat().st_size > 50 * 2**20:  # PrimeKG-sized: show progress
-        from tqdm import tqdm
-
-        bar = tqdm(desc=f"read {Path(path).name}", unit=" rows", unit_scale=True)
     line = 2 if header else 1
-    try:
-        for frame in reader:
-            yield line, frame.fillna("")
-            line += len(frame)
-            if bar is not None:
+    with _progress(path) as bar:
+        try:
+            for frame in reader:
+                yield line, frame.fillna("")
+                line += len(frame)
                 bar.update(len(frame))
-    except pd.errors.ParserError as err:
-        match = _PARSER_LINE.search(str(err))
-        if match:
-            want, at, saw = match.groups()
-            raise JobError(f"{path}:{at}: expected {want} fields, found {saw}") from None
-        raise JobError(f"{path}: cannot parse ({str(err).splitlines()[0]})") from None
-    finally:
-        if bar is not None:
-            bar.close()
+        except pd.errors.ParserError as err:
+            match = _PARSER_LINE.search(str(err))
+            if match:
+                want, at, saw = match.groups()
+                raise JobError(f"{path}:{at}: expected {want} fields, found {saw}") from None
+            raise JobError(f"{path}: cannot parse ({str(err).splitlines()[0]})") from None
 
 
 def _require(path: str, first_line: int, frame, columns: tuple[str, ...]) -> None:
@@ -188,8 +180,7 @@ def _read_primekg_arrow(path: str) -> EdgeList:
     srcs, dsts, rel_codes = [], [], []
     known = np.zeros(0, np.int64)  # node keys seen so far, sorted
     node_keys, node_cols = [], {f: [] for f in _NODE_FIELDS}
-    bar = _progress(path)
-    try:
+    with _progress(path) as bar:
         for batch in _batches(reader):
             x, y = _indices(batch, "x_index"), _indices(batch, "y_index")
             for column in ("relation", "x_type", "x_name", "y_type", "y_name"):
@@ -210,11 +201,7 @@ def _read_primekg_arrow(path: str) -> EdgeList:
                 xs = batch.column(f"x_{field}").take(pa.array(rows)).to_pylist()
                 ys = batch.column(f"y_{field}").take(pa.array(rows)).to_pylist()
                 node_cols[field].extend(yv if s else xv for xv, yv, s in zip(xs, ys, side))
-            if bar is not None:
-                bar.update(batch.num_rows)
-    finally:
-        if bar is not None:
-            bar.close()
+            bar.update(batch.num_rows)
     if not srcs:
         raise JobError(f"{path}: no edges (the file has a header but no rows)")
     keys = np.concatenate(node_keys)
@@ -238,11 +225,11 @@ def _read_primekg_arrow(path: str) -> EdgeList:
 
 
 def _progress(path: str):
-    if Path(path).stat().st_size > 50 * 2**20:  # PrimeKG-sized: show progress
-        from tqdm import tqdm
+    """A rows bar for PrimeKG-sized files; a silent one (same calls, no output) for the rest."""
+    from tqdm import tqdm
 
-        return tqdm(desc=f"read {Path(path).name}", unit=" rows", unit_scale=True)
-    return None
+    return tqdm(desc=f"read {Path(path).name}", unit=" rows", unit_scale=True,
+                disable=Path(path).stat().st_size <= 50 * 2**20)
 
 
 def _indices(batch, column: str) -> np.ndarray:
@@ -468,19 +455,14 @@ def _read_triples_arrow(paths, headers: list[bool]) -> EdgeList:
                     strings_can_be_null=False))
         except (pa.ArrowInvalid, ValueError):
             raise _Fallback from None
-        bar = _progress(path)
-        try:
+        with _progress(path) as bar:
             for batch in _batches(reader):
                 if any(_has_empty(batch.column(c)) for c in TRIPLE_COLUMNS):
                     raise _Fallback
                 for column in types:
                     sides[column].append(batch.column(column))
                 rel_codes.append(_dictionary_codes(batch.column("relation"), rels))
-                if bar is not None:
-                    bar.update(batch.num_rows)
-        finally:
-            if bar is not None:
-                bar.close()
+                bar.update(batch.num_rows)
     if not rel_codes:
         raise JobError(f"{paths[0]}: no triples")
 
