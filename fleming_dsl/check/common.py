@@ -69,15 +69,13 @@ def names_in(value: ast.Value | None) -> list[ast.Name]:
 
 def option(block: ast.Block | None, key: str) -> ast.Value | None:
     """The value of `key = ...` in a block (the last one written wins)."""
-    if block is None:
-        return None
-    return next((o.value for o in reversed(block.options()) if o.key.name == key), None)
+    found = block.last_option(key) if block is not None else None
+    return found.value if found is not None else None
 
 
 def option_key(block: ast.Block | None, key: str) -> ast.Name | None:
-    if block is None:
-        return None
-    return next((o.key for o in reversed(block.options()) if o.key.name == key), None)
+    found = block.last_option(key) if block is not None else None
+    return found.key if found is not None else None
 
 
 def entries(block: ast.Block | None, name: str) -> list[ast.Entry]:

@@ -133,7 +133,7 @@ def cmd_fmt(args: argparse.Namespace) -> int:
 def _read_spec_text(path: str) -> str:
     """A spec's text as the checker reads it (a BOM dropped), or a located SpecError."""
     from fleming_dsl.errors import SpecError
-    from fleming_dsl.spec.parser import decode_source
+    from fleming_dsl.spec.text import decode_source
 
     with open(path, "rb") as handle:
         text, bad = decode_source(handle.read(), path)

@@ -3,6 +3,7 @@ relative to the spec that wrote them, and the checks of call shapes and sub-bloc
 
 from __future__ import annotations
 
+import functools
 import os
 from pathlib import Path
 
@@ -78,6 +79,8 @@ class LowerContext:
         return call.args[0].value
 
     def resources(self, block: ast.Block | None, where: str) -> ir.Resources:
+        if block is None:  # most declarations: the defaults, one frozen instance for them all
+            return _default_resources()
         opts = Options.of_block(block, f"resources of {where}", self.diags)
         self.no_block(block, f"resources of {where}")
         fields = {
@@ -104,3 +107,8 @@ class LowerContext:
                 continue
             out[item.name.name] = item.block
         return out
+
+
+@functools.cache
+def _default_resources() -> ir.Resources:
+    return ir.Resources()

@@ -51,6 +51,7 @@ class Options:
         self.where = where  # "a stage", "vllm()", ...: used in 'unknown option' messages
         self.diags = diags
         self.known: dict[str, None] = {}  # the names asked for, in order (a dict: lookups are O(1))
+        self.unlisted: set[str] | frozenset[str] = frozenset()  # known, but not offered in error messages
         self._seen: dict[str, ast.Name] = {}
         self._last: dict[str, ast.Value] = {}  # the value written last wins
         for key, value in self.pairs:
@@ -79,6 +80,12 @@ class Options:
         self.known[key] = None
         return key in self._last
 
+    def expect(self, keys: dict[str, None]) -> set[str]:
+        """Mark all of `keys` as asked for at once; the ones written (a block writes a few of
+        the ~40 training options, so reading only those is most of lowering a stage)."""
+        self.known.update(keys)
+        return {k for k in self._last if k in keys}
+
     def key_span(self, key: str) -> Span | None:
         return self._seen[key].span if key in self._seen else None
 
@@ -101,7 +108,7 @@ class Options:
         unknown = 0
         for key, _ in self.pairs:
             if key.name not in self.known:
-                valid = valid if valid is not None else sorted(self.known)
+                valid = valid if valid is not None else sorted(k for k in self.known if k not in self.unlisted)
                 unknown += 1
                 # errors are shown in the order of their place, at most MAX_REPORTED: past that
                 # many in one block, the rest of the block is never shown, so no hint is sought

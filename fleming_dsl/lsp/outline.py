@@ -13,7 +13,7 @@ from lark.exceptions import LarkError
 
 from fleming_dsl.lsp.analysis import Analysis
 from fleming_dsl.spec import ast
-from fleming_dsl.spec.parser import lark_parser
+from fleming_dsl.spec.grammar import lark_parser
 
 TOKEN_TYPES = ("keyword", "variable", "property", "function", "string", "number", "comment",
                "operator", "type", "enumMember")

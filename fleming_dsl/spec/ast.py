@@ -7,6 +7,7 @@ Names here are unresolved (a `Name` is just what was written); `checks.py` judge
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Union
 
 from fleming_dsl.ir import Span
@@ -172,7 +173,22 @@ class Block:
     span: Span
 
     def options(self) -> tuple[Option, ...]:
+        return self._options
+
+    def last_option(self, key: str) -> Option | None:
+        """The option written last with `key` (None when there is none)."""
+        return self._last_options.get(key)
+
+    # Computed once per block: checks and lowering read a block's options dozens of times,
+    # which was a third of checking a spec of 100,000 samples. (A cached_property writes the
+    # instance dict directly, so the dataclass stays frozen; equality still compares fields.)
+    @cached_property
+    def _options(self) -> tuple[Option, ...]:
         return tuple(i for i in self.items if isinstance(i, Option))
+
+    @cached_property
+    def _last_options(self) -> dict[str, Option]:
+        return {o.key.name: o for o in self._options}
 
 
 # ---------------------------------------------------------------- declarations

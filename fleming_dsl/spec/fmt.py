@@ -20,7 +20,8 @@ from dataclasses import dataclass
 from lark import Lark, Token, Tree
 from lark.exceptions import UnexpectedInput
 
-from fleming_dsl.spec.parser import grammar_text, parse_module
+from fleming_dsl.spec.grammar import grammar_text
+from fleming_dsl.spec.parser import parse_module
 
 INDENT = "  "
 

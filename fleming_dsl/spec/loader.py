@@ -24,7 +24,8 @@ from fleming_dsl.spec.boundary import (
     outside_message,
     safe_is_file,
 )
-from fleming_dsl.spec.parser import decode_source, parse_module
+from fleming_dsl.spec.parser import parse_module
+from fleming_dsl.spec.text import decode_source
 
 __all__ = ["Diagnostic", "SpecError", "load_program"]
 

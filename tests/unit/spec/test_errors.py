@@ -10,7 +10,8 @@ from flm_fixtures import MINIMAL, write_project
 from fleming_dsl.compiler import check_experiment, load_experiment
 from fleming_dsl.errors import Diagnostic, SpecError
 from fleming_dsl.ir import Span
-from fleming_dsl.spec.parser import SYNTAX_ERRORS, parse_module
+from fleming_dsl.spec.grammar import SYNTAX_ERRORS
+from fleming_dsl.spec.parser import parse_module
 
 
 def R(old: str, new: str) -> str:  # noqa: N802 - reads like the edit it makes

@@ -13,7 +13,7 @@ from paths import REPO
 from fleming_dsl.compiler import load_experiment
 from fleming_dsl.errors import SpecError
 from fleming_dsl.spec.fmt import _parser, format_source
-from fleming_dsl.spec.parser import lark_parser
+from fleming_dsl.spec.grammar import lark_parser
 
 SPECS = sorted(p for p in (REPO / "specs").glob("*.flm") if not p.name.startswith("."))
 # standalone specs (an extending spec's IR depends on its base file, which stays as is)

@@ -13,7 +13,8 @@ from paths import REPO
 
 from fleming_dsl.compiler import check_experiment, load_experiment
 from fleming_dsl.spec import ast
-from fleming_dsl.spec.parser import lark_parser, parse_module
+from fleming_dsl.spec.grammar import lark_parser
+from fleming_dsl.spec.parser import parse_module
 
 
 def load(tmp_path: Path, text: str):
