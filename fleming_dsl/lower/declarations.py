@@ -193,7 +193,10 @@ class _Lowering:
         lo = hi = max(len(steps), 1)
         if isinstance(hops, ast.Range):
             lo, hi = hops.lo, hops.hi
-            if lo < 1:
+            if not isinstance(lo, int) or not isinstance(hi, int):  # digits past what an int reads
+                self.diags.error(f"'hops' must be a range of whole numbers, got {lo}..{hi}", hops.span)
+                lo = hi = max(len(steps), 1)
+            elif lo < 1:
                 self.diags.error(f"'hops' must start at 1 or more, got {lo}", hops.span)
             elif lo > hi:
                 self.diags.error(f"'hops' range is empty: {lo} > {hi}", hops.span,

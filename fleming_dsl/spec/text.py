@@ -126,9 +126,16 @@ def unquote(raw: str) -> str:
     return "".join(out)
 
 
+MAX_INT_DIGITS = 4000  # Python refuses to read longer integers (sys.get_int_max_str_digits)
+
+
 def number(raw: str) -> int | float:
+    """A number token's value. A whole number too long to read as an int is read as a float
+    (infinite), as `1e999` is, so the option's own check rejects it with its location."""
     clean = raw.replace("_", "")
-    return float(clean) if any(c in clean for c in ".eE") else int(clean)
+    if any(c in clean for c in ".eE") or len(clean) > MAX_INT_DIGITS:
+        return float(clean)
+    return int(clean)
 
 
 UNITS = ("KB", "MB", "GB", "TB", "s", "m", "h", "d")

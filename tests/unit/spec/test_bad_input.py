@@ -53,6 +53,17 @@ def test_an_infinite_number(tmp_path: Path) -> None:
     assert first(err) == ("spec.flm:13:52: error: 'time' is too large", "at most 366d")
 
 
+def test_a_whole_number_too_long_for_an_int(tmp_path: Path) -> None:
+    # Python refuses to read an int of more than 4,300 digits: such a number reads as inf
+    huge = "9" * 5000
+    err = error_of(tmp_path, R("{ lr = 1e-4 }", "{ lr = " + huge + "  max_steps = -" + huge + " }"))
+    assert [d.first_line() for d in err.diagnostics] == [
+        "spec.flm:13:38: error: 'lr' must be a finite number, got inf",
+        "spec.flm:13:5052: error: 'max_steps' must be a whole number, got a number"]
+    err = error_of(tmp_path, MINIMAL.replace("count = 10", "count = 10  hops = 1.." + huge, 1))
+    assert "error: 'hops' must be a range of whole numbers, got 1..inf" in str(err)
+
+
 def test_nesting_500_deep(tmp_path: Path) -> None:
     err = error_of(tmp_path, MINIMAL + "cluster { x = " + "[" * 500 + "]" * 500 + " }\n")
     assert first(err) == ("spec.flm:16:78: error: nesting is too deep: more than 64 brackets inside "
