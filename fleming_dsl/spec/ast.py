@@ -293,6 +293,16 @@ class EvaluateDecl(Decl):
     named: bool  # False when the name was given by default (`eval`, `eval_2`, ...)
 
 
+def evaluation(name: Name | None, span: Span, targets: tuple[Name, ...],
+               benchmarks: tuple[Name, ...], block: Block | None, unnamed: int) -> EvaluateDecl:
+    """An `evaluate` statement. Without `as NAME` it is the `unnamed`-th unnamed one of its
+    file, called eval, eval_2, eval_3, ..."""
+    if name is not None:
+        return EvaluateDecl("evaluate", name, span, targets, benchmarks, block, True)
+    default = "eval" if unnamed == 1 else f"eval_{unnamed}"
+    return EvaluateDecl("evaluate", Name(default, span), span, targets, benchmarks, block, False)
+
+
 @dataclass(frozen=True)
 class ClusterDecl:
     block: Block

@@ -231,14 +231,10 @@ class _Parser:
             self.pos += 1
             as_name = self.take("NAME")
         block = self.block() if self.at("{") else None
-        span = self.span(first, self.last())
-        if as_name is not None:
-            return ast.EvaluateDecl("evaluate", self.name(as_name), span, targets, benchmarks,
-                                    block, True)
-        self.unnamed_evals += 1
-        default = "eval" if self.unnamed_evals == 1 else f"eval_{self.unnamed_evals}"
-        return ast.EvaluateDecl("evaluate", ast.Name(default, span), span, targets, benchmarks,
-                                block, False)
+        self.unnamed_evals += as_name is None
+        return ast.evaluation(self.name(as_name) if as_name is not None else None,
+                              self.span(first, self.last()), targets, benchmarks, block,
+                              self.unnamed_evals)
 
     def refs(self) -> tuple[ast.Name, ...]:
         if not self.at("["):

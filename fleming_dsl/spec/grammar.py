@@ -490,14 +490,9 @@ class _ToAst(Transformer):
     @v_args(meta=True)
     def evaluate(self, meta, c):
         targets, benchmarks, as_name, block = c
-        span = self._span(meta)
-        if as_name is not None:
-            return ast.EvaluateDecl("evaluate", self._name(as_name), span, targets, benchmarks,
-                                    block, True)
-        self.unnamed_evals += 1
-        default = "eval" if self.unnamed_evals == 1 else f"eval_{self.unnamed_evals}"
-        return ast.EvaluateDecl("evaluate", ast.Name(default, span), span, targets, benchmarks,
-                                block, False)
+        self.unnamed_evals += as_name is None
+        return ast.evaluation(self._name(as_name) if as_name is not None else None,
+                              self._span(meta), targets, benchmarks, block, self.unnamed_evals)
 
     @v_args(meta=True)
     def cluster(self, meta, c):
