@@ -40,18 +40,19 @@ _TOKEN = re.compile(r"""
 | (?P<bad>[\s\S])
 """, re.VERBOSE)
 
-# a token: (kind, text, line, column, end column); punctuation's kind is its text
-Token = tuple[str, str, int, int, int]
-_END: Token = ("$END", "", 0, 0, 0)
+# a token: (kind, text, line, column, end column, offset); punctuation's kind is its text
+Token = tuple[str, str, int, int, int, int]
+_END: Token = ("$END", "", 0, 0, 0, 0)
 
 
 class NoParse(Exception):
     """This parser does not accept the text; lark decides."""
 
 
-def tokenize(text: str) -> list[Token] | None:
-    """The text's tokens, without whitespace and comments (None at a character no token takes).
-    Tokens never span lines (strings cannot), so a token's end is on its own line."""
+def tokenize(text: str) -> list[Token]:
+    """The text's tokens, without whitespace and comments, up to a character no token takes,
+    which ends the list as a `bad` token (no rule accepts it). Tokens never span lines (strings
+    cannot), so a token's end is on its own line."""
     tokens: list[Token] = []
     append = tokens.append
     line, line_start = 1, 0
@@ -66,11 +67,12 @@ def tokenize(text: str) -> list[Token] | None:
             continue
         if kind == "comment":
             continue
-        if kind == "bad":
-            return None
         value = match.group()
-        col = match.start() - line_start + 1
-        append((value if kind == "punct" else kind, value, line, col, col + len(value)))
+        start = match.start()
+        col = start - line_start + 1
+        append((value if kind == "punct" else kind, value, line, col, col + len(value), start))
+        if kind == "bad":
+            break
     return tokens
 
 
@@ -127,11 +129,19 @@ class _Parser:
         return new_span(self.file, tok[2], tok[3], tok[2], tok[4])
 
     # statements --------------------------------------------------------
-    def module(self) -> tuple[ast.Statement, ...]:
-        statements = []
+    def module(self) -> tuple[list[ast.Statement], list[int], bool]:
+        """The statements read, the offset where each starts, and whether that is the whole
+        file. Past the first statement it cannot read it stops; that one's start is last in
+        the offsets."""
+        statements: list[ast.Statement] = []
+        starts: list[int] = []
         while self.pos < len(self.tokens):
-            statements.append(self.statement())
-        return tuple(statements)
+            starts.append(self.tokens[self.pos][5])
+            try:
+                statements.append(self.statement())
+            except NoParse:
+                return statements, starts, False
+        return statements, starts, True
 
     def statement(self) -> ast.Statement:
         first = self.take("NAME")
@@ -429,17 +439,20 @@ class _Parser:
         return ast.Metapath(tuple(nodes), tuple(edges), self.span(first, self.last()))
 
 
-def parse(text: str, file: str) -> tuple[ast.Statement, ...] | None:
-    """The file's statements, or None when this parser does not accept the text (then lark's
-    parser decides: a syntax error, or a reading only its contextual lexer finds).
-    The caller refuses text nested deeper than text.MAX_NESTING first, which bounds recursion."""
-    tokens = tokenize(text)
-    if tokens is None:
-        return None
-    try:
-        return _Parser(tokens, file).module()
-    except NoParse:
-        return None
+def parse(text: str, file: str) -> tuple[tuple[ast.Statement, ...], int | None]:
+    """The file's statements this parser reads, and where lark's parser must take over (None
+    when it reads the whole file).
+
+    It reads statement by statement; at the first statement it does not accept it stops, and
+    gives back the statement before that one too, so that lark re-reads from a statement it
+    reads alike: it enters the failing statement in the state a whole-file parse would, and
+    reports the same error, in the time of the rest of the file rather than all of it. The
+    caller refuses text nested deeper than text.MAX_NESTING first, which bounds recursion."""
+    statements, starts, whole = _Parser(tokenize(text), file).module()
+    if whole:
+        return tuple(statements), None
+    kept = max(len(statements) - 1, 0)
+    return tuple(statements[:kept]), starts[kept]
 
 
 __all__ = ["NoParse", "parse", "tokenize"]

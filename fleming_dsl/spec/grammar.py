@@ -531,17 +531,30 @@ def _offset(err: UnexpectedInput, text: str) -> int:
     return err.pos_in_stream
 
 
-def parse_statements(text: str, file: str) -> tuple[ast.Statement, ...]:
-    """One file's statements by lark; raises SpecError (one located diagnostic) on a syntax
-    error. The caller has already refused text nested deeper than text.MAX_NESTING."""
+def parse_statements(text: str, file: str, start: int = 0,
+                     unnamed_before: int = 0) -> tuple[ast.Statement, ...]:
+    """The statements of `text` from offset `start` (where a statement starts) by lark; raises
+    SpecError (one located diagnostic) on a syntax error. `unnamed_before` is the number of
+    unnamed evaluations before `start`, which names the next one (eval_N). The caller has
+    already refused text nested deeper than text.MAX_NESTING."""
+    # what comes before `start` is blanked, not cut: every position lark reports stays the
+    # file's own, and lark skips the blank as one whitespace token
+    source = text if start == 0 else _blank(text[:start]) + text[start:]
     try:
-        tree = lark_parser().parse(text)
+        tree = lark_parser().parse(source)
     except UnexpectedInput as err:
         diag = syntax_diagnostic(err, file, text)
         if diag.message != "unterminated string":
             diag = unclosed_block(text, file, _offset(err, text)) or diag
         raise SpecError([diag], {file: text}) from None
-    return _ToAst(file).transform(tree)
+    transformer = _ToAst(file)
+    transformer.unnamed_evals = unnamed_before
+    return transformer.transform(tree)
+
+
+def _blank(text: str) -> str:
+    """`text` with every character but line breaks a space: the same length and lines."""
+    return "\n".join(" " * len(line) for line in text.split("\n"))
 
 
 __all__ = [

@@ -1,8 +1,9 @@
 """Text -> AST: `parse_module`, the front end's one entry to parsing.
 
-Valid specs are read by the hand-written parser (`spec.descent`); any text it does not accept
-goes to lark's parser of the grammar (`spec.grammar`), which reports the located syntax error.
-lark is imported only then, so checking a valid spec never loads it."""
+Valid specs are read by the hand-written parser (`spec.descent`); from the statement before
+the first one it does not accept, lark's parser of the grammar (`spec.grammar`) reads the rest
+and reports the located syntax error (or reads what only its contextual lexer reads). lark is
+imported only then, so checking a valid spec never loads it."""
 
 from __future__ import annotations
 
@@ -22,11 +23,12 @@ def parse_module(text: str, file: str) -> ast.Module:
     deep = too_deep(text, file)
     if deep is not None:
         raise SpecError([deep], {file: text})
-    statements = descent.parse(text, file)
-    if statements is None:
+    statements, rest = descent.parse(text, file)
+    if rest is not None:
         from fleming_dsl.spec import grammar
 
-        statements = grammar.parse_statements(text, file)
+        unnamed = sum(isinstance(s, ast.EvaluateDecl) and not s.named for s in statements)
+        statements += grammar.parse_statements(text, file, rest, unnamed)
     return ast.Module(file=file, statements=statements)
 
 
