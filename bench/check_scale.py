@@ -3,7 +3,8 @@
     python bench/check_scale.py [N ...] [--only KIND]    # default 10000 100000, every kind
 
 For each kind of large spec (many rewards, prompts, evaluations, datasets, models, samples,
-chained stages and filters, an extension of a large base, unknown options, undefined names) it
+chained stages and filters, syntheses, distillations, one stage swept over N values, an
+extension of a large base, unknown options, undefined names) it
 writes specs/tiny.flm plus N more lines into a temporary copy of the project and times the whole
 front end (`fleming check` in-process): wall and CPU seconds per size, the CPU ratio between
 the two largest sizes (about their size ratio when checking is linear), and whether the largest
@@ -39,6 +40,12 @@ KINDS = {
     "chained filters": lambda n: "".join(
         f"filter f{i + 1} from {'clean' if i == 0 else f'f{i}'} {{ format  verify_label }}\n"
         for i in range(n)),
+    "syntheses": lambda n: "".join(f"synthesize q{i} from rare_dx with teacher using ask\n"
+                                   for i in range(n)),
+    "distills": lambda n: "".join(f"distill c{i} from [questions] with teacher using reason\n"
+                                  for i in range(n)),
+    "sweep points": lambda n: ("stage swept = sft(base, clean) { sweep lr in ["
+                               + ", ".join(f"{i + 1}e-6" for i in range(n)) + "] }\n"),
     "unknown options": lambda n: "cluster {\n" + "".join(f"  opt{i} = 1\n" for i in range(n)) + "}\n",
     "undefined names": lambda n: "".join(f"evaluate nope{i} on [medqa_test] as e{i}\n" for i in range(n)),
 }
