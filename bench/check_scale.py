@@ -4,7 +4,7 @@
 
 For each kind of large spec (many rewards, prompts, evaluations, datasets, models, samples,
 chained stages and filters, syntheses, distillations, one stage swept over N values, an
-extension of a large base, unknown options, undefined names) it
+extension of a large base or a chain of 100 bases, unknown options, undefined names) it
 writes specs/tiny.flm plus N more lines into a temporary copy of the project and times the whole
 front end (`fleming check` in-process): wall and CPU seconds per size, the CPU ratio between
 the two largest sizes (about their size ratio when checking is linear), and whether the largest
@@ -51,6 +51,8 @@ KINDS = {
 }
 # a spec that extends a large base and replaces every other declaration of it
 EXTENDS = "extends a base"
+# a spec at the end of a chain of 100 bases, each extending the one before with N/100 rewards
+CHAIN = "a chain of 100 bases"
 
 
 def extends_files(root: Path, tiny: str, n: int) -> Path:
@@ -61,6 +63,15 @@ def extends_files(root: Path, tiny: str, n: int) -> Path:
                     + "".join(f'reward r{i} = regex("y{i}")\n' for i in range(0, n, 2)),
                     encoding="utf-8")
     return spec
+
+
+def chain_files(root: Path, tiny: str, n: int, depth: int = 100) -> Path:
+    (root / "specs" / "chain0.flm").write_text(tiny, encoding="utf-8")
+    for d in range(1, depth + 1):
+        (root / "specs" / f"chain{d}.flm").write_text(
+            f'experiment "chain{d}" extends "chain{d - 1}.flm" {{ seed = {d} }}\n'
+            + "".join(f'reward c{d}_{i} = regex("y")\n' for i in range(n // depth)), encoding="utf-8")
+    return root / "specs" / f"chain{depth}.flm"
 
 
 def time_check(spec: Path) -> tuple[float, float, int]:
@@ -91,13 +102,15 @@ def main(sizes: list[int], only: str | None = None) -> None:
         print("| spec | " + " | ".join(f"N={n:,} wall s | CPU s" for n in sizes)
               + " | CPU ratio | exit | " + f"N={sizes[-1]:,} under {TARGET_S:g} s wall |")
         print("|---|" + "---|---|" * len(sizes) + "---|---|---|")
-        for kind in [*KINDS, EXTENDS]:
+        for kind in [*KINDS, EXTENDS, CHAIN]:
             if only is not None and only not in kind:
                 continue
             cells, cpus, code, wall = [], [], 0, 0.0
             for n in sizes:
                 if kind == EXTENDS:
                     spec = extends_files(root, tiny, n)
+                elif kind == CHAIN:
+                    spec = chain_files(root, tiny, n)
                 else:
                     spec = root / "specs" / "big.flm"
                     spec.write_text(tiny + KINDS[kind](n), encoding="utf-8")

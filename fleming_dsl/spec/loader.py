@@ -36,6 +36,16 @@ class _Layer:
     header: list[ast.Option] = field(default_factory=list)
     decls: list[ast.Decl] = field(default_factory=list)
     cluster: list[ast.Option] = field(default_factory=list)
+    # an extended layer: its slots (None where a declaration was dropped) and, for each name,
+    # its live slots first first; kept as the layer is extended again, so a chain of bases
+    # indexes each declaration once
+    slots: list[ast.Decl | None] | None = None
+    places: dict[str, list[int]] = field(default_factory=dict)
+
+    def declarations(self) -> list[ast.Decl]:
+        """The layer's declarations in order (an extended layer's read off its slots, once:
+        only the spec's own layer and included files are read this way, never a base)."""
+        return self.decls if self.slots is None else [d for d in self.slots if d is not None]
 
 
 class _Loader:
@@ -133,7 +143,7 @@ class _Loader:
                 inc_path = self.referenced(path, statement.path, "included", stack)
                 if inc_path is not None:
                     inc = self.layer(inc_path, stack, "include")
-                    own.decls += inc.decls
+                    own.decls += inc.declarations()
                     own.cluster += inc.cluster
             elif isinstance(statement, ast.Decl):
                 own.decls.append(statement)
@@ -153,11 +163,13 @@ class _Loader:
                                              drop.span, hint='experiment "name" extends "base.flm" { ... }'))
             return own
         # Slots, with the first slot of each name indexed: dropping and replacing stay linear in
-        # the number of declarations (a base may declare 100,000 of them).
-        slots: list[ast.Decl | None] = list(base.decls)
-        places: dict[str, list[int]] = {}  # name -> its slots, first first
-        for i, d in enumerate(slots):
-            places.setdefault(d.name.name, []).append(i)
+        # the number of declarations (a base may declare 100,000 of them). The base layer is this
+        # call's own, so its slots and index are extended in place, not rebuilt.
+        if base.slots is None:
+            base.slots = list(base.decls)
+            for i, d in enumerate(base.slots):
+                base.places.setdefault(d.name.name, []).append(i)
+        slots, places, base_size = base.slots, base.places, len(base.slots)
         for drop in drops:
             if places.get(drop.target.name):
                 slots[places[drop.target.name].pop(0)] = None
@@ -165,19 +177,18 @@ class _Loader:
                 names = [d.name.name for d in slots if d is not None]
                 self.diags.append(Diagnostic(f"cannot drop '{drop.target.name}': the base does not declare it",
                                              drop.target.span, hint=did_you_mean(drop.target.name, names)))
-        base_names = {d.name.name for d in base.decls}
         replaced: set[str] = set()
         for decl in own.decls:
             name = decl.name.name
-            if places.get(name) and name not in replaced and name in base_names:
-                slots[places[name][0]] = decl
+            first = places.get(name)
+            if first and first[0] < base_size and name not in replaced:  # a base declaration
+                slots[first[0]] = decl
                 replaced.add(name)
             else:
                 places.setdefault(name, []).append(len(slots))
                 slots.append(decl)
-        decls = [d for d in slots if d is not None]
-        return _Layer(name=own.name or base.name, header=base.header + own.header, decls=decls,
-                      cluster=base.cluster + own.cluster)
+        return _Layer(name=own.name or base.name, header=base.header + own.header,
+                      cluster=base.cluster + own.cluster, slots=slots, places=places)
 
 
 def _templates_outside(decls: list[ast.Decl], loader: _Loader) -> list[Diagnostic]:
@@ -221,9 +232,10 @@ def load_program(path: str | os.PathLike, project_root: Path | None = None, *,
         given[spec] = text
     loader = _Loader(project_root or Path.cwd(), given or None)
     layer = loader.layer(spec, [], "spec")
-    loader.diags += _templates_outside(layer.decls, loader)
+    decls = layer.declarations()
+    loader.diags += _templates_outside(decls, loader)
     if loader.diags:
         raise SpecError(loader.diags, loader.sources)
     return ast.Program(spec=loader.display(spec), name=layer.name, header=tuple(layer.header),
-                       decls=tuple(layer.decls), cluster=tuple(layer.cluster), dirs=loader.dirs,
+                       decls=tuple(decls), cluster=tuple(layer.cluster), dirs=loader.dirs,
                        sources=loader.sources)
