@@ -83,18 +83,17 @@ _STATEMENT_WORDS = frozenset((*_DECLARATIONS, "experiment", "include", "drop", "
 
 class _Parser:
     def __init__(self, tokens: list[Token], file: str):
-        self.tokens = tokens
+        self.tokens = [*tokens, _END, _END]  # two ends: peeking one past the last never fails
         self.pos = 0
         self.file = file
         self.unnamed_evals = 0
 
     # tokens ------------------------------------------------------------
     def peek(self, ahead: int = 0) -> Token:
-        at = self.pos + ahead
-        return self.tokens[at] if at < len(self.tokens) else _END
+        return self.tokens[self.pos + ahead]
 
     def take(self, kind: str) -> Token:
-        tok = self.tokens[self.pos] if self.pos < len(self.tokens) else _END
+        tok = self.tokens[self.pos]
         if tok[0] != kind:
             raise NoParse
         self.pos += 1
@@ -107,14 +106,15 @@ class _Parser:
         return tok
 
     def next(self) -> Token:
-        """The next token, whatever its kind."""
-        if self.pos >= len(self.tokens):
+        """The next token, whatever its kind (not the end)."""
+        tok = self.tokens[self.pos]
+        if tok is _END:
             raise NoParse
         self.pos += 1
-        return self.tokens[self.pos - 1]
+        return tok
 
     def at(self, kind: str) -> bool:
-        return self.pos < len(self.tokens) and self.tokens[self.pos][0] == kind
+        return self.tokens[self.pos][0] == kind
 
     def span(self, first: Token, last: Token):
         return new_span(self.file, first[2], first[3], last[2], last[4])
@@ -135,7 +135,7 @@ class _Parser:
         the offsets."""
         statements: list[ast.Statement] = []
         starts: list[int] = []
-        while self.pos < len(self.tokens):
+        while self.tokens[self.pos] is not _END:
             starts.append(self.tokens[self.pos][5])
             try:
                 statements.append(self.statement())
