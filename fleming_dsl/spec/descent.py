@@ -76,9 +76,13 @@ def tokenize(text: str) -> list[Token]:
     return tokens
 
 
-_DECLARATIONS = ("model", "graph", "sample", "dataset", "prompt", "synthesize", "distill",
-                 "filter", "reward", "stage", "evaluate")
-_STATEMENT_WORDS = frozenset((*_DECLARATIONS, "experiment", "include", "drop", "cluster"))
+# `KIND NAME = call [block]` (the flag: whether a block may follow) and `KIND NAME from NAME block`
+_NAMED_CALLS = {"model": (ast.ModelDecl, True), "graph": (ast.GraphDecl, True),
+                "dataset": (ast.DatasetDecl, True), "stage": (ast.StageDecl, True),
+                "prompt": (ast.PromptDecl, False), "reward": (ast.RewardDecl, False)}
+_FROM_BLOCKS = {"sample": ast.SampleDecl, "filter": ast.FilterDecl}
+_STATEMENT_WORDS = frozenset((*_NAMED_CALLS, *_FROM_BLOCKS, "synthesize", "distill", "evaluate",
+                              "experiment", "include", "drop", "cluster"))
 
 
 class _Parser:
@@ -146,8 +150,16 @@ class _Parser:
     def statement(self) -> ast.Statement:
         first = self.take("NAME")
         word = first[1]
-        if word in _DECLARATIONS:
-            return getattr(self, word)(first)
+        if word in _NAMED_CALLS:
+            return self.named_call(first, *_NAMED_CALLS[word])
+        if word in _FROM_BLOCKS:
+            return self.from_block(first, _FROM_BLOCKS[word])
+        if word == "synthesize":
+            return self.synthesize(first)
+        if word == "distill":
+            return self.distill(first)
+        if word == "evaluate":
+            return self.evaluate(first)
         if word == "experiment":
             name = self.take("STRING")
             extends = None
@@ -169,7 +181,7 @@ class _Parser:
             return ast.ClusterDecl(block, self.span(first, self.last()))
         raise NoParse
 
-    def _named_call(self, first: Token, cls, with_block: bool):
+    def named_call(self, first: Token, cls, with_block: bool):
         name = self.name(self.take("NAME"))
         self.take("=")
         call = self.call(self.take("NAME"))
@@ -178,36 +190,12 @@ class _Parser:
         block = self.block() if self.at("{") else None
         return cls(first[1], name, self.span(first, self.last()), call, block)
 
-    def model(self, first):
-        return self._named_call(first, ast.ModelDecl, True)
-
-    def graph(self, first):
-        return self._named_call(first, ast.GraphDecl, True)
-
-    def dataset(self, first):
-        return self._named_call(first, ast.DatasetDecl, True)
-
-    def stage(self, first):
-        return self._named_call(first, ast.StageDecl, True)
-
-    def prompt(self, first):
-        return self._named_call(first, ast.PromptDecl, False)
-
-    def reward(self, first):
-        return self._named_call(first, ast.RewardDecl, False)
-
-    def _from_block(self, first: Token, cls):
+    def from_block(self, first: Token, cls):
         name = self.name(self.take("NAME"))
         self.keyword("from")
         source = self.name(self.take("NAME"))
         block = self.block()
         return cls(first[1], name, self.span(first, self.last()), source, block)
-
-    def sample(self, first):
-        return self._from_block(first, ast.SampleDecl)
-
-    def filter(self, first):
-        return self._from_block(first, ast.FilterDecl)
 
     def _with_using(self) -> tuple[ast.Name, ast.Name, ast.Block | None]:
         self.keyword("with")
@@ -249,15 +237,18 @@ class _Parser:
     def refs(self) -> tuple[ast.Name, ...]:
         if not self.at("["):
             return (self.name(self.take("NAME")),)
-        self.pos += 1
+        return self.bracketed_names()[0]
+
+    def bracketed_names(self) -> tuple[tuple[ast.Name, ...], Token]:
+        """`[a, b,]` (one name at least): the names and the closing token."""
+        self.take("[")
         names = [self.name(self.take("NAME"))]
         while self.at(","):
             self.pos += 1
             if self.at("]"):
                 break
             names.append(self.name(self.take("NAME")))
-        self.take("]")
-        return tuple(names)
+        return tuple(names), self.take("]")
 
     # blocks ------------------------------------------------------------
     def block(self) -> ast.Block:
@@ -390,15 +381,8 @@ class _Parser:
         return ast.Sum(tuple(terms), self.span(first, self.last()))
 
     def index(self, head: Token) -> ast.Index:
-        self.take("[")
-        keys = [self.name(self.take("NAME"))]
-        while self.at(","):
-            self.pos += 1
-            if self.at("]"):
-                break
-            keys.append(self.name(self.take("NAME")))
-        close = self.take("]")
-        return ast.Index(self.name(head), tuple(keys), self.span(head, close))
+        keys, close = self.bracketed_names()
+        return ast.Index(self.name(head), keys, self.span(head, close))
 
     def list(self, first: Token) -> ast.ListV:
         items = []
