@@ -23,7 +23,7 @@ from __future__ import annotations
 import re
 
 from fleming_dsl.spec import ast
-from fleming_dsl.spec.text import new_span, number, quantity, unquote
+from fleming_dsl.spec.text import STATEMENT_KEYWORDS, new_span, number, quantity, unquote
 
 # The grammar's terminals, in the order lark's lexer tries them (QUANTITY.3 over FLOAT.2 over
 # INT; longer punctuation first). Whatever none of them matches is `bad`: not a spec.
@@ -81,8 +81,6 @@ _NAMED_CALLS = {"model": (ast.ModelDecl, True), "graph": (ast.GraphDecl, True),
                 "dataset": (ast.DatasetDecl, True), "stage": (ast.StageDecl, True),
                 "prompt": (ast.PromptDecl, False), "reward": (ast.RewardDecl, False)}
 _FROM_BLOCKS = {"sample": ast.SampleDecl, "filter": ast.FilterDecl}
-_STATEMENT_WORDS = frozenset((*_NAMED_CALLS, *_FROM_BLOCKS, "synthesize", "distill", "evaluate",
-                              "experiment", "include", "drop", "cluster"))
 
 
 class _Parser:
@@ -104,10 +102,14 @@ class _Parser:
         return tok
 
     def keyword(self, word: str) -> Token:
-        tok = self.take("NAME")
-        if tok[1] != word:
+        if not self.at_keyword(word):
             raise NoParse
-        return tok
+        self.pos += 1
+        return self.tokens[self.pos - 1]
+
+    def at_keyword(self, word: str) -> bool:
+        tok = self.tokens[self.pos]
+        return tok[0] == "NAME" and tok[1] == word
 
     def next(self) -> Token:
         """The next token, whatever its kind (not the end)."""
@@ -127,7 +129,7 @@ class _Parser:
         return self.tokens[self.pos - 1]
 
     def name(self, tok: Token) -> ast.Name:
-        return ast.Name(tok[1], new_span(self.file, tok[2], tok[3], tok[2], tok[4]))
+        return ast.Name(tok[1], self.token_span(tok))
 
     def token_span(self, tok: Token):
         return new_span(self.file, tok[2], tok[3], tok[2], tok[4])
@@ -163,7 +165,7 @@ class _Parser:
         if word == "experiment":
             name = self.take("STRING")
             extends = None
-            if self.peek()[1] == "extends" and self.peek()[0] == "NAME":
+            if self.at_keyword("extends"):
                 self.pos += 1
                 tok = self.take("STRING")
                 extends = ast.Str(unquote(tok[1]), self.token_span(tok))
@@ -225,7 +227,7 @@ class _Parser:
         self.keyword("on")
         benchmarks = self.refs()
         as_name = None
-        if self.peek()[0] == "NAME" and self.peek()[1] == "as":
+        if self.at_keyword("as"):
             self.pos += 1
             as_name = self.take("NAME")
         block = self.block() if self.at("{") else None
@@ -261,7 +263,7 @@ class _Parser:
 
     def item(self):
         first = self.take("NAME")
-        if first[1] in _STATEMENT_WORDS and self.tokens[self.pos - 2][0] in (")", "}"):
+        if first[1] in STATEMENT_KEYWORDS and self.tokens[self.pos - 2][0] in (")", "}"):
             # lark's LALR tables share the state after ')' and '}' with the ends of statements,
             # so its contextual lexer reads a statement keyword there as the keyword, not as an
             # item's name, and refuses the text: leave it to lark
@@ -319,16 +321,16 @@ class _Parser:
                 return self.index(tok)
             if follow == "CMP":
                 op = self.take("CMP")[1]
-                amount = self.number(self.next())
+                amount = self.signed_number(self.next())
                 return ast.Compare(self.name(tok), op, float(amount.value), self.span(tok, self.last()))
             if follow == "+":
                 return self.sum(tok, ast.Term(1.0, self.name(tok)))
             if follow == "-[" or follow == "-->":
-                return self.metapath(tok, ast.PathNode(tok[1], self.token_span(tok)))
+                return self.metapath(tok)
             return self.name(tok)
         if kind == "STRING":
             if self.peek()[0] in ("-[", "-->"):
-                return self.metapath(tok, ast.PathNode(unquote(tok[1]), self.token_span(tok)))
+                return self.metapath(tok)
             return ast.Str(unquote(tok[1]), self.token_span(tok))
         if kind == "QUANTITY":
             amount, unit = quantity(tok[1])
@@ -336,12 +338,12 @@ class _Parser:
         if kind == "[":
             return self.list(tok)
         if kind == "*":
-            return self.metapath(tok, ast.PathNode(None, self.token_span(tok)))
+            return self.metapath(tok)
         if kind == "INT" and self.at(".."):
             self.pos += 1
             hi = self.take("INT")
             return ast.Range(number(tok[1]), number(hi[1]), self.span(tok, hi))
-        amount = self.number(tok)
+        amount = self.signed_number(tok)
         follow = self.peek()[0]
         if follow == "*":
             self.pos += 1
@@ -352,11 +354,11 @@ class _Parser:
             return ast.Sum((term,), self.span(tok, self.last()))
         if follow == ":":
             self.pos += 1
-            right = self.number(self.next())
+            right = self.signed_number(self.next())
             return ast.Ratio(float(amount.value), float(right.value), self.span(tok, self.last()))
         return amount
 
-    def number(self, tok: Token) -> ast.Num:
+    def signed_number(self, tok: Token) -> ast.Num:
         """INT, FLOAT, or '-' and one of them (`tok` already taken)."""
         if tok[0] == "INT" or tok[0] == "FLOAT":
             return ast.Num(number(tok[1]), self.token_span(tok))
@@ -375,7 +377,7 @@ class _Parser:
             if tok[0] == "NAME":
                 terms.append(ast.Term(1.0, self.name(tok)))
                 continue
-            weight = self.number(tok)
+            weight = self.signed_number(tok)
             self.take("*")
             terms.append(ast.Term(float(weight.value), self.name(self.take("NAME"))))
         return ast.Sum(tuple(terms), self.span(first, self.last()))
@@ -394,8 +396,9 @@ class _Parser:
         close = self.take("]")
         return ast.ListV(tuple(items), self.span(first, close))
 
-    def metapath(self, first: Token, node: ast.PathNode) -> ast.Metapath:
-        nodes, edges = [node], []
+    def metapath(self, first: Token) -> ast.Metapath:
+        """`node (edge node)+`, from its first node's token (already taken)."""
+        nodes, edges = [self.path_node(first)], []
         while self.at("-[") or self.at("-->"):
             open_ = self.next()
             if open_[0] == "-->":
@@ -409,18 +412,20 @@ class _Parser:
                 else:
                     raise NoParse
                 edges.append(ast.PathEdge(relation, self.span(open_, self.take("]->"))))
-            tok = self.next()
-            if tok[0] == "NAME":
-                nodes.append(ast.PathNode(tok[1], self.token_span(tok)))
-            elif tok[0] == "STRING":
-                nodes.append(ast.PathNode(unquote(tok[1]), self.token_span(tok)))
-            elif tok[0] == "*":
-                nodes.append(ast.PathNode(None, self.token_span(tok)))
-            else:
-                raise NoParse
+            nodes.append(self.path_node(self.next()))
         if not edges:  # a lone `*` is not a value
             raise NoParse
         return ast.Metapath(tuple(nodes), tuple(edges), self.span(first, self.last()))
+
+    def path_node(self, tok: Token) -> ast.PathNode:
+        """A node type as written (a name or a string), or any type (`*`)."""
+        if tok[0] == "NAME":
+            return ast.PathNode(tok[1], self.token_span(tok))
+        if tok[0] == "STRING":
+            return ast.PathNode(unquote(tok[1]), self.token_span(tok))
+        if tok[0] == "*":
+            return ast.PathNode(None, self.token_span(tok))
+        raise NoParse
 
 
 def parse(text: str, file: str) -> tuple[tuple[ast.Statement, ...], int | None]:

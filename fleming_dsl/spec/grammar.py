@@ -2,9 +2,9 @@
 tree -> AST transformer, and the friendly syntax errors.
 
 The grammar file defines the language. `spec.parser` parses with a hand-written parser of the
-same grammar first and comes here for every text that parser does not accept, so lark decides
-what a syntax error is and says where; tests/unit/spec/test_descent.py holds the two to the
-same AST."""
+same grammar first and comes here, from the statement before the first one that parser does not
+accept, for the rest of the file: lark decides what a syntax error is and says where.
+tests/unit/spec/test_descent.py holds the two to the same result."""
 
 from __future__ import annotations
 
@@ -19,7 +19,14 @@ from fleming_dsl.errors import Diagnostic, SpecError
 from fleming_dsl.ir import Span
 from fleming_dsl.resources import resource_dir
 from fleming_dsl.spec import ast
-from fleming_dsl.spec.text import new_span, number, quantity, scan_brackets, unquote
+from fleming_dsl.spec.text import (
+    STATEMENT_KEYWORDS,
+    new_span,
+    number,
+    quantity,
+    scan_brackets,
+    unquote,
+)
 
 
 def grammar_text() -> str:
@@ -165,11 +172,6 @@ def _expected(names: set[str]) -> str:
     return "one of " + ", ".join(words) if len(words) > 1 else (words[0] if words else "")
 
 
-_STATEMENT_KEYWORDS = frozenset((
-    "experiment", "include", "drop", "model", "graph", "sample", "dataset", "prompt", "synthesize",
-    "distill", "filter", "reward", "stage", "evaluate", "cluster"))
-
-
 def unclosed_block(text: str, file: str, error_at: int) -> Diagnostic | None:
     """The usual cause of a syntax error inside a block: its '}' was forgotten.
 
@@ -179,7 +181,7 @@ def unclosed_block(text: str, file: str, error_at: int) -> Diagnostic | None:
     lines = text.splitlines()
     error_line = text.count("\n", 0, error_at) + 1
     keyword_lines = [i + 1 for i, l in enumerate(lines[:error_line])
-                     if l[:1].isalpha() and re.match(r"[A-Za-z_]+", l).group() in _STATEMENT_KEYWORDS]
+                     if l[:1].isalpha() and re.match(r"[A-Za-z_]+", l).group() in STATEMENT_KEYWORDS]
     brackets = iter(scan_brackets(text[:error_at]))
     opened: list[tuple[int, int]] = []  # (line, col) of each '{' still open
     pending = next(brackets, None)
@@ -301,10 +303,10 @@ def match_known_mistake(err: UnexpectedInput) -> str | None:
 class _ToAst(Transformer):
     """lark tree -> ast dataclasses. Spans come from `meta` (rules) or the token (terminals)."""
 
-    def __init__(self, file: str):
+    def __init__(self, file: str, unnamed_evals: int = 0):
         super().__init__(visit_tokens=False)  # no token callbacks: a failed lookup per token is slow
         self.file = file
-        self.unnamed_evals = 0
+        self.unnamed_evals = unnamed_evals  # unnamed evaluations before the text transformed
         self._calls = _callbacks(self)
 
     def _call_userfunc(self, tree, new_children=None):
@@ -547,9 +549,7 @@ def parse_statements(text: str, file: str, start: int = 0,
         if diag.message != "unterminated string":
             diag = unclosed_block(text, file, _offset(err, text)) or diag
         raise SpecError([diag], {file: text}) from None
-    transformer = _ToAst(file)
-    transformer.unnamed_evals = unnamed_before
-    return transformer.transform(tree)
+    return _ToAst(file, unnamed_before).transform(tree)
 
 
 def _blank(text: str) -> str:

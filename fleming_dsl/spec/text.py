@@ -13,6 +13,10 @@ from fleming_dsl.ir import Span
 
 _BOM = b"\xef\xbb\xbf"
 MAX_NESTING = 64  # brackets and blocks inside each other; deeper is never a real spec
+# the words a statement starts with (grammars/flm.lark's _statement)
+STATEMENT_KEYWORDS = frozenset((
+    "experiment", "include", "drop", "model", "graph", "sample", "dataset", "prompt", "synthesize",
+    "distill", "filter", "reward", "stage", "evaluate", "cluster"))
 
 
 def decode_source(data: bytes, file: str) -> tuple[str, Diagnostic | None]:
