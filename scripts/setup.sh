@@ -8,5 +8,6 @@ python -m pip install --quiet --upgrade pip
 if ! python -c "import torch" 2>/dev/null; then
   python -m pip install --quiet torch==2.13.0
 fi
-python -m pip install --quiet -e ".[test,track]"  # track: the offline tracking integrations, tested too
+# constraints.txt pins every library to the versions the goldens and figures were made with.
+python -m pip install --quiet -c constraints.txt -e ".[test,track]"  # track: the offline tracking integrations, tested too
 fleming --version
