@@ -16,6 +16,7 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
+from golden_files import comparable, rewrite, tree
 from paths import REPO
 
 SPECS = sorted(p.relative_to(REPO).as_posix() for p in (REPO / "specs").glob("*.flm"))
@@ -38,37 +39,13 @@ def _compiled(spec: str) -> tuple[str, dict[str, str]]:
     return exp.name, render(plan(exp, default_out_dir(exp)), digest, ir_sha256(exp))
 
 
-def _tree(root: Path) -> dict[str, str]:
-    return {p.relative_to(root).as_posix(): p.read_text(encoding="utf-8")
-            for p in sorted(root.rglob("*")) if p.is_file()}
-
-
-def _comparable(files: dict[str, str]) -> dict[str, str]:
-    """The files with the manifest's installed-library versions left out: they describe the
-    machine that compiled, not the spec, so a CI machine with newer wheels is not 'stale'."""
-    out = dict(files)
-    if "manifest.json" in out:
-        manifest = json.loads(out["manifest.json"])
-        manifest.pop("libraries", None)
-        out["manifest.json"] = json.dumps(manifest, indent=2, sort_keys=True)
-    return out
-
-
-def _rewrite(folder: Path, files: dict[str, str]) -> None:
-    for stale in [p for p in folder.rglob("*") if p.is_file()] if folder.exists() else []:
-        stale.unlink()
-    for rel, text in files.items():
-        (folder / rel).parent.mkdir(parents=True, exist_ok=True)
-        (folder / rel).write_text(text, encoding="utf-8")
-
-
 @pytest.mark.parametrize("spec", SPECS)
 def test_committed_generated_folder_is_fresh(spec: str, update_golden: bool) -> None:
     name, files = _compiled(spec)
     folder = REPO / "generated" / name
     if update_golden:
-        _rewrite(folder, files)
-    assert _comparable(_tree(folder)) == _comparable(files), f"generated/{name} is stale: run fleming compile {spec}"
+        rewrite(folder, files)
+    assert comparable(tree(folder)) == comparable(files), f"generated/{name} is stale: run fleming compile {spec}"
 
 
 @pytest.mark.parametrize("spec", SPECS)

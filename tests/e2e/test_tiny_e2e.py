@@ -3,8 +3,8 @@
 One module-scoped run of the whole recipe (real TRL training on the tiny model) in a copy of the
 project; then an unchanged re-run (nothing may execute, no teacher call), then a reward-weight
 edit (only the GRPO stages, their evaluations and the report may re-run). The same run shows the
-ablation the report leads with (base < cold start on the graph-aligned benchmark): CPU runs are
-bit-identical for a seed, so those intervals are fixed figures, not a flaky threshold.
+ablation the report leads with (base < cold start on the graph-aligned benchmark), asserted with
+margins that hold on any processor.
 """
 
 from __future__ import annotations
@@ -76,25 +76,23 @@ def _medqa(project: Path, target: str) -> dict:
 def test_the_cold_start_learns_what_the_graph_teaches(project: Path) -> None:
     """MedQA-format vignettes over the graph's diseases (4 options): the untrained base is far
     below the cold start (non-overlapping 95% intervals), the cold start clears 4-option chance
-    (its lower bound is above 0.25), and neither RL stage falls below the cold start.
+    (its lower bound is above 0.25), and neither RL stage falls out of the cold start's interval.
 
-    Measured at seed 7 on CPU (bit-identical runs): base 0/139 = 0.000 [0.000, 0.027], cold
-    start 56/139 = 0.403 [0.325, 0.486], rl1 and rl2 56/139 = 0.403 (the two short GRPO stages
-    change no greedy answer on this benchmark)."""
+    Margins, not counts: runs are bit-identical on one machine, but two Xeons gave the cold start
+    56/139 and 49/139 from the same commit, seed and libraries (floating-point kernels differ by
+    processor), so a count measured on one CPU fails on the next."""
     base, cold = _medqa(project, "base"), _medqa(project, "cold_start")
     assert base["ci95"][1] < cold["ci95"][0], (base, cold)
     assert cold["ci95"][0] > 0.25, cold
     assert cold["correct_by"] == {"letter": 0, "text": cold["correct"]}  # graded by text
     for stage in ("rl1", "rl2"):
-        assert _medqa(project, stage)["accuracy"] >= cold["accuracy"], stage
-    # the figures of that run, exactly (a change of recipe or library shows up here)
-    assert [base["correct"], cold["correct"]] == [0, 56]
-    assert [_medqa(project, stage)["correct"] for stage in ("rl1", "rl2")] == [56, 56]
-    assert cold["ci95"] == pytest.approx([0.325013, 0.485966], abs=1e-6)
+        assert _medqa(project, stage)["accuracy"] >= cold["ci95"][0], stage
     markdown = (project / "runs" / "tiny" / "report" / "report.md").read_text(encoding="utf-8")
     assert markdown.index("## Ablation: accuracy per stage") < markdown.index("## Data funnel")
     assert "| benchmark | n | base | cold_start | rl1 | rl2 |" in markdown
-    assert "| medqa_test | 139 | 0.000 [0.000, 0.027] | 0.403 [0.325, 0.486] |" in markdown
+    row = (f"| medqa_test | 139 | {base['accuracy']:.3f} [{base['ci95'][0]:.3f}, {base['ci95'][1]:.3f}] "
+           f"| {cold['accuracy']:.3f} [{cold['ci95'][0]:.3f}, {cold['ci95'][1]:.3f}] |")
+    assert row in markdown
 
 
 def test_no_benchmark_question_or_option_set_reaches_training(project: Path) -> None:

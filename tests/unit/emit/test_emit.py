@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from golden_files import comparable, rewrite, tree
 from paths import GOLDEN
 from plan_fixtures import gpu_experiment, tiny_experiment
 
@@ -31,11 +32,6 @@ def _plan(exp: ir.Experiment) -> Plan:
 
 def _files(exp: ir.Experiment) -> dict[str, str]:
     return render(_plan(exp), spec_sha256="0" * 64, ir_sha256=ir_sha256(exp))
-
-
-def _tree(root: Path) -> dict[str, str]:
-    return {p.relative_to(root).as_posix(): p.read_text(encoding="utf-8")
-            for p in sorted(root.rglob("*")) if p.is_file()}
 
 
 def _project(tmp_path: Path, exp: ir.Experiment) -> Path:
@@ -62,14 +58,8 @@ def test_emitted_files_match_golden(case: str, update_golden: bool) -> None:
     files = _files(CASES[case]())
     folder = GOLDEN / case
     if update_golden:
-        if folder.exists():
-            for stale in folder.rglob("*"):
-                if stale.is_file():
-                    stale.unlink()
-        for rel, text in files.items():
-            (folder / rel).parent.mkdir(parents=True, exist_ok=True)
-            (folder / rel).write_text(text, encoding="utf-8")
-    assert _tree(folder) == files, "run pytest --update-golden and review the diff"
+        rewrite(folder, files)
+    assert comparable(tree(folder)) == comparable(files), "run pytest --update-golden and review the diff"
 
 
 def test_rendering_twice_gives_identical_bytes() -> None:
@@ -229,6 +219,18 @@ def test_manifest_records_hashes_of_spec_ir_and_every_job() -> None:
     assert {"experiment", "spec", "spec_sha256", "ir_sha256", "fleming_version",
             "jobs"} <= set(manifest)
     assert set(manifest["jobs"]) == {job.name for job in _plan(exp).jobs}
+
+
+def test_manifest_records_the_installed_version_of_each_library() -> None:
+    """The goldens compare library names only (golden_files.comparable); the versions written are
+    this machine's."""
+    from fleming_dsl.emit.provenance import installed_version
+
+    manifest = json.loads(_files(tiny_experiment())["manifest.json"])
+    assert manifest["libraries"]["sft_cold_start"]["trl"] == installed_version("trl")
+    for libraries in manifest["libraries"].values():
+        for name, version in libraries.items():
+            assert version == (installed_version(name) or "absent"), name
 
 
 # ---------------------------------------------------------------- DeepSpeed and accelerate
