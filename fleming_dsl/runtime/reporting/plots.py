@@ -64,6 +64,26 @@ def plot_rewards(curves: tuple[StageCurve, ...], folder: Path) -> str | None:
     return _save(fig, folder, "rewards.png")
 
 
+def plot_sft_loss(sft: dict[str, dict[str, Any]], folder: Path) -> str | None:
+    """Per SFT stage: the training loss at each logged step, and where it stopped."""
+    if not sft:
+        return None
+    fig, axes = _figure(len(sft))
+    for ax, (stage, figures) in zip(axes, sft.items()):
+        ax.set_title(f"SFT stage {stage}: loss per step")
+        if not figures["loss_curve"]:
+            _empty(ax, "no loss logged")
+            continue
+        steps, losses = zip(*figures["loss_curve"])
+        ax.plot(steps, losses, linewidth=1.2, color="k",
+                label=f"stopped by {figures['stopped_by']}" if figures["stopped_by"] else "loss")
+        _step_axis(ax)
+        ax.set_ylabel("training loss")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    return _save(fig, folder, "sft_loss.png")
+
+
 def plot_bucket_rewards(curves: tuple[StageCurve, ...], folder: Path) -> str | None:
     """Per stage: mean reward of each difficulty bucket, and the mined pool's pass rate."""
     logged = [c for c in curves if c.keys("bucket/") or c.series("pool_pass_rate")[0]]
@@ -202,6 +222,7 @@ def plot_funnel(summary: dict[str, Any], folder: Path) -> str | None:
 def plot_all(inputs: ReportInputs, summary: dict[str, Any], folder: Path) -> dict[str, str]:
     """Every figure that has data: {section: PNG file name}."""
     made = {
+        "sft_loss": plot_sft_loss(summary["sft"], folder),
         "rewards": plot_rewards(inputs.curves, folder),
         "bucket_rewards": plot_bucket_rewards(inputs.curves, folder),
         "difficulty": plot_difficulty(summary["filters"], folder),

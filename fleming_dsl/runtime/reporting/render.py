@@ -30,6 +30,7 @@ from fleming_dsl.runtime.reporting.tables import (
     grpo_table,
     markdown_table,
     rubric_table,
+    sft_table,
     timing_table,
 )
 
@@ -62,8 +63,9 @@ def headline(summary: dict[str, Any]) -> tuple[str, ...]:
     for target, mean in summary["accuracy_mean"].items():
         lines.append(f"Mean benchmark accuracy of {target}: {fmt(mean)}")
     for stage, figures in summary["grpo"].items():
+        stopped = f", stopped by {figures['stopped_by']}" if figures["stopped_by"] else ""
         lines.append(f"GRPO {stage}: {figures['steps']} steps logged, "
-                     f"final reward {fmt(figures['final_reward'])}")
+                     f"final reward {fmt(figures['final_reward'])}{stopped}")
     return tuple(lines) or ("No evaluation or training results were recorded.",)
 
 
@@ -99,6 +101,9 @@ def layout(experiment: str, inputs: ReportInputs, summary: dict[str, Any],
                 tables=tuple(bucket_table(f) for f in filters.values()
                              if f["buckets"] or f["pass_rate_by_bucket"]),
                 figures=fig("difficulty")),
+        Section("SFT loss per step",
+                notes=() if summary["sft"] else ("No SFT stage in this experiment.",),
+                tables=(sft_table(summary),) * bool(summary["sft"]), figures=fig("sft_loss")),
         Section("GRPO rewards per step",
                 notes=() if inputs.curves else ("No GRPO stage in this experiment.",),
                 tables=(grpo_table(summary),) * bool(inputs.curves), figures=fig("rewards")),

@@ -5,8 +5,9 @@
      "accuracy": {target: {benchmark: acc}}, "ci95": {target: {benchmark: [lo, hi]}},
      "funnel": [{"stage", "count"}], "filters": {job: {"input", "kept", "review", "removed",
      "buckets", "pass_rate_by_bucket"}},
+     "sft": {stage: {"steps", "final_loss", "stopped_by", "loss_curve": [[step, loss]]}},
      "grpo": {stage: {"steps", "final_step", "final_reward", "max_reward", "final_rewards",
-                      "final_buckets", "final_pool_pass_rate", "rounds"}},
+                      "final_buckets", "final_pool_pass_rate", "rounds", "stopped_by"}},
      "timings_s": {job: seconds}}
 """
 
@@ -80,7 +81,27 @@ def term_name(key: str) -> str:
     return name.removesuffix("/mean")
 
 
-def grpo_summary(curve: StageCurve) -> dict[str, Any]:
+def stop_reason(meta: JobMeta | None) -> str | None:
+    """How a training job ended, from its meta: "plateau at step N", "max_steps", "schedule"."""
+    if meta is None or not isinstance(meta.metrics.get("stopped_by"), str):
+        return None
+    reason, steps = meta.metrics["stopped_by"], meta.metrics.get("steps", meta.counts.get("steps"))
+    return f"{reason} at step {steps}" if reason == "plateau" and isinstance(steps, int) else reason
+
+
+def sft_summary(meta: JobMeta) -> dict[str, Any]:
+    """An SFT stage's logged loss curve ([[step, loss], ...]) and how it ended."""
+    curve = [(int(step), float(loss)) for step, loss in meta.metrics.get("loss_curve", [])
+             if isinstance(step, int) and is_number(loss)]
+    return {
+        "steps": meta.metrics.get("steps"),
+        "final_loss": curve[-1][1] if curve else meta.metrics.get("final_loss"),
+        "stopped_by": stop_reason(meta),
+        "loss_curve": curve,
+    }
+
+
+def grpo_summary(curve: StageCurve, meta: JobMeta | None = None) -> dict[str, Any]:
     steps, rewards = curve.series("reward")
     rounds = [row["round"] for row in curve.rows if isinstance(row.get("round"), int)]
     return {
@@ -92,6 +113,7 @@ def grpo_summary(curve: StageCurve) -> dict[str, Any]:
         "final_buckets": {term_name(k): _last(curve, k) for k in curve.keys("bucket/")},
         "final_pool_pass_rate": _last(curve, "pool_pass_rate"),
         "rounds": max(rounds) if rounds else None,
+        "stopped_by": stop_reason(meta),
     }
 
 
@@ -107,6 +129,7 @@ def cold_start_target(inputs: ReportInputs) -> str | None:
 def summarise(experiment: str, inputs: ReportInputs) -> dict[str, Any]:
     cold = cold_start_target(inputs)
     format_rate = {r.target: r.format_rate for r in inputs.evals}
+    grpo_metas = {m.job: m for m in inputs.metas if m.kind == "grpo"}
     return {
         "experiment": experiment,
         "cold_start_target": cold,
@@ -119,7 +142,9 @@ def summarise(experiment: str, inputs: ReportInputs) -> dict[str, Any]:
                  for r in inputs.evals},
         "funnel": funnel(inputs.metas),
         "filters": {m.job: filter_summary(m) for m in inputs.metas if m.kind == "filter"},
-        "grpo": {curve.stage: grpo_summary(curve) for curve in inputs.curves},
+        "sft": {m.job.removeprefix("sft_"): sft_summary(m) for m in inputs.metas if m.kind == "sft"},
+        "grpo": {curve.stage: grpo_summary(curve, grpo_metas.get(f"grpo_{curve.stage}"))
+                 for curve in inputs.curves},
         "timings_s": {m.job: m.timings["total_s"] for m in inputs.metas
                       if is_number(m.timings.get("total_s"))},
     }

@@ -72,9 +72,16 @@ def grpo_table(summary: dict[str, Any]) -> Table:
             stage, fmt(figures["steps"]), fmt(figures["final_reward"]),
             fmt(figures["max_reward"]), named_values(figures["final_rewards"]),
             named_values(figures["final_buckets"]), fmt(figures["final_pool_pass_rate"]),
+            figures["stopped_by"] or MISSING,
         ))
     return Table(("stage", "steps", "final reward", "max reward", "final reward per term",
-                  "final reward per bucket", "pool pass rate"), tuple(rows))
+                  "final reward per bucket", "pool pass rate", "stopped by"), tuple(rows))
+
+
+def sft_table(summary: dict[str, Any]) -> Table:
+    return Table(("stage", "steps", "final loss", "stopped by"), tuple(
+        (stage, fmt(figures["steps"]), fmt(figures["final_loss"]), figures["stopped_by"] or MISSING)
+        for stage, figures in summary["sft"].items()))
 
 
 def accuracy_cell(benchmark: dict[str, Any] | None) -> str:

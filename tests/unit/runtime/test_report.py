@@ -68,10 +68,14 @@ def run_dir(tmp_path: Path) -> dict:
                                   "verify_label": 25},
                       "buckets": {"easy": 200, "hard": 120, "moderate": 200}},
                      {"pass_rate_by_bucket": {"easy": 0.85, "moderate": 0.5, "hard": 0.1}})),
-        _write(run / "stages" / "cold_start.meta.json", _meta("sft_cold_start", "sft",
-                                                               total_s=44.0)),
-        _write(run / "stages" / "rl1.meta.json", _meta("grpo_rl1", "grpo")),
-        _write(run / "stages" / "rl2.meta.json", _meta("grpo_rl2", "grpo")),
+        _write(run / "stages" / "cold_start.meta.json", _meta(
+            "sft_cold_start", "sft", metrics={
+                "steps": 30, "final_loss": 0.9, "stopped_by": "schedule",
+                "loss_curve": [[10, 2.5], [20, 1.4], [30, 0.9]]}, total_s=44.0)),
+        _write(run / "stages" / "rl1.meta.json", _meta(
+            "grpo_rl1", "grpo", {"steps": 2}, {"steps": 2, "stopped_by": "plateau"})),
+        _write(run / "stages" / "rl2.meta.json", _meta(
+            "grpo_rl2", "grpo", {"steps": 3}, {"stopped_by": "max_steps"})),
     ]
     metrics = [_write(run / "stages" / "rl1.metrics.jsonl", RL1_ROWS),
                _write(run / "stages" / "rl2.metrics.jsonl", RL2_ROWS)]
@@ -111,15 +115,15 @@ def test_report_writes_every_file(run_dir: dict) -> None:
     report = _run(run_dir)
     assert sorted(p.name for p in report.iterdir()) == [
         "accuracy.png", "bucket_rewards.png", "difficulty.png", "format_rate.png", "funnel.png",
-        "index.html", "report.md", "rewards.png", "summary.json",
+        "index.html", "report.md", "rewards.png", "sft_loss.png", "summary.json",
     ]
     for png in report.glob("*.png"):
         assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     html = (report / "index.html").read_text(encoding="utf-8")
-    assert html.count("data:image/png;base64,") == 6  # self-contained
+    assert html.count("data:image/png;base64,") == 7  # self-contained
     assert "<td>0.260 [0.160, 0.410]</td>" in html
     meta = json.loads(Path(run_dir["output"] + ".meta.json").read_text())
-    assert meta["counts"] == {"metas": 7, "stages": 2, "evals": 3, "plots": 6}
+    assert meta["counts"] == {"metas": 7, "stages": 2, "evals": 3, "plots": 7}
 
 
 def test_summary_headline_figures(run_dir: dict) -> None:
@@ -143,6 +147,10 @@ def test_summary_headline_figures(run_dir: dict) -> None:
     assert rl1["final_buckets"] == {"easy": 0.8, "moderate": 0.4}
     assert (rl2["rounds"], rl2["final_pool_pass_rate"], rl2["max_reward"]) == (2, 0.45, 0.55)
     assert summary["timings_s"]["sft_cold_start"] == 44.0
+    assert (rl1["stopped_by"], rl2["stopped_by"]) == ("plateau at step 2", "max_steps")
+    assert summary["sft"] == {"cold_start": {
+        "steps": 30, "final_loss": 0.9, "stopped_by": "schedule",
+        "loss_curve": [[10, 2.5], [20, 1.4], [30, 0.9]]}}
 
 
 def test_markdown_tables_word_for_word(run_dir: dict) -> None:
@@ -174,12 +182,16 @@ def test_markdown_tables_word_for_word(run_dir: dict) -> None:
     ) in markdown
     assert (
         "| stage | steps | final reward | max reward | final reward per term "
-        "| final reward per bucket | pool pass rate |\n"
-        "| --- | --- | --- | --- | --- | --- | --- |\n"
+        "| final reward per bucket | pool pass rate | stopped by |\n"
+        "| --- | --- | --- | --- | --- | --- | --- | --- |\n"
         "| rl1 | 2 | 0.600 | 0.600 | correct 0.300, form 0.900 "
-        "| easy 0.800, moderate 0.400 | - |\n"
-        "| rl2 | 3 | 0.550 | 0.550 | correct 0.300, form 0.950 | hard 0.400 | 0.450 |\n"
+        "| easy 0.800, moderate 0.400 | - | plateau at step 2 |\n"
+        "| rl2 | 3 | 0.550 | 0.550 | correct 0.300, form 0.950 | hard 0.400 | 0.450 | max_steps |\n"
     ) in markdown
+    assert ("| stage | steps | final loss | stopped by |\n| --- | --- | --- | --- |\n"
+            "| cold_start | 30 | 0.900 | schedule |\n") in markdown
+    assert "- GRPO rl1: 2 steps logged, final reward 0.600, stopped by plateau at step 2\n" in markdown
+    assert "![SFT loss per step](sft_loss.png)" in markdown
     assert ("| bucket | items | pass rate |\n| --- | --- | --- |\n| easy | 200 | 0.850 |\n"
             "| moderate | 200 | 0.500 |\n| hard | 120 | 0.100 |\n") in markdown
     assert "![Ablation: accuracy per stage](accuracy.png)" in markdown
@@ -192,8 +204,9 @@ def test_stage_stopped_at_step_zero_still_renders(run_dir: dict) -> None:
     assert summary["grpo"]["rl2"] == {
         "steps": 0, "final_step": None, "final_reward": None, "max_reward": None,
         "final_rewards": {}, "final_buckets": {}, "final_pool_pass_rate": None, "rounds": None,
+        "stopped_by": "max_steps",
     }
-    assert "| rl2 | 0 | - | - | - | - | - |" in (report / "report.md").read_text()
+    assert "| rl2 | 0 | - | - | - | - | - | max_steps |" in (report / "report.md").read_text()
     assert (report / "rewards.png").is_file()
 
 
