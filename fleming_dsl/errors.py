@@ -20,14 +20,24 @@ import bisect
 import difflib
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from typing import Any
 
 from fleming_dsl.ir import Span
 
-__all__ = ["Span", "Diagnostic", "FlemingError", "SpecError", "PlanError", "JobError", "TeacherError",
-           "by_place", "did_you_mean", "MAX_REPORTED"]
+__all__ = ["Span", "Fix", "Diagnostic", "FlemingError", "SpecError", "PlanError", "JobError", "TeacherError",
+           "by_place", "did_you_mean", "suggestion", "MAX_REPORTED"]
 
 MAX_REPORTED = 20  # more than this and the rest is noise caused by the first ones
 _MANY = 1000  # did_you_mean looks at this many of a long list of choices
+
+
+@dataclass(frozen=True)
+class Fix:
+    """The edit a hint proposes, for tools: write `text` in place of `span`. Built where the
+    hint is, so the language server offers it as a code action without reading the hint's prose."""
+
+    span: Span
+    text: str
 
 
 @dataclass(frozen=True)
@@ -37,6 +47,7 @@ class Diagnostic:
     expected: str | None = None
     hint: str | None = None
     severity: str = "error"  # "error" or "warning"
+    fix: Fix | None = None  # the hint as an edit, where it names one concrete replacement
 
     def first_line(self) -> str:
         where = f"{self.span.file}:{self.span.line}:{self.span.col}: " if self.span else ""
@@ -107,12 +118,27 @@ def by_place(diagnostics: Iterable[Diagnostic]) -> list[Diagnostic]:
                                               d.span.line if d.span else 0, d.span.col if d.span else 0))
 
 
-def did_you_mean(word: str, choices: Iterable[str]) -> str | None:
-    """A 'did you mean' hint naming the closest choice, or None when nothing is close."""
+def closest(word: str, choices: Iterable[str]) -> str | None:
+    """The choice closest to `word`, or None when nothing is close."""
     names = sorted(set(choices))
     if len(names) > _MANY:
         # difflib compares every choice: near a typo in sorted order is where its fix usually is
         at = bisect.bisect_left(names, word)
         names = names[max(0, at - _MANY // 2): at + _MANY // 2]
     close = difflib.get_close_matches(word, names, n=1, cutoff=0.6)
-    return f"did you mean '{close[0]}'?" if close else None
+    return close[0] if close else None
+
+
+def did_you_mean(word: str, choices: Iterable[str]) -> str | None:
+    """A 'did you mean' hint naming the closest choice, or None when nothing is close."""
+    close = closest(word, choices)
+    return f"did you mean '{close}'?" if close else None
+
+
+def suggestion(word: str, choices: Iterable[str], span: Span | None) -> dict[str, Any]:
+    """A did-you-mean as a Diagnostic's `hint` and `fix` (the closest choice written at `span`,
+    where the misspelt word is): `Diagnostic(..., **suggestion(word, choices, span))`."""
+    close = closest(word, choices)
+    if close is None:
+        return {"hint": None, "fix": None}
+    return {"hint": f"did you mean '{close}'?", "fix": Fix(span, close) if span is not None else None}

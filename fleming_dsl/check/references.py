@@ -24,7 +24,7 @@ from fleming_dsl.check.common import (
     names_in,
     option,
 )
-from fleming_dsl.errors import MAX_REPORTED, Diagnostic, did_you_mean
+from fleming_dsl.errors import MAX_REPORTED, Diagnostic, suggestion
 from fleming_dsl.spec import ast
 
 
@@ -147,7 +147,7 @@ def undefined_names(c: Checked) -> Iterator[Diagnostic]:
                     if hinted <= MAX_REPORTED else []
                 yield Diagnostic(f"undefined name '{ref.name.name}' ({ref.role})", ref.name.span,
                                  expected=kinds_phrase(ref.kinds),
-                                 hint=did_you_mean(ref.name.name, candidates))
+                                 **suggestion(ref.name.name, candidates, ref.name.span))
 
 
 def wrong_kinds(c: Checked) -> Iterator[Diagnostic]:
@@ -163,9 +163,10 @@ def wrong_kinds(c: Checked) -> Iterator[Diagnostic]:
                 hinted += 1
                 candidates = [] if hinted > MAX_REPORTED else [
                     d.name.name for d in program.decls if d.kind in ref.kinds and d.name.name != ref.name.name]
+                found = suggestion(ref.name.name, candidates, ref.name.span)
                 yield Diagnostic(f"'{ref.name.name}' is {a(target.kind)}, but {ref.role} must be "
-                                 f"{kinds_phrase(ref.kinds)}", ref.name.span,
-                                 hint=did_you_mean(ref.name.name, candidates)
+                                 f"{kinds_phrase(ref.kinds)}", ref.name.span, fix=found["fix"],
+                                 hint=found["hint"]
                                  or (f"declared {' or '.join(ref.kinds)} names: " + ", ".join(candidates[:12])
                                      + (", ..." if len(candidates) > 12 else "")
                                      if candidates else None))

@@ -23,7 +23,7 @@ from fleming_dsl.check.predicates import (
     plateau_metrics,
     smallest_batch,
 )
-from fleming_dsl.errors import Diagnostic, did_you_mean
+from fleming_dsl.errors import Diagnostic, suggestion
 from fleming_dsl.spec import ast
 
 # ---------------------------------------------------------------- rules over the AST
@@ -181,7 +181,7 @@ def plateau_is_logged(c: Checked) -> Iterator[Diagnostic]:
         if metric.name not in allowed:
             yield Diagnostic(f"stage {d.name.name} does not log a metric '{metric.name}'", metric.span,
                              expected="one of " + ", ".join(allowed),
-                             hint=did_you_mean(metric.name, allowed))
+                             **suggestion(metric.name, allowed, metric.span))
 
 
 def miner_has_max_steps(c: Checked) -> Iterator[Diagnostic]:

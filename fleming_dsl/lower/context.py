@@ -8,7 +8,7 @@ import os
 from pathlib import Path
 
 from fleming_dsl import ir
-from fleming_dsl.errors import did_you_mean
+from fleming_dsl.errors import suggestion
 from fleming_dsl.lower.values import (
     Diagnostics,
     Options,
@@ -60,7 +60,7 @@ class LowerContext:
     def unknown_function(self, call: ast.Call, what: str, choices) -> None:
         self.diags.error(f"unknown {what} '{call.func.name}'", call.func.span,
                          expected="one of " + ", ".join(choices),
-                         hint=did_you_mean(call.func.name, choices))
+                         **suggestion(call.func.name, choices, call.func.span))
 
     def no_block(self, block: ast.Block | None, where: str) -> None:
         if block is None:
@@ -103,7 +103,7 @@ class LowerContext:
             if item.name.name not in allowed or item.call is not None or item.block is None:
                 self.diags.error(f"unexpected '{item.name.name}' in {where}", item.name.span,
                                  expected=(" or ".join(f"{a} {{ ... }}" for a in allowed)) + " or name = value",
-                                 hint=did_you_mean(item.name.name, allowed))
+                                 **suggestion(item.name.name, allowed, item.name.span))
                 continue
             out[item.name.name] = item.block
         return out

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from fleming_dsl import ir
 from fleming_dsl.check.common import option
-from fleming_dsl.errors import SpecError, by_place, did_you_mean
+from fleming_dsl.errors import SpecError, by_place, suggestion
 from fleming_dsl.lower import shards
 from fleming_dsl.lower.context import LowerContext
 from fleming_dsl.lower.stages import StageLowering
@@ -320,7 +320,7 @@ class _Lowering:
             if item.name.name not in _FILTER_STEPS:
                 self.diags.error(f"unknown filter step '{item.name.name}'", item.name.span,
                                  expected="one of " + ", ".join(_FILTER_STEPS),
-                                 hint=did_you_mean(item.name.name, _FILTER_STEPS))
+                                 **suggestion(item.name.name, _FILTER_STEPS, item.name.span))
                 continue
             self.current_step = (d.name.name, len(steps))
             step = getattr(self, "step_" + item.name.name)(item)

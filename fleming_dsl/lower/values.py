@@ -12,7 +12,7 @@ import math
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
-from fleming_dsl.errors import MAX_REPORTED, Diagnostic, did_you_mean
+from fleming_dsl.errors import MAX_REPORTED, Diagnostic, Fix, suggestion
 from fleming_dsl.ir import Span
 from fleming_dsl.spec import ast
 
@@ -39,8 +39,8 @@ class Diagnostics(list):
     """A list of diagnostics with a shorthand for adding one."""
 
     def error(self, message: str, span: Span | None, expected: str | None = None,
-              hint: str | None = None) -> None:
-        self.append(Diagnostic(message, span, expected=expected, hint=hint))
+              hint: str | None = None, fix: Fix | None = None) -> None:
+        self.append(Diagnostic(message, span, expected=expected, hint=hint, fix=fix))
 
 
 class Options:
@@ -112,10 +112,10 @@ class Options:
                 unknown += 1
                 # errors are shown in the order of their place, at most MAX_REPORTED: past that
                 # many in one block, the rest of the block is never shown, so no hint is sought
-                hint = did_you_mean(key.name, valid) if unknown <= MAX_REPORTED else None
+                found = suggestion(key.name, valid, key.span) if unknown <= MAX_REPORTED else {}
                 self.diags.error(f"unknown option '{key.name}' for {self.where}", key.span,
                                  expected=("one of " + ", ".join(valid)) if valid else "no options here",
-                                 hint=hint)
+                                 **found)
 
 
 def _show(value: Any) -> str:
@@ -125,8 +125,12 @@ def _show(value: Any) -> str:
 # ---------------------------------------------------------------- converters
 
 
-def _wrong(value: ast.Value, key: str, wanted: str, diags: Diagnostics, hint: str | None = None):
-    diags.error(f"'{key}' must be {wanted}, got {describe(value)}", value_span(value), hint=hint)
+def _wrong(value: ast.Value, key: str, wanted: str, diags: Diagnostics, hint: str | None = None,
+           fix: str | None = None):
+    """An error for a value of the wrong kind; `fix`, when given, is the text to write instead."""
+    span = value_span(value)
+    diags.error(f"'{key}' must be {wanted}, got {describe(value)}", span, hint=hint,
+                fix=Fix(span, fix) if fix is not None else None)
     return _MISSING
 
 
@@ -150,8 +154,8 @@ def to_float(value, key, diags):
 def to_str(value, key, diags):
     if isinstance(value, ast.Str):
         return value.value
-    hint = f'write it in quotes: "{value.name}"' if isinstance(value, ast.Name) else None
-    return _wrong(value, key, "a string", diags, hint)
+    quoted = f'"{value.name}"' if isinstance(value, ast.Name) else None
+    return _wrong(value, key, "a string", diags, f"write it in quotes: {quoted}" if quoted else None, quoted)
 
 
 def to_bool(value, key, diags):
@@ -175,7 +179,7 @@ def one_of(choices: Sequence[str]) -> Callable:
             return _wrong(value, key, "one of " + ", ".join(choices), diags)
         if word not in choices:
             diags.error(f"'{key}' must be one of {', '.join(choices)}; got '{word}'", value_span(value),
-                        hint=did_you_mean(word, choices))
+                    **suggestion(word, choices, value_span(value)))
             return _MISSING
         return word
 
@@ -210,9 +214,8 @@ def _amount(value, key, diags, units: dict, wanted: str, unit: str, limit: float
     """A quantity's amount in `units`' base unit. Sizes and durations need a unit (a bare
     `mem = 64` would be read as a guess), and the amount must be above zero and finite."""
     if isinstance(value, ast.Num):
-        finite = math.isfinite(value.value)
-        return _wrong(value, key, wanted, diags,
-                      hint=f"write the unit: {_show_number(value.value)}{unit}" if finite else None)
+        written = f"{_show_number(value.value)}{unit}" if math.isfinite(value.value) else None
+        return _wrong(value, key, wanted, diags, f"write the unit: {written}" if written else None, written)
     q = _quantity(value)
     if q is None or q[1] not in units:
         return _wrong(value, key, wanted, diags)

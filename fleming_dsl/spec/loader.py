@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from fleming_dsl import ir
-from fleming_dsl.errors import Diagnostic, SpecError, did_you_mean
+from fleming_dsl.errors import Diagnostic, SpecError, suggestion
 from fleming_dsl.spec import ast
 from fleming_dsl.spec.boundary import (
     inside,
@@ -176,7 +176,7 @@ class _Loader:
             else:
                 names = [d.name.name for d in slots if d is not None]
                 self.diags.append(Diagnostic(f"cannot drop '{drop.target.name}': the base does not declare it",
-                                             drop.target.span, hint=did_you_mean(drop.target.name, names)))
+                                             drop.target.span, **suggestion(drop.target.name, names, drop.target.span)))
         replaced: set[str] = set()
         for decl in own.decls:
             name = decl.name.name
