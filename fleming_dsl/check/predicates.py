@@ -3,6 +3,8 @@ config: one wording of each problem, wherever it is found. Standard library only
 
 from __future__ import annotations
 
+import math
+
 BUCKETS = ("easy", "moderate", "hard")
 MAX_COUNT = 100_000_000  # paths per sample job: past this a job runs for days or never ends
 
@@ -37,10 +39,10 @@ def batch_problem(batch_size: int, grad_accum: int, generations: int, ranks: int
 
 def smallest_batch(batch: int, grad_accum: int, ranks: int, generations: int) -> int:
     """The smallest per-device batch >= `batch` whose global generation batch fits whole groups."""
-    candidate = max(batch, 1)
-    while (candidate * grad_accum * ranks) % generations:
-        candidate += 1
-    return candidate
+    # candidate * grad_accum * ranks is a multiple of generations exactly when candidate is a
+    # multiple of `step`: a closed form, since counting up takes forever on a huge `generations`
+    step = generations // math.gcd(grad_accum * ranks, generations)
+    return -(-max(batch, 1) // step) * step
 
 
 def plateau_metrics(reward_names: list[str] | tuple[str, ...]) -> list[str]:

@@ -8,6 +8,7 @@ definition, references, rename, hover and completion can answer without parsing 
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 from collections import defaultdict
@@ -22,6 +23,7 @@ from fleming_dsl.errors import Diagnostic, SpecError
 from fleming_dsl.spec import ast
 from fleming_dsl.spec.parser import parse_module
 
+log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class Occurrence:
@@ -107,13 +109,35 @@ def analyse(spec: Path, root: Path, texts: dict[Path, str] | None = None) -> Ana
         result.experiment, result.diagnostics = check_experiment(spec, root, texts=texts)
     except SpecError as err:
         result.diagnostics = list(err.diagnostics)
+    except Exception as err:  # a checker bug on one spec must not take the server down with it
+        log.exception("checking %s failed", spec)
+        result.diagnostics = [_internal(display(spec, root), err)]
     _index(result, spec, texts)
     return result
 
 
-def _read(path: Path, texts: dict[Path, str]) -> str | None:
+def _internal(shown: str, err: Exception) -> Diagnostic:
+    return Diagnostic(f"internal error while checking this spec: {type(err).__name__}: {err}",
+                      ir.Span(file=shown, line=1, col=1, end_line=1, end_col=1),
+                      hint="please report it; `fleming check` on this file shows the same")
+
+
+def spec_file(path: Path, root: Path) -> bool:
+    """Whether the server may read `path` from disk as a spec: the include rule (a .flm file
+    inside the project once symlinks are resolved), so that no file of the workspace (a link
+    to /proc/self/environ) is read, parsed or quoted."""
+    try:
+        real = path.resolve()
+        return real.suffix == ".flm" and real.is_file() and real.is_relative_to(root.resolve())
+    except (OSError, RuntimeError):
+        return False
+
+
+def _read(path: Path, texts: dict[Path, str], root: Path | None = None) -> str | None:
     if path in texts:
         return texts[path]
+    if root is not None and not spec_file(path, root):
+        return None
     try:
         return path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError):
@@ -128,7 +152,7 @@ def _index(result: Analysis, spec: Path, texts: dict[Path, str]) -> None:
         if path in seen:
             continue
         seen.add(path)
-        text = _read(path, texts)
+        text = _read(path, texts, result.root)
         if text is None:
             continue
         shown = result.display(path)
@@ -181,6 +205,9 @@ def parse_tolerant(text: str, shown: str, attempts: int = 5) -> ast.Module | Non
             if all(not line for line in lines[start:end]):
                 return None
             lines[start:end] = [""] * (end - start)
+        except Exception:  # a parser bug on one file: that file is not indexed, the rest is
+            log.exception("parsing %s failed", shown)
+            return None
     return None
 
 
@@ -198,7 +225,7 @@ def includer(path: Path, root: Path, texts: dict[Path, str]) -> Path | None:
         for candidate in files:
             if candidate in seen:
                 continue
-            text = _read(candidate, texts)
+            text = _read(candidate, texts, root)
             module = parse_tolerant(text, display(candidate, root)) if text is not None else None
             if module is None:
                 continue

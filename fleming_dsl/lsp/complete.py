@@ -4,14 +4,18 @@ inside a metapath."""
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
 from fleming_dsl.check.common import ITEM_SOURCES
 from fleming_dsl.check.graph_vocab import VocabularyError, vocabulary
 from fleming_dsl.lower import options as table
+from fleming_dsl.lower.stages import _GRPO_ONLY as GRPO_ONLY  # lowering's own list: rewards, generations, ...
+from fleming_dsl.lower.stages import TRAINING_OPTIONS
 from fleming_dsl.lsp.analysis import Analysis
-from fleming_dsl.lsp.context import DECL_KEYWORDS, Cursor
+from fleming_dsl.lsp.context import DECL_KEYWORDS, KIND_SOURCES, Cursor
+from fleming_dsl.lsp.hover import function_entry
 from fleming_dsl.spec import ast
 
 
@@ -65,13 +69,15 @@ def complete(analysis: Analysis | None, cursor: Cursor) -> list[Item]:
     if top is None:
         if len(statement) >= 1 and statement[-1] in ("from", "with", "using", "on", "evaluate", "drop"):
             return _names(analysis, _AFTER_WORD.get((kind, statement[-1]), ()))
+        if statement[-1:] == ("=",) and kind in KIND_SOURCES:  # `reward form = `: its functions
+            return _functions(KIND_SOURCES[kind])
         return [Item(k, "keyword", "declaration", insert=_KEYWORD_SNIPPETS.get(k)) for k in _KEYWORD_SNIPPETS]
     if top.opener == "[":
         return _list_names(analysis, cursor)
     key = words[words.index("=") - 1] if "=" in words[1:] else None
     if key == "path" and top.block == "sample":
         return _metapath(analysis, cursor)
-    if words[-1:] == ("=",) or (len(words) >= 2 and words[-2] == "="):
+    if "=" in cursor.since[1:]:  # the value of `key = ...`, however much of it is written
         return _values(analysis, cursor)
     if top.opener == "(" and top.head and top.head[-1] in ("sft", "grpo"):
         return _names(analysis, ("model", "stage") if not _after_comma(cursor) else ITEM_SOURCES)
@@ -85,7 +91,10 @@ def complete(analysis: Analysis | None, cursor: Cursor) -> list[Item]:
         return items
     block = table.block(top.block) if top.block else None
     if block is not None:
+        hidden = _other_methods_options(statement) if block.key == "stage" else frozenset()
         for opt in block.options:
+            if opt.name in hidden:
+                continue
             detail = opt.type + (f" = {opt.default_text()}" if opt.default_text() else "")
             items.append(Item(opt.name, "option", detail, opt.meaning, insert=f"{opt.name} = $0"
                               if top.opener == "{" else f"{opt.name} = $0"))
@@ -135,9 +144,7 @@ def _list_names(analysis: Analysis | None, cursor: Cursor) -> list[Item]:
     key = _option_before(cursor)
     if key in _OPTION_KINDS:
         return _names(analysis, _OPTION_KINDS[key])
-    if key == "refine":
-        return [Item(v, "value", "refine move") for v in ("backtrack", "explore", "self_correct")]
-    return []
+    return _enumerated(cursor, key)
 
 
 def _option_before(cursor: Cursor) -> str | None:
@@ -148,20 +155,51 @@ def _option_before(cursor: Cursor) -> str | None:
     return None
 
 
-_ENUMS = {"deepspeed": ("none", "zero2", "zero3", "zero3_offload"), "bf16": ("true", "false"),
-          "use_vllm": ("true", "false"), "lora": ("true", "false"), "keep": ("correct", "all"),
-          "mask": ("anchor", "target"), "weight": ("uniform", "inverse_degree"),
-          "on_fail": ("drop", "review"), "method": ("exact", "minhash", "pass_rate", "grader"),
-          "near": ("true", "false"), "group_cpu_jobs": ("true", "false"),
-          "backend": ("vllm", "transformers", "openai", "template"),
-          "distractors": ("same_type",), "until": ("plateau",)}
+def _other_methods_options(statement: tuple[str, ...]) -> frozenset[str]:
+    """Options of the stage block that the stage's method (`stage x = sft(`) does not take."""
+    method = statement[statement.index("=") + 1] if "=" in statement[:-1] else None
+    if method not in table.SOURCES["stage method"]:
+        return frozenset()
+    return frozenset(o.word for o in TRAINING_OPTIONS if method not in o.methods) | \
+        (frozenset(GRPO_ONLY) if method != "grpo" else frozenset())
+
+
+def _functions(what: str) -> list[Item]:
+    """The functions a `KIND NAME = ` may call, with their reference entry."""
+    return [Item(name, "value", what, function_entry(name) or "", insert=f"{name}($0)")
+            for name in table.SOURCES[what]]
+
+
+_ALTERNATIVES = re.compile(r", | or ")
+
+
+def enumeration(opt_type: str) -> tuple[str, ...]:
+    """The bare words an option's written type offers: "none, zero2, zero3 or zero3_offload",
+    "true/false", "whole number or auto", "list of backtrack, explore, self_correct"."""
+    if opt_type.startswith("true/false"):
+        return ("true", "false")
+    text = re.sub(r"\s*\(.*?\)\s*$", "", opt_type).removeprefix("list of ")
+    words = _ALTERNATIVES.split(text)
+    if len(words) < 2:
+        return ()
+    return tuple(w for w in words if w.isidentifier())
 
 
 def _values(analysis: Analysis | None, cursor: Cursor) -> list[Item]:
     key = _option_before(cursor)
     if key in _OPTION_KINDS:
         return _names(analysis, _OPTION_KINDS[key])
-    return [Item(v, "value", key or "") for v in _ENUMS.get(key or "", ())]
+    return _enumerated(cursor, key)
+
+
+def _enumerated(cursor: Cursor, key: str | None) -> list[Item]:
+    """The words option `key` of the enclosing block (or call) takes, from its written type."""
+    where = next((f.block for f in reversed(cursor.frames) if f.opener != "["), None)
+    block = table.block(where) if where else None
+    opt = block.option(key) if block is not None and key else None
+    if opt is None:
+        return []
+    return [Item(v, "value", key or "", opt.meaning) for v in enumeration(opt.type)]
 
 
 def _metapath(analysis: Analysis | None, cursor: Cursor) -> list[Item]:

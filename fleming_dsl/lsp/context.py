@@ -18,6 +18,14 @@ from fleming_dsl.spec import ast
 DECL_KEYWORDS = ("model", "graph", "sample", "dataset", "prompt", "synthesize", "distill", "filter",
                  "reward", "stage", "evaluate")
 TOP_KEYWORDS = ("experiment", "include", "drop", "cluster") + DECL_KEYWORDS
+# `KIND NAME = FUNCTION(...)`: the row of the option table's SOURCES naming the functions allowed
+KIND_SOURCES = {"model": "model source", "graph": "graph format", "dataset": "dataset format",
+                "prompt": "prompt source", "reward": "reward function", "stage": "stage method"}
+
+
+def decl_block(kind: str) -> str | None:
+    """The option-table block of a declaration kind's `{ ... }` (synthesize's too)."""
+    return table.DECL_BLOCKS.get(kind) or (kind if kind in table.BY_KEY else None)
 
 
 # ---------------------------------------------------------------- from the AST (hover)
@@ -99,7 +107,59 @@ def option_at(module: ast.Module, line: int, col: int) -> tuple[str | None, ast.
         for call in (getattr(st, "source", None), getattr(st, "method", None), getattr(st, "function", None)):
             if isinstance(call, ast.Call) and contains(call.span, line, col):
                 return _in_value(call, line, col, kind)
-        return _in_block(getattr(st, "block", None), table.DECL_BLOCKS.get(kind), line, col)
+        return _in_block(getattr(st, "block", None), decl_block(kind), line, col)
+    return None
+
+
+def _value_in_block(block: ast.Block | None, key: str | None, line: int, col: int):
+    """(block key, option key) of the option or sweep whose value holds (line, col)."""
+    if block is None or not contains(block.span, line, col):
+        return None
+    for item in block.items:
+        if isinstance(item, ast.Option) and contains(item.value.span, line, col):
+            return key, item.key
+        if isinstance(item, ast.SweepItem) and contains(item.values.span, line, col):
+            return key, item.key
+        if isinstance(item, ast.Entry) and item.name.name in table.NESTED_BLOCKS:
+            found = _value_in_block(item.block, table.NESTED_BLOCKS[item.name.name], line, col)
+            if found:
+                return found
+    return None
+
+
+def value_at(module: ast.Module, line: int, col: int) -> tuple[str | None, ast.Name] | None:
+    """(block key, option key) when (line, col) is in the value of a block's option."""
+    for st in module.statements:
+        if not contains(st.span, line, col):
+            continue
+        if isinstance(st, ast.Header):
+            return _value_in_block(st.block, "experiment", line, col)
+        if isinstance(st, ast.ClusterDecl):
+            return _value_in_block(st.block, "cluster", line, col)
+        if isinstance(st, ast.Decl):
+            return _value_in_block(getattr(st, "block", None), decl_block(st.kind), line, col)
+    return None
+
+
+def method_of(module: ast.Module, line: int, col: int) -> str | None:
+    """The method (sft, grpo) of the stage declaration around (line, col)."""
+    for st in module.statements:
+        if isinstance(st, ast.StageDecl) and contains(st.span, line, col):
+            return st.method.func.name
+    return None
+
+
+_WORD = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+
+
+def word_at(text: str, line: int, col: int) -> str | None:
+    """The word of `text` under 1-based (line, col), a cursor just after it included."""
+    lines = text.split("\n")
+    if not 1 <= line <= len(lines):
+        return None
+    for m in _WORD.finditer(lines[line - 1]):
+        if m.start() < col <= m.end() + 1:
+            return m.group(0)
     return None
 
 
@@ -157,8 +217,9 @@ class Frame:
 class Cursor:
     frames: tuple[Frame, ...]
     statement: tuple[str, ...]  # the words of the current top-level statement before the cursor
-    line_words: tuple[str, ...]  # the tokens since the last '{', '(', ',' or line start
+    line_words: tuple[str, ...]  # the tokens of the cursor's line before it
     prefix: str  # the partial word under the cursor
+    since: tuple[str, ...] = ()  # the tokens since the last bracket or ',' on the cursor's line
 
     @property
     def top(self) -> Frame | None:
@@ -194,7 +255,10 @@ def scan(text: str, offset: int) -> Cursor:
         statement.append(tok)
     last_line = before[before.rfind("\n") + 1: len(before) - len(word)]
     line_words = tuple(t for t in _TOKEN.findall(last_line) if not t.startswith("#"))
-    return Cursor(tuple(frames), tuple(statement), line_words, word)
+    since: list[str] = []
+    for tok in line_words:
+        since = [] if tok in "{}()[]," and len(tok) == 1 else since + [tok]
+    return Cursor(tuple(frames), tuple(statement), line_words, word, tuple(since))
 
 
 def _frame_block(opener: str, frames: list[Frame], statement: list[str], recent: list[str]) -> str | None:
@@ -214,9 +278,7 @@ def _frame_block(opener: str, frames: list[Frame], statement: list[str], recent:
         kind = statement[0] if statement else ""
         if kind == "filter":
             return "filter"
-        if kind in ("synthesize",):
-            return "synthesize"
-        return table.DECL_BLOCKS.get(kind)
+        return decl_block(kind)
     if recent and recent[-1] in table.NESTED_BLOCKS:
         return table.NESTED_BLOCKS[recent[-1]]
     if frames[-1].block == "filter" and recent and recent[-1] == ")":

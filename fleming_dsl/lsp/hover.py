@@ -14,6 +14,7 @@ from fleming_dsl import ir
 from fleming_dsl.lower import options as table
 from fleming_dsl.lower.names import SPEC_WORDS
 from fleming_dsl.lsp.analysis import Analysis
+from fleming_dsl.lsp.context import KIND_SOURCES, decl_block
 from fleming_dsl.review.explain import SpecLine, option_origins
 
 # IR leaf field -> the keyword the spec writes: lowering's table, plus the IR's nested fields
@@ -36,6 +37,75 @@ def option_entry(block_key: str | None, name: str) -> str | None:
     if opt.range:
         facts.append(f"range: {opt.range}")
     return f"**{opt.name}** ({block.title})\n\n{opt.meaning}\n\n" + " · ".join(facts)
+
+
+def value_entry(block_key: str | None, name: str, word: str | None) -> str | None:
+    """Markdown for a value written after `name = `: the option's entry, led by the value."""
+    entry = option_entry(block_key, name)
+    if entry is None:
+        return None
+    return (f"`{word}`: a value of **{name}**\n\n" if word else "") + entry
+
+
+def function_entry(name: str) -> str | None:
+    """Markdown for a function a spec calls: its block of options when it takes any, else the
+    kinds of call that may name it (the option table's SOURCES)."""
+    key = name + "()"
+    if table.block(key) is not None:
+        return block_entry(key)
+    if table.block(name) is not None and name in table.NESTED_BLOCKS:
+        return block_entry(name)
+    kinds = [what for what, names in table.SOURCES.items() if name in names]
+    if name in table.FILTER_STEPS:
+        kinds.append("filter step")
+    if not kinds:
+        return None
+    return f"**{name}()**: " + "; ".join(f"a {what} (one of {', '.join(_names_of(what))})" for what in kinds)
+
+
+def _names_of(what: str) -> tuple[str, ...]:
+    return table.FILTER_STEPS if what == "filter step" else table.SOURCES[what]
+
+
+# The words of the syntax that no option block describes (grammars/flm.lark: how each is written).
+_SYNTAX = {
+    "include": ('include "FILE.flm"', "adds the declarations of another file, relative to this one"),
+    "extends": ('experiment "NAME" extends "BASE.flm" { ... }',
+                "starts from a base spec: its declarations, each replaced by one of the same name here"),
+    "drop": ("drop NAME", "removes a declaration of the base spec"),
+    "graph": ('graph NAME = FORMAT("file", ...)', "a knowledge graph read from local files"),
+    "prompt": ('prompt NAME = template("file.j2")', "a Jinja2 prompt template"),
+    "reward": ("reward NAME = FUNCTION(...)", "a verifiable reward for grpo stages"),
+    "filter": ("filter NAME from SOURCE { STEPS }", "keeps the items that pass each step, in order"),
+    "from": ("KIND NAME from SOURCE", "the declaration the step reads"),
+    "with": ("... with TEACHER", "the model that writes the items"),
+    "using": ("... using PROMPT", "the prompt the teacher is given"),
+    "on": ("evaluate TARGETS on [BENCHMARKS]", "the datasets evaluated on"),
+    "as": ("evaluate TARGETS on [BENCHMARKS] as NAME", "the evaluation's name"),
+    "sweep": ("sweep OPTION in [VALUES]", "one stage per value, named NAME_OPTION_VALUE"),
+    "in": ("sweep OPTION in [VALUES]", "the values of a sweep"),
+}
+
+
+def keyword_entry(word: str) -> str | None:
+    """Markdown for a keyword: how its statement is written and what it may name or take."""
+    block = table.block(decl_block(word) or "") if word not in _SYNTAX else None
+    if block is None and word in table.NESTED_BLOCKS:
+        block = table.block(table.NESTED_BLOCKS[word])
+    if block is not None:
+        head = f"**{word}**: `{block.where}`"
+        lines = [f"- `{o.name}`: {o.type}" for o in block.options]
+    elif word in _SYNTAX:
+        written, meaning = _SYNTAX[word]
+        head, lines = f"**{word}**: `{written}`\n\n{meaning}", []
+    else:
+        return None
+    what = KIND_SOURCES.get(word)
+    if what is not None:
+        lines.insert(0, f"{what}: " + ", ".join(f"`{n}`" for n in table.SOURCES[what]))
+    if word == "filter":
+        lines.insert(0, "steps: " + ", ".join(f"`{n}`" for n in table.FILTER_STEPS))
+    return head + ("\n\n" + "\n".join(lines) if lines else "")
 
 
 def block_entry(block_key: str) -> str | None:

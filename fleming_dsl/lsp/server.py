@@ -11,9 +11,11 @@ from __future__ import annotations
 import argparse
 import os
 import re
+import sys
 from pathlib import Path
 
 from lsprotocol import types as lsp
+from pygls.exceptions import JsonRpcException
 from pygls.lsp.server import LanguageServer
 from pygls.uris import from_fs_path, to_fs_path
 
@@ -21,7 +23,7 @@ from fleming_dsl import __version__ as VERSION
 from fleming_dsl.errors import Diagnostic, SpecError
 from fleming_dsl.ir import Span
 from fleming_dsl.lsp import complete as completion
-from fleming_dsl.lsp import context, hover, lens, outline
+from fleming_dsl.lsp import actions, context, hover, lens, outline
 from fleming_dsl.lsp.analysis import (
     Analysis,
     FileLink,
@@ -30,9 +32,9 @@ from fleming_dsl.lsp.analysis import (
     display,
     includer,
     parse_tolerant,
+    spec_file,
 )
 from fleming_dsl.spec import ast
-from fleming_dsl.spec.parser import parse_module
 
 _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _ITEM_KINDS = {"keyword": lsp.CompletionItemKind.Keyword, "option": lsp.CompletionItemKind.Property,
@@ -54,6 +56,7 @@ class FlemingServer(LanguageServer):
         self.analyses: dict[str, Analysis] = {}  # spec path -> latest analysis
         self.modules: dict[str, ast.Module] = {}  # uri -> last module that parsed
         self.published: dict[str, set[str]] = {}  # spec path -> uris given diagnostics
+        self.shut_down = False  # a `shutdown` request came before `exit`
 
     # ------------------------------------------------------------- documents and analyses
     def texts(self) -> dict[Path, str]:
@@ -71,7 +74,7 @@ class FlemingServer(LanguageServer):
             if path in analysis.paths.values() and analysis.spec != path and not _has_header(analysis, path):
                 return analysis.spec
         text = self.texts().get(path)
-        module = parse_tolerant(text if text is not None else _read(path), display(path, self.root))
+        module = parse_tolerant(text if text is not None else _read(path, self.root), display(path, self.root))
         if module is None or module.header is not None:
             return path
         return includer(path, self.root, self.texts()) or path
@@ -99,11 +102,9 @@ class FlemingServer(LanguageServer):
     def module(self, uri: str) -> ast.Module | None:
         doc = self.workspace.get_text_document(uri)
         path = to_fs_path(uri) or ""
-        try:
-            module = parse_module(doc.source, display(Path(os.path.abspath(path)), self.root))
+        module = parse_tolerant(doc.source, display(Path(os.path.abspath(path)), self.root), attempts=1)
+        if module is not None:
             self.modules[uri] = module
-        except SpecError:
-            pass
         return self.modules.get(uri)
 
     def publish(self, result: Analysis) -> None:
@@ -125,7 +126,9 @@ class FlemingServer(LanguageServer):
         return display(Path(os.path.abspath(to_fs_path(uri) or "")), self.root)
 
 
-def _read(path: Path) -> str:
+def _read(path: Path, root: Path) -> str:
+    if not spec_file(path, root):
+        return ""
     try:
         return path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError):
@@ -164,6 +167,11 @@ def initialize(ls: FlemingServer, params: lsp.InitializeParams) -> None:
     if root and os.path.isdir(root):
         ls.root = Path(os.path.abspath(root))
         os.chdir(ls.root)  # paths in specs and plans are relative to the project root, as for the CLI
+
+
+@server.feature(lsp.SHUTDOWN)
+def on_shutdown(ls: FlemingServer, params: None) -> None:
+    ls.shut_down = True
 
 
 @server.feature(lsp.TEXT_DOCUMENT_DID_OPEN)
@@ -206,17 +214,28 @@ def on_hover(ls: FlemingServer, params: lsp.HoverParams) -> lsp.Hover | None:
     elif isinstance(item, FileLink):
         text = f"{item.kind}: `{item.target}`" + ("" if item.target.exists() else " (not found)")
     else:
-        module = ls.module(uri)
-        if module is not None:
-            found = context.option_at(module, pos.line + 1, pos.character + 1)
-            if found is not None:
-                text = hover.option_entry(found[0], found[1].name)
-            else:
-                func = context.function_at(module, pos.line + 1, pos.character + 1)
-                text = hover.block_entry(func) if func else None
+        source = ls.workspace.get_text_document(uri).source
+        text = _hover_text(ls.module(uri), source, pos.line + 1, pos.character + 1)
     if text is None:
         return None
     return lsp.Hover(contents=lsp.MarkupContent(kind=lsp.MarkupKind.Markdown, value=text))
+
+
+def _hover_text(module: ast.Module | None, source: str, line: int, col: int) -> str | None:
+    """An option's entry, a function's, a value's option, else a keyword's (the word under the
+    cursor: keywords have no node of their own in the AST)."""
+    word = context.word_at(source, line, col)
+    if module is not None:
+        found = context.option_at(module, line, col)
+        if found is not None:
+            return hover.option_entry(found[0], found[1].name)
+        func = context.function_at(module, line, col)
+        if func is not None:
+            return hover.function_entry(func.removesuffix("()"))
+        found = context.value_at(module, line, col)
+        if found is not None:
+            return hover.value_entry(found[0], found[1].name, word)
+    return hover.keyword_entry(word) if word else None
 
 
 @server.feature(lsp.TEXT_DOCUMENT_DEFINITION)
@@ -258,14 +277,35 @@ def on_rename(ls: FlemingServer, params: lsp.RenameParams) -> lsp.WorkspaceEdit 
         return None
     new = params.new_name
     if not _NAME.fullmatch(new) or new in context.TOP_KEYWORDS:
-        raise ValueError(f"'{new}' is not a valid name: letters, digits and _, not starting with a digit")
+        raise _refused(f"'{new}' is not a valid name: letters, digits and _, not starting with a digit")
     if new != item.name and any(d.name.name == new for d in analysis.decls):
-        raise ValueError(f"'{new}' is already declared")
+        raise _refused(f"'{new}' is already declared")
     changes: dict[str, list[lsp.TextEdit]] = {}
     for occ in analysis.occurrences_of(item.name):
         uri = from_fs_path(str(analysis.path_of(occ.span.file)))
         changes.setdefault(uri, []).append(lsp.TextEdit(range=_range(occ.span), new_text=new))
     return lsp.WorkspaceEdit(changes=changes)
+
+
+def _refused(message: str) -> JsonRpcException:
+    """A request the server understood and declines: LSP's RequestFailed, the message for the
+    user, no traceback."""
+    return JsonRpcException(message, code=lsp.LSPErrorCodes.RequestFailed)
+
+
+@server.feature(lsp.TEXT_DOCUMENT_CODE_ACTION,
+                lsp.CodeActionOptions(code_action_kinds=[lsp.CodeActionKind.QuickFix]))
+def on_code_action(ls: FlemingServer, params: lsp.CodeActionParams) -> list[lsp.CodeAction]:
+    uri = params.text_document.uri
+    analysis = ls.analysis(uri)
+    if analysis is None:
+        return []
+    first, last = params.range.start.line + 1, params.range.end.line + 1
+    return [lsp.CodeAction(title=act.title, kind=lsp.CodeActionKind.QuickFix, is_preferred=True,
+                           diagnostics=[_diagnostic(act.diagnostic)],
+                           edit=lsp.WorkspaceEdit(changes={uri: [lsp.TextEdit(range=_range(act.fix.span),
+                                                                               new_text=act.fix.text)]}))
+            for act in actions.actions(analysis, ls.shown(uri), first, last)]
 
 
 @server.feature(lsp.TEXT_DOCUMENT_COMPLETION,
@@ -368,5 +408,9 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
 
 
 def main(args: argparse.Namespace | None = None) -> int:
-    server.start_io()
-    return 0
+    """Serve until the client's `exit`: 0 after a `shutdown`, 1 without one (as LSP asks)."""
+    # pygls closes the stream it writes to on exit: give it a duplicate of stdout, so the
+    # command's own stdout stays open for the CLI's last flush
+    with os.fdopen(os.dup(sys.stdout.fileno()), "wb") as out:
+        server.start_io(sys.stdin.buffer, out)
+    return 0 if server.shut_down else 1
