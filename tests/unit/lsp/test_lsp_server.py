@@ -10,6 +10,7 @@ import pytest_lsp
 from lsp_client import Published
 from lsp_fixtures import make_project, server_command, server_env
 from lsprotocol import types as t
+from pygls.exceptions import JsonRpcException
 from pygls.uris import from_fs_path
 from pytest_lsp import ClientServerConfig, LanguageClient, client_capabilities
 
@@ -327,3 +328,116 @@ async def test_code_lens_counts_jobs_against_head(client: LanguageClient, projec
     assert by_line[67] == "changed since HEAD: re-runs 5 jobs, 6 GPU-h · an edit here re-runs 5 jobs, 6 GPU-h"
     assert by_line[60] == "unchanged since HEAD · an edit here re-runs 7 jobs, 6 GPU-h"
     await change(client, uri, text, 3)
+
+
+# ---------------------------------------------------------------- answers by position
+
+
+async def test_completion_after_reward_offers_reward_functions(client: LanguageClient, project: Path):
+    base = (project / "specs" / "tiny.flm").read_text()
+    items = await complete(client, project, "p1.flm", base + "\nreward x = ", 92, 12)
+    assert set(items) == {"choice_match", "length_penalty", "overlong", "regex", "rubric"}
+    assert items["overlong"].documentation.startswith("**overlong() reward**: `reward NAME = overlong(")
+    items = await complete(client, project, "p2.flm", base + "\nstage s = ", 92, 11)
+    assert set(items) == {"sft", "grpo"}
+
+
+async def test_completion_in_a_reward_sum_offers_reward_names(client: LanguageClient, project: Path):
+    base = (project / "specs" / "tiny.flm").read_text()
+    text = base.replace("  rewards = 1.0 * correct + 0.2 * form + 0.1 * brevity\n  generations = 4\n  batch = 8\n"
+                        "  beta = 0.0\n  lr = 5e-5\n  max_completion_length = 48\n  max_steps = 8\n}",
+                        "  rewards = 1.0 * correct + 0.2 * ", 1)
+    items = await complete(client, project, "p3.flm", text, 68, 34)
+    assert set(items) == {"correct", "form", "brevity"}
+
+
+async def test_completion_offers_only_the_stage_methods_options(client: LanguageClient, project: Path):
+    base = (project / "specs" / "tiny.flm").read_text()
+    sft = await complete(client, project, "p4.flm", base.replace("  max_length = 256\n", "  max_length = 256\n  \n"),
+                         65, 3)
+    assert {"lr", "epochs", "max_length", "deepspeed", "lora", "until"} <= set(sft)
+    assert not {"generations", "beta", "rewards", "use_vllm", "loss_type"} & set(sft)
+    grpo = await complete(client, project, "p5.flm", base.replace("  max_steps = 8\n", "  max_steps = 8\n  \n", 1),
+                          75, 3)
+    assert {"lr", "generations", "beta", "rewards", "use_vllm", "loss_type"} <= set(grpo)
+
+
+async def test_completion_of_an_options_values(client: LanguageClient, project: Path):
+    base = (project / "specs" / "tiny.flm").read_text()
+    items = await complete(client, project, "p6.flm", base.replace("  max_length = 256\n",
+                                                                   "  max_length = 256\n  deepspeed = \n"), 65, 15)
+    assert list(items) == ["none", "zero2", "zero3", "zero3_offload"]
+    items = await complete(client, project, "p7.flm", base.replace("  keep = correct\n", "  keep = \n"), 42, 10)
+    assert list(items) == ["correct", "all"]
+
+
+async def hover_at(client: LanguageClient, uri: str, line: int, col: int) -> str | None:
+    hover = await client.text_document_hover_async(t.HoverParams(text_document=doc(uri), position=at(line, col)))
+    return hover.contents.value if hover else None
+
+
+async def test_hover_on_keywords_functions_and_values(client: LanguageClient, project: Path):
+    uri = await open_doc(client, project, "tiny.flm")
+    assert (await hover_at(client, uri, 60, 2)).startswith(
+        "**stage**: `stage NAME = sft(INIT, DATA) { ... } / grpo(INIT, DATA) { ... }`\n\n"
+        "stage method: `sft`, `grpo`\n- `lr`: number\n")
+    assert (await hover_at(client, uri, 56, 3)) == (
+        "**reward**: `reward NAME = FUNCTION(...)`\n\na verifiable reward for grpo stages\n\n"
+        "reward function: `choice_match`, `length_penalty`, `overlong`, `regex`, `rubric`")
+    assert (await hover_at(client, uri, 37, 23)) == "**from**: `KIND NAME from SOURCE`\n\nthe declaration the step reads"
+    assert (await hover_at(client, uri, 56, 20)) == (
+        "**choice_match() reward**: `reward NAME = choice_match(TAG, ACCEPT)`\n\n"
+        "- `tag`: string (also the first positional argument)\n"
+        "- `accept`: letter or text (also the second positional argument) = letter")
+    assert (await hover_at(client, uri, 60, 21)) == "**sft()**: a stage method (one of sft, grpo)"
+    assert (await hover_at(client, uri, 16, 16)) == "**primekg()**: a graph format (one of primekg, hetionet, triples)"
+    assert (await hover_at(client, uri, 23, 11)) == (
+        "`anchor`: a value of **mask**\n\n**mask** (sample)\n\nwhich entity of the path becomes the answer "
+        "(an index counts from 0, the start, up to the shortest walk's end)\n\n"
+        "type: anchor, target or a node index · default: target · range: >= 0")
+
+
+async def test_hover_on_synthesize_options(client: LanguageClient, project: Path):
+    text = (project / "specs" / "tiny.flm").read_text().replace(
+        "using ask\n", "using ask {\n  variants = 2\n  options = 4\n}\n", 1)
+    uri = await open_doc(client, project, "h1.flm", text)
+    assert (await hover_at(client, uri, 38, 4)).startswith("**variants** (synthesize)\n\nitems per sampled path")
+    assert (await hover_at(client, uri, 39, 4)).startswith("**options** (synthesize)\n\noptions per item")
+
+
+async def test_code_action_applies_the_did_you_mean(client: LanguageClient, project: Path):
+    uri = await open_doc(client, project, "broken_base.flm")
+    [action] = await client.text_document_code_action_async(t.CodeActionParams(
+        text_document=doc(uri), range=t.Range(start=at(71, 4), end=at(71, 4)),
+        context=t.CodeActionContext(diagnostics=list(client.diagnostics[uri]))))
+    assert action.title == "Replace 'betta' with 'beta'"
+    assert action.kind == t.CodeActionKind.QuickFix
+    [edit] = action.edit.changes[uri]
+    assert (edit.range.start, edit.range.end, edit.new_text) == (at(71, 3), at(71, 8), "beta")
+    assert action.diagnostics[0].message.startswith("unknown option 'betta' for stage rl1")
+    none = await client.text_document_code_action_async(t.CodeActionParams(
+        text_document=doc(uri), range=t.Range(start=at(60, 1), end=at(60, 1)),
+        context=t.CodeActionContext(diagnostics=[])))
+    assert list(none) == []
+
+
+async def test_code_actions_for_quotes_and_a_misspelt_value(client: LanguageClient, project: Path):
+    text = (project / "specs" / "tiny.flm").read_text().replace(
+        "  max_length = 256\n", "  max_length = 256\n  deepspeed = zero22\n  resources {\n    partition = gpu\n  }\n")
+    uri = await open_doc(client, project, "a1.flm", text)
+    found = await client.text_document_code_action_async(t.CodeActionParams(
+        text_document=doc(uri), range=t.Range(start=at(65, 1), end=at(67, 1)),
+        context=t.CodeActionContext(diagnostics=[])))
+    assert sorted((a.title, a.edit.changes[uri][0].range.start, a.edit.changes[uri][0].new_text) for a in found) == [
+        ("Replace 'gpu' with '\"gpu\"'", at(67, 17), '"gpu"'),
+        ("Replace 'zero22' with 'zero2'", at(65, 15), "zero2")]
+
+
+async def test_rename_to_a_taken_name_is_a_request_failure(client: LanguageClient, project: Path):
+    uri = await open_doc(client, project, "child.flm")
+    with pytest.raises(JsonRpcException) as failure:
+        await client.text_document_rename_async(t.RenameParams(
+            text_document=doc(uri), position=at(5, 24), new_name="teacher"))
+    assert failure.value.code == t.LSPErrorCodes.RequestFailed
+    assert failure.value.message == "'teacher' is already declared"
+    assert failure.value.data is None  # no traceback
