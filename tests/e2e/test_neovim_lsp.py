@@ -29,7 +29,7 @@ def nvim() -> str:
     return shutil.which("nvim") or pytest.fail("tests/editors/install.sh neovim did not install nvim")
 
 
-def test_neovim_shows_the_diagnostic_and_a_hover(nvim: str, tmp_path: Path) -> None:
+def test_neovim_shows_the_diagnostic_a_hover_and_applies_the_fix(nvim: str, tmp_path: Path) -> None:
     project = make_project(tmp_path / "proj")
     spec = project / "specs" / "broken_base.flm"  # `betta = 0.0` in stage rl1, line 71 (1-based)
     out = tmp_path / "nvim.out"
@@ -50,3 +50,5 @@ def test_neovim_shows_the_diagnostic_and_a_hover(nvim: str, tmp_path: Path) -> N
                             "hint: did you mean 'beta'?"]]
     hovers = [line.split("\t", 1)[1] for line in lines if line.startswith("hover\t")]
     assert hovers == ["**lr** (stage) |  | peak learning rate |  | type: number · default: 1e-05 · range: > 0"]
+    rest = [line.split("\t", 1) for line in lines if line.split("\t", 1)[0] in ("action", "line", "remaining")]
+    assert rest == [["action", "Replace 'betta' with 'beta'"], ["line", "  beta = 0.0"], ["remaining", "0"]]
