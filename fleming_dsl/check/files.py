@@ -7,12 +7,13 @@ tree) and a warning when the folder does not exist either (external data, e.g.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 from fleming_dsl.check.common import Checked
-from fleming_dsl.errors import Diagnostic, did_you_mean
+from fleming_dsl.errors import Diagnostic, Fix, suggestion
 from fleming_dsl.spec import ast
 
 
@@ -63,9 +64,12 @@ def missing_file(ref: FileRef, base_dir: Path) -> Diagnostic | None:
                           hint=f"paths are relative to the folder of {ref.path.span.file}")
     if parent_exists:
         siblings = [p.name for p in path.parent.iterdir()]
-        return Diagnostic(f"data file not found: {ref.path.value}", ref.path.span,
-                          hint=did_you_mean(path.name, siblings)
-                          or f"paths are relative to the folder of {ref.path.span.file}")
+        found = suggestion(path.name, siblings, ref.path.span)
+        if found["fix"] is not None:  # the string, its folder kept, with the sibling's name
+            fixed = PurePosixPath(ref.path.value).with_name(found["fix"].text).as_posix()
+            found["fix"] = Fix(ref.path.span, json.dumps(fixed, ensure_ascii=False))
+        return Diagnostic(f"data file not found: {ref.path.value}", ref.path.span, fix=found["fix"],
+                          hint=found["hint"] or f"paths are relative to the folder of {ref.path.span.file}")
     return Diagnostic(f"data file not found: {ref.path.value} (treated as external data: its "
                       "folder does not exist here either)", ref.path.span, severity="warning")
 

@@ -8,13 +8,15 @@ written out (`gene -[GiG]-> gene -[GiG]-> gene`).
 
 from __future__ import annotations
 
+import json
+
 from collections.abc import Iterator
 
 from fleming_dsl.check.common import Checked, option
 from fleming_dsl.check.files import exists, local_path
 from fleming_dsl.check.graph_vocab import VocabularyError, vocabulary
 from fleming_dsl.check.predicates import MAX_COUNT, hops_problem
-from fleming_dsl.errors import Diagnostic, did_you_mean
+from fleming_dsl.errors import Diagnostic, Fix, suggestion
 from fleming_dsl.spec import ast
 
 _SHOWN = 12  # names listed in an "expected one of" line before it is cut short
@@ -78,12 +80,20 @@ def _graph_files(c: Checked, graph: ast.GraphDecl) -> list | None:
     return paths
 
 
+def _written(name: str) -> str:
+    """A node type or relation as a metapath writes it: bare when it is a name, else quoted."""
+    return name if name.isidentifier() else json.dumps(name, ensure_ascii=False)
+
+
 def _unknown(kind: str, name: str, known: frozenset[str], graph: ast.GraphDecl, span) -> Diagnostic:
     names = sorted(known)
     shown = ", ".join(names[:_SHOWN]) + (f" (and {len(names) - _SHOWN} more)" if len(names) > _SHOWN else "")
+    found = suggestion(name, names, span)
+    if found["fix"] is not None:  # the span of a relation is its whole edge, `-[name]->`
+        close = _written(found["fix"].text)
+        found["fix"] = Fix(span, f"-[{close}]->" if kind == "relation" else close)
     return Diagnostic(f"{kind} '{name}' is not in graph {graph.name.name}", span,
-                      expected=f"one of {shown}" if names else None,
-                      hint=did_you_mean(name, names))
+                      expected=f"one of {shown}" if names else None, **found)
 
 
 def names_in_graph(c: Checked) -> Iterator[Diagnostic]:

@@ -48,6 +48,8 @@ def _in_call(call: ast.Call, line: int, col: int, block: str | None):
         found = _in_value(kw.value, line, col)
         if found:
             return found
+        if not isinstance(kw.value, ast.Call) and contains(kw.value.span, line, col):
+            return block, kw.key  # a keyword's value: its option's entry
     for arg in call.args:
         found = _in_value(arg, line, col)
         if found:
@@ -92,23 +94,32 @@ def _in_block(block: ast.Block | None, key: str | None, line: int, col: int):
     return None
 
 
-def option_at(module: ast.Module, line: int, col: int) -> tuple[str | None, ast.Name] | None:
-    """(block key, the option's key) when (line, col) is on an option name, else None."""
+def _around(module: ast.Module, line: int, col: int):
+    """(statement, its block, the block's option-table key) of the statement under (line, col)."""
     for st in module.statements:
         if not contains(st.span, line, col):
             continue
         if isinstance(st, ast.Header):
-            return _in_block(st.block, "experiment", line, col)
+            return st, st.block, "experiment"
         if isinstance(st, ast.ClusterDecl):
-            return _in_block(st.block, "cluster", line, col)
-        if not isinstance(st, ast.Decl):
-            return None
-        kind = st.kind
+            return st, st.block, "cluster"
+        if isinstance(st, ast.Decl):
+            return st, getattr(st, "block", None), decl_block(st.kind)
+        return None
+    return None
+
+
+def option_at(module: ast.Module, line: int, col: int) -> tuple[str | None, ast.Name] | None:
+    """(block key, the option's key) when (line, col) is on an option name, else None."""
+    found = _around(module, line, col)
+    if found is None:
+        return None
+    st, block, key = found
+    if isinstance(st, ast.Decl):
         for call in (getattr(st, "source", None), getattr(st, "method", None), getattr(st, "function", None)):
             if isinstance(call, ast.Call) and contains(call.span, line, col):
-                return _in_value(call, line, col, kind)
-        return _in_block(getattr(st, "block", None), decl_block(kind), line, col)
-    return None
+                return _in_value(call, line, col, st.kind)
+    return _in_block(block, key, line, col)
 
 
 def _value_in_block(block: ast.Block | None, key: str | None, line: int, col: int):
@@ -129,24 +140,8 @@ def _value_in_block(block: ast.Block | None, key: str | None, line: int, col: in
 
 def value_at(module: ast.Module, line: int, col: int) -> tuple[str | None, ast.Name] | None:
     """(block key, option key) when (line, col) is in the value of a block's option."""
-    for st in module.statements:
-        if not contains(st.span, line, col):
-            continue
-        if isinstance(st, ast.Header):
-            return _value_in_block(st.block, "experiment", line, col)
-        if isinstance(st, ast.ClusterDecl):
-            return _value_in_block(st.block, "cluster", line, col)
-        if isinstance(st, ast.Decl):
-            return _value_in_block(getattr(st, "block", None), decl_block(st.kind), line, col)
-    return None
-
-
-def method_of(module: ast.Module, line: int, col: int) -> str | None:
-    """The method (sft, grpo) of the stage declaration around (line, col)."""
-    for st in module.statements:
-        if isinstance(st, ast.StageDecl) and contains(st.span, line, col):
-            return st.method.func.name
-    return None
+    found = _around(module, line, col)
+    return _value_in_block(found[1], found[2], line, col) if found else None
 
 
 _WORD = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")

@@ -400,8 +400,9 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     parser = subparsers.add_parser(
         "lsp", help="the language server for editors (stdio)",
         description="Run the fleming language server on stdin/stdout (Language Server Protocol): "
-                    "diagnostics, hover, definition, references, rename, completion, formatting, "
-                    "symbols, semantic tokens, folding and job-impact code lenses for .flm files.")
+                    "diagnostics, hover, definition, references, rename, completion, quick fixes, "
+                    "formatting, symbols, semantic tokens, folding and job-impact code lenses for "
+                    ".flm files. Exits 0 after the client's shutdown and exit.")
     parser.add_argument("--stdio", action="store_true", help="talk over stdin/stdout (the default)")
     parser.set_defaults(handler=main)
     return parser

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 
@@ -17,12 +18,26 @@ from pytest_lsp import ClientServerConfig, LanguageClient, client_capabilities
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 
 
+SECRET = "fleming-test-secret-7f3a"  # in the server's environment; must never reach the client
+
+
 @pytest.fixture(scope="module")
 def project(tmp_path_factory) -> Path:
-    return make_project(tmp_path_factory.mktemp("lsp") / "proj")
+    """The usual project plus files no request may trip over (every test here runs beside them):
+    a link to /proc/self/environ named like a spec, a line starting with a non-ASCII letter
+    after a syntax error, and a number past 64 bits."""
+    root = make_project(tmp_path_factory.mktemp("lsp") / "proj")
+    specs = root / "specs"
+    (specs / "env.flm").symlink_to("/proc/self/environ")
+    (specs / "uber.flm").write_text('model x = hf(\nÜber = 3\n', encoding="utf-8")
+    tiny = (specs / "tiny.flm").read_text(encoding="utf-8")
+    (specs / "big.flm").write_text(tiny.replace("generations = 4", "generations = 18446744073709551617"),
+                                   encoding="utf-8")
+    return root
 
 
-@pytest_lsp.fixture(config=ClientServerConfig(server_command=server_command(), server_env=server_env()),
+@pytest_lsp.fixture(config=ClientServerConfig(server_command=server_command(),
+                                              server_env={**server_env(), "FLEMING_TEST_SECRET": SECRET}),
                     scope="module")
 async def client(lsp_client: LanguageClient, project: Path):
     await lsp_client.initialize_session(t.InitializeParams(
@@ -433,6 +448,23 @@ async def test_code_actions_for_quotes_and_a_misspelt_value(client: LanguageClie
         ("Replace 'zero22' with 'zero2'", at(65, 15), "zero2")]
 
 
+async def test_code_actions_for_a_graph_name_and_a_data_file(client: LanguageClient, project: Path):
+    text = (project / "specs" / "tiny.flm").read_text().replace(
+        '-[disease_phenotype_positive]-> disease\n', '-[disease_phenotype_positiv]-> disease\n', 1).replace(
+        '"../data/eval/medqa_test.jsonl"', '"../data/eval/medqa_tset.jsonl"')
+    uri = await open_doc(client, project, "a2.flm", text)
+    found = await client.text_document_code_action_async(t.CodeActionParams(
+        text_document=doc(uri), range=t.Range(start=at(20, 1), end=at(29, 1)),
+        context=t.CodeActionContext(diagnostics=[])))
+    assert [(a.edit.changes[uri][0].range.start, a.edit.changes[uri][0].new_text) for a in found] == [
+        (at(20, 69), "-[disease_phenotype_positive]->"), (at(29, 29), '"../data/eval/medqa_test.jsonl"')]
+
+
+async def test_hover_on_a_keywords_value(client: LanguageClient, project: Path):
+    uri = await open_doc(client, project, "tiny.flm")
+    assert (await hover_at(client, uri, 24, 42)).startswith("**near** (same_type() distractors)\n\nprefer distractors")
+
+
 async def test_rename_to_a_taken_name_is_a_request_failure(client: LanguageClient, project: Path):
     uri = await open_doc(client, project, "child.flm")
     with pytest.raises(JsonRpcException) as failure:
@@ -441,3 +473,19 @@ async def test_rename_to_a_taken_name_is_a_request_failure(client: LanguageClien
     assert failure.value.code == t.LSPErrorCodes.RequestFailed
     assert failure.value.message == "'teacher' is already declared"
     assert failure.value.data is None  # no traceback
+
+
+async def test_hostile_files_do_not_break_other_documents(client: LanguageClient, project: Path):
+    tiny = await open_doc(client, project, "tiny.flm")
+    lr = t.HoverParams(text_document=doc(tiny), position=at(62, 3))
+    assert (await client.text_document_hover_async(lr)).contents.value.startswith("**lr** (stage)")
+    common = await open_doc(client, project, "common.flm")  # scans every .flm for its includer
+    assert [d.message.splitlines()[0] for d in client.diagnostics[common]] == [
+        "invalid regular expression: unterminated character set at position 0"]
+    uber = await open_doc(client, project, "uber.flm")
+    assert client.diagnostics[uber]  # located, whatever the parser says
+    big = await open_doc(client, project, "big.flm")  # answered: checking it is bounded
+    assert any("18446744073709551617" in d.message for d in client.diagnostics[big])
+    assert (await client.text_document_hover_async(lr)).contents.value.startswith("**lr** (stage)")
+    published = json.dumps({uri: [d.message for d in ds] for uri, ds in client.diagnostics.items()})
+    assert SECRET not in published
