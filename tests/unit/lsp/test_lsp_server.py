@@ -399,7 +399,8 @@ async def test_hover_on_keywords_functions_and_values(client: LanguageClient, pr
     assert (await hover_at(client, uri, 56, 3)) == (
         "**reward**: `reward NAME = FUNCTION(...)`\n\na verifiable reward for grpo stages\n\n"
         "reward function: `choice_match`, `length_penalty`, `overlong`, `regex`, `rubric`")
-    assert (await hover_at(client, uri, 37, 23)) == "**from**: `KIND NAME from SOURCE`\n\nthe declaration the step reads"
+    assert (await hover_at(client, uri, 37, 23)) == (
+        "**from**: `KIND NAME from SOURCE`\n\nthe declaration the step reads")
     assert (await hover_at(client, uri, 56, 20)) == (
         "**choice_match() reward**: `reward NAME = choice_match(TAG, ACCEPT)`\n\n"
         "- `tag`: string (also the first positional argument)\n"
