@@ -11,6 +11,7 @@ from pathlib import Path
 from fleming_dsl.check.common import ITEM_SOURCES
 from fleming_dsl.check.graph_vocab import VocabularyError, vocabulary
 from fleming_dsl.lower import options as table
+from fleming_dsl.lower.declarations import _reward_plugins as reward_plugins  # entry points
 from fleming_dsl.lower.stages import _GRPO_ONLY as GRPO_ONLY  # lowering's own list: rewards, generations, ...
 from fleming_dsl.lower.stages import TRAINING_OPTIONS
 from fleming_dsl.lsp.analysis import Analysis
@@ -165,24 +166,36 @@ def _other_methods_options(statement: tuple[str, ...]) -> frozenset[str]:
 
 
 def _functions(what: str) -> list[Item]:
-    """The functions a `KIND NAME = ` may call, with their reference entry."""
-    return [Item(name, "value", what, function_entry(name) or "", insert=f"{name}($0)")
-            for name in table.SOURCES[what]]
+    """The functions a `KIND NAME = ` may call, with their reference entry (for rewards, the
+    installed plugins too: lowering accepts them)."""
+    items = [Item(name, "value", what, function_entry(name) or "", insert=f"{name}($0)")
+             for name in table.SOURCES[what]]
+    if what == "reward function":
+        items += [Item(name, "value", "reward plugin", insert=f"{name}($0)")
+                  for name in sorted(reward_plugins() - set(table.SOURCES[what]))]
+    return items
 
 
 _ALTERNATIVES = re.compile(r", | or ")
+_REMARK = re.compile(r"\s+\([^)]*\)")  # "exact or minhash (also the first positional argument)"
+_ARGS = re.compile(r"\([^)]*\)")  # "same_type(k = K, near = B)" -> "same_type()"
+_WORD = re.compile(r"(?:[a-z ]+: )?([A-Za-z_][A-Za-z0-9_]*)(\(\))?")  # "call: vllm()" -> vllm, a call
 
 
-def enumeration(opt_type: str) -> tuple[str, ...]:
-    """The bare words an option's written type offers: "none, zero2, zero3 or zero3_offload",
-    "true/false", "whole number or auto", "list of backtrack, explore, self_correct"."""
+def enumeration(opt_type: str) -> tuple[tuple[str, bool], ...]:
+    """The words an option's written type offers, each with whether it is a call:
+    "none, zero2, zero3 or zero3_offload", "true/false", "whole number or auto",
+    "list of backtrack, explore, self_correct", "whole number or same_type(k = K, near = B)"."""
     if opt_type.startswith("true/false"):
-        return ("true", "false")
-    text = re.sub(r"\s*\(.*?\)\s*$", "", opt_type).removeprefix("list of ")
-    words = _ALTERNATIVES.split(text)
-    if len(words) < 2:
-        return ()
-    return tuple(w for w in words if w.isidentifier())
+        return (("true", False), ("false", False))
+    text = _ARGS.sub("()", _REMARK.sub("", opt_type)).removeprefix("list of ")
+    words = [m for m in map(_WORD.fullmatch, _ALTERNATIVES.split(text)) if m is not None]
+    several = len(_ALTERNATIVES.split(text)) > 1  # a lone word is the type's name ("string")
+    offered: dict[str, bool] = {}
+    for m in words:
+        if m.group(2) or several:
+            offered.setdefault(m.group(1), bool(m.group(2)))  # `uniform, inverse_degree or inverse_degree(...)`
+    return tuple(offered.items())
 
 
 def _values(analysis: Analysis | None, cursor: Cursor) -> list[Item]:
@@ -199,7 +212,8 @@ def _enumerated(cursor: Cursor, key: str | None) -> list[Item]:
     opt = block.option(key) if block is not None and key else None
     if opt is None:
         return []
-    return [Item(v, "value", key or "", opt.meaning) for v in enumeration(opt.type)]
+    return [Item(word, "value", key or "", opt.meaning, insert=f"{word}($0)" if call else None)
+            for word, call in enumeration(opt.type)]
 
 
 def _metapath(analysis: Analysis | None, cursor: Cursor) -> list[Item]:
