@@ -12,10 +12,8 @@ from fleming_dsl.check.common import ITEM_SOURCES
 from fleming_dsl.check.graph_vocab import VocabularyError, vocabulary
 from fleming_dsl.lower import options as table
 from fleming_dsl.lower.declarations import _reward_plugins as reward_plugins  # entry points
-from fleming_dsl.lower.stages import _GRPO_ONLY as GRPO_ONLY  # lowering's own list: rewards, generations, ...
-from fleming_dsl.lower.stages import TRAINING_OPTIONS
 from fleming_dsl.lsp.analysis import Analysis
-from fleming_dsl.lsp.context import DECL_KEYWORDS, KIND_SOURCES, Cursor
+from fleming_dsl.lsp.context import DECL_KEYWORDS, KIND_SOURCES, Cursor, method_options
 from fleming_dsl.lsp.hover import function_entry
 from fleming_dsl.spec import ast
 
@@ -161,8 +159,7 @@ def _other_methods_options(statement: tuple[str, ...]) -> frozenset[str]:
     method = statement[statement.index("=") + 1] if "=" in statement[:-1] else None
     if method not in table.SOURCES["stage method"]:
         return frozenset()
-    return frozenset(o.word for o in TRAINING_OPTIONS if method not in o.methods) | \
-        (frozenset(GRPO_ONLY) if method != "grpo" else frozenset())
+    return frozenset(o.name for o in table.block("stage").options) - set(method_options(method))
 
 
 def _functions(what: str) -> list[Item]:

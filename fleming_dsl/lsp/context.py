@@ -12,6 +12,8 @@ import re
 from dataclasses import dataclass
 
 from fleming_dsl.lower import options as table
+from fleming_dsl.lower.stages import _GRPO_ONLY as GRPO_ONLY  # lowering's list: rewards, generations, ...
+from fleming_dsl.lower.stages import TRAINING_OPTIONS
 from fleming_dsl.lsp.analysis import contains
 from fleming_dsl.spec import ast
 
@@ -21,6 +23,14 @@ TOP_KEYWORDS = ("experiment", "include", "drop", "cluster") + DECL_KEYWORDS
 # `KIND NAME = FUNCTION(...)`: the row of the option table's SOURCES naming the functions allowed
 KIND_SOURCES = {"model": "model source", "graph": "graph format", "dataset": "dataset format",
                 "prompt": "prompt source", "reward": "reward function", "stage": "stage method"}
+
+
+def method_options(method: str) -> tuple[str, ...]:
+    """The options of the stage block a method (sft, grpo) takes, by lowering's own tables."""
+    not_taken = {o.word for o in TRAINING_OPTIONS if method not in o.methods}
+    if method != "grpo":
+        not_taken |= set(GRPO_ONLY)
+    return tuple(o.name for o in table.block("stage").options if o.name not in not_taken)
 
 
 def decl_block(kind: str) -> str | None:

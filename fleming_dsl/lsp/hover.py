@@ -14,7 +14,7 @@ from fleming_dsl import ir
 from fleming_dsl.lower import options as table
 from fleming_dsl.lower.names import SPEC_WORDS
 from fleming_dsl.lsp.analysis import Analysis
-from fleming_dsl.lsp.context import KIND_SOURCES, decl_block
+from fleming_dsl.lsp.context import KIND_SOURCES, decl_block, method_options
 from fleming_dsl.review.explain import SpecLine, option_origins
 
 # IR leaf field -> the keyword the spec writes: lowering's table, plus the IR's nested fields
@@ -60,7 +60,10 @@ def function_entry(name: str) -> str | None:
         kinds.append("filter step")
     if not kinds:
         return None
-    return f"**{name}()**: " + "; ".join(f"a {what} (one of {', '.join(_names_of(what))})" for what in kinds)
+    head = f"**{name}()**: " + "; ".join(f"a {what} (one of {', '.join(_names_of(what))})" for what in kinds)
+    if name in table.SOURCES["stage method"]:  # what its block takes: lowering's table, by method
+        head += "\n\noptions: " + ", ".join(f"`{w}`" for w in method_options(name))
+    return head
 
 
 def _names_of(what: str) -> tuple[str, ...]:
