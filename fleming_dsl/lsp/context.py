@@ -154,16 +154,14 @@ def value_at(module: ast.Module, line: int, col: int) -> tuple[str | None, ast.N
     return _value_in_block(found[1], found[2], line, col) if found else None
 
 
-_WORD = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
-
-
 def word_at(text: str, line: int, col: int) -> str | None:
-    """The word of `text` under 1-based (line, col), a cursor just after it included."""
+    """The word of `text` under 1-based (line, col), a cursor just after it included; None in a
+    string or a comment."""
     lines = text.split("\n")
     if not 1 <= line <= len(lines):
         return None
-    for m in _WORD.finditer(lines[line - 1]):
-        if m.start() < col <= m.end() + 1:
+    for m in _TOKEN.finditer(lines[line - 1]):
+        if m.start() < col <= m.end() + 1 and m.group(0).isidentifier():
             return m.group(0)
     return None
 

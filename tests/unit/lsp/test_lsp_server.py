@@ -405,6 +405,7 @@ async def test_hover_on_keywords_functions_and_values(client: LanguageClient, pr
         "**choice_match() reward**: `reward NAME = choice_match(TAG, ACCEPT)`\n\n"
         "- `tag`: string (also the first positional argument)\n"
         "- `accept`: letter or text (also the second positional argument) = letter")
+    assert (await hover_at(client, uri, 19, 89)) is None  # `with` in a comment
     sft = await hover_at(client, uri, 60, 21)
     assert sft.startswith("**sft()**: a stage method (one of sft, grpo)\n\noptions: `lr`, `epochs`, ")
     assert "`max_length`" in sft and "`generations`" not in sft
