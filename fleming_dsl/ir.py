@@ -245,6 +245,7 @@ class Resources(Node):
     gpus: int = 0  # per node
     cpus: int = 1  # per task
     mem_mb: int = 4096
+    gpu_mem_mb: int = 81_920  # memory of one GPU: the 80 GB A100/H100 class the paper-scale specs target
     time_min: int = 60
     partition: str | None = None
     account: str | None = None
@@ -312,14 +313,25 @@ class Training(Node):
     top_k: int = 0  # 0: off
     repetition_penalty: float = 1.0
     vllm_mode: str = "colocate"
-    vllm_gpu_memory_utilization: float = 0.3
+    vllm_gpu_memory_utilization: float | None = None  # None: VLLM_MEMORY_SHARE of the mode
     vllm_max_model_length: int | None = None
-    vllm_tensor_parallel_size: int = 1
+    vllm_tensor_parallel_size: int = 1  # colocate: per trainer group; server: the server's
+    vllm_data_parallel_size: int = 1  # server: replicas (GPUs = tensor x data parallel)
     vllm_enable_sleep_mode: bool = False
-    vllm_server_base_url: str | None = None
+    vllm_server_base_url: str | None = None  # an external server; None: the stage starts its own
+    vllm_server_timeout: float = 240.0  # seconds to wait for the server's /health (TRL's default)
     # grpo: DAPO dynamic sampling (drop groups whose rewards all agree, draw replacements)
     dynamic_sampling: bool = False
     max_redraws: int = 4
+
+
+# The memory share vLLM takes when the spec gives none: TRL's colocate default (beside training)
+# and `trl vllm-serve`'s (a server owns its GPUs).
+VLLM_MEMORY_SHARE = {"colocate": 0.3, "server": 0.9}
+
+
+def vllm_memory_share(mode: str, written: float | None) -> float:
+    return written if written is not None else VLLM_MEMORY_SHARE[mode]
 
 
 class Stage(Decl):

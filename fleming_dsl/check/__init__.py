@@ -22,6 +22,7 @@ from fleming_dsl.check import (
     models,
     multirank,
     references,
+    rollout,
     samples,
     stages,
     templates,
@@ -73,10 +74,10 @@ RULES: tuple[Rule, ...] = (
     data.answer_pattern_covers_options,
     on_program(multirank.grpo_generations_fit_ranks),
     on_program(multirank.zero3_lora_supported),
-    on_program(multirank.vllm_colocate_fits),
     grpo.trl_version_supported,
     stages.batch_fits_generations,  # after lowering
     grpo.grpo_options,  # after lowering
+    rollout.vllm_fits,  # after lowering
 )
 
 

@@ -129,8 +129,12 @@ Rule = Callable[[ir.Training], Iterator[Problem]]
 # by its length instead of optimising GSPO's per-sequence objective (TRL warns and carries on).
 _TOKEN_SUM_LOSSES = ("bnpo", "dr_grpo", "dapo", "cispo")
 _VLLM_OPTIONS = ("vllm_mode", "vllm_gpu_memory_utilization", "vllm_max_model_length",
-                 "vllm_tensor_parallel_size", "vllm_enable_sleep_mode", "vllm_server_base_url")
-_COLOCATE_ONLY = ("vllm_gpu_memory_utilization", "vllm_tensor_parallel_size", "vllm_enable_sleep_mode")
+                 "vllm_tensor_parallel_size", "vllm_data_parallel_size", "vllm_enable_sleep_mode",
+                 "vllm_server_base_url", "vllm_server_timeout")
+_COLOCATE_ONLY = ("vllm_enable_sleep_mode",)
+_SERVER_ONLY = ("vllm_server_base_url", "vllm_data_parallel_size", "vllm_server_timeout")
+# what a stage's own server takes: an external one (vllm_server_base_url) was launched without them
+_OWN_SERVER_ONLY = ("vllm_gpu_memory_utilization", "vllm_tensor_parallel_size", "vllm_data_parallel_size")
 
 
 def _written(t: ir.Training, name: str) -> bool:
@@ -182,11 +186,17 @@ def vllm_options_need_vllm(t: ir.Training) -> Iterator[Problem]:
     if t.vllm_mode == "server":
         for name in _COLOCATE_ONLY:
             if _written(t, name):
-                yield Problem(name, f"'{name}' applies to vllm_mode = colocate; a vLLM server takes "
-                              "it when it is launched (trl vllm-serve)", f"remove '{name}'")
-    elif _written(t, "vllm_server_base_url"):
-        yield Problem("vllm_server_base_url", "'vllm_server_base_url' needs vllm_mode = server",
-                      'add vllm_mode = "server"')
+                yield Problem(name, f"'{name}' applies to vllm_mode = colocate", f"remove '{name}'")
+        if t.vllm_server_base_url is not None:
+            for name in _OWN_SERVER_ONLY:
+                if _written(t, name):
+                    yield Problem(name, f"'{name}' configures the server the stage starts; the external "
+                                  "server at vllm_server_base_url was launched with its own",
+                                  f"remove '{name}', or remove vllm_server_base_url to start one")
+    else:
+        for name in _SERVER_ONLY:
+            if _written(t, name):
+                yield Problem(name, f"'{name}' needs vllm_mode = server", 'add vllm_mode = "server"')
 
 
 def dynamic_sampling_options(t: ir.Training) -> Iterator[Problem]:

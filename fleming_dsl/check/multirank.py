@@ -10,11 +10,9 @@ AST and yields located diagnostics, like the rules in `rules.py`:
   least at the versions peft documents for it ("Use PEFT QLoRA and DeepSpeed with ZeRO3");
   checked against what is installed here (importlib.metadata: nothing heavy is imported), and
   only for the packages that are installed.
-- `vllm_colocate_fits`: TRL's colocated vLLM (what `use_vllm = true` runs) keeps a whole bf16
-  copy of the policy on every GPU, in vLLM's share of GPU memory (TRL's default
-  `vllm_gpu_memory_utilization`, 0.3), beside the ZeRO-3 training state. When the policy's
-  parameter count is in its hub name (`Qwen3-32B`) and its weights alone exceed that share of
-  an 80 GB GPU, vLLM cannot start.
+
+`billions_of_parameters` (the size in a policy's hub name) also serves `check/rollout.py`, which
+fits vLLM rollouts into the declared GPUs on resolved values.
 """
 
 from __future__ import annotations
@@ -31,9 +29,6 @@ ZERO3 = ("zero3", "zero3_offload")
 # peft docs, accelerate/deepspeed.md, "Use PEFT QLoRA and DeepSpeed with ZeRO3": the versions
 # from which adapters are created and gathered correctly on parameters ZeRO-3 partitions at load.
 ZERO3_LORA_MINIMUM = (("peft", "0.10.0"), ("accelerate", "0.28.0"), ("transformers", "4.40.0"))
-VLLM_MEMORY_SHARE = 0.3  # TRL GRPOConfig.vllm_gpu_memory_utilization default
-GPU_MEMORY_GB = 80  # the A100/H100 80 GB class the paper-scale specs target
-BYTES_PER_PARAM_BF16 = 2
 _PARAMS_IN_NAME = re.compile(r"(?<![0-9.])(\d+(?:\.\d+)?)[Bb](?![A-Za-z0-9])")
 
 TRAINING_DEFAULTS = {"batch": 8, "grad_accum": 1, "generations": 8}  # ir.Training's defaults
@@ -87,6 +82,9 @@ def _deepspeed(stage: ast.StageDecl) -> tuple[str | None, ast.Option | None]:
 
 def grpo_generations_fit_ranks(program: ast.Program) -> Iterator[Diagnostic]:
     for stage in _stages(program, "grpo"):
+        mode = _option(stage.block, "vllm_mode")
+        if mode is not None and getattr(mode.value, "value", getattr(mode.value, "name", None)) == "server":
+            continue  # a server takes GPUs of the allocation: stages.batch_fits_generations judges it
         values = {k: _int(stage.block, k, v) for k, v in TRAINING_DEFAULTS.items()}
         count = ranks(stage)
         if count is None or any(v is None or v < 1 for v in values.values()):
@@ -145,7 +143,7 @@ def zero3_lora_supported(program: ast.Program,
                 hint="upgrade them, or use deepspeed = zero2 (adapters are small; ZeRO-2 suffices)")
 
 
-# ---------------------------------------------------------------- colocated vLLM beside ZeRO-3
+# ---------------------------------------------------------------- the policy's size
 
 
 def billions_of_parameters(program: ast.Program, name: str,
@@ -186,26 +184,6 @@ def billions_of_parameters(program: ast.Program, name: str,
     return found
 
 
-def vllm_colocate_fits(program: ast.Program) -> Iterator[Diagnostic]:
-    share_gb = VLLM_MEMORY_SHARE * GPU_MEMORY_GB
-    memo: dict = {}
-    for stage in _stages(program, "grpo"):
-        flag = _option(stage.block, "use_vllm")
-        stage_name, _ = _deepspeed(stage)
-        if flag is None or not (isinstance(flag.value, ast.Bool) and flag.value.value) or stage_name not in ZERO3:
-            continue
-        billions = billions_of_parameters(program, stage.name.name, memo)
-        if billions is None:
-            continue
-        weights_gb = billions * BYTES_PER_PARAM_BF16
-        if weights_gb > share_gb:
-            yield Diagnostic(
-                f"stage {stage.name.name}: colocated vLLM keeps the whole {billions:g}B policy on every "
-                f"GPU ({weights_gb:g} GB in bf16), more than its {VLLM_MEMORY_SHARE:g} share of an "
-                f"{GPU_MEMORY_GB} GB GPU ({share_gb:g} GB) beside {stage_name}", flag.span,
-                hint="set use_vllm = false (rollouts through the ZeRO-3 model), or train a smaller policy")
-
-
 RULES: tuple[Callable[[ast.Program], Iterator[Diagnostic]], ...] = (
-    grpo_generations_fit_ranks, zero3_lora_supported, vllm_colocate_fits,
+    grpo_generations_fit_ranks, zero3_lora_supported,
 )

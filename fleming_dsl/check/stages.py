@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
+from fleming_dsl.check import rollout
 from fleming_dsl.check.common import (
     ITEM_SOURCES,
     Checked,
@@ -237,7 +238,7 @@ def batch_fits_generations(c: Checked) -> Iterator[Diagnostic]:
         if stage.method != "grpo":
             continue
         t, res = stage.training, stage.resources
-        ranks = res.nodes * max(res.gpus, 1)
+        ranks = rollout.train_ranks(t, res)  # a vLLM server's GPUs train nothing
         problem = batch_problem(t.batch_size, t.grad_accum, t.generations, ranks)
         decl = c.decl_at(stage.span)
         if problem is None or (stage.span, problem) in reported:

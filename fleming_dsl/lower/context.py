@@ -88,6 +88,7 @@ class LowerContext:
             "gpus": opts.get("gpus", to_int, check=non_negative),
             "cpus": opts.get("cpus", to_int, check=at_least(1)),
             "mem_mb": opts.get("mem", to_megabytes, check=positive),
+            "gpu_mem_mb": opts.get("gpu_mem", to_megabytes, check=positive),
             "time_min": opts.get("time", to_minutes, check=positive),
             "partition": opts.get("partition", to_str),
             "account": opts.get("account", to_str),

@@ -114,6 +114,8 @@ _RESOURCES = (
     Opt("gpus", "whole number", "GPUs per node (sbatch --gres=gpu:N)", "ir.Resources.gpus", ">= 0"),
     Opt("cpus", "whole number", "CPU cores per task (sbatch --cpus-per-task)", "ir.Resources.cpus", ">= 1"),
     Opt("mem", _SIZE, "memory per node; the unit is required", "ir.Resources.mem_mb", "> 0", "MB"),
+    Opt("gpu_mem", _SIZE, "memory of one GPU (what `fleming check` fits vLLM and ZeRO-3 into)",
+        "ir.Resources.gpu_mem_mb", "> 0", "MB"),
     Opt("time", _DURATION, "wall-time limit; the unit is required", "ir.Resources.time_min",
         "> 0", "minutes"),
     Opt("partition", "string", "SLURM partition (overrides the cluster block)", None),

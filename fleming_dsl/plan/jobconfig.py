@@ -18,7 +18,7 @@ from typing import Annotated, Any, Literal, Union
 from pydantic import BaseModel, ConfigDict, Field, model_serializer, model_validator
 
 from fleming_dsl.check.predicates import MAX_COUNT
-from fleming_dsl.ir import Backend, Lora, Miner, Plateau, TinyArch
+from fleming_dsl.ir import Backend, Lora, Miner, Plateau, TinyArch, vllm_memory_share
 
 
 class Cfg(BaseModel):
@@ -249,6 +249,11 @@ class RewardTermCfg(Cfg):
         return data
 
 
+# The environment variable a stage's launch script sets to the address of the vLLM server it
+# started (vllm_mode = server); the grpo job hands it to GRPOConfig.vllm_server_base_url.
+VLLM_SERVER_ENV = "FLEMING_VLLM_SERVER_BASE_URL"
+
+
 class GrpoJob(TrainCommon):
     kind: Literal["grpo"] = "grpo"
     rewards: tuple[RewardTermCfg, ...]
@@ -273,20 +278,26 @@ class GrpoJob(TrainCommon):
     top_k: int = 0
     repetition_penalty: float = 1.0
     vllm_mode: str = "colocate"
-    vllm_gpu_memory_utilization: float = 0.3
+    vllm_gpu_memory_utilization: float = 0.3  # resolved from the mode when the spec is silent
     vllm_max_model_length: int | None = None
     vllm_tensor_parallel_size: int = 1
+    vllm_data_parallel_size: int = 1
     vllm_enable_sleep_mode: bool = False
-    vllm_server_base_url: str | None = None
+    vllm_server_base_url: str | None = None  # external; else the launch's own server (its env var)
+    vllm_server_timeout: float = 240.0
     dynamic_sampling: bool = False
     max_redraws: int = 4
 
     @model_validator(mode="before")
     @classmethod
-    def _resolve_epsilon_high(cls, data: Any) -> Any:
-        """TRL reads epsilon_high = None as epsilon: record the value it will use."""
+    def _resolve_defaults(cls, data: Any) -> Any:
+        """Record the values TRL and vLLM will use: epsilon_high = None is epsilon; an unwritten
+        vLLM memory share is the mode's default (ir.VLLM_MEMORY_SHARE)."""
         if isinstance(data, dict) and data.get("epsilon_high") is None:
             data = {**data, "epsilon_high": data.get("epsilon", 0.2)}
+        if isinstance(data, dict) and data.get("vllm_gpu_memory_utilization") is None:
+            data = {**data, "vllm_gpu_memory_utilization": vllm_memory_share(
+                data.get("vllm_mode", "colocate"), None)}
         return data
 
 

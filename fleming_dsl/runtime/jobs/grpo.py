@@ -29,13 +29,13 @@ import math
 import os
 import shutil
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from fleming_dsl.check.predicates import batch_problem, plateau_metrics
 from fleming_dsl.errors import JobError
-from fleming_dsl.plan.jobconfig import GrpoJob
+from fleming_dsl.plan.jobconfig import VLLM_SERVER_ENV, GrpoJob
 from fleming_dsl.runtime import allocator, ranks
 from fleming_dsl.runtime.data import items, rubrics
 from fleming_dsl.runtime.io import atomic_output, read_jsonl, write_jsonl
@@ -221,7 +221,19 @@ GRPO_PASSTHROUGH = ("loss_type", "scale_rewards", "epsilon", "epsilon_high", "im
 _VLLM_COLOCATE = ("vllm_gpu_memory_utilization", "vllm_tensor_parallel_size", "vllm_enable_sleep_mode")
 
 
-def vllm_args(cfg: GrpoJob, *, cuda: bool, vllm_installed: bool) -> dict[str, Any]:
+def server_url(cfg: GrpoJob, environ: Mapping[str, str]) -> str:
+    """The vLLM server the trainer connects to: the spec's external one, else the one the stage's
+    launch script started and exported (emit/launch.py)."""
+    url = cfg.vllm_server_base_url or environ.get(VLLM_SERVER_ENV)
+    if not url:
+        raise JobError(f"{cfg.job}: vllm_mode = server but no vLLM server is running: start the stage "
+                       f"through its launch script (it starts one and sets {VLLM_SERVER_ENV}), "
+                       "or set vllm_server_base_url")
+    return url
+
+
+def vllm_args(cfg: GrpoJob, *, cuda: bool, vllm_installed: bool,
+              environ: Mapping[str, str] = os.environ) -> dict[str, Any]:
     """vLLM rollouts (the spec's mode) only where a GPU and vllm are present; plain generate otherwise."""
     if not cfg.use_vllm:
         return {"use_vllm": False}
@@ -230,8 +242,9 @@ def vllm_args(cfg: GrpoJob, *, cuda: bool, vllm_installed: bool) -> dict[str, An
                                "vllm_max_model_length": cfg.vllm_max_model_length}
         if cfg.vllm_mode == "colocate":
             out.update({name: getattr(cfg, name) for name in _VLLM_COLOCATE})
-        elif cfg.vllm_server_base_url:
-            out["vllm_server_base_url"] = cfg.vllm_server_base_url
+        else:
+            out.update(vllm_server_base_url=server_url(cfg, environ),
+                       vllm_server_timeout=cfg.vllm_server_timeout)
         return out
     log.warning("%s: use_vllm requested but %s; generating with transformers (%s)", cfg.job,
                 "vllm is not installed" if cuda else "no CUDA device",

@@ -48,7 +48,8 @@ def test_every_default_matches_trls_grpo_config() -> None:
     for name in ("loss_type", "scale_rewards", "epsilon", "importance_sampling_level", "top_entropy_quantile",
                  "mask_truncated_completions", "num_iterations", "top_p", "top_k", "repetition_penalty",
                  "vllm_mode", "vllm_gpu_memory_utilization", "vllm_max_model_length",
-                 "vllm_tensor_parallel_size", "vllm_enable_sleep_mode", "vllm_server_base_url"):
+                 "vllm_tensor_parallel_size", "vllm_enable_sleep_mode", "vllm_server_base_url",
+                 "vllm_server_timeout"):
         assert job[name].default == fields[name].default, name
 
 
@@ -114,9 +115,15 @@ BAD = [
      "epsilon = 1.5 leaves no lower clip bound (1 - epsilon <= 0)", "use epsilon < 1 (TRL's default is 0.2)"),
     ("vllm_option_without_vllm", "vllm_gpu_memory_utilization = 0.5",
      "'vllm_gpu_memory_utilization' has no effect without use_vllm = true", "add use_vllm = true, or remove it"),
-    ("colocate_option_on_server", "use_vllm = true  vllm_mode = server  vllm_tensor_parallel_size = 2",
-     "'vllm_tensor_parallel_size' applies to vllm_mode = colocate; a vLLM server takes it when it is "
-     "launched (trl vllm-serve)", "remove 'vllm_tensor_parallel_size'"),
+    ("colocate_option_on_server", "use_vllm = true  vllm_mode = server  vllm_enable_sleep_mode = true",
+     "'vllm_enable_sleep_mode' applies to vllm_mode = colocate", "remove 'vllm_enable_sleep_mode'"),
+    ("own_server_option_on_external_server",
+     'use_vllm = true  vllm_mode = server  vllm_server_base_url = "http://h:8000"  vllm_tensor_parallel_size = 2',
+     "'vllm_tensor_parallel_size' configures the server the stage starts; the external server at "
+     "vllm_server_base_url was launched with its own",
+     "remove 'vllm_tensor_parallel_size', or remove vllm_server_base_url to start one"),
+    ("server_option_on_colocate", "use_vllm = true  vllm_data_parallel_size = 2",
+     "'vllm_data_parallel_size' needs vllm_mode = server", 'add vllm_mode = "server"'),
     ("server_url_on_colocate", 'use_vllm = true  vllm_server_base_url = "http://h:8000"',
      "'vllm_server_base_url' needs vllm_mode = server", 'add vllm_mode = "server"'),
     ("server_url_not_url", 'use_vllm = true  vllm_mode = server  vllm_server_base_url = "h:8000"',

@@ -1,0 +1,177 @@
+"""Where a GRPO stage's rollouts run, and whether they fit: the arithmetic of docs/scale.md.
+
+Pure functions over resolved values (an `ir.Training` and its `ir.Resources`), shared by the
+rule `vllm_fits` (run after lowering, so swept and defaulted values are the ones judged) and by
+the emitter, which plans a server-mode stage's launch from the same `server_split`.
+
+- Colocate (TRL's `vllm_mode = "colocate"`): every trainer process hosts vLLM; a tensor-parallel
+  group of `vllm_tensor_parallel_size` GPUs shares one engine. Each GPU holds the policy's bf16
+  weights / tensor parallel, plus KV cache, inside `vllm_gpu_memory_utilization` of its memory;
+  the rest is training's (ZeRO-3 shards, activations).
+- Server (`vllm_mode = "server"`, no `vllm_server_base_url`): the stage starts `trl vllm-serve`
+  on tensor x data parallel GPUs of its own allocation and trains on the others. On one node the
+  GPUs are split; on several, the server takes the first whole nodes.
+KV headroom is one group (`generations` sequences of prompt + completion tokens): the least that
+lets vLLM decode a prompt's whole group at once; less and it preempts inside a group.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+from fleming_dsl import ir
+from fleming_dsl.check.common import Checked, option_key
+from fleming_dsl.check.multirank import billions_of_parameters
+from fleming_dsl.errors import Diagnostic
+from fleming_dsl.spec import ast
+
+BYTES_PER_PARAM_BF16 = 2
+# KV cache per token per billion parameters, bf16: Qwen2.5-7B (28 layers x 4 KV heads x 128) and
+# Qwen3-32B (64 x 8 x 128) both store 2 x layers x kv_heads x head_dim x 2 bytes ~ 8.2 KB per token
+# per billion parameters; grouped-query models of other families are within 2x of it.
+KV_BYTES_PER_TOKEN_PER_BILLION = 8_192
+PROMPT_TOKENS = 1_024  # prompt allowance when vllm_max_model_length does not bound the sequence
+GB = 1024 ** 3
+
+
+@dataclass(frozen=True)
+class ServerSplit:
+    """A server-mode stage's allocation: the server's share, and what is left for training."""
+
+    server_nodes: int  # whole nodes given to the server (0: it shares node 0 with training)
+    server_gpus: int  # GPUs the server uses (tensor x data parallel)
+    train_nodes: int
+    train_gpus: int  # per training node
+
+    @property
+    def train_ranks(self) -> int:
+        return self.train_nodes * max(self.train_gpus, 1)
+
+
+def starts_server(t: ir.Training) -> bool:
+    """Whether the stage starts its own vLLM server (server mode without an external URL)."""
+    return t.use_vllm and t.vllm_mode == "server" and t.vllm_server_base_url is None
+
+
+def server_split(t: ir.Training, res: ir.Resources) -> ServerSplit | str:
+    """The split of the allocation, or why it cannot be split."""
+    need = t.vllm_tensor_parallel_size * t.vllm_data_parallel_size
+    if res.nodes == 1:
+        if res.gpus == 0:  # a CPU machine: server and trainer share it (the tests' layout)
+            return ServerSplit(0, 0, 1, 0)
+        if need >= res.gpus:
+            return (f"the vLLM server takes vllm_tensor_parallel_size x vllm_data_parallel_size = {need} "
+                    f"GPU(s) and training needs at least one more, but the stage declares gpus = {res.gpus} "
+                    "on one node")
+        return ServerSplit(0, need, 1, res.gpus - need)
+    server_nodes = math.ceil(need / max(res.gpus, 1))
+    if server_nodes >= res.nodes:
+        return (f"the vLLM server takes {server_nodes} of the stage's {res.nodes} nodes "
+                f"({need} GPU(s) at gpus = {res.gpus} per node), leaving none for training")
+    return ServerSplit(server_nodes, need, res.nodes - server_nodes, res.gpus)
+
+
+def train_ranks(t: ir.Training, res: ir.Resources) -> int:
+    """Training processes: every GPU of the allocation, less a server's."""
+    split = server_split(t, res) if starts_server(t) else None
+    return split.train_ranks if isinstance(split, ServerSplit) else res.nodes * max(res.gpus, 1)
+
+
+@dataclass(frozen=True)
+class Need:
+    """What one vLLM GPU holds, in GB, against what it is given."""
+
+    weights: float
+    kv: float
+    budget: float
+
+    @property
+    def fits(self) -> bool:
+        return self.weights + self.kv <= self.budget
+
+
+def vllm_need(t: ir.Training, res: ir.Resources, billions: float) -> Need:
+    tp = t.vllm_tensor_parallel_size
+    tokens = t.vllm_max_model_length or PROMPT_TOKENS + t.max_completion_length
+    kv_group = t.generations * tokens * KV_BYTES_PER_TOKEN_PER_BILLION * billions / GB
+    share = ir.vllm_memory_share(t.vllm_mode, t.vllm_gpu_memory_utilization)
+    return Need(weights=billions * BYTES_PER_PARAM_BF16 / tp, kv=kv_group / tp,
+                budget=share * res.gpu_mem_mb / 1024)
+
+
+def _gb(x: float) -> str:
+    return f"{x:.1f}".removesuffix(".0")
+
+
+def smallest_fitting_tp(t: ir.Training, res: ir.Resources, billions: float) -> int | None:
+    """The least tensor parallel size (a divisor of the node's GPUs) at which vLLM fits."""
+    for tp in (d for d in range(1, res.gpus + 1) if res.gpus % d == 0):
+        if vllm_need(t.model_copy(update={"vllm_tensor_parallel_size": tp}), res, billions).fits:
+            return tp
+    return None
+
+
+def problems(t: ir.Training, res: ir.Resources, billions: float | None) -> Iterator[tuple[str, str, str]]:
+    """(option to point at, message, hint) for each way the stage's rollouts cannot be laid out."""
+    if not t.use_vllm or (t.vllm_mode == "server" and not starts_server(t)):
+        return
+    tp = t.vllm_tensor_parallel_size
+    if t.vllm_mode == "server":
+        split = server_split(t, res)
+        if isinstance(split, str):
+            yield ("vllm_tensor_parallel_size", split,
+                   "add nodes (the server takes whole nodes on several), or lower "
+                   "vllm_tensor_parallel_size / vllm_data_parallel_size")
+            return
+    elif res.gpus and (tp > res.gpus or res.gpus % tp):
+        yield ("vllm_tensor_parallel_size",
+               f"vllm_tensor_parallel_size = {tp} must divide the GPUs of a node (gpus = {res.gpus}): "
+               "colocated vLLM groups the trainer processes of one node",
+               f"use a divisor of {res.gpus}")
+        return
+    if billions is None or res.gpus == 0:
+        return  # no size in the model's name, or no GPU: nothing to weigh
+    need = vllm_need(t, res, billions)
+    if need.fits:
+        return
+    share = ir.vllm_memory_share(t.vllm_mode, t.vllm_gpu_memory_utilization)
+    where = "colocated vLLM" if t.vllm_mode == "colocate" else "the vLLM server"
+    message = (f"{where} does not fit: each GPU holds {_gb(need.weights)} GB of the {billions:g}B policy "
+               f"(bf16 / vllm_tensor_parallel_size = {tp}) plus {_gb(need.kv)} GB of KV cache for a group "
+               f"of {t.generations} sequences, more than vllm_gpu_memory_utilization = {share:g} of each "
+               f"{_gb(res.gpu_mem_mb / 1024)} GB GPU ({_gb(need.budget)} GB)")
+    fitting = smallest_fitting_tp(t, res, billions)
+    if t.vllm_mode == "colocate":
+        hint = (f"set vllm_tensor_parallel_size = {fitting} (or raise vllm_gpu_memory_utilization), or "
+                if fitting else "raise vllm_gpu_memory_utilization, or ")
+        hint += 'set vllm_mode = "server" to give vLLM GPUs of its own'
+    else:
+        hint = (f"set vllm_tensor_parallel_size = {fitting}" if fitting
+                else "raise vllm_tensor_parallel_size across more GPUs") + " or raise vllm_gpu_memory_utilization"
+    word = "vllm_tensor_parallel_size" if fitting else "vllm_gpu_memory_utilization"
+    yield word, message, hint
+
+
+def vllm_fits(c: Checked) -> Iterator[Diagnostic]:
+    """Every vLLM GRPO stage (every sweep point) lays out on the GPUs its resources declare."""
+    assert c.experiment is not None
+    memo: dict = {}
+    reported: set[tuple] = set()
+    for stage in c.experiment.stages:
+        if stage.method != "grpo" or not stage.training.use_vllm:
+            continue
+        decl = c.decl_at(stage.span)
+        name = decl.name.name if decl is not None else stage.name
+        billions = billions_of_parameters(c.program, name, memo)
+        block = decl.block if isinstance(decl, ast.StageDecl) else None
+        for word, message, hint in problems(stage.training, stage.resources, billions):
+            if (stage.span, message) in reported:
+                continue
+            reported.add((stage.span, message))
+            key = option_key(block, word) or option_key(block, "use_vllm")
+            yield Diagnostic(f"stage {name}: {message}", key.span if key else stage.span, hint=hint)
+
+
+vllm_fits.after_lowering = True  # type: ignore[attr-defined]
