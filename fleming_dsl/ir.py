@@ -14,6 +14,8 @@ Rules of the IR:
 
 from __future__ import annotations
 
+import re
+
 from typing import Annotated, Literal, Union
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -346,6 +348,11 @@ class Stage(Decl):
     sweep: dict[str, str | int | float] = {}  # the sweep point this stage was expanded from
 
 
+# A metric over several samples per question, beside accuracy: pass@k, maj@k
+# (runtime/reporting/sampled.py computes them; an evaluation declares them in `metrics`).
+SAMPLED_METRIC = re.compile(r"^(pass|maj)@([1-9][0-9]*)$")
+
+
 class Evaluate(Decl):
     kind: Literal["evaluate"] = "evaluate"
     targets: tuple[str, ...]  # Model / Stage names
@@ -359,6 +366,8 @@ class Evaluate(Decl):
     sharding: Sharding = Sharding()  # per target: each evaluated model is cut the same way
     grader: str | None = None  # a Model with a backend: grades rubric benchmarks (healthbench)
     rubric_prompt: str | None = None  # a Prompt: the grader's rubric prompt (built-in when None)
+    engine: Literal["auto", "vllm", "transformers"] = "auto"  # auto: vllm where installed with a GPU
+    metrics: tuple[str, ...] = ()  # SAMPLED_METRIC names, beside accuracy
 
 
 # ---------------------------------------------------------------- experiment

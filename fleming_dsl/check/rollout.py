@@ -20,6 +20,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import Protocol
 
 from fleming_dsl import ir
 from fleming_dsl.check.common import Checked, option_key
@@ -50,12 +51,22 @@ class ServerSplit:
         return self.train_nodes * max(self.train_gpus, 1)
 
 
-def starts_server(t: ir.Training) -> bool:
+class Rollout(Protocol):
+    """The rollout options an `ir.Training` and a GRPO job config share (same names)."""
+
+    use_vllm: bool
+    vllm_mode: str
+    vllm_server_base_url: str | None
+    vllm_tensor_parallel_size: int
+    vllm_data_parallel_size: int
+
+
+def starts_server(t: Rollout) -> bool:
     """Whether the stage starts its own vLLM server (server mode without an external URL)."""
     return t.use_vllm and t.vllm_mode == "server" and t.vllm_server_base_url is None
 
 
-def server_split(t: ir.Training, res: ir.Resources) -> ServerSplit | str:
+def server_split(t: Rollout, res: ir.Resources) -> ServerSplit | str:
     """The split of the allocation, or why it cannot be split."""
     need = t.vllm_tensor_parallel_size * t.vllm_data_parallel_size
     if res.nodes == 1:
@@ -73,7 +84,7 @@ def server_split(t: ir.Training, res: ir.Resources) -> ServerSplit | str:
     return ServerSplit(server_nodes, need, res.nodes - server_nodes, res.gpus)
 
 
-def train_ranks(t: ir.Training, res: ir.Resources) -> int:
+def train_ranks(t: Rollout, res: ir.Resources) -> int:
     """Training processes: every GPU of the allocation, less a server's."""
     split = server_split(t, res) if starts_server(t) else None
     return split.train_ranks if isinstance(split, ServerSplit) else res.nodes * max(res.gpus, 1)

@@ -132,6 +132,17 @@ def node_ranks(nodelist: str, gpus_per_node: int) -> list[tuple[str, int, list[i
 
 
 @dataclass(frozen=True)
+class ServerPlan:
+    """The vLLM server a GRPO stage in server mode starts before training (check/rollout.py)."""
+
+    python_args: tuple[str, ...]  # after `python`: ("-m", "trl.cli.main", "vllm-serve", ...); --port is added
+    nodes: int  # whole nodes under SLURM (0: it shares the first node, on its first `gpus` GPUs)
+    gpus: int  # tensor x data parallel
+    timeout_s: int  # seconds to wait for GET /health
+    port: int = 8000  # trl vllm-serve's
+
+
+@dataclass(frozen=True)
 class LaunchPlan:
     """What one training rule's wrapper starts, and on how many nodes and GPUs."""
 
@@ -143,6 +154,7 @@ class LaunchPlan:
     port: int = DEFAULT_PORT
     accelerate_config: str | None = None  # the emitted accelerate YAML (deepspeed plugin etc.)
     extra_launcher_args: tuple[str, ...] = field(default=())
+    server: ServerPlan | None = None
 
     def __post_init__(self) -> None:
         if self.nodes < 1:

@@ -10,21 +10,26 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 import posixpath
 import re
 import shlex
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import jinja2
 
 from fleming_dsl import __version__
+from fleming_dsl.check import rollout
 from fleming_dsl.emit import table
 from fleming_dsl.emit.provenance import job_libraries
 from fleming_dsl.plan import jobconfig as jc
 from fleming_dsl.plan.planner import Job, Plan
 from fleming_dsl.resources import resource_dir
+
+if TYPE_CHECKING:
+    from fleming_dsl.emit.launch import ServerPlan
 
 # Folders this emitter owns inside the output directory: stale files there are removed.
 MANAGED_DIRS = ("jobs", "deepspeed", "accelerate", "launch", "profiles", "envs")
@@ -204,8 +209,33 @@ def _output_key(path: str, job: Job, index: int) -> str:
 
 
 def needs_launcher(job: Job) -> bool:
-    """Several processes (nodes or GPUs) need the srun/accelerate wrapper; one runs directly."""
-    return job.kind in ("sft", "grpo") and (job.resources.nodes > 1 or job.resources.gpus > 1)
+    """Several processes (nodes or GPUs) need the srun/accelerate wrapper; one runs directly. A
+    GRPO stage that starts its own vLLM server always runs through the wrapper, which starts it."""
+    return job.kind in ("sft", "grpo") and (job.resources.nodes > 1 or job.resources.gpus > 1
+                                            or _starts_server(job))
+
+
+def _starts_server(job: Job) -> bool:
+    return isinstance(job.config, jc.GrpoJob) and rollout.starts_server(job.config)
+
+
+def server_plan(job: Job) -> ServerPlan | None:
+    """The vLLM server a server-mode GRPO stage starts (`trl vllm-serve` on the stage's model)."""
+    from fleming_dsl.emit.launch import ServerPlan
+
+    cfg = job.config
+    if not isinstance(cfg, jc.GrpoJob) or not rollout.starts_server(cfg):
+        return None
+    split = rollout.server_split(cfg, job.resources)
+    assert isinstance(split, rollout.ServerSplit), split  # `fleming check` rejected the others
+    args = ("-m", "trl.cli.main", "vllm-serve", "--model", cfg.model,
+            "--tensor_parallel_size", str(cfg.vllm_tensor_parallel_size),
+            "--data_parallel_size", str(cfg.vllm_data_parallel_size),
+            "--gpu_memory_utilization", str(cfg.vllm_gpu_memory_utilization))
+    if cfg.vllm_max_model_length is not None:
+        args += ("--max_model_len", str(cfg.vllm_max_model_length))
+    return ServerPlan(python_args=args, nodes=split.server_nodes, gpus=split.server_gpus,
+                      timeout_s=math.ceil(cfg.vllm_server_timeout))
 
 
 def launch_path(plan: Plan, job: Job) -> str:
@@ -218,10 +248,12 @@ def launch_script(plan: Plan, job: Job) -> str:
     # `accelerate launch` starts several CPU processes only through mpirun; torchrun starts them
     # anywhere, and the Trainer inside still runs on accelerate (MULTI_CPU or DeepSpeed, gloo).
     cpu = job.resources.gpus == 0
+    server = server_plan(job)
     return render_wrapper(LaunchPlan(
         name=f"{plan.experiment}/{job.name}",
         python_args=("-m", "fleming_dsl.cli", "job", job.kind, "--config", plan.config_path(job)),
-        nodes=job.resources.nodes, gpus_per_node=job.resources.gpus,
+        nodes=job.resources.nodes, server=server,
+        gpus_per_node=job.resources.gpus - (server.gpus if server and not server.nodes else 0),
         launcher="torchrun" if cpu else "accelerate",
         accelerate_config=None if cpu else getattr(job.config, "accelerate_config", None)))
 

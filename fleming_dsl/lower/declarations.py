@@ -25,6 +25,7 @@ from fleming_dsl.lower.values import (
     MISSING,
     Options,
     at_least,
+    describe,
     list_of,
     non_negative,
     one_of,
@@ -529,6 +530,16 @@ class _Lowering:
             self.diags.error(f"the grader '{grader}' has no generation backend", opts.key_span("grader"),
                              hint=f"give model {grader} a block such as {{ backend = vllm(tp = 8) }}")
 
+    def sampled_metrics(self, fields: dict, opts: Options) -> None:
+        """pass@k and maj@k read k samples of each question: the evaluation must draw them."""
+        samples = fields.get("samples") or ir.Evaluate.model_fields["samples"].default
+        for metric in fields.get("metrics") or ():
+            k = int(ir.SAMPLED_METRIC.match(metric).group(2))
+            if k > samples:
+                self.diags.error(f"'{metric}' needs {k} samples of each question; the evaluation draws "
+                                 f"{samples}", opts.key_span("metrics"), hint=f"add samples = {k}")
+                return
+
     def evaluate(self, d: ast.EvaluateDecl, targets: tuple[str, ...]) -> ir.Evaluate:
         opts = Options.of_block(d.block, "an evaluation", self.diags)
         subs = self.ctx.sub_blocks(d.block, ("resources",), "an evaluation")
@@ -538,12 +549,18 @@ class _Lowering:
                   "limit": opts.get("limit", to_int, check=at_least(1)),
                   "accept": opts.get("accept", one_of(("letter", "text"))),
                   "grader": opts.get("grader", to_name), "rubric_prompt": opts.get("rubric_prompt", to_name),
+                  "engine": opts.get("engine", one_of(("auto", "vllm", "transformers"))),
+                  "metrics": opts.get("metrics", list_of(_sampled_metric)),
                   "sharding": self.sharding(opts, "an evaluation", d.name.name)}
         self.rubric_grading(d, fields, opts)
+        self.sampled_metrics(fields, opts)
+        resources = self.ctx.resources(subs.get("resources"), "an evaluation")
+        if fields["engine"] == "vllm" and resources.gpus == 0:
+            self.diags.error("engine = vllm needs GPUs; the evaluation declares none", opts.key_span("engine"),
+                             hint="add resources { gpus = 1 }, or use engine = transformers")
         opts.finish()
         return ir.Evaluate(name=d.name.name, span=d.span, targets=targets,
-                           benchmarks=tuple(b.name for b in d.benchmarks),
-                           resources=self.ctx.resources(subs.get("resources"), "an evaluation"),
+                           benchmarks=tuple(b.name for b in d.benchmarks), resources=resources,
                            **{k: v for k, v in fields.items() if v is not None})
 
     def cluster(self) -> ir.Cluster:
@@ -606,6 +623,17 @@ class _Lowering:
                 flt, {i: self.shard_spans.get((flt.name, i)) for i in range(len(flt.steps))},
                 self.diags)
         return exp
+
+
+def _sampled_metric(value, key, diags):
+    """A metric name such as "pass@8" or "maj@8" (ir.SAMPLED_METRIC)."""
+    name = value.value if isinstance(value, ast.Str) else value.name if isinstance(value, ast.Name) else None
+    if name is None or not ir.SAMPLED_METRIC.match(name):
+        got = f"'{value.value}'" if isinstance(value, ast.Str) else describe(value)
+        diags.error(f"'{key}' takes metrics such as \"pass@8\" or \"maj@8\"; got {got}",
+                    value_span(value), hint='write metrics = ["pass@8", "maj@8"] (accuracy is always reported)')
+        return MISSING
+    return name
 
 
 def _grader_backend(model: ast.ModelDecl) -> bool:

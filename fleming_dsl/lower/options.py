@@ -304,6 +304,11 @@ BLOCKS: tuple[Block, ...] = (
         Opt("grader", "name (a model with a backend)",
             "grades rubric benchmarks (healthbench) criterion by criterion", None),
         Opt("rubric_prompt", "name (a prompt)", "the grader's rubric prompt (built-in when not given)", None),
+        Opt("engine", "auto, vllm or transformers", "what generates the answers: vLLM with tensor parallel "
+            "across the evaluation's GPUs, or transformers; auto picks vLLM where it is installed and a "
+            "GPU is present", "ir.Evaluate.engine", "auto, vllm, transformers"),
+        Opt("metrics", 'list of strings: "pass@K", "maj@K"', "sampled metrics reported beside accuracy: "
+            "pass@k (unbiased, over the samples) and maj@k (majority vote of the first k); k <= samples", "none"),
     )),
     Block("choice_match()", "choice_match() reward", "reward NAME = choice_match(TAG, ACCEPT)", (
         Opt("tag", "string (also the first positional argument)",

@@ -323,8 +323,9 @@ class EvalJob(Shardable):
     limit: int | None
     output: str  # results JSON: per benchmark accuracy, CI, format rate, n
     # Added by the eval engineer (optional, defaults keep older configs valid):
-    backend: Literal["transformers", "vllm"] = "transformers"
-    tensor_parallel: int = 1  # vllm only
+    # auto: vllm where it is installed and a GPU is present, transformers otherwise (at run time)
+    backend: Literal["auto", "transformers", "vllm"] = "transformers"
+    tensor_parallel: int = 1  # vllm only: the evaluation's GPUs (fitted to the model's heads at run time)
     batch_size: int = 32  # prompts per transformers generate call
     # a model with its own generation backend (an OpenAI-compatible endpoint, a vLLM or
     # transformers teacher) is evaluated through that backend, cached like any teacher call
@@ -335,6 +336,7 @@ class EvalJob(Shardable):
     # its verdicts cached in `cache_dir` (the experiment's teacher cache)
     grader: Generator | None = None
     rubric_prompt: str | None = None  # template path; the built-in rubric prompt when None
+    metrics: tuple[str, ...] = ()  # pass@k / maj@k beside accuracy (ir.SAMPLED_METRIC)
 
 
 class ReportJob(JobBase):

@@ -472,7 +472,8 @@ class _Planner:
                 inputs = (*inputs, grading["rubric_prompt"])
         cfg = jc.EvalJob(**base, target=target, model=model, benchmarks=tuple(benchmarks),
                          samples=ev.samples, temperature=ev.temperature, max_tokens=ev.max_tokens,
-                         limit=ev.limit, accept=ev.accept, output=out, **grading)
+                         limit=ev.limit, accept=ev.accept, output=out, backend=ev.engine,
+                         tensor_parallel=max(ev.resources.gpus, 1), metrics=ev.metrics, **grading)
         if teacher is not None:
             cfg = cfg.model_copy(update={"teacher": teacher, "cache_dir": self.cache_dir()})
             resources = ev.resources if ev.resources != ir.Resources() else self.data_resources([teacher])

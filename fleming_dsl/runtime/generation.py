@@ -199,6 +199,41 @@ def _generate_vllm(request: VllmRequest, n: int) -> list[list[str]]:
 # ---------------------------------------------------------------- entry point
 
 
+def resolve_backend(backend: str, *, vllm_installed: bool | None = None, cuda: bool | None = None) -> str:
+    """`auto` -> vllm where it is installed and a GPU is present, else transformers."""
+    if backend != "auto":
+        return backend
+    if vllm_installed is None:
+        import importlib.util
+
+        vllm_installed = importlib.util.find_spec("vllm") is not None
+    if cuda is None:
+        import torch
+
+        cuda = torch.cuda.is_available()
+    return "vllm" if vllm_installed and cuda else "transformers"
+
+
+def fit_tensor_parallel(gpus: int, attention_heads: int | None) -> int:
+    """The largest tensor parallel size over `gpus` that divides the model's attention heads
+    (vLLM refuses others: Qwen2.5-7B's 28 heads take 4 of 8 GPUs, not 8)."""
+    if attention_heads is None:
+        return gpus
+    return max(d for d in range(1, gpus + 1) if gpus % d == 0 and attention_heads % d == 0)
+
+
+def attention_heads(model: str) -> int | None:
+    """num_attention_heads from a local model's config.json (None for a hub id or no such key)."""
+    import json
+    from pathlib import Path
+
+    config = Path(model) / "config.json"
+    if not config.is_file():
+        return None
+    heads = json.loads(config.read_text(encoding="utf-8")).get("num_attention_heads")
+    return heads if isinstance(heads, int) and heads > 0 else None
+
+
 def generate_chat(model: str, conversations: list[Conversation], *, n: int = 1,
                   temperature: float = 0.0, top_p: float = 1.0, max_new_tokens: int = 256,
                   seed: int = 0, batch_size: int = 32, backend: str = "transformers",

@@ -10,7 +10,8 @@ Results (`cfg.output`):
     {"target", "model", "samples", "temperature", "max_tokens", "limit", "accept", "predictions",
      "benchmarks": {name: {"n", "samples", "correct", "correct_by": {"letter", "text"},
                            "accuracy", "ci95": [lo, hi],
-                           "format_rate", "extracted_rate", "by_difficulty"?}},
+                           "format_rate", "extracted_rate", "by_difficulty"?,
+                           "pass@k"?, "maj@k"? (each declared metric)}},
      "format_rate", "accuracy_mean"}
 - `n` counts items; `correct` counts correct (item, sample) pairs; accuracy = correct /
   (n * samples), i.e. with samples > 1 the mean over samples of each item's accuracy.
@@ -39,6 +40,7 @@ from fleming_dsl.runtime.data.items import (
 )
 from fleming_dsl.runtime.io import read_jsonl, write_json, write_jsonl
 from fleming_dsl.runtime.jobs.context import JobContext
+from fleming_dsl.runtime.reporting.sampled import sampled_metrics
 from fleming_dsl.runtime.reporting.stats import proportion, wilson_interval
 
 
@@ -177,17 +179,28 @@ def _ask_teacher(cfg: EvalJob, items: list[Item], counts: dict[str, Any]) -> lis
     return [list(r.texts) + [""] * (cfg.samples - len(r.texts)) for r in responses]
 
 
+def engine(cfg: EvalJob) -> tuple[str, int]:
+    """The generation backend and tensor parallel size this machine runs the evaluation with."""
+    from fleming_dsl.runtime.generation import attention_heads, fit_tensor_parallel, resolve_backend
+
+    backend = resolve_backend(cfg.backend)
+    if backend != "vllm":
+        return backend, 1
+    return backend, fit_tensor_parallel(cfg.tensor_parallel, attention_heads(cfg.model))
+
+
 def _generate(cfg: EvalJob, items: list[Item], counts: dict[str, Any] | None = None) -> list[list[str]]:
     from fleming_dsl.runtime.generation import GenerationError, generate_chat
 
     if cfg.teacher is not None:
         return _ask_teacher(cfg, items, counts if counts is not None else {})
 
+    backend, tensor_parallel = engine(cfg)
     try:
         return generate_chat(
             cfg.model, [prompt_messages(item) for item in items], n=cfg.samples,
             temperature=cfg.temperature, max_new_tokens=cfg.max_tokens, seed=cfg.seed,
-            batch_size=cfg.batch_size, backend=cfg.backend, tensor_parallel=cfg.tensor_parallel)
+            batch_size=cfg.batch_size, backend=backend, tensor_parallel=tensor_parallel)
     except GenerationError as err:
         raise JobError(f"{cfg.job}: {err}") from None
     except OSError as err:  # transformers: no such directory or hub id
@@ -215,11 +228,12 @@ def rubric_benchmark(cfg: EvalJob, bench: Benchmark) -> dict[str, Any]:
         else:
             from fleming_dsl.runtime.generation import GenerationError, generate_chat
 
+            backend, tensor_parallel = engine(cfg)
             try:
                 responses = [texts[0] for texts in generate_chat(
                     cfg.model, conversations, n=1, temperature=cfg.temperature,
                     max_new_tokens=cfg.max_tokens, seed=cfg.seed, batch_size=cfg.batch_size,
-                    backend=cfg.backend, tensor_parallel=cfg.tensor_parallel)]
+                    backend=backend, tensor_parallel=tensor_parallel)]
             except GenerationError as err:
                 raise JobError(f"{cfg.job}: {err}") from None
         teacher = make_teacher(cfg.grader, cache, cfg.seed)
@@ -283,7 +297,7 @@ def finish(cfg: EvalJob, ctx: JobContext, total: int, outs: list[dict[str, Any]]
         picked = [out["rows"] for out in outs if out["benchmark"] == bench.name]
         rows = [row for item_rows in picked for row in item_rows]
         n_items[bench.name] = len(picked)
-        per_benchmark[bench.name] = summarise(rows, len(picked), cfg.samples)
+        per_benchmark[bench.name] = summarise(rows, len(picked), cfg.samples) | sampled_metrics(rows, cfg.metrics)
         all_rows += rows
 
     results = {
@@ -306,3 +320,5 @@ def finish(cfg: EvalJob, ctx: JobContext, total: int, outs: list[dict[str, Any]]
         ctx.counts["grader_calls"] = {name: r["grader_calls"] for name, r in rubric_results.items()}
     ctx.metrics.update(accuracy={name: s["accuracy"] for name, s in per_benchmark.items()},
                        accuracy_mean=results["accuracy_mean"], format_rate=results["format_rate"])
+    for metric in cfg.metrics:  # pass@k / maj@k per benchmark, as accuracy
+        ctx.metrics[metric] = {name: s[metric] for name, s in per_benchmark.items() if metric in s}

@@ -16,6 +16,14 @@ PROGRAM=(-m fleming_dsl.cli job sft --config generated/tiny/jobs/sft_cold_start.
 
 log() { printf '[launch %s] %s\n' tiny/sft_cold_start "$*" >&2; }
 
+all_hosts() {
+  if command -v scontrol >/dev/null 2>&1; then
+    scontrol show hostnames "$1"
+  else
+    "$PYTHON" -m fleming_dsl.emit.launch hosts "$1"
+  fi
+}
+
 first_host() {
   if command -v scontrol >/dev/null 2>&1; then
     scontrol show hostnames "$1" | head -n 1
@@ -40,8 +48,9 @@ run_launcher() {
 }
 
 if [[ -n "${FLEMING_LAUNCH_ON_NODE:-}" ]]; then
-  # One of the srun copies below: SLURM numbers the nodes of the job 0..N-1.
-  run_launcher "${SLURM_NODEID:?srun sets SLURM_NODEID}" "$FLEMING_NUM_NODES" "$FLEMING_MAIN_HOST" "$@"
+  # One of the srun copies below, one task per node: the task number is the node's rank among
+  # the training nodes (SLURM_NODEID would count a vLLM server's nodes too).
+  run_launcher "${SLURM_PROCID:?srun sets SLURM_PROCID}" "$FLEMING_NUM_NODES" "$FLEMING_MAIN_HOST" "$@"
 fi
 
 if [[ -n "${SLURM_JOB_ID:-}" ]]; then
@@ -50,12 +59,13 @@ if [[ -n "${SLURM_JOB_ID:-}" ]]; then
     log "warning: the job has $num_nodes node(s) but the spec asks for $PLANNED_NODES; using $num_nodes"
   fi
   main_host="$(first_host "${SLURM_JOB_NODELIST:?sbatch sets SLURM_JOB_NODELIST}")"
+  first_node=0
   export FLEMING_LAUNCH_ON_NODE=1 FLEMING_NUM_NODES="$num_nodes" FLEMING_MAIN_HOST="$main_host"
-  log "SLURM job $SLURM_JOB_ID: srun on $num_nodes node(s) ($SLURM_JOB_NODELIST)"
+  log "SLURM job $SLURM_JOB_ID: srun on $num_nodes node(s) from node $first_node of $SLURM_JOB_NODELIST"
   # --overlap: Snakemake's slurm executor already runs this rule inside an `srun -n1` step that
   # holds the job's CPUs and memory; without it this step would wait for them forever.
   exec srun --overlap --nodes="$num_nodes" --ntasks="$num_nodes" --ntasks-per-node=1 \
-    --kill-on-bad-exit=1 bash "${BASH_SOURCE[0]}" "$@"
+    --relative="$first_node" --kill-on-bad-exit=1 bash "${BASH_SOURCE[0]}" "$@"
 fi
 
 # No SLURM: this machine alone. FLEMING_ALL_RANKS_HERE=1 starts every rank the plan asks for
