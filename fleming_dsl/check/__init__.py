@@ -78,6 +78,7 @@ RULES: tuple[Rule, ...] = (
     stages.batch_fits_generations,  # after lowering
     grpo.grpo_options,  # after lowering
     rollout.vllm_fits,  # after lowering
+    rollout.zero3_generate_is_slow,  # after lowering
 )
 
 

@@ -33,6 +33,9 @@ BYTES_PER_PARAM_BF16 = 2
 # Qwen3-32B (64 x 8 x 128) both store 2 x layers x kv_heads x head_dim x 2 bytes ~ 8.2 KB per token
 # per billion parameters; grouped-query models of other families are within 2x of it.
 KV_BYTES_PER_TOKEN_PER_BILLION = 8_192
+# Above this size generate() under ZeRO-3 (every layer gathered for every decoded token) takes
+# hours per step at the recipe's completion lengths (docs/scale.md): warn, pointing at vLLM.
+ZERO3_GENERATE_MAX_BILLIONS = 3.0
 PROMPT_TOKENS = 1_024  # prompt allowance when vllm_max_model_length does not bound the sequence
 GB = 1024 ** 3
 
@@ -186,3 +189,31 @@ def vllm_fits(c: Checked) -> Iterator[Diagnostic]:
 
 
 vllm_fits.after_lowering = True  # type: ignore[attr-defined]
+
+
+def zero3_generate_is_slow(c: Checked) -> Iterator[Diagnostic]:
+    """A warning for a GRPO stage that rolls a large policy out with transformers under ZeRO-3."""
+    assert c.experiment is not None
+    memo: dict = {}
+    reported: set = set()
+    for stage in c.experiment.stages:
+        t = stage.training
+        if (stage.method != "grpo" or t.use_vllm or t.deepspeed not in ("zero3", "zero3_offload")
+                or stage.resources.gpus == 0 or stage.span in reported):
+            continue
+        reported.add(stage.span)
+        decl = c.decl_at(stage.span)
+        name = decl.name.name if decl is not None else stage.name
+        billions = billions_of_parameters(c.program, name, memo)
+        if billions is None or billions <= ZERO3_GENERATE_MAX_BILLIONS:
+            continue
+        block = decl.block if isinstance(decl, ast.StageDecl) else None
+        key = option_key(block, "use_vllm") or option_key(block, "deepspeed")
+        yield Diagnostic(f"stage {name}: rolls out the {billions:g}B policy with transformers' generate under "
+                         f"{t.deepspeed}, which gathers every layer's weights for every decoded token",
+                         key.span if key else stage.span, severity="warning",
+                         hint="set use_vllm = true (colocated with vllm_tensor_parallel_size, or "
+                              'vllm_mode = "server"); docs/scale.md has the arithmetic')
+
+
+zero3_generate_is_slow.after_lowering = True  # type: ignore[attr-defined]

@@ -94,3 +94,19 @@ def test_server_geometry_counts_training_ranks_only(tmp_path: Path) -> None:
                 "resources { nodes = 4  gpus = 8 }").replace("generations = 8  batch = 8", "generations = 64  batch = 4")
     [(line, hint)] = errors(tmp_path, text)
     assert line.endswith("batch x grad_accum x ranks = 4 x 1 x 24 = 96 is not a multiple of generations (64)")
+
+
+def test_a_large_policy_rolled_out_through_zero3_is_warned_about(tmp_path: Path) -> None:
+    from fleming_dsl.compiler import check_experiment
+
+    text = spec(f"use_vllm = false  {GPUS}")
+    _, warnings = check_experiment(write_project(tmp_path, text), project_root=tmp_path)
+    [warning] = [w for w in warnings if "generate" in w.message]
+    assert (warning.first_line(), warning.hint) == (
+        "spec.flm:14:134: warning: stage rl: rolls out the 32B policy with transformers' generate under "
+        "zero3, which gathers every layer's weights for every decoded token",
+        'set use_vllm = true (colocated with vllm_tensor_parallel_size, or vllm_mode = "server"); '
+        "docs/scale.md has the arithmetic")
+    small = check_experiment(write_project(tmp_path, spec(f"use_vllm = false  {GPUS}", "Qwen/Qwen2.5-1.5B")),
+                             project_root=tmp_path)[1]
+    assert not [w for w in small if "generate" in w.message]
