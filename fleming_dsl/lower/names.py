@@ -14,10 +14,10 @@ SPEC_WORDS: dict[str, str] = {
     **{o.field: o.word for o in TRAINING_OPTIONS if o.field},
     "plateau": "until", "miner": "mine_hard", "deepspeed_config": "deepspeed",
     # resources
-    "mem_mb": "mem", "time_min": "time", "timeout_s": "timeout",
+    "mem_mb": "mem", "gpu_mem_mb": "gpu_mem", "time_min": "time", "timeout_s": "timeout",
     # sample: the metapath and the walk
     "hops_min": "hops", "hops_max": "hops", "relations": "path", "node_types": "path",
     "start_type": "path", "alpha": "weight", "near_distractors": "distractors",
     # evaluate
-    "benchmarks": "on",
+    "benchmarks": "on", "backend": "engine", "tensor_parallel": "gpus",
 }
