@@ -15,7 +15,7 @@ from importlib import metadata
 from pathlib import Path
 
 from fleming_dsl import ir
-from fleming_dsl.check.common import option
+from fleming_dsl.check.common import has_backend, option
 from fleming_dsl.errors import SpecError, by_place, suggestion
 from fleming_dsl.lower import shards
 from fleming_dsl.lower.context import LowerContext
@@ -540,6 +540,16 @@ class _Lowering:
                                  f"{samples}", opts.key_span("metrics"), hint=f"add samples = {k}")
                 return
 
+    def engine_applies(self, targets: tuple[str, ...], opts: Options) -> None:
+        """A model with its own backend is evaluated through it: a written engine would not apply."""
+        for target in targets:
+            decl = self.ctx.decls.get(target)
+            if isinstance(decl, ast.ModelDecl) and has_backend(decl):
+                self.diags.error(f"'engine' does not apply to model {target}, which is evaluated through "
+                                 "its own backend", opts.key_span("engine"),
+                                 hint=f"evaluate {target} in an evaluate block of its own, without engine")
+                return
+
     def evaluate(self, d: ast.EvaluateDecl, targets: tuple[str, ...]) -> ir.Evaluate:
         opts = Options.of_block(d.block, "an evaluation", self.diags)
         subs = self.ctx.sub_blocks(d.block, ("resources",), "an evaluation")
@@ -554,6 +564,8 @@ class _Lowering:
                   "sharding": self.sharding(opts, "an evaluation", d.name.name)}
         self.rubric_grading(d, fields, opts)
         self.sampled_metrics(fields, opts)
+        if fields["engine"] is not None:
+            self.engine_applies(targets, opts)
         resources = self.ctx.resources(subs.get("resources"), "an evaluation")
         if fields["engine"] == "vllm" and resources.gpus == 0:
             self.diags.error("engine = vllm needs GPUs; the evaluation declares none", opts.key_span("engine"),

@@ -51,3 +51,11 @@ def test_vllm_needs_gpus(tmp_path: Path) -> None:
     assert errors(tmp_path, evaluate("engine = vllm")) == [
         ("spec.flm:15:27: error: engine = vllm needs GPUs; the evaluation declares none",
          "add resources { gpus = 1 }, or use engine = transformers")]
+
+
+def test_engine_does_not_apply_to_a_model_with_its_own_backend(tmp_path: Path) -> None:
+    text = MINIMAL.replace("evaluate [rl] on [test]", 'model judge = hf("org/judge-1B") { backend = transformers() }\n'
+                           "evaluate [rl, judge] on [test] { engine = transformers }")
+    assert errors(tmp_path, text) == [
+        ("spec.flm:16:34: error: 'engine' does not apply to model judge, which is evaluated through "
+         "its own backend", "evaluate judge in an evaluate block of its own, without engine")]
