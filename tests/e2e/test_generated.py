@@ -67,7 +67,7 @@ def test_snakemake_dry_run_and_lint_on_the_compiled_spec(spec: str, tmp_path: Pa
         (tmp_path / path).parent.mkdir(parents=True, exist_ok=True)
         (tmp_path / path).write_text("x\n")
     name, files = _compiled(spec)
-    _rewrite(tmp_path / "generated" / name, files)
+    rewrite(tmp_path / "generated" / name, files)
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
     snakefile = str(tmp_path / "generated" / name / "Snakefile")
