@@ -350,3 +350,53 @@ def test_an_oracle_template_teacher_is_never_wrong(tmp_path):
     config, cfg = search_job(tmp_path, rows=graph_items(40), teacher=fallible(0.0, 0.0))
     run_job("distill", str(config))
     assert json.loads(Path(cfg.meta).read_text())["counts"]["rounds"] == {"1": 40, "unsolved": 0}
+
+
+class Recording:
+    """A backend wrapper keeping every prompt the model was given."""
+
+    def __init__(self, inner) -> None:
+        self.inner, self.prompts = inner, []
+
+    def identity(self):
+        return self.inner.identity()
+
+    def key_extra(self, request):
+        return self.inner.key_extra(request)
+
+    def generate(self, requests):
+        self.prompts += [r.messages[-1]["content"] for r in requests]
+        return self.inner.generate(requests)
+
+
+@pytest.mark.slow  # builds the tiny model and samples it
+def test_search_with_a_transformers_teacher_on_the_tiny_model(tmp_path):
+    """A real (random-weight) model: it never names an option, so every item runs all rounds,
+    each continuing the chain with its drawn strategy, and no prompt depends on the label."""
+    from generation_fixtures import build_tiny_model
+
+    from fleming_dsl.runtime.jobs import distill
+    from fleming_dsl.runtime.teachers.backends.transformers import TransformersBackend
+
+    model = Generator(model=str(build_tiny_model(tmp_path / "tiny")),
+                      backend=Backend(kind="transformers", temperature=0.8, max_tokens=8))
+
+    def prompts(label: str) -> tuple[list[str], list[dict]]:
+        root = tmp_path / label
+        root.mkdir()
+        rows = [{**row, "answer": label} for row in graph_items(3)]
+        _, cfg = search_job(root, rows=rows, teacher=model)
+        backend = Recording(TransformersBackend(model.model, model.backend, cfg.seed))
+        trajectories = [distill.Trajectory(item) for item in distill.load_sources(cfg)]
+        distill.refine_all(cfg, trajectories, CachedTeacher(backend, DiskCache(cfg.cache_dir)))
+        outs = [distill.outcome(t, "all", "search") for t in trajectories]
+        return backend.prompts, outs
+
+    sent_b, outs = prompts("B")
+    sent_c, _ = prompts("C")
+    assert len(sent_b) == 3 * 3 and sent_b == sent_c
+    assert all(out["solved"] == "unsolved" and len(out["strategies"]) == 2 for out in outs)
+    assert [out["strategies"] for out in outs] == [
+        [drawn_strategy(("backtrack", "explore", "self_correct"), 1, f"g{n}", r) for r in (2, 3)]
+        for n in range(3)]
+    assert "Your reasoning so far:" in sent_b[3] and "Your reasoning so far:" not in sent_b[0]
