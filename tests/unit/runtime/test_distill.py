@@ -69,17 +69,26 @@ class Stubborn:
         return out
 
 
+def kept_by_id(cfg: DistillJob) -> dict:
+    return {row["id"]: row for row in read_jsonl(Path(cfg.output))}
+
+
 def use(monkeypatch, backend) -> None:
     monkeypatch.setattr("fleming_dsl.runtime.jobs.distill.make_teacher",
                         lambda g, cache, seed: CachedTeacher(backend, DiskCache(cache)))
 
 
+def distilled(monkeypatch, backend, config: Path, cfg: DistillJob) -> dict:
+    """Run the job on `backend`; the kept items by id."""
+    use(monkeypatch, backend)
+    run_job("distill", str(config))
+    return kept_by_id(cfg)
+
+
 def test_refinement_rounds_and_keep_correct(tmp_path, monkeypatch):
     teacher = Stubborn()
-    use(monkeypatch, teacher)
     config, cfg = job(tmp_path)
-    run_job("distill", str(config))
-    kept = {row["id"]: row for row in read_jsonl(Path(cfg.output))}
+    kept = distilled(monkeypatch, teacher, config, cfg)
     assert sorted(kept) == ["i0", "i1", "i2"]
     counts = json.loads(Path(cfg.meta).read_text())["counts"]
     assert counts["rounds"] == {"1": 1, "2": 1, "3": 1, "unsolved": 1}
@@ -105,7 +114,7 @@ def test_keep_all_keeps_last_readable_attempt(tmp_path, monkeypatch):
     use(monkeypatch, Stubborn())
     config, cfg = job(tmp_path, keep="all")
     run_job("distill", str(config))
-    kept = {row["id"]: row for row in read_jsonl(Path(cfg.output))}
+    kept = kept_by_id(cfg)
     assert kept["i3"]["messages"][-1]["content"] == "<think>wrong i3 2</think><answer>A</answer>"
     assert kept["i3"]["provenance"]["distill_correct"] is False
 
@@ -204,10 +213,8 @@ def test_search_hides_the_label_from_every_request(tmp_path, monkeypatch):
 
 def test_search_continues_the_chain_and_rewrites_a_late_success(tmp_path, monkeypatch):
     teacher = Searcher()
-    use(monkeypatch, teacher)
     config, cfg = search_job(tmp_path)
-    run_job("distill", str(config))
-    kept = {row["id"]: row for row in read_jsonl(Path(cfg.output))}
+    kept = distilled(monkeypatch, teacher, config, cfg)
     assert sorted(kept) == ["i0", "i1", "i2"]  # keep = correct drops the never-solved i3
     # round 2 of i1 carries the whole chain so far and the drawn strategy's instruction
     round2 = next(p for i, r, p in teacher.prompts if (i, r) == ("i1", 2))
@@ -241,7 +248,7 @@ def test_without_a_rewrite_prompt_the_attempts_are_joined(tmp_path, monkeypatch)
     use(monkeypatch, Searcher())
     config, cfg = search_job(tmp_path, rewrite=None)
     run_job("distill", str(config))
-    kept = {row["id"]: row for row in read_jsonl(Path(cfg.output))}
+    kept = kept_by_id(cfg)
     assert kept["i1"]["messages"][-1]["content"] == (
         "<think>wrong i1 1\n\nWait, alpha cannot be right. because i1 round 2</think><answer>B</answer>")
     assert kept["i1"]["provenance"]["distill"]["rewrite"] == "joined"
@@ -251,7 +258,7 @@ def test_search_keep_all_keeps_the_unsolved(tmp_path, monkeypatch):
     use(monkeypatch, Searcher())
     config, cfg = search_job(tmp_path, keep="all")
     run_job("distill", str(config))
-    kept = {row["id"]: row for row in read_jsonl(Path(cfg.output))}
+    kept = kept_by_id(cfg)
     assert sorted(kept) == ["i0", "i1", "i2", "i3"]
     assert kept["i3"]["provenance"]["distill_correct"] is False
 
