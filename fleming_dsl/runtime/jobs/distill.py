@@ -136,7 +136,7 @@ def load_sources(cfg: DistillJob) -> list[Item]:
     return items
 
 
-def judge_free_answers(cfg: DistillJob, judge: Any, pending: list[tuple[Trajectory, Attempt]]) -> None:
+def judge_free_answers(judge: Any, pending: list[tuple[Trajectory, Attempt]]) -> None:
     """The judge decides the attempts that name no option exactly (search with a judge)."""
     asked = [(t, a) for t, a in pending if a.letter is None and a.said and a.reasoning]
     if not asked:
@@ -165,7 +165,7 @@ def refine_all(cfg: DistillJob, trajectories: list[Trajectory], teacher: Any,
                                   request.context["strategy"])
                     for t, r, request in zip(pending, responses, requests)]
         if judge is not None:
-            judge_free_answers(cfg, judge, list(zip(pending, attempts)))
+            judge_free_answers(judge, list(zip(pending, attempts)))
         still = []
         for trajectory, attempt in zip(pending, attempts):
             if attempt.letter is None or not attempt.reasoning:

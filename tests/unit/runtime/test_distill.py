@@ -254,6 +254,25 @@ def test_without_a_rewrite_prompt_the_attempts_are_joined(tmp_path, monkeypatch)
     assert kept["i1"]["provenance"]["distill"]["rewrite"] == "joined"
 
 
+class Contrary(Searcher):
+    """Its rewrite concludes on another option than the search did."""
+
+    def generate(self, requests):
+        out = super().generate(requests)
+        return [["<think>On reflection, gamma.</think><answer>C</answer>"] if r.task == "rewrite"
+                else texts for r, texts in zip(requests, out)]
+
+
+def test_a_rewrite_that_changes_the_answer_is_not_used(tmp_path, monkeypatch):
+    config, cfg = search_job(tmp_path)
+    kept = distilled(monkeypatch, Contrary(), config, cfg)
+    assert kept["i1"]["messages"][-1]["content"] == (
+        "<think>wrong i1 1\n\nWait, alpha cannot be right. because i1 round 2</think><answer>B</answer>")
+    assert kept["i1"]["provenance"]["distill"]["rewrite"] == "failed"
+    counts = json.loads(Path(cfg.meta).read_text())["counts"]
+    assert counts["chains"]["rewrites"] == {"failed": 2}
+
+
 def test_search_keep_all_keeps_the_unsolved(tmp_path, monkeypatch):
     use(monkeypatch, Searcher())
     config, cfg = search_job(tmp_path, keep="all")
