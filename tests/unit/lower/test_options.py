@@ -33,7 +33,7 @@ sample rare_dx from medkg {
 dataset train = medqa("../data/train/medqa_train.jsonl" @dataset@)
 dataset test = medqa("../data/eval/medqa_test.jsonl")
 prompt ask = template("../prompts/question.j2")
-prompt reason = template("../prompts/reason.j2")
+prompt reason = template("../prompts/search.j2")
 prompt rubric = template("../prompts/grader.j2")
 synthesize questions from rare_dx with teacher using ask { variants = 2 @synthesize@ }
 distill cot from [questions, train] with teacher using reason { protocol = search  keep = correct @distill@ }
