@@ -56,6 +56,10 @@ class Backend(Node):
     timeout_s: float = 120.0
     retries: int = 5
     concurrency: int = 8
+    # template() only: a fallible stand-in teacher. Per item (seeded), the share of first answers
+    # that name a wrong option, and the share of answers that come back malformed.
+    error_rate: float = 0.0
+    malformed_rate: float = 0.0
 
 
 class TinyArch(Node):
@@ -161,9 +165,15 @@ class Distill(Decl):
     sources: tuple[str, ...]  # Synthesize / Dataset / Filter names
     teacher: str
     prompt: str
+    # rationale: the label is in the prompt (a concise rationale, revised when it misses);
+    # search: the label is hidden, a verifier checks each round's answer (HuatuoGPT-o1's search)
+    protocol: Literal["rationale", "search"] = "rationale"
     refine: tuple[Literal["backtrack", "explore", "self_correct"], ...] = ()
     max_rounds: int = 1
     keep: Literal["correct", "all"] = "correct"
+    evidence: bool = False  # search: the sampled path's facts that do not name the answer
+    rewrite: str | None = None  # search: a Prompt turning a multi-round search into one chain
+    judge: str | None = None  # search: a Model verifying answers that name no option exactly
     resources: Resources | None = None  # None: the planner's defaults (GPUs for a vLLM teacher)
     sharding: Sharding = Sharding()
 

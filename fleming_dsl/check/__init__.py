@@ -65,6 +65,7 @@ RULES: tuple[Rule, ...] = (
     samples.counts_are_reachable,
     files.missing_files,
     templates.prompt_templates,
+    templates.search_prompts_hide_the_label,
     samples.names_in_graph,
     data.split_has_a_field,
     data.format_matches_file,

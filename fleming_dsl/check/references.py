@@ -84,6 +84,10 @@ def references(decl: ast.Decl) -> Iterator[Ref]:
             yield Ref(source, ITEM_SOURCES, "a source of questions")
         yield Ref(decl.teacher, (MODEL,), "the teacher")
         yield Ref(decl.prompt, (PROMPT,), "the prompt")
+        for name in names_in(option(decl.block, "rewrite")):
+            yield Ref(name, (PROMPT,), "the rewrite prompt")
+        for name in names_in(option(decl.block, "judge")):
+            yield Ref(name, (MODEL,), "the judge")
     elif isinstance(decl, ast.FilterDecl):
         yield from _filter_refs(decl)
     elif isinstance(decl, ast.StageDecl):

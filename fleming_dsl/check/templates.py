@@ -25,7 +25,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from fleming_dsl.check.common import Checked
+from fleming_dsl.check.common import Checked, option
 from fleming_dsl.check.files import local_path
 from fleming_dsl.check.graph_vocab import cache_dir
 from fleming_dsl.errors import Diagnostic
@@ -59,6 +59,66 @@ def prompt_templates(c: Checked) -> Iterator[Diagnostic]:
             judged[path] = tuple(_judge(path, arg.value))
         for finding in judged[path]:
             yield Diagnostic(finding.message, arg.span, hint=finding.hint, severity=finding.severity)
+
+
+# What the rationale protocol gives a distillation prompt and a search never does (the label,
+# and the previous attempt that rationale prompts show): runtime/jobs/distill.py builds both sets.
+LABEL_VARIABLES = ("answer", "answer_text", "previous")
+
+
+def search_prompts_hide_the_label(c: Checked) -> Iterator[Diagnostic]:
+    """A distill with protocol = search renders its prompt without the label: a prompt whose
+    template reads it would fail in the job, after the earlier steps have run."""
+    for decl in c.program.decls:
+        if not isinstance(decl, ast.DistillDecl):
+            continue
+        protocol = option(decl.block, "protocol")
+        prompt = c.by_name.get(decl.prompt.name)
+        if not (isinstance(protocol, ast.Name) and protocol.name == "search"
+                and isinstance(prompt, ast.PromptDecl) and prompt.source.args
+                and isinstance(prompt.source.args[0], ast.Str)):
+            continue
+        path = local_path(c, prompt, prompt.source.args[0].value)
+        read = [name for name in LABEL_VARIABLES if name in _variables(path)]
+        if read:
+            yield Diagnostic(
+                f"distill {decl.name.name} hides the label (protocol = search), but its prompt "
+                f"'{decl.prompt.name}' reads {', '.join(read)}", decl.prompt.span,
+                hint="a search prompt is given question, options, facts, strategy and chain "
+                     "(prompts/search.j2)")
+
+
+def _variables(path: Path) -> frozenset[str]:
+    """The variables the template at `path` reads from its caller (its own text only; none when
+    it cannot be read or parsed: `prompt_templates` reports that)."""
+    try:
+        source, problem = _read(os.path.realpath(path))
+    except (OSError, ValueError):
+        return frozenset()
+    if problem is not None:
+        return frozenset()
+    key = hashlib.sha256(f"vars\0{_jinja2_version()}\0{source}".encode("utf-8", "surrogatepass")).hexdigest()
+    sidecar = _sidecars() / f"{key}.json"
+    try:
+        return frozenset(json.loads(sidecar.read_text(encoding="utf-8"))["variables"])
+    except (OSError, ValueError, KeyError, TypeError):
+        pass
+    import jinja2
+    from jinja2 import meta
+
+    try:
+        found = sorted(meta.find_undeclared_variables(
+            jinja2.Environment(trim_blocks=True, lstrip_blocks=True).parse(source)))
+    except (jinja2.TemplateSyntaxError, RecursionError, MemoryError, ValueError):
+        return frozenset()
+    try:
+        sidecar.parent.mkdir(parents=True, exist_ok=True)
+        temp = sidecar.with_suffix(f".{os.getpid()}.tmp")
+        temp.write_text(json.dumps({"variables": found}), encoding="utf-8")
+        os.replace(temp, sidecar)
+    except OSError:
+        pass
+    return frozenset(found)
 
 
 def _real(path: str) -> str | None:

@@ -24,6 +24,7 @@ from fleming_dsl.lower.sweeps import expand_stages
 from fleming_dsl.lower.values import (
     MISSING,
     Options,
+    a_rate,
     at_least,
     describe,
     list_of,
@@ -96,6 +97,9 @@ class _Lowering:
             fields["base_url"] = kw.get("base_url", to_str)
             fields["api_key_env"] = kw.get("api_key_env", to_str)
             kw.get("model", to_str)  # read by model(): it names the served model
+        if kind == "template":
+            for rate in ("error_rate", "malformed_rate"):
+                fields[rate] = kw.get(rate, to_float, check=a_rate)
         kw.finish()
         for key, field, convert, check in (
                 ("temperature", "temperature", to_float, non_negative),
@@ -284,11 +288,21 @@ class _Lowering:
         opts = Options.of_block(d.block, f"distill {d.name.name}", self.diags)
         resources = self.step_resources(d.block, f"distill {d.name.name}")
         fields = {
+            "protocol": opts.get("protocol", one_of(("rationale", "search"))),
             "refine": opts.get("refine", list_of(one_of(("backtrack", "explore", "self_correct")))),
             "max_rounds": opts.get("max_rounds", to_int, check=at_least(1)),
             "keep": opts.get("keep", one_of(("correct", "all"))),
+            "evidence": opts.get("evidence", to_bool),
+            "rewrite": opts.get("rewrite", to_name),
+            "judge": opts.get("judge", to_name),
             "sharding": self.sharding(opts, f"distill {d.name.name}", d.name.name),
         }
+        if fields["protocol"] != "search":  # each of these acts only on a search
+            for key in ("evidence", "rewrite", "judge"):
+                if opts.raw(key) is not None:
+                    self.diags.error(f"'{key}' acts only under protocol = search", opts.key_span(key),
+                                     hint="add protocol = search to this block, or remove "
+                                          f"'{key}'")
         opts.finish()
         return ir.Distill(name=d.name.name, span=d.span, sources=tuple(s.name for s in d.sources),
                           teacher=d.teacher.name, prompt=d.prompt.name, resources=resources,

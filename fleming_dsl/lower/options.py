@@ -167,6 +167,13 @@ BLOCKS: tuple[Block, ...] = (
             "ir.Backend.tensor_parallel", ">= 1"),
         Opt("tensor_parallel", "whole number", "tensor-parallel GPUs", "ir.Backend.tensor_parallel", ">= 1"),
     )),
+    Block("template()", "template() source/backend", "model NAME = template(...)", (
+        Opt("error_rate", "number", "share of items (seeded) whose answer names a wrong option; "
+            "each later round misses again at this rate", "ir.Backend.error_rate", "in [0, 1)"),
+        Opt("malformed_rate", "number", "share of answers (seeded per item and round) that come "
+            "back malformed: no answer, or text with encoding debris",
+            "ir.Backend.malformed_rate", "in [0, 1)"),
+    )),
     Block("openai()", "openai() source/backend", 'model NAME = openai(model = "...", ...)', (
         Opt("model", "string", "the served model's name (required for an openai() model)"),
         Opt("base_url", "string", "the server's URL; the OpenAI API when not given", None),
@@ -213,10 +220,24 @@ BLOCKS: tuple[Block, ...] = (
             "ir.Sharding.items_per_shard", ">= 1"),
     )),
     Block("distill", "distill", "distill NAME from SOURCES with TEACHER using PROMPT { ... }", (
+        Opt("protocol", "rationale or search", "rationale: the prompt gives the label and asks why; "
+            "search: the label is hidden, a verifier checks each answer and a failed chain "
+            "continues with a strategy (docs/language.md, Distillation protocols)",
+            "ir.Distill.protocol"),
         Opt("refine", "list of backtrack, explore, self_correct",
-            "revision moves the teacher may take on a wrong trajectory", "ir.Distill.refine"),
-        Opt("max_rounds", "whole number", "revision rounds per question", "ir.Distill.max_rounds", ">= 1"),
-        Opt("keep", "correct or all", "which trajectories are kept", "ir.Distill.keep"),
+            "strategies a wrong chain continues with: cycled in this order (rationale), drawn "
+            "per item and round from the seed (search)", "ir.Distill.refine"),
+        Opt("max_rounds", "whole number", "attempts per question, the first included",
+            "ir.Distill.max_rounds", ">= 1"),
+        Opt("keep", "correct or all", "correct: only chains that reach the label are written; "
+            "all: an unsolved item keeps its last readable chain", "ir.Distill.keep"),
+        Opt("evidence", "true/false", "search: give the sampled path's facts that do not name the "
+            "answer to the teacher", "ir.Distill.evidence"),
+        Opt("rewrite", "name of a prompt", "search: the prompt that turns a search solved after "
+            "round 1 into one natural chain keeping its reflections (without it, the attempts "
+            "are joined as they are)", None),
+        Opt("judge", "name of a model", "search: verifies an answer that names no option "
+            "exactly against the reference (else such an answer fails)", None),
         Opt("shards", "whole number or auto", "jobs the step is cut into, by a stable hash of "
             "item ids, merged by a gather job (docs/sharding.md)", "ir.Sharding.shards", ">= 1"),
         Opt("items_per_shard", "whole number", "with shards = auto: items per job, over the "

@@ -291,4 +291,8 @@ def unit_interval(x) -> str | None:
     return None if 0 < x <= 1 else "in (0, 1]"
 
 
+def a_rate(x) -> str | None:
+    return None if 0 <= x < 1 else "in [0, 1)"
+
+
 MISSING = _MISSING

@@ -138,9 +138,13 @@ class DistillJob(Shardable):
     sources: tuple[DataSource, ...]
     prompt: str
     teacher: Generator
+    protocol: Literal["rationale", "search"] = "rationale"
     refine: tuple[str, ...]
     max_rounds: int
     keep: Literal["correct", "all"]
+    evidence: bool = False
+    rewrite: str | None = None  # jinja2 template path
+    judge: Generator | None = None
     cache_dir: str
     output: str  # item JSONL with `messages` (chat) holding <think>..</think><answer>X</answer>
 

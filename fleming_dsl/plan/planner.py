@@ -298,11 +298,16 @@ class _Planner:
         sources = tuple(self.data_source(name) for name in dis.sources)
         prompt = self.decl(dis.prompt, "prompt").path  # type: ignore[attr-defined]
         teacher, teacher_inputs = self.generator(dis.teacher)
+        rewrite = self.decl(dis.rewrite, "prompt").path if dis.rewrite else None  # type: ignore[attr-defined]
+        judge, judge_inputs = self.generator(dis.judge) if dis.judge else (None, ())
         cfg = jc.DistillJob(**self.base("distill", dis.name, out), sources=sources, prompt=prompt,
-                            teacher=teacher, refine=dis.refine, max_rounds=dis.max_rounds,
-                            keep=dis.keep, cache_dir=self.cache_dir(), output=out)
-        return self.job(dis, cfg, (*(s.path for s in sources), prompt, *teacher_inputs),
-                        resources=self.data_resources([teacher], dis.resources))
+                            teacher=teacher, protocol=dis.protocol, refine=dis.refine,
+                            max_rounds=dis.max_rounds, keep=dis.keep, evidence=dis.evidence,
+                            rewrite=rewrite, judge=judge, cache_dir=self.cache_dir(), output=out)
+        generators = [teacher] + ([judge] if judge else [])
+        return self.job(dis, cfg, (*(s.path for s in sources), prompt, *((rewrite,) if rewrite else ()),
+                                   *teacher_inputs, *judge_inputs),
+                        resources=self.data_resources(generators, dis.resources))
 
     def filter(self, flt: ir.Filter) -> Job:
         out = self.data_path(flt.name)

@@ -1,6 +1,7 @@
 """filter: the multi-stage data filter, steps in the order the spec lists them.
 
-- format: drops structurally broken items (see `format_problem`);
+- format: drops structurally broken items, and worked answers with encoding debris (see
+  `format_problem`);
 - verify_label: k = votes judge answers per item; kept when >= agree match the label; failures
   go to the review file (on_fail = review) or are dropped;
 - dedupe: exact (normalised stem + option set) or MinHash-LSH near duplicates (first one kept);
@@ -72,6 +73,8 @@ def messages_problem(item: Item) -> str | None:
     # the worked answer names its option by letter or by the option's exact text
     if not is_well_formed(final, True) or extract_answer(final, item.options, "text")[0] is None:
         return "malformed messages"
+    if _DEBRIS.search(final):  # a mis-decoded teacher answer would teach the debris
+        return "encoding debris"
     return None
 
 

@@ -22,6 +22,7 @@ from fleming_dsl.runtime.reporting.tables import (
     accuracy_table,
     answered_by_table,
     bucket_table,
+    distill_table,
     filter_table,
     fmt,
     format_table,
@@ -94,6 +95,7 @@ def layout(experiment: str, inputs: ReportInputs, summary: dict[str, Any],
         Section("Data funnel and filter removals",
                 notes=() if summary["funnel"] or filters else ("No data job counts recorded.",),
                 tables=(funnel_table(summary),) * bool(summary["funnel"])
+                + tuple(distill_table(job, d) for job, d in summary["distill"].items())
                 + tuple(filter_table(job, f) for job, f in filters.items()),
                 figures=fig("funnel")),
         Section("Difficulty buckets",

@@ -6,6 +6,9 @@
      "funnel": [{"stage", "count"}], "filters": {job: {"input", "kept", "review", "removed",
      "buckets", "pass_rate_by_bucket"}},
      "sft": {stage: {"steps", "final_loss", "stopped_by", "loss_curve": [[step, loss]]}},
+     "distill": {job: {"protocol", "input", "kept", "solved": {round: n, "never": n},
+                       "strategies": {name: n}, "rewrites": {how: n}, "searches",
+                       "words_before", "words_after"}},
      "grpo": {stage: {"steps", "final_step", "final_reward", "max_reward", "final_rewards",
                       "final_buckets", "final_pool_pass_rate", "rounds", "stopped_by"}},
      "timings_s": {job: seconds}}
@@ -67,6 +70,24 @@ def filter_summary(meta: JobMeta) -> dict[str, Any]:
         "buckets": {bucket: buckets[bucket] for bucket in ordered(list(buckets), BUCKET_ORDER)},
         "pass_rate_by_bucket": dict(meta.metrics.get("pass_rate_by_bucket") or {}),
         "difficulty_method": meta.metrics.get("difficulty_method"),
+    }
+
+
+def distill_summary(meta: JobMeta) -> dict[str, Any]:
+    """One distill job: the protocol that ran, items solved per round and never, the
+    strategies failed chains continued with, and the joined searches' length in words before
+    (all attempts) and after the rewrite."""
+    rounds = dict(meta.counts.get("rounds") or {})
+    never = rounds.pop("unsolved", 0)
+    chains = meta.counts.get("chains") or {}
+    return {
+        "protocol": meta.metrics.get("protocol", "rationale"),
+        "input": meta.counts.get("input"), "kept": meta.counts.get("output"),
+        "solved": {**dict(sorted(rounds.items(), key=lambda kv: int(kv[0]))), "never": never},
+        "strategies": dict(meta.counts.get("strategies") or {}),
+        "rewrites": dict(chains.get("rewrites") or {}),
+        "searches": chains.get("searches", 0),
+        "words_before": chains.get("words_before", 0), "words_after": chains.get("words_after", 0),
     }
 
 
@@ -142,6 +163,7 @@ def summarise(experiment: str, inputs: ReportInputs) -> dict[str, Any]:
                  for r in inputs.evals},
         "funnel": funnel(inputs.metas),
         "filters": {m.job: filter_summary(m) for m in inputs.metas if m.kind == "filter"},
+        "distill": {m.job: distill_summary(m) for m in inputs.metas if m.kind == "distill"},
         "sft": {m.job.removeprefix("sft_"): sft_summary(m) for m in inputs.metas if m.kind == "sft"},
         "grpo": {curve.stage: grpo_summary(curve, grpo_metas.get(f"grpo_{curve.stage}"))
                  for curve in inputs.curves},

@@ -54,6 +54,21 @@ def filter_table(job: str, figures: dict[str, Any]) -> Table:
     return Table((f"{job}", "items"), tuple(rows))
 
 
+def distill_table(job: str, figures: dict[str, Any]) -> Table:
+    rows = [("protocol", figures["protocol"]), ("input", fmt(figures["input"]))]
+    rows += [(f"solved in round {r}" if r != "never" else "never solved", fmt(n))
+             for r, n in figures["solved"].items()]
+    rows += [(f"continued with {name}", fmt(n)) for name, n in figures["strategies"].items()]
+    if figures["searches"]:
+        rows += [(f"searches {how}", fmt(n)) for how, n in figures["rewrites"].items()]
+        rows += [("words per joined search, before rewrite",
+                  fmt(figures["words_before"] / figures["searches"], 1)),
+                 ("words per joined search, after rewrite",
+                  fmt(figures["words_after"] / figures["searches"], 1))]
+    rows.append(("kept", fmt(figures["kept"])))
+    return Table((job, "items"), tuple(rows))
+
+
 def bucket_table(figures: dict[str, Any]) -> Table:
     buckets = ordered(list({**figures["buckets"], **figures["pass_rate_by_bucket"]}),
                       BUCKET_ORDER)

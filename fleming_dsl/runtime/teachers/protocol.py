@@ -9,7 +9,7 @@ from fleming_dsl.errors import TeacherError
 
 __all__ = ["TASKS", "Backend", "Request", "Response", "Teacher", "TeacherError"]
 
-TASKS = ("question", "reason", "answer", "grade")
+TASKS = ("question", "reason", "rewrite", "judge", "answer", "grade")
 
 
 @dataclass(frozen=True)

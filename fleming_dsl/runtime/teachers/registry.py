@@ -19,7 +19,7 @@ def make_backend(generator: Any, seed: int) -> Backend:
     if kind == "template":
         from fleming_dsl.runtime.teachers.backends.template import TemplateBackend
 
-        return TemplateBackend()
+        return TemplateBackend(generator.backend, seed=seed)
     if kind == "openai":
         from fleming_dsl.runtime.teachers.backends.openai import OpenAIBackend
 

@@ -20,7 +20,7 @@ from fleming_dsl.lower import options as table
 TEMPLATE = '''experiment "opts" { seed = 7 @experiment@ }
 cluster { account = "a" @cluster@ }
 model base = tiny(hidden = 64 @tiny()@)
-model teacher = template() { temperature = 0.5 @model@ }
+model teacher = template(error_rate = 0.1 @template()@) { temperature = 0.5 @model@ }
 model served = hf("org/m") { backend = vllm(tp = 1 @vllm()@) }
 model remote = openai(model = "m" @openai()@)
 graph medkg = primekg("../data/medkg/kg.csv")
@@ -33,10 +33,10 @@ sample rare_dx from medkg {
 dataset train = medqa("../data/train/medqa_train.jsonl" @dataset@)
 dataset test = medqa("../data/eval/medqa_test.jsonl")
 prompt ask = template("../prompts/question.j2")
-prompt reason = template("../prompts/reason.j2")
+prompt reason = template("../prompts/search.j2")
 prompt rubric = template("../prompts/grader.j2")
 synthesize questions from rare_dx with teacher using ask { variants = 2 @synthesize@ }
-distill cot from [questions, train] with teacher using reason { keep = correct @distill@ }
+distill cot from [questions, train] with teacher using reason { protocol = search  keep = correct @distill@ }
 filter clean from cot {
   format
   verify_label(votes = 3 @verify_label()@)

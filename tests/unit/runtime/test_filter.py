@@ -72,6 +72,13 @@ def test_format_problems(changes, problem):
     assert format_problem(Item.model_validate(item(1, **changes))) == problem
 
 
+def test_format_drops_a_worked_answer_with_encoding_debris():
+    broken = Item.model_validate(item(1))
+    broken.messages = prompt_messages(broken) + [{"role": "assistant", "content": completion_text(
+        "The findings point to beta\u00e2\u20ac\u2122s option", "B")}]
+    assert format_problem(broken) == "encoding debris"
+
+
 def test_format_accepts_distilled_messages():
     good = Item.model_validate(item(1))
     good.messages = prompt_messages(good) + [{"role": "assistant",

@@ -168,3 +168,61 @@ def test_evaluate_a_teacher_through_the_server(katan, tmp_path: Path) -> None:
     assert server.requests() == 4
     run_job("eval", str(config))  # a baseline re-run is free: every answer from the cache
     assert server.requests() == 4
+
+
+def test_search_distillation_never_sends_the_label(katan, tmp_path: Path) -> None:
+    """What the server received (its echo of each user message) is the same whichever option
+    the items' label names; the rationale protocol, the control, sends the label."""
+    import re
+
+    from fleming_dsl.errors import JobError
+    from fleming_dsl.plan.jobconfig import DataSource, DistillJob, Generator
+    from fleming_dsl.runtime.data.items import Item
+    from fleming_dsl.runtime.jobs import distill, run_job
+    from fleming_dsl.runtime.teachers import make_teacher
+
+    server = katan()
+    teacher = Generator(model="echo-model", backend=Backend(
+        kind="openai", base_url=f"{server.url}/v1", api_key_env="FLM_KATAN_KEY", max_tokens=64))
+    repo = Path(__file__).resolve().parents[3]
+
+    def config(label: str, protocol: str) -> DistillJob:
+        root = tmp_path / f"{protocol}-{label}"
+        root.mkdir()
+        rows = root / "items.jsonl"
+        rows.write_text("".join(json.dumps({
+            "id": f"k{i}", "question": f"Which finding goes with case {i}?", "answer": label,
+            "options": {"A": "fever", "B": "rash", "C": "cough"}}) + "\n" for i in range(2)))
+        prompt = "search.j2" if protocol == "search" else "reason.j2"
+        return DistillJob(job="cot", experiment="t", seed=1, meta=str(root / "meta.json"),
+                          sources=(DataSource(path=str(rows), format="items", name="k"),),
+                          prompt=str(repo / "prompts" / prompt), teacher=teacher, protocol=protocol,
+                          refine=("backtrack", "explore"), max_rounds=2, keep="correct",
+                          cache_dir=str(root / "cache"), output=str(root / "cot.jsonl"))
+
+    def received(label: str, protocol: str) -> list[str]:
+        cfg = config(label, protocol)
+        trajectories = [distill.Trajectory(item) for item in distill.load_sources(cfg)]
+        distill.refine_all(cfg, trajectories, make_teacher(cfg.teacher, cfg.cache_dir, cfg.seed))
+        echoes = [a.text for t in trajectories for a in t.attempts]
+        # the echo's first line holds the time; what follows "User: " is what the server got
+        return [re.sub(r"time=\S+", "", echo.split("\nUser: ", 1)[1]) for echo in echoes]
+
+    before = server.requests()
+    searched = received("B", "search")
+    assert len(searched) == 4  # two rounds each: an echo of a search prompt names no option
+    assert searched == received("C", "search")
+    assert server.requests() == before + 8
+    assert all("correct answer" not in text for text in searched)
+    assert "Your reasoning so far:" in searched[1]  # round 2 of k0 continues the same chain
+    # the rationale prompt states the label, so its echo even "answers" it in round 1
+    assert received("B", "rationale") != received("C", "rationale")
+    with pytest.raises(JobError, match=r"^cot: no trajectory kept of 2 items \(keep = correct, "
+                                       r"4 malformed answers\)$"):
+        run_job("distill", str(_write_config(config("A", "search"))))
+
+
+def _write_config(cfg) -> str:
+    path = Path(cfg.meta).with_name("job.json")
+    path.write_text(cfg.model_dump_json())
+    return str(path)

@@ -60,7 +60,13 @@ def run_dir(tmp_path: Path) -> dict:
                      {"input": 600, "output": 590, "malformed": 10, "teacher_calls": 600,
                       "cache_hits": 0})),
         _write(run / "data" / "cot.jsonl.meta.json",
-               _meta("distill_cot", "distill", {"input": 690, "output": 640, "malformed": 0})),
+               _meta("distill_cot", "distill", {
+                   "input": 690, "output": 640, "malformed": 9,
+                   "rounds": {"1": 500, "2": 100, "3": 40, "unsolved": 50},
+                   "strategies": {"backtrack": 70, "explore": 60, "self_correct": 60},
+                   "chains": {"searches": 140, "words_before": 7000, "words_after": 8400,
+                              "rewrites": {"failed": 4, "rewritten": 136}}},
+                   {"protocol": "search"})),
         _write(run / "data" / "clean.jsonl.meta.json",
                _meta("filter_clean", "filter",
                      {"input": 640, "kept": 520, "review": 12,
@@ -168,6 +174,24 @@ def test_markdown_tables_word_for_word(run_dir: dict) -> None:
         "| pubmedqa | 50 | 0.400 [0.280, 0.540] | 0.400 [0.280, 0.540] "
         "| 0.400 [0.280, 0.540] |\n"
         "| mean | - | 0.330 | 0.350 | 0.360 |\n"
+    ) in markdown
+    assert (
+        "| distill_cot | items |\n"
+        "| --- | --- |\n"
+        "| protocol | search |\n"
+        "| input | 690 |\n"
+        "| solved in round 1 | 500 |\n"
+        "| solved in round 2 | 100 |\n"
+        "| solved in round 3 | 40 |\n"
+        "| never solved | 50 |\n"
+        "| continued with backtrack | 70 |\n"
+        "| continued with explore | 60 |\n"
+        "| continued with self_correct | 60 |\n"
+        "| searches failed | 4 |\n"
+        "| searches rewritten | 136 |\n"
+        "| words per joined search, before rewrite | 50.0 |\n"
+        "| words per joined search, after rewrite | 60.0 |\n"
+        "| kept | 640 |\n"
     ) in markdown
     assert (
         "| filter_clean | items |\n"

@@ -139,6 +139,26 @@ def test_distill_cut_2_or_3_ways_writes_the_same_bytes(tmp_path):
     assert records[0]["counts"]["by_source"] == records[2]["counts"]["by_source"]
 
 
+def search_cfg(root: Path) -> DistillJob:
+    """Search with the fallible template teacher: rounds 1..3, unsolved items, rewrites."""
+    teacher = Generator(model="", backend=Backend(kind="template", error_rate=0.4,
+                                                  malformed_rate=0.1))
+    return distill_cfg(root).model_copy(update={
+        "protocol": "search", "prompt": str(REPO / "prompts" / "search.j2"), "teacher": teacher,
+        "refine": ("backtrack", "explore", "self_correct"), "max_rounds": 3,
+        "rewrite": str(REPO / "prompts" / "rewrite.j2")})
+
+
+def test_search_distill_cut_2_or_3_ways_writes_the_same_bytes(tmp_path):
+    outs = outputs_of_cuts(search_cfg, tmp_path, ["cot.jsonl"])
+    assert outs[0]["cot.jsonl"] and outs[0] == outs[1] == outs[2]
+    records = metas(tmp_path, "cot.meta.json")
+    assert records[0]["counts"]["rounds"]["3"] > 0 and records[0]["counts"]["chains"]["searches"] > 0
+    for key in ("rounds", "strategies", "chains", "malformed", "output"):
+        assert records[0]["counts"][key] == records[1]["counts"][key] == records[2]["counts"][key], key
+    assert records[0]["metrics"] == records[2]["metrics"]
+
+
 def filter_rows() -> list[dict]:
     """Items every step acts on: duplicates (dedupe keeps the first, possibly in another shard),
     an evaluation question (decontaminate), a wrong label (verify_label), a broken item."""

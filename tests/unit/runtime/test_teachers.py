@@ -385,3 +385,38 @@ def test_hetionet_metaedge_codes_never_reach_question_text():
                  "relations": ["Gr>G:rev"], "mask_index": 1}
     assert path_facts(regulated)["all_facts"] == ["TP53 is regulated by MDM2"]
     assert not any(code in " ".join(facts["all_facts"]) for code in ("CtD", "DaG"))
+
+
+def test_the_fallible_template_teacher_errs_at_its_declared_rates():
+    from fleming_dsl.runtime.teachers.backends.template import DEBRIS, TemplateBackend
+
+    backend = TemplateBackend(Backend(kind="template", error_rate=0.3, malformed_rate=0.1), seed=7)
+    items = [{**ITEM, "id": f"x{n}"} for n in range(2000)]
+    texts = [backend.reason({"item": item, "round": 1}) for item in items]
+    wrong = sum("<answer>B</answer>" not in t and "<answer>" in t for t in texts)
+    cut = sum("<answer>" not in t for t in texts)
+    debris = sum(DEBRIS in t for t in texts)
+    assert 0.25 < wrong / len(items) < 0.35 and 0.03 < cut / len(items) < 0.07
+    assert 0.03 < debris / len(items) < 0.07
+    assert texts == [backend.reason({"item": item, "round": 1}) for item in items]  # seeded
+    # a later round never names an option the chain named before, and opens with its strategy
+    chain = [{"named": ITEM["options"]["A"]}]
+    later = [backend.reason({"item": item, "round": 2, "strategy": "explore",
+                             "variables": {"chain": chain}}) for item in items]
+    assert not any("<answer>A</answer>" in t for t in later)
+    assert all(t.startswith(f"<think>Wait, {ITEM['options']['A']} explains only part of the picture")
+               for t in later if DEBRIS not in t)
+    # votes err one by one; an oracle never does
+    (votes,) = backend.generate([Request(task="answer", messages=(), n=50, context={"item": ITEM})])
+    assert 5 < sum(v != "<answer>B</answer>" for v in votes) < 30
+    oracle = TemplateBackend(Backend(kind="template"), seed=7)
+    assert set(oracle.generate([Request(task="answer", messages=(), n=50,
+                                        context={"item": ITEM})])[0]) == {"<answer>B</answer>"}
+
+
+def test_the_template_teacher_without_the_label_or_provenance_guesses():
+    from fleming_dsl.runtime.teachers.backends.template import TemplateBackend
+
+    hidden = {k: v for k, v in ITEM.items() if k not in ("answer", "provenance")}
+    picks = {TemplateBackend(seed=s).choose({**hidden, "id": "q"}, 1, set()) for s in range(40)}
+    assert picks == set(ITEM["options"])
