@@ -23,6 +23,7 @@ from __future__ import annotations
 import re
 
 from fleming_dsl.spec import ast
+from fleming_dsl.errors import FlemingError
 from fleming_dsl.spec.text import STATEMENT_KEYWORDS, new_span, number, quantity, unquote
 
 # The grammar's terminals, in the order lark's lexer tries them (QUANTITY.3 over FLOAT.2 over
@@ -45,7 +46,7 @@ Token = tuple[str, str, int, int, int, int]
 _END: Token = ("$END", "", 0, 0, 0, 0)
 
 
-class NoParse(Exception):
+class NoParse(FlemingError):
     """This parser does not accept the text; lark decides."""
 
 
