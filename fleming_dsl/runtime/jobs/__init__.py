@@ -1,8 +1,9 @@
 """The job runtime: `fleming job <kind> --config <job.json>` lands in `run_job`.
 
-Each kind lives in its own module (`fleming_dsl.runtime.jobs.<kind>`) exposing `run(cfg, ctx)` and
-`inputs(cfg)` (the input paths to hash into the metadata record). Modules are imported on
-demand, so torch/trl/vllm load only inside the jobs that need them.
+Each kind lives in its own module (`fleming_dsl.runtime.jobs.<kind>`) exposing `run(cfg, ctx)`.
+Modules are imported on demand, so torch/trl/vllm load only inside the jobs that need them. What
+a job reads is its config's `inputs`, the planner's list, which the workflow also declares: the
+metadata record hashes exactly those (a gather records its task's, as the unsharded job would).
 
 Under a launcher with several ranks every rank runs the same job; only the main process writes
 the meta record (after the others have finished their part), and every rank leaves the process
@@ -79,6 +80,13 @@ def undecodable(paths: tuple[str, ...]) -> str | None:
     return None
 
 
+def recorded_inputs(cfg: Any) -> tuple[str, ...]:
+    """The inputs a job hashes into its record: the planner's list in its config (a gather's,
+    that of the unsharded job it stands for: its parts are temporary)."""
+    task = getattr(cfg, "task", None)
+    return tuple((task if task is not None else cfg).inputs)
+
+
 def run_job(kind: str, config_path: str) -> None:
     """Run one job; raises JobError (one line for the user) on unusable config or input."""
     try:
@@ -94,7 +102,7 @@ def run_job(kind: str, config_path: str) -> None:
     if cfg.kind != kind:
         raise JobError(f"{config_path}: field 'kind' is {cfg.kind!r}, but the command asked for {kind!r}")
     module = importlib.import_module(f"fleming_dsl.runtime.jobs.{kind}")
-    paths = tuple(module.inputs(cfg))
+    paths = recorded_inputs(cfg)
     check_inputs(cfg, paths, empty_ok=getattr(module, "EMPTY_INPUTS_OK", False))
     ctx = JobContext(config=cfg, config_sha256=hashlib.sha256(raw).hexdigest(), inputs=paths)
     if ranks.distributed():

@@ -41,10 +41,6 @@ _THINK = re.compile(r"<think>(.*?)</think>", re.DOTALL)
 _ANSWER_TAG = re.compile(r"<answer>.*?</answer>", re.DOTALL)
 
 
-def inputs(cfg: DistillJob) -> list[str]:
-    return [source.path for source in cfg.sources] + [cfg.prompt]
-
-
 @dataclass
 class Attempt:
     letter: str | None

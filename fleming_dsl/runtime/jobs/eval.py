@@ -50,11 +50,6 @@ def predictions_path(output: str | Path) -> Path:
     return output.with_name(output.name + ".predictions.jsonl")
 
 
-def inputs(cfg: EvalJob) -> list[str]:
-    local_model = [cfg.model] if Path(cfg.model).exists() else []
-    return local_model + [bench.path for bench in cfg.benchmarks]
-
-
 # ---------------------------------------------------------------- loading
 
 
