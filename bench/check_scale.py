@@ -84,6 +84,24 @@ def chain_files(root: Path, tiny: str, n: int, depth: int = 100) -> Path:
 REPEATS = 5  # runs of each small case in a side-by-side comparison; the median is shown
 
 
+def write_spec(root: Path, tiny: str, kind: str, n: int) -> Path:
+    """The spec of `kind` with n declarations (and any bases it extends) under `root`."""
+    if kind == EXTENDS:
+        return extends_files(root, tiny, n)
+    if kind == CHAIN:
+        return chain_files(root, tiny, n)
+    spec = root / "specs" / "big.flm"
+    spec.write_text(tiny + KINDS[kind](n), encoding="utf-8")
+    return spec
+
+
+def copy_project(root: Path) -> str:
+    """The specs, data and prompts copied under `root`; the tiny spec's text."""
+    for folder in ("specs", "data", "prompts"):
+        shutil.copytree(REPO / folder, root / folder)
+    return (root / "specs" / "tiny.flm").read_text(encoding="utf-8")
+
+
 def time_check(spec: Path, code: Path = REPO) -> tuple[float, float, int]:
     """(wall s, CPU s, exit code) of `fleming check SPEC` as a new process, as a user runs it:
     interpreter start, imports and exit included (in process, exit alone was 5 s of the 14 s a
@@ -105,9 +123,7 @@ def time_check(spec: Path, code: Path = REPO) -> tuple[float, float, int]:
 def main(sizes: list[int], only: str | None = None) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
-        for folder in ("specs", "data", "prompts"):
-            shutil.copytree(REPO / folder, root / folder)
-        tiny = (root / "specs" / "tiny.flm").read_text(encoding="utf-8")
+        tiny = copy_project(root)
         print("| spec | " + " | ".join(f"N={n:,} wall s | CPU s" for n in sizes)
               + " | CPU ratio | exit | " + f"N={sizes[-1]:,} under {TARGET_S:g} s wall |")
         print("|---|" + "---|---|" * len(sizes) + "---|---|---|")
@@ -116,14 +132,7 @@ def main(sizes: list[int], only: str | None = None) -> None:
                 continue
             cells, cpus, code, wall = [], [], 0, 0.0
             for n in sizes:
-                if kind == EXTENDS:
-                    spec = extends_files(root, tiny, n)
-                elif kind == CHAIN:
-                    spec = chain_files(root, tiny, n)
-                else:
-                    spec = root / "specs" / "big.flm"
-                    spec.write_text(tiny + KINDS[kind](n), encoding="utf-8")
-                wall, cpu, code = time_check(spec)
+                wall, cpu, code = time_check(write_spec(root, tiny, kind, n))
                 cells += [f"{wall:.2f}", f"{cpu:.2f}"]
                 cpus.append(cpu)
             ratio = f"{cpus[-1] / cpus[-2]:.1f}" if len(cpus) > 1 and cpus[-2] > 0 else "-"
@@ -142,9 +151,7 @@ def compare(before: Path, sizes: list[int], only: str | None = None) -> None:
     of the machine costs both sides alike."""
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
-        for folder in ("specs", "data", "prompts"):
-            shutil.copytree(REPO / folder, root / folder)
-        tiny = (root / "specs" / "tiny.flm").read_text(encoding="utf-8")
+        tiny = copy_project(root)
         print(f"before: {before}\nafter:  {REPO}\n")
         print("| spec | N | before wall s | after wall s | after/before wall | before CPU s | "
               "after CPU s | after/before CPU |")
@@ -165,14 +172,7 @@ def compare(before: Path, sizes: list[int], only: str | None = None) -> None:
             if only is not None and only not in kind:
                 continue
             for n in sizes:
-                if kind == EXTENDS:
-                    spec = extends_files(root, tiny, n)
-                elif kind == CHAIN:
-                    spec = chain_files(root, tiny, n)
-                else:
-                    spec = root / "specs" / "big.flm"
-                    spec.write_text(tiny + KINDS[kind](n), encoding="utf-8")
-                row(kind, f"{n:,}", spec, 1 if n >= 10_000 else 3)
+                row(kind, f"{n:,}", write_spec(root, tiny, kind, n), 1 if n >= 10_000 else 3)
 
 
 if __name__ == "__main__":

@@ -23,6 +23,7 @@ from pathlib import Path
 import networkx as nx
 import pytest
 from paths import REPO
+from plan_fixtures import fabricate_outputs
 
 from fleming_dsl.compiler import load_experiment
 from fleming_dsl.plan.planner import plan
@@ -79,16 +80,7 @@ def project(tmp_path: Path, spec: str) -> Path:
     stamp = time.time() + 10  # after the compile: each job's files newer than what it reads
     for name in nx.lexicographical_topological_sort(dag):
         job, stamp = by_name[name], stamp + 10
-        for out in job.outputs[:-1]:
-            target = tmp_path / out.path
-            target.parent.mkdir(parents=True, exist_ok=True)
-            if out.directory:
-                target.mkdir(exist_ok=True)
-                (target / "weights.bin").write_text(f"{name}\n")
-                os.utime(target / "weights.bin", (stamp, stamp))
-            else:
-                target.write_text(f"{name}\n")
-            os.utime(target, (stamp, stamp))
+        fabricate_outputs(tmp_path, job, stamp)
         raw = (tmp_path / workflow.out_dir / "jobs" / f"{name}.json").read_bytes()
         record = JobContext(config=job.config, config_sha256=hashlib.sha256(raw).hexdigest(),
                             inputs=recorded_inputs(job.config)).record()
