@@ -42,7 +42,8 @@ _FILE_SUFFIXES = (".csv", ".tsv", ".sif", ".gz", ".jsonl", ".json", ".npz", ".pa
 
 
 def _field_of(cfg: Any, path: str) -> str:
-    """The top-level config field that names `path` (for 'field ...' in messages)."""
+    """The top-level config field that names `path` (for 'field ...' in messages), other than the
+    `inputs` list, which names every input."""
     def holds(value: Any) -> bool:
         if isinstance(value, dict):
             return any(holds(v) for v in value.values())
@@ -50,7 +51,8 @@ def _field_of(cfg: Any, path: str) -> str:
             return any(holds(v) for v in value)
         return value == path
 
-    return next((key for key, value in cfg.model_dump().items() if holds(value)), "inputs")
+    return next((key for key, value in cfg.model_dump().items() if key != "inputs" and holds(value)),
+                "inputs")
 
 
 def check_inputs(cfg: Any, paths: tuple[str, ...], empty_ok: bool = False) -> None:
