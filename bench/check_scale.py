@@ -172,7 +172,7 @@ def compare(before: Path, sizes: list[int], only: str | None = None) -> None:
             if only is not None and only not in kind:
                 continue
             for n in sizes:
-                row(kind, f"{n:,}", write_spec(root, tiny, kind, n), 1 if n >= 10_000 else 3)
+                row(kind, f"{n:,}", write_spec(root, tiny, kind, n), 1 if n > 10_000 else 3)
 
 
 if __name__ == "__main__":
