@@ -1,6 +1,11 @@
 """How `fleming check` scales with the number of declarations (issue 11: checking is linear).
 
     python bench/check_scale.py [N ...] [--only KIND]    # default 10000 100000, every kind
+    python bench/check_scale.py --against DIR [N ...] [--only KIND]   # side by side
+
+`--against DIR` times the same specs, in the same run, with the code of another checkout (e.g.
+`git worktree add /tmp/before main`) and prints before, after and after/before for each, the
+shipped 7B spec first (the median of REPEATS runs: it takes well under a second).
 
 For each kind of large spec (many rewards, prompts, evaluations, datasets, models, samples,
 chained stages and filters, syntheses, distillations, one stage swept over N values, an
@@ -76,11 +81,33 @@ def chain_files(root: Path, tiny: str, n: int, depth: int = 100) -> Path:
     return root / "specs" / f"chain{depth}.flm"
 
 
-def time_check(spec: Path) -> tuple[float, float, int]:
+REPEATS = 5  # runs of each small case in a side-by-side comparison; the median is shown
+
+
+def write_spec(root: Path, tiny: str, kind: str, n: int) -> Path:
+    """The spec of `kind` with n declarations (and any bases it extends) under `root`."""
+    if kind == EXTENDS:
+        return extends_files(root, tiny, n)
+    if kind == CHAIN:
+        return chain_files(root, tiny, n)
+    spec = root / "specs" / "big.flm"
+    spec.write_text(tiny + KINDS[kind](n), encoding="utf-8")
+    return spec
+
+
+def copy_project(root: Path) -> str:
+    """The specs, data and prompts copied under `root`; the tiny spec's text."""
+    for folder in ("specs", "data", "prompts"):
+        shutil.copytree(REPO / folder, root / folder)
+    return (root / "specs" / "tiny.flm").read_text(encoding="utf-8")
+
+
+def time_check(spec: Path, code: Path = REPO) -> tuple[float, float, int]:
     """(wall s, CPU s, exit code) of `fleming check SPEC` as a new process, as a user runs it:
     interpreter start, imports and exit included (in process, exit alone was 5 s of the 14 s a
     100,000-stage spec took before the CLI stopped the collector scanning it)."""
     env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
+    env["PYTHONPATH"] = str(code)  # which checkout's fleming_dsl runs
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     wall = time.perf_counter()
     result = subprocess.run([sys.executable, "-m", "fleming_dsl.cli", "check", str(spec)],
@@ -96,9 +123,7 @@ def time_check(spec: Path) -> tuple[float, float, int]:
 def main(sizes: list[int], only: str | None = None) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
-        for folder in ("specs", "data", "prompts"):
-            shutil.copytree(REPO / folder, root / folder)
-        tiny = (root / "specs" / "tiny.flm").read_text(encoding="utf-8")
+        tiny = copy_project(root)
         print("| spec | " + " | ".join(f"N={n:,} wall s | CPU s" for n in sizes)
               + " | CPU ratio | exit | " + f"N={sizes[-1]:,} under {TARGET_S:g} s wall |")
         print("|---|" + "---|---|" * len(sizes) + "---|---|---|")
@@ -107,14 +132,7 @@ def main(sizes: list[int], only: str | None = None) -> None:
                 continue
             cells, cpus, code, wall = [], [], 0, 0.0
             for n in sizes:
-                if kind == EXTENDS:
-                    spec = extends_files(root, tiny, n)
-                elif kind == CHAIN:
-                    spec = chain_files(root, tiny, n)
-                else:
-                    spec = root / "specs" / "big.flm"
-                    spec.write_text(tiny + KINDS[kind](n), encoding="utf-8")
-                wall, cpu, code = time_check(spec)
+                wall, cpu, code = time_check(write_spec(root, tiny, kind, n))
                 cells += [f"{wall:.2f}", f"{cpu:.2f}"]
                 cpus.append(cpu)
             ratio = f"{cpus[-1] / cpus[-2]:.1f}" if len(cpus) > 1 and cpus[-2] > 0 else "-"
@@ -122,8 +140,47 @@ def main(sizes: list[int], only: str | None = None) -> None:
             print(f"| {kind} | " + " | ".join(cells) + f" | {ratio} | {code} | {verdict} |", flush=True)
 
 
+def _median(runs: list[tuple[float, float, int]]) -> tuple[float, float]:
+    walls, cpus = sorted(r[0] for r in runs), sorted(r[1] for r in runs)
+    return walls[len(walls) // 2], cpus[len(cpus) // 2]
+
+
+def compare(before: Path, sizes: list[int], only: str | None = None) -> None:
+    """Before (the code at `before`) and after (this checkout), side by side, in one run: the
+    7B spec, then each kind of large spec at each size. Runs alternate so that a slower moment
+    of the machine costs both sides alike."""
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp)
+        tiny = copy_project(root)
+        print(f"before: {before}\nafter:  {REPO}\n")
+        print("| spec | N | before wall s | after wall s | after/before wall | before CPU s | "
+              "after CPU s | after/before CPU |")
+        print("|---|---|---|---|---|---|---|---|")
+
+        def row(name: str, n: str, spec: Path, repeats: int) -> None:
+            runs: dict[Path, list] = {before: [], REPO: []}
+            for _ in range(repeats):
+                for code in (before, REPO):
+                    runs[code].append(time_check(spec, code))
+            (bw, bc), (aw, ac) = _median(runs[before]), _median(runs[REPO])
+            print(f"| {name} | {n} | {bw:.3f} | {aw:.3f} | {aw / bw:.2f} | {bc:.3f} | {ac:.3f} | "
+                  f"{ac / bc:.2f} |", flush=True)
+
+        if only is None or only in "7B spec":
+            row("specs/fleming_r1_7b.flm", "-", root / "specs" / "fleming_r1_7b.flm", REPEATS)
+        for kind in [*KINDS, EXTENDS, CHAIN]:
+            if only is not None and only not in kind:
+                continue
+            for n in sizes:
+                row(kind, f"{n:,}", write_spec(root, tiny, kind, n), 1 if n > 10_000 else 3)
+
+
 if __name__ == "__main__":
     args = sys.argv[1:]
     pick = args[args.index("--only") + 1] if "--only" in args else None
+    against = Path(args[args.index("--against") + 1]).resolve() if "--against" in args else None
     numbers = [int(a) for a in args if a.isdigit()]
-    main(numbers or [10_000, 100_000], pick)
+    if against is not None:
+        compare(against, numbers or [10_000], pick)
+    else:
+        main(numbers or [10_000, 100_000], pick)

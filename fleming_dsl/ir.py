@@ -15,8 +15,7 @@ Rules of the IR:
 from __future__ import annotations
 
 import re
-
-from typing import Annotated, Literal, Union
+from typing import Annotated, Literal, Union, get_args
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -85,6 +84,9 @@ class Model(Decl):
 
 
 GraphFormat = Literal["primekg", "hetionet", "triples"]
+# the difficulty buckets of a graded dataset, easiest first (the one list: checks, lowering, jobs, reports)
+Bucket = Literal["easy", "moderate", "hard"]
+BUCKETS: tuple[str, ...] = get_args(Bucket)
 
 
 class Graph(Decl):
@@ -217,8 +219,11 @@ class Difficulty(Node):
     sharding: Sharding = Sharding()  # the model-backed steps of one filter share their shards
 
 
+_STEP_MODELS = (FormatCheck, VerifyLabel, Dedupe, Decontaminate, Difficulty)
+# the filter steps in the order a filter job runs them (the one list: lowering, completion, reports)
+FILTER_STEPS: tuple[str, ...] = tuple(m.model_fields["step"].default for m in _STEP_MODELS)
 FilterStep = Annotated[
-    Union[FormatCheck, VerifyLabel, Dedupe, Decontaminate, Difficulty], Field(discriminator="step")
+    Union[_STEP_MODELS], Field(discriminator="step")
 ]
 
 
@@ -290,7 +295,7 @@ class Miner(Node):
 
 class StageData(Node):
     dataset: str | None = None  # a Filter / Dataset / Distill name
-    buckets: tuple[Literal["easy", "moderate", "hard"], ...] = ()
+    buckets: tuple[Bucket, ...] = ()
     miner: Miner | None = None
 
 

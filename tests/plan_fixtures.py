@@ -3,6 +3,9 @@ planner's tests waits on the front end. Spans point at the lines of the draft sp
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
+
 from fleming_dsl import ir
 
 SPEC = "specs/tiny.flm"
@@ -94,3 +97,20 @@ def gpu_experiment() -> ir.Experiment:
         training = stage.training.model_copy(update={"deepspeed": zero, "bf16": True})
         stages.append(stage.model_copy(update={"training": training, "resources": big}))
     return exp.model_copy(update={"stages": tuple(stages)})
+
+
+def fabricate_outputs(root: Path, job, stamp: float | None = None) -> None:
+    """Write a planner job's outputs (not its meta) under `root`, as if it had run: a folder
+    output gets one file. With `stamp`, every file written gets that mtime."""
+    for out in job.outputs[:-1]:
+        target = root / out.path
+        target.parent.mkdir(parents=True, exist_ok=True)
+        written = [target]
+        if out.directory:
+            target.mkdir(exist_ok=True)
+            (target / "weights.bin").write_text(f"{job.name}\n")
+            written.insert(0, target / "weights.bin")
+        else:
+            target.write_text(f"{job.name}\n")
+        for path in written if stamp is not None else ():
+            os.utime(path, (stamp, stamp))

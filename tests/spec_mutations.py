@@ -1,7 +1,6 @@
 """Seeded mutations of spec text: token, structural and encoding changes a fuzzer makes.
 
-Used by the fuzz test of `fleming check` (tests/unit/spec/test_fuzz.py) and by the test that
-holds the hand-written parser to lark's (tests/unit/spec/test_descent.py).
+Used by the fuzz test of `fleming check` (tests/unit/spec/test_fuzz.py).
 """
 
 from __future__ import annotations

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from fleming_dsl.ir import BUCKETS
 from fleming_dsl.runtime.data import items
 from fleming_dsl.runtime.jobs import run_job
 
@@ -23,7 +24,6 @@ DISEASES = [
     ("parkinson disease", "resting tremor", "levodopa"), ("epilepsy", "seizures", "valproate"),
     ("peptic ulcer", "epigastric pain", "omeprazole"), ("psoriasis", "scaly plaques", "methotrexate"),
 ]
-BUCKETS = ("easy", "moderate", "hard")
 
 
 def synthetic_items(n: int, seed: int = 0, with_messages: bool = True) -> list[dict]:

@@ -16,7 +16,7 @@ from pathlib import Path
 from fleming_dsl.check.common import Checked, call_kw, option, option_key
 from fleming_dsl.check.files import exists, local_path
 from fleming_dsl.check.predicates import SPLIT_FIELDS
-from fleming_dsl.errors import Diagnostic
+from fleming_dsl.errors import Diagnostic, FlemingError
 from fleming_dsl.spec import ast
 
 # format -> the fields its rows have, each as alternatives (any one of them)
@@ -59,7 +59,7 @@ def split_has_a_field(c: Checked) -> Iterator[Diagnostic]:
                              hint="point the dataset at the file of the split you want")
 
 
-class _Unreadable(Exception):
+class _Unreadable(FlemingError):
     pass
 
 

@@ -18,6 +18,8 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+from fleming_dsl.errors import FlemingError
+
 _EDGE = 1 << 20  # bytes hashed at each end of a file for its fingerprint
 VERSION = 1  # bump when what a sidecar holds changes
 
@@ -28,7 +30,7 @@ class Vocabulary:
     node_types: frozenset[str]
 
 
-class VocabularyError(Exception):
+class VocabularyError(FlemingError):
     """A graph file that cannot be read here (the job will report it in full)."""
 
 

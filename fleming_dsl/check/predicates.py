@@ -1,11 +1,12 @@
 """Predicates shared by the check rules and the jobs that still validate a hand-written job
-config: one wording of each problem, wherever it is found. Standard library only."""
+config: one wording of each problem, wherever it is found. Imports only the IR (its vocabulary)."""
 
 from __future__ import annotations
 
 import math
 
-BUCKETS = ("easy", "moderate", "hard")
+from fleming_dsl.ir import BUCKETS
+
 MAX_COUNT = 100_000_000  # paths per sample job: past this a job runs for days or never ends
 
 # dataset format -> the row field a `split` selects on (`split = "health"` keeps MMLU-Pro rows

@@ -1,8 +1,10 @@
 """`fleming diff OLD NEW` / `fleming diff --rev REV SPEC`: the semantic diff, then the job plan.
 
 Loads both specs through the front end, diffs their IR (`diff.py`), plans both workflows and
-compares the job configs (`impact.py`). `--rev` reads the old spec, and every `.flm` it may
-include or extend, from a git revision. Exit 0: same experiment; 1: something changed; 2: error.
+compares the job configs and the content of the project files each job reads (`impact.py`).
+`--rev` reads the old spec, and every file the repository tracked then (included specs,
+prompts, data in git), from a git revision; files git does not track are the working tree's.
+Exit 0: same experiment; 1: something changed; 2: error.
 """
 
 from __future__ import annotations
@@ -45,34 +47,47 @@ def _git_bytes(*args: str, cwd: Path) -> bytes:
     return result.stdout
 
 
-def _mirror_rest(source: Path, target: Path) -> None:
-    """Link every non-spec entry of the working tree into `target` where the revision left a gap,
-    so the revision's specs see the same data, prompts and templates as the working tree."""
+def _mirror_rest(source: Path, target: Path, outputs: frozenset[Path] = frozenset()) -> None:
+    """Link every non-spec entry of the working tree into `target` where the revision left a gap
+    (data git does not hold, model folders), so the revision's specs find them.
+
+    `outputs` (paths under `source`) are left out: a spec's workdir must be a folder inside the
+    copy, which a link to the working tree's `runs/tiny` is not. The folders above one are made
+    rather than linked, so that what else they hold is still found."""
     for entry in source.iterdir():
-        if entry.name == ".git" or entry.suffix == ".flm":
+        if entry.name == ".git" or entry.suffix == ".flm" or entry in outputs:
             continue
         there = target / entry.name
-        if there.is_dir() and entry.is_dir() and not there.is_symlink():
-            _mirror_rest(entry, there)
+        above_output = any(entry in out.parents for out in outputs)
+        if entry.is_dir() and (above_output or (there.is_dir() and not there.is_symlink())):
+            there.mkdir(exist_ok=True)
+            _mirror_rest(entry, there, outputs)
         elif not there.exists() and not there.is_symlink():
             there.symlink_to(entry.resolve(), target_is_directory=entry.is_dir())
 
 
+def _extract_revision(rev: str, top: Path, root: Path) -> None:
+    """Every file git tracked at `rev`, written under `root`."""
+    import io
+    import tarfile
+
+    data = _git_bytes("archive", "--format=tar", rev, cwd=top)
+    with tarfile.open(fileobj=io.BytesIO(data)) as archive:
+        archive.extractall(root, filter="data")
+
+
 @contextlib.contextmanager
-def checkout_specs(rev: str) -> Iterator[Path]:
-    """A temp copy of the repository as of `rev` for specs, and as now for everything else;
-    yields the folder matching the current working directory inside it."""
+def checkout_specs(rev: str, outputs: tuple[str, ...] = ()) -> Iterator[Path]:
+    """A temp copy of the repository as of `rev` (what git tracked then), with links to the files
+    git does not track; yields the folder matching the current working directory inside it.
+    `outputs` (relative to it: the spec's workdir) are not linked."""
     top = Path(_git("rev-parse", "--show-toplevel").strip())
     _git("rev-parse", "--verify", "--quiet", f"{rev}^{{commit}}", cwd=top)
     here = Path.cwd().resolve().relative_to(top.resolve())
     with tempfile.TemporaryDirectory(prefix="fleming-diff-") as temp:
         root = Path(temp)
-        for name in _git("ls-tree", "-r", "--name-only", "-z", rev, cwd=top).split("\0"):
-            if name.endswith(".flm"):
-                dest = root / name
-                dest.parent.mkdir(parents=True, exist_ok=True)
-                dest.write_bytes(_git_bytes("show", f"{rev}:{name}", cwd=top))
-        _mirror_rest(top, root)
+        _extract_revision(rev, top, root)
+        _mirror_rest(top, root, frozenset(Path.cwd() / p for p in outputs))
         (root / here).mkdir(parents=True, exist_ok=True)
         from fleming_dsl.spec.boundary import allowing
 
@@ -109,10 +124,22 @@ def load_spec_at(rev: str, path: str) -> Experiment:
         return load_spec(path)
 
 
+def compare_at(rev: str, path: str) -> tuple[semantic.ExperimentDiff, plan_impact.Impact]:
+    """`path` at git revision `rev` against the working tree: specs and the files they read."""
+    new, here = load_spec(path), Path.cwd()
+    with checkout_specs(rev, outputs=(new.workdir,)) as there, _working_directory(there):
+        if not Path(path).is_file():
+            raise DiffError(f"{path}: not in revision {rev}")
+        return compare(load_spec(path), new, old_root=there, new_root=here)
+
+
 # ---------------------------------------------------------------- the report
 
 
-def compare(old: Experiment, new: Experiment) -> tuple[semantic.ExperimentDiff, plan_impact.Impact]:
+def compare(old: Experiment, new: Experiment, old_root: Path | None = None,
+            new_root: Path | None = None) -> tuple[semantic.ExperimentDiff, plan_impact.Impact]:
+    """The semantic diff and the jobs that re-run; project files are read under `old_root` and
+    `new_root` (both the working directory when not given)."""
     from fleming_dsl.errors import PlanError
     from fleming_dsl.plan.planner import plan
 
@@ -121,8 +148,11 @@ def compare(old: Experiment, new: Experiment) -> tuple[semantic.ExperimentDiff, 
         before, after = plan(old, out_dir), plan(new, out_dir)
     except PlanError as err:
         raise DiffError(str(err)) from None
+    old_jobs, new_jobs = plan_impact.jobs_of(before), plan_impact.jobs_of(after)
+    here = Path.cwd()
+    touched = plan_impact.inputs_changed(new_jobs, old_root or here, new_root or here)
     return (semantic.diff_experiments(old, new),
-            plan_impact.plan_impact(plan_impact.jobs_of(before), plan_impact.jobs_of(after)))
+            plan_impact.plan_impact(old_jobs, new_jobs, touched))
 
 
 def render(diff: semantic.ExperimentDiff, impact: plan_impact.Impact, form: str,
@@ -159,14 +189,13 @@ def main(args: argparse.Namespace) -> int:
             if len(args.specs) != 1:
                 raise DiffError("with --rev, give exactly one SPEC")
             spec = args.specs[0]
-            old, new = load_spec_at(args.rev, spec), load_spec(spec)
             labels = (f"{spec}@{args.rev}", spec)
+            diff, impact = compare_at(args.rev, spec)
         else:
             if len(args.specs) != 2:
                 raise DiffError("give OLD and NEW specs, or one SPEC with --rev REV")
-            old, new = load_spec(args.specs[0]), load_spec(args.specs[1])
             labels = (args.specs[0], args.specs[1])
-        diff, impact = compare(old, new)
+            diff, impact = compare(load_spec(args.specs[0]), load_spec(args.specs[1]))
     except DiffError as err:
         print(err, file=sys.stderr)
         return 2

@@ -17,10 +17,11 @@ import os
 from dataclasses import dataclass
 from typing import Any
 
+from fleming_dsl.errors import PlanError
 from fleming_dsl.plan.planner import Job
 
 
-class TableError(ValueError):
+class TableError(PlanError, ValueError):
     """A job whose paths do not fit the one-wildcard rule shape (a planner bug)."""
 
 

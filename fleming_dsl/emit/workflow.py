@@ -24,6 +24,7 @@ from fleming_dsl import __version__
 from fleming_dsl.check import rollout
 from fleming_dsl.emit import table
 from fleming_dsl.emit.provenance import job_libraries
+from fleming_dsl.errors import FlemingError
 from fleming_dsl.plan import jobconfig as jc
 from fleming_dsl.plan.planner import Job, Plan
 from fleming_dsl.resources import resource_dir
@@ -46,7 +47,7 @@ def to_json(data: Any) -> str:
         return json.dumps(data, indent=2, sort_keys=True, ensure_ascii=False) + "\n"
 
 
-class _NotPlain(Exception):
+class _NotPlain(FlemingError):
     """A value the fast encoder leaves to the json module (non-string keys, other types)."""
 
 

@@ -48,7 +48,6 @@ _DATASET_FORMATS = ir.DatasetFormat.__args__  # type: ignore[attr-defined]
 _MODEL_SOURCES = ("hf", "local", "tiny", "template", "openai")
 _GRAPH_FORMATS = {"primekg": ("kg.csv",), "hetionet": ("nodes.tsv", "edges.sif"), "triples": ("triples.tsv",)}
 _BACKENDS = ("vllm", "transformers", "openai", "template")
-_FILTER_STEPS = ("format", "verify_label", "dedupe", "decontaminate", "difficulty")
 # positional arguments of the built-in rewards, by parameter name (see fleming_dsl/rewards.py)
 _BUILTIN_REWARDS = {"choice_match": ("tag", "accept"), "regex": ("pattern",), "length_penalty": ("max_tokens",),
                     "overlong": ("max_tokens", "buffer"), "rubric": ("grader", "prompt")}
@@ -330,12 +329,12 @@ class _Lowering:
             if not isinstance(item, ast.Entry):
                 what = item.key.name
                 self.diags.error(f"a filter block lists steps, not options ('{what} = ...')",
-                                 item.key.span, expected="one of " + ", ".join(_FILTER_STEPS))
+                                 item.key.span, expected="one of " + ", ".join(ir.FILTER_STEPS))
                 continue
-            if item.name.name not in _FILTER_STEPS:
+            if item.name.name not in ir.FILTER_STEPS:
                 self.diags.error(f"unknown filter step '{item.name.name}'", item.name.span,
-                                 expected="one of " + ", ".join(_FILTER_STEPS),
-                                 **suggestion(item.name.name, _FILTER_STEPS, item.name.span))
+                                 expected="one of " + ", ".join(ir.FILTER_STEPS),
+                                 **suggestion(item.name.name, ir.FILTER_STEPS, item.name.span))
                 continue
             self.current_step = (d.name.name, len(steps))
             step = getattr(self, "step_" + item.name.name)(item)

@@ -372,7 +372,6 @@ CALL_BLOCKS = {name[:-2]: name for name in BY_KEY if name.endswith("()")}
 # The block of a declaration kind (synthesize and filter blocks take only nested blocks/steps).
 DECL_BLOCKS = {"model": "model", "sample": "sample", "dataset": "dataset", "distill": "distill",
                "stage": "stage", "evaluate": "evaluate", "cluster": "cluster", "experiment": "experiment"}
-FILTER_STEPS = ("format", "verify_label", "dedupe", "decontaminate", "difficulty")
 
 
 def block(key: str) -> Block | None:

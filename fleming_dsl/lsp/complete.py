@@ -8,6 +8,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
+from fleming_dsl import ir
 from fleming_dsl.check.common import ITEM_SOURCES
 from fleming_dsl.check.graph_vocab import VocabularyError, vocabulary
 from fleming_dsl.lower import options as table
@@ -85,7 +86,7 @@ def complete(analysis: Analysis | None, cursor: Cursor) -> list[Item]:
     items = []
     if top.block == "filter":
         items += [Item(s, "keyword", "filter step", table.block(f"{s}()").title if table.block(f"{s}()") else "")
-                  for s in table.FILTER_STEPS]
+                  for s in ir.FILTER_STEPS]
         items.append(Item("resources", "keyword", "resources { ... }"))
         return items
     block = table.block(top.block) if top.block else None

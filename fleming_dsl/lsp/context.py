@@ -11,6 +11,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from fleming_dsl import ir
 from fleming_dsl.lower import options as table
 from fleming_dsl.lower.stages import _GRPO_ONLY as GRPO_ONLY  # lowering's list: rewards, generations, ...
 from fleming_dsl.lower.stages import TRAINING_OPTIONS
@@ -92,7 +93,7 @@ def _in_block(block: ast.Block | None, key: str | None, line: int, col: int):
             name = item.name.name
             if name in table.NESTED_BLOCKS:
                 found = _in_block(item.block, table.NESTED_BLOCKS[name], line, col)
-            elif name in table.FILTER_STEPS:
+            elif name in ir.FILTER_STEPS:
                 found = (_in_call(item.call, line, col, f"{name}()") if item.call else None) or \
                     _in_block(item.block, "difficulty buckets", line, col)
             else:
@@ -271,7 +272,7 @@ def _frame_block(opener: str, frames: list[Frame], statement: list[str], recent:
         func = recent[-1] if recent else ""
         if func in table.CALL_BLOCKS:
             return table.CALL_BLOCKS[func]
-        if func in table.FILTER_STEPS:
+        if func in ir.FILTER_STEPS:
             return f"{func}()"
         if not frames and statement and statement[0] == "dataset":
             return "dataset"

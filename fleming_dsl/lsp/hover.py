@@ -56,7 +56,7 @@ def function_entry(name: str) -> str | None:
     if table.block(name) is not None and name in table.NESTED_BLOCKS:
         return block_entry(name)
     kinds = [what for what, names in table.SOURCES.items() if name in names]
-    if name in table.FILTER_STEPS:
+    if name in ir.FILTER_STEPS:
         kinds.append("filter step")
     if not kinds:
         return None
@@ -67,7 +67,7 @@ def function_entry(name: str) -> str | None:
 
 
 def _names_of(what: str) -> tuple[str, ...]:
-    return table.FILTER_STEPS if what == "filter step" else table.SOURCES[what]
+    return ir.FILTER_STEPS if what == "filter step" else table.SOURCES[what]
 
 
 # The words of the syntax that no option block describes (grammars/flm.lark: how each is written).
@@ -107,7 +107,7 @@ def keyword_entry(word: str) -> str | None:
     if what is not None:
         lines.insert(0, f"{what}: " + ", ".join(f"`{n}`" for n in table.SOURCES[what]))
     if word == "filter":
-        lines.insert(0, "steps: " + ", ".join(f"`{n}`" for n in table.FILTER_STEPS))
+        lines.insert(0, "steps: " + ", ".join(f"`{n}`" for n in ir.FILTER_STEPS))
     return head + ("\n\n" + "\n".join(lines) if lines else "")
 
 

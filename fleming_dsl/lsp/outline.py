@@ -1,6 +1,7 @@
 """The shape of one file: document symbols, folding ranges and semantic tokens.
 
-Semantic tokens come from the grammar's own lexer (`lark_parser().lex`), classified with the
+Semantic tokens are the parser's own tokens as it read them (`grammar.parse_tokens`: comments
+included; up to a syntax error, the tokens before it), classified with the
 index: a declared name is a variable, a name before `=` a property, before `(` a function, in a
 metapath a type or (between `-[` and `]->`) a relation.
 """
@@ -9,11 +10,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from lark.exceptions import LarkError
-
 from fleming_dsl.lsp.analysis import Analysis
 from fleming_dsl.spec import ast
-from fleming_dsl.spec.grammar import lark_parser
+from fleming_dsl.spec.grammar import parse_tokens
 
 TOKEN_TYPES = ("keyword", "variable", "property", "function", "string", "number", "comment",
                "operator", "type", "enumMember")
@@ -86,17 +85,6 @@ def folding(module: ast.Module, text: str) -> list[tuple[int, int, str]]:
     return sorted(out)
 
 
-def _lex(text: str) -> list:
-    toks = []
-    try:
-        for tok in lark_parser().lex(text, dont_ignore=True):
-            if tok.type != "WS":
-                toks.append(tok)
-    except LarkError:
-        pass  # a character the grammar does not know: colour what came before it
-    return toks
-
-
 def semantic_tokens(analysis: Analysis | None, shown: str, text: str) -> list[int]:
     """The LSP's relative encoding: [dline, dcol, length, type, modifiers] per token."""
     names = {}
@@ -104,7 +92,7 @@ def semantic_tokens(analysis: Analysis | None, shown: str, text: str) -> list[in
         for occ in analysis.occurrences:
             if occ.span.file == shown:
                 names[(occ.span.line, occ.span.col)] = occ.role
-    toks = _lex(text)
+    toks = parse_tokens(text)[0]
     data: list[int] = []
     prev_line, prev_col = 0, 0
     for i, tok in enumerate(toks):
@@ -141,11 +129,10 @@ def _classify(toks, i: int, names: dict) -> tuple[str | None, int]:
         role = names.get((tok.line, tok.column))
         if role is not None:
             return "variable", 1 if role == "decl" else 0
-        # a keyword is still an option name where only a name can be (`model = teacher`)
-        if nxt == "=" and (tok.type == "NAME" or prev in ("(", ",", "{") or _in_block(toks, i)):
-            return "property", 0
-        if tok.type != "NAME":
+        if tok.type != "NAME":  # the parser read it as a keyword (`model = teacher` is a NAME)
             return "keyword", 0
+        if nxt == "=":
+            return "property", 0
         if nxt == "(":
             return "function", 0
         if prev == "-[":
@@ -157,9 +144,3 @@ def _classify(toks, i: int, names: dict) -> tuple[str | None, int]:
         return "enumMember", 0
     return "operator", 0
 
-
-def _in_block(toks, i: int) -> bool:
-    depth = 0
-    for tok in toks[:i]:
-        depth += {"{": 1, "}": -1}.get(str(tok), 0)
-    return depth > 0

@@ -31,6 +31,10 @@ class JobBase(Cfg):
     experiment: str
     seed: int
     meta: str  # path of the metadata JSON this job writes beside its outputs
+    # The files and folders this job reads, as the planner found them: the one list. The
+    # workflow declares them as the rule's inputs (Snakemake re-runs on a newer one) and the job
+    # records their content hashes in its meta (`fleming status` compares them).
+    inputs: tuple[str, ...] = ()
 
 
 def config_text(cfg: Cfg) -> str:

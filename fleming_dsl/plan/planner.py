@@ -44,7 +44,6 @@ class Job:
     """One Snakemake rule: its config and everything the rule declares around it."""
 
     config: jc.JobBase
-    inputs: tuple[str, ...]  # data inputs, in a stable order (the config JSON is added by emit)
     outputs: tuple[Output, ...]  # the main output first, then the rest (meta last)
     log: str
     threads: int
@@ -56,6 +55,12 @@ class Job:
     @property
     def name(self) -> str:
         return self.config.job
+
+    @property
+    def inputs(self) -> tuple[str, ...]:
+        """The data inputs, in a stable order (the config JSON is added by emit): the config's
+        own list, so the rule and the job's record name the same files."""
+        return self.config.inputs
 
     @property
     def kind(self) -> str:
@@ -245,7 +250,8 @@ class _Planner:
         grouped = (self.exp.cluster.group_cpu_jobs and kind in _GROUPABLE_KINDS and res.gpus == 0)
         outputs = (Output(config.output, directory), *extra_outputs,  # type: ignore[attr-defined]
                    Output(config.meta))
-        return Job(config=config, inputs=_unique(inputs), outputs=outputs, log=self.log(config.job),
+        config = config.model_copy(update={"inputs": _unique(inputs)})
+        return Job(config=config, outputs=outputs, log=self.log(config.job),
                    threads=res.cpus, resources=res, source=self.source_of(decl),
                    group=_PREP_GROUP if grouped else None, deepspeed_stage=deepspeed)
 
@@ -372,7 +378,8 @@ class _Planner:
         res = self.with_cluster(ir.Resources())  # merging is light: one CPU, default memory
         parts = gather_cfg.parts
         inputs = (*(p.output for p in parts), *(p.meta for p in parts), *gather_inputs)
-        gather = Job(config=gather_cfg, inputs=_unique(inputs), outputs=job.outputs,
+        gather_cfg = gather_cfg.model_copy(update={"inputs": _unique(inputs)})
+        gather = Job(config=gather_cfg, outputs=job.outputs,
                      log=job.log, threads=res.cpus, resources=res, source=job.source)
         return [*shards, gather]
 

@@ -3,18 +3,25 @@
 Like `terraform plan`: compare the job configs two specs compile to (by content hash), mark
 every job whose config changed or is new, then every job downstream of one of those in the job
 DAG (built from declared inputs and outputs), and add up the GPU-hours declared for them.
-Pure apart from `jobs_of`, which reads the planner's `Plan`.
+A job whose config is the same still re-runs when a project file it reads (a prompt template, a
+rubric, a dataset, a model folder: the planner's inputs, which the workflow declares and the job
+records) differs (`inputs_changed`), as Snakemake and `fleming status` would see it. Pure apart
+from `jobs_of`, which reads the planner's `Plan`, and `inputs_changed`, which reads files.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import os
 from collections.abc import Iterable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 import networkx as nx
+
+from fleming_dsl.hashing import sha256_path
 
 if TYPE_CHECKING:
     from fleming_dsl.plan.jobconfig import JobBase
@@ -45,6 +52,7 @@ class JobImpact:
     gpu_hours: float
     after: tuple[str, ...] = ()  # invalidated: the changed upstream jobs it depends on
     source: str = ""
+    inputs: tuple[str, ...] = ()  # changed with the same config: the project files that differ
 
 
 @dataclass(frozen=True)
@@ -87,6 +95,30 @@ def jobs_of(plan: Plan) -> list[JobView]:
             for job in plan.jobs]
 
 
+def inputs_changed(jobs: Iterable[JobView], old_root: Path, new_root: Path) -> dict[str, tuple[str, ...]]:
+    """The jobs that read a project file (no job writes it) whose content differs between the
+    project at `old_root` and at `new_root`: a file that appeared, went, or hashes differently.
+    The same file on both sides (a link back into the working tree) is not read at all."""
+    jobs = list(jobs)
+    produced = {out for job in jobs for out in job.outputs}
+    verdicts: dict[str, bool] = {}
+
+    def differs(path: str) -> bool:
+        if path not in verdicts:
+            a, b = old_root / path, new_root / path
+            if a.exists() != b.exists():
+                verdicts[path] = True
+            elif not a.exists() or os.path.samefile(a, b):
+                verdicts[path] = False
+            else:
+                verdicts[path] = sha256_path(a) != sha256_path(b)
+        return verdicts[path]
+
+    changed = {job.name: tuple(p for p in job.inputs if p not in produced and differs(p))
+               for job in jobs}
+    return {name: paths for name, paths in changed.items() if paths}
+
+
 def _recut(job: JobView, after: dict[str, JobView], direct: dict[str, Reason]) -> bool:
     """A shard job that is new, changed or gone while its gather's data stays the same: the
     step was cut differently. Its part is temporary and nothing needs it, so it does not run."""
@@ -106,16 +138,20 @@ def job_dag(jobs: Iterable[JobView]) -> nx.DiGraph:
     return dag
 
 
-def plan_impact(old: Iterable[JobView], new: Iterable[JobView]) -> Impact:
-    """The jobs of `new` that would re-run given outputs produced by `old`, and why."""
+def plan_impact(old: Iterable[JobView], new: Iterable[JobView],
+                inputs_changed: dict[str, tuple[str, ...]] | None = None) -> Impact:
+    """The jobs of `new` that would re-run given outputs produced by `old`, and why. Jobs named
+    in `inputs_changed` read a project file (a prompt, a dataset, a model folder) whose content
+    differs between the two sides: they re-run as if their config had changed."""
     before = {j.name: j for j in old}
     after = {j.name: j for j in new}
+    touched = inputs_changed or {}
     dag = job_dag(after.values())
     direct: dict[str, Reason] = {}
     for name, job in after.items():
         if name not in before:
             direct[name] = "added"
-        elif before[name].config_sha256 != job.config_sha256:
+        elif before[name].config_sha256 != job.config_sha256 or name in touched:
             direct[name] = "changed"
     recut = {name for name in direct if _recut(after[name], after, direct)}
     impacts: dict[str, JobImpact] = {
@@ -126,7 +162,9 @@ def plan_impact(old: Iterable[JobView], new: Iterable[JobView]) -> Impact:
     for name in order:
         job = after[name]
         if name in direct:
-            impacts[name] = JobImpact(name, job.kind, direct[name], job.gpu_hours, source=job.source)
+            same_config = name in before and before[name].config_sha256 == job.config_sha256
+            impacts[name] = JobImpact(name, job.kind, direct[name], job.gpu_hours, source=job.source,
+                                      inputs=touched.get(name, ()) if same_config else ())
             continue
         upstream = sorted(u for u in nx.ancestors(dag, name) if u in direct)
         if upstream:
@@ -157,6 +195,8 @@ def summary(impact: Impact) -> str:
 def _why(job: JobImpact) -> str:
     if job.reason == "invalidated":
         return "invalidated by " + ", ".join(job.after)
+    if job.inputs:
+        return "input changed: " + ", ".join(job.inputs)
     return {"added": "new job", "changed": "config changed", "removed": "no longer in the workflow",
             "recut": "re-cut, no data change"}[job.reason]
 

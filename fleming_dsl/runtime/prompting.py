@@ -49,7 +49,7 @@ class _Outside(jinja2.TemplateNotFound):
     """A template whose real path lies outside the prompt folder."""
 
 
-class _TooLong(Exception):
+class _TooLong(FlemingError):
     pass
 
 

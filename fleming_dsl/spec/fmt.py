@@ -8,20 +8,21 @@ them, trailing comments at the end of the line they were on). Literals are writt
 in the source (`20_000` stays `20_000`). Formatting is idempotent and changes no meaning: the
 formatted spec lowers to the same IR.
 
-The formatter works on lark's tree (not the AST) because it needs the tokens as written.
+The formatter reads what the parser reads: the AST (statements, blocks, items and where each
+was written) and the parser's tokens, comments included (`spec.grammar.parse_tokens`), so every
+value is written with the tokens it was written with, spaced canonically.
 """
 
 from __future__ import annotations
 
-import functools
+import bisect
 import re
 from dataclasses import dataclass
 
-from lark import Lark, Token, Tree
-from lark.exceptions import UnexpectedInput
+from lark import Token
 
-from fleming_dsl.spec.grammar import grammar_text
-from fleming_dsl.spec.parser import parse_module
+from fleming_dsl.spec import ast
+from fleming_dsl.spec.parser import parse_with_tokens
 
 INDENT = "  "
 
@@ -35,131 +36,80 @@ class _Line:
     closing: bool = False  # a lone `}`
 
 
-class _CommentSink:
-    """lark calls this for every COMMENT token (comments are otherwise ignored)."""
+# ---------------------------------------------------------------- tokens -> text
 
-    def __init__(self) -> None:
-        self.tokens: list[Token] = []
-
-    def __call__(self, tok: Token) -> Token:
-        self.tokens.append(tok)
-        return tok
+_TIGHT_BEFORE = frozenset((",", ")", "]", "]->", "..", ":"))  # no space before these
+_TIGHT_AFTER = frozenset(("(", "[", "-[", "..", ":", "-"))  # ... nor after these ('-' is a sign)
 
 
-@functools.lru_cache(maxsize=1)
-def _parser() -> tuple[Lark, _CommentSink]:
-    sink = _CommentSink()
-    lark = Lark(grammar_text(), parser="lalr", propagate_positions=True, maybe_placeholders=True,
-                lexer_callbacks={"COMMENT": sink})
-    return lark, sink
+def _join(tokens: list[Token]) -> str:
+    """Tokens as canonical text: single spaces, none inside brackets, `, ` between items, a call's
+    `(` and an index's `[` against their name, a trailing comma dropped."""
+    out: list[str] = []
+    prev: Token | None = None
+    for i, tok in enumerate(tokens):
+        text = str(tok)
+        if text == "," and i + 1 < len(tokens) and str(tokens[i + 1]) in (")", "]"):
+            continue
+        if prev is not None and not (text in _TIGHT_BEFORE or str(prev) in _TIGHT_AFTER
+                                     or (text in ("(", "[") and prev.type == "NAME")):
+            out.append(" ")
+        out.append(text)
+        prev = tok
+    return "".join(out)
 
 
-# ---------------------------------------------------------------- values
+class _Source:
+    """The parser's code tokens in order, cut by position."""
+
+    def __init__(self, tokens: list[Token]) -> None:
+        self.tokens = tokens
+        self.keys = [(t.line, t.column) for t in tokens]
+
+    def between(self, start: tuple[int, int], end: tuple[int, int]) -> str:
+        """The tokens from `start` up to (not including) `end`, as canonical text."""
+        lo = bisect.bisect_left(self.keys, start)
+        hi = bisect.bisect_left(self.keys, end)
+        return _join(self.tokens[lo:hi])
 
 
-def _value(node) -> str:
-    if isinstance(node, Token):
-        return str(node)
-    kids = [c for c in node.children if c is not None]
-    kind = node.data
-    if kind in ("string", "int", "float", "quantity", "name", "node_name", "node_str"):
-        return str(kids[0])
-    if kind in ("neg_int", "neg_float"):
-        return "-" + str(kids[0])
-    if kind in ("true", "false"):
-        return kind
-    if kind == "node_any":
-        return "*"
-    if kind == "call":
-        return str(kids[0]) + _args(kids[1])
-    if kind == "kwarg":
-        return f"{kids[0]} = {_value(kids[1])}"
-    if kind == "index":
-        return f"{kids[0]}[" + ", ".join(map(str, kids[1:])) + "]"
-    if kind == "list":
-        return "[" + ", ".join(_value(k) for k in kids) + "]"
-    if kind == "range":
-        return f"{kids[0]}..{kids[1]}"
-    if kind == "ratio":
-        return f"{_value(kids[0])}:{_value(kids[1])}"
-    if kind == "compare":
-        return f"{kids[0]} {kids[1]} {_value(kids[2])}"
-    if kind == "weighted":
-        return f"{_value(kids[0])} * {kids[1]}"
-    if kind == "term":
-        return _value(kids[0])
-    if kind == "sum":
-        return " + ".join(_value(k) for k in kids)
-    if kind == "metapath":
-        return " ".join(_value(k) for k in kids)
-    if kind == "edge_rel":
-        return f"-[{kids[0]}]->"
-    if kind == "edge_any":
-        return "-->"
-    raise ValueError(f"fmt: no layout for {kind}")  # a grammar rule added without a layout
+def _start(span) -> tuple[int, int]:
+    return span.line, span.col
 
 
-def _args(node: Tree) -> str:
-    return "(" + ", ".join(_value(c) for c in node.children if c is not None) + ")"
-
-
-def _refs(node: Tree) -> str:
-    names = [str(c) for c in node.children if c is not None]
-    return names[0] if node.data == "ref_one" else "[" + ", ".join(names) + "]"
+def _end(span) -> tuple[int, int]:
+    return span.end_line, span.end_col
 
 
 # ---------------------------------------------------------------- statements and blocks
 
 
-def _block(head: str, block: Tree | None, depth: int, meta) -> list[_Line]:
+def _block(src: _Source, head: str, block: ast.Block | None, depth: int, at) -> list[_Line]:
     if block is None:
-        return [_Line(depth, head, meta.line, meta.column)]
-    items = [c for c in block.children if c is not None]
-    if not items:
-        return [_Line(depth, head + " {}", meta.line, meta.column)]
-    lines = [_Line(depth, head + " {", meta.line, meta.column)]
-    for item in items:
-        lines += _item(item, depth + 1)
-    lines.append(_Line(depth, "}", block.meta.end_line, block.meta.end_column - 1, closing=True))
+        return [_Line(depth, head, at.line, at.col)]
+    if not block.items:
+        return [_Line(depth, head + " {}", at.line, at.col)]
+    lines = [_Line(depth, head + " {", at.line, at.col)]
+    for item in block.items:
+        lines += _item(src, item, depth + 1)
+    lines.append(_Line(depth, "}", block.span.end_line, block.span.end_col - 1, closing=True))
     return lines
 
 
-def _item(item: Tree, depth: int) -> list[_Line]:
-    kids = item.children
-    if item.data == "option":
-        return [_Line(depth, f"{kids[0]} = {_value(kids[1])}", item.meta.line, item.meta.column)]
-    if item.data == "sweep":
-        return [_Line(depth, f"sweep {kids[0]} in {_value(kids[1])}", item.meta.line, item.meta.column)]
-    head = str(kids[0]) + (_args(kids[1]) if kids[1] is not None else "")
-    return _block(head, kids[2], depth, item.meta)
+def _with_block(src: _Source, node, block: ast.Block | None, depth: int) -> list[_Line]:
+    """A statement or entry: its head as written up to its block, then the block."""
+    head = src.between(_start(node.span), _start(block.span) if block is not None else _end(node.span))
+    return _block(src, head, block, depth, node.span)
 
 
-def _statement(st: Tree) -> list[_Line]:
-    k, line = st.children, st.meta
-    kind = st.data
-    if kind == "experiment":
-        head = f"experiment {k[0]}" + (f" extends {k[1]}" if k[1] is not None else "")
-        return _block(head, k[2], 0, line)
-    if kind == "include":
-        return [_Line(0, f"include {k[0]}", line.line)]
-    if kind == "drop":
-        return [_Line(0, f"drop {k[0]}", line.line)]
-    if kind in ("model", "graph", "dataset", "stage"):
-        return _block(f"{kind} {k[0]} = {_value(k[1])}", k[2], 0, line)
-    if kind in ("prompt", "reward"):
-        return [_Line(0, f"{kind} {k[0]} = {_value(k[1])}", line.line)]
-    if kind in ("sample", "filter"):
-        return _block(f"{kind} {k[0]} from {k[1]}", k[2], 0, line)
-    if kind == "synthesize":
-        return _block(f"synthesize {k[0]} from {k[1]} with {k[2]} using {k[3]}", k[4], 0, line)
-    if kind == "distill":
-        return _block(f"distill {k[0]} from {_refs(k[1])} with {k[2]} using {k[3]}", k[4], 0, line)
-    if kind == "evaluate":
-        head = f"evaluate {_refs(k[0])} on {_refs(k[1])}" + (f" as {k[2]}" if k[2] is not None else "")
-        return _block(head, k[3], 0, line)
-    if kind == "cluster":
-        return _block("cluster", k[0], 0, line)
-    raise ValueError(f"fmt: no layout for {kind}")
+def _item(src: _Source, item: ast.Item, depth: int) -> list[_Line]:
+    if isinstance(item, ast.Entry):
+        return _with_block(src, item, item.block, depth)
+    return [_Line(depth, src.between(_start(item.span), _end(item.span)), item.span.line, item.span.col)]
+
+
+def _statement(src: _Source, st: ast.Statement) -> list[_Line]:
+    return _with_block(src, st, getattr(st, "block", None), 0)
 
 
 # ---------------------------------------------------------------- comments and blank lines
@@ -247,14 +197,8 @@ def _align(out: list[str]) -> list[str]:
 
 def format_source(text: str, file: str = "<input>") -> str:
     """`text` in the canonical layout; SpecError (located) when it does not parse."""
-    lark, sink = _parser()
-    sink.tokens = []
-    try:
-        tree = lark.parse(text)
-    except UnexpectedInput:
-        # report it through the shared parser, whose states the table of known mistakes uses
-        parse_module(text, file)
-        raise  # unreachable: both parsers share the grammar
-    comments = sorted(sink.tokens, key=lambda t: (t.line, t.column))
-    lines = [line for st in tree.children for line in _statement(st)]
+    module, tokens = parse_with_tokens(text, file)
+    comments = [t for t in tokens if t.type == "COMMENT"]
+    src = _Source([t for t in tokens if t.type != "COMMENT"])
+    lines = [line for st in module.statements for line in _statement(src, st)]
     return _weave(lines, comments, text.splitlines())

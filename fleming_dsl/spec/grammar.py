@@ -1,32 +1,26 @@
-"""The reference parser: lark's LALR parser for grammars/flm.lark (built once per process), its
-tree -> AST transformer, and the friendly syntax errors.
+"""The parser: lark's LALR parser for grammars/flm.lark, built once per process, which builds the
+AST while it parses (an embedded transformer: no parse tree is made), and the friendly syntax
+errors.
 
-The grammar file defines the language. `spec.parser` parses with a hand-written parser of the
-same grammar first and comes here, from the statement before the first one that parser does not
-accept, for the rest of the file: lark decides what a syntax error is and says where.
-tests/unit/spec/test_descent.py holds the two to the same result."""
+The grammar file is the one definition of the language. The parser's tokens as it reads them,
+comments included, are available too (`parse_tokens`): the formatter, the language server's
+semantic tokens and the Pygments highlighter read those rather than lexing on their own."""
 
 from __future__ import annotations
 
 import functools
 import re
-from collections.abc import Callable
+import threading
+from collections.abc import Callable, Iterator
 
-from lark import Lark, Token, Transformer, v_args
+from lark import Lark, Token
 from lark.exceptions import UnexpectedCharacters, UnexpectedInput, UnexpectedToken
 
 from fleming_dsl.errors import Diagnostic, SpecError
 from fleming_dsl.ir import Span
 from fleming_dsl.resources import resource_dir
 from fleming_dsl.spec import ast
-from fleming_dsl.spec.text import (
-    STATEMENT_KEYWORDS,
-    new_span,
-    number,
-    quantity,
-    scan_brackets,
-    unquote,
-)
+from fleming_dsl.spec.text import new_span, number, quantity, scan_brackets, unquote
 
 
 def grammar_text() -> str:
@@ -54,16 +48,50 @@ def _cache_file(grammar: str) -> str | bool:
     return os.path.join(folder, f"flm-lalr-{key}.pickle")
 
 
+class _Tap:
+    """lark's post-lexer hook: passes the parser's tokens through untouched, and while a caller
+    asks for them (`parse_tokens`) also keeps them, with the comments the lexer skips."""
+
+    always_accept = ()
+
+    def __init__(self) -> None:
+        self.tokens: list[Token] | None = None
+
+    def process(self, stream: Iterator[Token]) -> Iterator[Token]:
+        if self.tokens is None:
+            return stream  # the usual parse: no wrapper between lexer and parser
+        return self._keep(stream)
+
+    def _keep(self, stream: Iterator[Token]) -> Iterator[Token]:
+        for tok in stream:
+            self.tokens.append(tok)
+            yield tok
+
+    def comment(self, tok: Token) -> Token:
+        if self.tokens is not None:
+            self.tokens.append(tok)
+        return tok
+
+
 @functools.lru_cache(maxsize=None)
-def _lark() -> Lark:
+def _parser() -> tuple[Lark, "_Build", _Tap]:
     grammar = grammar_text()
-    return Lark(grammar, parser="lalr", propagate_positions=True, maybe_placeholders=True,
+    build, tap = _Build(), _Tap()
+    # keep_all_tokens: the AST's spans start at a statement's keyword and end at its last
+    # bracket, which the builder reads from the tokens (an embedded transformer gets no `meta`)
+    lark = Lark(grammar, parser="lalr", transformer=build, postlex=tap, keep_all_tokens=True,
+                maybe_placeholders=True, lexer_callbacks={"COMMENT": tap.comment},
                 cache=_cache_file(grammar))
+    return lark, build, tap
+
+
+# one parse at a time: the builder and the tap hold the state of the parse under way
+_LOCK = threading.RLock()
 
 
 def lark_parser() -> Lark:
-    """The shared LALR parser (also used by the formatter, which needs the raw tree)."""
-    return _lark()
+    """The shared LALR parser (its terminals name tokens in messages)."""
+    return _parser()[0]
 
 
 # ---------------------------------------------------------------- known mistakes
@@ -140,6 +168,10 @@ SYNTAX_ERRORS: dict[str, list[str]] = {
     "'include' and 'extends' take a file name in quotes": [
         'include base.flm', 'include base', 'experiment "x" extends base { }',
     ],
+    "a declaration cannot start inside a block: close the block with '}' first": [
+        'cluster { resources { gpus = 1 } model m = hf("x") }',
+        'stage s = sft(a, b) { lora(r = 8) stage t = sft(a, b) }',
+    ],
     "a sweep is written: sweep NAME in [values]": [
         'stage s = sft(a, b) { sweep lr [1, 2] }', 'stage s = sft(a, b) { sweep lr = [1, 2] }',
         'stage s = sft(a, b) { sweep in [1] }',
@@ -154,15 +186,28 @@ _TOKEN_WORDS = {
 }
 
 
+_KEYWORD = re.compile(r"([a-z]+)\(\?!\[A-Za-z0-9_\]\)")  # a keyword terminal: a word, then no word character
+
+
 def describe_token(kind: str) -> str:
-    """A terminal's name as a user would write it: NAME -> 'a name', LBRACE -> '{'."""
+    """A terminal's name as a user would write it: NAME -> 'a name', LBRACE -> '{', MODEL -> 'model'."""
     if kind in _TOKEN_WORDS:
         return _TOKEN_WORDS[kind]
     try:
         pattern = lark_parser().get_terminal(kind).pattern
     except KeyError:
         return kind.lower()
-    return f"'{pattern.value}'" if pattern.type == "str" else kind.lower()
+    if pattern.type == "str":
+        return f"'{pattern.value}'"
+    word = _KEYWORD.fullmatch(pattern.value)
+    return f"'{word.group(1)}'" if word else kind.lower()
+
+
+@functools.lru_cache(maxsize=1)
+def statement_keywords() -> frozenset[str]:
+    """The words a statement starts with, as the grammar's start state accepts them."""
+    accepts = lark_parser().parse_interactive("").accepts()
+    return frozenset(describe_token(t).strip("'") for t in accepts if t != "$END")
 
 
 def _expected(names: set[str]) -> str:
@@ -170,6 +215,9 @@ def _expected(names: set[str]) -> str:
     if len(words) > 8:
         words = words[:8] + ["..."]
     return "one of " + ", ".join(words) if len(words) > 1 else (words[0] if words else "")
+
+
+_WORD = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
 
 def unclosed_block(text: str, file: str, error_at: int) -> Diagnostic | None:
@@ -180,8 +228,9 @@ def unclosed_block(text: str, file: str, error_at: int) -> Diagnostic | None:
     belongs, with the '{' it would close."""
     lines = text.splitlines()
     error_line = text.count("\n", 0, error_at) + 1
+    keywords = statement_keywords()
     keyword_lines = [i + 1 for i, l in enumerate(lines[:error_line])
-                     if l[:1].isalpha() and re.match(r"[A-Za-z_]+", l).group() in STATEMENT_KEYWORDS]
+                     if (word := _WORD.match(l)) is not None and word.group() in keywords]
     brackets = iter(scan_brackets(text[:error_at]))
     opened: list[tuple[int, int]] = []  # (line, col) of each '{' still open
     pending = next(brackets, None)
@@ -279,7 +328,7 @@ def _mistake_keys() -> tuple[tuple[tuple, str | None, str], ...]:
     for label, examples in SYNTAX_ERRORS.items():
         for example in examples:
             try:
-                lark_parser().parse(example)
+                _parse(example, "<example>")
             except UnexpectedInput as ut:
                 keys.append((_error_key(ut), _token_type(ut), label))
     return tuple(keys)
@@ -297,232 +346,224 @@ def match_known_mistake(err: UnexpectedInput) -> str | None:
     return fallback
 
 
-# ---------------------------------------------------------------- tree -> AST
+# ---------------------------------------------------------------- the AST, built while parsing
 
 
-class _ToAst(Transformer):
-    """lark tree -> ast dataclasses. Spans come from `meta` (rules) or the token (terminals)."""
+class _Refs(tuple):
+    """`[a, b]` or `a` as the names it holds, and where it was written (for the statement's span)."""
 
-    def __init__(self, file: str, unnamed_evals: int = 0):
-        super().__init__(visit_tokens=False)  # no token callbacks: a failed lookup per token is slow
-        self.file = file
-        self.unnamed_evals = unnamed_evals  # unnamed evaluations before the text transformed
-        self._calls = _callbacks(self)
+    span: Span
 
-    def _call_userfunc(self, tree, new_children=None):
-        # One dict lookup per node: lark's own dispatch re-wraps a v_args method on every call
-        # (functools.update_wrapper per node), a fifth of the transform of a large spec.
-        call = self._calls.get(tree.data)
-        if call is None:
-            return super()._call_userfunc(tree, new_children)
-        return call(tree.meta, new_children if new_children is not None else tree.children)
 
-    def _span(self, meta) -> Span:
-        return new_span(self.file, meta.line, meta.column, meta.end_line, meta.end_column)
+class _Args:
+    """A call's `(...)`: its positional and keyword arguments, and where it was written."""
 
-    def _name(self, tok: Token) -> ast.Name:
-        return ast.Name(str(tok), _span_of_token(self.file, tok))
+    __slots__ = ("positional", "kwargs", "span")
+
+    def __init__(self, positional: tuple, kwargs: tuple, span: Span):
+        self.positional, self.kwargs, self.span = positional, kwargs, span
+
+
+class _TermAt:
+    """One term of a reward sum, and where it was written (for the sum's span)."""
+
+    __slots__ = ("term", "span")
+
+    def __init__(self, term: ast.Term, span: Span):
+        self.term, self.span = term, span
+
+
+def _is_token(x, kind: str) -> bool:
+    return isinstance(x, Token) and x.type == kind
+
+
+class _Build:
+    """lark's callbacks, one per rule (or alias): each gets the rule's children (every token kept,
+    None for an optional part not written) and returns the AST node. Spans run from the first
+    child to the last. `file` and `unnamed_evals` are the state of the parse under way."""
+
+    def __init__(self) -> None:
+        self.file = "<input>"
+        self.unnamed_evals = 0
+
+    # spans -------------------------------------------------------------
+    def _tok(self, t: Token) -> Span:
+        return new_span(self.file, t.line, t.column, t.end_line, t.end_column)
+
+    def _name(self, t: Token) -> ast.Name:
+        return ast.Name(str(t), self._tok(t))
+
+    def _span(self, c) -> Span:
+        first, last, i = c[0], c[-1], len(c) - 1  # every rule starts with a part always written
+        while last is None:
+            i -= 1
+            last = c[i]
+        if isinstance(first, Token):
+            line, col = first.line, first.column
+        else:
+            line, col = first.span.line, first.span.col
+        if isinstance(last, Token):
+            return new_span(self.file, line, col, last.end_line, last.end_column)
+        return new_span(self.file, line, col, last.span.end_line, last.span.end_col)
 
     # values ------------------------------------------------------------
     def string(self, c):
-        return ast.Str(unquote(str(c[0])), _span_of_token(self.file, c[0]))
+        return ast.Str(unquote(str(c[0])), self._tok(c[0]))
 
     def int(self, c):
-        return ast.Num(number(str(c[0])), _span_of_token(self.file, c[0]))
+        return ast.Num(number(str(c[0])), self._tok(c[0]))
 
     float = int
 
-    @v_args(meta=True)
-    def neg_int(self, meta, c):
-        return ast.Num(-number(str(c[0])), self._span(meta))
+    def neg_int(self, c):
+        return ast.Num(-number(str(c[1])), self._span(c))
 
     neg_float = neg_int
 
     def quantity(self, c):
         amount, unit = quantity(str(c[0]))
-        return ast.Quantity(amount, unit, _span_of_token(self.file, c[0]))
+        return ast.Quantity(amount, unit, self._tok(c[0]))
 
-    @v_args(meta=True)
-    def true(self, meta, c):
-        return ast.Bool(True, self._span(meta))
+    def true(self, c):
+        return ast.Bool(True, self._tok(c[0]))
 
-    @v_args(meta=True)
-    def false(self, meta, c):
-        return ast.Bool(False, self._span(meta))
+    def false(self, c):
+        return ast.Bool(False, self._tok(c[0]))
 
     def name(self, c):
         return self._name(c[0])
 
-    @v_args(meta=True)
-    def args(self, meta, c):
-        items = [x for x in c if x is not None]
-        return (tuple(x for x in items if not isinstance(x, ast.KwArg)),
-                tuple(x for x in items if isinstance(x, ast.KwArg)), self._span(meta))
+    def args(self, c):
+        items = [x for x in c[1:-1] if x is not None and not isinstance(x, Token)]
+        return _Args(tuple(x for x in items if not isinstance(x, ast.KwArg)),
+                     tuple(x for x in items if isinstance(x, ast.KwArg)), self._span(c))
 
     def kwarg(self, c):
-        return ast.KwArg(self._name(c[0]), c[1])
+        return ast.KwArg(self._name(c[0]), c[2])
 
-    @v_args(meta=True)
-    def call(self, meta, c):
-        args, kwargs, _ = c[1]
-        return ast.Call(self._name(c[0]), args, kwargs, self._span(meta))
+    def call(self, c):
+        return ast.Call(self._name(c[0]), c[1].positional, c[1].kwargs, self._span(c))
 
-    @v_args(meta=True)
-    def index(self, meta, c):
-        names = [self._name(t) for t in c if t is not None]
-        return ast.Index(names[0], tuple(names[1:]), self._span(meta))
+    def index(self, c):
+        names = [self._name(t) for t in c if _is_token(t, "NAME")]
+        return ast.Index(names[0], tuple(names[1:]), self._span(c))
 
-    @v_args(meta=True)
-    def list(self, meta, c):
-        return ast.ListV(tuple(x for x in c if x is not None), self._span(meta))
+    def list(self, c):
+        return ast.ListV(tuple(x for x in c[1:-1] if x is not None and not isinstance(x, Token)),
+                         self._span(c))
 
-    @v_args(meta=True)
-    def range(self, meta, c):
-        return ast.Range(number(str(c[0])), number(str(c[1])), self._span(meta))
+    def range(self, c):
+        return ast.Range(number(str(c[0])), number(str(c[2])), self._span(c))
 
-    @v_args(meta=True)
-    def ratio(self, meta, c):
-        return ast.Ratio(float(c[0].value), float(c[1].value), self._span(meta))
+    def ratio(self, c):
+        return ast.Ratio(float(c[0].value), float(c[2].value), self._span(c))
 
-    @v_args(meta=True)
-    def compare(self, meta, c):
-        return ast.Compare(self._name(c[0]), str(c[1]), float(c[2].value), self._span(meta))
+    def compare(self, c):
+        return ast.Compare(self._name(c[0]), str(c[1]), float(c[2].value), self._span(c))
 
-    @v_args(meta=True)
-    def weighted(self, meta, c):
-        # a lone `0.5 * form` is a one-term sum; inside a sum, `sum` unwraps it again
-        term = ast.Term(float(c[0].value), self._name(c[1]))
-        return ast.Sum((term,), self._span(meta))
+    def weighted(self, c):
+        # a lone `0.5 * form` is a one-term sum; inside a sum, `term` unwraps it again
+        return ast.Sum((ast.Term(float(c[0].value), self._name(c[2])),), self._span(c))
 
     def term(self, c):
-        return c[0].terms[0] if isinstance(c[0], ast.Sum) else ast.Term(1.0, self._name(c[0]))
+        x = c[0]
+        if isinstance(x, ast.Sum):
+            return _TermAt(x.terms[0], x.span)
+        return _TermAt(ast.Term(1.0, self._name(x)), self._tok(x))
 
-    @v_args(meta=True)
-    def sum(self, meta, c):
-        return ast.Sum(tuple(c), self._span(meta))
+    def sum(self, c):
+        return ast.Sum(tuple(t.term for t in c if isinstance(t, _TermAt)), self._span(c))
 
     def node_name(self, c):
-        return ast.PathNode(str(c[0]), _span_of_token(self.file, c[0]))
+        return ast.PathNode(str(c[0]), self._tok(c[0]))
 
     def node_str(self, c):
-        return ast.PathNode(unquote(str(c[0])), _span_of_token(self.file, c[0]))
+        return ast.PathNode(unquote(str(c[0])), self._tok(c[0]))
 
-    @v_args(meta=True)
-    def node_any(self, meta, c):
-        return ast.PathNode(None, self._span(meta))
+    def node_any(self, c):
+        return ast.PathNode(None, self._tok(c[0]))
 
-    @v_args(meta=True)
-    def edge_rel(self, meta, c):
-        raw = str(c[0])
-        return ast.PathEdge(unquote(raw) if c[0].type == "STRING" else raw, self._span(meta))
+    def edge_rel(self, c):
+        raw = str(c[1])
+        return ast.PathEdge(unquote(raw) if c[1].type == "STRING" else raw, self._span(c))
 
-    @v_args(meta=True)
-    def edge_any(self, meta, c):
-        return ast.PathEdge(None, self._span(meta))
+    def edge_any(self, c):
+        return ast.PathEdge(None, self._tok(c[0]))
 
-    @v_args(meta=True)
-    def metapath(self, meta, c):
+    def metapath(self, c):
         return ast.Metapath(tuple(x for x in c if isinstance(x, ast.PathNode)),
-                            tuple(x for x in c if isinstance(x, ast.PathEdge)), self._span(meta))
+                            tuple(x for x in c if isinstance(x, ast.PathEdge)), self._span(c))
 
     # blocks ------------------------------------------------------------
-    @v_args(meta=True)
-    def option(self, meta, c):
-        return ast.Option(self._name(c[0]), c[1], self._span(meta))
+    def option(self, c):
+        return ast.Option(self._name(c[0]), c[2], self._span(c))
 
-    @v_args(meta=True)
-    def entry(self, meta, c):
-        name = self._name(c[0])
-        call = None
-        if c[1] is not None:
-            args, kwargs, span = c[1]
-            call = ast.Call(name, args, kwargs, new_span(self.file, name.span.line,
-                            name.span.col, span.end_line, span.end_col))
-        return ast.Entry(name, call, c[2], self._span(meta))
+    def entry(self, c):
+        name, args = self._name(c[0]), c[1]
+        call = None if args is None else ast.Call(name, args.positional, args.kwargs,
+                                                  self._span(c[:2]))
+        return ast.Entry(name, call, c[2], self._span(c))
 
-    @v_args(meta=True)
-    def sweep(self, meta, c):
-        return ast.SweepItem(self._name(c[0]), c[1], self._span(meta))
+    def sweep(self, c):
+        return ast.SweepItem(self._name(c[1]), c[3], self._span(c))
 
-    @v_args(meta=True)
-    def block(self, meta, c):
-        return ast.Block(tuple(c), self._span(meta))
+    def block(self, c):
+        return ast.Block(tuple(c[1:-1]), self._span(c))
 
     def ref_one(self, c):
-        return (self._name(c[0]),)
+        refs = _Refs((self._name(c[0]),))
+        refs.span = self._tok(c[0])
+        return refs
 
     def ref_list(self, c):
-        return tuple(self._name(t) for t in c if t is not None)
+        refs = _Refs(self._name(t) for t in c if _is_token(t, "NAME"))
+        refs.span = self._span(c)
+        return refs
 
     # statements --------------------------------------------------------
-    @v_args(meta=True)
-    def experiment(self, meta, c):
-        extends = ast.Str(unquote(str(c[1])), _span_of_token(self.file, c[1])) if c[1] else None
-        return ast.Header(ast.Str(unquote(str(c[0])), _span_of_token(self.file, c[0])), extends,
-                          c[2], self._span(meta))
+    def _str(self, t: Token) -> ast.Str:
+        return ast.Str(unquote(str(t)), self._tok(t))
 
-    @v_args(meta=True)
-    def include(self, meta, c):
-        return ast.Include(ast.Str(unquote(str(c[0])), _span_of_token(self.file, c[0])),
-                           self._span(meta))
+    def experiment(self, c):
+        extends = self._str(c[3]) if c[3] is not None else None
+        return ast.Header(self._str(c[1]), extends, c[4], self._span(c))
 
-    @v_args(meta=True)
-    def drop(self, meta, c):
-        return ast.Drop(self._name(c[0]), self._span(meta))
+    def include(self, c):
+        return ast.Include(self._str(c[1]), self._span(c))
+
+    def drop(self, c):
+        return ast.Drop(self._name(c[1]), self._span(c))
 
     def _decl(kind: str, cls, shape: Callable):  # noqa: N805 - a small factory used below
-        @v_args(meta=True)
-        def build(self, meta, c):
-            return cls(kind, self._name(c[0]), self._span(meta), *shape(self, c[1:]))
+        def build(self, c):
+            return cls(kind, self._name(c[1]), self._span(c), *shape(self, c))
         return build
 
-    model = _decl("model", ast.ModelDecl, lambda s, c: (c[0], c[1]))
-    graph = _decl("graph", ast.GraphDecl, lambda s, c: (c[0], c[1]))
-    dataset = _decl("dataset", ast.DatasetDecl, lambda s, c: (c[0], c[1]))
-    prompt = _decl("prompt", ast.PromptDecl, lambda s, c: (c[0],))
-    reward = _decl("reward", ast.RewardDecl, lambda s, c: (c[0],))
-    stage = _decl("stage", ast.StageDecl, lambda s, c: (c[0], c[1]))
-    sample = _decl("sample", ast.SampleDecl, lambda s, c: (s._name(c[0]), c[1]))
-    filter = _decl("filter", ast.FilterDecl, lambda s, c: (s._name(c[0]), c[1]))
+    model = _decl("model", ast.ModelDecl, lambda s, c: (c[3], c[4]))
+    graph = _decl("graph", ast.GraphDecl, lambda s, c: (c[3], c[4]))
+    dataset = _decl("dataset", ast.DatasetDecl, lambda s, c: (c[3], c[4]))
+    prompt = _decl("prompt", ast.PromptDecl, lambda s, c: (c[3],))
+    reward = _decl("reward", ast.RewardDecl, lambda s, c: (c[3],))
+    stage = _decl("stage", ast.StageDecl, lambda s, c: (c[3], c[4]))
+    sample = _decl("sample", ast.SampleDecl, lambda s, c: (s._name(c[3]), c[4]))
+    filter = _decl("filter", ast.FilterDecl, lambda s, c: (s._name(c[3]), c[4]))
     synthesize = _decl("synthesize", ast.SynthesizeDecl,
-                       lambda s, c: (s._name(c[0]), s._name(c[1]), s._name(c[2]), c[3]))
+                       lambda s, c: (s._name(c[3]), s._name(c[5]), s._name(c[7]), c[8]))
     distill = _decl("distill", ast.DistillDecl,
-                    lambda s, c: (c[0], s._name(c[1]), s._name(c[2]), c[3]))
+                    lambda s, c: (tuple(c[3]), s._name(c[5]), s._name(c[7]), c[8]))
 
-    @v_args(meta=True)
-    def evaluate(self, meta, c):
-        targets, benchmarks, as_name, block = c
+    def evaluate(self, c):
+        _, targets, _, benchmarks, _, as_name, block = c
         self.unnamed_evals += as_name is None
         return ast.evaluation(self._name(as_name) if as_name is not None else None,
-                              self._span(meta), targets, benchmarks, block, self.unnamed_evals)
+                              self._span(c), tuple(targets), tuple(benchmarks), block,
+                              self.unnamed_evals)
 
-    @v_args(meta=True)
-    def cluster(self, meta, c):
-        return ast.ClusterDecl(c[0], self._span(meta))
+    def cluster(self, c):
+        return ast.ClusterDecl(c[1], self._span(c))
 
     def start(self, c):
         return tuple(c)
-
-
-def _callbacks(transformer: _ToAst) -> dict[str, Callable]:
-    """rule name -> callback(meta, children) for every rule method of `transformer`, bound once."""
-    calls: dict[str, Callable] = {}
-    for name in dir(type(transformer)):
-        if name.startswith("_") or name in ("transform",):
-            continue
-        raw = next((vars(k)[name] for k in type(transformer).__mro__ if name in vars(k)), None)
-        if raw is None or any(name in vars(k) for k in Transformer.__mro__):
-            continue
-        base = getattr(raw, "base_func", None)
-        if base is not None:  # @v_args(meta=True): f(self, meta, children)
-            calls[name] = functools.partial(base, transformer)
-        elif callable(raw):
-            calls[name] = functools.partial(_children_only, functools.partial(raw, transformer))
-    return calls
-
-
-def _children_only(f: Callable, _meta, children):
-    return f(children)
 
 
 def _offset(err: UnexpectedInput, text: str) -> int:
@@ -533,28 +574,44 @@ def _offset(err: UnexpectedInput, text: str) -> int:
     return err.pos_in_stream
 
 
-def parse_statements(text: str, file: str, start: int = 0,
-                     unnamed_before: int = 0) -> tuple[ast.Statement, ...]:
-    """The statements of `text` from offset `start` (where a statement starts) by lark; raises
-    SpecError (one located diagnostic) on a syntax error. `unnamed_before` is the number of
-    unnamed evaluations before `start`, which names the next one (eval_N). The caller has
-    already refused text nested deeper than text.MAX_NESTING."""
-    # what comes before `start` is blanked, not cut: every position lark reports stays the
-    # file's own, and lark skips the blank as one whitespace token
-    source = text if start == 0 else _blank(text[:start]) + text[start:]
+def _parse(text: str, file: str, tokens: list[Token] | None = None) -> tuple[ast.Statement, ...]:
+    """The statements of `text`, built while lark parses; lark's UnexpectedInput on a syntax
+    error. With `tokens`, the parser's tokens and the comments are appended to it as read."""
+    lark, build, tap = _parser()
+    with _LOCK:
+        build.file, build.unnamed_evals, tap.tokens = file, 0, tokens
+        try:
+            return lark.parse(text)
+        finally:
+            tap.tokens = None
+
+
+def parse_statements(text: str, file: str, tokens: list[Token] | None = None) -> tuple[ast.Statement, ...]:
+    """The statements of `text`; raises SpecError (one located diagnostic) on a syntax error.
+    The caller has already refused text nested deeper than text.MAX_NESTING."""
     try:
-        tree = lark_parser().parse(source)
+        return _parse(text, file, tokens)
     except UnexpectedInput as err:
         diag = syntax_diagnostic(err, file, text)
         if diag.message != "unterminated string":
             diag = unclosed_block(text, file, _offset(err, text)) or diag
         raise SpecError([diag], {file: text}) from None
-    return _ToAst(file, unnamed_before).transform(tree)
 
 
-def _blank(text: str) -> str:
-    """`text` with every character but line breaks a space: the same length and lines."""
-    return "\n".join(" " * len(line) for line in text.split("\n"))
+def parse_tokens(text: str) -> tuple[list[Token], bool]:
+    """The tokens the parser reads in `text`, comments included, in order, and whether the whole
+    text parsed (on a syntax error: the tokens up to it)."""
+    tokens: list[Token] = []
+    try:
+        _parse(text, "<tokens>", tokens)
+    except UnexpectedInput:
+        return sorted(tokens, key=position), False
+    return sorted(tokens, key=position), True
+
+
+def position(tok: Token) -> tuple[int, int]:
+    """A token's place, to order the parser's tokens and the comments it skipped."""
+    return tok.line, tok.column
 
 
 __all__ = [
@@ -563,6 +620,8 @@ __all__ = [
     "grammar_text",
     "lark_parser",
     "parse_statements",
+    "parse_tokens",
+    "statement_keywords",
     "syntax_diagnostic",
     "unclosed_block",
 ]

@@ -1,16 +1,12 @@
-"""Text -> AST: `parse_module`, the front end's one entry to parsing.
-
-Valid specs are read by the hand-written parser (`spec.descent`); from the statement before
-the first one it does not accept, lark's parser of the grammar (`spec.grammar`) reads the rest
-and reports the located syntax error (or reads what only its contextual lexer reads). lark is
-imported only then, so checking a valid spec never loads it."""
+"""Text -> AST: `parse_module`, the front end's one entry to parsing (lark's LALR parser of
+grammars/flm.lark, `spec.grammar`, which builds the AST as it parses)."""
 
 from __future__ import annotations
 
 import functools
 
 from fleming_dsl.errors import SpecError
-from fleming_dsl.spec import ast, descent
+from fleming_dsl.spec import ast
 from fleming_dsl.spec.text import too_deep
 
 
@@ -20,16 +16,20 @@ def parse_module(text: str, file: str) -> ast.Module:
 
     Cached by (text, file), i.e. by content: the AST is immutable, and a spec that extends a
     large base re-parses only what changed (the language server re-checks on every keystroke)."""
+    return parse_with_tokens(text, file, keep_tokens=False)[0]
+
+
+def parse_with_tokens(text: str, file: str, keep_tokens: bool = True) -> tuple[ast.Module, list]:
+    """The module and the tokens the parser read, comments included, in order (what the
+    formatter lays out); SpecError on a syntax error."""
     deep = too_deep(text, file)
     if deep is not None:
         raise SpecError([deep], {file: text})
-    statements, rest = descent.parse(text, file)
-    if rest is not None:
-        from fleming_dsl.spec import grammar
+    from fleming_dsl.spec import grammar  # lark: only once there is text to parse
 
-        unnamed = sum(isinstance(s, ast.EvaluateDecl) and not s.named for s in statements)
-        statements += grammar.parse_statements(text, file, rest, unnamed)
-    return ast.Module(file=file, statements=statements)
+    tokens: list | None = [] if keep_tokens else None
+    statements = grammar.parse_statements(text, file, tokens)
+    return ast.Module(file=file, statements=statements), sorted(tokens or (), key=grammar.position)
 
 
-__all__ = ["parse_module"]
+__all__ = ["parse_module", "parse_with_tokens"]

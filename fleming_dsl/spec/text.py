@@ -1,6 +1,6 @@
 """Spec text before and after parsing: decoding a file's bytes, the nesting limit, and turning
-token text into values and spans. Shared by the parser and lark's reference parser; imports
-neither, so `fleming check` pays for no parser it does not run."""
+token text into values and spans. Imports no parser: the loader decodes and the nesting limit
+is checked before lark is loaded."""
 
 from __future__ import annotations
 
@@ -13,10 +13,6 @@ from fleming_dsl.ir import Span
 
 _BOM = b"\xef\xbb\xbf"
 MAX_NESTING = 64  # brackets and blocks inside each other; deeper is never a real spec
-# the words a statement starts with (grammars/flm.lark's _statement)
-STATEMENT_KEYWORDS = frozenset((
-    "experiment", "include", "drop", "model", "graph", "sample", "dataset", "prompt", "synthesize",
-    "distill", "filter", "reward", "stage", "evaluate", "cluster"))
 
 
 def decode_source(data: bytes, file: str) -> tuple[str, Diagnostic | None]:

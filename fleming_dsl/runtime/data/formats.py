@@ -39,7 +39,7 @@ from pydantic import ValidationError
 
 from fleming_dsl.check.predicates import SPLIT_FIELDS
 from fleming_dsl.errors import FlemingError, JobError
-from fleming_dsl.runtime.data.items import LETTERS, Item, extract_choice
+from fleming_dsl.runtime.data.items import LETTERS, MEDXPERTQA_GROUPS, Item, extract_choice
 
 Row = dict[str, Any]
 FORMATS = ("medqa", "medmcqa", "pubmedqa", "mmlu", "mmlu_pro", "medxpertqa", "medbullets",
@@ -183,7 +183,6 @@ def _pubmedqa(row: Row, loc: str, stem: str) -> Item:
 
 
 # MedXpertQA's published categories: the report breaks accuracy down by each
-MEDXPERTQA_GROUPS = ("medical_task", "body_system", "question_type")
 
 
 def _medxpertqa(row: Row, loc: str, stem: str) -> Item:

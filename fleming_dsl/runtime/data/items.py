@@ -18,6 +18,9 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict
 
 LETTERS = string.ascii_uppercase  # JMED has up to 21 options: A..U
+# MedXpertQA's published categories: the row fields the loader keeps in an item's provenance,
+# which evaluation scores and the report tabulates accuracy by
+MEDXPERTQA_GROUPS = ("medical_task", "body_system", "question_type")
 
 SYSTEM_PROMPT = (
     "You are a careful medical expert. Think step by step inside <think></think>, "

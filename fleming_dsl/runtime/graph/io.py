@@ -26,7 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
-from fleming_dsl.errors import JobError
+from fleming_dsl.errors import FlemingError, JobError
 from fleming_dsl.runtime.graph.store import EdgeList
 
 PRIMEKG_COLUMNS = ("relation", "display_relation", "x_index", "x_id", "x_type", "x_name",
@@ -122,7 +122,7 @@ class _Vocab:
         return names, remap
 
 
-class _Fallback(Exception):
+class _Fallback(FlemingError):
     """The fast reader met something it does not explain well: re-read with pandas for the
     located error message (bad input only, so its cost does not matter)."""
 

@@ -1,8 +1,9 @@
 """The job runtime: `fleming job <kind> --config <job.json>` lands in `run_job`.
 
-Each kind lives in its own module (`fleming_dsl.runtime.jobs.<kind>`) exposing `run(cfg, ctx)` and
-`inputs(cfg)` (the input paths to hash into the metadata record). Modules are imported on
-demand, so torch/trl/vllm load only inside the jobs that need them.
+Each kind lives in its own module (`fleming_dsl.runtime.jobs.<kind>`) exposing `run(cfg, ctx)`.
+Modules are imported on demand, so torch/trl/vllm load only inside the jobs that need them. What
+a job reads is its config's `inputs`, the planner's list, which the workflow also declares: the
+metadata record hashes exactly those (a gather records its task's, as the unsharded job would).
 
 Under a launcher with several ranks every rank runs the same job; only the main process writes
 the meta record (after the others have finished their part), and every rank leaves the process
@@ -41,7 +42,8 @@ _FILE_SUFFIXES = (".csv", ".tsv", ".sif", ".gz", ".jsonl", ".json", ".npz", ".pa
 
 
 def _field_of(cfg: Any, path: str) -> str:
-    """The top-level config field that names `path` (for 'field ...' in messages)."""
+    """The top-level config field that names `path` (for 'field ...' in messages), other than the
+    `inputs` list, which names every input."""
     def holds(value: Any) -> bool:
         if isinstance(value, dict):
             return any(holds(v) for v in value.values())
@@ -49,7 +51,8 @@ def _field_of(cfg: Any, path: str) -> str:
             return any(holds(v) for v in value)
         return value == path
 
-    return next((key for key, value in cfg.model_dump().items() if holds(value)), "inputs")
+    return next((key for key, value in cfg.model_dump().items() if key != "inputs" and holds(value)),
+                "inputs")
 
 
 def check_inputs(cfg: Any, paths: tuple[str, ...], empty_ok: bool = False) -> None:
@@ -79,6 +82,13 @@ def undecodable(paths: tuple[str, ...]) -> str | None:
     return None
 
 
+def recorded_inputs(cfg: Any) -> tuple[str, ...]:
+    """The inputs a job hashes into its record: the planner's list in its config (a gather's,
+    that of the unsharded job it stands for: its parts are temporary)."""
+    task = getattr(cfg, "task", None)
+    return tuple((task if task is not None else cfg).inputs)
+
+
 def run_job(kind: str, config_path: str) -> None:
     """Run one job; raises JobError (one line for the user) on unusable config or input."""
     try:
@@ -94,7 +104,7 @@ def run_job(kind: str, config_path: str) -> None:
     if cfg.kind != kind:
         raise JobError(f"{config_path}: field 'kind' is {cfg.kind!r}, but the command asked for {kind!r}")
     module = importlib.import_module(f"fleming_dsl.runtime.jobs.{kind}")
-    paths = tuple(module.inputs(cfg))
+    paths = recorded_inputs(cfg)
     check_inputs(cfg, paths, empty_ok=getattr(module, "EMPTY_INPUTS_OK", False))
     ctx = JobContext(config=cfg, config_sha256=hashlib.sha256(raw).hexdigest(), inputs=paths)
     if ranks.distributed():

@@ -45,10 +45,6 @@ QWEN2_PRETOKENIZE_REGEX = (
 )
 
 
-def inputs(cfg: BuildModelJob) -> list[str]:
-    return list(cfg.corpus)
-
-
 def _strings(value: Any) -> Iterator[str]:
     """Every string inside a parsed JSON value (keys included: they are text too)."""
     if isinstance(value, str):

@@ -54,10 +54,6 @@ SYSTEM = "You are an expert physician who explains the answers to medical exam q
 MALFORMED_EXAMPLES = 20
 
 
-def inputs(cfg: DistillJob) -> list[str]:
-    return [source.path for source in cfg.sources] + [cfg.prompt] + ([cfg.rewrite] if cfg.rewrite else [])
-
-
 @dataclass
 class Trajectory:
     item: Item

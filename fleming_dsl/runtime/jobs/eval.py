@@ -33,6 +33,7 @@ from fleming_dsl.errors import JobError
 from fleming_dsl.plan.jobconfig import Benchmark, EvalJob
 from fleming_dsl.runtime.data import shards
 from fleming_dsl.runtime.data.items import (
+    MEDXPERTQA_GROUPS,
     Item,
     extract_answer,
     is_well_formed,
@@ -47,11 +48,6 @@ from fleming_dsl.runtime.reporting.stats import proportion, wilson_interval
 def predictions_path(output: str | Path) -> Path:
     output = Path(output)
     return output.with_name(output.name + ".predictions.jsonl")
-
-
-def inputs(cfg: EvalJob) -> list[str]:
-    local_model = [cfg.model] if Path(cfg.model).exists() else []
-    return local_model + [bench.path for bench in cfg.benchmarks]
 
 
 # ---------------------------------------------------------------- loading
@@ -94,7 +90,6 @@ def load_benchmark(bench: Benchmark, index: int) -> list[Item]:
 
 
 # item provenance fields whose values split a benchmark's accuracy (MedXpertQA's categories)
-GROUP_FIELDS = ("medical_task", "body_system", "question_type")
 
 
 def score_item(benchmark: str, item: Item, completions: list[str],
@@ -108,7 +103,7 @@ def score_item(benchmark: str, item: Item, completions: list[str],
             "benchmark": benchmark, "id": item.id, "sample": sample, "answer": item.answer,
             "extracted": extracted, "named_by": how, "correct": extracted == item.answer,
             "well_formed": is_well_formed(text, accept == "text"), "difficulty": item.difficulty,
-            "groups": {k: str(item.provenance[k]) for k in GROUP_FIELDS if item.provenance.get(k)},
+            "groups": {k: str(item.provenance[k]) for k in MEDXPERTQA_GROUPS if item.provenance.get(k)},
             "completion": text,
         })
     return rows
@@ -138,7 +133,7 @@ def summarise(rows: list[dict[str, Any]], n_items: int, samples: int) -> dict[st
                 "n": len(picked) // samples,
                 "accuracy": proportion(sum(row["correct"] for row in picked), len(picked)),
             }
-    for field in GROUP_FIELDS:  # published categories (MedXpertQA): accuracy per value
+    for field in MEDXPERTQA_GROUPS:  # published categories (MedXpertQA): accuracy per value
         values = sorted({row["groups"][field] for row in rows if field in row.get("groups", {})})
         if values:
             summary[f"by_{field}"] = {}

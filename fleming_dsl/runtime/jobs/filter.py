@@ -49,16 +49,6 @@ _DEBRIS = re.compile(r"Ã[\x80-\xbf©¨§ ]|â€|Â[\xa0-\xbf]|\ufffd|[\x00-\x0
 ROLES = {"system", "user", "assistant"}
 
 
-def inputs(cfg: FilterJob) -> list[str]:
-    paths = [cfg.source.path]
-    for step in cfg.steps:
-        if isinstance(step, DecontaminateStep):
-            paths += [source.path for source in step.against]
-        if isinstance(step, DifficultyStep) and step.method == "grader":
-            paths.append(step.prompt)
-    return paths
-
-
 # ---------------------------------------------------------------- format
 
 

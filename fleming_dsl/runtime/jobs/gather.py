@@ -36,11 +36,6 @@ def _task_module(cfg: GatherJob) -> Any:
     return importlib.import_module(f"fleming_dsl.runtime.jobs.{cfg.task.kind}")
 
 
-def inputs(cfg: GatherJob) -> list[str]:
-    """What the unsharded job would record as its inputs (the parts are temporary)."""
-    return list(_task_module(cfg).inputs(cfg.task))
-
-
 def _rerun(part: ShardPart) -> str:
     return f"run {part.job} again (snakemake re-runs it once its outputs are removed)"
 
@@ -83,7 +78,7 @@ def read_records(index: int, part: ShardPart, shard: dict[str, Any],
 
 def check_inputs(cfg: GatherJob, metas: list[dict[str, Any]]) -> None:
     """Every shard read the same input files, and they are the files there are now."""
-    now = {path: sha256_path(path) for path in inputs(cfg) if Path(path).exists()}
+    now = {path: sha256_path(path) for path in cfg.task.inputs if Path(path).exists()}
     for part, meta in zip(cfg.parts, metas):
         for path, digest in sorted((meta.get("inputs") or {}).items()):
             if path in now and now[path] != digest:

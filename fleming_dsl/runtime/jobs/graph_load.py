@@ -7,10 +7,6 @@ from fleming_dsl.plan.jobconfig import GraphLoadJob
 from fleming_dsl.runtime.jobs.context import JobContext
 
 
-def inputs(cfg: GraphLoadJob) -> list[str]:
-    return list(cfg.paths)
-
-
 def run(cfg: GraphLoadJob, ctx: JobContext) -> None:
     from fleming_dsl.runtime.graph.io import read_graph
     from fleming_dsl.runtime.graph.store import build_store, save_store

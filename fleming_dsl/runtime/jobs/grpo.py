@@ -52,10 +52,6 @@ from fleming_dsl.runtime.train import trainer_args as training
 log = logging.getLogger("fleming.grpo")
 
 
-def inputs(cfg: GrpoJob) -> list[str]:
-    return [cfg.data]
-
-
 # ---------------------------------------------------------------- metrics and stop conditions
 
 
@@ -352,7 +348,6 @@ def rows_before(path: str, step: int) -> list[dict[str, Any]]:
     if not os.path.isfile(path):
         return []
     return [row for row in read_jsonl(path) if row.get("step", 0) <= step]
-
 
 
 def mining_accept(cfg: GrpoJob) -> str:

@@ -24,9 +24,6 @@ from fleming_dsl.runtime.reporting.summary import summarise
 # a GRPO stage stopped at step 0 leaves an empty metrics file: the report still renders
 EMPTY_INPUTS_OK = True
 
-def inputs(cfg: ReportJob) -> list[str]:
-    return [*cfg.metas, *cfg.metrics, *cfg.evals]
-
 
 def run(cfg: ReportJob, ctx: JobContext) -> None:
     from fleming_dsl.runtime.reporting.plots import (

@@ -11,10 +11,6 @@ from fleming_dsl.runtime.io import write_jsonl
 from fleming_dsl.runtime.jobs.context import JobContext
 
 
-def inputs(cfg: SampleJob) -> list[str]:
-    return [cfg.graph]
-
-
 def validate(cfg: SampleJob) -> None:
     """What `fleming check` judges in a spec, asked again of a config that may be hand-written:
     a walk longer than the metapath would walk past it (issue 11), so it is refused up front,

@@ -23,10 +23,6 @@ from fleming_dsl.runtime.train import trainer_args as training
 log = logging.getLogger("fleming.sft")
 
 
-def inputs(cfg: SftJob) -> list[str]:
-    return [cfg.data]
-
-
 def training_messages(item: items.Item, path: str) -> list[dict[str, str]]:
     """The item's transcript, under the same system prompt the student sees in GRPO and eval."""
     if not item.messages:

@@ -32,10 +32,6 @@ SYSTEM = "You write clear, accurate multiple-choice questions for medical licens
 MALFORMED_EXAMPLES = 20
 
 
-def inputs(cfg: SynthesizeJob) -> list[str]:
-    return [cfg.samples, cfg.prompt]
-
-
 def read_rows(path: str) -> list[tuple[int, dict[str, Any]]]:
     import json
 

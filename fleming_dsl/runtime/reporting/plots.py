@@ -11,7 +11,8 @@ from pathlib import Path
 from typing import Any
 
 from fleming_dsl.runtime.reporting.collect import ReportInputs, StageCurve
-from fleming_dsl.runtime.reporting.summary import BUCKET_ORDER, ordered, term_name
+from fleming_dsl.ir import BUCKETS
+from fleming_dsl.runtime.reporting.summary import ordered, term_name
 
 _BUCKET_COLOURS = {"easy": "#2ca02c", "moderate": "#ff7f0e", "hard": "#d62728"}
 
@@ -97,7 +98,7 @@ def plot_bucket_rewards(curves: tuple[StageCurve, ...], folder: Path) -> str | N
         if not keys and not pool_steps:
             _empty(ax, "no per-bucket rewards logged")
             continue
-        for bucket in ordered([term_name(k) for k in keys], BUCKET_ORDER):
+        for bucket in ordered([term_name(k) for k in keys], BUCKETS):
             ax.plot(*curve.series(f"bucket/{bucket}"), marker="o", markersize=3,
                     label=bucket, color=_BUCKET_COLOURS.get(bucket))
         if pool_steps:
@@ -119,7 +120,7 @@ def plot_difficulty(filters: dict[str, dict[str, Any]], folder: Path) -> str | N
     width = 0.8 / len(annotated)
     for index, (job, figures) in enumerate(annotated.items()):
         buckets = ordered(list({**figures["buckets"], **figures["pass_rate_by_bucket"]}),
-                          BUCKET_ORDER)
+                          BUCKETS)
         xs = [i + index * width for i in range(len(buckets))]
         counts = [figures["buckets"].get(b, 0) for b in buckets]
         rates = [figures["pass_rate_by_bucket"].get(b, 0.0) for b in buckets]

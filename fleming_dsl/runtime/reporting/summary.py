@@ -18,6 +18,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from fleming_dsl.ir import BUCKETS, FILTER_STEPS
 from fleming_dsl.runtime.reporting.collect import (
     JobMeta,
     ReportInputs,
@@ -31,8 +32,6 @@ FUNNEL_STAGES = (("sampled", "sample"), ("synthesized", "synthesize"), ("distill
 # Count keys a data job may use for what it wrote, most specific first.
 _OUTPUT_KEYS = ("kept", "output", "written", "samples", "paths", "count")
 # Filter steps in pipeline order (meta JSON is written with sorted keys, so order is lost there).
-FILTER_ORDER = ("format", "verify_label", "dedupe", "decontaminate", "difficulty")
-BUCKET_ORDER = ("easy", "moderate", "hard")
 
 
 def output_count(meta: JobMeta) -> int | None:
@@ -66,8 +65,8 @@ def filter_summary(meta: JobMeta) -> dict[str, Any]:
     return {
         "input": meta.counts.get("input"), "kept": meta.counts.get("kept"),
         "review": meta.counts.get("review", 0),
-        "removed": {step: removed[step] for step in ordered(list(removed), FILTER_ORDER)},
-        "buckets": {bucket: buckets[bucket] for bucket in ordered(list(buckets), BUCKET_ORDER)},
+        "removed": {step: removed[step] for step in ordered(list(removed), FILTER_STEPS)},
+        "buckets": {bucket: buckets[bucket] for bucket in ordered(list(buckets), BUCKETS)},
         "pass_rate_by_bucket": dict(meta.metrics.get("pass_rate_by_bucket") or {}),
         "difficulty_method": meta.metrics.get("difficulty_method"),
     }

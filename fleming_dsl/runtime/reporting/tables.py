@@ -6,7 +6,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from fleming_dsl.runtime.reporting.collect import ReportInputs
-from fleming_dsl.runtime.reporting.summary import BUCKET_ORDER, ordered
+from fleming_dsl.ir import BUCKETS
+from fleming_dsl.runtime.data.items import MEDXPERTQA_GROUPS
+from fleming_dsl.runtime.reporting.summary import ordered
 
 MISSING = "-"
 
@@ -71,7 +73,7 @@ def distill_table(job: str, figures: dict[str, Any]) -> Table:
 
 def bucket_table(figures: dict[str, Any]) -> Table:
     buckets = ordered(list({**figures["buckets"], **figures["pass_rate_by_bucket"]}),
-                      BUCKET_ORDER)
+                      BUCKETS)
     if figures.get("difficulty_method") == "grader":  # levels a grader gave, not pass rates
         return Table(("grader level", "items"), tuple(
             (bucket, fmt(figures["buckets"].get(bucket))) for bucket in buckets))
@@ -147,7 +149,6 @@ def timing_table(summary: dict[str, Any]) -> Table:
         (job, fmt(seconds, 1)) for job, seconds in summary["timings_s"].items()))
 
 
-GROUP_FIELDS = ("medical_task", "body_system", "question_type")  # as the eval job writes them
 
 
 def group_accuracy_table(inputs: ReportInputs) -> Table | None:
@@ -155,7 +156,7 @@ def group_accuracy_table(inputs: ReportInputs) -> Table | None:
     rows = []
     for result in inputs.evals:
         for bench, summary in result.benchmarks.items():
-            for field in GROUP_FIELDS:
+            for field in MEDXPERTQA_GROUPS:
                 for value, figures in (summary.get(f"by_{field}") or {}).items():
                     rows.append((result.target, bench, field, str(value), fmt(figures.get("n")),
                                  fmt(figures.get("accuracy"))))

@@ -32,7 +32,6 @@ from fleming_dsl.runtime.train import tracking
 
 log = logging.getLogger("fleming.training")
 
-BUCKETS = ("easy", "moderate", "hard")
 COMPLETE_MARKER = "fleming-checkpoint-complete"
 _CHECKPOINT = re.compile(r"^checkpoint-(\d+)$")
 

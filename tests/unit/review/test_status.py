@@ -14,7 +14,7 @@ import shutil
 from pathlib import Path
 
 import pytest
-from plan_fixtures import tiny_experiment
+from plan_fixtures import fabricate_outputs, tiny_experiment
 
 from fleming_dsl import ir
 from fleming_dsl.emit.workflow import emit
@@ -37,14 +37,7 @@ def _run_everything(root: Path, workflow: Plan) -> None:
             if not (root / path).exists():  # a project input: data, prompts
                 (root / path).parent.mkdir(parents=True, exist_ok=True)
                 (root / path).write_text(f"input {path}\n")
-        for out in job.outputs[:-1]:
-            target = root / out.path
-            target.parent.mkdir(parents=True, exist_ok=True)
-            if out.directory:
-                target.mkdir(exist_ok=True)
-                (target / "weights.bin").write_text(f"{job.name}\n")
-            else:
-                target.write_text(f"{job.name}\n")
+        fabricate_outputs(root, job)
         raw = (root / workflow.out_dir / "jobs" / f"{job.name}.json").read_bytes()
         meta = {"job": job.name, "config_sha256": hashlib.sha256(raw).hexdigest(),
                 "inputs": {p: sha256_path(root / p) for p in job.inputs}}

@@ -42,14 +42,14 @@ def _fails(tmp_path: Path, kind: str, config: str) -> str:
 
 def graph_load(tmp_path: Path, kg: Path) -> str:
     return _write(tmp_path, jc.GraphLoadJob(**_base(tmp_path, "load", "out.npz"), format="primekg",
-                                            paths=(str(kg),)))
+                                            paths=(str(kg),), inputs=(str(kg),)))
 
 
 def sample(tmp_path: Path, graph: Path, **changes) -> str:
     fields = dict(**_base(tmp_path, "sample", "out.jsonl"), kind="sample", graph=str(graph), start_type="disease",
                   relations=("disease_phenotype_positive",), node_types=("effect/phenotype",),
                   hops_min=1, hops_max=1, weight="uniform", alpha=0.75, mask="anchor", distractors=1,
-                  near_distractors=False, count=5)
+                  near_distractors=False, count=5, inputs=[str(graph)])
     fields.update(changes)
     path = tmp_path / "sample.json"
     path.write_text(json.dumps(fields))
@@ -114,7 +114,8 @@ def test_zero_byte_samples_file(tmp_path: Path) -> None:
     cfg = jc.SynthesizeJob(**_base(tmp_path, "synthesize", "out.jsonl"), samples=str(samples),
                            prompt=str(REPO / "prompts" / "question.j2"),
                            teacher=jc.Generator(model="", backend=Backend(kind="template")),
-                           cache_dir=str(tmp_path / "cache"))
+                           cache_dir=str(tmp_path / "cache"),
+                           inputs=(str(samples), str(REPO / "prompts" / "question.j2")))
     assert _fails(tmp_path, "synthesize", _write(tmp_path, cfg)) == (
         f"{samples}: is empty (0 bytes) (field 'samples')")
 
@@ -124,7 +125,8 @@ def test_zero_byte_dataset(tmp_path: Path) -> None:
     data.write_bytes(b"")
     cfg = jc.FilterJob(**_base(tmp_path, "filter", "out.jsonl"),
                        source=jc.DataSource(path=str(data), format="mcq"), steps=(jc.FormatStep(),),
-                       cache_dir=str(tmp_path / "cache"), review=str(tmp_path / "out.review.jsonl"))
+                       cache_dir=str(tmp_path / "cache"), review=str(tmp_path / "out.review.jsonl"),
+                       inputs=(str(data),))
     assert _fails(tmp_path, "filter", _write(tmp_path, cfg)) == (
         f"{data}: is empty (0 bytes) (field 'source')")
 

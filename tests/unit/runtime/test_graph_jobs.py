@@ -24,7 +24,7 @@ def write_config(path: Path, cfg) -> str:
 def load_config(tmp_path: Path, paths=(KG,), fmt="primekg") -> GraphLoadJob:
     return GraphLoadJob(job="load_medkg", experiment="tiny", seed=7,
                         meta=str(tmp_path / "load.meta.json"), format=fmt, paths=tuple(paths),
-                        output=str(tmp_path / "medkg.npz"))
+                        inputs=tuple(paths), output=str(tmp_path / "medkg.npz"))
 
 
 def sample_config(tmp_path: Path, **changes) -> SampleJob:

@@ -105,6 +105,7 @@ def synthesize_cfg(root: Path, rows: int = 40) -> SynthesizeJob:
     return SynthesizeJob(job="synthesize_q", experiment="t", seed=5, meta=str(root / "q.meta.json"),
                          samples=str(samples), prompt=str(REPO / "prompts" / "question.j2"),
                          teacher=template_generator(), cache_dir=str(root / "cache"),
+                         inputs=(str(samples), str(REPO / "prompts" / "question.j2")),
                          output=str(root / "q.jsonl"))
 
 

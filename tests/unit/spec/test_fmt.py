@@ -12,8 +12,8 @@ from paths import REPO
 
 from fleming_dsl.compiler import load_experiment
 from fleming_dsl.errors import SpecError
-from fleming_dsl.spec.fmt import _parser, format_source
-from fleming_dsl.spec.grammar import lark_parser
+from fleming_dsl.spec.fmt import format_source
+from fleming_dsl.spec.grammar import parse_tokens
 
 SPECS = sorted(p for p in (REPO / "specs").glob("*.flm") if not p.name.startswith("."))
 # standalone specs (an extending spec's IR depends on its base file, which stays as is)
@@ -36,12 +36,9 @@ def ir_of(text: str, like: Path) -> dict:
 
 def tokens_with_comments(text: str) -> list[str]:
     """The source's tokens as written, comments included, in order."""
-    lark, sink = _parser()
-    sink.tokens = []
-    lark.parse(text)
-    comments = [(c.line, c.column, str(c)) for c in sink.tokens]
-    code = [(t.line, t.column, str(t)) for t in lark_parser().lex(text)]
-    return [t for _, _, t in sorted(code + comments)]
+    tokens, whole = parse_tokens(text)
+    assert whole
+    return [str(t) for t in tokens]
 
 
 def relayout(tokens: list[str], seps: list[str]) -> str:

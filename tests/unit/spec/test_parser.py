@@ -12,6 +12,7 @@ from flm_fixtures import MINIMAL, write_project
 from paths import REPO
 
 from fleming_dsl.compiler import check_experiment, load_experiment
+from fleming_dsl.errors import SpecError
 from fleming_dsl.spec import ast
 from fleming_dsl.spec.grammar import lark_parser
 from fleming_dsl.spec.parser import parse_module
@@ -260,3 +261,59 @@ def test_front_end_imports_nothing_heavy() -> None:
             "print(sorted(m for m in ('torch', 'transformers', 'trl', 'vllm', 'numba', 'matplotlib') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+# ---------------------------------------------------------------- lark's contextual lexer, decided
+
+
+def test_a_keyword_is_a_whole_word() -> None:
+    """`modelx` is one name, never `model x` (lark's contextual lexer once split it)."""
+    with pytest.raises(SpecError) as info:
+        parse_module('modelx = hf("a")\n', "spec.flm")
+    assert str(info.value).splitlines()[0] == (
+        "spec.flm:1:1: error: a declaration starts with a keyword: experiment, include, model, "
+        "graph, sample, dataset, prompt, synthesize, distill, filter, reward, stage, evaluate, cluster")
+    with pytest.raises(SpecError) as info:
+        parse_module("sample s fromkg { count = 1 }\n", "spec.flm")
+    assert str(info.value).splitlines()[0] == (
+        "spec.flm:1:10: error: 'sample' is written: sample NAME from GRAPH { ... }")
+
+
+def test_a_statement_keyword_after_a_bracket_in_a_block_starts_a_declaration() -> None:
+    """The documented rule (grammars/flm.lark, docs/language.md): after `)` or `}` inside a
+    block, a statement keyword is read as one, so a block left open is reported there."""
+    with pytest.raises(SpecError) as info:
+        parse_module('model m = tiny() {\n  resources { gpus = 1 }  model = 2\n}\n', "spec.flm")
+    assert str(info.value).splitlines()[0] == (
+        "spec.flm:2:27: error: a declaration cannot start inside a block: close the block with '}' first")
+    module = parse_module('model m = tiny() {\n  gpus = 1  model = 2\n}\n', "spec.flm")
+    assert [o.key.name for o in module.statements[0].block.options()] == ["gpus", "model"]
+
+
+@pytest.mark.parametrize("text, first", [
+    ("Über = 3\n", "spec.flm:1:1: error: unexpected character 'Ü'"),
+    ('éxperiment "x" {}\n', "spec.flm:1:1: error: unexpected character 'é'"),
+    # the search for an unclosed block reads lines that start with a non-ASCII letter too
+    ('experiment "x" {\n  seed = 1\nÜber = 3\nmodel m = hf("x")\n',
+     "spec.flm:3:1: error: unexpected character 'Ü'"),
+    ('experiment "x" {\n  seed = 1\néxperiment\nmodel m = hf("x")\n',
+     "spec.flm:3:1: error: unexpected character 'é'"),
+    ('experiment "x" {\n  seed = 1\nmodel m = hf("x")\nÜber\n',
+     "spec.flm:2:11: error: unclosed block: missing '}'"),
+])
+def test_a_line_starting_with_a_non_ascii_letter_is_a_located_error(text: str, first: str) -> None:
+    with pytest.raises(SpecError) as info:
+        parse_module(text, "spec.flm")
+    assert str(info.value).splitlines()[0] == first
+
+
+def test_the_tools_read_the_parsers_tokens() -> None:
+    """The formatter, the semantic tokens and the highlighter read the parser's own tokens: a
+    keyword used as an option name is a NAME there, as the parser read it."""
+    from fleming_dsl.spec.grammar import parse_tokens
+
+    tokens, whole = parse_tokens('model m = tiny() { model = 2 }  # note\n')
+    assert whole
+    assert [(t.type, str(t)) for t in tokens][:2] == [("MODEL", "model"), ("NAME", "m")]
+    assert ("NAME", "model") in [(t.type, str(t)) for t in tokens]
+    assert tokens[-1].type == "COMMENT"
