@@ -3,8 +3,10 @@
 Trains on the assistant's tokens only, whatever the chat template: each transcript becomes
 prompt-completion data (the conversation up to the last assistant message, and that message), so
 TRL's completion-only loss masks every prompt token (Qwen2.5's and Qwen3's templates carry no
-{% generation %} markers, which TRL's assistant_only_loss would need). Checkpoints under `<output>.ckpt/`, resumes from the last
-whole checkpoint a killed run left, merges LoRA adapters, and saves a plain model to `output`.
+{% generation %} markers, which TRL's assistant_only_loss would need). Earlier assistant turns of
+a multi-turn transcript are context, not targets. Checkpoints under `<output>.ckpt/`, resumes
+from the last whole checkpoint a killed run left, merges LoRA adapters, and saves a plain model
+to `output`.
 Under several ranks (DDP or DeepSpeed ZeRO) every rank trains its share of each batch and the
 main process alone writes the model.
 """
