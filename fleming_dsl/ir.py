@@ -288,7 +288,7 @@ class Miner(Node):
     pass_below: float = 0.5
     refresh: int = 100
     samples: int = 4  # rollouts per item when estimating the pass rate
-    estimate: int | None = None  # items re-estimated per refresh (unseen, then failed); None: all
+    estimate: int | None = None  # items re-estimated per refresh (unseen, then failed); None: one round's prompts
     solved_ratio: float = 1.0  # right:wrong = solved_ratio:failed_ratio (paper: 1:2)
     failed_ratio: float = 2.0
 

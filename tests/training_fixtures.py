@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import random
+from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
@@ -100,6 +101,41 @@ def train_config(kind: str, root: Path, model: str, data: str, **overrides) -> d
         })
     config.update(overrides)
     return config
+
+
+def sample_completions(model, tokenizer, conversations: Sequence[list[dict]], *, n: int,
+                       temperature: float, max_new_tokens: int, seed: int,
+                       batch_size: int = 64) -> list[list[str]]:
+    """`n` sampled completions per conversation from an in-memory model (skip_special_tokens): how
+    the tests read what a trained model writes."""
+    import torch
+    from tqdm import tqdm
+
+    texts = [tokenizer.apply_chat_template(c, tokenize=False, add_generation_prompt=True)
+             for c in conversations]
+    flat = [t for t in texts for _ in range(n)]
+    side = tokenizer.padding_side
+    tokenizer.padding_side = "left"
+    was_training = model.training
+    model.eval()
+    torch.manual_seed(seed)
+    outputs: list[str] = []
+    try:
+        for start in tqdm(range(0, len(flat), batch_size), desc="rollouts", leave=False):
+            batch = tokenizer(flat[start:start + batch_size], return_tensors="pt", padding=True,
+                              add_special_tokens=False).to(model.device)
+            with torch.no_grad():
+                generated = model.generate(
+                    **batch, do_sample=temperature > 0, temperature=temperature if temperature > 0 else None,
+                    top_p=1.0, top_k=0, max_new_tokens=max_new_tokens,
+                    pad_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.eos_token_id,
+                )
+            new = generated[:, batch["input_ids"].shape[1]:]
+            outputs.extend(tokenizer.batch_decode(new, skip_special_tokens=True))
+    finally:
+        tokenizer.padding_side = side
+        model.train(was_training)
+    return [outputs[i * n:(i + 1) * n] for i in range(len(conversations))]
 
 
 @pytest.fixture(scope="session")

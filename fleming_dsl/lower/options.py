@@ -302,8 +302,8 @@ BLOCKS: tuple[Block, ...] = (
             ">= 1", "steps"),
         Opt("samples", "whole number", "rollouts per item when estimating its pass rate",
             "ir.Miner.samples", ">= 1"),
-        Opt("estimate", "whole number", "items re-estimated per refresh: unseen first, then past "
-            "failures (default: the whole pool)", "ir.Miner.estimate", ">= 1"),
+        Opt("estimate", "whole number", "items re-estimated per refresh by extra rollouts: unseen "
+            "first, then past failures (default: the round's prompt count; the pool's size or more: all)", "ir.Miner.estimate", ">= 1"),
         Opt("ratio", "ratio solved:failed", "mix of solved to failed items (the paper: 1:2)", "1:2",
             "parts > 0"),
     )),

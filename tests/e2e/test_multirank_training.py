@@ -39,7 +39,7 @@ from multirank_fixtures import (
     start,
     temp_leftovers,
 )
-from training_fixtures import synthetic_items, tiny_model, write_items  # noqa: F401
+from training_fixtures import sample_completions, synthetic_items, tiny_model, write_items  # noqa: F401
 
 from fleming_dsl.runtime.train.trainer_args import COMPLETE_MARKER
 
@@ -94,12 +94,11 @@ def _format_rate(path: Path) -> float:
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     from fleming_dsl.runtime.data import items
-    from fleming_dsl.runtime.train import mining
 
     model = AutoModelForCausalLM.from_pretrained(path)
     tokenizer = AutoTokenizer.from_pretrained(path)
     held_out = [items.Item.model_validate(r) for r in synthetic_items(12, seed=777)]
-    outs = mining.sample_completions(model, tokenizer, [items.prompt_messages(i) for i in held_out],
+    outs = sample_completions(model, tokenizer, [items.prompt_messages(i) for i in held_out],
                                      n=1, temperature=0.0, max_new_tokens=48, seed=0)
     return sum(bool(FORMAT.match(o[0].strip())) for o in outs) / len(outs)
 

@@ -2,7 +2,7 @@
 """A stand-in for the trainer a launch script starts (FLEMING_PYTHON): it gets the trainer's
 arguments (`-m fleming_dsl.cli job grpo --config C`, after torchrun's when a launcher starts
 it: only `--config` is read), builds the vLLM part of GRPOConfig the
-real job would (`grpo.vllm_args` on the job config, as on a GPU with vllm installed), asks the
+real job would (`grpo_trainer.vllm_args` on the job config, as on a GPU with vllm installed), asks the
 server it names for a generation, writes both to $STANDIN_LOG, and exits with $STANDIN_TRAINER_RC."""
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ import sys
 import urllib.request
 
 from fleming_dsl.plan.jobconfig import GrpoJob
-from fleming_dsl.runtime.jobs.grpo import vllm_args
+from fleming_dsl.runtime.train.grpo_trainer import vllm_args
 
 
 def main() -> int:

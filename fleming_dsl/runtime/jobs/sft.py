@@ -1,8 +1,12 @@
 """sft: supervised fine-tuning on items' chat transcripts with TRL's SFTTrainer.
 
-Trains on assistant tokens only (the chat template marks them with {% generation %}) when the
-tokenizer's template supports it, checkpoints under `<output>.ckpt/`, resumes from the last
-whole checkpoint a killed run left, merges LoRA adapters, and saves a plain model to `output`.
+Trains on the assistant's tokens only, whatever the chat template: each transcript becomes
+prompt-completion data (the conversation up to the last assistant message, and that message), so
+TRL's completion-only loss masks every prompt token (Qwen2.5's and Qwen3's templates carry no
+{% generation %} markers, which TRL's assistant_only_loss would need). Earlier assistant turns of
+a multi-turn transcript are context, not targets. Checkpoints under `<output>.ckpt/`, resumes
+from the last whole checkpoint a killed run left, merges LoRA adapters, and saves a plain model
+to `output`.
 Under several ranks (DDP or DeepSpeed ZeRO) every rank trains its share of each batch and the
 main process alone writes the model.
 """
@@ -18,6 +22,7 @@ from fleming_dsl.runtime import allocator, ranks
 from fleming_dsl.runtime.data import items
 from fleming_dsl.runtime.jobs.context import JobContext
 from fleming_dsl.runtime.train import tracking
+from fleming_dsl.runtime.train.plateau import PlateauTracker
 from fleming_dsl.runtime.train import trainer_args as training
 
 log = logging.getLogger("fleming.sft")
@@ -35,39 +40,22 @@ def training_messages(item: items.Item, path: str) -> list[dict[str, str]]:
     return messages
 
 
-def supports_assistant_mask(tokenizer) -> bool:
-    return "{% generation %}" in (tokenizer.chat_template or "")
+def prompt_completion(messages: list[dict[str, str]]) -> dict[str, list[dict[str, str]]]:
+    """A transcript as TRL prompt-completion data: the loss falls on the last assistant message."""
+    return {"prompt": messages[:-1], "completion": messages[-1:]}
 
 
-def sft_config_kwargs(cfg: SftJob, *, cuda: bool, bf16_ok: bool, assistant_only: bool,
-                      world: int = 1) -> dict:
+def sft_config_kwargs(cfg: SftJob, *, cuda: bool, bf16_ok: bool, world: int = 1) -> dict:
     return {
         **training.common_args(cfg, cuda=cuda, bf16_ok=bf16_ok, world=world),
         "lr_scheduler_type": "cosine",
         "max_length": cfg.max_length,
-        "assistant_only_loss": assistant_only,
+        "completion_only_loss": True,
         "dataset_num_proc": None,
     }
 
 
-class LossPlateau:
-    """`until = plateau(loss, patience = N)`: stop once the logged loss has not fallen below its
-    best by more than `min_delta` for `patience` logged steps."""
-
-    def __init__(self, patience: int, min_delta: float) -> None:
-        self.patience, self.min_delta = patience, min_delta
-        self.best: float | None = None
-        self.stale = 0
-
-    def update(self, loss: float) -> bool:
-        if self.best is None or loss < self.best - self.min_delta:
-            self.best, self.stale = loss, 0
-        else:
-            self.stale += 1
-        return self.stale >= self.patience
-
-
-def _loss_logger(plateau: LossPlateau | None = None):
+def _loss_logger(plateau: PlateauTracker | None = None):
     from transformers import TrainerCallback
 
     class LossLogger(TrainerCallback):
@@ -91,10 +79,21 @@ def _loss_logger(plateau: LossPlateau | None = None):
     return LossLogger()
 
 
-def run(cfg: SftJob, ctx: JobContext) -> None:
+def build_trainer(cfg: SftJob, data: list[items.Item], tokenizer, callbacks: list):
+    """The stage's SFTTrainer on the items' transcripts as prompt-completion rows."""
     from datasets import Dataset
-    from transformers import AutoTokenizer
     from trl import SFTConfig, SFTTrainer
+
+    rows = [prompt_completion(training_messages(item, cfg.data)) for item in data]
+    args = SFTConfig(**sft_config_kwargs(
+        cfg, cuda=training.cuda_available(), bf16_ok=training.bf16_supported(), world=ranks.world_size()))
+    return SFTTrainer(model=training.model_path(cfg), args=args, train_dataset=Dataset.from_list(rows),
+                      processing_class=tokenizer, peft_config=training.lora_config(cfg),
+                      callbacks=[*callbacks, training.checkpoint_sealer()])
+
+
+def run(cfg: SftJob, ctx: JobContext) -> None:
+    from transformers import AutoTokenizer
 
     ranks.init(deepspeed=cfg.deepspeed_config is not None)
     if not training.cuda_available():  # a third of a tiny CPU run was the kernel zeroing pages
@@ -102,21 +101,12 @@ def run(cfg: SftJob, ctx: JobContext) -> None:
     tracked = tracking.start(cfg)
     with ctx.timed("load"):
         data = training.load_items(cfg.data, cfg.buckets, cfg.data_source)
-        rows = [{"messages": training_messages(item, cfg.data)} for item in data]
-        model = training.model_path(cfg)
-        tokenizer = AutoTokenizer.from_pretrained(model)
-        args = SFTConfig(**sft_config_kwargs(
-            cfg, cuda=training.cuda_available(), bf16_ok=training.bf16_supported(),
-            assistant_only=supports_assistant_mask(tokenizer), world=ranks.world_size()))
+        tokenizer = AutoTokenizer.from_pretrained(training.model_path(cfg))
         if cfg.plateau is not None and cfg.plateau.metric != "loss":
             raise JobError(f"field 'plateau.metric': an sft stage logs only 'loss', got {cfg.plateau.metric!r}")
-        losses = _loss_logger(LossPlateau(cfg.plateau.patience, cfg.plateau.min_delta)
+        losses = _loss_logger(PlateauTracker(cfg.plateau.patience, cfg.plateau.min_delta, higher_is_better=False)
                               if cfg.plateau is not None else None)
-        trainer = SFTTrainer(
-            model=model, args=args, train_dataset=Dataset.from_list(rows),
-            processing_class=tokenizer, peft_config=training.lora_config(cfg),
-            callbacks=[losses, training.checkpoint_sealer()],
-        )
+        trainer = build_trainer(cfg, data, tokenizer, [losses])
     resume = training.resume_checkpoint(cfg)
     if resume:
         log.info("resuming from %s", resume)
@@ -126,7 +116,7 @@ def run(cfg: SftJob, ctx: JobContext) -> None:
         seconds = time.monotonic() - start
     with ctx.timed("save"):
         training.save_trained(trainer, tokenizer, cfg.output)
-    ctx.counts = {"items": len(rows), "resumed_from": resume or ""}
+    ctx.counts = {"items": len(data), "resumed_from": resume or ""}
     ctx.metrics = {
         "final_loss": losses.losses[-1][1] if losses.losses else float(result.training_loss),
         "train_loss": float(result.training_loss),

@@ -142,8 +142,13 @@ def trainer_class():
             gen = torch.Generator().manual_seed(
                 self.draw_seed * 1_000_003 + self.state.global_step * 1_009 + redraw * 31
                 + self.accelerator.process_index)
-            picks = torch.randint(len(self.train_dataset), (count,), generator=gen).tolist()
-            return [self.train_dataset[i] for i in picks for _ in range(self.num_generations)]
+            rows = self._redraw_rows()
+            picks = torch.randint(len(rows), (count,), generator=gen).tolist()
+            return [self.train_dataset[rows[i]] for i in picks for _ in range(self.num_generations)]
+
+        def _redraw_rows(self):
+            """The training-set rows a redraw picks from (a mined stage narrows it to its mix)."""
+            return range(len(self.train_dataset))
 
         def _generate_and_score_completions(self, inputs):
             if not self.model.training:

@@ -1,29 +1,30 @@
 """Stage-2 adaptive hard-sample mining: which pool items the current policy keeps failing.
 
-Every `refresh` GRPO steps the job re-estimates each pool item's pass rate under the current
-policy (`samples` sampled rollouts per item, real generation with the in-memory model), then
-trains the next round on the items it fails (pass < `pass_below`, hard bucket first) mixed with
-items it solves at `solved_ratio : failed_ratio` (the paper's right:wrong 1:2).
+The stage is one GRPOTrainer (see runtime/train/miner.py): every `refresh` steps the miner
+updates each pool item's pass rate and the next round trains on the items the policy fails
+(pass < `pass_below`, hard bucket first) mixed with items it solves at `solved_ratio :
+failed_ratio` (the paper's right:wrong 1:2).
 
-With `estimate = N` only N items are re-estimated per refresh, chosen by `to_estimate`: items
-never estimated first, then those that failed last time (lowest pass rate first), then the
-longest unseen; the others keep their last estimate. Mining then costs what the budget says,
-not a rollout of the whole pool per round.
+Pass rates come first from GRPO's own rollouts: each group of `generations` completions of a
+prompt estimates that prompt's pass rate at no extra cost (`Tally`). Then an `estimate` budget of
+extra rollouts (`samples` each) goes to items the round did not see, chosen by `to_estimate`:
+items never estimated first, then those that failed last time (lowest pass rate first), then the
+longest unseen. Without `estimate` the budget is the round's own prompt count
+(`default_budget`), so a refresh costs what one round trains on, not a rollout of the pool.
 
-`select_mix` and `to_estimate` are pure and tested without a model; `estimate_pass_rates` needs
-torch. Under several ranks `estimate_pass_rates_across_ranks` rolls out each rank's share of the
-chosen items and gathers the estimates, so every rank holds the same rates and `select_mix`
-picks the same items on each.
+Everything here is pure and tested without a model: the selection, the budget and the miner's
+state (`MinerState`, saved in each checkpoint so a killed stage resumes at its round with the same
+selections).
 """
 
 from __future__ import annotations
 
 import math
 import random
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
 
-from fleming_dsl.runtime import ranks
 from fleming_dsl.runtime.data import items
 
 # Lower rank is mined first: the paper prioritises failures on difficult items.
@@ -69,86 +70,115 @@ def select_mix(pass_rates: dict[str, float], difficulty: dict[str, str | None], 
 
 
 def to_estimate(pool_ids: Sequence[str], known: dict[str, float], last_round: dict[str, int],
-                budget: int | None, *, pass_below: float, seed: int) -> list[str]:
-    """The pool items whose pass rate this round re-estimates, at most `budget` (all if None):
-    unseen items (in a seeded random order), then previously failed ones (lowest rate first),
-    then solved ones estimated longest ago."""
+                budget: int | None, *, pass_below: float, seed: int,
+                fresh: frozenset[str] = frozenset()) -> list[str]:
+    """The pool items whose pass rate this round re-estimates, at most `budget` (all if None or at
+    least the pool): unseen items (in a seeded random order), then previously failed ones (lowest
+    rate first), then solved ones estimated longest ago; `fresh` items (just measured by GRPO's
+    own rollouts) are left out of a partial budget."""
     if budget is None or budget >= len(pool_ids):
         return list(pool_ids)
     rng = random.Random(seed)
-    unseen = [i for i in pool_ids if i not in known]
+    candidates = [i for i in pool_ids if i not in fresh]
+    unseen = [i for i in candidates if i not in known]
     rng.shuffle(unseen)
-    failed = sorted((i for i in pool_ids if i in known and known[i] < pass_below),
+    failed = sorted((i for i in candidates if i in known and known[i] < pass_below),
                     key=lambda i: (known[i], last_round[i], i))
-    solved = sorted((i for i in pool_ids if i in known and known[i] >= pass_below),
+    solved = sorted((i for i in candidates if i in known and known[i] >= pass_below),
                     key=lambda i: (last_round[i], i))
     return (unseen + failed + solved)[:budget]
 
 
-def prompts_per_round(refresh: int, batch_size: int, grad_accum: int, generations: int) -> int:
-    """Distinct prompts one round of `refresh` steps consumes (each prompt has `generations` rollouts)."""
-    return max(1, math.ceil(refresh * batch_size * grad_accum / generations))
+@dataclass(frozen=True)
+class RoundShape:
+    """How one round of `refresh` optimizer steps reads prompts: `blocks` generation batches of
+    `prompts` distinct prompts each (TRL's generation batch over all ranks / generations), each
+    block read `repeats` times (TRL reuses a generation for `steps_per_generation` micro-steps
+    and `num_iterations` updates)."""
+
+    blocks: int
+    prompts: int
+    repeats: int
+
+    @property
+    def total(self) -> int:
+        """Distinct prompt slots one round trains on."""
+        return self.blocks * self.prompts
 
 
-def sample_completions(model, tokenizer, conversations: Sequence[list[dict]], *, n: int,
-                       temperature: float, max_new_tokens: int, seed: int,
-                       batch_size: int = 64) -> list[list[str]]:
-    """`n` sampled completions per conversation from an in-memory model (skip_special_tokens)."""
-    import torch
-    from tqdm import tqdm
-
-    texts = [tokenizer.apply_chat_template(c, tokenize=False, add_generation_prompt=True)
-             for c in conversations]
-    flat = [t for t in texts for _ in range(n)]
-    side = tokenizer.padding_side
-    tokenizer.padding_side = "left"
-    was_training = model.training
-    model.eval()
-    torch.manual_seed(seed)
-    outputs: list[str] = []
-    try:
-        for start in tqdm(range(0, len(flat), batch_size), desc="rollouts", leave=False):
-            batch = tokenizer(flat[start:start + batch_size], return_tensors="pt", padding=True,
-                              add_special_tokens=False).to(model.device)
-            with torch.no_grad():
-                generated = model.generate(
-                    **batch, do_sample=temperature > 0, temperature=temperature if temperature > 0 else None,
-                    top_p=1.0, top_k=0, max_new_tokens=max_new_tokens,
-                    pad_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.eos_token_id,
-                )
-            new = generated[:, batch["input_ids"].shape[1]:]
-            outputs.extend(tokenizer.batch_decode(new, skip_special_tokens=True))
-    finally:
-        tokenizer.padding_side = side
-        model.train(was_training)
-    return [outputs[i * n:(i + 1) * n] for i in range(len(conversations))]
+def round_shape(refresh: int, *, batch_size: int, world: int, grad_accum: int, generations: int,
+                steps_per_generation: int, num_iterations: int) -> RoundShape:
+    """The round of `refresh` steps in TRL's sampler terms; a refresh that does not end on a
+    generation boundary is refused (a round must be whole generation batches)."""
+    per_block = batch_size * world * steps_per_generation
+    repeats = num_iterations * steps_per_generation
+    batches = refresh * grad_accum  # micro-batches each rank reads in a round
+    if per_block % generations or batches % repeats:
+        raise ValueError(f"a round of {refresh} steps is not a whole number of generation batches "
+                         f"({batches} micro-batches, {repeats} per generation)")
+    return RoundShape(blocks=batches // repeats, prompts=per_block // generations, repeats=repeats)
 
 
-def estimate_pass_rates(model, tokenizer, pool: Sequence[items.Item], *, samples: int,
-                        temperature: float, max_new_tokens: int, seed: int,
-                        accept: str = "letter") -> dict[str, float]:
-    """Each pool item's fraction of `samples` rollouts that name the right option (by letter;
-    with accept = "text" also by the option's text, as the stage's choice_match grades)."""
-    completions = sample_completions(
-        model, tokenizer, [items.prompt_messages(item) for item in pool], n=samples,
-        temperature=temperature, max_new_tokens=max_new_tokens, seed=seed,
-    )
-    return {
-        item.id: sum(items.extract_answer(text, item.options, accept)[0] == item.answer
-                     for text in outs) / samples
-        for item, outs in zip(pool, completions)
-    }
+def default_budget(round_prompts: int, pool_size: int) -> int:
+    """Items one refresh re-estimates when the spec names no `estimate`: as many as the round
+    trains on, so a refresh costs one round's prompts whatever the pool's size."""
+    return min(round_prompts, pool_size)
 
 
-def estimate_pass_rates_across_ranks(model, tokenizer, pool: Sequence[items.Item], *, samples: int,
-                                     temperature: float, max_new_tokens: int,
-                                     seed: int, accept: str = "letter") -> dict[str, float]:
-    """`estimate_pass_rates` with the pool split across ranks (every world_size-th item each) and
-    the estimates gathered: 1/N of the rollouts per rank, the same dict on every rank."""
-    mine = estimate_pass_rates(model, tokenizer, ranks.shard(list(pool)), samples=samples,
-                               temperature=temperature, max_new_tokens=max_new_tokens, seed=seed,
-                               accept=accept)
-    merged: dict[str, float] = {}
-    for part in ranks.all_gather(mine):
-        merged.update(part)
-    return {item.id: merged[item.id] for item in pool}
+def passed(item: items.Item, completion: str, accept: str) -> bool:
+    """Whether a completion names the item's right option (by letter; with accept = "text" also
+    by the option's text, as the stage's choice_match grades)."""
+    return items.extract_answer(completion, item.options, accept)[0] == item.answer
+
+
+@dataclass
+class Tally:
+    """Graded rollouts per item since the last refresh: id -> [passed, total]."""
+
+    counts: dict[str, list[int]] = field(default_factory=dict)
+
+    def add(self, item_id: str, ok: bool) -> None:
+        seen = self.counts.setdefault(item_id, [0, 0])
+        seen[0] += int(ok)
+        seen[1] += 1
+
+    def merge(self, parts: Iterable[dict[str, list[int]]]) -> None:
+        """Add other ranks' counts (every rank then holds the same tally)."""
+        for part in parts:
+            for item_id, (ok, total) in part.items():
+                seen = self.counts.setdefault(item_id, [0, 0])
+                seen[0] += ok
+                seen[1] += total
+
+    def rates(self) -> dict[str, float]:
+        return {i: ok / total for i, (ok, total) in sorted(self.counts.items()) if total}
+
+
+@dataclass
+class MinerState:
+    """What a resumed stage needs to pick up at its round with the same selections."""
+
+    rates: dict[str, float] = field(default_factory=dict)  # each item's latest estimate
+    measured: dict[str, int] = field(default_factory=dict)  # the round each rate was measured in
+    selections: dict[int, tuple[str, ...]] = field(default_factory=dict)  # round -> its mix
+    rounds: list[dict[str, Any]] = field(default_factory=list)  # one summary per round
+    tally: Tally = field(default_factory=Tally)  # this round's own rollouts, not yet in `rates`
+
+    def to_json(self) -> dict[str, Any]:
+        return {"rates": self.rates, "measured": self.measured,
+                "selections": {str(r): list(ids) for r, ids in sorted(self.selections.items())},
+                "rounds": self.rounds, "tally": self.tally.counts}
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> MinerState:
+        return cls(rates=dict(data["rates"]), measured=dict(data["measured"]),
+                   selections={int(r): tuple(ids) for r, ids in data["selections"].items()},
+                   rounds=list(data["rounds"]), tally=Tally({k: list(v) for k, v in data["tally"].items()}))
+
+    def absorb_tally(self, number: int) -> int:
+        """Fold the own-rollout tally of round `number` into the rates; how many items it covered."""
+        fresh = self.tally.rates()
+        self.rates.update(fresh)
+        self.measured.update(dict.fromkeys(fresh, number))
+        self.tally = Tally()
+        return len(fresh)

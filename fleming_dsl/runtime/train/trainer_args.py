@@ -249,17 +249,3 @@ def save_trained(trainer, tokenizer, output: str) -> None:
         if ranks.is_main():
             _write_model(model, tokenizer, output, state_dict=state)
     ranks.barrier()
-
-
-def load_plain_model(path: str):
-    """A whole (unsharded) model from `path` on this rank, even while a ZeRO-3 trainer config is
-    alive (transformers would otherwise partition it at load time)."""
-    from transformers import AutoModelForCausalLM
-    from transformers.integrations import deepspeed as hf_deepspeed
-
-    saved = hf_deepspeed._hf_deepspeed_config_weak_ref
-    hf_deepspeed.unset_hf_deepspeed_config()
-    try:
-        return AutoModelForCausalLM.from_pretrained(path)
-    finally:
-        hf_deepspeed._hf_deepspeed_config_weak_ref = saved

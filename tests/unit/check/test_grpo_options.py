@@ -76,7 +76,7 @@ def test_options_reach_the_job_config(tmp_path: Path) -> None:
 
 
 def test_grpo_config_kwargs_pass_them_to_trl(tmp_path: Path) -> None:
-    from fleming_dsl.runtime.jobs.grpo import grpo_config_kwargs
+    from fleming_dsl.runtime.train.grpo_trainer import grpo_config_kwargs
 
     job = grpo_job(tmp_path, "loss_type = dr_grpo  scale_rewards = batch  top_k = 5  epsilon_high = 0.3 "
                              "use_vllm = true  vllm_mode = colocate  vllm_gpu_memory_utilization = 0.5")

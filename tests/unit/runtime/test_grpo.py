@@ -17,11 +17,9 @@ from training_fixtures import (  # noqa: F401
 from fleming_dsl.errors import JobError
 from fleming_dsl.plan.jobconfig import GrpoJob
 from fleming_dsl.runtime.jobs import run_job
-from fleming_dsl.runtime.jobs.grpo import (
-    PlateauTracker,
-    grpo_config_kwargs,
-    plateau_metric,
-)
+from fleming_dsl.runtime.train.grpo_trainer import grpo_config_kwargs
+from fleming_dsl.runtime.train.plateau import PlateauTracker
+from fleming_dsl.runtime.train.step_log import plateau_metric
 
 
 def run_grpo(tmp_path: Path, model: str, rows: list[dict], **overrides) -> tuple[dict, list[dict]]:
@@ -93,33 +91,114 @@ def test_unknown_reward_function_fails_before_training(tiny_model: str, tmp_path
         run_grpo(tmp_path, tiny_model, synthetic_items(8), rewards=bad)
 
 
-@pytest.mark.slow
-def test_mining_rounds_re_estimate_the_pool_and_keep_steps_continuous(tiny_model: str, tmp_path: Path) -> None:
-    miner = {"pool": "clean", "pass_below": 0.5, "refresh": 2, "samples": 2, "solved_ratio": 1.0,
-             "failed_ratio": 2.0}
-    meta, rows = run_grpo(tmp_path, tiny_model, synthetic_items(30), max_steps=5, miner=miner)
-    assert [r["step"] for r in rows] == [1, 2, 3, 4, 5]
-    assert [r["round"] for r in rows] == [0, 0, 1, 1, 2]
-    estimated = [r for r in rows if "pool_pass_rate" in r]
-    assert [r["step"] for r in estimated] == [1, 3, 5]
-    assert all(0.0 <= row["pool_pass_rate"] <= 1.0 for row in estimated)
-    # prompts per round: steps x batch 8 / 4 generations; the last round has one step left
-    assert [r["mined"]["failed"] + r["mined"]["solved"] for r in estimated] == [4, 4, 2]
-    assert len(meta["metrics"]["rounds"]) == 3
-    assert meta["counts"]["steps"] == 5
+MINER = {"pool": "clean", "pass_below": 0.5, "refresh": 2, "samples": 2, "solved_ratio": 1.0,
+         "failed_ratio": 2.0}
 
 
-@pytest.mark.slow
+def test_mining_runs_three_rounds_in_one_trainer(tiny_model: str, tmp_path: Path,
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    from trl import GRPOTrainer
+
+    built = []
+    init = GRPOTrainer.__init__
+
+    def counted(self, *args, **kwargs):
+        built.append(self)
+        init(self, *args, **kwargs)
+
+    monkeypatch.setattr(GRPOTrainer, "__init__", counted)
+    meta, rows = run_grpo(tmp_path, tiny_model, synthetic_items(30), max_steps=6, miner=MINER)
+    assert len(built) == 1
+    trainer = built[0]
+    optimizer = getattr(trainer.optimizer, "optimizer", trainer.optimizer)
+    assert {int(s["step"]) for s in optimizer.state.values()} == {6}  # one optimizer, never restarted
+    assert trainer.lr_scheduler.last_epoch == 6
+    assert [r["step"] for r in rows] == [1, 2, 3, 4, 5, 6]
+    assert [r["round"] for r in rows] == [0, 0, 1, 1, 2, 2]
+    rounds = meta["metrics"]["rounds"]
+    # each round trains on 2 steps x 8 rows / 4 generations = 4 prompts; the default budget
+    # re-estimates as many, and from round 1 on the previous round's own rollouts come free
+    assert [(r["from_rollouts"], r["estimated"], r["known"]) for r in rounds] == [(0, 4, 4), (4, 4, 8), (4, 4, 12)]
+    assert [r["failed"] + r["solved"] for r in rounds] == [4, 4, 4]
+    assert [r["step"] for r in rows if "pool_pass_rate" in r] == [1, 3, 5]
+
+
 def test_mining_with_an_estimate_budget_rolls_out_only_that_many_items(tiny_model: str,
                                                                        tmp_path: Path) -> None:
-    miner = {"pool": "clean", "pass_below": 0.5, "refresh": 2, "samples": 2, "estimate": 8,
-             "solved_ratio": 1.0, "failed_ratio": 2.0}
-    meta, rows = run_grpo(tmp_path, tiny_model, synthetic_items(30), max_steps=5, miner=miner)
-    rounds = meta["metrics"]["rounds"]
-    assert [(r["estimated"], r["known"]) for r in rounds] == [(8, 8), (8, 16), (8, 24)]
-    estimated = [r for r in rows if "pool_pass_rate" in r]
-    assert [(r["estimated"], r["known"]) for r in estimated] == [(8, 8), (8, 16), (8, 24)]
-    assert [r["step"] for r in rows] == [1, 2, 3, 4, 5]
+    meta, rows = run_grpo(tmp_path, tiny_model, synthetic_items(30), max_steps=4, miner={**MINER, "estimate": 6})
+    assert [(r["estimated"], r["known"]) for r in meta["metrics"]["rounds"]] == [(6, 6), (6, 12)]
+
+
+def _weights(folder: Path) -> dict:
+    from safetensors.torch import load_file
+
+    return load_file(str(folder / "model.safetensors"))
+
+
+@pytest.mark.slow
+def test_a_stage_2_killed_in_round_2_resumes_there_with_the_same_weights(
+        tiny_model: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import torch
+
+    from fleming_dsl.runtime.train import trainer_args
+
+    whole = tmp_path / "whole"
+    whole.mkdir()
+    expected_meta, expected_rows = run_grpo(whole, tiny_model, synthetic_items(30), max_steps=6, miner=MINER,
+                                            save_steps=5)
+    killed = tmp_path / "killed"
+    killed.mkdir()
+    sealer = trainer_args.checkpoint_sealer
+
+    def dies_after_step_5():
+        from transformers import TrainerCallback
+
+        seal = sealer()
+
+        class Kill(TrainerCallback):
+            def on_save(self, args, state, control, **kwargs):
+                seal.on_save(args, state, control, **kwargs)
+                raise KeyboardInterrupt("killed after checkpoint 5")
+
+        return Kill()
+
+    monkeypatch.setattr(trainer_args, "checkpoint_sealer", dies_after_step_5)
+    with pytest.raises(KeyboardInterrupt):
+        run_grpo(killed, tiny_model, synthetic_items(30), max_steps=6, miner=MINER, save_steps=5)
+    monkeypatch.setattr(trainer_args, "checkpoint_sealer", sealer)
+    assert not (killed / "grpo").exists()
+    meta, rows = run_grpo(killed, tiny_model, synthetic_items(30), max_steps=6, miner=MINER, save_steps=5)
+    assert meta["counts"]["resumed_from"].endswith("checkpoint-5")
+    assert meta["metrics"]["rounds"] == expected_meta["metrics"]["rounds"]  # round 2 kept its selection
+    assert [(r["step"], r["round"]) for r in rows] == [(r["step"], r["round"]) for r in expected_rows]
+    assert rows[-1]["reward"] == expected_rows[-1]["reward"]
+    want, got = _weights(whole / "grpo"), _weights(killed / "grpo")
+    assert sorted(got) == sorted(want)
+    assert all(torch.equal(got[name], want[name]) for name in want)
+
+
+PEAK_RSS = ("import resource, sys; from fleming_dsl.runtime.jobs import run_job; run_job('grpo', sys.argv[1]); "
+            "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)")
+
+
+@pytest.mark.slow
+def test_stage_2_peak_memory_stays_within_1_2x_of_stage_1(tiny_model: str, tmp_path: Path) -> None:
+    """Mining holds no second copy of the policy: the whole job's peak memory, each stage in its
+    own process, on the same pool and steps."""
+    import subprocess
+    import sys
+
+    peaks = {}
+    for stage, miner in (("stage1", None), ("stage2", MINER)):
+        folder = tmp_path / stage
+        folder.mkdir()
+        data = write_items(folder / "pool.jsonl", synthetic_items(30))
+        config = write_config(folder / "grpo.json", train_config("grpo", folder, tiny_model, data, max_steps=6,
+                                                                 miner=miner))
+        done = subprocess.run([sys.executable, "-c", PEAK_RSS, config], capture_output=True, text=True,
+                              check=True, timeout=600)
+        peaks[stage] = int(done.stdout.split()[-1])
+    assert peaks["stage2"] <= 1.2 * peaks["stage1"], peaks
 
 
 def test_resume_keeps_metrics_rows_up_to_the_checkpoint(tiny_model: str, tmp_path: Path) -> None:
@@ -133,7 +212,7 @@ def test_resume_keeps_metrics_rows_up_to_the_checkpoint(tiny_model: str, tmp_pat
 def test_use_vllm_without_vllm_says_the_fix(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     import logging
 
-    from fleming_dsl.runtime.jobs.grpo import vllm_args
+    from fleming_dsl.runtime.train.grpo_trainer import vllm_args
 
     config = GrpoJob.model_validate(train_config("grpo", tmp_path, "m", "d.jsonl", use_vllm=True))
     with caplog.at_level(logging.WARNING):

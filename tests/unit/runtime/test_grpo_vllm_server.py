@@ -10,7 +10,7 @@ from training_fixtures import train_config
 
 from fleming_dsl.errors import JobError
 from fleming_dsl.plan.jobconfig import VLLM_SERVER_ENV, GrpoJob
-from fleming_dsl.runtime.jobs.grpo import vllm_args
+from fleming_dsl.runtime.train.grpo_trainer import vllm_args
 
 
 def server_job(tmp_path: Path, **options) -> GrpoJob:

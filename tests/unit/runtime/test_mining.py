@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from fleming_dsl.runtime.train import mining
@@ -47,9 +49,35 @@ def test_select_mix_is_deterministic_for_a_seed() -> None:
     assert a == b
 
 
-def test_prompts_per_round() -> None:
-    assert mining.prompts_per_round(4, batch_size=8, grad_accum=1, generations=4) == 8
-    assert mining.prompts_per_round(3, batch_size=6, grad_accum=2, generations=4) == 9
+def test_round_shape_counts_generation_batches_as_trl_reads_them() -> None:
+    # 8 rows a step over 4 generations: 2 prompts a generation batch, one batch a step
+    shape = mining.round_shape(3, batch_size=8, world=1, grad_accum=1, generations=4,
+                               steps_per_generation=1, num_iterations=1)
+    assert (shape.blocks, shape.prompts, shape.repeats, shape.total) == (3, 2, 1, 6)
+    # grad_accum 2 = steps_per_generation 2 on 2 ranks: 6 x 2 x 2 / 4 = 6 prompts, read twice
+    shape = mining.round_shape(3, batch_size=6, world=2, grad_accum=2, generations=4,
+                               steps_per_generation=2, num_iterations=1)
+    assert (shape.blocks, shape.prompts, shape.repeats) == (3, 6, 2)
+    with pytest.raises(ValueError, match=r"^a round of 3 steps is not a whole number of generation batches "
+                                         r"\(3 micro-batches, 2 per generation\)$"):
+        mining.round_shape(3, batch_size=8, world=1, grad_accum=1, generations=4,
+                           steps_per_generation=1, num_iterations=2)
+
+
+def test_default_budget_is_the_round_not_the_pool() -> None:
+    assert [mining.default_budget(8, pool) for pool in (5, 100, 10_000)] == [5, 8, 8]
+
+
+def test_tally_turns_own_rollouts_into_rates_and_state_round_trips() -> None:
+    state = mining.MinerState(rates={"q0": 1.0}, measured={"q0": 0}, selections={0: ("q0", "q1")})
+    for item_id, ok in [("q1", True), ("q1", False), ("q2", False), ("q1", True)]:
+        state.tally.add(item_id, ok)
+    state.tally.merge([{"q2": [1, 1]}])  # another rank's rollouts of q2
+    restored = mining.MinerState.from_json(json.loads(json.dumps(state.to_json())))
+    assert restored == state
+    assert restored.absorb_tally(1) == 2
+    assert restored.rates == {"q0": 1.0, "q1": pytest.approx(2 / 3), "q2": 0.5}
+    assert restored.measured == {"q0": 0, "q1": 1, "q2": 1} and restored.tally.counts == {}
 
 
 def test_to_estimate_takes_unseen_items_first_then_failures_then_the_stalest() -> None:
@@ -64,3 +92,28 @@ def test_to_estimate_takes_unseen_items_first_then_failures_then_the_stalest() -
     assert mining.to_estimate(pool, known, last, None, pass_below=0.5, seed=1) == pool
     assert mining.to_estimate(pool, known, last, 99, pass_below=0.5, seed=1) == pool
     assert mining.to_estimate(pool, {}, {}, 3, pass_below=0.5, seed=1) == first  # seeded
+
+
+def test_to_estimate_leaves_items_fresh_from_training_rollouts_out_of_a_partial_budget() -> None:
+    pool = ["q0", "q1", "q2", "q3"]
+    known = {"q0": 0.0, "q1": 0.0, "q2": 1.0}
+    last = {"q0": 1, "q1": 0, "q2": 0}
+    assert mining.to_estimate(pool, known, last, 3, pass_below=0.5, seed=0, fresh=frozenset({"q0"})) == [
+        "q3", "q1", "q2"]
+    assert mining.to_estimate(pool, known, last, 4, pass_below=0.5, seed=0, fresh=frozenset({"q0"})) == pool
+
+
+def test_mix_sampler_lays_out_the_round_as_trl_repeat_sampler_does() -> None:
+    from fleming_dsl.runtime.train.miner import MixSampler
+
+    sampler = MixSampler(mining.RoundShape(blocks=2, prompts=2, repeats=2), generations=3, seed=0)
+    sampler.set_round(0, [10, 11, 12])  # three items for four slots: the mix is cycled
+    out = list(sampler)
+    assert len(out) == len(sampler) == 2 * 2 * 3 * 2
+    first, second = out[:12], out[12:]
+    assert first[:6] == first[6:] and second[:6] == second[6:]  # each generation batch read twice
+    assert first[:3] == [first[0]] * 3 and first[3:6] == [first[3]] * 3  # a group: one prompt x 3
+    assert {first[0], first[3], second[0], second[3]} == {10, 11, 12}
+    assert list(sampler) == out  # the same round reads the same order (a resumed run skips into it)
+    sampler.set_round(1, [10, 11, 12])
+    assert list(sampler) != out

@@ -20,7 +20,7 @@ from fleming_dsl.ir import Backend
 from fleming_dsl.plan import jobconfig as jc
 from fleming_dsl.runtime.data import rubrics
 from fleming_dsl.runtime.jobs import run_job
-from fleming_dsl.runtime.jobs.grpo import prompt_rows
+from fleming_dsl.runtime.train.grpo_trainer import prompt_rows
 from fleming_dsl.runtime.train.rewards import build_terms
 from fleming_dsl.runtime.train.rubric_reward import rubric
 

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 from training_fixtures import (  # noqa: F401
+    sample_completions,
     synthetic_items,
     tiny_model,
     train_config,
@@ -20,7 +21,7 @@ from fleming_dsl.plan.jobconfig import SftJob
 from fleming_dsl.runtime.data import items
 from fleming_dsl.runtime.jobs import run_job
 from fleming_dsl.runtime.jobs.sft import sft_config_kwargs
-from fleming_dsl.runtime.train import mining
+from fleming_dsl.runtime.train.plateau import PlateauTracker
 from fleming_dsl.runtime.train import trainer_args as training
 
 FORMAT = re.compile(r"^<think>.*</think><answer>[A-D]</answer>$", re.DOTALL)
@@ -85,14 +86,14 @@ def test_bad_item_row_names_line_and_field(tiny_model: str, tmp_path: Path) -> N
 def test_deepspeed_and_bf16_are_ignored_on_cpu(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     config = SftJob.model_validate(train_config("sft", tmp_path, "m", "d.jsonl", bf16=True,
                                                 deepspeed_config="ds_zero3.json"))
-    cpu = sft_config_kwargs(config, cuda=False, bf16_ok=False, assistant_only=True)
+    cpu = sft_config_kwargs(config, cuda=False, bf16_ok=False)
     assert (cpu["use_cpu"], cpu["bf16"], "deepspeed" in cpu) == (True, False, False)
     assert "DeepSpeed config ds_zero3.json ignored: no CUDA device" in caplog.text
     with pytest.raises(JobError, match=r"^ds_zero3.json: DeepSpeed config not found \(field 'deepspeed_config'\)$"):
-        sft_config_kwargs(config, cuda=True, bf16_ok=True, assistant_only=True)
+        sft_config_kwargs(config, cuda=True, bf16_ok=True)
     (tmp_path / "ds.json").write_text("{}")
     gpu = sft_config_kwargs(config.model_copy(update={"deepspeed_config": str(tmp_path / "ds.json")}),
-                            cuda=True, bf16_ok=True, assistant_only=True)
+                            cuda=True, bf16_ok=True)
     assert (gpu["use_cpu"], gpu["bf16"], gpu["deepspeed"]) == (False, True, str(tmp_path / "ds.json"))
     assert training.checkpoint_dir(config) == f"{tmp_path / 'sft'}.ckpt"
 
@@ -107,16 +108,14 @@ def test_cold_start_learns_the_answer_format(tiny_model: str, tmp_path: Path) ->
     model = AutoModelForCausalLM.from_pretrained(tmp_path / "sft")
     tokenizer = AutoTokenizer.from_pretrained(tmp_path / "sft")
     held_out = [items.Item.model_validate(r) for r in synthetic_items(40, seed=555)]
-    outs = mining.sample_completions(model, tokenizer, [items.prompt_messages(i) for i in held_out],
+    outs = sample_completions(model, tokenizer, [items.prompt_messages(i) for i in held_out],
                                      n=1, temperature=0.7, max_new_tokens=64, seed=0)
     rate = sum(bool(FORMAT.match(o[0])) for o in outs) / len(outs)
     assert rate >= 0.9, [o[0] for o in outs if not FORMAT.match(o[0])]
 
 
 def test_loss_plateau_stops_when_the_loss_stops_falling() -> None:
-    from fleming_dsl.runtime.jobs.sft import LossPlateau
-
-    plateau = LossPlateau(patience=2, min_delta=0.05)
+    plateau = PlateauTracker(patience=2, min_delta=0.05, higher_is_better=False)
     assert [plateau.update(v) for v in (2.0, 1.5, 1.48, 1.47, 1.2, 1.19, 1.18)] == [
         False, False, False, True, False, False, True]
 
@@ -128,3 +127,32 @@ def test_sft_stops_at_a_loss_plateau(tiny_model: str, tmp_path: Path) -> None:
                    plateau={"metric": "loss", "patience": 2, "min_delta": 1.0})
     assert meta["metrics"]["stopped_by"] == "plateau"
     assert meta["metrics"]["steps"] == 3
+
+
+def test_prompt_tokens_carry_no_loss(tiny_model: str, tmp_path: Path) -> None:
+    """With a chat template without {% generation %} markers (Qwen2.5's and Qwen3's have none;
+    the tiny model's markers are taken out) every token up to the assistant's answer is masked
+    out of the loss, and every token of the answer is in it."""
+    from transformers import AutoTokenizer
+
+    from fleming_dsl.runtime.jobs.sft import build_trainer, training_messages
+
+    tokenizer = AutoTokenizer.from_pretrained(tiny_model)
+    assert "{% generation %}" in tokenizer.chat_template
+    tokenizer.chat_template = tokenizer.chat_template.replace("{% generation %}", "").replace(
+        "{% endgeneration %}", "")
+    config = SftJob.model_validate(train_config("sft", tmp_path, tiny_model, str(tmp_path / "d.jsonl"),
+                                                batch_size=4))
+    data = [items.Item.model_validate(r) for r in synthetic_items(4)]
+    trainer = build_trainer(config, data, tokenizer, [])
+    rows = [trainer.train_dataset[i] for i in range(len(data))]
+    batch = trainer.data_collator(rows)  # what the loss sees: labels, -100 where no loss
+    for item, row, ids, labels in zip(data, rows, batch["input_ids"].tolist(), batch["labels"].tolist()):
+        messages = training_messages(item, "d.jsonl")
+        prompt = tokenizer.apply_chat_template(messages[:-1], tokenize=True, add_generation_prompt=True,
+                                               return_dict=False)
+        end = len(row["input_ids"])
+        assert ids[:len(prompt)] == prompt
+        assert set(labels[:len(prompt)]) == {-100}  # the system and user turns: no loss
+        assert labels[len(prompt):end] == ids[len(prompt):end]  # every answer token: in the loss
+        assert messages[-1]["content"] in tokenizer.decode(ids[len(prompt):end])
