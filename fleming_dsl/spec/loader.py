@@ -23,6 +23,7 @@ from fleming_dsl.spec.boundary import (
     outside_hint,
     outside_message,
     safe_is_file,
+    spec_problem,
 )
 from fleming_dsl.spec.parser import parse_module
 from fleming_dsl.spec.text import decode_source
@@ -61,6 +62,8 @@ class _Loader:
         return Path(rel).as_posix() if not rel.startswith("..") else path.as_posix()
 
     def parse(self, path: Path) -> ast.Module:
+        """A spec file's module; only paths `spec_problem` accepts reach here, so any text an
+        error quotes is a spec's."""
         shown = self.display(path)
         if path in self.texts:
             text = self.texts[path]
@@ -73,32 +76,20 @@ class _Loader:
                                 self.sources) from None
             text, bad = decode_source(data, shown)
             if bad is not None:
-                if _quotable(path):
-                    self.sources[shown] = data.decode("utf-8", errors="replace").removeprefix("\ufeff")
+                self.sources[shown] = data.decode("utf-8", errors="replace").removeprefix("\ufeff")
                 raise SpecError(list(self.diags) + [bad], self.sources) from None
-        # Only spec files are ever quoted in an error: a top-level file of another kind (a
-        # mistyped argument such as /proc/self/environ) is parsed but never printed.
-        if _quotable(path):
-            self.sources[shown] = text
+        self.sources[shown] = text
         self.dirs[shown] = path.parent
         try:
             return parse_module(text, shown)
         except SpecError as err:
-            found = list(err.diagnostics)
-            if not _quotable(path):  # a message may name the token it stopped at: not shown
-                found = [Diagnostic("not a spec: the file does not parse (its text is not shown, as "
-                                    "it is not a .flm file)", d.span) for d in found]
-            raise SpecError(list(self.diags) + found, self.sources) from None
+            raise SpecError(list(self.diags) + list(err.diagnostics), self.sources) from None
 
     def referenced(self, here: Path, ref: ast.Str, what: str, stack: list[Path]) -> Path | None:
         target = Path(os.path.normpath(here.parent / ref.value))
-        if target.suffix != ".flm":
-            self.diags.append(Diagnostic(f"{what} file must be a .flm spec: {ref.value}", ref.span,
-                                         hint="include and extends read other specs only"))
-            return None
-        if not inside(target, self.root):
-            self.diags.append(Diagnostic(outside_message(f"{what} file", ref.value), ref.span,
-                                         hint=outside_hint()))
+        problem = spec_problem(target, self.root, what, ref.value)
+        if problem is not None:
+            self.diags.append(Diagnostic(problem[0], ref.span, hint=problem[1]))
             return None
         is_file, why = safe_is_file(target)
         if not is_file:
@@ -210,10 +201,6 @@ def _templates_outside(decls: list[ast.Decl], loader: _Loader) -> list[Diagnosti
     return out
 
 
-def _quotable(path: Path) -> bool:
-    return path.suffix == ".flm"
-
-
 def _shorten(text: str, limit: int = 80) -> str:
     """A written path cut to a readable length (a 300-character path is not worth repeating)."""
     return text if len(text) <= limit else text[: limit - 3] + "..."
@@ -231,6 +218,9 @@ def load_program(path: str | os.PathLike, project_root: Path | None = None, *,
     if text is not None:
         given[spec] = text
     loader = _Loader(project_root or Path.cwd(), given or None)
+    problem = spec_problem(spec, loader.root, "spec", loader.display(spec))
+    if problem is not None:
+        raise SpecError([Diagnostic(problem[0], None, hint=problem[1])])
     layer = loader.layer(spec, [], "spec")
     decls = layer.declarations()
     loader.diags += _templates_outside(decls, loader)
