@@ -1,0 +1,85 @@
+"""Issue 28, "trust at the edges": each finding that hung the checker, passed check and went
+silently wrong, or failed late, now ends as a located error or warning at check time, with its
+first line asserted word for word. A check that used to hang is marked with a timeout, so the
+old behaviour fails rather than stalls the suite."""
+
+from __future__ import annotations
+
+import difflib
+from pathlib import Path
+
+import pytest
+from flm_fixtures import MINIMAL, write_project
+
+from fleming_dsl.compiler import check_experiment
+from fleming_dsl.errors import SpecError
+
+
+@pytest.fixture(autouse=True)
+def _own_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("FLEMING_CACHE_DIR", str(tmp_path / "cache"))
+
+
+def R(old: str, new: str, text: str = MINIMAL) -> str:  # noqa: N802 - reads like the edit it makes
+    assert old in text, old
+    return text.replace(old, new, 1)
+
+
+def errors(tmp_path: Path, text: str) -> SpecError:
+    with pytest.raises(SpecError) as info:
+        check_experiment(write_project(tmp_path, text), project_root=tmp_path)
+    return info.value
+
+
+def first(err: SpecError) -> tuple[str, str | None]:
+    return err.diagnostics[0].first_line(), err.diagnostics[0].hint
+
+
+def warnings(tmp_path: Path, text: str) -> list[str]:
+    return [w.first_line() for w in check_experiment(write_project(tmp_path, text), project_root=tmp_path)[1]]
+
+
+# ---------------------------------------------------------------- bounded whatever the numbers
+
+
+@pytest.mark.timeout(20)
+def test_a_huge_generations_count_gets_its_batch_hint_in_closed_form(tmp_path: Path) -> None:
+    err = errors(tmp_path, R("generations = 2", "generations = 18446744073709551617"))
+    assert first(err) == (
+        "spec.flm:14:57: error: stage rl: batch x grad_accum x ranks = 4 x 1 x 1 = 4 is not a "
+        "multiple of generations (18446744073709551617)",
+        "TRL's GRPO splits each generation batch over all ranks in whole groups of generations; "
+        "use batch = 18446744073709551617")
+
+
+def test_the_smallest_batch_is_the_next_multiple_of_what_the_ranks_leave() -> None:
+    from fleming_dsl.check.predicates import smallest_batch
+
+    assert smallest_batch(4, 1, 1, 6) == 6
+    assert smallest_batch(4, 1, 2, 6) == 6  # 2 ranks: batch x 2 a multiple of 6 -> batch 3, 6, ...
+    assert smallest_batch(5, 3, 2, 12) == 6
+    assert smallest_batch(7, 2, 8, 8) == 7
+    assert smallest_batch(1, 1, 1, 100_000_007) == 100_000_007
+
+
+@pytest.mark.timeout(20)
+def test_two_hundred_sweeps_are_refused_before_they_are_expanded(tmp_path: Path) -> None:
+    sweeps = "  ".join(f"sweep lrx{i} in [1, 2]" for i in range(200))
+    err = errors(tmp_path, R("batch = 4 }", f"batch = 4 {sweeps} }}"))
+    assert len(err.diagnostics) == 1
+    assert first(err) == (
+        "spec.flm:14:90: error: stage rl expands to 1,606,938,044,258,990,275,541,962,092,341,162,"
+        "602,522,202,993,782,792,835,301,376 sweep points, more than 4,096",
+        "each point is a training run: sweep fewer values, or split the sweep over specs")
+
+
+def test_a_misspelled_swept_option_is_matched_once_per_name(tmp_path: Path,
+                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    """The did-you-mean of an unknown option was computed at every point of the sweep product."""
+    calls = []
+    real = difflib.get_close_matches
+    monkeypatch.setattr(difflib, "get_close_matches", lambda *a, **k: calls.append(a[0]) or real(*a, **k))
+    sweeps = "  ".join(f"sweep lrx{i} in [1, 2]" for i in range(8))
+    err = errors(tmp_path, R("batch = 4 }", f"batch = 4 {sweeps} }}"))
+    assert first(err)[0] == "spec.flm:14:90: error: unknown option 'lrx0' for stage rl"
+    assert sorted(calls) == [f"lrx{i}" for i in range(8)]
