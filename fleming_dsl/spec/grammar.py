@@ -180,8 +180,9 @@ def unclosed_block(text: str, file: str, error_at: int) -> Diagnostic | None:
     belongs, with the '{' it would close."""
     lines = text.splitlines()
     error_line = text.count("\n", 0, error_at) + 1
+    # keywords are ASCII: a line starting with another letter (é, ß) is no keyword's line
     keyword_lines = [i + 1 for i, l in enumerate(lines[:error_line])
-                     if l[:1].isalpha() and re.match(r"[A-Za-z_]+", l).group() in STATEMENT_KEYWORDS]
+                     if (word := re.match(r"[A-Za-z_]+", l)) and word.group() in STATEMENT_KEYWORDS]
     brackets = iter(scan_brackets(text[:error_at]))
     opened: list[tuple[int, int]] = []  # (line, col) of each '{' still open
     pending = next(brackets, None)

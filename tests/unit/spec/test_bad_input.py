@@ -264,3 +264,12 @@ def test_a_workdir_up_from_the_spec_folder_but_inside_the_project_is_fine(tmp_pa
     spec = tmp_path / "specs" / "s.flm"
     spec.write_text(R("seed = 1", 'seed = 1  workdir = "../runs/tiny"'))
     assert load_experiment(spec, project_root=tmp_path).workdir == "runs/tiny"
+
+
+@pytest.mark.parametrize("start", ["é", "ß", "Ω", "数"])
+def test_a_line_starting_with_a_non_ascii_letter_after_a_syntax_error(start: str) -> None:
+    """issue 28: spec/grammar.py `unclosed_block` matched keywords on any letter and crashed."""
+    text = f'experiment "t" {{ seed = 1 }}\nmodel base = tiny(hidden = 32\n{start}valuate x\n'
+    with pytest.raises(SpecError) as info:
+        parse_module(text, "u.flm")
+    assert str(info.value).splitlines()[0] == f"u.flm:3:1: error: unexpected character '{start}'"
