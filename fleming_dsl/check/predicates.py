@@ -100,3 +100,17 @@ def template_filter_problem(name: str, args: tuple) -> str | None:
     if big is not None:
         return f"filter '{name}' given {big:,}, longer than a prompt"
     return None
+
+
+REVERSED = ":rev"  # a relation walked against its written direction: `-["CtD:rev"]->`
+
+
+def stored_reverse(fmt: str, relation: str, same_type: bool) -> str:
+    """The relation name a graph loader files a fact's reverse edge under, so a metapath walks a
+    relation the way the file writes it unless it names the reverse (`CtD:rev`). A Hetionet
+    metaedge between nodes of one kind that is not directed (`GiG`, gene interacts gene) reads
+    the same both ways and keeps its name. PrimeKG ships both directions as rows itself, so its
+    loader adds none."""
+    if fmt == "hetionet" and same_type and not any(c in relation for c in "<>"):
+        return relation
+    return relation + REVERSED

@@ -174,8 +174,33 @@ class _Lowering:
         self.ctx.no_positional(d.source, len(files))
         Options.of_call(d.source, f"{fmt}()", self.diags).finish()
         Options.of_block(d.block, f"graph {d.name.name}", self.diags).finish()
-        self.ctx.no_block(d.block, f"graph {d.name.name}")
-        return ir.Graph(name=d.name.name, span=d.span, format=fmt, paths=paths)
+        reads = self.ctx.sub_blocks(d.block, ("reads",), f"graph {d.name.name}").get("reads")
+        return ir.Graph(name=d.name.name, span=d.span, format=fmt, paths=paths,
+                        readings=self.readings(reads))
+
+    def readings(self, block: ast.Block | None) -> tuple[tuple[str, str, str], ...]:
+        """`reads { has_symptom = ["has symptom", "is a symptom of"] }`: per relation, its words
+        from the head and from the tail."""
+        out: dict[str, tuple[str, str, str]] = {}
+        for item in block.items if block else ():
+            if isinstance(item, ast.SweepItem):
+                self.diags.error("sweeps are allowed only in stage blocks", item.span)
+                continue
+            if not isinstance(item, ast.Option):
+                self.diags.error(f"unexpected '{item.name.name}' in reads", item.name.span,
+                                 hint='write RELATION = ["reads from the head", "reads from the tail"]')
+                continue
+            words = item.value.items if isinstance(item.value, ast.ListV) else ()
+            if len(words) != 2 or not all(isinstance(w, ast.Str) and w.value.strip() for w in words):
+                self.diags.error(f"'{item.key.name}' must be two phrases, how the relation reads from "
+                                 f"its head and from its tail, got {describe(item.value)}",
+                                 value_span(item.value),
+                                 hint=f'{item.key.name} = ["has symptom", "is a symptom of"]')
+                continue
+            if item.key.name in out:
+                self.diags.error(f"'{item.key.name}' is given twice in reads", item.key.span)
+            out[item.key.name] = (item.key.name, words[0].value.strip(), words[1].value.strip())
+        return tuple(sorted(out.values()))
 
     def sample(self, d: ast.SampleDecl) -> ir.Sample | None:
         opts = Options.of_block(d.block, f"sample {d.name.name}", self.diags)

@@ -83,3 +83,67 @@ def test_a_misspelled_swept_option_is_matched_once_per_name(tmp_path: Path,
     err = errors(tmp_path, R("batch = 4 }", f"batch = 4 {sweeps} }}"))
     assert first(err)[0] == "spec.flm:14:90: error: unknown option 'lrx0' for stage rl"
     assert sorted(calls) == [f"lrx{i}" for i in range(8)]
+
+
+# ---------------------------------------------------------------- metapath direction (and issue 26)
+
+
+HETIONET = {"nodes.tsv": "id\tname\tkind\nC1\taspirin\tCompound\nD1\tflu\tDisease\nG1\tg1\tGene\n",
+            "edges.sif": "source\tmetaedge\ttarget\nC1\tCtD\tD1\nD1\tDaG\tG1\n"}
+HETIONET_GRAPH = 'graph kg = hetionet("nodes.tsv", "edges.sif")'
+
+
+def hetionet_spec(tmp_path: Path, path: str) -> str:
+    for name, text in HETIONET.items():
+        (tmp_path / name).write_text(text)
+    text = R('graph kg = triples("kg.tsv")', HETIONET_GRAPH)
+    return R("disease -[causes]-> symptom", path, text)
+
+
+def test_a_hetionet_relation_is_not_walked_backwards_silently(tmp_path: Path) -> None:
+    err = errors(tmp_path, hetionet_spec(tmp_path, "Disease -[CtD]-> Compound"))
+    assert first(err) == (
+        "spec.flm:5:35: error: relation 'CtD' runs Compound -> Disease: Disease -[CtD]-> Compound "
+        "would walk it backwards",
+        'to walk it from Disease to Compound, write -["CtD:rev"]-> (a metapath walks a relation the '
+        "way the graph writes it)")
+    assert warnings(tmp_path, hetionet_spec(tmp_path, 'Disease -["CtD:rev"]-> Compound')) == []
+    assert warnings(tmp_path, hetionet_spec(tmp_path, "Compound -[CtD]-> Disease -[DaG]-> Gene")) == []
+
+
+def test_a_triples_relation_is_walked_as_written(tmp_path: Path) -> None:
+    err = errors(tmp_path, R("disease -[causes]-> symptom", "symptom -[causes]-> disease"))
+    assert first(err)[0] == ("spec.flm:5:35: error: relation 'causes' runs disease -> symptom: "
+                             "symptom -[causes]-> disease would walk it backwards")
+    assert warnings(tmp_path, R("disease -[causes]-> symptom", 'symptom -["causes:rev"]-> disease')) == []
+
+
+def test_a_relation_that_never_joins_the_written_types_fails_at_check(tmp_path: Path) -> None:
+    """It used to pass check and fail in the sample job."""
+    err = errors(tmp_path, R("disease -[causes]-> symptom", "disease -[causes]-> disease"))
+    assert str(err).splitlines()[0] == ("spec.flm:5:35: error: relation 'causes' never leads from "
+                                        "disease to disease")
+    assert err.diagnostics[0].expected == "one of its steps: disease -> symptom"
+
+
+def test_a_graph_declares_how_its_relations_read(tmp_path: Path) -> None:
+    graph = 'graph kg = triples("kg.tsv") { reads { causes = ["causes", "is caused by"] } }'
+    exp, _ = check_experiment(write_project(tmp_path, R('graph kg = triples("kg.tsv")', graph)),
+                              project_root=tmp_path)
+    assert exp.declarations()["kg"].readings == (("causes", "causes", "is caused by"),)
+    err = errors(tmp_path, R('graph kg = triples("kg.tsv")', graph.replace("causes =", "cuases =")))
+    assert first(err) == ("spec.flm:4:40: error: relation 'cuases' is not in graph kg",
+                          "did you mean 'causes'?")
+    err = errors(tmp_path, R('graph kg = triples("kg.tsv")', graph.replace('["causes", "is caused by"]', '"x"')))
+    assert first(err) == ("spec.flm:4:49: error: 'causes' must be two phrases, how the relation reads "
+                          "from its head and from its tail, got a string",
+                          'causes = ["has symptom", "is a symptom of"]')
+
+
+def test_a_gzipped_hetionet_edges_file_is_read_at_check(tmp_path: Path) -> None:
+    import gzip
+
+    spec = hetionet_spec(tmp_path, "Disease -[CtD]-> Compound").replace("edges.sif", "edges.sif.gz")
+    with gzip.open(tmp_path / "edges.sif.gz", "wt") as handle:
+        handle.write(HETIONET["edges.sif"])
+    assert first(errors(tmp_path, spec))[0].startswith("spec.flm:5:35: error: relation 'CtD' runs")
