@@ -23,6 +23,7 @@ from fleming_dsl.check import (
     multirank,
     references,
     rollout,
+    results,
     samples,
     stages,
     templates,
@@ -76,10 +77,15 @@ RULES: tuple[Rule, ...] = (
     on_program(multirank.grpo_generations_fit_ranks),
     on_program(multirank.zero3_lora_supported),
     grpo.trl_version_supported,
+    results.evaluated_once,
     stages.batch_fits_generations,  # after lowering
     grpo.grpo_options,  # after lowering
     rollout.vllm_fits,  # after lowering
     rollout.zero3_generate_is_slow,  # after lowering
+    results.options_have_distractors,  # after lowering
+    results.overlong_can_apply,  # after lowering
+    results.shards_have_items,  # after lowering
+    results.resources_are_used,  # after lowering
 )
 
 

@@ -148,7 +148,8 @@ def names_in_graph(c: Checked) -> Iterator[Diagnostic]:
         for i, edge in enumerate(path.edges):
             if edge.relation is not None and edge.relation not in vocab.relations:
                 yield _unknown("relation", edge.relation, vocab.relations, graph, edge.span)
-            elif edge.relation is not None and vocab.ends:
+            elif edge.relation is not None and vocab.ends and all(
+                    n.type is None or n.type in vocab.node_types for n in path.nodes[i:i + 2]):
                 found = _direction_problem(vocab.ends, edge.relation, path.nodes[i].type,
                                            path.nodes[i + 1].type)
                 if found is not None:

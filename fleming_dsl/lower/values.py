@@ -210,11 +210,13 @@ _MAX_MINUTES = 366 * 24 * 60
 _MAX_MB = 1024 ** 3
 
 
-def _amount(value, key, diags, units: dict, wanted: str, unit: str, limit: float, limit_text: str):
+def _amount(value, key, diags, units: dict, wanted: str, unit: Callable[[float], str], limit: float,
+            limit_text: str):
     """A quantity's amount in `units`' base unit. Sizes and durations need a unit (a bare
-    `mem = 64` would be read as a guess), and the amount must be above zero and finite."""
+    `mem = 64` would be read as a guess), and the amount must be above zero and finite; the
+    hint's unit is the one the number most likely meant (`unit(number)`)."""
     if isinstance(value, ast.Num):
-        written = f"{_show_number(value.value)}{unit}" if math.isfinite(value.value) else None
+        written = f"{_show_number(value.value)}{unit(value.value)}" if math.isfinite(value.value) else None
         return _wrong(value, key, wanted, diags, f"write the unit: {written}" if written else None, written)
     q = _quantity(value)
     if q is None or q[1] not in units:
@@ -231,21 +233,23 @@ def _amount(value, key, diags, units: dict, wanted: str, unit: str, limit: float
 
 def to_minutes(value, key, diags):
     """A duration (30m, 48h, 2d, "48h") -> whole minutes, at least 1."""
-    amount = _amount(value, key, diags, _DURATION_MIN, "a duration such as 30m, 48h or 2d", "h",
-                     _MAX_MINUTES, "366d")
+    amount = _amount(value, key, diags, _DURATION_MIN, "a duration such as 30m, 48h or 2d",
+                     lambda n: "h" if n <= 72 else "m", _MAX_MINUTES, "366d")
     return amount if amount is _MISSING else max(1, round(amount))
 
 
 def to_megabytes(value, key, diags):
     """A size (512MB, 80GB, "80GB") -> whole MB, at least 1."""
-    amount = _amount(value, key, diags, _SIZE_MB, "a size such as 512MB or 80GB", "GB", _MAX_MB, "1024TB")
+    # a bare number past a node's memory in GB is megabytes (SLURM's own reading of --mem=8000)
+    amount = _amount(value, key, diags, _SIZE_MB, "a size such as 512MB or 80GB",
+                     lambda n: "GB" if n <= 4096 else "MB", _MAX_MB, "1024TB")
     return amount if amount is _MISSING else max(1, round(amount))
 
 
 def to_seconds(value, key, diags):
     """A duration (30s, 2m) -> seconds."""
-    amount = _amount(value, key, diags, _DURATION_MIN, "a duration such as 30s or 2m", "s",
-                     _MAX_MINUTES, "366d")
+    amount = _amount(value, key, diags, _DURATION_MIN, "a duration such as 30s or 2m",
+                     lambda n: "s", _MAX_MINUTES, "366d")
     return amount if amount is _MISSING else amount * 60
 
 

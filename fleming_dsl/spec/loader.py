@@ -56,6 +56,7 @@ class _Loader:
         self.sources: dict[str, str] = {}
         self.dirs: dict[str, Path] = {}
         self.diags: list[Diagnostic] = []
+        self.dropped: dict[str, ir.Span] = {}
 
     def display(self, path: Path) -> str:
         rel = os.path.relpath(path, self.root)
@@ -164,6 +165,7 @@ class _Loader:
         for drop in drops:
             if places.get(drop.target.name):
                 slots[places[drop.target.name].pop(0)] = None
+                self.dropped[drop.target.name] = drop.span
             else:
                 names = [d.name.name for d in slots if d is not None]
                 self.diags.append(Diagnostic(f"cannot drop '{drop.target.name}': the base does not declare it",
@@ -228,4 +230,4 @@ def load_program(path: str | os.PathLike, project_root: Path | None = None, *,
         raise SpecError(loader.diags, loader.sources)
     return ast.Program(spec=loader.display(spec), name=layer.name, header=tuple(layer.header),
                        decls=tuple(decls), cluster=tuple(layer.cluster), dirs=loader.dirs,
-                       sources=loader.sources)
+                       sources=loader.sources, dropped=loader.dropped)

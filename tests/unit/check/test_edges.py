@@ -147,3 +147,104 @@ def test_a_gzipped_hetionet_edges_file_is_read_at_check(tmp_path: Path) -> None:
     with gzip.open(tmp_path / "edges.sif.gz", "wt") as handle:
         handle.write(HETIONET["edges.sif"])
     assert first(errors(tmp_path, spec))[0].startswith("spec.flm:5:35: error: relation 'CtD' runs")
+
+
+# ---------------------------------------------------------------- silent results, late errors, waste
+
+
+def test_more_options_than_the_sample_draws_is_an_error(tmp_path: Path) -> None:
+    text = R("synthesize q from s with teacher using ask", "synthesize q from s with teacher using ask { options = 6 }")
+    err = errors(tmp_path, text)
+    assert first(err) == (
+        "spec.flm:9:46: error: synthesize q asks for 6 options per item, but sample s draws 3 "
+        "distractors: its items would have 4",
+        "draw more in sample s: distractors = same_type(k = 5), or write options = 4")
+
+
+def test_an_overlong_term_that_can_never_apply_is_a_warning(tmp_path: Path) -> None:
+    text = R("reward correct = choice_match(tag = \"answer\")",
+             "reward correct = choice_match(tag = \"answer\")\nreward long = overlong(1024, 256)")
+    text = R("rewards = correct ", "rewards = correct + 0.5 * long  max_completion_length = 128 ", text)
+    assert warnings(tmp_path, text) == [
+        "spec.flm:15:38: warning: reward long is always 0 in stage rl: it penalises completions past "
+        "768 tokens, but max_completion_length = 128 stops them before"]
+
+
+def test_a_model_evaluated_twice_is_an_error_at_check(tmp_path: Path) -> None:
+    """It failed at compile: two jobs writing one file."""
+    err = errors(tmp_path, R("evaluate [rl] on [test]", "evaluate [base, base] on [test]"))
+    assert first(err) == ("spec.flm:15:17: error: evaluate lists the model 'base' twice",
+                          "each is evaluated once: remove the repeat")
+
+
+def test_more_shards_than_items_is_a_warning(tmp_path: Path) -> None:
+    text = R("synthesize q from s with teacher using ask", "synthesize q from s with teacher using ask { shards = 500 }")
+    assert warnings(tmp_path, text) == [
+        "spec.flm:9:46: warning: synthesize q is cut into 500 shards, but has at most 10 items: 490 "
+        "jobs would have nothing to do"]
+
+
+def test_several_nodes_for_a_one_process_step_is_an_error(tmp_path: Path) -> None:
+    text = R("synthesize q from s with teacher using ask",
+             "synthesize q from s with teacher using ask { resources { nodes = 4 } }")
+    assert first(errors(tmp_path, text)) == (
+        "spec.flm:9:58: error: synthesize q runs as one process: 'nodes = 4' would hold nodes it never uses",
+        "only training stages run over several nodes; use shards = N to spread a data step over jobs")
+
+
+def test_deepspeed_on_a_stage_without_gpus_is_an_error(tmp_path: Path) -> None:
+    err = errors(tmp_path, R("{ lr = 1e-4 }", "{ lr = 1e-4  deepspeed = zero3_offload }"))
+    assert first(err) == (
+        "spec.flm:13:44: error: stage sft1 has no GPU, so 'deepspeed = zero3_offload' would be dropped",
+        "DeepSpeed ZeRO shards over GPUs: add resources { gpus = N }, or remove deepspeed")
+
+
+def test_use_vllm_on_a_stage_without_gpus_or_vllm_is_a_warning(tmp_path: Path) -> None:
+    import importlib.util
+
+    if importlib.util.find_spec("vllm") is not None:
+        pytest.skip("vllm is installed here: the stage can generate with it")
+    assert warnings(tmp_path, R("batch = 4 }", "batch = 4  use_vllm = true }")) == [
+        "spec.flm:14:85: warning: stage rl has no GPU and vllm is not installed: 'use_vllm = true' "
+        "would fall back to generating with transformers"]
+
+
+# ---------------------------------------------------------------- hints that were misleading
+
+
+@pytest.mark.parametrize("written, hint", [
+    ("mem = 8000", "write the unit: 8000MB"),
+    ("mem = 64", "write the unit: 64GB"),
+    ("time = 90", "write the unit: 90m"),
+    ("time = 48", "write the unit: 48h"),
+])
+def test_a_bare_size_or_duration_gets_the_unit_it_most_likely_meant(tmp_path: Path, written: str,
+                                                                     hint: str) -> None:
+    err = errors(tmp_path, R("{ lr = 1e-4 }", f"{{ lr = 1e-4  resources {{ {written} }} }}"))
+    assert first(err)[1] == hint
+
+
+def test_a_unit_word_after_a_number_says_how_units_are_written(tmp_path: Path) -> None:
+    err = errors(tmp_path, R("{ lr = 1e-4 }", "{ lr = 1e-4  resources { time = 90min } }"))
+    assert [(d.first_line(), d.hint) for d in err.diagnostics] == [
+        ("spec.flm:13:63: error: 'time' must be a duration such as 30m, 48h or 2d, got a number",
+         "write the unit: 90m"),
+        ("spec.flm:13:65: error: unexpected 'min' in resources of stage sft1",
+         "a unit is one of s, m, h, d, KB, MB, GB, TB, written right after the number: 90m, 48h, 80GB")]
+
+
+def test_a_name_dropped_in_a_child_says_where_it_was_dropped(tmp_path: Path) -> None:
+    write_project(tmp_path, MINIMAL, name="base.flm")
+    child = tmp_path / "child.flm"
+    child.write_text('experiment "c" extends "base.flm" { }\ndrop sft1\n')
+    with pytest.raises(SpecError) as info:
+        check_experiment(child, project_root=tmp_path)
+    assert first(info.value) == (
+        "base.flm:14:17: error: undefined name 'sft1' (the init model)",
+        "'sft1' is dropped at child.flm:2:1 (drop sft1); drop or replace rl too, or keep sft1")
+
+
+def test_an_unquoted_relation_that_is_not_a_name_gets_a_hint_to_quote_it(tmp_path: Path) -> None:
+    err = errors(tmp_path, R("disease -[causes]-> symptom", "disease -[Gr>G:rev]-> symptom"))
+    assert first(err) == ("spec.flm:5:39: error: a metapath step is written -[relation]-> type",
+                          'a relation that is not a plain name is quoted: -["Gr>G:rev"]->')

@@ -164,8 +164,9 @@ def test_vocabulary_is_read_once_into_a_sidecar_keyed_by_the_file(tmp_path: Path
     vocab = vocabulary("primekg", [kg])
     assert (vocab.relations, vocab.node_types) == ({"indication"}, {"drug", "disease"})
     (sidecar,) = cache_dir().iterdir()
-    assert json.loads(sidecar.read_text()) == {"relations": ["indication"], "node_types": ["disease", "drug"]}
-    sidecar.write_text(json.dumps({"relations": ["from-sidecar"], "node_types": []}))
+    assert json.loads(sidecar.read_text()) == {"relations": ["indication"], "node_types": ["disease", "drug"],
+                                               "ends": [["indication", "drug", "disease"]]}
+    sidecar.write_text(json.dumps({"relations": ["from-sidecar"], "node_types": [], "ends": []}))
     assert vocabulary("primekg", [kg]).relations == {"from-sidecar"}  # not read again
     kg.write_text(kg.read_text() + "contraindication,c,0,1,drug,a,s,1,2,disease,b,s\n")
     assert vocabulary("primekg", [kg]).relations == {"indication", "contraindication"}
