@@ -136,12 +136,12 @@ def _read_spec_text(path: str) -> str:
     """A spec's text as the checker reads it (a BOM dropped), or a located SpecError; held to
     the rule every spec a command reads is held to (spec/boundary.py `spec_problem`)."""
     from fleming_dsl.errors import Diagnostic, SpecError
-    from fleming_dsl.spec.boundary import spec_problem
+    from fleming_dsl.spec.boundary import file_span, spec_problem
     from fleming_dsl.spec.text import decode_source
 
     problem = spec_problem(Path(os.path.abspath(path)), Path.cwd(), "spec", path)
     if problem is not None:
-        raise SpecError([Diagnostic(problem[0], None, hint=problem[1])])
+        raise SpecError([Diagnostic(problem[0], file_span(path), hint=problem[1])])
     with open(path, "rb") as handle:
         text, bad = decode_source(handle.read(), path)
     if bad is not None:

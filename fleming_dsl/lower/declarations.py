@@ -61,6 +61,14 @@ _REWARD_PLUGIN_GROUP = "fleming_dsl.rewards"
 TRACKERS = ("tensorboard", "trackio", "mlflow", "wandb")
 
 
+# the Hub's repository ids: [org/]name, each of letters, digits, - _ . (at most 96 characters)
+_HUB_ID = re.compile(r"(?=.{1,96}$)[A-Za-z0-9][A-Za-z0-9._-]*(/[A-Za-z0-9][A-Za-z0-9._-]*)?")
+
+
+def _shown(text: str, limit: int = 60) -> str:
+    return text if len(text) <= limit else text[:limit - 3] + "..."
+
+
 class _Lowering:
     def __init__(self, ctx: LowerContext):
         self.ctx = ctx
@@ -129,6 +137,10 @@ class _Lowering:
         tiny = None
         if kind == "hf":
             source, ref = "hf", self.ctx.str_arg(src, "a hub id")
+            if ref and not _HUB_ID.fullmatch(ref):
+                self.diags.error(f"'{_shown(ref)}' is not a Hugging Face hub id", value_span(src.args[0]),
+                                 hint='a hub id is "name" or "org/name" of letters, digits, "-", "_" '
+                                      'and ".", e.g. hf("Qwen/Qwen2.5-7B-Instruct")')
             self.ctx.no_positional(src, 1)
             Options.of_call(src, "hf()", self.diags).finish()
         elif kind == "local":

@@ -20,12 +20,15 @@ import os
 from collections.abc import Iterator
 from pathlib import Path
 
+from fleming_dsl.ir import Span
+
 ALLOW_ENV = "FLEMING_ALLOW_PATHS"
 
 __all__ = [
     "ALLOW_ENV",
     "allowed_roots",
     "allowing",
+    "file_span",
     "inside",
     "outside_message",
     "safe_is_file",
@@ -91,6 +94,11 @@ def spec_problem(path: Path, root: Path, what: str, written: str) -> tuple[str, 
         return (f"{what} file '{written}' is a link to a file that is not a .flm spec",
                 "fleming reads .flm specs only; link to the spec itself or copy it")
     return None
+
+
+def file_span(shown: str) -> Span:
+    """The place of an error about a whole file: its first character (nothing of it is quoted)."""
+    return Span(file=shown, line=1, col=1, end_line=1, end_col=2)
 
 
 def safe_is_file(path: Path) -> tuple[bool, str | None]:

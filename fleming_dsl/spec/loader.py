@@ -22,6 +22,7 @@ from fleming_dsl.spec.boundary import (
     inside,
     outside_hint,
     outside_message,
+    file_span,
     safe_is_file,
     spec_problem,
 )
@@ -222,7 +223,7 @@ def load_program(path: str | os.PathLike, project_root: Path | None = None, *,
     loader = _Loader(project_root or Path.cwd(), given or None)
     problem = spec_problem(spec, loader.root, "spec", loader.display(spec))
     if problem is not None:
-        raise SpecError([Diagnostic(problem[0], None, hint=problem[1])])
+        raise SpecError([Diagnostic(problem[0], file_span(loader.display(spec)), hint=problem[1])])
     layer = loader.layer(spec, [], "spec")
     decls = layer.declarations()
     loader.diags += _templates_outside(decls, loader)

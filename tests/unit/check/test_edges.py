@@ -248,3 +248,26 @@ def test_an_unquoted_relation_that_is_not_a_name_gets_a_hint_to_quote_it(tmp_pat
     err = errors(tmp_path, R("disease -[causes]-> symptom", "disease -[Gr>G:rev]-> symptom"))
     assert first(err) == ("spec.flm:5:39: error: a metapath step is written -[relation]-> type",
                           'a relation that is not a plain name is quoted: -["Gr>G:rev"]->')
+
+
+def test_a_hub_id_with_a_quote_or_spaces_is_refused(tmp_path: Path) -> None:
+    err = errors(tmp_path, R("model base = tiny(hidden = 32)", 'model base = hf("org/x\\" + y")'))
+    assert first(err) == ("spec.flm:2:17: error: 'org/x\" + y' is not a Hugging Face hub id",
+                          'a hub id is "name" or "org/name" of letters, digits, "-", "_" and ".", e.g. '
+                          'hf("Qwen/Qwen2.5-7B-Instruct")')
+
+
+def test_a_graph_path_that_is_a_folder_is_an_error_at_check(tmp_path: Path) -> None:
+    (tmp_path / "kgdir").mkdir()
+    err = errors(tmp_path, R('triples("kg.tsv")', 'triples("kgdir")'))
+    assert first(err) == ("spec.flm:4:20: error: graph file is a folder: kgdir",
+                          "name the file inside it (kg.csv, nodes.tsv, edges.sif, ...)")
+
+
+def test_a_graph_path_that_is_a_folder_is_a_located_job_error(tmp_path: Path) -> None:
+    from fleming_dsl.errors import JobError
+    from fleming_dsl.runtime.graph.io import read_graph
+
+    with pytest.raises(JobError) as info:
+        read_graph("triples", [str(tmp_path)])
+    assert str(info.value) == f"{tmp_path}: a folder, where a graph file is expected"

@@ -68,7 +68,7 @@ def test_a_spec_linked_outside_the_project_is_never_printed(
     monkeypatch.setenv("FLEMING_TEST_SECRET", "s3cr3t-value")
     code, out, err = _main(capsys, command, "specs/env.flm")
     assert code == 1 and out == ""
-    assert err.splitlines()[0] == "error: spec file 'specs/env.flm' lies outside the project"
+    assert err.splitlines()[0] == "specs/env.flm:1:1: error: spec file 'specs/env.flm' lies outside the project"
 
 
 def test_job_with_an_unreadable_config_prints_one_line(capsys: pytest.CaptureFixture,

@@ -218,7 +218,7 @@ def test_a_non_spec_top_level_file_is_never_read(tmp_path: Path) -> None:
     secret = tmp_path / "notes.txt"
     secret.write_text("API_KEY=abc123 is here\n")
     err = error_of(tmp_path, spec=secret)
-    assert str(err) == ("error: spec file must be a .flm spec: notes.txt\n"
+    assert str(err) == ("notes.txt:1:1: error: spec file must be a .flm spec: notes.txt\n"
                         "  hint: fleming reads .flm specs only")
 
 
@@ -231,7 +231,7 @@ def test_a_spec_linked_to_the_environment_prints_nothing_of_it(tmp_path: Path) -
         err = error_of(tmp_path, spec=tmp_path / "specs" / "env.flm")
     finally:
         del os.environ["FLEMING_TEST_SECRET"]
-    assert first(err)[0] == "error: spec file 'specs/env.flm' lies outside the project"
+    assert first(err)[0] == "specs/env.flm:1:1: error: spec file 'specs/env.flm' lies outside the project"
     assert "s3cr3t" not in str(err)
 
 
@@ -240,7 +240,7 @@ def test_a_spec_linked_to_a_project_file_that_is_not_a_spec_is_refused(tmp_path:
     (tmp_path / ".env").write_text("HF_TOKEN=hf_s3cr3t\n")
     os.symlink(tmp_path / ".env", tmp_path / "env.flm")
     err = error_of(tmp_path, spec=tmp_path / "env.flm")
-    assert str(err) == ("error: spec file 'env.flm' is a link to a file that is not a .flm spec\n"
+    assert str(err) == ("env.flm:1:1: error: spec file 'env.flm' is a link to a file that is not a .flm spec\n"
                         "  hint: fleming reads .flm specs only; link to the spec itself or copy it")
     err = error_of(tmp_path, MINIMAL + 'include "env.flm"\n')
     assert first(err)[0] == "spec.flm:16:9: error: included file 'env.flm' is a link to a file that is not a .flm spec"
