@@ -86,9 +86,19 @@ def expand_stages(decls: list[ast.StageDecl], lower_stage: Callable[..., ir.Stag
         return variants[name]
 
     out, names = [], {}
+    total = sum(len(expand(d.name.name)) for d in decls)
+    if total > MAX_SWEEP_POINTS:  # each stage within the bound, all of them together past it
+        swept = max(decls, key=lambda d: len(variants[d.name.name]))
+        first = next((i.key for i in (swept.block.items if swept.block else ())
+                      if isinstance(i, ast.SweepItem)), swept.name)
+        diags.error(f"the stages expand to {total:,} sweep points in all, more than "
+                    f"{MAX_SWEEP_POINTS:,} (stage {swept.name.name}: {len(variants[swept.name.name]):,})",
+                    first.span, hint="each point is a training run: sweep fewer values, or split "
+                                     "the sweep over specs")
     for d in decls:
         names[d.name.name] = []
-        for suffix, overrides, init_suffix, point in expand(d.name.name):
+        chosen = expand(d.name.name)
+        for suffix, overrides, init_suffix, point in chosen if total <= MAX_SWEEP_POINTS else chosen[:1]:
             stage = lower_stage(replace(d, name=ast.Name(d.name.name + suffix, d.name.span)),
                                _init_name(d) + init_suffix, overrides, point, d.name.name)
             if stage is not None:

@@ -15,6 +15,7 @@ from typing import Any
 from fleming_dsl.errors import MAX_REPORTED, Diagnostic, Fix, suggestion
 from fleming_dsl.ir import Span
 from fleming_dsl.spec import ast
+from fleming_dsl.spec.text import as_float
 
 _MISSING = object()
 
@@ -137,17 +138,18 @@ def _wrong(value: ast.Value, key: str, wanted: str, diags: Diagnostics, hint: st
 def to_int(value, key, diags):
     if isinstance(value, ast.Num) and isinstance(value.value, int):
         return value.value
-    if isinstance(value, ast.Num) and float(value.value).is_integer():
+    if isinstance(value, ast.Num) and as_float(value.value).is_integer():
         return int(value.value)
     return _wrong(value, key, "a whole number", diags)
 
 
 def to_float(value, key, diags):
     if isinstance(value, ast.Num):
-        if not math.isfinite(value.value):
-            diags.error(f"'{key}' must be a finite number, got {value.value}", value_span(value))
+        number = as_float(value.value)  # an int past a float's range is infinite, not an OverflowError
+        if not math.isfinite(number):
+            diags.error(f"'{key}' must be a finite number, got {_show_number(value.value)}", value_span(value))
             return _MISSING
-        return float(value.value)
+        return number
     return _wrong(value, key, "a number", diags)
 
 
@@ -216,7 +218,8 @@ def _amount(value, key, diags, units: dict, wanted: str, unit: Callable[[float],
     `mem = 64` would be read as a guess), and the amount must be above zero and finite; the
     hint's unit is the one the number most likely meant (`unit(number)`)."""
     if isinstance(value, ast.Num):
-        written = f"{_show_number(value.value)}{unit(value.value)}" if math.isfinite(value.value) else None
+        finite = math.isfinite(as_float(value.value))  # 400 nines: no OverflowError
+        written = f"{_show_number(value.value)}{unit(value.value)}" if finite else None
         return _wrong(value, key, wanted, diags, f"write the unit: {written}" if written else None, written)
     q = _quantity(value)
     if q is None or q[1] not in units:
@@ -254,6 +257,9 @@ def to_seconds(value, key, diags):
 
 
 def _show_number(x: float) -> str:
+    if isinstance(x, int) and not isinstance(x, bool):
+        text = str(x)
+        return text if len(text) <= 30 else f"a whole number of {len(text)} digits"
     return str(int(x)) if math.isfinite(x) and float(x).is_integer() and abs(x) < 1e15 else str(x)
 
 

@@ -23,7 +23,7 @@ from __future__ import annotations
 import re
 
 from fleming_dsl.spec import ast
-from fleming_dsl.spec.text import STATEMENT_KEYWORDS, new_span, number, quantity, unquote
+from fleming_dsl.spec.text import STATEMENT_KEYWORDS, as_float, new_span, number, quantity, unquote
 
 # The grammar's terminals, in the order lark's lexer tries them (QUANTITY.3 over FLOAT.2 over
 # INT; longer punctuation first). Whatever none of them matches is `bad`: not a spec.
@@ -322,7 +322,7 @@ class _Parser:
             if follow == "CMP":
                 op = self.take("CMP")[1]
                 amount = self.signed_number(self.next())
-                return ast.Compare(self.name(tok), op, float(amount.value), self.span(tok, self.last()))
+                return ast.Compare(self.name(tok), op, as_float(amount.value), self.span(tok, self.last()))
             if follow == "+":
                 return self.sum(tok, ast.Term(1.0, self.name(tok)))
             if follow == "-[" or follow == "-->":
@@ -348,14 +348,14 @@ class _Parser:
         if follow == "*":
             self.pos += 1
             reward = self.name(self.take("NAME"))
-            term = ast.Term(float(amount.value), reward)
+            term = ast.Term(as_float(amount.value), reward)
             if self.at("+"):
                 return self.sum(tok, term)
             return ast.Sum((term,), self.span(tok, self.last()))
         if follow == ":":
             self.pos += 1
             right = self.signed_number(self.next())
-            return ast.Ratio(float(amount.value), float(right.value), self.span(tok, self.last()))
+            return ast.Ratio(as_float(amount.value), as_float(right.value), self.span(tok, self.last()))
         return amount
 
     def signed_number(self, tok: Token) -> ast.Num:
@@ -379,7 +379,7 @@ class _Parser:
                 continue
             weight = self.signed_number(tok)
             self.take("*")
-            terms.append(ast.Term(float(weight.value), self.name(self.take("NAME"))))
+            terms.append(ast.Term(as_float(weight.value), self.name(self.take("NAME"))))
         return ast.Sum(tuple(terms), self.span(first, self.last()))
 
     def index(self, head: Token) -> ast.Index:

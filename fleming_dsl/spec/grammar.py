@@ -21,6 +21,7 @@ from fleming_dsl.resources import resource_dir
 from fleming_dsl.spec import ast
 from fleming_dsl.spec.text import (
     STATEMENT_KEYWORDS,
+    as_float,
     new_span,
     number,
     quantity,
@@ -402,16 +403,16 @@ class _ToAst(Transformer):
 
     @v_args(meta=True)
     def ratio(self, meta, c):
-        return ast.Ratio(float(c[0].value), float(c[1].value), self._span(meta))
+        return ast.Ratio(as_float(c[0].value), as_float(c[1].value), self._span(meta))
 
     @v_args(meta=True)
     def compare(self, meta, c):
-        return ast.Compare(self._name(c[0]), str(c[1]), float(c[2].value), self._span(meta))
+        return ast.Compare(self._name(c[0]), str(c[1]), as_float(c[2].value), self._span(meta))
 
     @v_args(meta=True)
     def weighted(self, meta, c):
         # a lone `0.5 * form` is a one-term sum; inside a sum, `sum` unwraps it again
-        term = ast.Term(float(c[0].value), self._name(c[1]))
+        term = ast.Term(as_float(c[0].value), self._name(c[1]))
         return ast.Sum((term,), self._span(meta))
 
     def term(self, c):

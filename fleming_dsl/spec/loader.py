@@ -74,8 +74,8 @@ class _Loader:
                 data = path.read_bytes()
             except OSError as err:
                 reason = err.strerror or type(err).__name__
-                raise SpecError(list(self.diags) + [Diagnostic(f"cannot read {shown}: {reason}", None)],
-                                self.sources) from None
+                raise SpecError(list(self.diags) + [Diagnostic(f"cannot read {shown}: {reason}",
+                                                                file_span(shown))], self.sources) from None
             text, bad = decode_source(data, shown)
             if bad is not None:
                 self.sources[shown] = data.decode("utf-8", errors="replace").removeprefix("\ufeff")

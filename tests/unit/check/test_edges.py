@@ -271,3 +271,25 @@ def test_a_graph_path_that_is_a_folder_is_a_located_job_error(tmp_path: Path) ->
     with pytest.raises(JobError) as info:
         read_graph("triples", [str(tmp_path)])
     assert str(info.value) == f"{tmp_path}: a folder, where a graph file is expected"
+
+
+NINES = "9" * 400  # an int past a float's range: float() of it raised OverflowError
+
+
+@pytest.mark.parametrize("old, new, message", [
+    ("lr = 1e-4", f"lr = {NINES}", "spec.flm:13:38: error: 'lr' must be a finite number, got a whole "
+                                   "number of 400 digits"),
+    ("rewards = correct", f"rewards = {NINES} * correct",
+     "spec.flm:14:451: error: the weight of 'correct' must be a finite number"),
+    ("pass >= 0.75", f"pass >= {NINES}", "spec.flm:11:60: error: 'easy' threshold must be in (0, 1], got inf"),
+])
+def test_a_number_past_a_float_s_range_is_a_located_error(tmp_path: Path, old: str, new: str,
+                                                          message: str) -> None:
+    assert first(errors(tmp_path, R(old, new)))[0] == message
+
+
+def test_a_ratio_past_a_float_s_range_parses(tmp_path: Path) -> None:
+    from fleming_dsl.spec.parser import parse_module
+
+    module = parse_module(f"stage s = grpo(a, mine_hard(p, pass < 0.5, ratio = 1:{NINES})) {{ }}\n", "x.flm")
+    assert module.statements
