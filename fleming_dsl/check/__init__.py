@@ -67,6 +67,7 @@ RULES: tuple[Rule, ...] = (
     files.missing_files,
     templates.prompt_templates,
     templates.search_prompts_hide_the_label,
+    templates.rubric_prompts_fit_grading,
     samples.names_in_graph,
     data.split_has_a_field,
     data.format_matches_file,

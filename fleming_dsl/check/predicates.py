@@ -102,6 +102,10 @@ def template_filter_problem(name: str, args: tuple) -> str | None:
     return None
 
 
+# what a rubric prompt is rendered with (runtime/data/rubrics.py `grading_request`): always the
+# first four; a multiple-choice item graded by a rubric() reward adds the last three
+RUBRIC_VARIABLES = ("conversation", "response", "criterion", "points", "answer", "answer_text", "options")
+
 REVERSED = ":rev"  # a relation walked against its written direction: `-["CtD:rev"]->`
 
 

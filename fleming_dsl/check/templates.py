@@ -31,6 +31,7 @@ from fleming_dsl.check.files import local_path
 from fleming_dsl.check.graph_vocab import cache_dir
 from fleming_dsl.check.predicates import (
     MAX_PROMPT_CHARS,
+    RUBRIC_VARIABLES,
     template_filter_problem,
     template_operation_problem,
 )
@@ -125,6 +126,33 @@ def _variables(path: Path) -> frozenset[str]:
     except OSError:
         pass
     return frozenset(found)
+
+
+def rubric_prompts_fit_grading(c: Checked) -> Iterator[Diagnostic]:
+    """A prompt used to grade against a rubric (a rubric() reward's, an evaluation's
+    rubric_prompt) uses only the variables grading renders it with: a prompt written for another
+    step failed at the first grading ("'hops' is undefined")."""
+    from fleming_dsl.check.references import refs_of
+
+    judged: dict[Path, frozenset[str]] = {}
+    for _, refs in refs_of(c):
+        for ref in refs:
+            prompt = c.by_name.get(ref.name.name)
+            if "rubric prompt" not in ref.role or not isinstance(prompt, ast.PromptDecl) \
+                    or not prompt.source.args or not isinstance(prompt.source.args[0], ast.Str):
+                continue
+            path = local_path(c, prompt, prompt.source.args[0].value)
+            if path not in judged:
+                judged[path] = _variables(path) - set(RUBRIC_VARIABLES)
+            if judged[path]:
+                shown = ", ".join(sorted(judged[path]))
+                yield Diagnostic(f"prompt {ref.name.name} is not a rubric prompt: it uses {shown}, "
+                                 "which grading does not provide", ref.name.span,
+                                 expected="only " + ", ".join(RUBRIC_VARIABLES[:4]) + " (and "
+                                          + ", ".join(RUBRIC_VARIABLES[4:]) + " for a multiple-choice item)",
+                                 hint="write a grader prompt (templates/rubric/grader.j2 is the built-in one)")
+
+
 
 
 def _real(path: str) -> str | None:
