@@ -10,6 +10,9 @@ from pathlib import Path
 
 import pytest
 from flm_fixtures import MINIMAL, write_project
+from flm_fixtures import check_errors as errors
+from flm_fixtures import check_warnings as warnings
+from flm_fixtures import edit as R
 
 from fleming_dsl.compiler import check_experiment
 from fleming_dsl.errors import SpecError
@@ -20,23 +23,8 @@ def _own_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("FLEMING_CACHE_DIR", str(tmp_path / "cache"))
 
 
-def R(old: str, new: str, text: str = MINIMAL) -> str:  # noqa: N802 - reads like the edit it makes
-    assert old in text, old
-    return text.replace(old, new, 1)
-
-
-def errors(tmp_path: Path, text: str) -> SpecError:
-    with pytest.raises(SpecError) as info:
-        check_experiment(write_project(tmp_path, text), project_root=tmp_path)
-    return info.value
-
-
 def first(err: SpecError) -> tuple[str, str | None]:
     return err.diagnostics[0].first_line(), err.diagnostics[0].hint
-
-
-def warnings(tmp_path: Path, text: str) -> list[str]:
-    return [w.first_line() for w in check_experiment(write_project(tmp_path, text), project_root=tmp_path)[1]]
 
 
 # ---------------------------------------------------------------- bounded whatever the numbers
