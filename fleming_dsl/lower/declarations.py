@@ -27,6 +27,7 @@ from fleming_dsl.lower.values import (
     a_rate,
     at_least,
     describe,
+    in_range,
     list_of,
     non_negative,
     one_of,
@@ -268,7 +269,8 @@ class _Lowering:
         distractors = opts.raw("distractors")
         if isinstance(distractors, ast.Call) and distractors.func.name == "same_type":
             kw = Options.of_call(distractors, "same_type()", self.diags)
-            fields["distractors"] = kw.get("k", to_int, check=at_least(1))
+            # an item's options are lettered A..Z: at most 25 distractors beside the answer
+            fields["distractors"] = kw.get("k", to_int, check=in_range(1, 25))
             fields["near_distractors"] = kw.get("near", to_bool)
             kw.finish()
         elif isinstance(distractors, ast.Call):

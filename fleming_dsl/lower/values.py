@@ -297,6 +297,10 @@ def at_least(n: int) -> Callable[[Any], str | None]:
     return lambda x: None if x >= n else f">= {n}"
 
 
+def in_range(lo: int, hi: int) -> Callable[[Any], str | None]:
+    return lambda x: None if lo <= x <= hi else f"in {lo}..{hi}"
+
+
 def unit_interval(x) -> str | None:
     return None if 0 < x <= 1 else "in (0, 1]"
 

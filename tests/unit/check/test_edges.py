@@ -6,6 +6,7 @@ old behaviour fails rather than stalls the suite."""
 from __future__ import annotations
 
 import difflib
+import re
 from pathlib import Path
 
 import pytest
@@ -281,3 +282,13 @@ def test_a_ratio_past_a_float_s_range_parses(tmp_path: Path) -> None:
 
     module = parse_module(f"stage s = grpo(a, mine_hard(p, pass < 0.5, ratio = 1:{NINES})) {{ }}\n", "x.flm")
     assert module.statements
+
+
+@pytest.mark.parametrize("old, new", [
+    ("generations = 2", "generations = 18446744073709551617  use_vllm = true  resources { gpus = 1 }"),
+    ("count = 10 }", f"count = 10  distractors = same_type(k = {NINES}) }}"),
+])
+def test_huge_numbers_the_fuzzer_found_in_other_rules_are_located(tmp_path: Path, old: str, new: str) -> None:
+    """bench/fuzz_check.py (seed fresh-28): an OverflowError in the vLLM memory estimate and in the
+    option-count rule."""
+    assert re.match(r"spec\.flm:\d+:\d+: error: ", str(errors(tmp_path, R(old, new))))
