@@ -153,8 +153,6 @@ def rubric_prompts_fit_grading(c: Checked) -> Iterator[Diagnostic]:
                                  hint="write a grader prompt (templates/rubric/grader.j2 is the built-in one)")
 
 
-
-
 def _real(path: str) -> str | None:
     try:
         return os.path.realpath(path)
