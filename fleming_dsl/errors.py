@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import bisect
 import difflib
+import functools
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -120,7 +121,13 @@ def by_place(diagnostics: Iterable[Diagnostic]) -> list[Diagnostic]:
 
 def closest(word: str, choices: Iterable[str]) -> str | None:
     """The choice closest to `word`, or None when nothing is close."""
-    names = sorted(set(choices))
+    return _closest(word, tuple(sorted(set(choices))))
+
+
+@functools.lru_cache(maxsize=256)
+def _closest(word: str, names: tuple[str, ...]) -> str | None:
+    """Computed once per (name, choices): a name misspelled in a sweep is reported at every
+    point of the sweep, and difflib is the costly part."""
     if len(names) > _MANY:
         # difflib compares every choice: near a typo in sorted order is where its fix usually is
         at = bisect.bisect_left(names, word)

@@ -93,6 +93,9 @@ class Graph(Decl):
     kind: Literal["graph"] = "graph"
     format: GraphFormat
     paths: tuple[str, ...]  # primekg: (kg.csv,), hetionet: (nodes.tsv, edges.sif), triples: (x.tsv,)
+    # (relation, how it reads from its head, how it reads from its tail), from `reads { }`:
+    # the words a teacher is given for a relation, in either direction, sorted by relation
+    readings: tuple[tuple[str, str, str], ...] = ()
 
 
 class MetapathStep(Node):

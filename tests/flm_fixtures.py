@@ -35,3 +35,28 @@ def write_project(root: Path, spec: str = MINIMAL, name: str = "spec.flm") -> Pa
     path = root / name
     path.write_text(spec)
     return path
+
+
+def edit(old: str, new: str, text: str = MINIMAL) -> str:
+    """`text` with the first `old` replaced (which must be there: a test edits what it names)."""
+    assert old in text, old
+    return text.replace(old, new, 1)
+
+
+def check_errors(tmp_path: Path, text: str):
+    """The SpecError `fleming check` raises for `text` written as a project under tmp_path."""
+    import pytest
+
+    from fleming_dsl.compiler import check_experiment
+    from fleming_dsl.errors import SpecError
+
+    with pytest.raises(SpecError) as info:
+        check_experiment(write_project(tmp_path, text), project_root=tmp_path)
+    return info.value
+
+
+def check_warnings(tmp_path: Path, text: str) -> list[str]:
+    """The first lines of the warnings `fleming check` gives `text` (which must pass)."""
+    from fleming_dsl.compiler import check_experiment
+
+    return [w.first_line() for w in check_experiment(write_project(tmp_path, text), project_root=tmp_path)[1]]

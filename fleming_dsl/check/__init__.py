@@ -23,6 +23,7 @@ from fleming_dsl.check import (
     multirank,
     references,
     rollout,
+    results,
     samples,
     stages,
     templates,
@@ -66,6 +67,7 @@ RULES: tuple[Rule, ...] = (
     files.missing_files,
     templates.prompt_templates,
     templates.search_prompts_hide_the_label,
+    templates.rubric_prompts_fit_grading,
     samples.names_in_graph,
     data.split_has_a_field,
     data.format_matches_file,
@@ -76,10 +78,15 @@ RULES: tuple[Rule, ...] = (
     on_program(multirank.grpo_generations_fit_ranks),
     on_program(multirank.zero3_lora_supported),
     grpo.trl_version_supported,
+    results.evaluated_once,
     stages.batch_fits_generations,  # after lowering
     grpo.grpo_options,  # after lowering
     rollout.vllm_fits,  # after lowering
     rollout.zero3_generate_is_slow,  # after lowering
+    results.options_have_distractors,  # after lowering
+    results.overlong_can_apply,  # after lowering
+    results.shards_have_items,  # after lowering
+    results.resources_are_used,  # after lowering
 )
 
 

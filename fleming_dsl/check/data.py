@@ -9,6 +9,7 @@ trained on, an answer pattern narrower than the data's options).
 from __future__ import annotations
 
 import json
+import math
 import re
 from collections.abc import Iterator
 from pathlib import Path
@@ -18,6 +19,7 @@ from fleming_dsl.check.files import exists, local_path
 from fleming_dsl.check.predicates import SPLIT_FIELDS
 from fleming_dsl.errors import Diagnostic, FlemingError
 from fleming_dsl.spec import ast
+from fleming_dsl.spec.text import as_float
 
 # format -> the fields its rows have, each as alternatives (any one of them)
 FORMAT_FIELDS: dict[str, tuple[tuple[str, ...], ...]] = {
@@ -239,7 +241,8 @@ def _widest(c: Checked, name: str) -> int | None:
             sample = c.by_name.get(decl.source.name)
             distractors = option(sample.block, "distractors") if isinstance(sample, ast.SampleDecl) else None
             k = call_kw(distractors, "k") if isinstance(distractors, ast.Call) else distractors
-            width = int(k.value) + 1 if isinstance(k, ast.Num) else 4  # same_type(k = 3) by default
+            known = isinstance(k, ast.Num) and math.isfinite(as_float(k.value))  # k = 1e999: lowering reports it
+            width = int(k.value) + 1 if known else 4  # same_type(k = 3) by default
         if width is None:
             return None
         most = width if most is None else max(most, width)

@@ -26,6 +26,7 @@ def local_path(c: Checked, decl: ast.Decl, text: str) -> Path:
 class FileRef:
     path: ast.Str
     kind: str  # "template" (always required) or "data" (required when its folder exists)
+    file_only: bool = False  # a folder there will not do (a graph file)
 
 
 def file_refs(decl: ast.Decl) -> Iterator[FileRef]:
@@ -34,7 +35,11 @@ def file_refs(decl: ast.Decl) -> Iterator[FileRef]:
         for arg in decl.source.args[:1]:
             if isinstance(arg, ast.Str):
                 yield FileRef(arg, "template")
-    elif isinstance(decl, (ast.GraphDecl, ast.DatasetDecl)) or (
+    elif isinstance(decl, ast.GraphDecl):
+        for arg in decl.source.args:
+            if isinstance(arg, ast.Str):
+                yield FileRef(arg, "data", file_only=True)
+    elif isinstance(decl, ast.DatasetDecl) or (
             isinstance(decl, ast.ModelDecl) and decl.source.func.name == "local"):
         for arg in decl.source.args:
             if isinstance(arg, ast.Str):
@@ -54,6 +59,9 @@ def missing_file(ref: FileRef, base_dir: Path) -> Diagnostic | None:
     path = base_dir / ref.path.value
     try:
         if path.exists():
+            if ref.file_only and path.is_dir():
+                return Diagnostic(f"graph file is a folder: {ref.path.value}", ref.path.span,
+                                  hint="name the file inside it (kg.csv, nodes.tsv, edges.sif, ...)")
             return None
         parent_exists = path.parent.is_dir()
     except (OSError, ValueError) as err:  # a name too long for the file system, a NUL in it

@@ -11,6 +11,7 @@ This module is compile-time code: the standard library only, no runtime import.
 from __future__ import annotations
 
 import csv
+import gzip
 import hashlib
 import json
 import os
@@ -18,16 +19,20 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+from fleming_dsl.check.predicates import stored_reverse
 from fleming_dsl.errors import FlemingError
 
 _EDGE = 1 << 20  # bytes hashed at each end of a file for its fingerprint
-VERSION = 1  # bump when what a sidecar holds changes
+VERSION = 2  # bump when what a sidecar holds changes (2: the ends each relation joins)
 
 
 @dataclass(frozen=True)
 class Vocabulary:
     relations: frozenset[str]
     node_types: frozenset[str]
+    # (relation, from type, to type) of every edge the loader stores, reverses included: how a
+    # metapath step may walk (graph_load files a reverse as check/predicates.py `stored_reverse`)
+    ends: frozenset[tuple[str, str, str]] = frozenset()
 
 
 class VocabularyError(FlemingError):
@@ -57,14 +62,17 @@ def fingerprint(paths: list[Path]) -> str:
 
 
 def _rows(path: Path, delimiter: str):
-    handle = path.open(encoding="utf-8", newline="")
+    # Hetionet publishes its edges as .sif.gz, and the loader reads it as such
+    opener = gzip.open if path.name.endswith(".gz") else open
+    handle = opener(path, "rt", encoding="utf-8", newline="")
     csv.field_size_limit(sys.maxsize)
     quoting = csv.QUOTE_NONE if delimiter == "\t" else csv.QUOTE_MINIMAL
     return handle, csv.reader(handle, delimiter=delimiter, quoting=quoting)
 
 
-def _columns(path: Path, delimiter: str, wanted: dict[str, str]) -> dict[str, set[str]]:
-    """The distinct values of some columns (by header name) of a delimited file, streamed."""
+def _columns(path: Path, delimiter: str, wanted: tuple[str, ...], mapped=None) -> set[tuple[str, ...]]:
+    """The distinct combinations of some columns (by header name) of a delimited file, streamed;
+    `mapped`, when given, turns each row's tuple into what is kept (None: nothing)."""
     handle, reader = _rows(path, delimiter)
     with handle:
         header = next(reader, None)
@@ -73,35 +81,40 @@ def _columns(path: Path, delimiter: str, wanted: dict[str, str]) -> dict[str, se
         missing = [c for c in wanted if c not in header]
         if missing:
             raise VocabularyError(f"{path.name} has no column {missing[0]!r}")
-        index = {c: header.index(c) for c in wanted}
-        found: dict[str, set[str]] = {c: set() for c in wanted}
-        width = max(index.values())
-        for row in reader:
-            if len(row) > width:
-                for column, i in index.items():
-                    found[column].add(row[i])
-    return found
+        index = [header.index(c) for c in wanted]
+        width = max(index)
+        rows = (tuple(row[i] for i in index) for row in reader if len(row) > width)
+        return set(rows) if mapped is None else {m for m in map(mapped, rows) if m is not None}
+
+
+def _with_reverses(fmt: str, written: set[tuple[str, str, str]]) -> Vocabulary:
+    """The names and ends of a graph whose loader adds each written fact's reverse edge."""
+    ends = set(written)
+    for relation, head, tail in written:
+        ends.add((stored_reverse(fmt, relation, head == tail), tail, head))
+    return Vocabulary(frozenset(r for r, _, _ in ends), frozenset(t for _, h, x in ends for t in (h, x)),
+                      frozenset(ends))
 
 
 def _read(format: str, paths: list[Path]) -> Vocabulary:
-    if format == "primekg":
-        cols = _columns(paths[0], ",", {"relation": "", "x_type": "", "y_type": ""})
-        return Vocabulary(frozenset(cols["relation"]), frozenset(cols["x_type"] | cols["y_type"]))
+    if format == "primekg":  # both directions are rows of the file: nothing is added
+        ends = _columns(paths[0], ",", ("relation", "x_type", "y_type"))
+        return Vocabulary(frozenset(r for r, _, _ in ends),
+                          frozenset(t for _, x, y in ends for t in (x, y)), frozenset(ends))
     if format == "hetionet":
-        kinds = _columns(paths[0], "\t", {"kind": ""})["kind"]
-        metaedges = _columns(paths[1], "\t", {"metaedge": ""})["metaedge"]
-        # the loader stores a directed metaedge's reverse as <metaedge>:rev
-        relations = metaedges | {f"{m}:rev" for m in metaedges if ">" in m or "<" in m}
-        return Vocabulary(frozenset(relations), frozenset(kinds))
-    relations, types = set(), set()
+        kind = dict(_columns(paths[0], "\t", ("id", "kind")))
+        # a source or target missing from the nodes file is the job's located error to give
+        written = _columns(paths[1], "\t", ("source", "metaedge", "target"),
+                           lambda r: (r[1], kind[r[0]], kind[r[2]]) if r[0] in kind and r[2] in kind else None)
+        return _with_reverses("hetionet", written)
+    written = set()
     for path in paths:  # triples: head head_type relation tail tail_type, optional header
         handle, reader = _rows(path, "\t")
         with handle:
             for row in reader:
                 if len(row) == 5 and row[0] != "head":
-                    relations.add(row[2])
-                    types.update((row[1], row[4]))
-    return Vocabulary(frozenset(relations), frozenset(types))
+                    written.add((row[2], row[1], row[4]))
+    return _with_reverses("triples", written)
 
 
 def vocabulary(format: str, paths: list[Path]) -> Vocabulary:
@@ -115,7 +128,8 @@ def vocabulary(format: str, paths: list[Path]) -> Vocabulary:
     sidecar = cache_dir() / f"{format}-{key}.json"
     try:
         data = json.loads(sidecar.read_text(encoding="utf-8"))
-        return Vocabulary(frozenset(data["relations"]), frozenset(data["node_types"]))
+        return Vocabulary(frozenset(data["relations"]), frozenset(data["node_types"]),
+                          frozenset(tuple(e) for e in data["ends"]))
     except (OSError, ValueError, KeyError, TypeError):
         pass
     vocab = _read(format, paths)
@@ -123,7 +137,8 @@ def vocabulary(format: str, paths: list[Path]) -> Vocabulary:
         sidecar.parent.mkdir(parents=True, exist_ok=True)
         temp = sidecar.with_suffix(f".{os.getpid()}.tmp")
         temp.write_text(json.dumps({"relations": sorted(vocab.relations),
-                                    "node_types": sorted(vocab.node_types)}), encoding="utf-8")
+                                    "node_types": sorted(vocab.node_types),
+                                    "ends": sorted(vocab.ends)}), encoding="utf-8")
         os.replace(temp, sidecar)
     except OSError:
         pass  # a read-only cache only costs a re-read next time

@@ -4,10 +4,13 @@ config: one wording of each problem, wherever it is found. Imports only the IR (
 from __future__ import annotations
 
 import math
+import re
 
 from fleming_dsl.ir import BUCKETS
 
 MAX_COUNT = 100_000_000  # paths per sample job: past this a job runs for days or never ends
+MAX_PROMPT_CHARS = 1_000_000  # one prompt's text: far above any model's context
+MAX_TEMPLATE_INT_BITS = 1 << 16  # a number a prompt computes (about 20,000 digits): no prompt needs more
 
 # dataset format -> the row field a `split` selects on (`split = "health"` keeps MMLU-Pro rows
 # whose `category` is "health", case-insensitive)
@@ -53,3 +56,66 @@ def plateau_metrics(reward_names: list[str] | tuple[str, ...]) -> list[str]:
 
 
 SFT_METRICS = ("loss",)  # what an SFT stage logs per logging step (lower is better)
+
+
+_PERCENT_WIDTHS = re.compile(r"%[-#0 +]*(\d*|\*)(?:\.(\d*|\*))?")
+
+
+def template_operation_problem(operator: str, left: object, right: object) -> str | None:
+    """Why a prompt template's `left <operator> right` is refused, or None: the operations whose
+    cost grows with the numbers written (a power, a repetition, a %-format width) are judged
+    before they run, as one such step in C cannot be interrupted (`9 ** (9 ** 9)` runs for
+    minutes, `"a" * 10 ** 12` fills the memory). Both `fleming check` (on constants) and the
+    job's sandbox (on every value) ask this."""
+    if operator == "**" and _is_int(left) and _is_int(right) and right > 0 and abs(left) > 1:
+        bits = right * abs(left).bit_length()
+        if bits > MAX_TEMPLATE_INT_BITS:
+            return f"{left} ** {right} is a number of about {bits:,} bits"
+    if operator == "*":
+        if _is_int(left) and _is_int(right):
+            if left.bit_length() + right.bit_length() > MAX_TEMPLATE_INT_BITS:
+                return "a product of numbers larger than a prompt needs"
+            return None
+        seq, times = (left, right) if isinstance(left, (str, list, tuple)) else (right, left)
+        if isinstance(seq, (str, list, tuple)) and _is_int(times) and len(seq) * times > MAX_PROMPT_CHARS:
+            return f"{len(seq):,} characters or items repeated {times:,} times, longer than a prompt"
+    if operator == "%" and isinstance(left, str):
+        values = right if isinstance(right, tuple) else (right,)
+        for match in _PERCENT_WIDTHS.finditer(left):
+            widths = [int(g) for g in match.groups() if g and g != "*"]
+            if "*" in match.groups():
+                widths += [v for v in values if _is_int(v)]
+            if any(abs(w) > MAX_PROMPT_CHARS for w in widths):
+                return "a %-format width longer than a prompt"
+    return None
+
+
+def _is_int(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def template_filter_problem(name: str, args: tuple) -> str | None:
+    """Why a filter call is refused, or None: a number argument past the length of a prompt
+    (`"a"|center(10 ** 9)` builds a gigabyte in one step of C)."""
+    big = next((a for a in args if _is_int(a) and abs(a) > MAX_PROMPT_CHARS), None)
+    if big is not None:
+        return f"filter '{name}' given {big:,}, longer than a prompt"
+    return None
+
+
+# what a rubric prompt is rendered with (runtime/data/rubrics.py `grading_request`): always the
+# first four; a multiple-choice item graded by a rubric() reward adds the last three
+RUBRIC_VARIABLES = ("conversation", "response", "criterion", "points", "answer", "answer_text", "options")
+
+REVERSED = ":rev"  # a relation walked against its written direction: `-["CtD:rev"]->`
+
+
+def stored_reverse(fmt: str, relation: str, same_type: bool) -> str:
+    """The relation name a graph loader files a fact's reverse edge under, so a metapath walks a
+    relation the way the file writes it unless it names the reverse (`CtD:rev`). A Hetionet
+    metaedge between nodes of one kind that is not directed (`GiG`, gene interacts gene) reads
+    the same both ways and keeps its name. PrimeKG ships both directions as rows itself, so its
+    loader adds none."""
+    if fmt == "hetionet" and same_type and not any(c in relation for c in "<>"):
+        return relation
+    return relation + REVERSED

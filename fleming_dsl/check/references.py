@@ -149,9 +149,14 @@ def undefined_names(c: Checked) -> Iterator[Diagnostic]:
                 hinted += 1
                 candidates = [d.name.name for d in program.decls if d.kind in ref.kinds] \
                     if hinted <= MAX_REPORTED else []
+                drop = program.dropped.get(ref.name.name)
+                hint = (f"'{ref.name.name}' is dropped at {drop.file}:{drop.line}:{drop.col} (drop "
+                        f"{ref.name.name}); drop or replace {decl.name.name} too, or keep "
+                        f"{ref.name.name}") if drop is not None else None
                 yield Diagnostic(f"undefined name '{ref.name.name}' ({ref.role})", ref.name.span,
                                  expected=kinds_phrase(ref.kinds),
-                                 **suggestion(ref.name.name, candidates, ref.name.span))
+                                 **(suggestion(ref.name.name, candidates, ref.name.span) if drop is None
+                                    else {"hint": hint}))
 
 
 def wrong_kinds(c: Checked) -> Iterator[Diagnostic]:

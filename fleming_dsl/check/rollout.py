@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from fleming_dsl import ir
+from fleming_dsl.spec.text import as_float
 from fleming_dsl.check.common import Checked, option_key
 from fleming_dsl.check.multirank import billions_of_parameters
 from fleming_dsl.errors import Diagnostic
@@ -109,7 +110,8 @@ class Need:
 def vllm_need(t: ir.Training, res: ir.Resources, billions: float) -> Need:
     tp = t.vllm_tensor_parallel_size
     tokens = t.vllm_max_model_length or PROMPT_TOKENS + t.max_completion_length
-    kv_group = t.generations * tokens * KV_BYTES_PER_TOKEN_PER_BILLION * billions / GB
+    # as floats: generations and lengths are the user's numbers (2**64 + 1 overflows an int product)
+    kv_group = as_float(t.generations) * as_float(tokens) * KV_BYTES_PER_TOKEN_PER_BILLION * billions / GB
     share = ir.vllm_memory_share(t.vllm_mode, t.vllm_gpu_memory_utilization)
     return Need(weights=billions * BYTES_PER_PARAM_BF16 / tp, kv=kv_group / tp,
                 budget=share * res.gpu_mem_mb / 1024)

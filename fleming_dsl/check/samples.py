@@ -11,11 +11,12 @@ from __future__ import annotations
 import json
 
 from collections.abc import Iterator
+from dataclasses import replace
 
 from fleming_dsl.check.common import Checked, option
 from fleming_dsl.check.files import exists, local_path
 from fleming_dsl.check.graph_vocab import VocabularyError, vocabulary
-from fleming_dsl.check.predicates import MAX_COUNT, hops_problem
+from fleming_dsl.check.predicates import MAX_COUNT, REVERSED, hops_problem
 from fleming_dsl.errors import Diagnostic, Fix, suggestion
 from fleming_dsl.spec import ast
 
@@ -96,31 +97,95 @@ def _unknown(kind: str, name: str, known: frozenset[str], graph: ast.GraphDecl, 
                       expected=f"one of {shown}" if names else None, **found)
 
 
+def _vocabularies(c: Checked):
+    """(graph, its vocabulary or None, a warning or None) for each graph, read once per check."""
+    found: dict[str, object] = {}
+
+    def of(graph: ast.GraphDecl) -> tuple[object, Diagnostic | None]:
+        if graph.name.name in found:
+            return found[graph.name.name], None
+        files = _graph_files(c, graph)
+        warning = None
+        try:
+            found[graph.name.name] = vocabulary(graph.source.func.name, files) if files else None
+        except (VocabularyError, OSError, UnicodeDecodeError, ValueError) as err:
+            found[graph.name.name] = None
+            warning = Diagnostic(f"cannot read the names of graph {graph.name.name} to check its "
+                                 f"samples: {_reason(err)}", graph.source.span, severity="warning")
+        return found[graph.name.name], warning
+    return of
+
+
 def names_in_graph(c: Checked) -> Iterator[Diagnostic]:
-    """Every relation and node type of a metapath exists in its graph, when the graph is local."""
-    vocabularies: dict[str, object] = {}
+    """Every relation and node type of a metapath exists in its graph, when the graph is local;
+    each relation is walked the way the graph writes it; a graph's `reads { }` names its own
+    relations."""
+    vocab_of = _vocabularies(c)
+    for graph in c.program.decls:
+        reads = _reads_block(graph)
+        if reads is None:
+            continue
+        vocab, warning = vocab_of(graph)
+        if warning is not None:
+            yield warning
+        written = sorted({r for r in vocab.relations if not r.endswith(REVERSED)}) if vocab else []
+        for item in reads.options() if written else ():
+            if item.key.name not in written:  # a name, not an edge: the fix writes the name alone
+                yield replace(_unknown("relation", item.key.name, frozenset(written), graph, item.key.span),
+                              **suggestion(item.key.name, written, item.key.span))
     for d, path in _samples(c):
         graph = c.by_name.get(d.graph.name)
         if path is None or not isinstance(graph, ast.GraphDecl):
             continue
-        if graph.name.name not in vocabularies:
-            files = _graph_files(c, graph)
-            try:
-                vocabularies[graph.name.name] = (
-                    vocabulary(graph.source.func.name, files) if files else None)
-            except (VocabularyError, OSError, UnicodeDecodeError, ValueError) as err:
-                vocabularies[graph.name.name] = None
-                yield Diagnostic(f"cannot read the names of graph {graph.name.name} to check sample "
-                                 f"{d.name.name}: {_reason(err)}", graph.source.span, severity="warning")
-        vocab = vocabularies[graph.name.name]
+        vocab, warning = vocab_of(graph)
+        if warning is not None:
+            yield warning
         if vocab is None or not vocab.relations:
             continue  # absent, unreadable, or no rows yet: the job reports it
         for node in path.nodes:
             if node.type is not None and node.type not in vocab.node_types:
                 yield _unknown("node type", node.type, vocab.node_types, graph, node.span)
-        for edge in path.edges:
+        for i, edge in enumerate(path.edges):
             if edge.relation is not None and edge.relation not in vocab.relations:
                 yield _unknown("relation", edge.relation, vocab.relations, graph, edge.span)
+            elif edge.relation is not None and vocab.ends and all(
+                    n.type is None or n.type in vocab.node_types for n in path.nodes[i:i + 2]):
+                found = _direction_problem(vocab.ends, edge.relation, path.nodes[i].type,
+                                           path.nodes[i + 1].type)
+                if found is not None:
+                    yield Diagnostic(found[0], edge.span, expected=found[1], hint=found[2])
+
+
+def _reads_block(decl: ast.Decl) -> ast.Block | None:
+    if not isinstance(decl, ast.GraphDecl) or decl.block is None:
+        return None
+    return next((i.block for i in decl.block.items
+                 if isinstance(i, ast.Entry) and i.name.name == "reads" and i.block is not None), None)
+
+
+def _direction_problem(ends: frozenset, relation: str, start: str | None,
+                       end: str | None) -> tuple[str, str | None, str | None] | None:
+    """(why, expected, hint) when no edge of `relation` leads from a `start` node to an `end`
+    node as the graph writes it (None = any type), or None. A metapath walks a relation the way
+    the file writes it; the other way is the relation's reverse, `<relation>:rev`."""
+
+    def fits(h: str, t: str) -> bool:
+        return (start is None or h == start) and (end is None or t == end)
+
+    joins = sorted((h, t) for r, h, t in ends if r == relation)
+    if any(fits(h, t) for h, t in joins):
+        return None
+    step = f"{start or '*'} -[{relation}]-> {end or '*'}"
+    reverse = relation.removesuffix(REVERSED) if relation.endswith(REVERSED) else relation + REVERSED
+    if any(r == reverse and fits(h, t) for r, h, t in ends):
+        h, t = next((h, t) for h, t in joins if fits(t, h))
+        return (f"relation '{relation}' runs {h} -> {t}: {step} would walk it backwards",
+                None, f'to walk it from {t} to {h}, write -["{reverse}"]-> (a metapath walks a '
+                      "relation the way the graph writes it)")
+    shown = ", ".join(f"{h} -> {t}" for h, t in joins[:_SHOWN])
+    return (f"relation '{relation}' never leads from {start or 'any type'} to {end or 'any type'}",
+            f"one of its steps: {shown}" + (f" (and {len(joins) - _SHOWN} more)" if len(joins) > _SHOWN else ""),
+            None)
 
 
 def _reason(err: Exception) -> str:

@@ -20,6 +20,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import json
+import operator
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -28,7 +29,13 @@ from pathlib import Path
 from fleming_dsl.check.common import Checked, option
 from fleming_dsl.check.files import local_path
 from fleming_dsl.check.graph_vocab import cache_dir
-from fleming_dsl.errors import Diagnostic
+from fleming_dsl.check.predicates import (
+    MAX_PROMPT_CHARS,
+    RUBRIC_VARIABLES,
+    template_filter_problem,
+    template_operation_problem,
+)
+from fleming_dsl.errors import Diagnostic, FlemingError
 from fleming_dsl.spec import ast
 
 MAX_DEPTH = 16  # nested template names followed; deeper ones are reported and not read
@@ -121,6 +128,31 @@ def _variables(path: Path) -> frozenset[str]:
     return frozenset(found)
 
 
+def rubric_prompts_fit_grading(c: Checked) -> Iterator[Diagnostic]:
+    """A prompt used to grade against a rubric (a rubric() reward's, an evaluation's
+    rubric_prompt) uses only the variables grading renders it with: a prompt written for another
+    step failed at the first grading ("'hops' is undefined")."""
+    from fleming_dsl.check.references import refs_of
+
+    judged: dict[Path, frozenset[str]] = {}
+    for _, refs in refs_of(c):
+        for ref in refs:
+            prompt = c.by_name.get(ref.name.name)
+            if "rubric prompt" not in ref.role or not isinstance(prompt, ast.PromptDecl) \
+                    or not prompt.source.args or not isinstance(prompt.source.args[0], ast.Str):
+                continue
+            path = local_path(c, prompt, prompt.source.args[0].value)
+            if path not in judged:
+                judged[path] = _variables(path) - set(RUBRIC_VARIABLES)
+            if judged[path]:
+                shown = ", ".join(sorted(judged[path]))
+                yield Diagnostic(f"prompt {ref.name.name} is not a rubric prompt: it uses {shown}, "
+                                 "which grading does not provide", ref.name.span,
+                                 expected="only " + ", ".join(RUBRIC_VARIABLES[:4]) + " (and "
+                                          + ", ".join(RUBRIC_VARIABLES[4:]) + " for a multiple-choice item)",
+                                 hint="write a grader prompt (templates/rubric/grader.j2 is the built-in one)")
+
+
 def _real(path: str) -> str | None:
     try:
         return os.path.realpath(path)
@@ -183,7 +215,7 @@ def _judge(path: Path, written: str) -> Iterator[Finding]:
 def _parsed(source: str) -> list[str | None] | str:
     """The template names `source` refers to (None where computed when it renders), or the end of
     a message saying why it does not parse; from the sidecar when this text was parsed before."""
-    key = hashlib.sha256(f"{_jinja2_version()}\0{source}".encode("utf-8", "surrogatepass")).hexdigest()
+    key = hashlib.sha256(f"{_SIDECAR_FORM}\0{_jinja2_version()}\0{source}".encode("utf-8", "surrogatepass")).hexdigest()
     sidecar = _sidecars() / f"{key}.json"
     try:
         data = json.loads(sidecar.read_text(encoding="utf-8"))
@@ -198,9 +230,9 @@ def _parsed(source: str) -> list[str | None] | str:
 
     env = jinja2.Environment(trim_blocks=True, lstrip_blocks=True, autoescape=False)
     try:
-        found: list[str | None] | str = [
-            n if isinstance(n, str) else None
-            for n in meta.find_referenced_templates(env.parse(source))]
+        tree = env.parse(source)
+        found: list[str | None] | str = _unbounded(tree) or [
+            n if isinstance(n, str) else None for n in meta.find_referenced_templates(tree)]
     except jinja2.TemplateSyntaxError as err:
         found = f": syntax error at line {err.lineno}: {err.message}"
     except (RecursionError, MemoryError, ValueError) as err:  # e.g. expressions nested 10,000 deep
@@ -214,6 +246,72 @@ def _parsed(source: str) -> list[str | None] | str:
     except OSError:
         pass  # a read-only cache only costs a parse next time
     return found
+
+
+def _unbounded(tree) -> str | None:
+    """The end of a message when the template computes, from constants alone, something its
+    job's sandbox refuses (check/predicates.py: a power, a repetition, a %-format width or a
+    filter width past what a prompt needs), or None."""
+    from jinja2 import nodes
+
+    values: dict[int, object] = {}
+
+    def const(node):  # the node's value when constants alone decide it, else _UNKNOWN
+        if id(node) in values:
+            return values[id(node)]
+        value = _UNKNOWN
+        if isinstance(node, nodes.Const):
+            value = node.value
+        elif isinstance(node, (nodes.Tuple, nodes.List)):
+            items = [const(i) for i in node.items]
+            value = _UNKNOWN if _UNKNOWN in items else tuple(items)
+        elif isinstance(node, nodes.BinExpr):
+            left, right = const(node.left), const(node.right)
+            if left is not _UNKNOWN and right is not _UNKNOWN:
+                problem = template_operation_problem(node.operator, left, right)
+                if problem is not None:
+                    raise _Refused(node.lineno, problem)
+                if not _too_long(left, right):
+                    try:
+                        value = _OPERATORS[node.operator](left, right)
+                    except (ArithmeticError, TypeError, ValueError):
+                        value = _UNKNOWN
+        elif isinstance(node, nodes.UnaryExpr) and node.operator == "-":
+            inner = const(node.node)
+            value = -inner if isinstance(inner, (int, float)) else _UNKNOWN
+        values[id(node)] = value
+        return value
+
+    try:
+        for node in tree.find_all((nodes.BinExpr, nodes.Filter)):
+            if isinstance(node, nodes.BinExpr):
+                const(node)
+                continue
+            args = tuple(const(a) for a in [*node.args, *(k.value for k in node.kwargs)])
+            problem = template_filter_problem(node.name, tuple(a for a in args if a is not _UNKNOWN))
+            if problem is not None:
+                raise _Refused(node.lineno, problem)
+    except _Refused as refused:
+        return f": line {refused.line}: {refused.problem}: its job refuses it"
+    return None
+
+
+def _too_long(left: object, right: object) -> bool:
+    """Whether joining two constant texts would pass a prompt's length (not worth building)."""
+    sizes = [len(v) for v in (left, right) if isinstance(v, (str, tuple))]
+    return sum(sizes) > MAX_PROMPT_CHARS
+
+
+_UNKNOWN = object()
+_OPERATORS = {"+": operator.add, "-": operator.sub, "*": operator.mul, "/": operator.truediv,
+              "//": operator.floordiv, "%": operator.mod, "**": operator.pow}
+_SIDECAR_FORM = 2  # what a sidecar holds; 2: a template refused as unbounded is an error
+
+
+class _Refused(FlemingError):
+    def __init__(self, line: int, problem: str):
+        super().__init__(problem)
+        self.line, self.problem = line, problem
 
 
 def _sidecars() -> Path:

@@ -38,7 +38,7 @@ def _load(path: str):
 
 
 def _load_with_warnings(path: str):
-    if not os.path.isfile(path):
+    if not os.path.isfile(path) and not os.path.islink(path):  # a link is judged by the loader
         raise CommandError(f"{path}: no such spec file")
     from fleming_dsl.compiler import check_experiment
 
@@ -82,7 +82,7 @@ def cmd_check(args: argparse.Namespace) -> int:
 def _compile(spec: str, out: str | None):
     from fleming_dsl.compiler import compile_spec
 
-    if not os.path.isfile(spec):
+    if not os.path.isfile(spec) and not os.path.islink(spec):  # a link is judged by the loader
         raise CommandError(f"{spec}: no such spec file")
     if out is not None:
         from fleming_dsl.compiler import project_relative
@@ -109,7 +109,7 @@ def cmd_fmt(args: argparse.Namespace) -> int:
 
     status = 0
     for path in args.specs:
-        if not os.path.isfile(path):
+        if not os.path.isfile(path) and not os.path.islink(path):  # a link is judged below
             raise CommandError(f"{path}: no such spec file")
         text = _read_spec_text(path)
         formatted = format_source(text, path)
@@ -133,10 +133,15 @@ def cmd_fmt(args: argparse.Namespace) -> int:
 
 
 def _read_spec_text(path: str) -> str:
-    """A spec's text as the checker reads it (a BOM dropped), or a located SpecError."""
-    from fleming_dsl.errors import SpecError
+    """A spec's text as the checker reads it (a BOM dropped), or a located SpecError; held to
+    the rule every spec a command reads is held to (spec/boundary.py `spec_problem`)."""
+    from fleming_dsl.errors import Diagnostic, SpecError
+    from fleming_dsl.spec.boundary import file_span, spec_problem
     from fleming_dsl.spec.text import decode_source
 
+    problem = spec_problem(Path(os.path.abspath(path)), Path.cwd(), "spec", path)
+    if problem is not None:
+        raise SpecError([Diagnostic(problem[0], file_span(path), hint=problem[1])])
     with open(path, "rb") as handle:
         text, bad = decode_source(handle.read(), path)
     if bad is not None:

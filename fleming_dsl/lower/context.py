@@ -24,6 +24,12 @@ from fleming_dsl.lower.values import (
 from fleming_dsl.spec import ast
 
 
+# words written after a number as its unit that are not units here (`time = 90min` reads 90, min)
+_UNIT_WORDS = frozenset(("min", "mins", "minute", "minutes", "sec", "secs", "second", "seconds",
+                         "hr", "hrs", "hour", "hours", "day", "days", "g", "gb", "gib", "m", "mb",
+                         "mib", "t", "tb", "tib", "k", "kb"))
+
+
 class LowerContext:
     """The program being lowered, its diagnostics, and the helpers every lowering uses."""
 
@@ -69,8 +75,10 @@ class LowerContext:
             if isinstance(item, ast.SweepItem):
                 self.diags.error("sweeps are allowed only in stage blocks", item.span)
             elif isinstance(item, ast.Entry):
+                unit = item.name.name.lower() in _UNIT_WORDS
                 self.diags.error(f"unexpected '{item.name.name}' in {where}", item.name.span,
-                                 hint="options are written name = value")
+                                 hint=("a unit is one of s, m, h, d, KB, MB, GB, TB, written right "
+                                       "after the number: 90m, 48h, 80GB") if unit else "options are written name = value")
 
     def str_arg(self, call: ast.Call, what: str) -> str:
         if not call.args or not isinstance(call.args[0], ast.Str):

@@ -27,6 +27,7 @@ from fleming_dsl.lower.values import (
     a_rate,
     at_least,
     describe,
+    in_range,
     list_of,
     non_negative,
     one_of,
@@ -58,6 +59,14 @@ _REWARD_NAMES = {("rubric", "grader"), ("rubric", "prompt")}
 _REWARD_PLUGIN_GROUP = "fleming_dsl.rewards"
 # TRL report_to integrations that work without a network: each writes under the run's workdir
 TRACKERS = ("tensorboard", "trackio", "mlflow", "wandb")
+
+
+# the Hub's repository ids: [org/]name, each of letters, digits, - _ . (at most 96 characters)
+_HUB_ID = re.compile(r"(?=.{1,96}$)[A-Za-z0-9][A-Za-z0-9._-]*(/[A-Za-z0-9][A-Za-z0-9._-]*)?")
+
+
+def _shown(text: str, limit: int = 60) -> str:
+    return text if len(text) <= limit else text[:limit - 3] + "..."
 
 
 class _Lowering:
@@ -128,6 +137,10 @@ class _Lowering:
         tiny = None
         if kind == "hf":
             source, ref = "hf", self.ctx.str_arg(src, "a hub id")
+            if ref and not _HUB_ID.fullmatch(ref):
+                self.diags.error(f"'{_shown(ref)}' is not a Hugging Face hub id", value_span(src.args[0]),
+                                 hint='a hub id is "name" or "org/name" of letters, digits, "-", "_" '
+                                      'and ".", e.g. hf("Qwen/Qwen2.5-7B-Instruct")')
             self.ctx.no_positional(src, 1)
             Options.of_call(src, "hf()", self.diags).finish()
         elif kind == "local":
@@ -173,8 +186,33 @@ class _Lowering:
         self.ctx.no_positional(d.source, len(files))
         Options.of_call(d.source, f"{fmt}()", self.diags).finish()
         Options.of_block(d.block, f"graph {d.name.name}", self.diags).finish()
-        self.ctx.no_block(d.block, f"graph {d.name.name}")
-        return ir.Graph(name=d.name.name, span=d.span, format=fmt, paths=paths)
+        reads = self.ctx.sub_blocks(d.block, ("reads",), f"graph {d.name.name}").get("reads")
+        return ir.Graph(name=d.name.name, span=d.span, format=fmt, paths=paths,
+                        readings=self.readings(reads))
+
+    def readings(self, block: ast.Block | None) -> tuple[tuple[str, str, str], ...]:
+        """`reads { has_symptom = ["has symptom", "is a symptom of"] }`: per relation, its words
+        from the head and from the tail."""
+        out: dict[str, tuple[str, str, str]] = {}
+        for item in block.items if block else ():
+            if isinstance(item, ast.SweepItem):
+                self.diags.error("sweeps are allowed only in stage blocks", item.span)
+                continue
+            if not isinstance(item, ast.Option):
+                self.diags.error(f"unexpected '{item.name.name}' in reads", item.name.span,
+                                 hint='write RELATION = ["reads from the head", "reads from the tail"]')
+                continue
+            words = item.value.items if isinstance(item.value, ast.ListV) else ()
+            if len(words) != 2 or not all(isinstance(w, ast.Str) and w.value.strip() for w in words):
+                self.diags.error(f"'{item.key.name}' must be two phrases, how the relation reads from "
+                                 f"its head and from its tail, got {describe(item.value)}",
+                                 value_span(item.value),
+                                 hint=f'{item.key.name} = ["has symptom", "is a symptom of"]')
+                continue
+            if item.key.name in out:
+                self.diags.error(f"'{item.key.name}' is given twice in reads", item.key.span)
+            out[item.key.name] = (item.key.name, words[0].value.strip(), words[1].value.strip())
+        return tuple(sorted(out.values()))
 
     def sample(self, d: ast.SampleDecl) -> ir.Sample | None:
         opts = Options.of_block(d.block, f"sample {d.name.name}", self.diags)
@@ -230,7 +268,8 @@ class _Lowering:
         distractors = opts.raw("distractors")
         if isinstance(distractors, ast.Call) and distractors.func.name == "same_type":
             kw = Options.of_call(distractors, "same_type()", self.diags)
-            fields["distractors"] = kw.get("k", to_int, check=at_least(1))
+            # an item's options are lettered A..Z: at most 25 distractors beside the answer
+            fields["distractors"] = kw.get("k", to_int, check=in_range(1, 25))
             fields["near_distractors"] = kw.get("near", to_bool)
             kw.finish()
         elif isinstance(distractors, ast.Call):

@@ -201,7 +201,7 @@ BLOCKS: tuple[Block, ...] = (
             "ir.Sample.alpha", ">= 0"),
     )),
     Block("same_type()", "same_type() distractors", "distractors = same_type(...)", (
-        Opt("k", "whole number", "distractors per question", "ir.Sample.distractors", ">= 1"),
+        Opt("k", "whole number", "distractors per question", "ir.Sample.distractors", "in 1..25"),
         Opt("near", "true/false", "prefer distractors close to the answer in the graph",
             "ir.Sample.near_distractors"),
     )),

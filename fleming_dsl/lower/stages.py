@@ -3,6 +3,8 @@ conditions and resources. Sweeps are expanded before this, in `sweeps.py`."""
 
 from __future__ import annotations
 
+import math
+
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -247,7 +249,12 @@ class StageLowering:
         if isinstance(value, ast.Name):
             return (ir.RewardTerm(reward=value.name, weight=1.0),)
         if isinstance(value, ast.Sum):
-            return tuple(ir.RewardTerm(reward=t.reward.name, weight=t.weight) for t in value.terms)
+            for t in value.terms:
+                if not math.isfinite(t.weight):  # 1e999 * correct, or 400 nines
+                    self.diags.error(f"the weight of '{t.reward.name}' must be a finite number",
+                                     t.reward.span, hint="e.g. rewards = 1.0 * correct + 0.1 * form")
+            return tuple(ir.RewardTerm(reward=t.reward.name, weight=t.weight) for t in value.terms
+                         if math.isfinite(t.weight))
         self.diags.error(f"'rewards' must be a reward or a weighted sum such as 1.0 * correct + 0.1 * form, "
                          f"got {describe(value)}", value_span(value))
         return ()

@@ -6,6 +6,7 @@ every stage started from a swept stage, and every evaluation of one, fans out th
 from __future__ import annotations
 
 import itertools
+import math
 import re
 from collections import Counter
 from collections.abc import Callable
@@ -16,8 +17,11 @@ from fleming_dsl.lower.values import Diagnostics, value_span
 from fleming_dsl.spec import ast
 
 
-def sweep_points(d: ast.StageDecl, diags: Diagnostics) -> list[tuple[str, dict]]:
-    """[(name suffix, {option: (key Name, value)})] for the stage's own sweeps (one point if none)."""
+MAX_SWEEP_POINTS = 4096  # training runs one stage may expand to; the product is judged before it is built
+
+
+def sweep_axes(d: ast.StageDecl, diags: Diagnostics) -> list[list[tuple[ast.Name, ast.Value]]]:
+    """The stage's own sweeps, each a list of (key, value), the bad ones reported and left out."""
     axes = []
     for item in d.block.items if d.block else ():
         if not isinstance(item, ast.SweepItem):
@@ -40,6 +44,11 @@ def sweep_points(d: ast.StageDecl, diags: Diagnostics) -> list[tuple[str, dict]]
             diags.error(f"sweep '{item.key.name}' lists a value twice", value_span(dup))
         if not bad and dup is None:
             axes.append([(item.key, v) for v in item.values.items])
+    return axes
+
+
+def sweep_points(axes: list[list[tuple[ast.Name, ast.Value]]]) -> list[tuple[str, dict]]:
+    """[(name suffix, {option: (key Name, value)})] for the stage's own sweeps (one point if none)."""
     points = []
     for combo in itertools.product(*axes):
         suffix = "".join(f"_{k.name}_{_point_token(v)}" for k, v in combo)
@@ -68,21 +77,48 @@ def expand_stages(decls: list[ast.StageDecl], lower_stage: Callable[..., ir.Stag
                 continue
             init = _init_name(by_name[link])
             parents = variants.get(init, [("", {}, "", {})]) if init in by_name else [("", {}, "", {})]
+            axes = sweep_axes(by_name[link], diags)
+            if _too_many(by_name[link], len(parents), axes, diags):
+                axes = []
             variants[link] = [
                 (ps + s, own, ps, {**point, **{k: _plain(v) for k, (_, v) in own.items()}})
-                for ps, _, _, point in parents for s, own in sweep_points(by_name[link], diags)]
+                for ps, _, _, point in parents for s, own in sweep_points(axes)]
         return variants[name]
 
     out, names = [], {}
+    total = sum(len(expand(d.name.name)) for d in decls)
+    if total > MAX_SWEEP_POINTS:  # each stage within the bound, all of them together past it
+        swept = max(decls, key=lambda d: len(variants[d.name.name]))
+        first = next((i.key for i in (swept.block.items if swept.block else ())
+                      if isinstance(i, ast.SweepItem)), swept.name)
+        diags.error(f"the stages expand to {total:,} sweep points in all, more than "
+                    f"{MAX_SWEEP_POINTS:,} (stage {swept.name.name}: {len(variants[swept.name.name]):,})",
+                    first.span, hint="each point is a training run: sweep fewer values, or split "
+                                     "the sweep over specs")
     for d in decls:
         names[d.name.name] = []
-        for suffix, overrides, init_suffix, point in expand(d.name.name):
+        chosen = expand(d.name.name)
+        for suffix, overrides, init_suffix, point in chosen if total <= MAX_SWEEP_POINTS else chosen[:1]:
             stage = lower_stage(replace(d, name=ast.Name(d.name.name + suffix, d.name.span)),
                                _init_name(d) + init_suffix, overrides, point, d.name.name)
             if stage is not None:
                 out.append(stage)
                 names[d.name.name].append(stage.name)
     return out, names
+
+
+def _too_many(d: ast.StageDecl, parents: int, axes: list, diags: Diagnostics) -> bool:
+    """Whether the stage would expand past MAX_SWEEP_POINTS (reported): counted as a product of
+    lengths, so 200 two-value sweeps are judged without building 2**200 points."""
+    total = parents * math.prod(len(axis) for axis in axes)
+    if total <= MAX_SWEEP_POINTS:
+        return False
+    where = axes[0][0][0].span if axes else d.name.span
+    inherited = f" ({parents:,} from the stage it starts from)" if parents > 1 else ""
+    diags.error(f"stage {d.name.name} expands to {total:,} sweep points{inherited}, more than "
+                f"{MAX_SWEEP_POINTS:,}", where,
+                hint="each point is a training run: sweep fewer values, or split the sweep over specs")
+    return True
 
 
 def _init_name(d: ast.StageDecl) -> str:

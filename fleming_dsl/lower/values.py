@@ -15,6 +15,7 @@ from typing import Any
 from fleming_dsl.errors import MAX_REPORTED, Diagnostic, Fix, suggestion
 from fleming_dsl.ir import Span
 from fleming_dsl.spec import ast
+from fleming_dsl.spec.text import as_float
 
 _MISSING = object()
 
@@ -137,17 +138,18 @@ def _wrong(value: ast.Value, key: str, wanted: str, diags: Diagnostics, hint: st
 def to_int(value, key, diags):
     if isinstance(value, ast.Num) and isinstance(value.value, int):
         return value.value
-    if isinstance(value, ast.Num) and float(value.value).is_integer():
+    if isinstance(value, ast.Num) and as_float(value.value).is_integer():
         return int(value.value)
     return _wrong(value, key, "a whole number", diags)
 
 
 def to_float(value, key, diags):
     if isinstance(value, ast.Num):
-        if not math.isfinite(value.value):
-            diags.error(f"'{key}' must be a finite number, got {value.value}", value_span(value))
+        number = as_float(value.value)  # an int past a float's range is infinite, not an OverflowError
+        if not math.isfinite(number):
+            diags.error(f"'{key}' must be a finite number, got {_show_number(value.value)}", value_span(value))
             return _MISSING
-        return float(value.value)
+        return number
     return _wrong(value, key, "a number", diags)
 
 
@@ -210,11 +212,14 @@ _MAX_MINUTES = 366 * 24 * 60
 _MAX_MB = 1024 ** 3
 
 
-def _amount(value, key, diags, units: dict, wanted: str, unit: str, limit: float, limit_text: str):
+def _amount(value, key, diags, units: dict, wanted: str, unit: Callable[[float], str], limit: float,
+            limit_text: str):
     """A quantity's amount in `units`' base unit. Sizes and durations need a unit (a bare
-    `mem = 64` would be read as a guess), and the amount must be above zero and finite."""
+    `mem = 64` would be read as a guess), and the amount must be above zero and finite; the
+    hint's unit is the one the number most likely meant (`unit(number)`)."""
     if isinstance(value, ast.Num):
-        written = f"{_show_number(value.value)}{unit}" if math.isfinite(value.value) else None
+        finite = math.isfinite(as_float(value.value))  # 400 nines: no OverflowError
+        written = f"{_show_number(value.value)}{unit(value.value)}" if finite else None
         return _wrong(value, key, wanted, diags, f"write the unit: {written}" if written else None, written)
     q = _quantity(value)
     if q is None or q[1] not in units:
@@ -231,25 +236,30 @@ def _amount(value, key, diags, units: dict, wanted: str, unit: str, limit: float
 
 def to_minutes(value, key, diags):
     """A duration (30m, 48h, 2d, "48h") -> whole minutes, at least 1."""
-    amount = _amount(value, key, diags, _DURATION_MIN, "a duration such as 30m, 48h or 2d", "h",
-                     _MAX_MINUTES, "366d")
+    amount = _amount(value, key, diags, _DURATION_MIN, "a duration such as 30m, 48h or 2d",
+                     lambda n: "h" if n <= 72 else "m", _MAX_MINUTES, "366d")
     return amount if amount is _MISSING else max(1, round(amount))
 
 
 def to_megabytes(value, key, diags):
     """A size (512MB, 80GB, "80GB") -> whole MB, at least 1."""
-    amount = _amount(value, key, diags, _SIZE_MB, "a size such as 512MB or 80GB", "GB", _MAX_MB, "1024TB")
+    # a bare number past a node's memory in GB is megabytes (SLURM's own reading of --mem=8000)
+    amount = _amount(value, key, diags, _SIZE_MB, "a size such as 512MB or 80GB",
+                     lambda n: "GB" if n <= 4096 else "MB", _MAX_MB, "1024TB")
     return amount if amount is _MISSING else max(1, round(amount))
 
 
 def to_seconds(value, key, diags):
     """A duration (30s, 2m) -> seconds."""
-    amount = _amount(value, key, diags, _DURATION_MIN, "a duration such as 30s or 2m", "s",
-                     _MAX_MINUTES, "366d")
+    amount = _amount(value, key, diags, _DURATION_MIN, "a duration such as 30s or 2m",
+                     lambda n: "s", _MAX_MINUTES, "366d")
     return amount if amount is _MISSING else amount * 60
 
 
 def _show_number(x: float) -> str:
+    if isinstance(x, int) and not isinstance(x, bool):
+        text = str(x)
+        return text if len(text) <= 30 else f"a whole number of {len(text)} digits"
     return str(int(x)) if math.isfinite(x) and float(x).is_integer() and abs(x) < 1e15 else str(x)
 
 
@@ -285,6 +295,10 @@ def non_negative(x) -> str | None:
 
 def at_least(n: int) -> Callable[[Any], str | None]:
     return lambda x: None if x >= n else f">= {n}"
+
+
+def in_range(lo: int, hi: int) -> Callable[[Any], str | None]:
+    return lambda x: None if lo <= x <= hi else f"in {lo}..{hi}"
 
 
 def unit_interval(x) -> str | None:

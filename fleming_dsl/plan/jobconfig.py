@@ -124,6 +124,8 @@ class SampleJob(JobBase):
     near_distractors: bool
     count: int = Field(ge=1, le=MAX_COUNT)
     output: str  # JSONL of sampled paths with masked answer and distractors
+    # the graph's `reads { }`: (relation, from its head, from its tail), written into each row
+    readings: tuple[tuple[str, str, str], ...] = ()
 
 
 class SynthesizeJob(Shardable):

@@ -275,7 +275,8 @@ class _Planner:
 
     def sample(self, sample: ir.Sample) -> Job:
         out = self.data_path(sample.name)
-        graph = self.under("graph", f"{self.decl(sample.graph, 'graph').name}.npz")
+        graph_decl = self.decl(sample.graph, "graph")
+        graph = self.under("graph", f"{graph_decl.name}.npz")
         cfg = jc.SampleJob(
             **self.base("sample", sample.name, out), graph=graph, start_type=sample.start_type,
             relations=tuple(s.relation for s in sample.steps),
@@ -283,7 +284,7 @@ class _Planner:
             hops_min=sample.hops_min, hops_max=sample.hops_max, weight=sample.weight,
             alpha=sample.alpha, mask=sample.mask, distractors=sample.distractors,
             near_distractors=sample.near_distractors, count=sample.count,
-            output=out)
+            output=out, readings=graph_decl.readings)  # type: ignore[attr-defined]
         if sample.seed is not None:
             cfg = cfg.model_copy(update={"seed": sample.seed})
         return self.job(sample, cfg, (graph,), resources=self.data_resources([], sample.resources))

@@ -6,7 +6,11 @@ methods, no changing a list or dict while it is iterated, so a loop cannot exten
 `StrictUndefined` (a misspelt variable is an error, not an empty string). `{% include %}` and
 `{% import %}` read only files inside the template's own folder, symlinks resolved: a link in
 prompts/ to /etc/passwd is refused. A render is bounded in time (RENDER_SECONDS) and size
-(MAX_CHARS). Every failure is a `PromptError` with one line naming the template file.
+(MAX_CHARS), and so is loading: no expression is evaluated while a template compiles (jinja2
+folds constants then, before any bound starts: `{{ 9 ** (9 ** 9) }}` hung the job), and the
+operations whose one step in C grows with the numbers written (`**`, `*`, `%`, a filter's width)
+are judged before they run (check/predicates.py, the same words `fleming check` uses). Every
+failure is a `PromptError` with one line naming the template file.
 """
 
 from __future__ import annotations
@@ -21,12 +25,15 @@ from pathlib import Path
 from typing import Any
 
 import jinja2
+from jinja2 import nodes
+from jinja2.compiler import CodeGenerator
 from jinja2.sandbox import ImmutableSandboxedEnvironment, SecurityError
 
-RENDER_SECONDS = 10.0  # one prompt: a template loop that runs longer is a bug, not a prompt
-MAX_CHARS = 1_000_000  # one prompt's text: far above any model's context
-
+from fleming_dsl.check.predicates import MAX_PROMPT_CHARS as MAX_CHARS
+from fleming_dsl.check.predicates import template_filter_problem, template_operation_problem
 from fleming_dsl.errors import FlemingError
+
+RENDER_SECONDS = 10.0  # one prompt: a template loop that runs longer is a bug, not a prompt
 
 
 class PromptError(FlemingError, ValueError):
@@ -53,9 +60,46 @@ class _TooLong(FlemingError):
     pass
 
 
+class _Unfolded(CodeGenerator):
+    """Code generation that evaluates nothing: an output's expression is computed when the
+    template renders, inside the bounds, never while it compiles."""
+
+    def _output_child_to_const(self, node, frame, finalize):
+        if isinstance(node, (nodes.TemplateData, nodes.Const)):
+            return super()._output_child_to_const(node, frame, finalize)
+        raise nodes.Impossible()
+
+
+class _BoundedEnvironment(ImmutableSandboxedEnvironment):
+    """The sandbox, with the operations whose cost grows with their numbers judged first."""
+
+    code_generator_class = _Unfolded
+    intercepted_binops = frozenset({"**", "*", "%"})
+
+    def call_binop(self, context, operator, left, right):
+        problem = template_operation_problem(operator, left, right)
+        if problem is not None:
+            raise SecurityError(problem)
+        return super().call_binop(context, operator, left, right)
+
+
+def _bounded_filter(name: str, func: Callable) -> Callable:
+    """`func` with its arguments after the filtered value judged first."""
+    skip = 2 if getattr(func, "jinja_pass_arg", None) else 1  # a context comes before the value
+
+    @functools.wraps(func)  # keeps jinja_pass_arg: jinja2 still passes the context
+    def call(*args, **kwargs):
+        problem = template_filter_problem(name, args[skip:] + tuple(kwargs.values()))
+        if problem is not None:
+            raise SecurityError(problem)
+        return func(*args, **kwargs)
+    return call
+
+
 @functools.lru_cache(maxsize=None)
 def _environment(directory: str) -> ImmutableSandboxedEnvironment:
-    return ImmutableSandboxedEnvironment(
+    env = _BoundedEnvironment(
+        optimized=False,  # the optimizer folds constants at compile time
         loader=_ConfinedLoader(directory),
         undefined=jinja2.StrictUndefined,
         keep_trailing_newline=False,
@@ -63,6 +107,8 @@ def _environment(directory: str) -> ImmutableSandboxedEnvironment:
         lstrip_blocks=True,
         autoescape=False,
     )
+    env.filters = {name: _bounded_filter(name, f) for name, f in env.filters.items()}
+    return env
 
 
 @functools.lru_cache(maxsize=64)

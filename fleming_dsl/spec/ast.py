@@ -6,7 +6,7 @@ Names here are unresolved (a `Name` is just what was written); `checks.py` judge
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Union
 
@@ -335,3 +335,5 @@ class Program:
     cluster: tuple[Option, ...]  # cluster options, base first, later ones override
     dirs: dict  # display path of each file -> its directory (a pathlib.Path), for relative paths
     sources: dict  # display path -> text, for rendering diagnostics
+    # name -> the `drop NAME` that removed a base's declaration: an undefined name says so
+    dropped: dict = field(default_factory=dict)

@@ -20,15 +20,19 @@ import os
 from collections.abc import Iterator
 from pathlib import Path
 
+from fleming_dsl.ir import Span
+
 ALLOW_ENV = "FLEMING_ALLOW_PATHS"
 
 __all__ = [
     "ALLOW_ENV",
     "allowed_roots",
     "allowing",
+    "file_span",
     "inside",
     "outside_message",
     "safe_is_file",
+    "spec_problem",
     "workdir_problem",
 ]
 
@@ -74,6 +78,27 @@ def outside_message(what: str, written: str) -> str:
 def outside_hint() -> str:
     return (f"source files (includes, bases, prompt templates) must be inside the project root "
             f"(the folder fleming runs in); list other trusted folders in {ALLOW_ENV}")
+
+
+def spec_problem(path: Path, root: Path, what: str, written: str) -> tuple[str, str] | None:
+    """(why, hint) when `path` may not be read as a spec, None when it may. Every file read as a
+    spec (the one a command names, an editor's document, an include, a base) is held to the
+    same rule: a .flm file inside the project, judged after symlinks are resolved, so that a
+    link such as `specs/env.flm -> /proc/self/environ` or `-> ../.env` is never read, and a
+    parse error can never quote a file that is not a spec."""
+    if path.suffix != ".flm":
+        return f"{what} file must be a .flm spec: {written}", "fleming reads .flm specs only"
+    if not inside(path, root):
+        return outside_message(f"{what} file", written), outside_hint()
+    if _resolve(path).suffix != ".flm":
+        return (f"{what} file '{written}' is a link to a file that is not a .flm spec",
+                "fleming reads .flm specs only; link to the spec itself or copy it")
+    return None
+
+
+def file_span(shown: str) -> Span:
+    """The place of an error about a whole file: its first character (nothing of it is quoted)."""
+    return Span(file=shown, line=1, col=1, end_line=1, end_col=2)
 
 
 def safe_is_file(path: Path) -> tuple[bool, str | None]:

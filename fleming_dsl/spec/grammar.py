@@ -20,7 +20,7 @@ from fleming_dsl.errors import Diagnostic, SpecError
 from fleming_dsl.ir import Span
 from fleming_dsl.resources import resource_dir
 from fleming_dsl.spec import ast
-from fleming_dsl.spec.text import new_span, number, quantity, scan_brackets, unquote
+from fleming_dsl.spec.text import as_float, new_span, number, quantity, scan_brackets, unquote
 
 
 def grammar_text() -> str:
@@ -295,7 +295,8 @@ def syntax_diagnostic(err: UnexpectedInput, file: str, text: str) -> Diagnostic:
         if char == '"':
             return Diagnostic("unterminated string", span, hint='close it with " on the same line')
         expected = _expected(set(err.allowed or ()))
-        return Diagnostic(label or f"unexpected character '{char}'", span, expected=expected or None)
+        return Diagnostic(label or f"unexpected character '{char}'", span, expected=expected or None,
+                          hint=_relation_hint(text, err.line, err.column))
     if isinstance(err, UnexpectedToken) and err.token.type != "$END":
         span = _span_of_token(file, err.token)
         word = describe_token(err.token.type)
@@ -305,7 +306,25 @@ def syntax_diagnostic(err: UnexpectedInput, file: str, text: str) -> Diagnostic:
         span = _eof_span(file, text)
         message = label or "unexpected end of file"
     expected = _expected(set(getattr(err, "accepts", None) or getattr(err, "expected", ()) or ()))
-    return Diagnostic(message, span, expected=expected or None)
+    return Diagnostic(message, span, expected=expected or None,
+                      hint=_relation_hint(text, span.line, span.col))
+
+
+def _relation_hint(text: str, line: int, col: int) -> str | None:
+    """Inside `-[ ... ]`, a relation name that is not a plain name (`Gr>G:rev`, `off-label use`)
+    stops the parser: say to quote it, as written."""
+    lines = text.splitlines()
+    if not 1 <= line <= len(lines):
+        return None
+    written = lines[line - 1]
+    opened = written.rfind("-[", 0, col - 1)
+    if opened < 0 or written.rfind("]", 0, col - 1) > opened:
+        return None
+    closed = written.find("]", opened)
+    relation = written[opened + 2: closed if closed > 0 else len(written)].strip()
+    if not relation or '"' in relation:
+        return None
+    return f'a relation that is not a plain name is quoted: -["{relation}"]->'
 
 
 def _error_key(err: UnexpectedInput) -> tuple:
@@ -456,14 +475,14 @@ class _Build:
         return ast.Range(number(str(c[0])), number(str(c[2])), self._span(c))
 
     def ratio(self, c):
-        return ast.Ratio(float(c[0].value), float(c[2].value), self._span(c))
+        return ast.Ratio(as_float(c[0].value), as_float(c[2].value), self._span(c))
 
     def compare(self, c):
-        return ast.Compare(self._name(c[0]), str(c[1]), float(c[2].value), self._span(c))
+        return ast.Compare(self._name(c[0]), str(c[1]), as_float(c[2].value), self._span(c))
 
     def weighted(self, c):
         # a lone `0.5 * form` is a one-term sum; inside a sum, `term` unwraps it again
-        return ast.Sum((ast.Term(float(c[0].value), self._name(c[2])),), self._span(c))
+        return ast.Sum((ast.Term(as_float(c[0].value), self._name(c[2])),), self._span(c))
 
     def term(self, c):
         x = c[0]

@@ -22,7 +22,9 @@ from fleming_dsl.spec.boundary import (
     inside,
     outside_hint,
     outside_message,
+    file_span,
     safe_is_file,
+    spec_problem,
 )
 from fleming_dsl.spec.parser import parse_module
 from fleming_dsl.spec.text import decode_source
@@ -55,12 +57,15 @@ class _Loader:
         self.sources: dict[str, str] = {}
         self.dirs: dict[str, Path] = {}
         self.diags: list[Diagnostic] = []
+        self.dropped: dict[str, ir.Span] = {}
 
     def display(self, path: Path) -> str:
         rel = os.path.relpath(path, self.root)
         return Path(rel).as_posix() if not rel.startswith("..") else path.as_posix()
 
     def parse(self, path: Path) -> ast.Module:
+        """A spec file's module; only paths `spec_problem` accepts reach here, so any text an
+        error quotes is a spec's."""
         shown = self.display(path)
         if path in self.texts:
             text = self.texts[path]
@@ -69,36 +74,24 @@ class _Loader:
                 data = path.read_bytes()
             except OSError as err:
                 reason = err.strerror or type(err).__name__
-                raise SpecError(list(self.diags) + [Diagnostic(f"cannot read {shown}: {reason}", None)],
-                                self.sources) from None
+                raise SpecError(list(self.diags) + [Diagnostic(f"cannot read {shown}: {reason}",
+                                                                file_span(shown))], self.sources) from None
             text, bad = decode_source(data, shown)
             if bad is not None:
-                if _quotable(path):
-                    self.sources[shown] = data.decode("utf-8", errors="replace").removeprefix("\ufeff")
+                self.sources[shown] = data.decode("utf-8", errors="replace").removeprefix("\ufeff")
                 raise SpecError(list(self.diags) + [bad], self.sources) from None
-        # Only spec files are ever quoted in an error: a top-level file of another kind (a
-        # mistyped argument such as /proc/self/environ) is parsed but never printed.
-        if _quotable(path):
-            self.sources[shown] = text
+        self.sources[shown] = text
         self.dirs[shown] = path.parent
         try:
             return parse_module(text, shown)
         except SpecError as err:
-            found = list(err.diagnostics)
-            if not _quotable(path):  # a message may name the token it stopped at: not shown
-                found = [Diagnostic("not a spec: the file does not parse (its text is not shown, as "
-                                    "it is not a .flm file)", d.span) for d in found]
-            raise SpecError(list(self.diags) + found, self.sources) from None
+            raise SpecError(list(self.diags) + list(err.diagnostics), self.sources) from None
 
     def referenced(self, here: Path, ref: ast.Str, what: str, stack: list[Path]) -> Path | None:
         target = Path(os.path.normpath(here.parent / ref.value))
-        if target.suffix != ".flm":
-            self.diags.append(Diagnostic(f"{what} file must be a .flm spec: {ref.value}", ref.span,
-                                         hint="include and extends read other specs only"))
-            return None
-        if not inside(target, self.root):
-            self.diags.append(Diagnostic(outside_message(f"{what} file", ref.value), ref.span,
-                                         hint=outside_hint()))
+        problem = spec_problem(target, self.root, what, ref.value)
+        if problem is not None:
+            self.diags.append(Diagnostic(problem[0], ref.span, hint=problem[1]))
             return None
         is_file, why = safe_is_file(target)
         if not is_file:
@@ -173,6 +166,7 @@ class _Loader:
         for drop in drops:
             if places.get(drop.target.name):
                 slots[places[drop.target.name].pop(0)] = None
+                self.dropped[drop.target.name] = drop.span
             else:
                 names = [d.name.name for d in slots if d is not None]
                 self.diags.append(Diagnostic(f"cannot drop '{drop.target.name}': the base does not declare it",
@@ -210,10 +204,6 @@ def _templates_outside(decls: list[ast.Decl], loader: _Loader) -> list[Diagnosti
     return out
 
 
-def _quotable(path: Path) -> bool:
-    return path.suffix == ".flm"
-
-
 def _shorten(text: str, limit: int = 80) -> str:
     """A written path cut to a readable length (a 300-character path is not worth repeating)."""
     return text if len(text) <= limit else text[: limit - 3] + "..."
@@ -231,6 +221,9 @@ def load_program(path: str | os.PathLike, project_root: Path | None = None, *,
     if text is not None:
         given[spec] = text
     loader = _Loader(project_root or Path.cwd(), given or None)
+    problem = spec_problem(spec, loader.root, "spec", loader.display(spec))
+    if problem is not None:
+        raise SpecError([Diagnostic(problem[0], file_span(loader.display(spec)), hint=problem[1])])
     layer = loader.layer(spec, [], "spec")
     decls = layer.declarations()
     loader.diags += _templates_outside(decls, loader)
@@ -238,4 +231,4 @@ def load_program(path: str | os.PathLike, project_root: Path | None = None, *,
         raise SpecError(loader.diags, loader.sources)
     return ast.Program(spec=loader.display(spec), name=layer.name, header=tuple(layer.header),
                        decls=tuple(decls), cluster=tuple(layer.cluster), dirs=loader.dirs,
-                       sources=loader.sources)
+                       sources=loader.sources, dropped=loader.dropped)

@@ -138,6 +138,15 @@ def number(raw: str) -> int | float:
     return int(clean)
 
 
+def as_float(value: int | float) -> float:
+    """A number as a float; an int past a float's range is infinite (the option's own check
+    then rejects it with its location) rather than an OverflowError."""
+    try:
+        return float(value)
+    except OverflowError:
+        return float("inf") if value > 0 else float("-inf")
+
+
 UNITS = ("KB", "MB", "GB", "TB", "s", "m", "h", "d")
 
 

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from fleming_dsl.check.predicates import RUBRIC_VARIABLES
 from fleming_dsl.errors import JobError
 from fleming_dsl.runtime.io import read_jsonl
 from fleming_dsl.runtime.teachers.protocol import Request, Teacher
@@ -110,8 +111,12 @@ def load_rubric_items(path: str | Path) -> list[RubricItem]:
 def grading_request(item: RubricItem, response: str, criterion: Criterion, prompt_path: str) -> Request:
     from fleming_dsl.runtime.prompting import render
 
-    text = render(prompt_path, conversation=list(item.messages), response=response,
-                  criterion=criterion.criterion, points=criterion.points, **dict(item.reference))
+    variables = {"conversation": list(item.messages), "response": response,
+                 "criterion": criterion.criterion, "points": criterion.points, **dict(item.reference)}
+    if not variables.keys() <= set(RUBRIC_VARIABLES):  # what `fleming check` holds prompts to
+        raise JobError(f"rubric prompt variables {sorted(variables.keys() - set(RUBRIC_VARIABLES))} "
+                       "are not in check/predicates.py RUBRIC_VARIABLES")
+    text = render(prompt_path, **variables)
     return Request(task="grade", messages=({"role": "user", "content": text},),
                    context={"criterion": criterion.criterion})
 

@@ -4,12 +4,14 @@
   y_index, y_id, y_type, y_name, y_source. Both directions are already rows; nodes are keyed by
   `x_index`/`y_index`.
 - Hetionet: a nodes TSV with header `id name kind`, and an edges SIF/TSV with header
-  `source metaedge target` (`.gz` is fine). Each row becomes two directed edges, as PrimeKG
-  ships them: the reverse keeps the metaedge name, or gets `<metaedge>:rev` when the metaedge is
-  directed (contains `>` or `<`, e.g. `Gr>G`).
+  `source metaedge target` (`.gz` is fine). Each row becomes two directed edges: the written one
+  under the metaedge's name, the reverse under `<metaedge>:rev` (CtD runs Compound -> Disease;
+  Disease -> Compound is `CtD:rev`), except for an undirected metaedge between nodes of one kind
+  (`GiG`), which reads the same both ways (check/predicates.py `stored_reverse`).
 - Typed triples: tab-separated `head  head_type  relation  tail  tail_type`, one fact per line,
   an optional header line with exactly those names, no quoting. A node is its (type, name) pair;
-  each fact is stored in both directions under the same relation name.
+  each fact is an edge head -> tail under its relation and an edge tail -> head under
+  `<relation>:rev`.
 
 Files are streamed with pyarrow's CSV reader (integer columns as integers, names and types
 dictionary-encoded) so a PrimeKG-scale file (8M rows) never sits in memory as Python strings; any
@@ -26,6 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
+from fleming_dsl.check.predicates import stored_reverse
 from fleming_dsl.errors import FlemingError, JobError
 from fleming_dsl.runtime.graph.store import EdgeList
 
@@ -315,12 +318,13 @@ def read_hetionet(nodes_path: str, edges_path: str) -> EdgeList:
         row = nodes.iloc[int(np.flatnonzero(repeated)[0])]
         raise JobError(f"{nodes_path}:{row['line']}: node id {row['id']!r} appears twice")
     number = pd.Series(np.arange(len(nodes)), index=nodes["id"].to_numpy())
+    kind = pd.factorize(nodes["kind"])[0]  # per node: whether a row joins nodes of one kind
 
     _check_columns(edges_path, _header(edges_path, "\t", tsv), HETIONET_EDGE_COLUMNS)
     try:
-        srcs, dsts, rel_codes, rels = _hetionet_edges_arrow(edges_path, nodes["id"].tolist())
+        srcs, dsts, rel_codes, rels = _hetionet_edges_arrow(edges_path, nodes["id"].tolist(), kind)
     except _Fallback:
-        srcs, dsts, rel_codes, rels = _hetionet_edges_pandas(edges_path, nodes_path, number)
+        srcs, dsts, rel_codes, rels = _hetionet_edges_pandas(edges_path, nodes_path, number, kind)
     type_names = sorted(nodes["kind"].unique())
     rel_names, remap = rels.sorted_remap()
     return EdgeList(
@@ -332,7 +336,19 @@ def read_hetionet(nodes_path: str, edges_path: str) -> EdgeList:
         rel=remap[np.concatenate(rel_codes)] if rel_codes else np.zeros(0, np.int64))
 
 
-def _hetionet_edges_arrow(edges_path: str, node_ids: list[str]):
+def _hetionet_reverse(names, rels: _Vocab, same: np.ndarray, local: np.ndarray) -> np.ndarray:
+    """Codes of each row's reverse relation: `names[local]` as `stored_reverse` files it (only
+    the names some row uses are numbered, so the store lists no relation without edges)."""
+    out = np.empty(len(local), dtype=np.int64)
+    for alike in (False, True):
+        rows = same == alike
+        for i in np.unique(local[rows]):
+            name = stored_reverse("hetionet", names[i], alike)
+            out[rows & (local == i)] = rels.codes.setdefault(name, len(rels.codes))
+    return out
+
+
+def _hetionet_edges_arrow(edges_path: str, node_ids: list[str], kind: np.ndarray):
     """The edges SIF streamed with pyarrow: node ids looked up with `index_in`, metaedges
     dictionary-encoded; anything it rejects goes to the pandas reader for a located error."""
     import pyarrow as pa
@@ -364,20 +380,18 @@ def _hetionet_edges_arrow(edges_path: str, node_ids: list[str]):
             ends.append(found.to_numpy().astype(np.int64))
         metaedges = batch.column("metaedge")
         names = metaedges.dictionary.to_pylist()
-        reverse = [f"{n}:rev" if re.search("[<>]", n) else n for n in names]
         forward = np.array([rels.codes.setdefault(n, len(rels.codes)) for n in names],
                            dtype=np.int64)
-        backward = np.array([rels.codes.setdefault(n, len(rels.codes)) for n in reverse],
-                            dtype=np.int64)
         local = metaedges.indices.to_numpy(zero_copy_only=False)
-        src, dst, rel = _both_directions(ends[0], ends[1], forward[local], backward[local])
+        backward = _hetionet_reverse(names, rels, kind[ends[0]] == kind[ends[1]], local)
+        src, dst, rel = _both_directions(ends[0], ends[1], forward[local], backward)
         srcs.append(src)
         dsts.append(dst)
         rel_codes.append(rel)
     return srcs, dsts, rel_codes, rels
 
 
-def _hetionet_edges_pandas(edges_path: str, nodes_path: str, number):
+def _hetionet_edges_pandas(edges_path: str, nodes_path: str, number, kind: np.ndarray):
     tsv = csv.QUOTE_NONE
     rels = _Vocab()
     srcs, dsts, rel_codes = [], [], []
@@ -392,10 +406,10 @@ def _hetionet_edges_pandas(edges_path: str, nodes_path: str, number):
                 raise JobError(f"{edges_path}:{first + row}: column {column!r}: node "
                                f"{frame[column].iloc[row]!r} is not in {nodes_path}")
             ends.append(found.to_numpy(dtype=np.int64))
-        directed = frame["metaedge"].str.contains("[<>]", regex=True)
-        reverse = frame["metaedge"].where(~directed, frame["metaedge"] + ":rev")
-        src, dst, rel = _both_directions(ends[0], ends[1], rels.encode(frame["metaedge"]),
-                                         rels.encode(reverse))
+        names, local = np.unique(frame["metaedge"].to_numpy(dtype=object), return_inverse=True)
+        forward = rels.encode(frame["metaedge"])
+        backward = _hetionet_reverse(list(names), rels, kind[ends[0]] == kind[ends[1]], local)
+        src, dst, rel = _both_directions(ends[0], ends[1], forward, backward)
         srcs.append(src)
         dsts.append(dst)
         rel_codes.append(rel)
@@ -481,13 +495,14 @@ def _read_triples_arrow(paths, headers: list[bool]) -> EdgeList:
     node_type_names = [kind for kind, _ in node_keys]
     names = [name for _, name in node_keys]
     type_names = sorted(set(node_type_names))
-    rel_names = sorted(rels)
-    remap = np.empty(len(rels), dtype=np.int64)
-    for code, name in enumerate(rels):
-        remap[code] = rel_names.index(name)
-    rel = remap[np.concatenate(rel_codes)]
+    written = list(rels)  # in code order
+    rel_names = sorted({*written, *(stored_reverse("triples", n, False) for n in written)})
+    forward = np.array([rel_names.index(n) for n in written], dtype=np.int64)
+    backward = np.array([rel_names.index(stored_reverse("triples", n, False)) for n in written],
+                        dtype=np.int64)
+    code = np.concatenate(rel_codes)
     half = len(codes) // 2
-    src, dst, rel = _both_directions(codes[:half], codes[half:], rel, rel)
+    src, dst, rel = _both_directions(codes[:half], codes[half:], forward[code], backward[code])
     return EdgeList(
         type_names=type_names, rel_names=rel_names,
         node_type=np.searchsorted(np.array(type_names, dtype=object),
@@ -515,9 +530,11 @@ def _read_triples_pandas(paths, headers: list[bool]) -> EdgeList:
     type_names = sorted(set(node_type_names))
     half = len(codes) // 2
     rels = _Vocab()
-    rel = rels.encode(pd.concat(relations, ignore_index=True))
+    written = pd.concat(relations, ignore_index=True)
+    forward = rels.encode(written)
+    backward = rels.encode(written.map(lambda n: stored_reverse("triples", n, False)))
     rel_names, remap = rels.sorted_remap()
-    src, dst, rel = _both_directions(codes[:half], codes[half:], remap[rel], remap[rel])
+    src, dst, rel = _both_directions(codes[:half], codes[half:], remap[forward], remap[backward])
     names = [key.split("\x1f", 1)[1] for key in uniques]
     return EdgeList(
         type_names=type_names, rel_names=rel_names,
@@ -529,6 +546,9 @@ def _read_triples_pandas(paths, headers: list[bool]) -> EdgeList:
 def read_graph(format: str, paths: tuple[str, ...] | list[str]) -> EdgeList:
     """Dispatch on the declared format; the number of paths is checked here."""
     paths = [str(Path(p)) for p in paths]
+    folder = next((p for p in paths if Path(p).is_dir()), None)
+    if folder is not None:
+        raise JobError(f"{folder}: a folder, where a graph file is expected")
     if format == "primekg":
         if len(paths) != 1:
             raise JobError(f"field 'paths': primekg takes one kg.csv, got {len(paths)} paths")

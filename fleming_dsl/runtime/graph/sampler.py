@@ -3,8 +3,9 @@
 A walk starts at a node of `start_type` and takes hop i along relation `hop_rel[i]` to a node of
 type `hop_type[i]` (-1 = any). The declared pattern is extended to `hops_max` hops: a closed
 pattern (it ends on its start type, or a type is open) repeats; an open one such as
-`disease -> phenotype` walks back along itself (disease -> phenotype -> disease -> phenotype ...)
-because both directions of every fact are edges. Weighting `inverse_degree` draws start nodes and
+`disease -> phenotype` walks back along itself (disease -> phenotype -> disease -> phenotype ...):
+a hop back follows the relation's reverse, `<relation>:rev`, where the graph files one (Hetionet,
+triples; PrimeKG ships both directions under one name). Weighting `inverse_degree` draws start nodes and
 neighbours with probability proportional to degree^-alpha, favouring long-tail entities.
 
 The walk itself is a numba kernel (`walk_kernels.py`); this module is the numpy glue: pattern
@@ -19,6 +20,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from fleming_dsl.check.predicates import REVERSED
 from fleming_dsl.errors import JobError
 from fleming_dsl.runtime.graph.store import GraphStore
 
@@ -95,10 +97,22 @@ def resolve_metapath(store: GraphStore, spec: WalkSpec, where: str) -> Metapath:
     closed = start < 0 or types[-1] < 0 or types[-1] == start
     position_type = [start, *types]
     hop_rel, hop_type = [], []
+    here = 0
     for step, reached in hop_positions(len(rels), spec.hops_max, closed):
-        hop_rel.append(rels[step])
+        hop_rel.append(_reverse(store, rels[step]) if reached < here else rels[step])
         hop_type.append(position_type[reached])
+        here = reached
     return Metapath(start, np.array(hop_rel, np.int64), np.array(hop_type, np.int64))
+
+
+def _reverse(store: GraphStore, rel: int) -> int:
+    """The relation a hop walked back along `rel` follows: its stored reverse, or `rel` itself
+    where the graph files both directions under one name."""
+    if rel < 0:
+        return rel
+    name = store.rel_names[rel]
+    back = name.removesuffix(REVERSED) if name.endswith(REVERSED) else name + REVERSED
+    return store.rel_names.index(back) if back in store.rel_names else rel
 
 
 def node_weights(store: GraphStore, weight: str, alpha: float) -> np.ndarray:

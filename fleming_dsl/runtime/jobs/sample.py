@@ -44,6 +44,14 @@ def run(cfg: SampleJob, ctx: JobContext) -> None:
         raise JobError(f"{cfg.graph}: no path matched the metapath of {cfg.job} "
                        f"({stats.attempted} walks tried, {stats.stuck} stuck, "
                        f"{stats.short_of_distractors} short of distractors)")
+    if cfg.readings:
+        from fleming_dsl.runtime.teachers.verbalise import hop_readings
+
+        words = {rel: (head, tail) for rel, head, tail in cfg.readings}
+        for row in rows:
+            found = hop_readings(row["relations"], words)
+            if found is not None:
+                row["readings"] = found
     with ctx.timed("write"):
         write_jsonl(cfg.output, rows)
     ctx.counts.update({

@@ -3,11 +3,16 @@
 Used by synthesis (prompt variables for every teacher) and by the template teacher (question
 stems and rationales). PrimeKG stores each fact in both directions under one relation name, so
 a relation maps to a verb for its usual head type and a reverse verb for the other direction.
+Hetionet and typed triples store a fact's reverse as `<relation>:rev`, which reads the other
+way. A graph's `reads { }` block names the words of its own relations; the sample job writes
+them into each row (`readings`), and they win over the tables here.
 """
 
 from __future__ import annotations
 
 from typing import Any
+
+from fleming_dsl.check.predicates import REVERSED
 
 # relation -> (usual head type prefix, verb from the head, verb from the tail)
 RELATION_VERBS: dict[str, tuple[str, str, str]] = {
@@ -73,16 +78,30 @@ def type_label(node_type: str) -> str:
 
 def verb(relation: str, subject_type: str) -> str:
     """How `relation` reads with a subject of `subject_type` in front (never a bare code)."""
-    code = relation.removesuffix(":rev")
+    code = relation.removesuffix(REVERSED)
     if code in HETIONET_METAEDGES:
         head, forward, backward = HETIONET_METAEDGES[code]
-        if relation.endswith(":rev"):  # the stored reverse of a directed metaedge: tail first
-            forward, backward = backward, forward
+        if relation.endswith(REVERSED):  # walked from the written fact's tail
+            return backward
         return forward if subject_type == head else backward
     readable = relation.replace("_", " ")
     head, forward, backward = RELATION_VERBS.get(
         relation, ("", f"is related ({readable}) to", f"is related ({readable}) to"))
     return forward if subject_type.startswith(head) else backward
+
+
+def hop_readings(relations: list[str], readings: dict[str, tuple[str, str]]) -> list | None:
+    """Per hop of a sampled path, [words from the node it leaves, words from the node it
+    reaches] where the graph's `reads { }` names its relation (None elsewhere); None when it
+    names none of them. A hop along `<relation>:rev` leaves the written fact's tail."""
+    out: list[list[str] | None] = []
+    for rel in relations:
+        words = readings.get(rel.removesuffix(REVERSED))
+        if words is None:
+            out.append(None)
+        else:
+            out.append(list(reversed(words)) if rel.endswith(REVERSED) else list(words))
+    return out if any(out) else None
 
 
 def _edges(row: dict[str, Any]) -> list[tuple[int, str, int]]:
@@ -99,13 +118,15 @@ def path_facts(row: dict[str, Any]) -> dict[str, Any]:
     path = row["path"]
     mask = row["mask_index"]
     facts, clues, all_facts = [], [], []
+    readings = row.get("readings") or [None] * len(row["relations"])
     for x, rel, y in _edges(row):
         sx, sy = path[x], path[y]
-        all_facts.append(f"{sx['node']} {verb(rel, sx['type'])} {sy['node']}")
+        from_x, from_y = readings[x] or (verb(rel, sx["type"]), verb(rel, sy["type"]))
+        all_facts.append(f"{sx['node']} {from_x} {sy['node']}")
         if x == mask:
-            clues.append(f"{verb(rel, sx['type'])} {sy['node']}")
+            clues.append(f"{from_x} {sy['node']}")
         elif y == mask:
-            clues.append(f"{verb(rel, sy['type'])} {sx['node']}")
+            clues.append(f"{from_y} {sx['node']}")
         else:
             facts.append(all_facts[-1])
     return {"facts": facts, "clues": clues, "all_facts": all_facts,

@@ -66,6 +66,11 @@ def rng_kept() -> Iterator[None]:
             np.random.set_state(npy)
 
 
+# verdicts read before a grader none of whose verdicts could be read stops the run: past this
+# many, the reward is 0 for every completion and the stage would "succeed" having learnt nothing
+UNREADABLE_STOP = 8
+
+
 def rubric(grader: Any, cache_dir: str, seed: int, prompt: str | None = None) -> RewardFn:
     """The reward function of a `rubric()` reward: `grader` is a job config's `Generator`."""
     teacher = make_teacher(grader, cache_dir, seed)
@@ -79,8 +84,15 @@ def rubric(grader: Any, cache_dir: str, seed: int, prompt: str | None = None) ->
         except TeacherError as err:
             raise JobError(f"reward rubric: the grader failed: {err}") from None
         reward.unreadable += sum(r["unreadable"] for r in records)
+        reward.verdicts += sum(len(r["met"]) for r in records)
+        if reward.verdicts >= UNREADABLE_STOP and reward.unreadable == reward.verdicts:
+            raise JobError(f"reward rubric: none of the grader's first {reward.verdicts} verdicts "
+                           "could be read, so every completion would score 0; the grader must answer "
+                           'in JSON such as {"criteria_met": true} (see the rubric prompt '
+                           f"{prompt_path})")
         return [float(r["score"]) for r in records]
 
     reward.teacher = teacher  # type: ignore[attr-defined]  # the job records its calls and hits
     reward.unreadable = 0  # type: ignore[attr-defined]  # verdicts the grader gave in no readable form
+    reward.verdicts = 0  # type: ignore[attr-defined]  # verdicts asked for so far
     return reward

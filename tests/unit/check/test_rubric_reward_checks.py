@@ -197,3 +197,20 @@ def test_a_data_job_never_reads_rubric_data(tmp_path: Path, old: str, new: str, 
     assert got.split(" ", 1)[1] == message
     assert hint == "evaluate on it, or train a grpo stage on it with a rubric() reward"
     assert int(got.split(":")[0]) == line_of(text, where)
+
+
+def test_a_rubric_prompt_written_for_another_step_fails_at_check(tmp_path: Path) -> None:
+    """issue 28: a synthesis prompt used as the rubric prompt failed at the first grading
+    ("'hops' is undefined")."""
+    text = spec(GRADED, rl=ON_HB)
+    path = project(tmp_path, text)
+    (tmp_path / "ask.j2").write_text("Make a question of {{ hops }} hops from {{ facts }}: {{ response }}\n")
+    with pytest.raises(SpecError) as info:
+        check_experiment(path, project_root=tmp_path)
+    [diag] = [d for d in info.value.diagnostics if "rubric prompt" in d.message]
+    assert diag.first_line() == (f"spec.flm:{line_of(text, GRADED)}:49: error: prompt rubric_prompt is not a "
+                                 "rubric prompt: it uses facts, hops, which grading does not provide")
+    assert diag.expected == ("only conversation, response, criterion, points (and answer, answer_text, "
+                             "options for a multiple-choice item)")
+    (tmp_path / "ask.j2").write_text("Response: {{ response }} Criterion: {{ criterion }} ({{ points }})\n")
+    check_experiment(path, project_root=tmp_path)

@@ -8,6 +8,9 @@ from pathlib import Path
 
 import pytest
 from flm_fixtures import MINIMAL, write_project
+from flm_fixtures import check_errors as errors
+from flm_fixtures import check_warnings as warnings
+from flm_fixtures import edit as R
 
 from fleming_dsl.check import RULES, after_lowering
 from fleming_dsl.check.graph_vocab import cache_dir, vocabulary
@@ -18,21 +21,6 @@ from fleming_dsl.errors import SpecError
 @pytest.fixture(autouse=True)
 def _own_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("FLEMING_CACHE_DIR", str(tmp_path / "cache"))
-
-
-def R(old: str, new: str, text: str = MINIMAL) -> str:
-    assert old in text, old
-    return text.replace(old, new, 1)
-
-
-def errors(tmp_path: Path, text: str) -> SpecError:
-    with pytest.raises(SpecError) as info:
-        check_experiment(write_project(tmp_path, text), project_root=tmp_path)
-    return info.value
-
-
-def warnings(tmp_path: Path, text: str) -> list[str]:
-    return [w.first_line() for w in check_experiment(write_project(tmp_path, text), project_root=tmp_path)[1]]
 
 
 PUBMEDQA_ROW = {"12345": {"QUESTION": "q?", "CONTEXTS": ["c"], "final_decision": "yes"}}
@@ -164,8 +152,9 @@ def test_vocabulary_is_read_once_into_a_sidecar_keyed_by_the_file(tmp_path: Path
     vocab = vocabulary("primekg", [kg])
     assert (vocab.relations, vocab.node_types) == ({"indication"}, {"drug", "disease"})
     (sidecar,) = cache_dir().iterdir()
-    assert json.loads(sidecar.read_text()) == {"relations": ["indication"], "node_types": ["disease", "drug"]}
-    sidecar.write_text(json.dumps({"relations": ["from-sidecar"], "node_types": []}))
+    assert json.loads(sidecar.read_text()) == {"relations": ["indication"], "node_types": ["disease", "drug"],
+                                               "ends": [["indication", "drug", "disease"]]}
+    sidecar.write_text(json.dumps({"relations": ["from-sidecar"], "node_types": [], "ends": []}))
     assert vocabulary("primekg", [kg]).relations == {"from-sidecar"}  # not read again
     kg.write_text(kg.read_text() + "contraindication,c,0,1,drug,a,s,1,2,disease,b,s\n")
     assert vocabulary("primekg", [kg]).relations == {"indication", "contraindication"}

@@ -59,6 +59,19 @@ def warnings(spec: Path) -> list[str]:
     ({"ask.j2": "{% extends 'sub/base.j2' %}\n", "sub/base.j2": "{% import 'sub/../../x.j2' as m %}\n"},
      f"{AT}: error: prompt template ask.j2 -> sub/base.j2 reads 'sub/../../x.j2', which lies outside "
      "the prompt folder"),
+    # issue 28: what the job's sandbox refuses, `fleming check` refuses when constants decide it
+    ({"ask.j2": "{{ (9**(9**9)) > 0 }}\n"},
+     f"{AT}: error: prompt template ask.j2: line 1: 9 ** 387420489 is a number of about "
+     "1,549,681,956 bits: its job refuses it"),
+    ({"ask.j2": "x\n{{ 'ab' * (10 ** 7) }}\n"},
+     f"{AT}: error: prompt template ask.j2: line 2: 2 characters or items repeated 10,000,000 "
+     "times, longer than a prompt: its job refuses it"),
+    ({"ask.j2": "{{ q|center(999999999) }}\n"},
+     f"{AT}: error: prompt template ask.j2: line 1: filter 'center' given 999,999,999, longer than "
+     "a prompt: its job refuses it"),
+    ({"ask.j2": "{{ '%999999999d' % 1 }}\n"},
+     f"{AT}: error: prompt template ask.j2: line 1: a %-format width longer than a prompt: its job "
+     "refuses it"),
 ])
 def test_template_problems_are_located_at_the_prompt(tmp_path: Path, files: dict, first_line: str) -> None:
     found = problems(project(tmp_path, files))
@@ -132,3 +145,8 @@ def test_parse_findings_come_back_from_the_sidecar_and_names_are_judged_again(tm
     (spec.parent / "part.j2").unlink()  # same text, but the name now leads nowhere
     assert problems(spec)[0][0] == (f"{AT}: error: prompt template ask.j2 reads 'part.j2', which "
                                     "does not exist in the prompt folder")
+
+
+def test_small_constants_and_variables_in_arithmetic_pass(tmp_path: Path) -> None:
+    spec = project(tmp_path, {"ask.j2": "{{ x ** 3 }} {{ '=' * 40 }} {{ '%03d' % 5 }} {{ 2 ** 64 }}\n"})
+    assert warnings(spec) == []

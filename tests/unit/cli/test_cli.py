@@ -56,6 +56,21 @@ def test_a_missing_spec_is_one_line_and_exit_1(capsys: pytest.CaptureFixture) ->
     assert (code, err) == (1, "error: specs/nope.flm: no such spec file\n")
 
 
+@pytest.mark.parametrize("command", ["check", "fmt", "compile"])
+def test_a_spec_linked_outside_the_project_is_never_printed(
+        capsys: pytest.CaptureFixture, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        command: str) -> None:
+    """issue 28: `fleming check specs/env.flm` with env.flm -> /proc/self/environ printed the
+    environment; every command that reads a spec holds it to the include rules."""
+    (tmp_path / "specs").mkdir()
+    (tmp_path / "specs" / "env.flm").symlink_to("/proc/self/environ")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("FLEMING_TEST_SECRET", "s3cr3t-value")
+    code, out, err = _main(capsys, command, "specs/env.flm")
+    assert code == 1 and out == ""
+    assert err.splitlines()[0] == "specs/env.flm:1:1: error: spec file 'specs/env.flm' lies outside the project"
+
+
 def test_job_with_an_unreadable_config_prints_one_line(capsys: pytest.CaptureFixture,
                                                         tmp_path: Path) -> None:
     missing = tmp_path / "nope.json"

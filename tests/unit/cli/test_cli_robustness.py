@@ -47,13 +47,15 @@ def test_explain_an_unknown_name_lists_the_jobs(capsys: pytest.CaptureFixture,
     assert "grpo_rl1_beta_0p001" in err
 
 
-def test_fmt_reads_specs_as_check_does(tmp_path, capsys: pytest.CaptureFixture) -> None:
+def test_fmt_reads_specs_as_check_does(tmp_path, capsys: pytest.CaptureFixture,
+                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)  # fmt, like check, reads specs inside the project only
     latin = tmp_path / "l.flm"
     latin.write_bytes('experiment "x" { seed = 1 }\n# café\n'.encode("latin-1"))
-    assert main(["fmt", "--check", str(latin)]) == 1
+    assert main(["fmt", "--check", "l.flm"]) == 1
     assert capsys.readouterr().err.splitlines()[0] == (
-        f"{latin}:2:6: error: the file is not UTF-8: byte 0xe9 cannot start a character here")
+        "l.flm:2:6: error: the file is not UTF-8: byte 0xe9 cannot start a character here")
     bom = tmp_path / "b.flm"
     bom.write_bytes(b'\xef\xbb\xbfexperiment "x" { seed = 1 }\n')
-    assert main(["fmt", "--stdout", str(bom)]) == 0
+    assert main(["fmt", "--stdout", "b.flm"]) == 0
     assert capsys.readouterr().out == 'experiment "x" {\n  seed = 1\n}\n'

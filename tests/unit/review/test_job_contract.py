@@ -46,7 +46,8 @@ CONTRACT = """experiment "contract" extends "tiny.flm" { }
 
 model teacher = local("../models/teacher") { backend = transformers() }
 model judge = local("../models/judge") { backend = transformers() }
-reward graded = rubric(grader = judge, prompt = rubric)
+prompt grading = template("../prompts/rubric_grader.j2")
+reward graded = rubric(grader = judge, prompt = grading)
 
 stage rl2 = grpo(rl1, clean) {
   rewards = 1.0 * correct + 0.5 * graded
@@ -62,6 +63,8 @@ def project(tmp_path: Path, spec: str) -> Path:
     for folder in ("specs", "data", "prompts"):
         shutil.copytree(REPO / folder, tmp_path / folder)
     (tmp_path / "specs" / "contract.flm").write_text(CONTRACT)
+    # a GRPO rubric reads grading variables (conversation, response, ...): the built-in prompt
+    shutil.copy(REPO / "templates" / "rubric" / "grader.j2", tmp_path / "prompts" / "rubric_grader.j2")
     for model in ("teacher", "judge"):
         (tmp_path / "models" / model).mkdir(parents=True)
         (tmp_path / "models" / model / "config.json").write_text("{}\n")
@@ -120,7 +123,7 @@ def test_nothing_to_run_after_a_run(tmp_path: Path, monkeypatch: pytest.MonkeyPa
     ("specs/tiny.flm", "prompts/vignette.j2", "synthesize_questions"),  # a prompt template
     ("specs/tiny.flm", "prompts/grader.j2", "filter_clean"),  # the difficulty grader's rubric
     ("specs/tiny.flm", "data/eval/medqa_test.jsonl", "eval_rl2"),  # a dataset file
-    ("specs/contract.flm", "prompts/grader.j2", "grpo_rl2"),  # a GRPO reward's rubric prompt
+    ("specs/contract.flm", "prompts/rubric_grader.j2", "grpo_rl2"),  # a GRPO reward's rubric prompt
     # a model folder (tracked here: `diff --rev` knows only what git holds at the revision), a
     # file in it replaced the way tools save (a new file renamed over the old one), which moves
     # the folder's mtime: Snakemake judges a folder by its own mtime, status and diff by content

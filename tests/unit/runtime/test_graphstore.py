@@ -110,12 +110,27 @@ def test_hetionet_nodes_and_sif_edges(tmp_path):
         "Disease::DOID:9352\tDaG\tGene::6934", "Gene::6934\tGr>G\tGene::3630"])
     store = build_store(read_graph("hetionet", [nodes, edges]))
     assert store.type_names == ("Compound", "Disease", "Gene")
-    assert store.rel_names == ("CtD", "DaG", "Gr>G", "Gr>G:rev")
+    # issue 28: a metaedge is walked the way Hetionet writes it (CtD runs Compound -> Disease);
+    # the other way is <metaedge>:rev, for every metaedge between two kinds or directed
+    assert store.rel_names == ("CtD", "CtD:rev", "DaG", "DaG:rev", "Gr>G", "Gr>G:rev")
     assert store.num_edges == 6
     ins = store.node_by_name["Gene", "INS"]
     assert [store.name(v) for v in store.neighbours(ins, store.rel_id("Gr>G:rev"))] == ["TCF7L2"]
     dm = store.node_by_name["Disease", "type 2 diabetes mellitus"]
-    assert [store.name(v) for v in store.neighbours(dm, store.rel_id("CtD"))] == ["Metformin"]
+    assert [store.name(v) for v in store.neighbours(dm, store.rel_id("CtD"))] == []
+    assert [store.name(v) for v in store.neighbours(dm, store.rel_id("CtD:rev"))] == ["Metformin"]
+    metformin = store.node_by_name["Compound", "Metformin"]
+    assert [store.name(v) for v in store.neighbours(metformin, store.rel_id("CtD"))] == [
+        "type 2 diabetes mellitus"]
+
+
+def test_an_undirected_hetionet_metaedge_within_one_kind_reads_the_same_both_ways(tmp_path):
+    nodes = write(tmp_path / "nodes.tsv", ["id\tname\tkind", "G1\tTCF7L2\tGene", "G2\tINS\tGene"])
+    edges = write(tmp_path / "edges.sif", ["source\tmetaedge\ttarget", "G1\tGiG\tG2"])
+    store = build_store(read_graph("hetionet", [nodes, edges]))
+    assert store.rel_names == ("GiG",)
+    ins = store.node_by_name["Gene", "INS"]
+    assert [store.name(v) for v in store.neighbours(ins, store.rel_id("GiG"))] == ["TCF7L2"]
 
 
 @pytest.mark.parametrize("header", [True, False])
@@ -128,6 +143,11 @@ def test_triples_with_or_without_header(tmp_path, header):
     assert store.num_nodes == 3 and store.num_edges == 4
     dm = store.node_by_name["disease", "type 2 diabetes"]
     assert sorted(store.name(v) for v in store.neighbours(dm)) == ["metformin", "polyuria"]
+    # a fact is head -> tail under its relation, tail -> head under <relation>:rev (issue 26)
+    assert store.rel_names == ("disease_phenotype_positive", "disease_phenotype_positive:rev",
+                               "indication", "indication:rev")
+    assert [store.name(v) for v in store.neighbours(dm, store.rel_id("indication"))] == []
+    assert [store.name(v) for v in store.neighbours(dm, store.rel_id("indication:rev"))] == ["metformin"]
 
 
 # ---------------------------------------------------------------- bad input, word for word
@@ -315,15 +335,17 @@ def test_fast_hetionet_reader_gives_the_same_arrays_as_the_pandas_reader(tmp_pat
     fast = build_store(io.read_hetionet(nodes, edges))
     frame = pd.read_csv(nodes, sep="\t", dtype=str)
     number = pd.Series(np.arange(len(frame)), index=frame["id"].to_numpy())
-    io._hetionet_edges_arrow(edges, frame["id"].tolist())  # raises _Fallback if it gave up
-    srcs, dsts, codes, rels = io._hetionet_edges_pandas(edges, nodes, number)
+    kind = pd.factorize(frame["kind"])[0]
+    io._hetionet_edges_arrow(edges, frame["id"].tolist(), kind)  # raises _Fallback if it gave up
+    srcs, dsts, codes, rels = io._hetionet_edges_pandas(edges, nodes, number, kind)
     names, remap = rels.sorted_remap()
     slow = build_store(io.EdgeList(
         type_names=sorted(kinds), rel_names=names,
         node_type=np.searchsorted(np.array(sorted(kinds), dtype=object), frame["kind"].to_numpy()),
         names=frame["name"].tolist(), ids=frame["id"].tolist(), src=np.concatenate(srcs),
         dst=np.concatenate(dsts), rel=remap[np.concatenate(codes)]))
-    assert "Gr>G:rev" in fast.rel_names and _arrays(fast) == _arrays(slow)
+    assert {"Gr>G:rev", "CtD:rev", "GiG:rev"} <= set(fast.rel_names)  # GiG between kinds here too
+    assert _arrays(fast) == _arrays(slow)
 
 
 def test_primekg_blank_line_is_a_located_error(tmp_path):

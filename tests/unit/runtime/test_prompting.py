@@ -91,3 +91,26 @@ def test_macro_calls_are_bounded_too(prompts: Path, monkeypatch: pytest.MonkeyPa
     assert str(err.value) == "prompts/m.j2: template took longer than 0.5 s to render"
     ok = write(prompts, "ok.j2", "{% macro stem(x) %}about {{ x }}{% endmacro %}")
     assert call_macro(ok, "stem", x="aspirin") == "about aspirin"
+
+
+@pytest.mark.timeout(30)
+@pytest.mark.parametrize("text, message", [
+    ("{{ (9**(9**9)) > 0 }}", "9 ** 387420489 is a number of about 1,549,681,956 bits"),
+    ("{% set n = 9 %}{{ n ** (n ** n) }}", "9 ** 387420489 is a number of about 1,549,681,956 bits"),
+    ("{{ 'a' * 10 ** 12 }}", "1 characters or items repeated 1,000,000,000,000 times, longer than a prompt"),
+    ("{{ 'a'|center(999999999) }}", "filter 'center' given 999,999,999, longer than a prompt"),
+    ("{{ '%999999999d' % 1 }}", "a %-format width longer than a prompt"),
+])
+def test_loading_and_rendering_are_bounded_whatever_the_constants(prompts: Path, text: str,
+                                                                  message: str) -> None:
+    """issue 28: jinja2 folded `9 ** (9 ** 9)` while compiling, before the render bound began."""
+    path = write(prompts, "ask.j2", text)
+    with pytest.raises(PromptError) as info:
+        render(path)
+    assert str(info.value) == f"prompts/ask.j2: template blocked by the sandbox: {message}"
+
+
+def test_bounded_operators_and_filters_still_compute(prompts: Path) -> None:
+    path = write(prompts, "ask.j2", "{{ 2 ** 10 }} {{ '-' * 3 }} {{ '%03d' % n }} {{ 'x'|center(5) }}|"
+                                    "{{ items|join(',') }} {{ n * 3 }}")
+    assert render(path, n=7, items=["a", "b"]) == "1024 --- 007   x  |a,b 21"

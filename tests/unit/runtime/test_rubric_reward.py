@@ -16,6 +16,7 @@ import pytest
 from chat_stub import ChatStub, criterion_of, serving, verdict
 from training_fixtures import tiny_model, train_config, write_config  # noqa: F401
 
+from fleming_dsl.errors import JobError
 from fleming_dsl.ir import Backend
 from fleming_dsl.plan import jobconfig as jc
 from fleming_dsl.runtime.data import rubrics
@@ -93,6 +94,26 @@ def test_multiple_choice_rows_are_graded_by_the_rubric_prompt_alone(known_grader
     assert "The response's final answer is option B: colchicine." in KnownGrader.prompts[0]
 
 
+class MumblingGrader(ChatStub):
+    """A grader that never answers in a form a verdict can be read from."""
+
+    def answer(self, body: dict) -> list[str]:
+        return ["I think it is probably fine, more or less."]
+
+
+def test_a_grader_whose_verdicts_never_parse_stops_the_run(tmp_path: Path) -> None:
+    """issue 28: a GRPO run "succeeded" on a zero reward when no verdict could be read."""
+    with serving(MumblingGrader) as url:
+        grader = jc.Generator(model="g", backend=Backend(kind="openai", base_url=url, retries=0))
+        reward = rubric(grader, str(tmp_path / "cache"), seed=1)
+        prompts, columns = hb_columns(tmp_path)
+        assert reward(prompts, ["a", "b"], **columns) == [0.0, 0.0]  # 4 verdicts: not yet judged
+        with pytest.raises(JobError) as info:
+            reward(prompts, ["c", "d"], **columns)
+    assert str(info.value).startswith("reward rubric: none of the grader's first 8 verdicts could be "
+                                      "read, so every completion would score 0")
+
+
 def test_a_transformers_grader_is_cached_like_any_teacher_call(tiny_model: str, tmp_path: Path) -> None:
     prompts, columns = hb_columns(tmp_path)
     grader = jc.Generator(model=tiny_model, backend=Backend(kind="transformers", temperature=0.0, max_tokens=8))
@@ -117,11 +138,12 @@ def test_the_term_config_leaves_unset_grading_fields_out() -> None:
     assert "grader" not in plain.model_dump(mode="json") and "cache_dir" not in json.loads(plain.model_dump_json())
 
 
-def test_grpo_trains_on_healthbench_rows_and_a_rerun_asks_the_grader_nothing(tiny_model: str,
+def test_grpo_trains_on_healthbench_rows_and_a_rerun_asks_the_grader_nothing(tiny_model: str, known_grader,
                                                                               tmp_path: Path) -> None:
+    # a grader whose verdicts can be read (a random tiny model's cannot: that run stops, below)
     data = tmp_path / "hb.jsonl"
     data.write_text("".join(json.dumps(r) + "\n" for r in HB_ROWS), encoding="utf-8")
-    grader = {"model": tiny_model, "backend": {"kind": "transformers", "temperature": 0.0, "max_tokens": 8}}
+    grader = known_grader.model_dump(mode="json")
     term = {"name": "graded", "function": "rubric", "weight": 1.0, "grader": grader,
             "cache_dir": str(tmp_path / "cache")}
     counts, metrics = [], []
@@ -145,6 +167,22 @@ def test_grpo_trains_on_healthbench_rows_and_a_rerun_asks_the_grader_nothing(tin
     assert metrics[0] == metrics[1]
     assert again == {"teacher_calls": 0, "cache_hits": first["teacher_calls"] + first["cache_hits"],
                      "unreadable_verdicts": first["unreadable_verdicts"]}
+
+
+def test_a_grpo_run_whose_grader_verdicts_never_parse_fails(tiny_model: str, tmp_path: Path) -> None:
+    """issue 28: with a grader that cannot follow the rubric prompt, the stage "succeeded" on a
+    reward of 0 for every completion; now the job stops with the reason."""
+    data = tmp_path / "hb.jsonl"
+    data.write_text("".join(json.dumps(r) + "\n" for r in HB_ROWS), encoding="utf-8")
+    grader = {"model": tiny_model, "backend": {"kind": "transformers", "temperature": 0.0, "max_tokens": 8}}
+    term = {"name": "graded", "function": "rubric", "weight": 1.0, "grader": grader,
+            "cache_dir": str(tmp_path / "cache")}
+    config = train_config("grpo", tmp_path, tiny_model, str(data), rewards=[term], max_steps=2, batch_size=4,
+                          generations=2, max_completion_length=8,
+                          data_source={"path": str(data), "format": "healthbench", "name": "hb"})
+    with pytest.raises(JobError, match="^reward rubric: none of the grader's first 8 verdicts could be read"):
+        run_job("grpo", write_config(tmp_path / "grpo.json", config))
+    assert not (tmp_path / "grpo.meta.json").exists()
 
 
 def test_a_hand_written_config_grading_healthbench_by_choice_match_fails_before_training(tmp_path: Path) -> None:

@@ -385,6 +385,25 @@ def test_hetionet_metaedge_codes_never_reach_question_text():
                  "relations": ["Gr>G:rev"], "mask_index": 1}
     assert path_facts(regulated)["all_facts"] == ["TP53 is regulated by MDM2"]
     assert not any(code in " ".join(facts["all_facts"]) for code in ("CtD", "DaG"))
+    treated = {"path": [{"node": "Hypertension", "type": "Disease"}, {"node": "Lisinopril", "type": "Compound"}],
+               "relations": ["CtD:rev"], "mask_index": 1}
+    assert path_facts(treated)["all_facts"] == ["Hypertension is treated by Lisinopril"]
+
+
+def test_a_graph_s_own_words_for_its_relations_reach_the_teacher():
+    """issue 26: custom relations read "wheeze is related (has symptom) to cirrhosis"."""
+    from fleming_dsl.runtime.teachers.verbalise import hop_readings, path_facts
+
+    words = {"has_symptom": ("has symptom", "is a symptom of")}
+    row = {"path": [{"node": "wheeze", "type": "symptom"}, {"node": "cirrhosis", "type": "disease"},
+                    {"node": "jaundice", "type": "symptom"}],
+           "relations": ["has_symptom:rev", "has_symptom"], "mask_index": 1}
+    row["readings"] = hop_readings(row["relations"], words)
+    assert row["readings"] == [["is a symptom of", "has symptom"], ["has symptom", "is a symptom of"]]
+    facts = path_facts(row)
+    assert facts["all_facts"] == ["wheeze is a symptom of cirrhosis", "cirrhosis has symptom jaundice"]
+    assert facts["clues"] == ["has symptom wheeze", "has symptom jaundice"]
+    assert hop_readings(["other"], words) is None
 
 
 def test_the_fallible_template_teacher_errs_at_its_declared_rates():

@@ -163,7 +163,7 @@ def test_include_of_the_environment_prints_nothing_of_it(tmp_path: Path) -> None
     finally:
         del os.environ["FLEMING_TEST_SECRET"]
     assert first(err) == ("spec.flm:16:9: error: included file must be a .flm spec: /proc/self/environ",
-                          "include and extends read other specs only")
+                          "fleming reads .flm specs only")
     assert "s3cr3t" not in str(err)
 
 
@@ -213,13 +213,37 @@ def test_a_prompt_template_outside_the_project_is_refused(tmp_path: Path) -> Non
     assert first(err)[0] == "spec.flm:8:23: error: prompt template '../evil.j2' lies outside the project"
 
 
-def test_a_non_spec_top_level_file_is_never_quoted(tmp_path: Path) -> None:
+def test_a_non_spec_top_level_file_is_never_read(tmp_path: Path) -> None:
     write_project(tmp_path)
     secret = tmp_path / "notes.txt"
     secret.write_text("API_KEY=abc123 is here\n")
     err = error_of(tmp_path, spec=secret)
-    assert str(err) == ("notes.txt:1:1: error: not a spec: the file does not parse (its text is not "
-                        "shown, as it is not a .flm file)")
+    assert str(err) == ("notes.txt:1:1: error: spec file must be a .flm spec: notes.txt\n"
+                        "  hint: fleming reads .flm specs only")
+
+
+def test_a_spec_linked_to_the_environment_prints_nothing_of_it(tmp_path: Path) -> None:
+    """issue 28: `specs/env.flm -> /proc/self/environ` printed the environment in the parse error."""
+    (tmp_path / "specs").mkdir()
+    os.symlink("/proc/self/environ", tmp_path / "specs" / "env.flm")
+    os.environ["FLEMING_TEST_SECRET"] = "s3cr3t-value"
+    try:
+        err = error_of(tmp_path, spec=tmp_path / "specs" / "env.flm")
+    finally:
+        del os.environ["FLEMING_TEST_SECRET"]
+    assert first(err)[0] == "specs/env.flm:1:1: error: spec file 'specs/env.flm' lies outside the project"
+    assert "s3cr3t" not in str(err)
+
+
+def test_a_spec_linked_to_a_project_file_that_is_not_a_spec_is_refused(tmp_path: Path) -> None:
+    """A link inside the project to its `.env` is judged by what it points at."""
+    (tmp_path / ".env").write_text("HF_TOKEN=hf_s3cr3t\n")
+    os.symlink(tmp_path / ".env", tmp_path / "env.flm")
+    err = error_of(tmp_path, spec=tmp_path / "env.flm")
+    assert str(err) == ("env.flm:1:1: error: spec file 'env.flm' is a link to a file that is not a .flm spec\n"
+                        "  hint: fleming reads .flm specs only; link to the spec itself or copy it")
+    err = error_of(tmp_path, MINIMAL + 'include "env.flm"\n')
+    assert first(err)[0] == "spec.flm:16:9: error: included file 'env.flm' is a link to a file that is not a .flm spec"
 
 
 @pytest.mark.parametrize("workdir,message", [
@@ -240,3 +264,12 @@ def test_a_workdir_up_from_the_spec_folder_but_inside_the_project_is_fine(tmp_pa
     spec = tmp_path / "specs" / "s.flm"
     spec.write_text(R("seed = 1", 'seed = 1  workdir = "../runs/tiny"'))
     assert load_experiment(spec, project_root=tmp_path).workdir == "runs/tiny"
+
+
+@pytest.mark.parametrize("start", ["é", "ß", "Ω", "数"])
+def test_a_line_starting_with_a_non_ascii_letter_after_a_syntax_error(start: str) -> None:
+    """issue 28: spec/grammar.py `unclosed_block` matched keywords on any letter and crashed."""
+    text = f'experiment "t" {{ seed = 1 }}\nmodel base = tiny(hidden = 32\n{start}valuate x\n'
+    with pytest.raises(SpecError) as info:
+        parse_module(text, "u.flm")
+    assert str(info.value).splitlines()[0] == f"u.flm:3:1: error: unexpected character '{start}'"

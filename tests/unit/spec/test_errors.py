@@ -346,7 +346,7 @@ def test_diagnostic_without_span_renders() -> None:
 def test_unreadable_spec_is_a_spec_error(tmp_path: Path) -> None:
     with pytest.raises(SpecError) as info:
         load_experiment(tmp_path / "nope.flm", project_root=tmp_path)
-    assert str(info.value) == "error: cannot read nope.flm: No such file or directory"
+    assert str(info.value) == "nope.flm:1:1: error: cannot read nope.flm: No such file or directory"
     (tmp_path / "bin.flm").write_bytes(b"\xff\xfe\x00")
     with pytest.raises(SpecError) as info:
         load_experiment(tmp_path / "bin.flm", project_root=tmp_path)
