@@ -36,7 +36,7 @@ from typing import Any
 from fleming_dsl.check.predicates import batch_problem, plateau_metrics
 from fleming_dsl.errors import JobError
 from fleming_dsl.plan.jobconfig import VLLM_SERVER_ENV, GrpoJob
-from fleming_dsl.runtime import allocator, ranks
+from fleming_dsl.runtime import allocator, preemption, ranks
 from fleming_dsl.runtime.data import items, rubrics
 from fleming_dsl.runtime.io import atomic_output, read_jsonl, write_jsonl
 from fleming_dsl.runtime.jobs.context import JobContext
@@ -47,6 +47,7 @@ from fleming_dsl.runtime.train import (
     seeding,
     tracking,
 )
+from fleming_dsl.runtime.train import preemption as train_preemption
 from fleming_dsl.runtime.train import trainer_args as training
 
 log = logging.getLogger("fleming.grpo")
@@ -326,14 +327,18 @@ def _train(setup: Setup, model, pool: Sequence[items.Item], *, max_steps: int | 
     if setup.groups is not None:
         trainer_cls = dynamic_sampling.trainer_class()
         extra = {"max_redraws": setup.cfg.max_redraws, "group_log": setup.groups, "draw_seed": setup.cfg.seed}
+    on_signal = train_preemption.checkpoint_on_signal()
     with seeding.vllm_engine_seed(setup.cfg.seed):
         trainer = trainer_cls(
             model=model, reward_funcs=setup.funcs, args=args, train_dataset=Dataset.from_list(prompt_rows(pool)),
             processing_class=setup.tokenizer, peft_config=training.lora_config(setup.cfg),
-            callbacks=[_step_callback(setup.recorder, setup.steps, setup.groups), training.checkpoint_sealer()],
+            callbacks=[_step_callback(setup.recorder, setup.steps, setup.groups), training.checkpoint_sealer(),
+                       on_signal],
             **extra,
         )
-    trainer.train(resume_from_checkpoint=resume)
+    with preemption.cooperative():
+        trainer.train(resume_from_checkpoint=resume)
+    train_preemption.stop_if_signalled(on_signal, args.output_dir)
     return trainer
 
 
