@@ -41,3 +41,27 @@ def shell_safe_cluster_names(checked: Checked) -> Iterator[Diagnostic]:
                              value.span, expected="letters, digits and _ . , : + = @ -",
                              hint="it is passed to sbatch; SLURM names hold no spaces, quotes "
                                   "or shell characters")
+
+
+def _duration(seconds: int) -> str:
+    return f"{seconds // 60}m" if seconds % 60 == 0 else f"{seconds}s"
+
+
+def signal_lead_below_time_limits(checked: Checked) -> Iterator[Diagnostic]:
+    """A long job's time limit must exceed the cluster's signal lead: SLURM would otherwise send
+    the checkpoint-and-requeue signal as the job starts, and requeue it forever."""
+    exp = checked.experiment
+    lead = exp.cluster.signal_lead_s
+    long_jobs = [("stage", s) for s in exp.stages] + [("evaluate", e) for e in exp.evaluations] + [
+        ("distill", d) for d in exp.distill]
+    for kind, decl in long_jobs:
+        resources = decl.resources
+        if resources is not None and resources.time_min * 60 <= lead:
+            yield Diagnostic(
+                f"{kind} '{decl.name}': its time limit ({_duration(resources.time_min * 60)}) is not "
+                f"longer than the cluster's signal_lead ({_duration(lead)})", decl.span,
+                hint="SLURM would signal it to checkpoint and requeue as soon as it starts; raise "
+                     "its time or lower cluster { signal_lead = ... }")
+
+
+signal_lead_below_time_limits.after_lowering = True  # type: ignore[attr-defined]

@@ -27,9 +27,6 @@ from fleming_dsl.ir import Backend, Lora, Miner, Plateau, TinyArch, vllm_memory_
 # delivers it to every process of the job step, and Snakemake's own processes there (and bash)
 # die of USR1 but ignore URG by default, so only the job that handles it notices.
 PREEMPT_SIGNAL = "URG"
-# Job kinds that stop cleanly on that signal: the trainers checkpoint on it; distill keeps every
-# finished teacher call in its cache and eval starts over (the same result, recomputed).
-PREEMPTIBLE_KINDS = ("sft", "grpo", "distill", "eval")
 
 
 class Cfg(BaseModel):
