@@ -241,6 +241,21 @@ def _print_report_location(plan) -> None:
             print(f"  {target}: format rate {rate:.3f}, mean benchmark accuracy {shown}")
 
 
+def cmd_cost(args: argparse.Namespace) -> int:
+    from fleming_dsl.compiler import default_out_dir
+    from fleming_dsl.plan.planner import plan
+    from fleming_dsl.review import cost
+
+    exp = _load(args.spec)
+    for folder in args.runs:
+        if not os.path.isdir(folder):
+            raise CommandError(f"--from {folder}: no such folder")
+    planned = plan(exp, default_out_dir(exp))
+    estimates = cost.estimate(planned, cost.records_under(args.runs), own=cost.own_records(planned))
+    sys.stdout.write(cost.render(estimates))
+    return 0
+
+
 def cmd_container(args: argparse.Namespace) -> int:
     from fleming_dsl.emit.container import LockError, definition
 
@@ -328,6 +343,18 @@ def _add_builtin(sub: argparse._SubParsersAction, invoked: str | None = None) ->
                    help="which generated profile to use (default: local)")
     p.set_defaults(handler=cmd_run, snakemake_args=[])
 
+    p = sub.add_parser("cost", help="each job's wall time and GPU-hours, from earlier runs",
+                       description="Estimate each job's wall time and GPU-hours from the records "
+                                   "(<output>.meta.json) earlier runs left: a job's own record "
+                                   "from this spec's last run, else a recorded job of the same "
+                                   "kind scaled by steps, model size and GPUs (naming the run), "
+                                   "else its declared time limit. Warns when an estimate "
+                                   "exceeds the job's time limit.")
+    p.add_argument("spec", metavar="SPEC")
+    p.add_argument("--from", dest="runs", action="append", default=[], metavar="DIR",
+                   help="also scale from the records under DIR (another run's workdir); repeatable")
+    p.set_defaults(handler=cmd_cost)
+
     p = sub.add_parser("container", help="an Apptainer definition file pinned to constraints.txt",
                        description="Write an Apptainer definition file that installs fleming-dsl "
                                    "with every library at the version constraints.txt pins (the "
@@ -383,7 +410,7 @@ def _invoked(argv: Sequence[str]) -> str | None:
 # collector's passes over them (most of all the full collection at interpreter exit) cost as
 # much as checking did: such a process neither collects nor scans them at exit.
 _ONE_SHOT = frozenset(("check", "compile", "fmt", "graph", "schema", "diff", "explain", "status",
-                       "reference"))
+                       "reference", "cost"))
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -314,6 +314,7 @@ class Setup:
     steps: StepLog
     env: dict[str, bool]
     groups: dynamic_sampling.GroupFilterLog | None = None  # set when the stage uses dynamic sampling
+    parameters: int = 0  # of the policy, recorded for `fleming cost`
 
 
 def _train(setup: Setup, model, pool: Sequence[items.Item], *, max_steps: int | None = None,
@@ -336,6 +337,7 @@ def _train(setup: Setup, model, pool: Sequence[items.Item], *, max_steps: int | 
                        on_signal],
             **extra,
         )
+    setup.parameters = int(trainer.model.num_parameters())
     with preemption.cooperative():
         trainer.train(resume_from_checkpoint=resume)
     train_preemption.stop_if_signalled(on_signal, args.output_dir)
@@ -465,7 +467,7 @@ def run(cfg: GrpoJob, ctx: JobContext) -> None:
         write_jsonl(cfg.metrics, setup.steps.rows)
     rows = setup.steps.rows
     ctx.counts = {"items": len(pool), "steps": setup.steps.offset, "rounds": len(rounds),
-                  "resumed_from": resume or ""}
+                  "resumed_from": resume or "", "parameters": setup.parameters}
     graders = {t.name: {**t.fn.teacher.counts(), "unreadable_verdicts": t.fn.unreadable}
                for t in terms if hasattr(t.fn, "teacher")}
     if graders:  # rubric rewards: grader calls made and served from the cache

@@ -134,7 +134,8 @@ def run(cfg: SftJob, ctx: JobContext) -> None:
     train_preemption.stop_if_signalled(on_signal, args.output_dir)
     with ctx.timed("save"):
         training.save_trained(trainer, tokenizer, cfg.output)
-    ctx.counts = {"items": len(rows), "resumed_from": resume or ""}
+    ctx.counts = {"items": len(rows), "resumed_from": resume or "",
+                  "parameters": int(trainer.model.num_parameters())}
     ctx.metrics = {
         "final_loss": losses.losses[-1][1] if losses.losses else float(result.training_loss),
         "train_loss": float(result.training_loss),
