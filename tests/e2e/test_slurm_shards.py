@@ -22,6 +22,7 @@ from pathlib import Path
 import pytest
 from paths import REPO
 from slurm.harness import (
+    ARRAY_SUBMITTED,
     PARTITION,
     job_fields,
     slurm_cluster,  # noqa: F401  (the session fixture, used below)
@@ -140,3 +141,21 @@ def test_a_cancelled_shard_is_rerun_alone_by_the_next_invocation(
     assert {"distill_cot_shard1of2", "distill_cot_shard2of2", "distill_cot",
             "filter_clean_shard1of2", "filter_clean_shard2of2", "filter_clean"} <= set(rules)
     assert _digests(project) == unsharded
+
+
+def test_the_three_shards_of_a_step_run_as_one_job_array(tmp_path: Path) -> None:
+    """The generated slurm profile names the shard rules in `slurm-array-jobs`: the three
+    synthesize shards go out in one sbatch, as tasks 1-3 of one SLURM array."""
+    project = _project(tmp_path / "array", "tests/specs/tiny_sharded.flm")
+    upstream = snakemake(project, *_args("slurm", SAMPLES), timeout=300)
+    assert upstream.returncode == 0, upstream.stdout[-4000:]
+    shards = [f"{SHARDS}/synthesize_questions_shard{i}of3.jsonl" for i in (1, 2, 3)]
+    result = snakemake(project, *_args("slurm", *shards), timeout=300)
+    assert result.returncode == 0, result.stdout[-4000:]
+    arrays = ARRAY_SUBMITTED.findall(result.stdout)
+    assert [(first, last) for _, first, last in arrays] == [("1", "3")], result.stdout[-3000:]
+    ids = submitted_ids(result.stdout)
+    assert ids == [f"{arrays[0][0]}_{task}" for task in (1, 2, 3)]
+    assert {job_fields(job_id)["JobState"] for job_id in ids} == {"COMPLETED"}
+    assert {job_fields(job_id)["ArrayJobId"] for job_id in ids} == {arrays[0][0]}
+    assert all((project / shard).is_file() for shard in shards)
