@@ -3,9 +3,10 @@
 Two SFT runs of the same tiny job as a SLURM job through the slurm executor plugin, with the
 options the generated profiles give every job (`--requeue`, `slurm_extra: --signal=URG@<lead>`):
 
-- one whose time limit (3 minutes) is shorter than its work (200 steps, about 2 minutes of
-  training alone on an idle machine, longer beside the others): SLURM signals it 90 s before the
-  limit, it checkpoints, requeues itself, and the next allocation resumes it;
+- one whose time limit (5 minutes) is shorter than its work (300 steps, about 3 minutes of
+  training alone on an idle 2-core machine, longer beside the others): SLURM signals it 150 s
+  before the limit (SLURM may signal up to a minute early, so 90-150 s after the start, once the
+  job is past its start-up), it checkpoints, requeues itself, and the next allocation resumes it;
 - one preempted by `scancel --signal=URG` mid-stage, the way a scheduler's preemption reaches it.
 
 Both must finish with the weights of the same job run uninterrupted, byte for byte (one machine,
@@ -33,7 +34,7 @@ from fleming_dsl.plan.jobconfig import PREEMPT_SIGNAL
 
 pytestmark = [pytest.mark.slurm, pytest.mark.slow, pytest.mark.usefixtures("slurm_cluster")]
 
-STEPS = 200
+STEPS = 300
 TWENTY = re.compile(rf"\| [2-9]\d/{STEPS} \[")  # the trainer's progress bar at step 20-99
 SNAKEFILE = """\
 rule sft:
@@ -100,7 +101,7 @@ def _drain(process: subprocess.Popen[str], into: Path) -> threading.Thread:
 
 def test_time_limited_and_preempted_training_resume_to_the_uninterrupted_weights(tmp_path: Path) -> None:
     model = build_tiny_model(tmp_path / "model")
-    limited = _project(tmp_path / "limited", model, runtime=3, lead=90)
+    limited = _project(tmp_path / "limited", model, runtime=5, lead=150)
     preempted = _project(tmp_path / "preempted", model, runtime=30, lead=90)
     whole = _project(tmp_path / "whole", model, runtime=30, lead=90)
 
@@ -142,8 +143,8 @@ def test_time_limited_and_preempted_training_resume_to_the_uninterrupted_weights
         job_id = _job_id(tmp_path / f"{project.name}.snakemake.txt")
         fields = job_fields(job_id)
         assert fields["JobState"] == "COMPLETED" and int(fields["Restarts"]) >= 1, fields
-        log = (project / "sft.log").read_text(errors="replace")
-        assert f"requeued SLURM job {job_id}: the next allocation resumes it" in log
+        # (the job's own last line, "... requeued SLURM job N: the next allocation resumes it",
+        # is gone: Snakemake empties a rule's log when the next allocation starts the rule again)
         meta = json.loads((project / "out" / "sft.meta.json").read_text())
         assert re.fullmatch(r".*/checkpoint-\d+", meta["counts"]["resumed_from"]), meta["counts"]
         assert meta["metrics"]["steps"] == STEPS
