@@ -11,6 +11,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator
 
+from fleming_dsl import ir
 from fleming_dsl.check.common import Checked
 from fleming_dsl.errors import Diagnostic
 from fleming_dsl.spec import ast
@@ -54,6 +55,14 @@ def signal_lead_below_time_limits(checked: Checked) -> Iterator[Diagnostic]:
     lead = exp.cluster.signal_lead_s
     long_jobs = [("stage", s) for s in exp.stages] + [("evaluate", e) for e in exp.evaluations] + [
         ("distill", d) for d in exp.distill]
+    default = ir.Resources().time_min * 60
+    if default <= lead:
+        at = next((o.value.span for o in checked.program.cluster if o.key.name == "signal_lead"), None)
+        yield Diagnostic(
+            f"signal_lead ({_duration(lead)}) is not shorter than the time limit of jobs that "
+            f"declare none ({_duration(default)})", at,
+            hint="SLURM would signal them to checkpoint and requeue as soon as they start; "
+                 "lower signal_lead")
     for kind, decl in long_jobs:
         resources = decl.resources
         if resources is not None and resources.time_min * 60 <= lead:
@@ -65,3 +74,17 @@ def signal_lead_below_time_limits(checked: Checked) -> Iterator[Diagnostic]:
 
 
 signal_lead_below_time_limits.after_lowering = True  # type: ignore[attr-defined]
+
+# An image reference: docker://, library://, oras:// URIs with tags and digests, or a .sif path.
+_IMAGE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._/:@+-]*")
+
+
+def container_is_an_image(checked: Checked) -> Iterator[Diagnostic]:
+    """The image reaches Apptainer's command line through Snakemake: a plain reference only."""
+    for option in (*checked.program.header, *checked.program.cluster):
+        value = option.value
+        if option.key.name == "container" and isinstance(value, ast.Str) \
+                and not _IMAGE.fullmatch(value.value):
+            yield Diagnostic(f"container {value.value!r} is not an image reference", value.span,
+                             expected="docker://REPO:TAG, library://..., or a path to a .sif",
+                             hint="letters, digits and . _ / : @ + - only: it is passed to apptainer")

@@ -137,3 +137,25 @@ def test_run_with_the_old_cluster_option_names_the_profile(capsys: pytest.Captur
         "profile: fleming run specs/tiny.flm --profile slurm (the slurm executor plugin), or "
         "--profile slurm-generic (an sbatch line through the cluster-generic executor; "
         "generated/<experiment>/README.md shows both)")
+
+
+def test_a_signal_lead_past_the_default_time_limit_is_an_error(tmp_path: Path) -> None:
+    with pytest.raises(SpecError) as info:
+        check_experiment(write_project(tmp_path, MINIMAL + "cluster { signal_lead = 2h }\n"), tmp_path)
+    errors = [line.split("spec.flm:", 1)[1] for line in str(info.value).splitlines()
+              if "spec.flm:" in line]
+    assert errors == [
+        f"{line}:1: error: {what}: its time limit (60m) is not longer than the cluster's "
+        "signal_lead (120m)" for line, what in ((13, "stage 'sft1'"), (14, "stage 'rl'"),
+                                                 (15, "evaluate 'eval'"))] + [
+        "16:25: error: signal_lead (120m) is not shorter than the time limit of jobs that "
+        "declare none (60m)"]
+
+
+def test_a_container_that_is_not_an_image_reference_is_an_error(tmp_path: Path) -> None:
+    spec = MINIMAL + 'cluster { container = "img.sif; rm -rf ~" }\n'
+    with pytest.raises(SpecError) as info:
+        check_experiment(write_project(tmp_path, spec), tmp_path)
+    lines = str(info.value).splitlines()
+    assert lines[0].endswith("spec.flm:16:23: error: container 'img.sif; rm -rf ~' is not an "
+                             "image reference")
