@@ -55,10 +55,14 @@ def _project(root: Path, spec: str) -> Path:
     return root
 
 
-def _args(profile: str, *targets: str) -> list[str]:
+def _args(profile: str, *targets: str, arrays: bool = False) -> list[str]:
+    """Snakemake's arguments; with the slurm profile each shard is its own sbatch unless `arrays`
+    (the profile's `slurm-array-jobs`), so SLURM's record names the shard each job ran."""
     args = [*targets, "-s", SNAKEFILE, "--profile", f"generated/tiny/profiles/{profile}"]
     if profile == "slurm":  # the plugin needs the partition; the generic profile uses the default
         args += ["--default-resources", f"slurm_partition={PARTITION}"]
+        if not arrays:
+            args += ["--slurm-array-jobs", "none"]  # no rule of that name: no arrays
     return args
 
 
@@ -150,7 +154,7 @@ def test_the_three_shards_of_a_step_run_as_one_job_array(tmp_path: Path) -> None
     upstream = snakemake(project, *_args("slurm", SAMPLES), timeout=300)
     assert upstream.returncode == 0, upstream.stdout[-4000:]
     shards = [f"{SHARDS}/synthesize_questions_shard{i}of3.jsonl" for i in (1, 2, 3)]
-    result = snakemake(project, *_args("slurm", *shards), timeout=300)
+    result = snakemake(project, *_args("slurm", *shards, arrays=True), timeout=300)
     assert result.returncode == 0, result.stdout[-4000:]
     arrays = ARRAY_SUBMITTED.findall(result.stdout)
     assert [(first, last) for _, first, last in arrays] == [("1", "3")], result.stdout[-3000:]
