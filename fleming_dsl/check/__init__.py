@@ -81,7 +81,6 @@ RULES: tuple[Rule, ...] = (
     grpo.grpo_options,  # after lowering
     rollout.vllm_fits,  # after lowering
     rollout.zero3_generate_is_slow,  # after lowering
-    cluster.signal_lead_below_time_limits,  # after lowering
 )
 
 

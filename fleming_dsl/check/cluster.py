@@ -11,7 +11,6 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator
 
-from fleming_dsl import ir
 from fleming_dsl.check.common import Checked
 from fleming_dsl.errors import Diagnostic
 from fleming_dsl.spec import ast
@@ -43,37 +42,6 @@ def shell_safe_cluster_names(checked: Checked) -> Iterator[Diagnostic]:
                              hint="it is passed to sbatch; SLURM names hold no spaces, quotes "
                                   "or shell characters")
 
-
-def _duration(seconds: int) -> str:
-    return f"{seconds // 60}m" if seconds % 60 == 0 else f"{seconds}s"
-
-
-def signal_lead_below_time_limits(checked: Checked) -> Iterator[Diagnostic]:
-    """A long job's time limit must exceed the cluster's signal lead: SLURM would otherwise send
-    the checkpoint-and-requeue signal as the job starts, and requeue it forever."""
-    exp = checked.experiment
-    lead = exp.cluster.signal_lead_s
-    long_jobs = [("stage", s) for s in exp.stages] + [("evaluate", e) for e in exp.evaluations] + [
-        ("distill", d) for d in exp.distill]
-    default = ir.Resources().time_min * 60
-    if default <= lead:
-        at = next((o.value.span for o in checked.program.cluster if o.key.name == "signal_lead"), None)
-        yield Diagnostic(
-            f"signal_lead ({_duration(lead)}) is not shorter than the time limit of jobs that "
-            f"declare none ({_duration(default)})", at,
-            hint="SLURM would signal them to checkpoint and requeue as soon as they start; "
-                 "lower signal_lead")
-    for kind, decl in long_jobs:
-        resources = decl.resources
-        if resources is not None and resources.time_min * 60 <= lead:
-            yield Diagnostic(
-                f"{kind} '{decl.name}': its time limit ({_duration(resources.time_min * 60)}) is not "
-                f"longer than the cluster's signal_lead ({_duration(lead)})", decl.span,
-                hint="SLURM would signal it to checkpoint and requeue as soon as it starts; raise "
-                     "its time or lower cluster { signal_lead = ... }")
-
-
-signal_lead_below_time_limits.after_lowering = True  # type: ignore[attr-defined]
 
 # An image reference: docker://, library://, oras:// URIs with tags and digests, or a .sif path.
 _IMAGE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._/:@+-]*")

@@ -273,12 +273,14 @@ def named_inputs(plan: Plan, job: Job) -> dict[str, str]:
     return named
 
 
-def signal_option(plan: Plan) -> str:
-    """`sbatch --signal` for every job: the checkpoint-and-requeue signal, `signal_lead` before
-    the time limit. Every job, not only trainers: one that cannot checkpoint still stops without
-    half-written outputs and requeues (a teacher job keeps its cache), and a job a grouped
-    submission holds must carry the same option as its neighbours."""
-    return f"--signal={PREEMPT_SIGNAL}@{plan.cluster.signal_lead_s}"
+def signal_option(plan: Plan, job: Job) -> str:
+    """`sbatch --signal` for a job: the checkpoint-and-requeue signal, the cluster's
+    `signal_lead` before the time limit, at most half the limit (a lead as long as the limit
+    would signal the job as it starts, and requeue it forever). Every job, not only trainers:
+    one that cannot checkpoint still stops without half-written outputs and requeues (a teacher
+    job keeps its cache), and a grouped submission's jobs must carry the same option."""
+    lead = min(plan.cluster.signal_lead_s, job.resources.time_min * 60 // 2)
+    return f"--signal={PREEMPT_SIGNAL}@{lead}"
 
 
 def place(plan: Plan, job: Job, config_hash: str, group: str | None) -> table.Placed:
@@ -286,7 +288,7 @@ def place(plan: Plan, job: Job, config_hash: str, group: str | None) -> table.Pl
     keys = [_output_key(o.path, job, i) for i, o in enumerate(job.outputs)]
     # fleming_job names the job (or its group) for the cluster-generic sbatch line; slurm_extra
     # is what the slurm plugin appends to sbatch.
-    resources = [*rule_resources(job), ("slurm_extra", signal_option(plan)),
+    resources = [*rule_resources(job), ("slurm_extra", signal_option(plan, job)),
                  ("fleming_job", group or job.name)]
     named = named_inputs(plan, job)
     stem, shape = table.shape_of(job, keys, resources, named, grouped=group is not None,
@@ -338,7 +340,7 @@ def submit_command(plan: Plan) -> str:
              f"--output={logs}{{resources.fleming_job:q}}-%j.out",
              "--nodes={resources.nodes}", "--cpus-per-task={resources.cpus_per_task}",
              "--mem={resources.mem_mb}", "--time={resources.runtime}", "{resources.sbatch_gres}",
-             "--requeue", signal_option(plan)]
+             "--requeue", "{resources.slurm_extra}"]
     if plan.cluster.partition:
         parts.append("--partition={resources.slurm_partition:q}")
     if plan.cluster.account:
@@ -445,7 +447,7 @@ def render(plan: Plan, spec_sha256: str = "", ir_sha256: str = "") -> dict[str, 
                     "jobname_prefix": jobname_prefix(plan.experiment),
                     "submit_cmd": submit_command(plan), "array_rules": array_rules,
                     "container": plan.cluster.container,
-                    "signal": signal_option(plan).split("=", 1)[1]}
+                    "signal": f"{PREEMPT_SIGNAL}@{plan.cluster.signal_lead_s}"}
     for name in ("local", "slurm", "slurm-generic"):
         files[f"profiles/{name}/config.yaml"] = env.get_template(
             f"profiles/{name}.yaml.j2").render(**profile_vars)
