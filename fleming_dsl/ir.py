@@ -398,6 +398,9 @@ class Cluster(Node):
     qos: str | None = None
     max_jobs: int = 100
     group_cpu_jobs: bool = True  # bundle short CPU jobs into one sbatch submission
+    # SLURM signals a long job this long before its time limit: it checkpoints and requeues itself
+    signal_lead_s: int = 900
+    container: str | None = None  # an Apptainer/Docker image every job runs in (experiment or cluster block)
 
 
 class Experiment(Node):

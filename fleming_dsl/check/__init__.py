@@ -61,6 +61,7 @@ RULES: tuple[Rule, ...] = (
     stages.verify_label_has_judge,
     models.data_gpus_cover_teacher,
     cluster.shell_safe_cluster_names,
+    cluster.container_is_an_image,
     samples.hops_within_metapath,
     samples.mask_within_path,
     samples.counts_are_reachable,

@@ -41,3 +41,18 @@ def shell_safe_cluster_names(checked: Checked) -> Iterator[Diagnostic]:
                              value.span, expected="letters, digits and _ . , : + = @ -",
                              hint="it is passed to sbatch; SLURM names hold no spaces, quotes "
                                   "or shell characters")
+
+
+# An image reference: docker://, library://, oras:// URIs with tags and digests, or a .sif path.
+_IMAGE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._/:@+-]*")
+
+
+def container_is_an_image(checked: Checked) -> Iterator[Diagnostic]:
+    """The image reaches Apptainer's command line through Snakemake: a plain reference only."""
+    for option in (*checked.program.header, *checked.program.cluster):
+        value = option.value
+        if option.key.name == "container" and isinstance(value, ast.Str) \
+                and not _IMAGE.fullmatch(value.value):
+            yield Diagnostic(f"container {value.value!r} is not an image reference", value.span,
+                             expected="docker://REPO:TAG, library://..., or a path to a .sif",
+                             hint="letters, digits and . _ / : @ + - only: it is passed to apptainer")

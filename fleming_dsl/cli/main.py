@@ -183,8 +183,39 @@ def job_targets(plan, extra: Sequence[str]) -> list[str]:
     return [outputs.get(arg, arg) for arg in extra]
 
 
+RUN_EPILOG = """\
+on a cluster (Snakemake 9 has no `snakemake --cluster "sbatch ..."`):
+  fleming run SPEC --profile slurm           # the slurm executor plugin: arrays, requeue,
+                                             #   the efficiency report; the same as
+  snakemake -s generated/EXP/Snakefile --profile generated/EXP/profiles/slurm
+  fleming run SPEC --profile slurm-generic   # your sbatch line, through the cluster-generic
+                                             #   executor; the same as
+  snakemake -s generated/EXP/Snakefile --executor cluster-generic \\
+      --cluster-generic-submit-cmd "sbatch ..."   (the line is in profiles/slurm-generic)
+"""
+
+# Snakemake 7's spellings of "submit each job with this command"; Snakemake 9 has none of them.
+OLD_CLUSTER_OPTIONS = ("--cluster", "--cluster-config", "--cluster-status", "--cluster-cancel")
+
+
+def old_cluster_option(extra: Sequence[str]) -> str | None:
+    """The first Snakemake 7 cluster option among the arguments `fleming run` passes on."""
+    for arg in extra:
+        if arg.split("=", 1)[0] in OLD_CLUSTER_OPTIONS:
+            return arg.split("=", 1)[0]
+    return None
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     import subprocess
+
+    old = old_cluster_option(args.snakemake_args)
+    if old is not None:
+        raise UsageError(
+            f"{old} is Snakemake 7's option; Snakemake 9 submits through a profile: "
+            f"fleming run {args.spec} --profile slurm (the slurm executor plugin), or --profile "
+            "slurm-generic (an sbatch line through the cluster-generic executor; "
+            "generated/<experiment>/README.md shows both)")
 
     result = _compile(args.spec, args.out)
     out = result.out_dir.as_posix()
@@ -213,6 +244,43 @@ def _print_report_location(plan) -> None:
             accuracy = summary.get("accuracy_mean", {}).get(target)
             shown = "-" if accuracy is None else f"{accuracy:.3f}"
             print(f"  {target}: format rate {rate:.3f}, mean benchmark accuracy {shown}")
+
+
+def cmd_cost(args: argparse.Namespace) -> int:
+    from fleming_dsl.compiler import default_out_dir
+    from fleming_dsl.plan.planner import plan
+    from fleming_dsl.review import cost
+
+    exp = _load(args.spec)
+    for folder in args.runs:
+        if not os.path.isdir(folder):
+            raise CommandError(f"--from {folder}: no such folder")
+    planned = plan(exp, default_out_dir(exp))
+    estimates = cost.estimate(planned, cost.records_under(args.runs), own=cost.own_records(planned))
+    sys.stdout.write(cost.render(estimates))
+    return 0
+
+
+def cmd_container(args: argparse.Namespace) -> int:
+    from fleming_dsl.emit.container import LockError, definition
+
+    try:
+        lock = Path(args.constraints).read_text(encoding="utf-8")
+    except OSError as err:
+        raise CommandError(f"{args.constraints}: cannot read the lock ({err.strerror})") from None
+    try:
+        text = definition(lock, args.constraints)
+    except LockError as err:
+        raise CommandError(str(err)) from None
+    if args.output is None:
+        sys.stdout.write(text)
+        return 0
+    from fleming_dsl.emit.workflow import write_if_changed
+
+    write_if_changed(Path(args.output), text)
+    print(f"{args.output}: Apptainer definition, {text.count(chr(10))} lines "
+          f"(apptainer build fleming.sif {args.output})")
+    return 0
 
 
 def cmd_job(args: argparse.Namespace) -> int:
@@ -274,9 +342,34 @@ def _add_builtin(sub: argparse._SubParsersAction, invoked: str | None = None) ->
     p.add_argument("spec", metavar="SPEC")
     p.add_argument("--cores", metavar="N", help="cores for local runs (default: all)")
     p.add_argument("--out", metavar="DIR", help="output folder (default: generated/<experiment>)")
+    p.epilog = RUN_EPILOG
+    p.formatter_class = argparse.RawDescriptionHelpFormatter
     p.add_argument("--profile", choices=("local", "slurm", "slurm-generic"), default="local",
                    help="which generated profile to use (default: local)")
     p.set_defaults(handler=cmd_run, snakemake_args=[])
+
+    p = sub.add_parser("cost", help="each job's wall time and GPU-hours, from earlier runs",
+                       description="Estimate each job's wall time and GPU-hours from the records "
+                                   "(<output>.meta.json) earlier runs left: a job's own record "
+                                   "from this spec's last run, else a recorded job of the same "
+                                   "kind scaled by steps, model size and GPUs (naming the run), "
+                                   "else its declared time limit. Warns when an estimate "
+                                   "exceeds the job's time limit.")
+    p.add_argument("spec", metavar="SPEC")
+    p.add_argument("--from", dest="runs", action="append", default=[], metavar="DIR",
+                   help="also scale from the records under DIR (another run's workdir); repeatable")
+    p.set_defaults(handler=cmd_cost)
+
+    p = sub.add_parser("container", help="an Apptainer definition file pinned to constraints.txt",
+                       description="Write an Apptainer definition file that installs fleming-dsl "
+                                   "with every library at the version constraints.txt pins (the "
+                                   "lock the goldens and figures were made with). Build it from "
+                                   "the project root: `apptainer build fleming.sif fleming.def`, "
+                                   "then set `container = \"fleming.sif\"` in the spec.")
+    p.add_argument("--constraints", default="constraints.txt", metavar="FILE",
+                   help="the lock to pin to (default: constraints.txt)")
+    p.add_argument("-o", "--output", metavar="FILE", help="write here instead of stdout")
+    p.set_defaults(handler=cmd_container)
 
     p = sub.add_parser("job", help="run one job (what the generated rules call)",
                        description="Run one job of a compiled workflow from its JSON config.")
@@ -322,7 +415,7 @@ def _invoked(argv: Sequence[str]) -> str | None:
 # collector's passes over them (most of all the full collection at interpreter exit) cost as
 # much as checking did: such a process neither collects nor scans them at exit.
 _ONE_SHOT = frozenset(("check", "compile", "fmt", "graph", "schema", "diff", "explain", "status",
-                       "reference"))
+                       "reference", "cost"))
 
 
 def main(argv: Sequence[str] | None = None) -> int:

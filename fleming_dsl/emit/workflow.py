@@ -26,6 +26,7 @@ from fleming_dsl.emit import table
 from fleming_dsl.emit.provenance import job_libraries
 from fleming_dsl.errors import FlemingError
 from fleming_dsl.plan import jobconfig as jc
+from fleming_dsl.plan.jobconfig import PREEMPT_SIGNAL
 from fleming_dsl.plan.planner import Job, Plan
 from fleming_dsl.resources import resource_dir
 
@@ -273,11 +274,23 @@ def named_inputs(plan: Plan, job: Job) -> dict[str, str]:
     return named
 
 
+def signal_option(plan: Plan, job: Job) -> str:
+    """`sbatch --signal` for a job: the checkpoint-and-requeue signal, the cluster's
+    `signal_lead` before the time limit, at most half the limit (a lead as long as the limit
+    would signal the job as it starts, and requeue it forever). Every job, not only trainers:
+    one that cannot checkpoint still stops without half-written outputs and requeues (a teacher
+    job keeps its cache), and a grouped submission's jobs must carry the same option."""
+    lead = min(plan.cluster.signal_lead_s, job.resources.time_min * 60 // 2)
+    return f"--signal={PREEMPT_SIGNAL}@{lead}"
+
+
 def place(plan: Plan, job: Job, config_hash: str, group: str | None) -> table.Placed:
     """A job's row in jobs.json and the shape of the rule that runs it."""
     keys = [_output_key(o.path, job, i) for i, o in enumerate(job.outputs)]
-    # fleming_job names the job (or its group) for the cluster-generic sbatch line.
-    resources = [*rule_resources(job), ("fleming_job", group or job.name)]
+    # fleming_job names the job (or its group) for the cluster-generic sbatch line; slurm_extra
+    # is what the slurm plugin appends to sbatch.
+    resources = [*rule_resources(job), ("slurm_extra", signal_option(plan, job)),
+                 ("fleming_job", group or job.name)]
     named = named_inputs(plan, job)
     stem, shape = table.shape_of(job, keys, resources, named, grouped=group is not None,
                                  launch=needs_launcher(job))
@@ -327,7 +340,8 @@ def submit_command(plan: Plan) -> str:
              f"--job-name={prefix}{{resources.fleming_job:q}}",
              f"--output={logs}{{resources.fleming_job:q}}-%j.out",
              "--nodes={resources.nodes}", "--cpus-per-task={resources.cpus_per_task}",
-             "--mem={resources.mem_mb}", "--time={resources.runtime}", "{resources.sbatch_gres}"]
+             "--mem={resources.mem_mb}", "--time={resources.runtime}", "{resources.sbatch_gres}",
+             "--requeue", "{resources.slurm_extra}"]
     if plan.cluster.partition:
         parts.append("--partition={resources.slurm_partition:q}")
     if plan.cluster.account:
@@ -421,16 +435,20 @@ def render(plan: Plan, spec_sha256: str = "", ir_sha256: str = "") -> dict[str, 
         if needs_launcher(job):
             files[f"launch/{job.name}.sh"] = launch_script(plan, job)
     rules = _rules(placed)
+    # Shards of one step as one SLURM job array; a grouped shard goes with its group instead.
+    array_rules = sorted({p.row["rule"] for p in placed if p.job.is_shard and p.row["group"] is None})
     files["jobs.json"] = jobs_table(plan, placed)
     common = {"experiment": plan.experiment, "out_dir": plan.out_dir, "spec": plan.spec,
               "version": __version__}
     files["Snakefile"] = env.get_template("Snakefile.j2").render(
-        **common, root=project_root_from(plan.out_dir), rules=rules,
+        **common, root=project_root_from(plan.out_dir), rules=rules, container=plan.cluster.container,
         target=plan.job("report").main_output.path)
     profile_vars = {**common, "max_jobs": plan.cluster.max_jobs,
                     "default_resources": _default_resources(plan), "qos": plan.cluster.qos,
                     "jobname_prefix": jobname_prefix(plan.experiment),
-                    "submit_cmd": submit_command(plan)}
+                    "submit_cmd": submit_command(plan), "array_rules": array_rules,
+                    "container": plan.cluster.container,
+                    "signal": f"{PREEMPT_SIGNAL}@{plan.cluster.signal_lead_s}"}
     for name in ("local", "slurm", "slurm-generic"):
         files[f"profiles/{name}/config.yaml"] = env.get_template(
             f"profiles/{name}.yaml.j2").render(**profile_vars)

@@ -632,7 +632,11 @@ class _Lowering:
         fields = {"account": opts.get("account", to_str), "partition": opts.get("partition", to_str),
                   "gpu_partition": opts.get("gpu_partition", to_str), "qos": opts.get("qos", to_str),
                   "max_jobs": opts.get("max_jobs", to_int, check=at_least(1)),
-                  "group_cpu_jobs": opts.get("group_cpu_jobs", to_bool)}
+                  "group_cpu_jobs": opts.get("group_cpu_jobs", to_bool),
+                  "signal_lead_s": opts.get("signal_lead", to_seconds, check=positive),
+                  "container": opts.get("container", to_str)}
+        if fields["signal_lead_s"] is not None:
+            fields["signal_lead_s"] = max(1, round(fields["signal_lead_s"]))
         opts.finish()
         return ir.Cluster(**{k: v for k, v in fields.items() if v is not None})
 
@@ -656,6 +660,7 @@ class _Lowering:
                 else:
                     workdir = self.ctx.path(text, workdir_value.span)
         track = header.get("track", list_of(one_of(TRACKERS)), default=())
+        container, container_at = header.get("container", to_str), header.raw("container")
         header.finish()
         groups: dict[str, list] = {k: [] for k in ("model", "graph", "sample", "dataset", "prompt",
                                                   "synthesize", "distill", "filter", "reward")}
@@ -673,6 +678,13 @@ class _Lowering:
         evaluations = [self.evaluate(d, tuple(n for t in d.targets for n in stage_names.get(t.name, [t.name])))
                        for d in eval_decls]
         cluster = self.cluster()
+        if container is not None:
+            if cluster.container is not None:
+                self.diags.error("container is set both in the experiment header and in the cluster block",
+                                 container_at.span,
+                                 hint="keep one: every job runs in the same image")
+            else:
+                cluster = cluster.model_copy(update={"container": container})
         exp = ir.Experiment(
             name=name, seed=seed, workdir=workdir, spec=self.ctx.path(os.path.basename(self.p.spec), ir.Span(
                 file=self.p.spec, line=1, col=1, end_line=1, end_col=1)),

@@ -130,6 +130,8 @@ BLOCKS: tuple[Block, ...] = (
         Opt("track", "list of tensorboard, trackio, mlflow, wandb",
             "offline experiment tracking (TRL report_to) of every training stage, under "
             "<workdir>/tracking/<stage>/", "[]"),
+        Opt("container", "string (image)", "Apptainer/Docker image every job runs in (or in the "
+            "cluster block, not both)", None),
     )),
     Block("cluster", "cluster", "cluster { ... }", (
         Opt("account", "string", "SLURM account of every job", None),
@@ -139,6 +141,11 @@ BLOCKS: tuple[Block, ...] = (
         Opt("max_jobs", "whole number", "jobs Snakemake keeps submitted at once", "ir.Cluster.max_jobs", ">= 1"),
         Opt("group_cpu_jobs", "true/false", "bundle short CPU jobs into one submission",
             "ir.Cluster.group_cpu_jobs"),
+        Opt("signal_lead", _DURATION, "how long before a job's time limit SLURM signals it "
+            "(sbatch --signal; at most half the limit): training checkpoints, and the job "
+            "requeues itself and resumes", "15m", "> 0", "seconds"),
+        Opt("container", "string (image)", "Apptainer/Docker image every job runs in "
+            "(Snakemake's container support; also allowed in the experiment header)", None),
     )),
     Block("model", "model", "model NAME = SOURCE(...) { ... }", (
         Opt("backend", "call: vllm(...), transformers(), openai(...), template()",

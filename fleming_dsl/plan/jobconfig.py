@@ -21,6 +21,14 @@ from fleming_dsl.check.predicates import MAX_COUNT
 from fleming_dsl.ir import Backend, Lora, Miner, Plateau, TinyArch, vllm_memory_share
 
 
+# The signal SLURM sends a job before its time limit (`sbatch --signal=URG@<lead>`, written by the
+# emitter) and that a scheduler's preemption or `scancel --signal=URG` sends: the job checkpoints,
+# requeues itself and exits (runtime/preemption.py). SIGURG, not the customary USR1, because SLURM
+# delivers it to every process of the job step, and Snakemake's own processes there (and bash)
+# die of USR1 but ignore URG by default, so only the job that handles it notices.
+PREEMPT_SIGNAL = "URG"
+
+
 class Cfg(BaseModel):
     # allow_inf_nan=False: `lr = NaN` in a hand-edited config is an error, not a silent NaN run
     model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)

@@ -2,11 +2,13 @@
 
 Like `terraform plan`: compare the job configs two specs compile to (by content hash), mark
 every job whose config changed or is new, then every job downstream of one of those in the job
-DAG (built from declared inputs and outputs), and add up the GPU-hours declared for them.
-A job whose config is the same still re-runs when a project file it reads (a prompt template, a
-rubric, a dataset, a model folder: the planner's inputs, which the workflow declares and the job
-records) differs (`inputs_changed`), as Snakemake and `fleming status` would see it. Pure apart
-from `jobs_of`, which reads the planner's `Plan`, and `inputs_changed`, which reads files.
+DAG (built from declared inputs and outputs), and add up their GPU-hours (`review/cost.py`:
+measured by the spec's last run where it recorded the job, else declared). A job whose config is
+the same still re-runs when a project file it reads (a prompt template, a rubric, a dataset, a
+model folder: the planner's inputs, which the workflow declares and the job records) differs
+(`inputs_changed`), as Snakemake and `fleming status` would see it. Pure apart from `jobs_of`,
+which reads the planner's `Plan` and the run's job records, and `inputs_changed`, which reads
+files.
 """
 
 from __future__ import annotations
@@ -72,8 +74,8 @@ class Impact:
         return sum(1 for j in self.jobs if j.reason == reason)
 
 
-def gpu_hours(nodes: int, gpus: int, time_min: int) -> float:
-    """GPU-hours a job reserves: nodes x GPUs per node x wall time."""
+def gpu_hours(nodes: int, gpus: int, time_min: float) -> float:
+    """GPU-hours of a job: nodes x GPUs per node x wall time."""
     return round(nodes * gpus * time_min / 60.0, 3)
 
 
@@ -85,12 +87,15 @@ def config_sha256(cfg: JobBase) -> str:
 
 def jobs_of(plan: Plan) -> list[JobView]:
     """The planner's jobs as the impact plan sees them. A gather is compared by its task (the
-    unsharded job's config), as the workflow re-runs it: a new cut of the same data is no change."""
+    unsharded job's config), as the workflow re-runs it: a new cut of the same data is no change.
+    GPU-hours are `fleming cost`'s: measured where the spec's last run recorded the job, else
+    from the declared time limit."""
+    from fleming_dsl.review import cost
+
+    hours = {e.job: e.gpu_hours for e in cost.estimate(plan, (), own=cost.own_records(plan))}
     return [JobView(name=job.name, kind=job.kind, config_sha256=config_sha256(job.data_config),
                     inputs=job.inputs, outputs=tuple(o.path for o in job.outputs),
-                    gpu_hours=gpu_hours(job.resources.nodes, job.resources.gpus,
-                                        job.resources.time_min),
-                    source=job.source,
+                    gpu_hours=hours[job.name], source=job.source,
                     shard_of=job.config.shard.of if job.is_shard else None)  # type: ignore[attr-defined]
             for job in plan.jobs]
 

@@ -22,6 +22,7 @@ from pathlib import Path
 import pytest
 from paths import REPO
 from slurm.harness import (
+    ARRAY_SUBMITTED,
     PARTITION,
     job_fields,
     slurm_cluster,  # noqa: F401  (the session fixture, used below)
@@ -54,10 +55,14 @@ def _project(root: Path, spec: str) -> Path:
     return root
 
 
-def _args(profile: str, *targets: str) -> list[str]:
+def _args(profile: str, *targets: str, arrays: bool = False) -> list[str]:
+    """Snakemake's arguments; with the slurm profile each shard is its own sbatch unless `arrays`
+    (the profile's `slurm-array-jobs`), so SLURM's record names the shard each job ran."""
     args = [*targets, "-s", SNAKEFILE, "--profile", f"generated/tiny/profiles/{profile}"]
     if profile == "slurm":  # the plugin needs the partition; the generic profile uses the default
         args += ["--default-resources", f"slurm_partition={PARTITION}"]
+        if not arrays:
+            args += ["--slurm-array-jobs", "none"]  # no rule of that name: no arrays
     return args
 
 
@@ -140,3 +145,21 @@ def test_a_cancelled_shard_is_rerun_alone_by_the_next_invocation(
     assert {"distill_cot_shard1of2", "distill_cot_shard2of2", "distill_cot",
             "filter_clean_shard1of2", "filter_clean_shard2of2", "filter_clean"} <= set(rules)
     assert _digests(project) == unsharded
+
+
+def test_the_three_shards_of_a_step_run_as_one_job_array(tmp_path: Path) -> None:
+    """The generated slurm profile names the shard rules in `slurm-array-jobs`: the three
+    synthesize shards go out in one sbatch, as tasks 1-3 of one SLURM array."""
+    project = _project(tmp_path / "array", "tests/specs/tiny_sharded.flm")
+    upstream = snakemake(project, *_args("slurm", SAMPLES), timeout=300)
+    assert upstream.returncode == 0, upstream.stdout[-4000:]
+    shards = [f"{SHARDS}/synthesize_questions_shard{i}of3.jsonl" for i in (1, 2, 3)]
+    result = snakemake(project, *_args("slurm", *shards, arrays=True), timeout=300)
+    assert result.returncode == 0, result.stdout[-4000:]
+    arrays = ARRAY_SUBMITTED.findall(result.stdout)
+    assert [(first, last) for _, first, last in arrays] == [("1", "3")], result.stdout[-3000:]
+    ids = submitted_ids(result.stdout)
+    assert ids == [f"{arrays[0][0]}_{task}" for task in (1, 2, 3)]
+    assert {job_fields(job_id)["JobState"] for job_id in ids} == {"COMPLETED"}
+    assert {job_fields(job_id)["ArrayJobId"] for job_id in ids} == {arrays[0][0]}
+    assert all((project / shard).is_file() for shard in shards)

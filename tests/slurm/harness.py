@@ -25,6 +25,9 @@ PARTITION = "debug"
 # cluster-generic 1.0.x): the SLURM job id and, for the slurm plugin, the job's log file. A
 # group job is named by a uuid instead of a number ("Submitted group job <uuid> with ...").
 SLURM_SUBMITTED = re.compile(r"has been submitted with SLURM jobid (\d+) \(log: ([^)]+)\)")
+# A job array (--slurm-array-jobs): one SLURM job, one task per Snakemake job.
+ARRAY_SUBMITTED = re.compile(r"Submitted array job with Snakemake IDs [\d,]+ and SLURM job ID "
+                             r"(\d+)\. The individual task IDs are (\d+)-(\d+)\.")
 GENERIC_SUBMITTED = re.compile(
     r"Submitted (?:group )?job [\w-]+ with external jobid '(\d+)(?:;[^']*)?'")
 
@@ -75,8 +78,11 @@ def snakemake(workdir: Path, *args: str, timeout: int = 300,
 
 
 def submitted_ids(output: str) -> list[str]:
-    """SLURM job ids that Snakemake reported submitting, in order (either executor)."""
+    """SLURM job ids that Snakemake reported submitting, in order (either executor); an array's
+    tasks as `<array job>_<task>`."""
     ids = [m.group(1) for m in SLURM_SUBMITTED.finditer(output)]
+    ids += [f"{m.group(1)}_{task}" for m in ARRAY_SUBMITTED.finditer(output)
+            for task in range(int(m.group(2)), int(m.group(3)) + 1)]
     return ids + [m.group(1) for m in GENERIC_SUBMITTED.finditer(output)]
 
 

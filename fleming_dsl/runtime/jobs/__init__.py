@@ -23,7 +23,7 @@ from pydantic import ValidationError
 
 from fleming_dsl.errors import JobError
 from fleming_dsl.plan.jobconfig import load_job_config
-from fleming_dsl.runtime import ranks
+from fleming_dsl.runtime import preemption, ranks
 from fleming_dsl.runtime.io import exit_on_sigterm, write_json
 from fleming_dsl.runtime.jobs.context import JobContext
 
@@ -110,11 +110,17 @@ def run_job(kind: str, config_path: str) -> None:
     if ranks.distributed():
         ranks.configure_logging()
     try:
-        with exit_on_sigterm():  # scancel / time limit: unwind so no temp output is left
+        # scancel / time limit: unwind so no temp output is left; the signal before the limit:
+        # checkpoint, then requeue (runtime/preemption.py)
+        with exit_on_sigterm(), preemption.on_signal():
             module.run(cfg, ctx)
             ranks.barrier()  # the record says the job is done: every rank must be
         if ranks.is_main():
             write_json(cfg.meta, ctx.record())
+    except preemption.Preempted as err:
+        if not ranks.is_main():
+            raise
+        raise preemption.Preempted(f"{cfg.job}: {err}; {preemption.requeue()}") from None
     except UnicodeDecodeError as err:  # a reader met bytes that are not UTF-8: say where
         raise JobError(undecodable(paths) or f"{cfg.job}: an input is not UTF-8 text ({err.reason})") from None
     finally:

@@ -8,6 +8,7 @@ and raises `JobError` for input it cannot use. `runtime.jobs.run_job` then write
 from __future__ import annotations
 
 import contextlib
+import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -30,6 +31,16 @@ def library_versions() -> dict[str, str]:
         except metadata.PackageNotFoundError:
             continue
     return versions
+
+
+def hardware() -> dict[str, int]:
+    """What the job ran on, for `fleming cost` to scale by: GPUs in use (one per rank when torch
+    sees CUDA; torch is asked only if the job imported it) and ranks."""
+    from fleming_dsl.runtime import ranks
+
+    torch = sys.modules.get("torch")
+    cuda = torch is not None and torch.cuda.is_available()
+    return {"gpus": ranks.world_size() if cuda else 0, "ranks": ranks.world_size()}
 
 
 @dataclass
@@ -65,4 +76,5 @@ class JobContext:
             "metrics": self.metrics,
             "timings": {**self.timings, "total_s": round(time.monotonic() - self.started, 3)},
             "versions": library_versions(),
+            "hardware": hardware(),
         }

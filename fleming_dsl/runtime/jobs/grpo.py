@@ -19,11 +19,12 @@ from typing import Any
 
 from fleming_dsl.errors import JobError
 from fleming_dsl.plan.jobconfig import GrpoJob
-from fleming_dsl.runtime import allocator, ranks
+from fleming_dsl.runtime import allocator, preemption, ranks
 from fleming_dsl.runtime.data import items, rubrics
 from fleming_dsl.runtime.io import write_jsonl
 from fleming_dsl.runtime.jobs.context import JobContext
 from fleming_dsl.runtime.train import dynamic_sampling, grpo_trainer, rewards, step_log, tracking
+from fleming_dsl.runtime.train import preemption as train_preemption
 from fleming_dsl.runtime.train import trainer_args as training
 from fleming_dsl.runtime.train.plateau import PlateauTracker
 
@@ -74,8 +75,9 @@ def run(cfg: GrpoJob, ctx: JobContext) -> None:
     env = {"cuda": training.cuda_available(), "bf16_ok": training.bf16_supported(),
            "vllm_installed": importlib.util.find_spec("vllm") is not None}
     groups = dynamic_sampling.GroupFilterLog() if cfg.dynamic_sampling else None
+    on_signal = train_preemption.checkpoint_on_signal()  # a time limit or preemption coming
     trainer = grpo_trainer.build(cfg, pool=pool, tokenizer=tokenizer, recorder=recorder, steps=steps,
-                                 env=env, groups=groups)
+                                 env=env, groups=groups, callbacks=[on_signal])
     miner = getattr(trainer, "miner", None)
     resume = training.resume_checkpoint(cfg)
     if resume:
@@ -83,8 +85,9 @@ def run(cfg: GrpoJob, ctx: JobContext) -> None:
         steps.resume(cfg.metrics, int(resume.rsplit("-", 1)[1]))
         if miner is not None:
             miner.load(resume)
-    with ctx.timed("train"):
+    with ctx.timed("train"), preemption.cooperative():
         trainer.train(resume_from_checkpoint=resume)
+    train_preemption.stop_if_signalled(on_signal, trainer.args.output_dir)
     with ctx.timed("save"):
         training.save_trained(trainer, tokenizer, cfg.output)
     if ranks.is_main():
@@ -92,7 +95,7 @@ def run(cfg: GrpoJob, ctx: JobContext) -> None:
     rows = steps.rows
     rounds: list[dict[str, Any]] = miner.state.rounds if miner is not None else []
     ctx.counts = {"items": len(pool), "steps": trainer.state.global_step, "rounds": len(rounds),
-                  "resumed_from": resume or ""}
+                  "resumed_from": resume or "", "parameters": int(trainer.model.num_parameters())}
     graders = grader_counts(terms)
     if graders:
         ctx.counts["grader_calls"] = graders

@@ -18,9 +18,10 @@ import time
 
 from fleming_dsl.errors import JobError
 from fleming_dsl.plan.jobconfig import SftJob
-from fleming_dsl.runtime import allocator, ranks
+from fleming_dsl.runtime import allocator, preemption, ranks
 from fleming_dsl.runtime.data import items
 from fleming_dsl.runtime.jobs.context import JobContext
+from fleming_dsl.runtime.train import preemption as train_preemption
 from fleming_dsl.runtime.train import tracking
 from fleming_dsl.runtime.train.plateau import PlateauTracker
 from fleming_dsl.runtime.train import trainer_args as training
@@ -106,17 +107,21 @@ def run(cfg: SftJob, ctx: JobContext) -> None:
             raise JobError(f"field 'plateau.metric': an sft stage logs only 'loss', got {cfg.plateau.metric!r}")
         losses = _loss_logger(PlateauTracker(cfg.plateau.patience, cfg.plateau.min_delta, higher_is_better=False)
                               if cfg.plateau is not None else None)
-        trainer = build_trainer(cfg, data, tokenizer, [losses])
+        on_signal = train_preemption.checkpoint_on_signal()
+        trainer = build_trainer(cfg, data, tokenizer, [losses, on_signal])
     resume = training.resume_checkpoint(cfg)
     if resume:
         log.info("resuming from %s", resume)
     with ctx.timed("train"):
         start = time.monotonic()
-        result = trainer.train(resume_from_checkpoint=resume)
+        with preemption.cooperative():
+            result = trainer.train(resume_from_checkpoint=resume)
         seconds = time.monotonic() - start
+    train_preemption.stop_if_signalled(on_signal, trainer.args.output_dir)
     with ctx.timed("save"):
         training.save_trained(trainer, tokenizer, cfg.output)
-    ctx.counts = {"items": len(data), "resumed_from": resume or ""}
+    ctx.counts = {"items": len(data), "resumed_from": resume or "",
+                  "parameters": int(trainer.model.num_parameters())}
     ctx.metrics = {
         "final_loss": losses.losses[-1][1] if losses.losses else float(result.training_loss),
         "train_loss": float(result.training_loss),

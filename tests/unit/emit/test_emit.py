@@ -297,10 +297,11 @@ def test_cluster_generic_profile_submits_each_rule_or_group_with_its_resources(
     assert [line.split(" /")[0] for line in lines] == [
         "--parsable --job-name=tiny.prep.build_model_base "
         "--output=runs/tiny/logs/slurm/prep.build_model_base-%j.out --nodes=1 --cpus-per-task=1 "
-        "--mem=4096 --time=60 --partition=cpu --account=medlab",
+        "--mem=4096 --time=60 --requeue --signal=URG@900 --partition=cpu --account=medlab",
         "--parsable --job-name=tiny.prep.graph_load_medkg+sample_rare_dx "
         "--output=runs/tiny/logs/slurm/prep.graph_load_medkg+sample_rare_dx-%j.out --nodes=1 "
-        "--cpus-per-task=1 --mem=4096 --time=120 --partition=cpu --account=medlab",
+        "--cpus-per-task=1 --mem=4096 --time=120 --requeue --signal=URG@900 --partition=cpu "
+        "--account=medlab",
     ]
 
 

@@ -83,7 +83,7 @@ def test_a_workdir_with_shell_syntax_reaches_sbatch_as_one_literal_word(project:
     out = _compile(project, spec)
     profile = yaml.safe_load((out / "profiles/slurm-generic/config.yaml").read_text())
     resources = {"fleming_job": "sample_rare_dx", "nodes": 1, "cpus_per_task": 1,
-                 "mem_mb": 100, "runtime": 5, "sbatch_gres": ""}
+                 "mem_mb": 100, "runtime": 5, "sbatch_gres": "", "slurm_extra": "--signal=URG@150"}
     command = snakemake_format(profile["cluster-generic-submit-cmd"],
                                resources=type("R", (), resources))
     bin_dir = tmp_path / "bin"
