@@ -28,6 +28,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
+from fleming_dsl.check.predicates import prompt_variables
 from fleming_dsl.errors import JobError
 from fleming_dsl.plan.jobconfig import DistillJob
 from fleming_dsl.runtime.data import shards
@@ -108,9 +109,10 @@ def build_request(cfg: DistillJob, trajectory: Trajectory, round_number: int) ->
         provenance = item.provenance or {}
         facts = path_facts(provenance)["all_facts"] if provenance.get("path") else []
         previous = trajectory.attempts[-1].text if trajectory.attempts else ""
-        variables = {"question": item.question, "options": item.options, "answer": item.answer,
-                     "answer_text": item.options[item.answer], "facts": facts,
-                     "strategy": strategy, "previous": previous}
+        variables = prompt_variables("distill", {
+            "question": item.question, "options": item.options, "answer": item.answer,
+            "answer_text": item.options[item.answer], "facts": facts, "strategy": strategy,
+            "previous": previous})
         shown = item.model_dump(exclude_none=True)
     user = render(cfg.prompt, **variables)
     # The template teacher reads the prompt's optional `answer_as` macro (how to name the option).
