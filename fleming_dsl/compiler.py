@@ -44,14 +44,39 @@ def check_experiment(path: str | os.PathLike, project_root: Path | None = None, 
         program = load_program(path, root, text=text, texts=texts)
         found = by_place(run_checks(program))
         errors = [d for d in found if d.severity == "error"]
-        if errors:
-            raise SpecError(errors, program.sources)
+        if errors:  # what lowering finds (an unknown option, a value out of range) is shown too
+            raise SpecError(_unique(by_place(errors + _lowering_errors(program, root))),
+                            program.sources)
         exp = lower(program, root)
         found += by_place(run_lowered_checks(program, exp))
         errors = [d for d in found if d.severity == "error"]
         if errors:
             raise SpecError(errors, program.sources)
         return exp, [d for d in found if d.severity != "error"]
+
+
+def _lowering_errors(program, root: Path) -> list[Diagnostic]:
+    """The errors lowering reports for a program the rules already found errors in, so one check
+    shows every independent problem. Lowering expects a program that passed the rules: where one
+    that did not breaks it in another way, its errors only repeat the rules' and are left out."""
+    try:
+        lower(program, root)
+    except SpecError as err:
+        return [d for d in err.diagnostics if d.severity == "error"]
+    except Exception:  # noqa: BLE001 - see the docstring
+        return []
+    return []
+
+
+def _unique(diagnostics: list[Diagnostic]) -> list[Diagnostic]:
+    seen: set[tuple] = set()
+    kept = []
+    for diag in diagnostics:
+        key = (diag.span, diag.message)
+        if key not in seen:
+            seen.add(key)
+            kept.append(diag)
+    return kept
 
 
 @contextlib.contextmanager

@@ -100,3 +100,21 @@ def test_variables_set_in_the_template_and_jinja_globals_are_not_reported(tmp_pa
     path = write_project(tmp_path)
     (tmp_path / "ask.j2").write_text(prompt)
     check_experiment(path, project_root=tmp_path)
+
+
+def test_one_check_reports_every_independent_problem(tmp_path: Path) -> None:
+    """Four mistakes, found by the rules and by lowering: all four in one check."""
+    spec = (MINIMAL.replace("stage sft1 = sft(base, clean) { lr = 1e-4 }",
+                            "stage sft1 = sft(base, clean) { lr = 1e-4  epoch = 1 }")
+            .replace("rewards = correct", "rewards = corect"))
+    found = [e.splitlines()[0] for e in errors_of(
+        tmp_path, {"kg.tsv": "flu\tcauses\tfever\n", "ask.j2": "{{ anwser }}\n"}, spec)]
+    assert found == [
+        "spec.flm:4:20: error: graph kg: kg.tsv line 1 has 3 tab-separated fields; the triples "
+        "format has 5: head, head_type, relation, tail, tail_type",
+        "spec.flm:8:23: error: prompt template ask.j2:1 reads 'anwser', which synthesize q does not pass",
+        "spec.flm:8:23: error: prompt template ask.j2 defines no macro 'stem', which the template "
+        "teacher of synthesize q answers with",
+        "spec.flm:8:23: error: prompt template ask.j2:1 reads 'anwser', which distill cot does not pass",
+        "spec.flm:13:44: error: unknown option 'epoch' for stage sft1",
+        "spec.flm:14:48: error: undefined name 'corect' (a reward)"]
