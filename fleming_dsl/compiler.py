@@ -15,7 +15,7 @@ import hashlib
 import json
 import os
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -109,6 +109,7 @@ class Compiled:
     plan: Plan
     out_dir: Path
     changed: tuple[str, ...]  # files written or removed (relative to out_dir)
+    warnings: tuple[Diagnostic, ...] = ()  # what `fleming check` warns about the spec
 
 
 def default_out_dir(exp: ir.Experiment) -> str:
@@ -157,6 +158,6 @@ def compile_experiment(exp: ir.Experiment, out_dir: str | Path | None = None,
 
 def compile_spec(path: str | Path, out_dir: str | Path | None = None) -> Compiled:
     """The whole pipeline: check the spec (SpecError), plan its jobs, write its workflow."""
-    exp = load_experiment(path)
+    exp, warnings = check_experiment(path)
     spec_sha = hashlib.sha256(Path(path).read_bytes()).hexdigest()
-    return compile_experiment(exp, out_dir, spec_sha256=spec_sha)
+    return replace(compile_experiment(exp, out_dir, spec_sha256=spec_sha), warnings=tuple(warnings))

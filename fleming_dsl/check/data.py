@@ -285,6 +285,9 @@ def _widest(c: Checked, name: str) -> int | None:
             distractors = option(sample.block, "distractors") if isinstance(sample, ast.SampleDecl) else None
             k = call_kw(distractors, "k") if isinstance(distractors, ast.Call) else distractors
             width = int(k.value) + 1 if isinstance(k, ast.Num) else 4  # same_type(k = 3) by default
+            fixed = option(decl.block, "options")  # `options = n` draws n - 1 of the k distractors
+            if isinstance(fixed, ast.Num) and not isinstance(fixed.value, bool):
+                width = min(width, int(fixed.value))
         if width is None:
             return None
         most = width if most is None else max(most, width)

@@ -69,14 +69,20 @@ def cmd_check(args: argparse.Namespace) -> int:
             print(str(err), file=sys.stderr)
             failed += 1
             continue
-        shown = warnings if args.verbose else warnings[:_WARNINGS_SHOWN]
-        for warning in shown:
-            print(warning.render(None), file=sys.stderr)
-        if len(shown) < len(warnings):
-            print(f"{path}: {len(warnings) - len(shown)} more warnings (fleming check -v lists them)",
-                  file=sys.stderr)
+        print_warnings(path, warnings, args.verbose)
         print(f"{path}: ok (experiment '{exp.name}', {len(exp.declarations())} declarations)")
     return 1 if failed else 0
+
+
+def print_warnings(path: str, warnings, verbose: bool = False) -> None:
+    """A spec's warnings on stderr, the first few unless `verbose`: every command that compiles
+    shows them, so a benchmark that is also training data is seen on the way to a run."""
+    shown = warnings if verbose else warnings[:_WARNINGS_SHOWN]
+    for warning in shown:
+        print(warning.render(None), file=sys.stderr)
+    if len(shown) < len(warnings):
+        print(f"{path}: {len(warnings) - len(shown)} more warnings (fleming check -v lists them)",
+              file=sys.stderr)
 
 
 def _compile(spec: str, out: str | None):
@@ -91,7 +97,9 @@ def _compile(spec: str, out: str | None):
             project_relative(out)
         except ValueError as err:
             raise UsageError(f"--out {err}") from None
-    return compile_spec(spec, out)
+    result = compile_spec(spec, out)
+    print_warnings(spec, list(result.warnings))
+    return result
 
 
 def cmd_compile(args: argparse.Namespace) -> int:

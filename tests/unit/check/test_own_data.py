@@ -118,3 +118,21 @@ def test_one_check_reports_every_independent_problem(tmp_path: Path) -> None:
         "spec.flm:8:23: error: prompt template ask.j2:1 reads 'anwser', which distill cot does not pass",
         "spec.flm:13:44: error: unknown option 'epoch' for stage sft1",
         "spec.flm:14:48: error: undefined name 'corect' (a reward)"]
+
+
+def test_the_option_count_warning_reads_what_synthesize_fixes(tmp_path: Path) -> None:
+    """distractors = same_type(k = 8) gives up to 9 options, but `options = 4` fixes each item at 4:
+    a reward accepting [A-D] covers them, and no warning is given."""
+    spec = (MINIMAL.replace("count = 10 }", "count = 10  distractors = same_type(k = 8) }")
+            .replace("distill cot from [q, train]", "distill cot from [q]")
+            .replace('reward correct = choice_match(tag = "answer")',
+                     'reward correct = regex("<answer>[A-D]</answer>")'))
+    path = write_project(tmp_path, spec)
+    assert [w.first_line() for w in check_experiment(path, project_root=tmp_path)[1]
+            if "accepts answers" in w.message] == [
+        "spec.flm:14:48: warning: reward correct accepts answers [A-D], but stage rl trains on items "
+        "with up to 9 options (A-I)"]
+    path.write_text(spec.replace("synthesize q from s with teacher using ask",
+                                 "synthesize q from s with teacher using ask { options = 4 }"))
+    assert not [w for w in check_experiment(path, project_root=tmp_path)[1]
+                if "accepts answers" in w.message]
