@@ -26,6 +26,7 @@ EXTERNAL_COMMANDS = {
     "explain": ("fleming_dsl.review.explain", "one job's resolved config and the spec lines it came from"),
     "lsp": ("fleming_dsl.lsp.server", "the language server for editors (stdio)"),
     "reference": ("fleming_dsl.cli.reference", "regenerate the option tables of the language reference"),
+    "init": ("fleming_dsl.cli.init", "write a minimal project for your own graph and questions"),
 }
 
 
@@ -186,18 +187,48 @@ def job_targets(plan, extra: Sequence[str]) -> list[str]:
     return [outputs.get(arg, arg) for arg in extra]
 
 
+def _no_declaration_targets(result, extra: Sequence[str]) -> None:
+    """A declaration's name where a job's belongs (`fleming run spec dx`) is a CommandError that
+    names the jobs, not Snakemake's MissingRuleException."""
+    jobs = [job.name for job in result.plan.jobs]
+    for arg in extra:
+        if arg in jobs or arg not in result.experiment.declarations():
+            continue
+        own = [j for j in jobs if j.endswith(f"_{arg}")]
+        raise CommandError(f"'{arg}' is a declaration, not a job: name one of its jobs ("
+                           f"{', '.join(own)})" if own else
+                           f"'{arg}' is a declaration that runs no job of its own: name a job "
+                           f"({', '.join(jobs)})")
+
+
+_DRY_RUN = frozenset(("-n", "--dry-run", "--dryrun"))  # Snakemake's own listing is the answer
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     import subprocess
 
+    from fleming_dsl.cli import progress
+
     result = _compile(args.spec, args.out)
     out = result.out_dir.as_posix()
+    _no_declaration_targets(result, args.snakemake_args)
+    targets = job_targets(result.plan, args.snakemake_args)
     command = snakemake_command(f"{out}/Snakefile", f"{out}/profiles/{args.profile}", args.cores,
-                                job_targets(result.plan, args.snakemake_args))
+                                targets)
     print("+ " + " ".join(command[1:]), file=sys.stderr, flush=True)
     # The rules call `fleming`: make sure the one beside this interpreter is found first.
     env = dict(os.environ)
     env["PATH"] = os.path.dirname(sys.executable) + os.pathsep + env.get("PATH", "")
-    if subprocess.call(command, env=env) != 0:
+    if _DRY_RUN & set(args.snakemake_args):
+        return 0 if subprocess.call(command, env=env) == 0 else 1
+    raw_log = Path(result.experiment.workdir) / "logs" / "snakemake.log"
+    board = progress.Board({job.log: job.name for job in result.plan.jobs}, progress.printer())
+    code = progress.follow(command, env, raw_log, board)
+    print(board.summary(raw_log.as_posix()), file=sys.stderr if code else sys.stdout)
+    if code != 0:
+        if not board.failed:  # Snakemake itself failed (a bad target, a lock): its own words
+            tail = raw_log.read_text(encoding="utf-8", errors="replace").splitlines()[-15:]
+            print("\n".join(tail), file=sys.stderr)
         return 1
     _print_report_location(result.plan)
     return 0

@@ -16,7 +16,7 @@ from fleming_dsl import cli
 from fleming_dsl.plan.dag import edges, to_dot, to_mermaid
 from fleming_dsl.plan.planner import plan
 
-COMMANDS = ["check", "compile", "fmt", "graph", "schema", "run", "job", "diff", "status",
+COMMANDS = ["check", "compile", "fmt", "graph", "schema", "run", "job", "diff", "status", "init",
             "explain"]
 HEAVY = ("torch", "transformers", "trl", "vllm", "deepspeed", "accelerate", "numba",
          "matplotlib")
