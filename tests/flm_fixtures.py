@@ -23,7 +23,8 @@ evaluate [rl] on [test]
 '''
 
 # the prompt of synthesize q and distill cot: the template teacher answers q with its `stem`
-_PROMPT = "{% macro stem(clues, answer_type) %}Which {{ answer_type }} {{ clues | join(' and ') }}?{% endmacro %}x\n"
+_PROMPT = ("{% macro stem(facts, clues, answer, answer_type, hops, all_facts) %}Which {{ answer_type }} "
+           "{{ clues | join(' and ') }}?{% endmacro %}x\n")
 _MCQ_ROW = '{"question": "q?", "options": {"A": "a", "B": "b"}, "answer": "A"}\n'
 # what MINIMAL's files hold: `fleming check` reads a local graph's names and a dataset's first row
 FILES = {"kg.tsv": "flu\tdisease\tcauses\tfever\tsymptom\n", "train.jsonl": _MCQ_ROW,
