@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 from fleming_dsl import ir
 from fleming_dsl.check import run_checks, run_lowered_checks
-from fleming_dsl.errors import Diagnostic, SpecError, by_place
+from fleming_dsl.errors import Diagnostic, PlanError, SpecError, by_place
 from fleming_dsl.lower.declarations import lower
 from fleming_dsl.spec.loader import load_program
 
@@ -152,8 +152,22 @@ def compile_experiment(exp: ir.Experiment, out_dir: str | Path | None = None,
     logical = project_relative(out_dir) if out_dir is not None else default_out_dir(exp)
     with _no_cycle_collection():  # as for the front end: ~20% of a 10,000-job compile
         jobs = plan(exp, logical)
+        _not_another_specs_folder(jobs.spec, logical)
         changed = emit(jobs, logical, spec_sha256=spec_sha256, ir_sha256=ir_sha256(exp))
     return Compiled(exp, jobs, Path(logical), tuple(changed))
+
+
+def _not_another_specs_folder(spec: str, out_dir: str) -> None:
+    """PlanError when `out_dir` holds the workflow of another spec (two specs with one experiment
+    name would otherwise overwrite each other's generated/ folder, and their runs' records)."""
+    try:
+        previous = json.loads((Path(out_dir) / "manifest.json").read_text(encoding="utf-8"))["spec"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return
+    if isinstance(previous, str) and previous != spec:
+        raise PlanError(f"{out_dir} holds the workflow of {previous}, and {spec} names the same "
+                        "experiment: give one of them another experiment name (or --out DIR); if "
+                        f"{previous} was moved to {spec}, delete {out_dir} first")
 
 
 def compile_spec(path: str | Path, out_dir: str | Path | None = None) -> Compiled:
