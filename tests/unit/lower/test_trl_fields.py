@@ -65,7 +65,7 @@ def test_the_options_reach_trls_sft_config(tmp_path: Path) -> None:
     with contextlib.chdir(tmp_path):
         exp, _ = check_experiment(_project(tmp_path, SPEC), project_root=tmp_path)
         (job,) = [j for j in plan(exp, "generated/t").jobs if j.config.kind == "sft"]
-    kwargs = sft_config_kwargs(job.config, cuda=False, bf16_ok=False, assistant_only=False)
+    kwargs = sft_config_kwargs(job.config, cuda=False, bf16_ok=False)
     set_here = set(kwargs) - {"optim", "adam_beta2", "neftune_noise_alpha"}
     assert set_here <= MANAGED_TRL_FIELDS | {"dataset_num_proc"}, sorted(set_here - MANAGED_TRL_FIELDS)
     config = SFTConfig(**{**kwargs, "output_dir": str(tmp_path / "out")})
