@@ -15,13 +15,13 @@ import hashlib
 import json
 import os
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from fleming_dsl import ir
 from fleming_dsl.check import run_checks, run_lowered_checks
-from fleming_dsl.errors import Diagnostic, SpecError, by_place
+from fleming_dsl.errors import Diagnostic, PlanError, SpecError, by_place
 from fleming_dsl.lower.declarations import lower
 from fleming_dsl.spec.loader import load_program
 
@@ -44,14 +44,39 @@ def check_experiment(path: str | os.PathLike, project_root: Path | None = None, 
         program = load_program(path, root, text=text, texts=texts)
         found = by_place(run_checks(program))
         errors = [d for d in found if d.severity == "error"]
-        if errors:
-            raise SpecError(errors, program.sources)
+        if errors:  # what lowering finds (an unknown option, a value out of range) is shown too
+            raise SpecError(_unique(by_place(errors + _lowering_errors(program, root))),
+                            program.sources)
         exp = lower(program, root)
         found += by_place(run_lowered_checks(program, exp))
         errors = [d for d in found if d.severity == "error"]
         if errors:
             raise SpecError(errors, program.sources)
         return exp, [d for d in found if d.severity != "error"]
+
+
+def _lowering_errors(program, root: Path) -> list[Diagnostic]:
+    """The errors lowering reports for a program the rules already found errors in, so one check
+    shows every independent problem. Lowering expects a program that passed the rules: where one
+    that did not breaks it in another way, its errors only repeat the rules' and are left out."""
+    try:
+        lower(program, root)
+    except SpecError as err:
+        return [d for d in err.diagnostics if d.severity == "error"]
+    except Exception:  # noqa: BLE001 - see the docstring
+        return []
+    return []
+
+
+def _unique(diagnostics: list[Diagnostic]) -> list[Diagnostic]:
+    seen: set[tuple] = set()
+    kept = []
+    for diag in diagnostics:
+        key = (diag.span, diag.message)
+        if key not in seen:
+            seen.add(key)
+            kept.append(diag)
+    return kept
 
 
 @contextlib.contextmanager
@@ -84,6 +109,7 @@ class Compiled:
     plan: Plan
     out_dir: Path
     changed: tuple[str, ...]  # files written or removed (relative to out_dir)
+    warnings: tuple[Diagnostic, ...] = ()  # what `fleming check` warns about the spec
 
 
 def default_out_dir(exp: ir.Experiment) -> str:
@@ -126,12 +152,26 @@ def compile_experiment(exp: ir.Experiment, out_dir: str | Path | None = None,
     logical = project_relative(out_dir) if out_dir is not None else default_out_dir(exp)
     with _no_cycle_collection():  # as for the front end: ~20% of a 10,000-job compile
         jobs = plan(exp, logical)
+        _not_another_specs_folder(jobs.spec, logical)
         changed = emit(jobs, logical, spec_sha256=spec_sha256, ir_sha256=ir_sha256(exp))
     return Compiled(exp, jobs, Path(logical), tuple(changed))
 
 
+def _not_another_specs_folder(spec: str, out_dir: str) -> None:
+    """PlanError when `out_dir` holds the workflow of another spec (two specs with one experiment
+    name would otherwise overwrite each other's generated/ folder, and their runs' records)."""
+    try:
+        previous = json.loads((Path(out_dir) / "manifest.json").read_text(encoding="utf-8"))["spec"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return
+    if isinstance(previous, str) and previous != spec:
+        raise PlanError(f"{out_dir} holds the workflow of {previous}, and {spec} names the same "
+                        "experiment: give one of them another experiment name (or --out DIR); if "
+                        f"{previous} was moved to {spec}, delete {out_dir} first")
+
+
 def compile_spec(path: str | Path, out_dir: str | Path | None = None) -> Compiled:
     """The whole pipeline: check the spec (SpecError), plan its jobs, write its workflow."""
-    exp = load_experiment(path)
+    exp, warnings = check_experiment(path)
     spec_sha = hashlib.sha256(Path(path).read_bytes()).hexdigest()
-    return compile_experiment(exp, out_dir, spec_sha256=spec_sha)
+    return replace(compile_experiment(exp, out_dir, spec_sha256=spec_sha), warnings=tuple(warnings))

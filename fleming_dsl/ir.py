@@ -15,7 +15,7 @@ Rules of the IR:
 from __future__ import annotations
 
 import re
-from typing import Annotated, Literal, Union, get_args
+from typing import Annotated, Any, Literal, Union, get_args
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -311,6 +311,13 @@ class Training(Node):
     max_length: int = 1024  # sft: sequence length
     max_completion_length: int = 256  # grpo
     warmup_steps: int = 0
+    warmup_ratio: float | None = None  # when set, the warm-up (warmup_steps is then unset)
+    lr_scheduler_type: str | None = None  # None: the method's own (sft cosine, grpo linear)
+    weight_decay: float = 0.0
+    max_grad_norm: float = 1.0
+    gradient_checkpointing: bool = False
+    packing: bool = False  # sft
+    trl: tuple[tuple[str, Any], ...] = ()  # any other TRL config field, `trl { key = value }`
     generations: int = 8  # grpo
     beta: float = 0.0  # grpo KL coefficient
     temperature: float = 1.0  # grpo rollout temperature

@@ -22,10 +22,13 @@ stage rl = grpo(sft1, clean[easy]) { rewards = correct  generations = 2  batch =
 evaluate [rl] on [test]
 '''
 
+# the prompt of synthesize q and distill cot: the template teacher answers q with its `stem`
+_PROMPT = ("{% macro stem(facts, clues, answer, answer_type, hops, all_facts) %}Which {{ answer_type }} "
+           "{{ clues | join(' and ') }}?{% endmacro %}x\n")
 _MCQ_ROW = '{"question": "q?", "options": {"A": "a", "B": "b"}, "answer": "A"}\n'
 # what MINIMAL's files hold: `fleming check` reads a local graph's names and a dataset's first row
 FILES = {"kg.tsv": "flu\tdisease\tcauses\tfever\tsymptom\n", "train.jsonl": _MCQ_ROW,
-         "test.jsonl": _MCQ_ROW, "ask.j2": "x\n"}
+         "test.jsonl": _MCQ_ROW, "ask.j2": _PROMPT}
 
 
 def write_project(root: Path, spec: str = MINIMAL, name: str = "spec.flm") -> Path:

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from fleming_dsl.check.common import Checked, call_kw, option, option_key
 from fleming_dsl.check.files import exists, local_path
-from fleming_dsl.check.predicates import SPLIT_FIELDS
+from fleming_dsl.check.predicates import SPLIT_FIELDS, answer_letter, option_table
 from fleming_dsl.errors import Diagnostic, FlemingError
 from fleming_dsl.spec import ast
 from fleming_dsl.spec.text import as_float
@@ -35,6 +35,7 @@ FORMAT_FIELDS: dict[str, tuple[tuple[str, ...], ...]] = {
     "mcq": (("question",), ("options",), ("answer", "answer_idx")),
     "chat": (("messages",),),
 }
+FIRST_RECORDS = 20  # records of a local dataset read at check time (its format, its answers)
 _WHOLE_JSON_BYTES = 64 << 20  # a .json file up to this size is parsed whole to find its first row
 
 
@@ -67,11 +68,18 @@ class _Unreadable(FlemingError):
 
 def first_record(path: Path) -> tuple[str, object]:
     """(location, first row) of a local dataset file, read the way the job reads it."""
+    return first_records(path, 1)[0]
+
+
+def first_records(path: Path, count: int) -> list[tuple[str, object]]:
+    """(location, row) of the first `count` rows of a local dataset file (at least one), read the
+    way the job reads it; a bounded read of a JSON-lines file whatever its size."""
     if path.is_dir():
         raise _Unreadable("is a folder, expected a file")
     size = path.stat().st_size
     if size == 0:
         raise _Unreadable("is empty")
+    rows: list[tuple[str, object]] = []
     try:
         if path.suffix == ".json" and size <= _WHOLE_JSON_BYTES:
             try:
@@ -79,28 +87,34 @@ def first_record(path: Path) -> tuple[str, object]:
             except json.JSONDecodeError:
                 data = None
             if isinstance(data, list) and data:
-                return "1", data[0]
+                return [(str(i), row) for i, row in enumerate(data[:count], 1)]
             if isinstance(data, dict) and data and all(isinstance(v, dict) for v in data.values()):
-                key = next(iter(data))
-                return str(key), data[key]
+                return [(str(key), data[key]) for key in list(data)[:count]]
         with path.open(encoding="utf-8") as handle:
             for number, line in enumerate(handle, 1):
-                if line.strip():
-                    try:
-                        return str(number), json.loads(line)
-                    except json.JSONDecodeError as err:
-                        raise _Unreadable(f"line {number} is not JSON ({err.msg})") from None
+                if not line.strip():
+                    continue
+                try:
+                    rows.append((str(number), json.loads(line)))
+                except json.JSONDecodeError as err:
+                    if rows:
+                        break  # the job names this line; the rows before it are judged here
+                    raise _Unreadable(f"line {number} is not JSON ({err.msg})") from None
+                if len(rows) >= count:
+                    break
     except UnicodeDecodeError as err:
         raise _Unreadable(f"is not UTF-8 text (byte {err.start})") from None
-    raise _Unreadable("has no records")
+    if not rows:
+        raise _Unreadable("has no records")
+    return rows
 
 
-def _first_record_or_error(path: Path) -> tuple[str, object] | Exception | None:
-    """first_record(path), the error it raised, or None when the file does not exist."""
+def _first_records_or_error(path: Path) -> list[tuple[str, object]] | Exception | None:
+    """first_records(path), the error it raised, or None when the file does not exist."""
     if not exists(path):
         return None
     try:
-        return first_record(path)
+        return first_records(path, FIRST_RECORDS)
     except (_Unreadable, OSError) as err:
         return err
 
@@ -114,7 +128,7 @@ def _fits(row: object, fmt: str) -> str | None:
 
 def format_matches_file(c: Checked) -> Iterator[Diagnostic]:
     """A local dataset's first record has the fields of its declared format."""
-    records: dict[Path, tuple[str, object] | Exception | None] = {}  # each file read once
+    records: dict[Path, list[tuple[str, object]] | Exception | None] = {}  # each file read once
     for d in _datasets(c):
         fmt = d.source.func.name
         arg = d.source.args[0] if d.source.args else None
@@ -122,7 +136,7 @@ def format_matches_file(c: Checked) -> Iterator[Diagnostic]:
             continue
         path = local_path(c, d, arg.value)
         if path not in records:
-            records[path] = _first_record_or_error(path)
+            records[path] = _first_records_or_error(path)
         record = records[path]
         if record is None:
             continue  # missing_files reports it
@@ -130,9 +144,10 @@ def format_matches_file(c: Checked) -> Iterator[Diagnostic]:
             yield Diagnostic(f"cannot check the format of dataset {d.name.name}: {arg.value} {record}",
                              arg.span, severity="warning")
             continue
-        where, row = record
+        where, row = record[0]
         lacking = _fits(row, fmt)
         if lacking is None:
+            yield from _answers_are_letters(d, arg, record)
             continue
         likely = [f for f in FORMAT_FIELDS if f != fmt and _fits(row, f) is None]
         fields = ", ".join(sorted(row)[:8]) if isinstance(row, dict) else type(row).__name__
@@ -142,6 +157,36 @@ def format_matches_file(c: Checked) -> Iterator[Diagnostic]:
                              "/".join(g) for g in FORMAT_FIELDS[fmt]),
                          hint=(f"its fields ({fields}) fit {likely[0]}: write {likely[0]}(...)"
                                if likely else f"its fields are: {fields}"))
+
+
+def _answers_are_letters(d: ast.DatasetDecl, arg: ast.Str,
+                         rows: list[tuple[str, object]]) -> Iterator[Diagnostic]:
+    """The first records of an `mcq`/`jmed` file name their answer as the job reads it: a letter
+    of the options or an index, not the option's text."""
+    if d.source.func.name not in ("mcq", "jmed"):
+        return
+    for where, row in rows:
+        if not isinstance(row, dict):
+            continue
+        answer = row.get("answer") if row.get("answer") not in (None, "") else row.get("answer_idx")
+        options: dict[str, str] = {}
+        try:
+            options = option_table(row.get("options"))
+            if answer is not None:
+                answer_letter(answer, options, "answer")
+            continue
+        except ValueError as err:
+            problem = str(err)
+        named = next((k for k, v in options.items() if v == str(answer).strip()), None)
+        yield Diagnostic(f"dataset {d.name.name}: record {where} of {arg.value}: {problem}", arg.span,
+                         expected=f"the {d.source.func.name} format: {_MCQ_SHAPE}",
+                         hint=(f"the answer is the text of option {named}: write \"answer\": "
+                               f"\"{named}\"" if named else "docs/data.md states the format"))
+        return  # one record shows the mistake; the rest are likely alike
+
+
+_MCQ_SHAPE = ('{"question": "...", "options": {"A": "...", "B": "..."} or ["...", "..."], '
+              '"answer": "A" (a letter, or a 0-based index)}')
 
 
 # ---------------------------------------------------------------- how data is used
@@ -243,6 +288,10 @@ def _widest(c: Checked, name: str) -> int | None:
             k = call_kw(distractors, "k") if isinstance(distractors, ast.Call) else distractors
             known = isinstance(k, ast.Num) and math.isfinite(as_float(k.value))  # k = 1e999: lowering reports it
             width = int(k.value) + 1 if known else 4  # same_type(k = 3) by default
+            fixed = option(decl.block, "options")  # `options = n` draws n - 1 of the k distractors
+            if (isinstance(fixed, ast.Num) and not isinstance(fixed.value, bool)
+                    and math.isfinite(as_float(fixed.value))):
+                width = min(width, int(fixed.value))
         if width is None:
             return None
         most = width if most is None else max(most, width)

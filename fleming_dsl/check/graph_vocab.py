@@ -61,10 +61,15 @@ def fingerprint(paths: list[Path]) -> str:
     return digest.hexdigest()
 
 
-def _rows(path: Path, delimiter: str):
-    # Hetionet publishes its edges as .sif.gz, and the loader reads it as such
+def open_text(path: Path):
+    """A graph file as UTF-8 text: Hetionet publishes its edges as .sif.gz, and the loader reads
+    it as such."""
     opener = gzip.open if path.name.endswith(".gz") else open
-    handle = opener(path, "rt", encoding="utf-8", newline="")
+    return opener(path, "rt", encoding="utf-8", newline="")
+
+
+def _rows(path: Path, delimiter: str):
+    handle = open_text(path)
     csv.field_size_limit(sys.maxsize)
     quoting = csv.QUOTE_NONE if delimiter == "\t" else csv.QUOTE_MINIMAL
     return handle, csv.reader(handle, delimiter=delimiter, quoting=quoting)

@@ -119,3 +119,70 @@ def stored_reverse(fmt: str, relation: str, same_type: bool) -> str:
     if fmt == "hetionet" and same_type and not any(c in relation for c in "<>"):
         return relation
     return relation + REVERSED
+
+
+# ---------------------------------------------------------------- what data files and prompts hold
+
+# graph format -> the header of each of its files, in the order the spec names them (triples:
+# the header line is optional, but every line has these fields)
+GRAPH_COLUMNS: dict[str, tuple[tuple[str, ...], ...]] = {
+    "primekg": (("relation", "display_relation", "x_index", "x_id", "x_type", "x_name",
+                 "x_source", "y_index", "y_id", "y_type", "y_name", "y_source"),),
+    "hetionet": (("id", "name", "kind"), ("source", "metaedge", "target")),
+    "triples": (("head", "head_type", "relation", "tail", "tail_type"),),
+}
+
+# step -> the variables its job renders the step's prompt with (the jobs pass exactly these, so
+# `fleming check` can name a template's undefined variable before anything runs)
+PROMPT_VARIABLES: dict[str, tuple[str, ...]] = {
+    "synthesize": ("facts", "clues", "all_facts", "answer", "answer_type", "hops"),
+    "distill": ("question", "options", "answer", "answer_text", "facts", "strategy", "previous"),
+    "difficulty": ("question", "options", "answer", "answer_text"),
+    # distill { protocol = search }: no label, the chain so far instead of the last attempt
+    "search": ("question", "options", "facts", "strategy", "chain"),
+    # distill { rewrite = ... }: the whole search and the option it ended on
+    "rewrite": ("question", "options", "chain", "said"),
+}
+# step -> the macros its prompt must define when the teacher is the template verbaliser (it
+# answers with the prompt's own macro: runtime/teachers/backends/template.py)
+TEMPLATE_TEACHER_MACROS: dict[str, tuple[str, ...]] = {"synthesize": ("stem",)}
+
+
+def prompt_variables(step: str, available: dict) -> dict:
+    """The variables a step's prompt is rendered with, picked from what the job computed."""
+    return {name: available[name] for name in PROMPT_VARIABLES[step]}
+
+
+OPTION_LETTERS = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"  # JMED has up to 21 options: A..U
+
+
+def option_table(value, name: str = "options") -> dict[str, str]:
+    """A row's options as {letter: text}, from an object of letters or a list; ValueError says
+    what is wrong."""
+    if isinstance(value, dict):
+        options = {str(k).strip(): str(v).strip() for k, v in value.items()}
+        if any(k not in OPTION_LETTERS or len(k) != 1 for k in options):
+            raise ValueError(f"field '{name}' keys must be letters A..Z, got {sorted(options)}")
+        return dict(sorted(options.items()))
+    if isinstance(value, list):
+        if len(value) > len(OPTION_LETTERS):
+            raise ValueError(f"field '{name}' has {len(value)} options, at most {len(OPTION_LETTERS)}")
+        return {OPTION_LETTERS[i]: str(v).strip() for i, v in enumerate(value)}
+    raise ValueError(f"field '{name}' must be an object of letters or a list")
+
+
+def answer_letter(value, options: dict[str, str], name: str, base: int = 0) -> str:
+    """The answer as a letter, from a letter or an index counted from `base`; ValueError says
+    what is wrong (an option's text where its letter belongs, most often)."""
+    if isinstance(value, bool):
+        raise ValueError(f"field '{name}' must be a letter or an index, got {value!r}")
+    if isinstance(value, int) or (isinstance(value, str) and value.strip().isdigit()):
+        index = int(value) - base
+        if not 0 <= index < len(options):
+            raise ValueError(f"field '{name}' is {value}, outside the {len(options)} options")
+        return list(options)[index]
+    letter = str(value).strip().strip("()").upper()
+    if letter not in options:
+        raise ValueError(f"field '{name}' is {value!r}, not one of the option letters "
+                         f"{''.join(options)}")
+    return letter

@@ -26,16 +26,18 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from fleming_dsl.check.common import Checked, option
+from fleming_dsl.check.common import Checked, call_kw, entries, option
 from fleming_dsl.check.files import local_path
 from fleming_dsl.check.graph_vocab import cache_dir
 from fleming_dsl.check.predicates import (
     MAX_PROMPT_CHARS,
+    PROMPT_VARIABLES,
     RUBRIC_VARIABLES,
+    TEMPLATE_TEACHER_MACROS,
     template_filter_problem,
     template_operation_problem,
 )
-from fleming_dsl.errors import Diagnostic, FlemingError
+from fleming_dsl.errors import Diagnostic, FlemingError, did_you_mean
 from fleming_dsl.spec import ast
 
 MAX_DEPTH = 16  # nested template names followed; deeper ones are reported and not read
@@ -63,7 +65,9 @@ def prompt_templates(c: Checked) -> Iterator[Diagnostic]:
             continue
         path = local_path(c, decl, arg.value)
         if path not in judged:
-            judged[path] = tuple(_judge(path, arg.value))
+            judged[path] = tuple(_judge(path, arg.value, _parses(c)))
+            if any(f.severity == "error" for f in judged[path]):
+                c.memo.setdefault("broken_templates", set()).add(path)
         for finding in judged[path]:
             yield Diagnostic(finding.message, arg.span, hint=finding.hint, severity=finding.severity)
 
@@ -164,7 +168,19 @@ def _inside(real: str, root: str) -> bool:
     return real == root or real.startswith(root.rstrip(os.sep) + os.sep)
 
 
-def _judge(path: Path, written: str) -> Iterator[Finding]:
+def _parses(c: Checked) -> dict[str, tuple[Parse | str | None, str | None]]:
+    """real path -> (its parse, why it could not be read): each template read once per check."""
+    return c.memo.setdefault("template_parses", {})
+
+
+def _read_and_parse(real: str, parses: dict) -> tuple[Parse | str | None, str | None]:
+    if real not in parses:
+        source, problem = _read(real)
+        parses[real] = (None, problem) if problem is not None else (_parsed(source), None)
+    return parses[real]
+
+
+def _judge(path: Path, written: str, parses: dict) -> Iterator[Finding]:
     try:
         if not path.is_file():
             return  # missing_files reports a missing template
@@ -187,15 +203,14 @@ def _judge(path: Path, written: str) -> Iterator[Finding]:
             continue  # read once; a template may include itself conditionally
         seen.add(real)
         where = " -> ".join(chain)
-        source, problem = _read(real)
+        parsed, problem = _read_and_parse(real, parses)
         if problem is not None:
             yield Finding(f"prompt template {where} {problem}")
             continue
-        parsed = _parsed(source)
         if isinstance(parsed, str):  # a syntax error, or why it could not be parsed at all
             yield Finding(f"prompt template {where}{parsed}")
             continue
-        for name in parsed:
+        for name in parsed.names:
             if not isinstance(name, str):
                 yield Finding(f"prompt template {where} includes a template whose name is computed "
                               "when it renders: fleming check cannot follow it",
@@ -212,40 +227,83 @@ def _judge(path: Path, written: str) -> Iterator[Finding]:
                 stack.append((target, (*chain, name)))
 
 
-def _parsed(source: str) -> list[str | None] | str:
-    """The template names `source` refers to (None where computed when it renders), or the end of
-    a message saying why it does not parse; from the sidecar when this text was parsed before."""
-    key = hashlib.sha256(f"{_SIDECAR_FORM}\0{_jinja2_version()}\0{source}".encode("utf-8", "surrogatepass")).hexdigest()
+@dataclass(frozen=True)
+class Parse:
+    """What a template's text refers to: the templates it names (None where computed when it
+    renders), the variables it reads but does not set, with the line each is first read on, and
+    the macros it defines or imports."""
+
+    names: tuple[str | None, ...]
+    variables: tuple[tuple[str, int], ...] = ()
+    macros: tuple[str, ...] = ()
+
+
+# bump when what a sidecar holds changes (4: variables and macros, and a template refused as
+# unbounded is an error)
+_SIDECAR_VERSION = 4
+
+
+def _parsed(source: str) -> Parse | str:
+    """What `source` refers to, or the end of a message saying why it does not parse; from the
+    sidecar when this text was parsed before."""
+    key = hashlib.sha256(f"{_SIDECAR_VERSION}\0{_jinja2_version()}\0{source}".encode(
+        "utf-8", "surrogatepass")).hexdigest()
     sidecar = _sidecars() / f"{key}.json"
     try:
         data = json.loads(sidecar.read_text(encoding="utf-8"))
         if isinstance(data.get("error"), str):
             return data["error"]
-        if isinstance(data.get("names"), list):
-            return [n if isinstance(n, str) else None for n in data["names"]]
-    except (OSError, ValueError, AttributeError):
+        return Parse(tuple(n if isinstance(n, str) else None for n in data["names"]),
+                     tuple((str(v), int(line)) for v, line in data["variables"]),
+                     tuple(str(m) for m in data["macros"]))
+    except (OSError, ValueError, AttributeError, KeyError, TypeError):
         pass
-    import jinja2  # only on a text not parsed before: jinja2 is not part of the light front end
-    from jinja2 import meta
-
-    env = jinja2.Environment(trim_blocks=True, lstrip_blocks=True, autoescape=False)
     try:
-        tree = env.parse(source)
-        found: list[str | None] | str = _unbounded(tree) or [
-            n if isinstance(n, str) else None for n in meta.find_referenced_templates(tree)]
-    except jinja2.TemplateSyntaxError as err:
-        found = f": syntax error at line {err.lineno}: {err.message}"
+        found: Parse | str = _parse(source)
     except (RecursionError, MemoryError, ValueError) as err:  # e.g. expressions nested 10,000 deep
         return f" cannot be parsed ({type(err).__name__})"  # not kept: it may be this process's limit
     try:
         sidecar.parent.mkdir(parents=True, exist_ok=True)
         temp = sidecar.with_suffix(f".{os.getpid()}.tmp")
-        temp.write_text(json.dumps({"error": found} if isinstance(found, str) else {"names": found}),
-                        encoding="utf-8")
+        temp.write_text(json.dumps({"error": found} if isinstance(found, str) else {
+            "names": found.names, "variables": found.variables, "macros": found.macros}),
+            encoding="utf-8")
         os.replace(temp, sidecar)
     except OSError:
         pass  # a read-only cache only costs a parse next time
     return found
+
+
+def _parse(source: str) -> Parse | str:
+    """jinja2's own reading of a template: its referenced templates and undeclared variables
+    (jinja2.meta), and its macros from the AST; or why it is refused (unparsable, or unbounded
+    from its constants alone)."""
+    import jinja2  # only on a text not parsed before: jinja2 is not part of the light front end
+    from jinja2 import meta, nodes
+
+    env = jinja2.Environment(trim_blocks=True, lstrip_blocks=True, autoescape=False)
+    try:
+        tree = env.parse(source)
+    except jinja2.TemplateSyntaxError as err:
+        return f": syntax error at line {err.lineno}: {err.message}"
+    unbounded = _unbounded(tree)
+    if unbounded is not None:
+        return unbounded
+    # a name set anywhere in the template is taken as set: jinja2 counts a name set in one
+    # branch of an {% if %} as undeclared in the other, where it is rarely read
+    stored = {n.name for n in tree.find_all(nodes.Name) if n.ctx in ("store", "param")}
+    undeclared = meta.find_undeclared_variables(tree) - set(env.globals) - stored
+    first_line: dict[str, int] = {}
+    for node in tree.find_all(nodes.Name):
+        if node.name in undeclared and node.ctx == "load":
+            first_line[node.name] = min(first_line.get(node.name, node.lineno), node.lineno)
+    macros = {m.name for m in tree.find_all(nodes.Macro)}
+    for imported in tree.find_all(nodes.FromImport):
+        macros.update(n if isinstance(n, str) else n[1] for n in imported.names)
+    return Parse(tuple(n if isinstance(n, str) else None
+                       for n in meta.find_referenced_templates(tree)),
+                 tuple(sorted(first_line.items(), key=lambda item: (item[1], item[0]))),
+                 tuple(sorted(macros)))
 
 
 def _unbounded(tree) -> str | None:
@@ -305,7 +363,6 @@ def _too_long(left: object, right: object) -> bool:
 _UNKNOWN = object()
 _OPERATORS = {"+": operator.add, "-": operator.sub, "*": operator.mul, "/": operator.truediv,
               "//": operator.floordiv, "%": operator.mod, "**": operator.pow}
-_SIDECAR_FORM = 2  # what a sidecar holds; 2: a template refused as unbounded is an error
 
 
 class _Refused(FlemingError):
@@ -362,3 +419,74 @@ def _resolve(name: str, root: str, where: str) -> tuple[str | None, Finding | No
         return None, Finding(f"prompt template {where} reads '{name}', which lies outside the "
                              "prompt folder", _FOLDER_HINT)
     return real, None
+
+
+# ---------------------------------------------------------------- what a step passes its prompt
+
+
+@dataclass(frozen=True)
+class PromptUse:
+    step: str  # a key of predicates.PROMPT_VARIABLES
+    user: str  # the declaration that renders it, as users read it: "synthesize questions"
+    prompt: ast.Name
+    template_teacher: bool  # the teacher answers with the prompt's own macros
+
+
+def prompt_uses(c: Checked) -> Iterator[PromptUse]:
+    """Each place a step renders a prompt (rubric rewards pass their data's own fields: unchecked)."""
+    for decl in c.program.decls:
+        if isinstance(decl, (ast.SynthesizeDecl, ast.DistillDecl)):
+            step = "synthesize" if isinstance(decl, ast.SynthesizeDecl) else "distill"
+            kind = "search" if step == "distill" and _is_search(decl) else step
+            teacher = c.by_name.get(decl.teacher.name)
+            yield PromptUse(kind, f"{step} {decl.name.name}", decl.prompt,
+                            isinstance(teacher, ast.ModelDecl) and teacher.source.func.name == "template")
+            rewrite = option(decl.block, "rewrite") if step == "distill" else None
+            if isinstance(rewrite, ast.Name):
+                yield PromptUse("rewrite", f"the rewrite of distill {decl.name.name}", rewrite, False)
+        elif isinstance(decl, ast.FilterDecl):
+            for entry in entries(decl.block, "difficulty"):
+                prompt = call_kw(entry.call, "prompt")
+                if isinstance(prompt, ast.Name):
+                    yield PromptUse("difficulty", f"the difficulty step of filter {decl.name.name}",
+                                    prompt, False)
+
+
+def _is_search(decl: ast.DistillDecl) -> bool:
+    protocol = option(decl.block, "protocol")
+    return isinstance(protocol, ast.Name) and protocol.name == "search"
+
+
+def prompt_variables_provided(c: Checked) -> Iterator[Diagnostic]:
+    """A prompt reads only the variables its step passes, and defines the macros its teacher
+    calls: `{{ anwser }}` or a synthesize prompt without `stem` fails here, not in the job."""
+    for use in prompt_uses(c):
+        decl = c.by_name.get(use.prompt.name)
+        if not isinstance(decl, ast.PromptDecl) or not decl.source.args \
+                or not isinstance(decl.source.args[0], ast.Str):
+            continue
+        arg = decl.source.args[0]
+        path = local_path(c, decl, arg.value)
+        real = _real(str(path))
+        if path in c.memo.get("broken_templates", ()) or real is None:
+            continue  # prompt_templates reported why it cannot be used
+        parse = _read_and_parse(real, _parses(c))[0] if os.path.isfile(real) else None
+        if not isinstance(parse, Parse):
+            continue  # missing or not parsed: missing_files and prompt_templates report it
+        passed = PROMPT_VARIABLES[use.step]
+        for name, line in parse.variables:
+            if use.step == "search" and name in LABEL_VARIABLES:
+                continue  # search_prompts_hide_the_label says why it is not there
+            if name not in passed:
+                yield Diagnostic(f"prompt template {arg.value}:{line} reads '{name}', which "
+                                 f"{use.user} does not pass", arg.span,
+                                 expected=f"the variables {use.step} passes: {', '.join(passed)}",
+                                 hint=did_you_mean(name, list(passed))
+                                 or "docs/data.md lists the variables each step passes")
+        if use.template_teacher:
+            for macro in TEMPLATE_TEACHER_MACROS.get(use.step, ()):
+                if macro not in parse.macros:
+                    yield Diagnostic(f"prompt template {arg.value} defines no macro '{macro}', which "
+                                     f"the template teacher of {use.user} answers with", arg.span,
+                                     hint=f"add {{% macro {macro}({', '.join(passed)}) %}}...{{% endmacro %}} "
+                                          "(see prompts/question.j2), or use a model as the teacher")

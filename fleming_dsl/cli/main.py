@@ -26,6 +26,7 @@ EXTERNAL_COMMANDS = {
     "explain": ("fleming_dsl.review.explain", "one job's resolved config and the spec lines it came from"),
     "lsp": ("fleming_dsl.lsp.server", "the language server for editors (stdio)"),
     "reference": ("fleming_dsl.cli.reference", "regenerate the option tables of the language reference"),
+    "init": ("fleming_dsl.cli.init", "write a minimal project for your own graph and questions"),
 }
 
 
@@ -69,14 +70,20 @@ def cmd_check(args: argparse.Namespace) -> int:
             print(str(err), file=sys.stderr)
             failed += 1
             continue
-        shown = warnings if args.verbose else warnings[:_WARNINGS_SHOWN]
-        for warning in shown:
-            print(warning.render(None), file=sys.stderr)
-        if len(shown) < len(warnings):
-            print(f"{path}: {len(warnings) - len(shown)} more warnings (fleming check -v lists them)",
-                  file=sys.stderr)
+        print_warnings(path, warnings, args.verbose)
         print(f"{path}: ok (experiment '{exp.name}', {len(exp.declarations())} declarations)")
     return 1 if failed else 0
+
+
+def print_warnings(path: str, warnings, verbose: bool = False) -> None:
+    """A spec's warnings on stderr, the first few unless `verbose`: every command that compiles
+    shows them, so a benchmark that is also training data is seen on the way to a run."""
+    shown = warnings if verbose else warnings[:_WARNINGS_SHOWN]
+    for warning in shown:
+        print(warning.render(None), file=sys.stderr)
+    if len(shown) < len(warnings):
+        print(f"{path}: {len(warnings) - len(shown)} more warnings (fleming check -v lists them)",
+              file=sys.stderr)
 
 
 def _compile(spec: str, out: str | None):
@@ -91,7 +98,9 @@ def _compile(spec: str, out: str | None):
             project_relative(out)
         except ValueError as err:
             raise UsageError(f"--out {err}") from None
-    return compile_spec(spec, out)
+    result = compile_spec(spec, out)
+    print_warnings(spec, list(result.warnings))
+    return result
 
 
 def cmd_compile(args: argparse.Namespace) -> int:
@@ -206,6 +215,23 @@ def old_cluster_option(extra: Sequence[str]) -> str | None:
     return None
 
 
+def _no_declaration_targets(result, extra: Sequence[str]) -> None:
+    """A declaration's name where a job's belongs (`fleming run spec dx`) is a CommandError that
+    names the jobs, not Snakemake's MissingRuleException."""
+    jobs = [job.name for job in result.plan.jobs]
+    for arg in extra:
+        if arg in jobs or arg not in result.experiment.declarations():
+            continue
+        own = [j for j in jobs if j.endswith(f"_{arg}")]
+        raise CommandError(f"'{arg}' is a declaration, not a job: name one of its jobs ("
+                           f"{', '.join(own)})" if own else
+                           f"'{arg}' is a declaration that runs no job of its own: name a job "
+                           f"({', '.join(jobs)})")
+
+
+_DRY_RUN = frozenset(("-n", "--dry-run", "--dryrun"))  # Snakemake's own listing is the answer
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     import subprocess
 
@@ -217,15 +243,28 @@ def cmd_run(args: argparse.Namespace) -> int:
             "slurm-generic (an sbatch line through the cluster-generic executor; "
             "generated/<experiment>/README.md shows both)")
 
+    from fleming_dsl.cli import progress
+
     result = _compile(args.spec, args.out)
     out = result.out_dir.as_posix()
+    _no_declaration_targets(result, args.snakemake_args)
+    targets = job_targets(result.plan, args.snakemake_args)
     command = snakemake_command(f"{out}/Snakefile", f"{out}/profiles/{args.profile}", args.cores,
-                                job_targets(result.plan, args.snakemake_args))
+                                targets)
     print("+ " + " ".join(command[1:]), file=sys.stderr, flush=True)
     # The rules call `fleming`: make sure the one beside this interpreter is found first.
     env = dict(os.environ)
     env["PATH"] = os.path.dirname(sys.executable) + os.pathsep + env.get("PATH", "")
-    if subprocess.call(command, env=env) != 0:
+    if _DRY_RUN & set(args.snakemake_args):
+        return 0 if subprocess.call(command, env=env) == 0 else 1
+    raw_log = Path(result.experiment.workdir) / "logs" / "snakemake.log"
+    board = progress.Board({job.log: job.name for job in result.plan.jobs}, progress.printer())
+    code = progress.follow(command, env, raw_log, board)
+    print(board.summary(raw_log.as_posix()), file=sys.stderr if code else sys.stdout)
+    if code != 0:
+        if not board.failed:  # Snakemake itself failed (a bad target, a lock): its own words
+            tail = raw_log.read_text(encoding="utf-8", errors="replace").splitlines()[-15:]
+            print("\n".join(tail), file=sys.stderr)
         return 1
     _print_report_location(result.plan)
     return 0

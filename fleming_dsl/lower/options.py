@@ -92,7 +92,8 @@ def _stage_options() -> tuple[Opt, ...]:
     options lowering reads beside it."""
     from fleming_dsl.lower.stages import TRAINING_OPTIONS
 
-    rows = tuple(Opt(o.word, _type_of(o.convert), ("grpo: " if o.methods == ("grpo",) else "") + o.meaning,
+    rows = tuple(Opt(o.word, _type_of(o.convert),
+                     (f"{o.methods[0]}: " if len(o.methods) == 1 else "") + o.meaning,
                      f"ir.Training.{o.target}", _range_of(o.check), _STAGE_UNITS.get(o.word, ""))
                  for o in TRAINING_OPTIONS)
     return rows + (

@@ -10,8 +10,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from fleming_dsl import ir
+from fleming_dsl.errors import did_you_mean
 from fleming_dsl.check import grpo as grpo_rules
 from fleming_dsl.lower.context import LowerContext
+from fleming_dsl.lower.trl_fields import GRPO_CONFIG_FIELDS, LR_SCHEDULERS, SFT_CONFIG_FIELDS
 from fleming_dsl.lower.values import (
     MISSING,
     Options,
@@ -77,6 +79,16 @@ TRAINING_OPTIONS: tuple[TrainingOption, ...] = (
     TrainingOption("max_completion_length", to_int, at_least(1), methods=("grpo",),
                    meaning="rollout length in tokens"),
     TrainingOption("warmup_steps", to_int, non_negative, meaning="linear warm-up steps"),
+    TrainingOption("warmup_ratio", to_float, lambda x: None if 0 <= x < 1 else "in [0, 1)",
+                   meaning="linear warm-up as a fraction of all steps (instead of warmup_steps)"),
+    TrainingOption("lr_scheduler_type", one_of(LR_SCHEDULERS),
+                   meaning="learning-rate schedule after warm-up (transformers' names)"),
+    TrainingOption("weight_decay", to_float, non_negative, meaning="AdamW weight decay"),
+    TrainingOption("max_grad_norm", to_float, positive, meaning="gradient clipping norm"),
+    TrainingOption("gradient_checkpointing", to_bool,
+                   meaning="recompute activations in the backward pass: less memory, slower"),
+    TrainingOption("packing", to_bool, methods=("sft",),
+                   meaning="pack several examples into each max_length sequence"),
     TrainingOption("generations", to_int, at_least(2), methods=("grpo",),
                    meaning="rollouts per prompt (the GRPO group)"),
     TrainingOption("beta", to_float, non_negative, methods=("grpo",), meaning="KL coefficient"),
@@ -130,6 +142,26 @@ TRAINING_OPTIONS: tuple[TrainingOption, ...] = (
                    meaning="dynamic sampling: replacement draws per step at most"),
 )
 _GRPO_ONLY = (*(o.word for o in TRAINING_OPTIONS if o.methods == ("grpo",)), "rewards")
+_SFT_ONLY = tuple(o.word for o in TRAINING_OPTIONS if o.methods == ("sft",))
+_SFT_ONLY_WORDS = dict.fromkeys(_SFT_ONLY)
+TRL_FIELDS = {"sft": SFT_CONFIG_FIELDS, "grpo": GRPO_CONFIG_FIELDS}
+# TrainingArguments fields the stage's own options or the job set: a `trl { }` block may not
+# set them (the value would not take effect, or would fight the job's)
+MANAGED_TRL_FIELDS = frozenset((
+    "output_dir", "learning_rate", "num_train_epochs", "max_steps", "per_device_train_batch_size",
+    "gradient_accumulation_steps", "warmup_steps", "logging_steps", "save_strategy", "save_steps",
+    "save_total_limit", "seed", "data_seed", "report_to", "run_name",
+    "disable_tqdm", "use_cpu", "bf16", "deepspeed", "ddp_backend", "lr_scheduler_type",
+    "weight_decay", "max_grad_norm", "gradient_checkpointing", "activation_checkpointing",
+    "packing", "max_length", "max_completion_length", "num_generations", "beta", "temperature",
+    "use_vllm", "generation_batch_size", "steps_per_generation", "per_device_eval_batch_size",
+    "resume_from_checkpoint", "do_train", "do_eval", "eval_strategy", "push_to_hub", "hub_token",
+    "loss_type", "scale_rewards", "epsilon", "epsilon_high", "importance_sampling_level",
+    "top_entropy_quantile", "mask_truncated_completions", "num_iterations", "top_p", "top_k",
+    "repetition_penalty", "vllm_mode", "vllm_gpu_memory_utilization", "vllm_max_model_length",
+    "vllm_tensor_parallel_size", "vllm_enable_sleep_mode", "vllm_server_base_url",
+    "reward_weights", "dataset_text_field", "completion_only_loss", "assistant_only_loss",
+))
 _GRPO_ONLY_WORDS = dict.fromkeys(_GRPO_ONLY)
 _TRAINING_WORDS = dict.fromkeys(o.word for o in TRAINING_OPTIONS)
 
@@ -206,11 +238,14 @@ class StageLowering:
         pairs = [(o.key, overrides[o.key.name][1] if o.key.name in overrides else o.value) for o in written]
         pairs += [(k, v) for name, (k, v) in overrides.items() if all(o.key.name != name for o in written)]
         opts = Options(pairs, f"stage {declared or d.name.name}", self.diags)
-        subs = self.ctx.sub_blocks(block, ("resources", "lora"), f"stage {d.name.name}")
+        subs = self.ctx.sub_blocks(block, ("resources", "lora", "trl"), f"stage {d.name.name}")
         if method == "sft":
             grpo_written = opts.expect(_GRPO_ONLY_WORDS)
             for key in sorted(grpo_written, key=_GRPO_ONLY.index):
                 self.diags.error(f"'{key}' applies only to grpo stages", opts.key_span(key))
+        else:
+            for key in sorted(opts.expect(_SFT_ONLY_WORDS), key=_SFT_ONLY.index):
+                self.diags.error(f"'{key}' applies only to sft stages", opts.key_span(key))
         # only the options written are read (a stage writes a few of the ~40): same result, a
         # fraction of the calls when 100,000 stages are lowered
         written_training = opts.expect(_TRAINING_WORDS)
@@ -219,6 +254,11 @@ class StageLowering:
         lora_flag = opts.get("lora", to_bool)
         if "lora" in subs or lora_flag:
             t["lora"] = self.lora(subs.get("lora"))
+        if "trl" in subs:
+            t["trl"] = self.trl_arguments(subs["trl"], method)
+        if t.get("warmup_ratio") is not None and t.get("warmup_steps") is not None:
+            self.diags.error("set 'warmup_steps' or 'warmup_ratio', not both",
+                             opts.key_span("warmup_ratio"))
         training = ir.Training(**{k: v for k, v in t.items() if v is not None})
         rewards = self.reward_terms(opts.raw("rewards"))
         if method == "grpo" and not rewards and opts.raw("rewards") is None:
@@ -233,6 +273,33 @@ class StageLowering:
                         training=training, rewards=rewards, plateau=plateau,
                         resources=self.ctx.resources(subs.get("resources"), f"stage {d.name.name}"),
                         sweep=point)
+
+    def trl_arguments(self, block: ast.Block, method: str) -> tuple[tuple[str, Any], ...]:
+        """`trl { key = value }`: any other field of TRL's SFTConfig/GRPOConfig, by TRL's name,
+        passed to the trainer config as written; a name TRL does not know, or one a stage option
+        sets, is an error here."""
+        known = TRL_FIELDS[method]
+        config = "SFTConfig" if method == "sft" else "GRPOConfig"
+        found: dict[str, Any] = {}
+        for option in block.options():
+            key = option.key.name
+            if key not in known:
+                self.diags.error(f"TRL's {config} has no field '{key}'", option.key.span,
+                                 hint=did_you_mean(key, known) or
+                                 "the names are those of TRL's config class (its documentation)")
+                continue
+            if key in MANAGED_TRL_FIELDS:
+                self.diags.error(f"'{key}' is set by fleming (a stage option or the job), not in "
+                                 "a trl block", option.key.span,
+                                 hint="docs/language.md lists the stage options")
+                continue
+            value = option.value
+            if isinstance(value, (ast.Num, ast.Str, ast.Bool)):
+                found[key] = value.value
+            else:
+                self.diags.error(f"trl option '{key}' takes a number, a string, true or false, "
+                                 f"got {describe(value)}", value_span(value))
+        return tuple(sorted(found.items()))
 
     def lora(self, block: ast.Block | None) -> ir.Lora:
         opts = Options.of_block(block, "lora", self.diags)

@@ -228,6 +228,12 @@ class TrainCommon(JobBase):
     batch_size: int
     grad_accum: int
     warmup_steps: int
+    warmup_ratio: float | None = None  # when set, the warm-up as a fraction of all steps
+    lr_scheduler_type: str | None = None  # None: the method's own (sft cosine, grpo linear)
+    weight_decay: float = 0.0
+    max_grad_norm: float = 1.0
+    gradient_checkpointing: bool = False
+    trl: tuple[tuple[str, Any], ...] = ()  # other TRL config fields, checked against TRL's names
     bf16: bool
     lora: Lora | None
     deepspeed_config: str | None  # path of the emitted DeepSpeed JSON
@@ -243,6 +249,7 @@ class TrainCommon(JobBase):
 class SftJob(TrainCommon):
     kind: Literal["sft"] = "sft"
     max_length: int
+    packing: bool = False
     plateau: Plateau | None = None  # metric "loss": stop when it stops falling
 
 

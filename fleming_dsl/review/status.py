@@ -25,8 +25,9 @@ import networkx as nx
 from fleming_dsl.errors import FlemingError
 from fleming_dsl.hashing import sha256_path
 from fleming_dsl.plan.jobconfig import GatherJob, JobBase, config_text, load_job_config
+from fleming_dsl.review.logs import error_line, last_line
 
-State = Literal["missing", "stale", "up to date"]
+State = Literal["missing", "failed", "running", "stale", "up to date"]
 
 # Job config fields naming files the job writes (everything else that names a path is read).
 OUTPUT_FIELDS = ("output", "review", "metrics")
@@ -121,15 +122,40 @@ def own_state(job: CompiledJob, root: Path) -> tuple[State, tuple[str, ...]]:
     return ("stale" if reasons else "up to date"), tuple(reasons)
 
 
-def job_states(jobs: dict[str, CompiledJob], root: Path) -> list[JobStatus]:
-    """Every job in dependency order; missing or stale upstream jobs make their dependents stale."""
+def log_state(log: Path, running: bool) -> tuple[State, tuple[str, ...]] | None:
+    """What a job's log says of a job whose outputs are missing: failed (its own `error:` line),
+    running (a Snakemake holds the project's lock), or nothing (it never ran)."""
+    if not log.is_file():
+        return None
+    said = error_line(log)
+    if said is not None:
+        return "failed", (said, f"log: {log.as_posix()}")
+    if running:
+        latest = last_line(log)
+        return "running", ((latest,) if latest else ())
+    return None
+
+
+def snakemake_running(root: Path) -> bool:
+    """A Snakemake holds the lock of the project at `root` (it removes it when it ends)."""
+    locks = root / ".snakemake" / "locks"
+    return locks.is_dir() and any(locks.iterdir())
+
+
+def job_states(jobs: dict[str, CompiledJob], root: Path,
+               logs: dict[str, str] | None = None) -> list[JobStatus]:
+    """Every job in dependency order; missing or stale upstream jobs make their dependents stale.
+    A missing job with a log (`logs`: job -> log path) is failed or running, as the log says."""
     dag = job_dag(jobs)
     result: dict[str, JobStatus] = {}
+    running = snakemake_running(root) if logs else False
     for name in nx.lexicographical_topological_sort(dag):
         job = jobs[name]
         state, reasons = own_state(job, root)
+        if state == "missing" and logs and name in logs:
+            state, reasons = log_state(root / logs[name], running) or (state, reasons)
         upstream = sorted(u for u in dag.predecessors(name) if result[u].state != "up to date")
-        if upstream and state != "missing":
+        if upstream and state not in ("missing", "failed", "running"):
             state = "stale"
             reasons += tuple(f"upstream {u} is {result[u].state}" for u in upstream)
         result[name] = JobStatus(name, job.config.kind, state, reasons, outputs_of(job.config))
@@ -156,6 +182,33 @@ def emitted_jobs(workflow_dir: Path) -> dict[str, CompiledJob]:
         cfg = load_job_config(path)
         jobs[cfg.job] = CompiledJob(cfg, config_sha256(cfg, raw))
     return jobs
+
+
+def job_logs(workflow_dir: Path) -> dict[str, str]:
+    """Each job's log path, from the workflow's jobs.json (empty when it has none)."""
+    try:
+        rows = json.loads((workflow_dir / "jobs.json").read_text(encoding="utf-8"))["jobs"]
+        return {row["name"]: row["log"] for row in rows if "log" in row}
+    except (OSError, ValueError, KeyError, TypeError):
+        return {}
+
+
+def workflow_of(target: Path, root: Path) -> Path:
+    """The workflow folder `fleming status` judges: `target` itself, or a spec's compiled one."""
+    if not target.is_file():
+        return target
+    from fleming_dsl.compiler import SpecError, default_out_dir, load_experiment
+
+    with contextlib.chdir(root):
+        try:
+            exp = load_experiment(target.resolve())
+        except SpecError as err:
+            raise StatusError(str(err)) from None
+    folder = root / default_out_dir(exp)
+    if not (folder / "jobs").is_dir():
+        raise StatusError(f"{target}: not compiled yet (no {default_out_dir(exp)}/jobs/); "
+                          f"run `fleming compile {target}` or `fleming run {target}` first")
+    return folder
 
 
 def read_manifest(workflow_dir: Path) -> dict[str, Any]:
@@ -219,8 +272,11 @@ def render_text(states: list[JobStatus]) -> str:
         why = f"  {'; '.join(status.reasons)}" if status.reasons else ""
         lines.append(f"{status.state:<10}  {status.job:<{width}}  {status.kind:<{kind_width}}{why}".rstrip())
     counts = {s: sum(1 for x in states if x.state == s) for s in ("up to date", "stale", "missing")}
-    lines.append(f"{counts['up to date']} up to date, {counts['stale']} stale, "
-                 f"{counts['missing']} missing")
+    line = f"{counts['up to date']} up to date, {counts['stale']} stale, {counts['missing']} missing"
+    for other in ("failed", "running"):
+        if any(x.state == other for x in states):
+            line += f", {sum(1 for x in states if x.state == other)} {other}"
+    lines.append(line)
     return "\n".join(lines) + "\n"
 
 
@@ -233,7 +289,8 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     parser = subparsers.add_parser(
         "status", help="outputs missing, up to date, or stale against the current spec",
         description="List each job's outputs as missing, up to date or stale, without running anything.")
-    parser.add_argument("workflow", help="the compiled workflow folder, e.g. generated/tiny")
+    parser.add_argument("workflow", metavar="WORKFLOW_OR_SPEC",
+                        help="the compiled workflow folder (generated/tiny) or its spec (specs/tiny.flm)")
     parser.add_argument("--root", default=".", help="project root the job paths are relative to (default: .)")
     parser.add_argument("--json", action="store_true", help="print JSON")
     parser.add_argument("--compiled", action="store_true",
@@ -246,13 +303,14 @@ def main(args: argparse.Namespace) -> int:
     """Exit 0 when every output is up to date, 1 when any is missing or stale, 2 on error."""
     root = Path(args.root)
     try:
-        jobs, note = current_jobs(Path(args.workflow), root, getattr(args, "compiled", False))
+        workflow = workflow_of(Path(args.workflow), root)
+        jobs, note = current_jobs(workflow, root, getattr(args, "compiled", False))
     except StatusError as err:
         print(err, file=sys.stderr)
         return 2
     if note:
         print(note, file=sys.stderr)
-    states = job_states(jobs, root)
+    states = job_states(jobs, root, job_logs(workflow))
     if args.json:
         print(json.dumps(render_json(states), indent=2))
     else:

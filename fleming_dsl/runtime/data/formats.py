@@ -37,7 +37,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from fleming_dsl.check.predicates import SPLIT_FIELDS
+from fleming_dsl.check.predicates import SPLIT_FIELDS, answer_letter, option_table
 from fleming_dsl.errors import FlemingError, JobError
 from fleming_dsl.runtime.data.items import LETTERS, MEDXPERTQA_GROUPS, Item, extract_choice
 
@@ -105,16 +105,10 @@ def _text(row: Row, name: str) -> str:
 
 
 def _options(value: Any, name: str = "options") -> dict[str, str]:
-    if isinstance(value, dict):
-        options = {str(k).strip(): str(v).strip() for k, v in value.items()}
-        if any(k not in LETTERS or len(k) != 1 for k in options):
-            raise RowError(f"field '{name}' keys must be letters A..Z, got {sorted(options)}")
-        return dict(sorted(options.items()))
-    if isinstance(value, list):
-        if len(value) > len(LETTERS):
-            raise RowError(f"field '{name}' has {len(value)} options, at most {len(LETTERS)}")
-        return {LETTERS[i]: str(v).strip() for i, v in enumerate(value)}
-    raise RowError(f"field '{name}' must be an object of letters or a list")
+    try:
+        return option_table(value, name)
+    except ValueError as err:
+        raise RowError(str(err)) from None
 
 
 def _lettered(row: Row, keys: list[str]) -> dict[str, str]:
@@ -130,18 +124,10 @@ def _lettered(row: Row, keys: list[str]) -> dict[str, str]:
 
 def _letter(value: Any, options: dict[str, str], name: str, base: int = 0) -> str:
     """The answer as a letter, from a letter or an index counted from `base`."""
-    if isinstance(value, bool):
-        raise RowError(f"field '{name}' must be a letter or an index, got {value!r}")
-    if isinstance(value, int) or (isinstance(value, str) and value.strip().isdigit()):
-        index = int(value) - base
-        if not 0 <= index < len(options):
-            raise RowError(f"field '{name}' is {value}, outside the {len(options)} options")
-        return list(options)[index]
-    letter = str(value).strip().strip("()").upper()
-    if letter not in options:
-        raise RowError(f"field '{name}' is {value!r}, not one of the option letters "
-                       f"{''.join(options)}")
-    return letter
+    try:
+        return answer_letter(value, options, name, base)
+    except ValueError as err:
+        raise RowError(str(err)) from None
 
 
 def _row_id(row: Row, location: str, stem: str, *names: str) -> str:

@@ -11,13 +11,14 @@ SFT, GRPO rewards and evaluation must agree on both exactly.
 from __future__ import annotations
 
 import re
-import string
 import unicodedata
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict
 
-LETTERS = string.ascii_uppercase  # JMED has up to 21 options: A..U
+from fleming_dsl.check.predicates import OPTION_LETTERS
+
+LETTERS = OPTION_LETTERS
 # MedXpertQA's published categories: the row fields the loader keeps in an item's provenance,
 # which evaluation scores and the report tabulates accuracy by
 MEDXPERTQA_GROUPS = ("medical_task", "body_system", "question_type")

@@ -28,15 +28,13 @@ from pathlib import Path
 
 import numpy as np
 
-from fleming_dsl.check.predicates import stored_reverse
+from fleming_dsl.check.predicates import GRAPH_COLUMNS, stored_reverse
 from fleming_dsl.errors import FlemingError, JobError
 from fleming_dsl.runtime.graph.store import EdgeList
 
-PRIMEKG_COLUMNS = ("relation", "display_relation", "x_index", "x_id", "x_type", "x_name",
-                   "x_source", "y_index", "y_id", "y_type", "y_name", "y_source")
-HETIONET_NODE_COLUMNS = ("id", "name", "kind")
-HETIONET_EDGE_COLUMNS = ("source", "metaedge", "target")
-TRIPLE_COLUMNS = ("head", "head_type", "relation", "tail", "tail_type")
+(PRIMEKG_COLUMNS,) = GRAPH_COLUMNS["primekg"]
+HETIONET_NODE_COLUMNS, HETIONET_EDGE_COLUMNS = GRAPH_COLUMNS["hetionet"]
+(TRIPLE_COLUMNS,) = GRAPH_COLUMNS["triples"]
 CHUNK_ROWS = 1_000_000
 
 

@@ -28,6 +28,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
+from fleming_dsl.check.predicates import prompt_variables
 from fleming_dsl.errors import JobError
 from fleming_dsl.plan.jobconfig import DistillJob
 from fleming_dsl.runtime.data import shards
@@ -100,17 +101,19 @@ def build_request(cfg: DistillJob, trajectory: Trajectory, round_number: int) ->
     item = trajectory.item
     strategy = strategy_of(cfg, trajectory, round_number)
     if cfg.protocol == "search":
-        variables = {"question": item.question, "options": item.options,
-                     "facts": evidence(item) if cfg.evidence else [], "strategy": strategy,
-                     "chain": chain_so_far(trajectory)}
+        variables = prompt_variables("search", {
+            "question": item.question, "options": item.options,
+            "facts": evidence(item) if cfg.evidence else [], "strategy": strategy,
+            "chain": chain_so_far(trajectory)})
         shown = search_item(item)
     else:
         provenance = item.provenance or {}
         facts = path_facts(provenance)["all_facts"] if provenance.get("path") else []
         previous = trajectory.attempts[-1].text if trajectory.attempts else ""
-        variables = {"question": item.question, "options": item.options, "answer": item.answer,
-                     "answer_text": item.options[item.answer], "facts": facts,
-                     "strategy": strategy, "previous": previous}
+        variables = prompt_variables("distill", {
+            "question": item.question, "options": item.options, "answer": item.answer,
+            "answer_text": item.options[item.answer], "facts": facts, "strategy": strategy,
+            "previous": previous})
         shown = item.model_dump(exclude_none=True)
     user = render(cfg.prompt, **variables)
     # The template teacher reads the prompt's optional `answer_as` macro (how to name the option).
@@ -180,8 +183,8 @@ def refine_all(cfg: DistillJob, trajectories: list[Trajectory], teacher: Any,
 def rewrite_request(cfg: DistillJob, trajectory: Trajectory) -> Request:
     item, last = trajectory.item, trajectory.attempts[-1]
     said = item.options[last.letter] if last.named_by == "text" else last.letter
-    variables = {"question": item.question, "options": item.options,
-                 "chain": chain_so_far(trajectory), "said": said}
+    variables = prompt_variables("rewrite", {"question": item.question, "options": item.options,
+                                             "chain": chain_so_far(trajectory), "said": said})
     return Request(task="rewrite",
                    messages=({"role": "system", "content": SYSTEM},
                              {"role": "user", "content": render(cfg.rewrite, **variables)}),

@@ -18,6 +18,7 @@ import re
 from collections import Counter, defaultdict
 from typing import Any
 
+from fleming_dsl.check.predicates import prompt_variables
 from fleming_dsl.errors import JobError
 from fleming_dsl.plan.jobconfig import (
     DecontaminateStep,
@@ -110,8 +111,9 @@ def match_counts(items: list[Item], responses: list[Any]) -> tuple[list[int], li
 def grade_requests(step: DifficultyStep, items: list[Item]) -> list[Request]:
     requests = []
     for item in items:
-        user = render(step.prompt, question=item.question, options=item.options,
-                      answer=item.answer, answer_text=item.options[item.answer])
+        user = render(step.prompt, **prompt_variables("difficulty", {
+            "question": item.question, "options": item.options, "answer": item.answer,
+            "answer_text": item.options[item.answer]}))
         requests.append(Request(task="grade", messages=({"role": "user", "content": user},),
                                 context={"item": item.model_dump(exclude_none=True)}))
     return requests

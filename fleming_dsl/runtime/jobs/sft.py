@@ -48,10 +48,11 @@ def prompt_completion(messages: list[dict[str, str]]) -> dict[str, list[dict[str
 
 def sft_config_kwargs(cfg: SftJob, *, cuda: bool, bf16_ok: bool, world: int = 1) -> dict:
     return {
+        "lr_scheduler_type": "cosine",  # an sft stage's schedule unless it sets lr_scheduler_type
         **training.common_args(cfg, cuda=cuda, bf16_ok=bf16_ok, world=world),
-        "lr_scheduler_type": "cosine",
         "max_length": cfg.max_length,
         "completion_only_loss": True,
+        "packing": cfg.packing,
         "dataset_num_proc": None,
     }
 

@@ -17,6 +17,7 @@ import re
 from collections import Counter
 from typing import Any
 
+from fleming_dsl.check.predicates import prompt_variables
 from fleming_dsl.errors import JobError
 from fleming_dsl.plan.jobconfig import SynthesizeJob
 from fleming_dsl.runtime.data import shards
@@ -113,7 +114,7 @@ def clean_stem(text: str, answer: str) -> tuple[str, str | None]:
 
 
 def build_request(cfg: SynthesizeJob, row: dict[str, Any]) -> Request:
-    user = render(cfg.prompt, **path_facts(row))
+    user = render(cfg.prompt, **prompt_variables("synthesize", path_facts(row)))
     return Request(task="question",
                    messages=({"role": "system", "content": SYSTEM},
                              {"role": "user", "content": user}),

@@ -115,7 +115,14 @@ def common_args(cfg: TrainCommon, *, cuda: bool, bf16_ok: bool, world: int = 1) 
         "max_steps": cfg.max_steps if cfg.max_steps is not None else -1,
         "per_device_train_batch_size": cfg.batch_size,
         "gradient_accumulation_steps": cfg.grad_accum,
-        "warmup_steps": cfg.warmup_steps,
+        # transformers 5 reads a float in [0, 1) as a fraction of all steps (no warmup_ratio)
+        "warmup_steps": cfg.warmup_ratio if cfg.warmup_ratio is not None else cfg.warmup_steps,
+        "weight_decay": cfg.weight_decay,
+        "max_grad_norm": cfg.max_grad_norm,
+        # transformers 5.24 names it activation_checkpointing (gradient_checkpointing is deprecated)
+        "activation_checkpointing": cfg.gradient_checkpointing,
+        **({"lr_scheduler_type": cfg.lr_scheduler_type} if cfg.lr_scheduler_type else {}),
+        **dict(cfg.trl),  # checked against TRL's field names, and kept off the ones set here
         "logging_steps": cfg.logging_steps,
         "save_strategy": "steps",
         "save_steps": cfg.save_steps,

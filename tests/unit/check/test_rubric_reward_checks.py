@@ -27,13 +27,14 @@ def spec(*lines: str, rl: str | None = None) -> str:
     text = MINIMAL.replace('dataset test = mcq("test.jsonl")\n',
                            'dataset test = mcq("test.jsonl")\ndataset hb = healthbench("hb.jsonl")\n'
                            'model judge = openai(base_url = "http://x/v1", model = "g")\n'
-                           'prompt rubric_prompt = template("ask.j2")\n' + "".join(f"{x}\n" for x in lines))
+                           'prompt rubric_prompt = template("rubric.j2")\n' + "".join(f"{x}\n" for x in lines))
     return text.replace(RL, rl) if rl is not None else text
 
 
 def project(tmp_path: Path, text: str) -> Path:
     path = write_project(tmp_path, text)
     (tmp_path / "hb.jsonl").write_text(HB_ROW)
+    (tmp_path / "rubric.j2").write_text("Response: {{ response }} Criterion: {{ criterion }} ({{ points }})\n")
     return path
 
 
@@ -61,9 +62,9 @@ def test_a_grpo_stage_on_healthbench_data_plans_its_grader(tmp_path: Path) -> No
     assert term == jc.RewardTermCfg(name="graded", function="rubric", weight=1.0,
                                     grader=jc.Generator(model="g", backend=Backend(kind="openai",
                                                                                     base_url="http://x/v1")),
-                                    prompt="ask.j2", cache_dir="runs/t/cache/teacher")
+                                    prompt="rubric.j2", cache_dir="runs/t/cache/teacher")
     assert job.config.data_source == jc.DataSource(path="hb.jsonl", format="healthbench", name="hb")
-    assert "ask.j2" in job.inputs  # editing the rubric re-runs the stage
+    assert "rubric.j2" in job.inputs  # editing the rubric re-runs the stage
 
 
 def test_the_built_in_prompt_and_a_positional_grader(tmp_path: Path) -> None:
@@ -204,7 +205,7 @@ def test_a_rubric_prompt_written_for_another_step_fails_at_check(tmp_path: Path)
     ("'hops' is undefined")."""
     text = spec(GRADED, rl=ON_HB)
     path = project(tmp_path, text)
-    (tmp_path / "ask.j2").write_text("Make a question of {{ hops }} hops from {{ facts }}: {{ response }}\n")
+    (tmp_path / "rubric.j2").write_text("Make a question of {{ hops }} hops from {{ facts }}: {{ response }}\n")
     with pytest.raises(SpecError) as info:
         check_experiment(path, project_root=tmp_path)
     [diag] = [d for d in info.value.diagnostics if "rubric prompt" in d.message]
@@ -212,5 +213,5 @@ def test_a_rubric_prompt_written_for_another_step_fails_at_check(tmp_path: Path)
                                  "rubric prompt: it uses facts, hops, which grading does not provide")
     assert diag.expected == ("only conversation, response, criterion, points (and answer, answer_text, "
                              "options for a multiple-choice item)")
-    (tmp_path / "ask.j2").write_text("Response: {{ response }} Criterion: {{ criterion }} ({{ points }})\n")
+    (tmp_path / "rubric.j2").write_text("Response: {{ response }} Criterion: {{ criterion }} ({{ points }})\n")
     check_experiment(path, project_root=tmp_path)

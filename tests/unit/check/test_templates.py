@@ -16,6 +16,7 @@ from fleming_dsl.errors import SpecError
 
 # MINIMAL's prompt: `prompt ask = template("ask.j2")`, line 8; the path string starts at col 23
 AT = "spec.flm:8:23"
+STEM = "{% macro stem() %}q{% endmacro %}"  # what the template teacher of synthesize q calls
 HINT = ("a template's {% include %}, {% import %} and {% extends %} read files inside the folder "
         "of the prompt's template (symlinks resolved), named relative to it")
 
@@ -96,7 +97,7 @@ def test_a_prompt_folder_inside_the_project_may_not_reach_the_rest_of_it(tmp_pat
 
 
 def test_a_dynamic_include_is_a_warning(tmp_path: Path) -> None:
-    spec = project(tmp_path, {"ask.j2": "{% include name ~ '.j2' %}\n"})
+    spec = project(tmp_path, {"ask.j2": STEM + "{% include answer ~ '.j2' %}\n"})
     assert f"{AT}: warning: prompt template ask.j2 includes a template whose name is computed when " \
            "it renders: fleming check cannot follow it" in warnings(spec)
 
@@ -111,7 +112,7 @@ def test_nested_includes_inside_the_folder_are_followed_and_accepted(tmp_path: P
 
 def test_nesting_is_followed_to_a_bound(tmp_path: Path) -> None:
     depth = templates.MAX_DEPTH + 3
-    files = {"ask.j2": "{% include 't1.j2' %}\n"}
+    files = {"ask.j2": STEM + "{% include 't1.j2' %}\n"}
     files.update({f"t{i}.j2": f"{{% include 't{i + 1}.j2' %}}\n" for i in range(1, depth)})
     files[f"t{depth}.j2"] = "{% if %}\n"  # a syntax error past the bound is not reached
     lines = warnings(project(tmp_path, files))
@@ -140,7 +141,7 @@ def test_parse_findings_come_back_from_the_sidecar_and_names_are_judged_again(tm
     first = problems(spec)
     assert first == problems(spec)  # the second check reads the sidecar: the same finding
     assert first[0][0] == f"{AT}: error: prompt template ask.j2: syntax error at line 1: unexpected '}}'"
-    (spec.parent / "ask.j2").write_text("{% include 'part.j2' %}\n")
+    (spec.parent / "ask.j2").write_text(STEM + "{% include 'part.j2' %}\n")
     check_experiment(spec, project_root=spec.parent)  # parsed (and kept) anew
     (spec.parent / "part.j2").unlink()  # same text, but the name now leads nowhere
     assert problems(spec)[0][0] == (f"{AT}: error: prompt template ask.j2 reads 'part.j2', which "
@@ -148,5 +149,7 @@ def test_parse_findings_come_back_from_the_sidecar_and_names_are_judged_again(tm
 
 
 def test_small_constants_and_variables_in_arithmetic_pass(tmp_path: Path) -> None:
-    spec = project(tmp_path, {"ask.j2": "{{ x ** 3 }} {{ '=' * 40 }} {{ '%03d' % 5 }} {{ 2 ** 64 }}\n"})
+    spec = project(tmp_path, {"ask.j2": "{% macro stem(facts, clues, all_facts, answer, answer_type, hops) %}"
+                                         "{{ hops ** 3 }}{% endmacro %}"
+                                         "{{ '=' * 40 }} {{ '%03d' % 5 }} {{ 2 ** 64 }}\n"})
     assert warnings(spec) == []

@@ -16,7 +16,7 @@ from fleming_dsl import cli
 from fleming_dsl.plan.dag import edges, to_dot, to_mermaid
 from fleming_dsl.plan.planner import plan
 
-COMMANDS = ["check", "compile", "fmt", "graph", "schema", "run", "job", "diff", "status",
+COMMANDS = ["check", "compile", "fmt", "graph", "schema", "run", "job", "diff", "status", "init",
             "explain"]
 HEAVY = ("torch", "transformers", "trl", "vllm", "deepspeed", "accelerate", "numba",
          "matplotlib")
@@ -275,3 +275,14 @@ def test_a_one_shot_command_leaves_its_objects_to_exit_and_a_library_call_does_n
     out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True,
                          check=True).stdout.split()
     assert [w for w in out if w in ("True", "False")] == ["False", "True"]
+
+
+def test_two_specs_with_one_experiment_name_do_not_share_a_workflow(project: Path) -> None:
+    assert _fleming(project, "compile", "specs/tiny.flm").returncode == 0
+    (project / "specs" / "copy.flm").write_text((project / "specs" / "tiny.flm").read_text())
+    result = _fleming(project, "compile", "specs/copy.flm")
+    assert result.returncode == 1
+    assert result.stderr.splitlines()[-1] == (
+        "generated/tiny holds the workflow of specs/tiny.flm, and specs/copy.flm names the same "
+        "experiment: give one of them another experiment name (or --out DIR); if specs/tiny.flm "
+        "was moved to specs/copy.flm, delete generated/tiny first")

@@ -9,7 +9,7 @@ import os
 from pathlib import Path
 
 import pytest
-from flm_fixtures import MINIMAL, write_project
+from flm_fixtures import FILES, MINIMAL, write_project
 
 from fleming_dsl.compiler import check_experiment, load_experiment
 from fleming_dsl.errors import SpecError
@@ -259,8 +259,8 @@ def test_outputs_stay_inside_the_project(tmp_path: Path, workdir: str, message: 
 
 def test_a_workdir_up_from_the_spec_folder_but_inside_the_project_is_fine(tmp_path: Path) -> None:
     (tmp_path / "specs").mkdir()
-    for f in ("kg.tsv", "train.jsonl", "test.jsonl", "ask.j2"):
-        (tmp_path / "specs" / f).write_text("x\n")
+    for f, text in FILES.items():
+        (tmp_path / "specs" / f).write_text(text)
     spec = tmp_path / "specs" / "s.flm"
     spec.write_text(R("seed = 1", 'seed = 1  workdir = "../runs/tiny"'))
     assert load_experiment(spec, project_root=tmp_path).workdir == "runs/tiny"

@@ -247,8 +247,9 @@ def test_rendering_has_source_line_caret_expected_and_hint(tmp_path: Path) -> No
         "spec.flm:13:44: error: unknown option 'epoch' for stage sft1",
         "  stage sft1 = sft(base, clean) { lr = 1e-4  epoch = 2 }",
         "                                             ^^^^^",
-        "  expected one of batch, bf16, deepspeed, epochs, grad_accum, logging_steps, lora, lr, "
-        "max_length, max_steps, save_steps, until, warmup_steps",
+        "  expected one of batch, bf16, deepspeed, epochs, grad_accum, gradient_checkpointing, "
+        "logging_steps, lora, lr, lr_scheduler_type, max_grad_norm, max_length, max_steps, packing, "
+        "save_steps, until, warmup_ratio, warmup_steps, weight_decay",
         "  hint: did you mean 'epochs'?",
     ]
 

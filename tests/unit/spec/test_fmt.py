@@ -203,9 +203,9 @@ def small_specs(draw) -> tuple[str, dict]:
 MINIMAL_FOR_FMT = """experiment "r" {{ seed = 3 }}
 model base = tiny(hidden = 16){comment}
 model teacher = template()
-graph kg = triples("../data/medkg/kg.csv")
+graph kg = primekg("../data/medkg/kg.csv")
 sample s from kg {{ path = disease -[disease_phenotype_positive]-> "effect/phenotype"  count = {count} }}
-dataset test = mcq("../data/eval/medqa_test.jsonl")
+dataset test = medqa("../data/eval/medqa_test.jsonl")
 prompt ask = template("../prompts/question.j2")
 synthesize q from s with teacher using ask
 {reward_decls}

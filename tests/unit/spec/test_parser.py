@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from flm_fixtures import MINIMAL, write_project
+from flm_fixtures import FILES, MINIMAL, write_project
 from paths import REPO
 
 from fleming_dsl.compiler import check_experiment, load_experiment
@@ -159,8 +159,9 @@ def test_model_sources_and_backends(tmp_path: Path) -> None:
 
 
 def test_graph_formats_and_dataset_options(tmp_path: Path) -> None:
-    for f in ("nodes.tsv", "edges.sif", "x.jsonl"):
-        (tmp_path / f).write_text("")
+    for f, text in (("nodes.tsv", "id\tname\tkind\n"), ("edges.sif", "source\tmetaedge\ttarget\n"),
+                    ("x.jsonl", "")):
+        (tmp_path / f).write_text(text)
     text = MINIMAL + ('graph het = hetionet("nodes.tsv", "edges.sif")\n'
                       'dataset mp = mmlu_pro("x.jsonl") { split = "health"  limit = 100 }\n')
     exp = load(tmp_path, text)
@@ -224,8 +225,8 @@ def test_paths_are_relative_to_the_spec_and_stored_project_relative(tmp_path: Pa
     (tmp_path / "specs").mkdir()
     (tmp_path / "data").mkdir()
     for f in ("kg.tsv", "train.jsonl", "test.jsonl"):
-        (tmp_path / "data" / f).write_text("")
-    (tmp_path / "specs" / "ask.j2").write_text("")
+        (tmp_path / "data" / f).write_text(FILES[f])
+    (tmp_path / "specs" / "ask.j2").write_text(FILES["ask.j2"])
     text = (MINIMAL.replace('"kg.tsv"', '"../data/kg.tsv"').replace('"train.jsonl"', '"../data/train.jsonl"')
             .replace('"test.jsonl"', '"../data/test.jsonl"'))
     (tmp_path / "specs" / "s.flm").write_text(text)
