@@ -123,7 +123,7 @@ def _shards_span(c: Checked, node: ir.Decl) -> ir.Span:
 
 def resources_are_used(c: Checked) -> Iterator[Diagnostic]:
     """Resources a step cannot use: several nodes for a one-process step, DeepSpeed on a stage
-    without GPUs (the job drops it), vLLM generation on a stage without GPUs."""
+    with one CPU process (the job drops it), vLLM generation on a stage without GPUs."""
     assert c.experiment is not None
     exp = c.experiment
     for node in [*exp.samples, *exp.synthesize, *exp.distill, *exp.filters, *exp.evaluations]:
@@ -143,12 +143,14 @@ def resources_are_used(c: Checked) -> Iterator[Diagnostic]:
             continue
         decl = _decl(c, stage)
         name = decl.name.name if decl is not None else stage.name
-        if t.deepspeed != "none":
+        # a CPU stage runs one rank per node: over several, ZeRO shards over gloo (trainer_args)
+        if t.deepspeed != "none" and res.nodes == 1:
             reported.add(stage.span)
-            yield Diagnostic(f"stage {name} has no GPU, so 'deepspeed = {t.deepspeed}' would be dropped",
+            yield Diagnostic(f"stage {name} runs as one CPU process, so 'deepspeed = {t.deepspeed}' "
+                             "would be dropped",
                              _key_span(decl, "deepspeed", stage.span),
-                             hint="DeepSpeed ZeRO shards over GPUs: add resources { gpus = N }, or "
-                                  "remove deepspeed")
+                             hint="DeepSpeed ZeRO shards over ranks: add resources { gpus = N } (or "
+                                  "nodes = N for CPU ranks), or remove deepspeed")
         if t.use_vllm and not vllm_here:
             reported.add(stage.span)
             yield Diagnostic(f"stage {name} has no GPU and vllm is not installed: 'use_vllm = true' "

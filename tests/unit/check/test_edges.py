@@ -181,11 +181,19 @@ def test_several_nodes_for_a_one_process_step_is_an_error(tmp_path: Path) -> Non
         "only training stages run over several nodes; use shards = N to spread a data step over jobs")
 
 
-def test_deepspeed_on_a_stage_without_gpus_is_an_error(tmp_path: Path) -> None:
+def test_deepspeed_on_a_one_process_cpu_stage_is_an_error(tmp_path: Path) -> None:
     err = errors(tmp_path, R("{ lr = 1e-4 }", "{ lr = 1e-4  deepspeed = zero3_offload }"))
     assert first(err) == (
-        "spec.flm:13:44: error: stage sft1 has no GPU, so 'deepspeed = zero3_offload' would be dropped",
-        "DeepSpeed ZeRO shards over GPUs: add resources { gpus = N }, or remove deepspeed")
+        "spec.flm:13:44: error: stage sft1 runs as one CPU process, so 'deepspeed = zero3_offload' "
+        "would be dropped",
+        "DeepSpeed ZeRO shards over ranks: add resources { gpus = N } (or nodes = N for CPU ranks), "
+        "or remove deepspeed")
+
+
+def test_deepspeed_over_several_cpu_ranks_is_accepted(tmp_path: Path) -> None:
+    """ZeRO over gloo on CPU ranks is real (tests/e2e/test_multirank_training.py)."""
+    text = R("{ lr = 1e-4 }", "{ lr = 1e-4  deepspeed = zero2  resources { nodes = 2 } }")
+    check_experiment(write_project(tmp_path, text), project_root=tmp_path)  # no error
 
 
 def test_use_vllm_on_a_stage_without_gpus_or_vllm_is_a_warning(tmp_path: Path) -> None:
