@@ -14,7 +14,7 @@ import gc
 import hashlib
 import json
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -152,19 +152,36 @@ def compile_experiment(exp: ir.Experiment, out_dir: str | Path | None = None,
     logical = project_relative(out_dir) if out_dir is not None else default_out_dir(exp)
     with _no_cycle_collection():  # as for the front end: ~20% of a 10,000-job compile
         jobs = plan(exp, logical)
-        _not_another_specs_folder(jobs.spec, logical)
+        _not_another_specs_folder(jobs.spec, logical, lambda: _spec_files(exp))
         changed = emit(jobs, logical, spec_sha256=spec_sha256, ir_sha256=ir_sha256(exp))
     return Compiled(exp, jobs, Path(logical), tuple(changed))
 
 
-def _not_another_specs_folder(spec: str, out_dir: str) -> None:
+def _spec_files(exp: ir.Experiment) -> frozenset[str]:
+    """The spec files the experiment's declarations came from: the spec, its includes and bases."""
+    def spans(data: Any) -> Iterator[str]:
+        if isinstance(data, dict):
+            if isinstance(data.get("span"), dict) and isinstance(data["span"].get("file"), str):
+                yield data["span"]["file"]
+            for value in data.values():
+                yield from spans(value)
+        elif isinstance(data, list):
+            for value in data:
+                yield from spans(value)
+    return frozenset(spans(exp.model_dump(mode="json")))
+
+
+def _not_another_specs_folder(spec: str, out_dir: str,
+                              spec_files: Callable[[], frozenset[str]]) -> None:
     """PlanError when `out_dir` holds the workflow of another spec (two specs with one experiment
-    name would otherwise overwrite each other's generated/ folder, and their runs' records)."""
+    name would otherwise overwrite each other's generated/ folder, and their runs' records). A
+    spec that extends the one recorded there is a variant of that experiment and may replace its
+    workflow (tests/specs/tiny_sharded.flm re-cuts specs/tiny.flm into shards over its run)."""
     try:
         previous = json.loads((Path(out_dir) / "manifest.json").read_text(encoding="utf-8"))["spec"]
     except (OSError, ValueError, KeyError, TypeError):
         return
-    if isinstance(previous, str) and previous != spec:
+    if isinstance(previous, str) and previous != spec and previous not in spec_files():
         raise PlanError(f"{out_dir} holds the workflow of {previous}, and {spec} names the same "
                         "experiment: give one of them another experiment name (or --out DIR); if "
                         f"{previous} was moved to {spec}, delete {out_dir} first")

@@ -286,3 +286,12 @@ def test_two_specs_with_one_experiment_name_do_not_share_a_workflow(project: Pat
         "generated/tiny holds the workflow of specs/tiny.flm, and specs/copy.flm names the same "
         "experiment: give one of them another experiment name (or --out DIR); if specs/tiny.flm "
         "was moved to specs/copy.flm, delete generated/tiny first")
+
+
+def test_a_spec_that_extends_the_recorded_one_may_replace_its_workflow(project: Path) -> None:
+    """A variant of one experiment (tests/specs/tiny_sharded.flm re-cuts specs/tiny.flm) is
+    compiled over its base's workflow and run records."""
+    assert _fleming(project, "compile", "specs/tiny.flm").returncode == 0
+    (project / "specs" / "variant.flm").write_text('experiment "tiny" extends "tiny.flm" { }\n')
+    result = _fleming(project, "compile", "specs/variant.flm")
+    assert result.returncode == 0, result.stderr
