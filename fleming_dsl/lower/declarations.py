@@ -479,7 +479,7 @@ class _Lowering:
         # entry points are slow to scan (every installed distribution): only for a name that is
         # not built in, once per process
         known = _BUILTIN_REWARDS if fn.func.name in _BUILTIN_REWARDS else \
-            set(_BUILTIN_REWARDS) | _reward_plugins()
+            set(_BUILTIN_REWARDS) | reward_plugins()
         if fn.func.name not in known:
             self.ctx.unknown_function(fn, "reward function", sorted(known))
             return None
@@ -737,7 +737,7 @@ def _threshold(value, key, diags):
 
 
 @functools.lru_cache(maxsize=1)  # scanning every installed distribution takes ~50 ms
-def _reward_plugins() -> frozenset[str]:
+def reward_plugins() -> frozenset[str]:
     return frozenset(ep.name for ep in metadata.entry_points(group=_REWARD_PLUGIN_GROUP))
 
 

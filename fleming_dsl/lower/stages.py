@@ -141,7 +141,7 @@ TRAINING_OPTIONS: tuple[TrainingOption, ...] = (
     TrainingOption("max_redraws", to_int, non_negative, methods=("grpo",),
                    meaning="dynamic sampling: replacement draws per step at most"),
 )
-_GRPO_ONLY = (*(o.word for o in TRAINING_OPTIONS if o.methods == ("grpo",)), "rewards")
+GRPO_ONLY = (*(o.word for o in TRAINING_OPTIONS if o.methods == ("grpo",)), "rewards")
 _SFT_ONLY = tuple(o.word for o in TRAINING_OPTIONS if o.methods == ("sft",))
 _SFT_ONLY_WORDS = dict.fromkeys(_SFT_ONLY)
 TRL_FIELDS = {"sft": SFT_CONFIG_FIELDS, "grpo": GRPO_CONFIG_FIELDS}
@@ -162,7 +162,7 @@ MANAGED_TRL_FIELDS = frozenset((
     "vllm_tensor_parallel_size", "vllm_enable_sleep_mode", "vllm_server_base_url",
     "reward_weights", "dataset_text_field", "completion_only_loss", "assistant_only_loss",
 ))
-_GRPO_ONLY_WORDS = dict.fromkeys(_GRPO_ONLY)
+_GRPO_ONLY_WORDS = dict.fromkeys(GRPO_ONLY)
 _TRAINING_WORDS = dict.fromkeys(o.word for o in TRAINING_OPTIONS)
 
 
@@ -241,7 +241,7 @@ class StageLowering:
         subs = self.ctx.sub_blocks(block, ("resources", "lora", "trl"), f"stage {d.name.name}")
         if method == "sft":
             grpo_written = opts.expect(_GRPO_ONLY_WORDS)
-            for key in sorted(grpo_written, key=_GRPO_ONLY.index):
+            for key in sorted(grpo_written, key=GRPO_ONLY.index):
                 self.diags.error(f"'{key}' applies only to grpo stages", opts.key_span(key))
         else:
             for key in sorted(opts.expect(_SFT_ONLY_WORDS), key=_SFT_ONLY.index):

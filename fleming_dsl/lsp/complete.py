@@ -12,7 +12,7 @@ from fleming_dsl import ir
 from fleming_dsl.check.common import ITEM_SOURCES
 from fleming_dsl.check.graph_vocab import VocabularyError, vocabulary
 from fleming_dsl.lower import options as table
-from fleming_dsl.lower.declarations import _reward_plugins as reward_plugins  # entry points
+from fleming_dsl.lower.declarations import reward_plugins  # entry points
 from fleming_dsl.lsp.analysis import Analysis
 from fleming_dsl.lsp.context import DECL_KEYWORDS, KIND_SOURCES, Cursor, method_options
 from fleming_dsl.lsp.hover import function_entry
