@@ -87,6 +87,7 @@ GraphFormat = Literal["primekg", "hetionet", "triples"]
 # the difficulty buckets of a graded dataset, easiest first (the one list: checks, lowering, jobs, reports)
 Bucket = Literal["easy", "moderate", "hard"]
 BUCKETS: tuple[str, ...] = get_args(Bucket)
+EASY, MODERATE, HARD = BUCKETS  # by name, where a rule picks one
 
 
 class Graph(Decl):
@@ -225,6 +226,8 @@ class Difficulty(Node):
 _STEP_MODELS = (FormatCheck, VerifyLabel, Dedupe, Decontaminate, Difficulty)
 # the filter steps in the order a filter job runs them (the one list: lowering, completion, reports)
 FILTER_STEPS: tuple[str, ...] = tuple(m.model_fields["step"].default for m in _STEP_MODELS)
+# the steps that remove items (a filter job counts what each removed); difficulty only annotates
+REMOVING_STEPS = tuple(s for s in FILTER_STEPS if s != Difficulty.model_fields["step"].default)
 FilterStep = Annotated[
     Union[_STEP_MODELS], Field(discriminator="step")
 ]

@@ -36,15 +36,6 @@ from fleming_dsl.spec import ast
 Rule = Callable[[Checked], Iterator[Diagnostic]]
 
 
-def on_program(rule: Callable[[ast.Program], Iterator[Diagnostic]]) -> Rule:
-    """A rule written over the merged AST alone, as a rule over `Checked`."""
-    def run(checked: Checked) -> Iterator[Diagnostic]:
-        return rule(checked.program)
-
-    run.__name__ = rule.__name__
-    return run
-
-
 RULES: tuple[Rule, ...] = (
     references.duplicate_names,
     references.undefined_names,
@@ -79,14 +70,13 @@ RULES: tuple[Rule, ...] = (
     models.api_keys_are_set,
     data.benchmarks_not_trained_on,
     data.answer_pattern_covers_options,
-    on_program(multirank.grpo_generations_fit_ranks),
-    on_program(multirank.zero3_lora_supported),
     grpo.trl_version_supported,
     results.evaluated_once,
     stages.batch_fits_generations,  # after lowering
     grpo.grpo_options,  # after lowering
     rollout.vllm_fits,  # after lowering
     rollout.zero3_generate_is_slow,  # after lowering
+    multirank.zero3_lora_supported,  # after lowering
     results.options_have_distractors,  # after lowering
     results.overlong_can_apply,  # after lowering
     results.shards_have_items,  # after lowering

@@ -25,16 +25,23 @@ class Checked:
 
     program: ast.Program
     experiment: ir.Experiment | None = None
-    by_name: dict = field(default_factory=dict)  # declared name -> ast.Decl
     # what several rules derive from the program, computed once (see `references.refs_of`)
     memo: dict = field(default_factory=dict)
 
     @classmethod
     def of(cls, program: ast.Program, experiment: ir.Experiment | None = None) -> Checked:
-        by_name: dict[str, ast.Decl] = {}
-        for decl in program.decls:
-            by_name.setdefault(decl.name.name, decl)
-        return cls(program, experiment, by_name)
+        return cls(program, experiment)
+
+    @property
+    def by_name(self) -> dict[str, ast.Decl]:
+        """The program's symbol table (declared name -> ast.Decl), built once per loaded spec."""
+        return self.program.by_name
+
+    @functools.cached_property
+    def declarations(self) -> dict[str, ir.Decl]:
+        """The IR's declarations by name (swept stages by their point's name), once per check."""
+        assert self.experiment is not None, "a rule that reads the IR is marked after_lowering"
+        return self.experiment.declarations()
 
     def decl_at(self, span: ir.Span | None) -> ast.Decl | None:
         """The AST declaration an IR node came from (a swept stage shares its declaration's span)."""

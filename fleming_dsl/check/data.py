@@ -2,7 +2,7 @@
 first record is read when the file is local), and how they are used (a benchmark that is also
 trained on, an answer pattern narrower than the data's options).
 
-`predicates.SPLIT_FIELDS` is shared with the runtime loader: `split = "health"` keeps the rows whose field
+`vocabulary.SPLIT_FIELDS` is shared with the runtime loader: `split = "health"` keeps the rows whose field
 (for MMLU-Pro, `category`) equals the value.
 """
 
@@ -16,10 +16,10 @@ from pathlib import Path
 
 from fleming_dsl.check.common import Checked, call_kw, option, option_key
 from fleming_dsl.check.files import exists, local_path
-from fleming_dsl.check.predicates import SPLIT_FIELDS, answer_letter, option_table
 from fleming_dsl.errors import Diagnostic, FlemingError
 from fleming_dsl.spec import ast
 from fleming_dsl.spec.text import as_float
+from fleming_dsl.vocabulary import SPLIT_FIELDS, answer_letter, option_table
 
 # format -> the fields its rows have, each as alternatives (any one of them)
 FORMAT_FIELDS: dict[str, tuple[tuple[str, ...], ...]] = {

@@ -13,9 +13,9 @@ from pathlib import Path
 from fleming_dsl.check.common import Checked
 from fleming_dsl.check.files import exists, local_path
 from fleming_dsl.check.graph_vocab import open_text
-from fleming_dsl.check.predicates import GRAPH_COLUMNS
 from fleming_dsl.errors import Diagnostic
 from fleming_dsl.spec import ast
+from fleming_dsl.vocabulary import GRAPH_COLUMNS
 
 FIRST_LINES = 100  # lines of a triples file whose fields are counted at check time
 _SEPARATOR = {"primekg": ",", "hetionet": "\t", "triples": "\t"}

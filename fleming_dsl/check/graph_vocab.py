@@ -19,8 +19,8 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from fleming_dsl.check.predicates import stored_reverse
 from fleming_dsl.errors import FlemingError
+from fleming_dsl.vocabulary import stored_reverse
 
 _EDGE = 1 << 20  # bytes hashed at each end of a file for its fingerprint
 VERSION = 2  # bump when what a sidecar holds changes (2: the ends each relation joins)
@@ -31,7 +31,7 @@ class Vocabulary:
     relations: frozenset[str]
     node_types: frozenset[str]
     # (relation, from type, to type) of every edge the loader stores, reverses included: how a
-    # metapath step may walk (graph_load files a reverse as check/predicates.py `stored_reverse`)
+    # metapath step may walk (graph_load files a reverse as vocabulary.py `stored_reverse`)
     ends: frozenset[tuple[str, str, str]] = frozenset()
 
 

@@ -140,7 +140,7 @@ def duplicate_names(c: Checked) -> Iterator[Diagnostic]:
 
 def undefined_names(c: Checked) -> Iterator[Diagnostic]:
     program = c.program
-    declared = {d.name.name for d in program.decls}
+    declared = program.by_name
     hinted = 0
     for decl, refs in refs_of(c):
         for ref in refs:
@@ -161,9 +161,7 @@ def undefined_names(c: Checked) -> Iterator[Diagnostic]:
 
 def wrong_kinds(c: Checked) -> Iterator[Diagnostic]:
     program = c.program
-    by_name: dict[str, ast.Decl] = {}
-    for d in program.decls:  # the first declaration of a name: duplicate_names reports the others
-        by_name.setdefault(d.name.name, d)
+    by_name = program.by_name  # the first declaration of a name: duplicate_names reports the others
     hinted = 0
     for decl, refs in refs_of(c):
         for ref in refs:
@@ -184,7 +182,7 @@ def wrong_kinds(c: Checked) -> Iterator[Diagnostic]:
 def cycles(c: Checked) -> Iterator[Diagnostic]:
     """A declaration may not depend on itself (stage init chains, filter/distill loops)."""
     program = c.program
-    by_name = {d.name.name: d for d in program.decls}
+    by_name = program.by_name
     edges = {d.name.name: [r.name.name for r in refs if r.name.name in by_name]
              for d, refs in refs_of(c)}
     state: dict[str, int] = {}  # 1 = on the current path, 2 = done

@@ -32,7 +32,7 @@ def _key_span(decl: ast.Decl | None, key: str, fallback: ir.Span) -> ir.Span:
 def options_have_distractors(c: Checked) -> Iterator[Diagnostic]:
     """`synthesize { options = 6 }` over a sample of 3 distractors wrote 4-option items."""
     assert c.experiment is not None
-    decls = c.experiment.declarations()
+    decls = c.declarations
     for syn in c.experiment.synthesize:
         sample = decls.get(syn.source)
         if syn.options is None or not isinstance(sample, ir.Sample):

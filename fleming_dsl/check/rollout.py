@@ -17,17 +17,17 @@ lets vLLM decode a prompt's whole group at once; less and it preempts inside a g
 
 from __future__ import annotations
 
-import math
-from collections.abc import Iterator
+import re
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
-from typing import Protocol
 
 from fleming_dsl import ir
 from fleming_dsl.spec.text import as_float
 from fleming_dsl.check.common import Checked, option_key
-from fleming_dsl.check.multirank import billions_of_parameters
+from fleming_dsl.check.multirank import ZERO3
 from fleming_dsl.errors import Diagnostic
 from fleming_dsl.spec import ast
+from fleming_dsl.vocabulary import server_split, starts_server
 
 BYTES_PER_PARAM_BF16 = 2
 # KV cache per token per billion parameters, bf16: Qwen2.5-7B (28 layers x 4 KV heads x 128) and
@@ -39,59 +39,6 @@ KV_BYTES_PER_TOKEN_PER_BILLION = 8_192
 ZERO3_GENERATE_MAX_BILLIONS = 3.0
 PROMPT_TOKENS = 1_024  # prompt allowance when vllm_max_model_length does not bound the sequence
 GB = 1024 ** 3
-
-
-@dataclass(frozen=True)
-class ServerSplit:
-    """A server-mode stage's allocation: the server's share, and what is left for training."""
-
-    server_nodes: int  # whole nodes given to the server (0: it shares node 0 with training)
-    server_gpus: int  # GPUs the server uses (tensor x data parallel)
-    train_nodes: int
-    train_gpus: int  # per training node
-
-    @property
-    def train_ranks(self) -> int:
-        return self.train_nodes * max(self.train_gpus, 1)
-
-
-class Rollout(Protocol):
-    """The rollout options an `ir.Training` and a GRPO job config share (same names)."""
-
-    use_vllm: bool
-    vllm_mode: str
-    vllm_server_base_url: str | None
-    vllm_tensor_parallel_size: int
-    vllm_data_parallel_size: int
-
-
-def starts_server(t: Rollout) -> bool:
-    """Whether the stage starts its own vLLM server (server mode without an external URL)."""
-    return t.use_vllm and t.vllm_mode == "server" and t.vllm_server_base_url is None
-
-
-def server_split(t: Rollout, res: ir.Resources) -> ServerSplit | str:
-    """The split of the allocation, or why it cannot be split."""
-    need = t.vllm_tensor_parallel_size * t.vllm_data_parallel_size
-    if res.nodes == 1:
-        if res.gpus == 0:  # a CPU machine: server and trainer share it (the tests' layout)
-            return ServerSplit(0, 0, 1, 0)
-        if need >= res.gpus:
-            return (f"the vLLM server takes vllm_tensor_parallel_size x vllm_data_parallel_size = {need} "
-                    f"GPU(s) and training needs at least one more, but the stage declares gpus = {res.gpus} "
-                    "on one node")
-        return ServerSplit(0, need, 1, res.gpus - need)
-    server_nodes = math.ceil(need / max(res.gpus, 1))
-    if server_nodes >= res.nodes:
-        return (f"the vLLM server takes {server_nodes} of the stage's {res.nodes} nodes "
-                f"({need} GPU(s) at gpus = {res.gpus} per node), leaving none for training")
-    return ServerSplit(server_nodes, need, res.nodes - server_nodes, res.gpus)
-
-
-def train_ranks(t: Rollout, res: ir.Resources) -> int:
-    """Training processes: every GPU of the allocation, less a server's."""
-    split = server_split(t, res) if starts_server(t) else None
-    return split.train_ranks if isinstance(split, ServerSplit) else res.nodes * max(res.gpus, 1)
 
 
 @dataclass(frozen=True)
@@ -180,7 +127,7 @@ def vllm_fits(c: Checked) -> Iterator[Diagnostic]:
             continue
         decl = c.decl_at(stage.span)
         name = decl.name.name if decl is not None else stage.name
-        billions = billions_of_parameters(c.program, name, memo)
+        billions = billions_of_parameters(c.declarations, stage.init, memo)
         block = decl.block if isinstance(decl, ast.StageDecl) else None
         for word, message, hint in problems(stage.training, stage.resources, billions):
             if (stage.span, message) in reported:
@@ -200,13 +147,13 @@ def zero3_generate_is_slow(c: Checked) -> Iterator[Diagnostic]:
     reported: set = set()
     for stage in c.experiment.stages:
         t = stage.training
-        if (stage.method != "grpo" or t.use_vllm or t.deepspeed not in ("zero3", "zero3_offload")
+        if (stage.method != "grpo" or t.use_vllm or t.deepspeed not in ZERO3
                 or stage.resources.gpus == 0 or stage.span in reported):
             continue
         reported.add(stage.span)
         decl = c.decl_at(stage.span)
         name = decl.name.name if decl is not None else stage.name
-        billions = billions_of_parameters(c.program, name, memo)
+        billions = billions_of_parameters(c.declarations, stage.init, memo)
         if billions is None or billions <= ZERO3_GENERATE_MAX_BILLIONS:
             continue
         block = decl.block if isinstance(decl, ast.StageDecl) else None
@@ -219,3 +166,36 @@ def zero3_generate_is_slow(c: Checked) -> Iterator[Diagnostic]:
 
 
 zero3_generate_is_slow.after_lowering = True  # type: ignore[attr-defined]
+
+
+# ---------------------------------------------------------------- the policy's size
+
+_PARAMS_IN_NAME = re.compile(r"(?<![0-9.])(\d+(?:\.\d+)?)[Bb](?![A-Za-z0-9])")
+
+
+def billions_of_parameters(decls: Mapping[str, ir.Decl], name: str,
+                           memo: dict[str, float | None] | None = None) -> float | None:
+    """The parameter count (in billions) in a model's hub name, following stages to their init.
+
+    The init chain is walked in a loop (it may be 100,000 stages long); `memo`, shared by the
+    calls of one rule, gives every stage on a walked chain its answer, so the calls stay linear."""
+    memo = {} if memo is None else memo
+    chain: list[str] = []
+    found: float | None = None
+    while name not in memo:
+        decl = decls.get(name)
+        if decl is None or name in chain:
+            break
+        chain.append(name)
+        if isinstance(decl, ir.Stage):
+            name = decl.init
+            continue
+        if isinstance(decl, ir.Model) and decl.source == "hf":
+            params = _PARAMS_IN_NAME.findall(decl.ref.split("/")[-1])
+            found = float(params[-1]) if params else None
+        break
+    else:
+        found = memo[name]
+    for link in chain:
+        memo[link] = found
+    return found

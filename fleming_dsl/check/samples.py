@@ -16,9 +16,9 @@ from dataclasses import replace
 from fleming_dsl.check.common import Checked, option
 from fleming_dsl.check.files import exists, local_path
 from fleming_dsl.check.graph_vocab import VocabularyError, vocabulary
-from fleming_dsl.check.predicates import MAX_COUNT, REVERSED, hops_problem
 from fleming_dsl.errors import Diagnostic, Fix, suggestion
 from fleming_dsl.spec import ast
+from fleming_dsl.vocabulary import MAX_COUNT, REVERSED, hops_problem
 
 _SHOWN = 12  # names listed in an "expected one of" line before it is cut short
 

@@ -1,6 +1,6 @@
 """Training stages: their arguments, data selection, stop conditions and batch shapes.
 
-The predicates (`predicates.batch_problem`, `predicates.plateau_metrics`) are shared with the
+The predicates (`vocabulary.batch_problem`, `vocabulary.plateau_metrics`) are shared with the
 GRPO job, which still validates a hand-written job config with the same words.
 """
 
@@ -8,7 +8,6 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-from fleming_dsl.check import rollout
 from fleming_dsl.check.common import (
     ITEM_SOURCES,
     Checked,
@@ -18,14 +17,15 @@ from fleming_dsl.check.common import (
     option,
     option_key,
 )
-from fleming_dsl.check.predicates import (
+from fleming_dsl.errors import Diagnostic, suggestion
+from fleming_dsl.spec import ast
+from fleming_dsl.vocabulary import (
     SFT_METRICS,
     batch_problem,
     plateau_metrics,
     smallest_batch,
+    train_ranks,
 )
-from fleming_dsl.errors import Diagnostic, suggestion
-from fleming_dsl.spec import ast
 
 # ---------------------------------------------------------------- rules over the AST
 
@@ -238,7 +238,7 @@ def batch_fits_generations(c: Checked) -> Iterator[Diagnostic]:
         if stage.method != "grpo":
             continue
         t, res = stage.training, stage.resources
-        ranks = rollout.train_ranks(t, res)  # a vLLM server's GPUs train nothing
+        ranks = train_ranks(t, res)  # a vLLM server's GPUs train nothing
         problem = batch_problem(t.batch_size, t.grad_accum, t.generations, ranks)
         decl = c.decl_at(stage.span)
         if problem is None or (stage.span, problem) in reported:

@@ -29,7 +29,9 @@ from pathlib import Path
 from fleming_dsl.check.common import Checked, call_kw, entries, option
 from fleming_dsl.check.files import local_path
 from fleming_dsl.check.graph_vocab import cache_dir
-from fleming_dsl.check.predicates import (
+from fleming_dsl.errors import Diagnostic, FlemingError, did_you_mean
+from fleming_dsl.spec import ast
+from fleming_dsl.vocabulary import (
     MAX_PROMPT_CHARS,
     PROMPT_VARIABLES,
     RUBRIC_VARIABLES,
@@ -37,8 +39,6 @@ from fleming_dsl.check.predicates import (
     template_filter_problem,
     template_operation_problem,
 )
-from fleming_dsl.errors import Diagnostic, FlemingError, did_you_mean
-from fleming_dsl.spec import ast
 
 MAX_DEPTH = 16  # nested template names followed; deeper ones are reported and not read
 MAX_TEMPLATE_BYTES = 1 << 20  # a prompt template larger than this is not a prompt
@@ -308,7 +308,7 @@ def _parse(source: str) -> Parse | str:
 
 def _unbounded(tree) -> str | None:
     """The end of a message when the template computes, from constants alone, something its
-    job's sandbox refuses (check/predicates.py: a power, a repetition, a %-format width or a
+    job's sandbox refuses (vocabulary.py: a power, a repetition, a %-format width or a
     filter width past what a prompt needs), or None."""
     from jinja2 import nodes
 
@@ -426,7 +426,7 @@ def _resolve(name: str, root: str, where: str) -> tuple[str | None, Finding | No
 
 @dataclass(frozen=True)
 class PromptUse:
-    step: str  # a key of predicates.PROMPT_VARIABLES
+    step: str  # a key of vocabulary.PROMPT_VARIABLES
     user: str  # the declaration that renders it, as users read it: "synthesize questions"
     prompt: ast.Name
     template_teacher: bool  # the teacher answers with the prompt's own macros

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 import jinja2
 
 from fleming_dsl import __version__
-from fleming_dsl.check import rollout
+from fleming_dsl import vocabulary
 from fleming_dsl.emit import table
 from fleming_dsl.emit.provenance import job_libraries
 from fleming_dsl.errors import FlemingError
@@ -218,7 +218,7 @@ def needs_launcher(job: Job) -> bool:
 
 
 def _starts_server(job: Job) -> bool:
-    return isinstance(job.config, jc.GrpoJob) and rollout.starts_server(job.config)
+    return isinstance(job.config, jc.GrpoJob) and vocabulary.starts_server(job.config)
 
 
 def server_plan(job: Job) -> ServerPlan | None:
@@ -226,10 +226,10 @@ def server_plan(job: Job) -> ServerPlan | None:
     from fleming_dsl.emit.launch import ServerPlan
 
     cfg = job.config
-    if not isinstance(cfg, jc.GrpoJob) or not rollout.starts_server(cfg):
+    if not isinstance(cfg, jc.GrpoJob) or not vocabulary.starts_server(cfg):
         return None
-    split = rollout.server_split(cfg, job.resources)
-    assert isinstance(split, rollout.ServerSplit), split  # `fleming check` rejected the others
+    split = vocabulary.server_split(cfg, job.resources)
+    assert isinstance(split, vocabulary.ServerSplit), split  # `fleming check` rejected the others
     args = ("-m", "trl.cli.main", "vllm-serve", "--model", cfg.model,
             "--tensor_parallel_size", str(cfg.vllm_tensor_parallel_size),
             "--data_parallel_size", str(cfg.vllm_data_parallel_size),

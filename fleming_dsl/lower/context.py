@@ -37,9 +37,8 @@ class LowerContext:
         self.p = program
         self.root = Path(os.path.abspath(project_root))
         self.diags = Diagnostics()
-        self.kinds = {d.name.name: d.kind for d in program.decls}
-        # name -> declaration, built once: a lookup per declaration must not walk the program
-        self.decls = {d.name.name: d for d in program.decls}
+        # name -> declaration: the program's one symbol table (a lookup must not walk the program)
+        self.decls = program.by_name
 
     # paths ---------------------------------------------------------------
     def path(self, text: str, span: ir.Span) -> str:

@@ -179,7 +179,7 @@ class StageLowering:
         if isinstance(value, ast.Index):
             buckets = []
             for key in value.keys:
-                b = one_of(("easy", "moderate", "hard"))(key, "bucket", self.diags)
+                b = one_of(ir.BUCKETS)(key, "bucket", self.diags)
                 if b is not MISSING:
                     buckets.append(b)
             return ir.StageData(dataset=value.base.name, buckets=tuple(buckets))

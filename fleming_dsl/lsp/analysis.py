@@ -63,9 +63,6 @@ class Analysis:
     def path_of(self, shown: str) -> Path:
         return self.paths.get(shown) or Path(os.path.normpath(self.root / shown))
 
-    def kinds(self) -> dict[str, str]:
-        return {d.name.name: d.kind for d in self.decls}
-
     def names_of(self, kinds: tuple[str, ...]) -> list[ast.Decl]:
         return [d for d in self.decls if d.kind in kinds]
 

@@ -17,8 +17,8 @@ from typing import Annotated, Any, Literal, Union
 
 from pydantic import BaseModel, ConfigDict, Field, model_serializer, model_validator
 
-from fleming_dsl.check.predicates import MAX_COUNT
 from fleming_dsl.ir import Backend, Lora, Miner, Plateau, TinyArch, vllm_memory_share
+from fleming_dsl.vocabulary import MAX_COUNT
 
 
 # The signal SLURM sends a job before its time limit (`sbatch --signal=URG@<lead>`, written by the

@@ -9,7 +9,7 @@ prompts/ to /etc/passwd is refused. A render is bounded in time (RENDER_SECONDS)
 (MAX_CHARS), and so is loading: no expression is evaluated while a template compiles (jinja2
 folds constants then, before any bound starts: `{{ 9 ** (9 ** 9) }}` hung the job), and the
 operations whose one step in C grows with the numbers written (`**`, `*`, `%`, a filter's width)
-are judged before they run (check/predicates.py, the same words `fleming check` uses). Every
+are judged before they run (vocabulary.py, the same words `fleming check` uses). Every
 failure is a `PromptError` with one line naming the template file.
 """
 
@@ -29,9 +29,9 @@ from jinja2 import nodes
 from jinja2.compiler import CodeGenerator
 from jinja2.sandbox import ImmutableSandboxedEnvironment, SecurityError
 
-from fleming_dsl.check.predicates import MAX_PROMPT_CHARS as MAX_CHARS
-from fleming_dsl.check.predicates import template_filter_problem, template_operation_problem
 from fleming_dsl.errors import FlemingError
+from fleming_dsl.vocabulary import MAX_PROMPT_CHARS as MAX_CHARS
+from fleming_dsl.vocabulary import template_filter_problem, template_operation_problem
 
 RENDER_SECONDS = 10.0  # one prompt: a template loop that runs longer is a bug, not a prompt
 

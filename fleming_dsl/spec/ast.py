@@ -337,3 +337,13 @@ class Program:
     sources: dict  # display path -> text, for rendering diagnostics
     # name -> the `drop NAME` that removed a base's declaration: an undefined name says so
     dropped: dict = field(default_factory=dict)
+
+    @cached_property
+    def by_name(self) -> dict[str, Decl]:
+        """The symbol table: each declared name -> its declaration (the first one, where a name
+        is declared twice: `duplicate_names` reports the others). Built once per loaded spec and
+        read by the checks, lowering and the language server, none of which builds its own."""
+        table: dict[str, Decl] = {}
+        for decl in self.decls:
+            table.setdefault(decl.name.name, decl)
+        return table

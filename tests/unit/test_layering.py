@@ -19,7 +19,12 @@ RUNTIME_DOORS = {("cli/main.py", "cmd_job")}
 # what the runtime may import from the compile-time side
 RUNTIME_MAY_IMPORT = {"fleming_dsl.errors", "fleming_dsl.hashing", "fleming_dsl.ir",
                       "fleming_dsl.resources", "fleming_dsl.plan.jobconfig",
-                      "fleming_dsl.check.predicates"}  # the check rules' own words, reused
+                      "fleming_dsl.vocabulary"}  # the domain's words, which the checks use too
+# the checker is a tool, not a library: what the back end shares with it lives in a leaf module
+CHECKER = "fleming_dsl.check"
+NOT_THE_CHECKER = ("plan/", "emit/", "runtime/")
+LEAF = PACKAGE / "vocabulary.py"
+LEAF_MAY_IMPORT = {"fleming_dsl.ir"}
 
 
 def _imports(path: Path) -> list[tuple[str, str]]:
@@ -43,6 +48,19 @@ def _imports(path: Path) -> list[tuple[str, str]]:
 
 def _modules(under: Path) -> list[Path]:
     return sorted(p for p in under.rglob("*.py") if "__pycache__" not in p.parts)
+
+
+def test_the_planner_emitter_and_runtime_never_import_the_checker() -> None:
+    offenders = [f"{path.relative_to(PACKAGE).as_posix()} imports {module}"
+                 for path in _modules(PACKAGE)
+                 if path.relative_to(PACKAGE).as_posix().startswith(NOT_THE_CHECKER)
+                 for module, _ in _imports(path)
+                 if module == CHECKER or module.startswith(CHECKER + ".")]
+    assert offenders == []
+
+
+def test_the_domain_vocabulary_is_a_leaf() -> None:
+    assert {module for module, _ in _imports(LEAF)} <= LEAF_MAY_IMPORT
 
 
 def test_compile_time_code_never_imports_the_runtime() -> None:

@@ -37,9 +37,9 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from fleming_dsl.check.predicates import SPLIT_FIELDS, answer_letter, option_table
 from fleming_dsl.errors import FlemingError, JobError
 from fleming_dsl.runtime.data.items import LETTERS, MEDXPERTQA_GROUPS, Item, extract_choice
+from fleming_dsl.vocabulary import SPLIT_FIELDS, answer_letter, option_table
 
 Row = dict[str, Any]
 FORMATS = ("medqa", "medmcqa", "pubmedqa", "mmlu", "mmlu_pro", "medxpertqa", "medbullets",

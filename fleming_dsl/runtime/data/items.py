@@ -16,7 +16,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict
 
-from fleming_dsl.check.predicates import OPTION_LETTERS
+from fleming_dsl.vocabulary import OPTION_LETTERS
 
 LETTERS = OPTION_LETTERS
 # MedXpertQA's published categories: the row fields the loader keeps in an item's provenance,

@@ -20,10 +20,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from fleming_dsl.check.predicates import RUBRIC_VARIABLES
 from fleming_dsl.errors import JobError
 from fleming_dsl.runtime.io import read_jsonl
 from fleming_dsl.runtime.teachers.protocol import Request, Teacher
+from fleming_dsl.vocabulary import RUBRIC_VARIABLES
 
 
 def default_prompt() -> str:
@@ -115,7 +115,7 @@ def grading_request(item: RubricItem, response: str, criterion: Criterion, promp
                  "criterion": criterion.criterion, "points": criterion.points, **dict(item.reference)}
     if not variables.keys() <= set(RUBRIC_VARIABLES):  # what `fleming check` holds prompts to
         raise JobError(f"rubric prompt variables {sorted(variables.keys() - set(RUBRIC_VARIABLES))} "
-                       "are not in check/predicates.py RUBRIC_VARIABLES")
+                       "are not in vocabulary.py RUBRIC_VARIABLES")
     text = render(prompt_path, **variables)
     return Request(task="grade", messages=({"role": "user", "content": text},),
                    context={"criterion": criterion.criterion})

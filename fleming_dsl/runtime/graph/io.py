@@ -7,7 +7,7 @@
   `source metaedge target` (`.gz` is fine). Each row becomes two directed edges: the written one
   under the metaedge's name, the reverse under `<metaedge>:rev` (CtD runs Compound -> Disease;
   Disease -> Compound is `CtD:rev`), except for an undirected metaedge between nodes of one kind
-  (`GiG`), which reads the same both ways (check/predicates.py `stored_reverse`).
+  (`GiG`), which reads the same both ways (vocabulary.py `stored_reverse`).
 - Typed triples: tab-separated `head  head_type  relation  tail  tail_type`, one fact per line,
   an optional header line with exactly those names, no quoting. A node is its (type, name) pair;
   each fact is an edge head -> tail under its relation and an edge tail -> head under
@@ -28,9 +28,9 @@ from pathlib import Path
 
 import numpy as np
 
-from fleming_dsl.check.predicates import GRAPH_COLUMNS, stored_reverse
 from fleming_dsl.errors import FlemingError, JobError
 from fleming_dsl.runtime.graph.store import EdgeList
+from fleming_dsl.vocabulary import GRAPH_COLUMNS, stored_reverse
 
 (PRIMEKG_COLUMNS,) = GRAPH_COLUMNS["primekg"]
 HETIONET_NODE_COLUMNS, HETIONET_EDGE_COLUMNS = GRAPH_COLUMNS["hetionet"]

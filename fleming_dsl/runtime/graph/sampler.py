@@ -20,9 +20,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from fleming_dsl.check.predicates import REVERSED
 from fleming_dsl.errors import JobError
 from fleming_dsl.runtime.graph.store import GraphStore
+from fleming_dsl.vocabulary import REVERSED
 
 
 @dataclass(frozen=True)

@@ -28,7 +28,6 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
-from fleming_dsl.check.predicates import prompt_variables
 from fleming_dsl.errors import JobError
 from fleming_dsl.plan.jobconfig import DistillJob
 from fleming_dsl.runtime.data import shards
@@ -50,6 +49,7 @@ from fleming_dsl.runtime.prompting import PromptError, render
 from fleming_dsl.runtime.teachers import Request, TeacherError, make_teacher
 from fleming_dsl.runtime.teachers.batching import complete_batched
 from fleming_dsl.runtime.teachers.verbalise import path_facts
+from fleming_dsl.vocabulary import prompt_variables
 
 SYSTEM = "You are an expert physician who explains the answers to medical exam questions."
 MALFORMED_EXAMPLES = 20

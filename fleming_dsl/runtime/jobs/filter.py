@@ -18,8 +18,8 @@ import re
 from collections import Counter, defaultdict
 from typing import Any
 
-from fleming_dsl.check.predicates import prompt_variables
 from fleming_dsl.errors import JobError
+from fleming_dsl.ir import BUCKETS, EASY, HARD, MODERATE, REMOVING_STEPS
 from fleming_dsl.plan.jobconfig import (
     DecontaminateStep,
     DedupeStep,
@@ -42,9 +42,10 @@ from fleming_dsl.runtime.jobs.context import JobContext
 from fleming_dsl.runtime.prompting import PromptError, render
 from fleming_dsl.runtime.teachers import Request, TeacherError, make_teacher
 from fleming_dsl.runtime.teachers.batching import complete_batched
+from fleming_dsl.vocabulary import prompt_variables
 
-GRADE_SCORES = {"easy": 1.0, "moderate": 0.5, "hard": 0.0}
-_GRADE = re.compile(r"\b(easy|moderate|hard)\b", re.IGNORECASE)
+GRADE_SCORES = dict(zip(BUCKETS, (1.0, 0.5, 0.0)))
+_GRADE = re.compile(rf"\b({'|'.join(BUCKETS)})\b", re.IGNORECASE)
 # Mojibake of UTF-8 read as Latin-1/CP1252 (Ã©, â€™), the replacement character, control chars.
 _DEBRIS = re.compile(r"Ã[\x80-\xbf©¨§ ]|â€|Â[\xa0-\xbf]|\ufffd|[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 ROLES = {"system", "user", "assistant"}
@@ -164,7 +165,7 @@ class ModelScores:
             responses = complete_batched(model, grade_requests(step, items), "grader")
             levels = [_GRADE.findall(r.texts[0] if r.texts else "") for r in responses]
             unreadable = [int(not found) for found in levels]
-            scores = [found[-1].lower() if found else "moderate" for found in levels]
+            scores = [found[-1].lower() if found else MODERATE for found in levels]
         self._count(model)
         self._note(index, positions, scores, unreadable)
         return scores, unreadable
@@ -279,8 +280,8 @@ def step_decontaminate(step: DecontaminateStep, pairs: Pairs, reasons: Counter,
 
 def bucket(score: float, step: DifficultyStep) -> str:
     if score >= step.easy:
-        return "easy"
-    return "moderate" if score >= step.moderate else "hard"
+        return EASY
+    return MODERATE if score >= step.moderate else HARD
 
 
 def step_difficulty(step: DifficultyStep, index: int, pairs: Pairs, scores: Any,
@@ -305,7 +306,7 @@ def run_steps(cfg: FilterJob, pairs: Pairs, scores: Any, ctx: JobContext,
               global_steps: bool = True) -> tuple[Pairs, list[Item]]:
     """The steps in spec order. A shard runs them without the global step (dedupe keeps the
     first of a pair across the whole input), so it scores a superset of what the filter keeps."""
-    removed = {"format": 0, "verify_label": 0, "dedupe": 0, "decontaminate": 0}
+    removed = dict.fromkeys(REMOVING_STEPS, 0)
     reasons: dict[str, Counter] = defaultdict(Counter)
     malformed: dict[str, Any] = {}
     review: list[Item] = []
@@ -314,15 +315,15 @@ def run_steps(cfg: FilterJob, pairs: Pairs, scores: Any, ctx: JobContext,
         before = len(pairs)
         with ctx.timed(step.step):
             if isinstance(step, FormatStep):
-                pairs = [pair for pair in pairs if _format_ok(pair[1], reasons["format"])]
+                pairs = [pair for pair in pairs if _format_ok(pair[1], reasons[step.step])]
             elif isinstance(step, VerifyLabelStep):
-                pairs = step_verify(step, index, pairs, scores, reasons["verify_label"], review,
+                pairs = step_verify(step, index, pairs, scores, reasons[step.step], review,
                                     malformed)
             elif isinstance(step, DedupeStep):
                 if global_steps:
-                    pairs = step_dedupe(cfg, step, pairs, reasons["dedupe"])
+                    pairs = step_dedupe(cfg, step, pairs, reasons[step.step])
             elif isinstance(step, DecontaminateStep):
-                pairs = step_decontaminate(step, pairs, reasons["decontaminate"], evidence)
+                pairs = step_decontaminate(step, pairs, reasons[step.step], evidence)
             else:
                 pairs = step_difficulty(step, index, pairs, scores, malformed)
         if step.step in removed:
@@ -388,7 +389,7 @@ def write_outputs(cfg: FilterJob, ctx: JobContext, total: int, pairs: Pairs,
     buckets = Counter(item.difficulty for item in kept if item.difficulty)
     ctx.counts.update({"input": total, "kept": len(kept), "review": len(review),
                        "buckets": {name: buckets.get(name, 0)
-                                   for name in ("easy", "moderate", "hard")}})
+                                   for name in BUCKETS}})
     by_bucket: dict[str, list[float]] = defaultdict(list)
     for item in kept:
         if item.difficulty and item.pass_rate is not None:

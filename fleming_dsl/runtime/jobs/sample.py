@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import time
 
-from fleming_dsl.check.predicates import hops_problem
 from fleming_dsl.errors import JobError
 from fleming_dsl.plan.jobconfig import SampleJob
 from fleming_dsl.runtime.io import write_jsonl
 from fleming_dsl.runtime.jobs.context import JobContext
+from fleming_dsl.vocabulary import hops_problem
 
 
 def validate(cfg: SampleJob) -> None:

@@ -17,7 +17,6 @@ import re
 from collections import Counter
 from typing import Any
 
-from fleming_dsl.check.predicates import prompt_variables
 from fleming_dsl.errors import JobError
 from fleming_dsl.plan.jobconfig import SynthesizeJob
 from fleming_dsl.runtime.data import shards
@@ -28,6 +27,7 @@ from fleming_dsl.runtime.prompting import PromptError, render
 from fleming_dsl.runtime.teachers import Request, TeacherError, make_teacher
 from fleming_dsl.runtime.teachers.batching import complete_batched
 from fleming_dsl.runtime.teachers.verbalise import path_facts
+from fleming_dsl.vocabulary import prompt_variables
 
 SYSTEM = "You write clear, accurate multiple-choice questions for medical licensing exams."
 MALFORMED_EXAMPLES = 20

@@ -14,7 +14,7 @@ from fleming_dsl.runtime.reporting.collect import ReportInputs, StageCurve
 from fleming_dsl.ir import BUCKETS
 from fleming_dsl.runtime.reporting.summary import ordered, term_name
 
-_BUCKET_COLOURS = {"easy": "#2ca02c", "moderate": "#ff7f0e", "hard": "#d62728"}
+_BUCKET_COLOURS = dict(zip(BUCKETS, ("#2ca02c", "#ff7f0e", "#d62728")))  # green to red
 
 
 def _figure(panels: int, height: float = 3.6) -> tuple[Any, list[Any]]:

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from fleming_dsl.check.predicates import REVERSED
+from fleming_dsl.vocabulary import REVERSED
 
 # relation -> (usual head type prefix, verb from the head, verb from the tail)
 RELATION_VERBS: dict[str, tuple[str, str, str]] = {

@@ -14,13 +14,13 @@ import os
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from fleming_dsl.check.predicates import batch_problem
 from fleming_dsl.errors import JobError
 from fleming_dsl.plan.jobconfig import VLLM_SERVER_ENV, GrpoJob
 from fleming_dsl.runtime import ranks
 from fleming_dsl.runtime.data import items, rubrics
 from fleming_dsl.runtime.train import dynamic_sampling, miner, mining, seeding, step_log
 from fleming_dsl.runtime.train import trainer_args as training
+from fleming_dsl.vocabulary import batch_problem
 
 log = logging.getLogger("fleming.grpo")
 

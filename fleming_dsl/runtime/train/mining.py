@@ -25,10 +25,11 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from fleming_dsl.ir import BUCKETS
 from fleming_dsl.runtime.data import items
 
 # Lower rank is mined first: the paper prioritises failures on difficult items.
-BUCKET_PRIORITY = {"hard": 0, "moderate": 1, "easy": 2}
+BUCKET_PRIORITY = {name: rank for rank, name in enumerate(reversed(BUCKETS))}
 
 
 @dataclass(frozen=True)

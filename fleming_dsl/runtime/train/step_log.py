@@ -16,13 +16,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from fleming_dsl.check.predicates import plateau_metrics
 from fleming_dsl.errors import JobError
 from fleming_dsl.plan.jobconfig import GrpoJob
 from fleming_dsl.runtime import ranks
 from fleming_dsl.runtime.io import read_jsonl, write_jsonl
 from fleming_dsl.runtime.train import dynamic_sampling, rewards
 from fleming_dsl.runtime.train.plateau import PlateauTracker
+from fleming_dsl.vocabulary import plateau_metrics
 
 log = logging.getLogger("fleming.grpo")
 

@@ -42,7 +42,7 @@ def test_a_huge_generations_count_gets_its_batch_hint_in_closed_form(tmp_path: P
 
 
 def test_the_smallest_batch_is_the_next_multiple_of_what_the_ranks_leave() -> None:
-    from fleming_dsl.check.predicates import smallest_batch
+    from fleming_dsl.vocabulary import smallest_batch
 
     assert smallest_batch(4, 1, 1, 6) == 6
     assert smallest_batch(4, 1, 2, 6) == 6  # 2 ranks: batch x 2 a multiple of 6 -> batch 3, 6, ...

@@ -1,4 +1,5 @@
-"""The multi-rank checks: located errors, word for word, and what they let through."""
+"""The multi-rank checks, on resolved values: located errors, word for word, and what they let
+through."""
 
 from __future__ import annotations
 
@@ -7,8 +8,10 @@ from pathlib import Path
 import pytest
 from flm_fixtures import MINIMAL, write_project
 
-from fleming_dsl.check import multirank
+from fleming_dsl.check import multirank, rollout
+from fleming_dsl.check.common import Checked
 from fleming_dsl.compiler import load_experiment
+from fleming_dsl.lower.declarations import lower
 from fleming_dsl.errors import SpecError
 from fleming_dsl.spec.loader import load_program
 
@@ -27,14 +30,17 @@ def errors(tmp_path: Path, text: str) -> list[str]:
     return [d.first_line() for d in info.value.diagnostics]
 
 
-def diagnostics(tmp_path: Path, text: str, rule) -> list:
+def checked(tmp_path: Path, text: str) -> Checked:
+    """The program and its IR, as a rule run after lowering reads them."""
     program = load_program(write_project(tmp_path, text), tmp_path)
-    return list(rule(program))
+    return Checked.of(program, lower(program, tmp_path))
 
 
 def test_generations_must_split_over_all_ranks(tmp_path: Path) -> None:
     text = spec("generations = 16  batch = 4  resources { nodes = 1  gpus = 2 }")
-    [diag] = diagnostics(tmp_path, text, multirank.grpo_generations_fit_ranks)
+    with pytest.raises(SpecError) as info:
+        load_experiment(write_project(tmp_path, text), project_root=tmp_path)
+    [diag] = info.value.diagnostics
     assert diag.first_line() == (
         "spec.flm:14:57: error: stage rl: batch x grad_accum x ranks = 4 x 1 x 2 = 8 is not a "
         "multiple of generations (16)")
@@ -42,16 +48,24 @@ def test_generations_must_split_over_all_ranks(tmp_path: Path) -> None:
                          "of generations; use batch = 8")
 
 
+def test_defaults_are_the_irs_own(tmp_path: Path) -> None:
+    # batch and grad_accum unwritten: the rule judges ir.Training's defaults (8 and 1), not a
+    # copy of them, and points at the option that was written
+    text = spec("generations = 16").replace("generations = 2  batch = 4", "")
+    assert errors(tmp_path, text) == [
+        "spec.flm:14:57: error: stage rl: batch x grad_accum x ranks = 8 x 1 x 1 = 8 is not a "
+        "multiple of generations (16)"]
+
+
 def test_ranks_can_make_a_small_batch_valid(tmp_path: Path) -> None:
     # 4 per device is not a multiple of 8, but 4 x 2 nodes x 1 CPU rank is: TRL accepts it
     text = spec("generations = 8  batch = 4  resources { nodes = 2 }")
-    assert diagnostics(tmp_path, text, multirank.grpo_generations_fit_ranks) == []
     load_experiment(write_project(tmp_path, text), project_root=tmp_path)
 
 
 def test_zero3_lora_with_old_libraries_is_an_error(tmp_path: Path) -> None:
     text = spec("generations = 2  batch = 4  deepspeed = zero3  lora { r = 8 }")
-    program = load_program(write_project(tmp_path, text), tmp_path)
+    program = checked(tmp_path, text)
     old = {"peft": "0.9.0", "accelerate": "1.15.0", "transformers": "4.39.3"}
     [diag] = list(multirank.zero3_lora_supported(program, versions=old.get))
     assert diag.first_line() == (
@@ -63,7 +77,7 @@ def test_zero3_lora_with_old_libraries_is_an_error(tmp_path: Path) -> None:
     assert list(multirank.zero3_lora_supported(program, versions=new.get)) == []
     assert list(multirank.zero3_lora_supported(program, versions=lambda _: None)) == []
     zero2 = spec("generations = 2  batch = 4  deepspeed = zero2  lora { r = 8 }")
-    assert diagnostics(tmp_path, zero2, lambda p: multirank.zero3_lora_supported(p, old.get)) == []
+    assert list(multirank.zero3_lora_supported(checked(tmp_path, zero2), old.get)) == []
 
 
 @pytest.mark.parametrize("name, billions", [
@@ -71,8 +85,8 @@ def test_zero3_lora_with_old_libraries_is_an_error(tmp_path: Path) -> None:
     ("org/model-without-size", None)])
 def test_parameter_count_from_the_hub_name(tmp_path: Path, name: str, billions: float | None) -> None:
     text = MINIMAL.replace('model base = tiny(hidden = 32)', f'model base = hf("{name}")')
-    program = load_program(write_project(tmp_path, text), tmp_path)
-    assert multirank.billions_of_parameters(program, "rl") == billions  # rl -> sft1 -> base
+    exp = load_experiment(write_project(tmp_path, text), project_root=tmp_path)
+    assert rollout.billions_of_parameters(exp.declarations(), "rl") == billions  # rl -> sft1 -> base
 
 
 def test_shipped_specs_pass_the_multirank_checks() -> None:
@@ -80,5 +94,5 @@ def test_shipped_specs_pass_the_multirank_checks() -> None:
 
     for path in sorted((REPO / "specs").glob("*.flm")):
         program = load_program(path, REPO)
-        found = [d.first_line() for rule in multirank.RULES for d in rule(program)]
+        found = [d.first_line() for d in multirank.zero3_lora_supported(Checked.of(program, lower(program, REPO)))]
         assert found == [], (path.name, found)

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 from flm_fixtures import MINIMAL, write_project
 
-from fleming_dsl import ir
+from fleming_dsl import ir, vocabulary
 from fleming_dsl.check import rollout
 from fleming_dsl.compiler import load_experiment
 from fleming_dsl.errors import SpecError
@@ -76,16 +76,16 @@ def _training(**kw) -> ir.Training:
 
 
 @pytest.mark.parametrize("training, resources, split", [
-    (_training(vllm_tensor_parallel_size=2), ir.Resources(nodes=1, gpus=8), rollout.ServerSplit(0, 2, 1, 6)),
-    (_training(vllm_tensor_parallel_size=8), ir.Resources(nodes=4, gpus=8), rollout.ServerSplit(1, 8, 3, 8)),
+    (_training(vllm_tensor_parallel_size=2), ir.Resources(nodes=1, gpus=8), vocabulary.ServerSplit(0, 2, 1, 6)),
+    (_training(vllm_tensor_parallel_size=8), ir.Resources(nodes=4, gpus=8), vocabulary.ServerSplit(1, 8, 3, 8)),
     (_training(vllm_tensor_parallel_size=8, vllm_data_parallel_size=2), ir.Resources(nodes=4, gpus=8),
-     rollout.ServerSplit(2, 16, 2, 8)),
-    (_training(), ir.Resources(nodes=2), rollout.ServerSplit(1, 1, 1, 0)),  # the test cluster
-    (_training(), ir.Resources(), rollout.ServerSplit(0, 0, 1, 0)),  # one CPU machine
+     vocabulary.ServerSplit(2, 16, 2, 8)),
+    (_training(), ir.Resources(nodes=2), vocabulary.ServerSplit(1, 1, 1, 0)),  # the test cluster
+    (_training(), ir.Resources(), vocabulary.ServerSplit(0, 0, 1, 0)),  # one CPU machine
 ])
 def test_server_split(training, resources, split) -> None:
-    assert rollout.server_split(training, resources) == split
-    assert rollout.train_ranks(training, resources) == split.train_ranks
+    assert vocabulary.server_split(training, resources) == split
+    assert vocabulary.train_ranks(training, resources) == split.train_ranks
 
 
 def test_server_geometry_counts_training_ranks_only(tmp_path: Path) -> None:

@@ -30,6 +30,7 @@ import hashlib
 import json
 from typing import Any
 
+from fleming_dsl.ir import BUCKETS, EASY, HARD, MODERATE
 from fleming_dsl.runtime.data.chains import unit_draw
 from fleming_dsl.runtime.data.items import normalise
 from fleming_dsl.runtime.prompting import call_macro, optional_macro
@@ -91,7 +92,7 @@ def grade_item(item: dict[str, Any]) -> str:
     if not provenance.get("path"):
         words = len(item["question"].split()) + sum(len(o.split())
                                                     for o in item["options"].values())
-        return "easy" if words <= 18 else "moderate" if words <= 24 else "hard"
+        return EASY if words <= 18 else MODERATE if words <= 24 else HARD
     score = max(0, len(provenance.get("relations", [])) - 1)
     node = provenance["path"][provenance.get("mask_index", 0)]
     if "degree" in node:
@@ -99,7 +100,7 @@ def grade_item(item: dict[str, Any]) -> str:
     elif "answer_count" in provenance:
         score += int(provenance["answer_count"] <= RARE_COUNT)
     score += int(len(item["question"].split()) > 40)
-    return ("easy", "moderate", "hard")[min(score, 2)]
+    return BUCKETS[min(score, len(BUCKETS) - 1)]
 
 
 # How a later round opens, by strategy: the teacher following the strategy prompt, in words.

@@ -1,11 +1,20 @@
-"""Predicates shared by the check rules and the jobs that still validate a hand-written job
-config: one wording of each problem, wherever it is found. Imports only the IR (its vocabulary)."""
+"""The domain's words and limits, shared by the checker, the planner, the emitter and the jobs.
+
+What a job validates again at run time (a hand-written job config, a value a template computes)
+is worded once here, so `fleming check` and the job say the same thing; what several layers need
+to agree on (a vLLM server's share of a stage, the graph files' columns, the variables a step's
+prompt is rendered with) is defined once here. A leaf: it imports only the IR, never `check/`,
+`lower/` or `plan/` (tests/unit/test_layering.py), so a job importing it loads no checker.
+"""
 
 from __future__ import annotations
 
 import math
 import re
+from dataclasses import dataclass
+from typing import Protocol
 
+from fleming_dsl import ir
 from fleming_dsl.ir import BUCKETS
 
 MAX_COUNT = 100_000_000  # paths per sample job: past this a job runs for days or never ends
@@ -47,6 +56,62 @@ def smallest_batch(batch: int, grad_accum: int, ranks: int, generations: int) ->
     # multiple of `step`: a closed form, since counting up takes forever on a huge `generations`
     step = generations // math.gcd(grad_accum * ranks, generations)
     return -(-max(batch, 1) // step) * step
+
+
+# ---------------------------------------------------------------- a vLLM server's share of a stage
+
+
+@dataclass(frozen=True)
+class ServerSplit:
+    """A server-mode stage's allocation: the server's share, and what is left for training."""
+
+    server_nodes: int  # whole nodes given to the server (0: it shares node 0 with training)
+    server_gpus: int  # GPUs the server uses (tensor x data parallel)
+    train_nodes: int
+    train_gpus: int  # per training node
+
+    @property
+    def train_ranks(self) -> int:
+        return self.train_nodes * max(self.train_gpus, 1)
+
+
+class Rollout(Protocol):
+    """The rollout options an `ir.Training` and a GRPO job config share (same names)."""
+
+    use_vllm: bool
+    vllm_mode: str
+    vllm_server_base_url: str | None
+    vllm_tensor_parallel_size: int
+    vllm_data_parallel_size: int
+
+
+def starts_server(t: Rollout) -> bool:
+    """Whether the stage starts its own vLLM server (server mode without an external URL)."""
+    return t.use_vllm and t.vllm_mode == "server" and t.vllm_server_base_url is None
+
+
+def server_split(t: Rollout, res: ir.Resources) -> ServerSplit | str:
+    """The split of the allocation, or why it cannot be split."""
+    need = t.vllm_tensor_parallel_size * t.vllm_data_parallel_size
+    if res.nodes == 1:
+        if res.gpus == 0:  # a CPU machine: server and trainer share it (the tests' layout)
+            return ServerSplit(0, 0, 1, 0)
+        if need >= res.gpus:
+            return (f"the vLLM server takes vllm_tensor_parallel_size x vllm_data_parallel_size = {need} "
+                    f"GPU(s) and training needs at least one more, but the stage declares gpus = {res.gpus} "
+                    "on one node")
+        return ServerSplit(0, need, 1, res.gpus - need)
+    server_nodes = math.ceil(need / max(res.gpus, 1))
+    if server_nodes >= res.nodes:
+        return (f"the vLLM server takes {server_nodes} of the stage's {res.nodes} nodes "
+                f"({need} GPU(s) at gpus = {res.gpus} per node), leaving none for training")
+    return ServerSplit(server_nodes, need, res.nodes - server_nodes, res.gpus)
+
+
+def train_ranks(t: Rollout, res: ir.Resources) -> int:
+    """Training processes: every GPU of the allocation, less a server's."""
+    split = server_split(t, res) if starts_server(t) else None
+    return split.train_ranks if isinstance(split, ServerSplit) else res.nodes * max(res.gpus, 1)
 
 
 def plateau_metrics(reward_names: list[str] | tuple[str, ...]) -> list[str]:
