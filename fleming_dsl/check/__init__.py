@@ -1,12 +1,17 @@
 """Every static rule a spec must pass, in one ordered list (as sqlglot's optimizer `RULES`).
 
-A rule is a function `rule(checked) -> Iterator[Diagnostic]`. Most read the merged AST
-(`checked.program`) and run before lowering; a rule marked `after_lowering` reads resolved values
-(defaults filled in, sweeps expanded) from `checked.experiment` and runs after it. Option names,
-value types and value ranges are judged while lowering, where each value meets its IR field.
+A rule is a function `rule(checked) -> Iterator[Diagnostic]`. A rule about what is written (names,
+references, files, template texts) reads the merged AST (`checked.program`, its symbol table
+`checked.by_name`) and runs before lowering. A rule that needs a value reads it resolved (defaults
+filled in, init chains followed, sweeps expanded) from the IR, `checked.experiment` (by name:
+`checked.declarations`), is marked `after_lowering` and runs after it; it never restates a default.
+It points at the option that set the value (`checked.decl_at(node.span)` finds the declaration),
+or at the declaration when the value is a default. Option names, value types and value ranges are
+judged while lowering, where each value meets its IR field.
 
 A new rule is a small function in the module of its concern (references, files, models, samples,
-data, stages) and one line in `RULES`.
+data, stages) and one line in `RULES`. What a job or the planner also needs (a limit, a predicate
+worded once) goes in `fleming_dsl/vocabulary.py`, never imported from here.
 """
 
 from __future__ import annotations
@@ -51,11 +56,9 @@ RULES: tuple[Rule, ...] = (
     stages.plateau_is_logged,
     stages.miner_has_max_steps,
     stages.verify_label_has_judge,
-    models.data_gpus_cover_teacher,
     cluster.shell_safe_cluster_names,
     cluster.container_is_an_image,
     samples.hops_within_metapath,
-    samples.mask_within_path,
     samples.counts_are_reachable,
     files.missing_files,
     templates.prompt_templates,
@@ -69,7 +72,6 @@ RULES: tuple[Rule, ...] = (
     references.unused_declarations,
     models.api_keys_are_set,
     data.benchmarks_not_trained_on,
-    data.answer_pattern_covers_options,
     grpo.trl_version_supported,
     results.evaluated_once,
     stages.batch_fits_generations,  # after lowering
@@ -78,6 +80,9 @@ RULES: tuple[Rule, ...] = (
     rollout.zero3_generate_is_slow,  # after lowering
     multirank.zero3_lora_supported,  # after lowering
     results.options_have_distractors,  # after lowering
+    data.answer_pattern_covers_options,  # after lowering
+    models.data_gpus_cover_teacher,  # after lowering
+    samples.mask_within_path,  # after lowering
     results.overlong_can_apply,  # after lowering
     results.shards_have_items,  # after lowering
     results.resources_are_used,  # after lowering

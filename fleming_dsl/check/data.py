@@ -9,17 +9,16 @@ trained on, an answer pattern narrower than the data's options).
 from __future__ import annotations
 
 import json
-import math
 import re
 from collections.abc import Iterator
 from pathlib import Path
 
-from fleming_dsl.check.common import Checked, call_kw, option, option_key
+from fleming_dsl import ir
+from fleming_dsl.check.common import Checked, option, option_key
 from fleming_dsl.check.files import exists, local_path
 from fleming_dsl.errors import Diagnostic, FlemingError
 from fleming_dsl.spec import ast
-from fleming_dsl.spec.text import as_float
-from fleming_dsl.vocabulary import SPLIT_FIELDS, answer_letter, option_table
+from fleming_dsl.vocabulary import OPTION_LETTERS, SPLIT_FIELDS, answer_letter, option_table
 
 # format -> the fields its rows have, each as alternatives (any one of them)
 FORMAT_FIELDS: dict[str, tuple[tuple[str, ...], ...]] = {
@@ -254,14 +253,15 @@ _LETTER_CLASS = re.compile(r"<answer>\s*(\[[^\]]*\])")
 
 def _options_of(c: Checked, name: str) -> int | None:
     """The most options an item of `name` can have, where it is known: None when any data that
-    reaches it is of unknown width (or is reached twice). Walked with a stack, remembered per name."""
+    reaches it is of unknown width (or is reached twice). Walked with a stack over the IR (a
+    sample's distractors with their default filled in), remembered per name."""
     memo = c.memo.setdefault("options_of", {})
     if name not in memo:
-        memo[name] = _widest(c, name)
+        memo[name] = _widest(c.declarations, name)
     return memo[name]
 
 
-def _widest(c: Checked, name: str) -> int | None:
+def _widest(decls: dict[str, ir.Decl], name: str) -> int | None:
     most: int | None = None
     seen: set[str] = set()
     stack = [name]
@@ -270,28 +270,22 @@ def _widest(c: Checked, name: str) -> int | None:
         if here in seen:
             return None
         seen.add(here)
-        decl = c.by_name.get(here)
-        if isinstance(decl, ast.FilterDecl):
-            stack.append(decl.source.name)
+        decl = decls.get(here)
+        if isinstance(decl, ir.Filter):
+            stack.append(decl.source)
             continue
-        if isinstance(decl, ast.DistillDecl):
+        if isinstance(decl, ir.Distill):
             if not decl.sources:
                 return None
-            stack.extend(s.name for s in decl.sources)
+            stack.extend(decl.sources)
             continue
         width = None
-        if isinstance(decl, ast.DatasetDecl):
-            width = MAX_OPTIONS.get(decl.source.func.name)
-        elif isinstance(decl, ast.SynthesizeDecl):
-            sample = c.by_name.get(decl.source.name)
-            distractors = option(sample.block, "distractors") if isinstance(sample, ast.SampleDecl) else None
-            k = call_kw(distractors, "k") if isinstance(distractors, ast.Call) else distractors
-            known = isinstance(k, ast.Num) and math.isfinite(as_float(k.value))  # k = 1e999: lowering reports it
-            width = int(k.value) + 1 if known else 4  # same_type(k = 3) by default
-            fixed = option(decl.block, "options")  # `options = n` draws n - 1 of the k distractors
-            if (isinstance(fixed, ast.Num) and not isinstance(fixed.value, bool)
-                    and math.isfinite(as_float(fixed.value))):
-                width = min(width, int(fixed.value))
+        if isinstance(decl, ir.Dataset):
+            width = MAX_OPTIONS.get(decl.format)
+        elif isinstance(decl, ir.Synthesize) and isinstance(sample := decls.get(decl.source), ir.Sample):
+            width = sample.distractors + 1
+            if decl.options is not None:  # `options = n` draws n - 1 of the k distractors
+                width = min(width, decl.options)
         if width is None:
             return None
         most = width if most is None else max(most, width)
@@ -300,29 +294,39 @@ def _widest(c: Checked, name: str) -> int | None:
 
 def answer_pattern_covers_options(c: Checked) -> Iterator[Diagnostic]:
     """A regex reward whose answer letters ([A-D]) miss letters the graded items can have."""
-    for d in c.program.decls:
-        if not isinstance(d, ast.StageDecl) or d.method.func.name != "grpo":
+    assert c.experiment is not None
+    reported: set = set()
+    for stage in c.experiment.stages:
+        if stage.method != "grpo" or stage.span in reported:
             continue
-        data = _stage_data_name(d)
+        reported.add(stage.span)  # the points of one sweep share their data and rewards
+        data = stage.data.dataset or (stage.data.miner.pool if stage.data.miner else None)
         most = _options_of(c, data) if data else None
-        terms = option(d.block, "rewards")
-        names = [terms] if isinstance(terms, ast.Name) else [t.reward for t in getattr(terms, "terms", ())]
-        for name in names:
-            reward = c.by_name.get(name.name)
-            if not isinstance(reward, ast.RewardDecl) or reward.function.func.name != "regex" \
-                    or not reward.function.args or not isinstance(reward.function.args[0], ast.Str):
-                continue
-            match = _LETTER_CLASS.search(reward.function.args[0].value)
-            if most is None or match is None:
+        decl = c.decl_at(stage.span)
+        if most is None or not isinstance(decl, ast.StageDecl):
+            continue
+        terms = option(decl.block, "rewards")  # where each reward is named, to point at it
+        written = {n.name: n for n in ([terms] if isinstance(terms, ast.Name)
+                                       else [t.reward for t in getattr(terms, "terms", ())])}
+        for term in stage.rewards:
+            reward = c.declarations.get(term.reward)
+            pattern = reward.options.get("pattern") if isinstance(reward, ir.Reward) \
+                and reward.function == "regex" else None
+            match = _LETTER_CLASS.search(pattern) if isinstance(pattern, str) else None
+            if match is None:
                 continue
             try:
-                covered = [ch for ch in "ABCDEFGHIJKLMNOPQRSTUVWXYZ" if re.fullmatch(match.group(1), ch)]
+                covered = [ch for ch in OPTION_LETTERS if re.fullmatch(match.group(1), ch)]
             except re.error:
                 continue
-            needed = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"[:most]
+            needed = OPTION_LETTERS[:most]
             missing = [ch for ch in needed if ch not in covered]
             if missing:
-                yield Diagnostic(f"reward {name.name} accepts answers {match.group(1)}, but stage "
-                                 f"{d.name.name} trains on items with up to {most} options "
-                                 f"(A-{needed[-1]})", name.span, severity="warning",
-                                 hint=f"widen the pattern to [A-{needed[-1]}]")
+                where = written.get(term.reward)
+                yield Diagnostic(f"reward {term.reward} accepts answers {match.group(1)}, but stage "
+                                 f"{decl.name.name} trains on items with up to {most} options "
+                                 f"(A-{needed[-1]})", where.span if where else stage.span,
+                                 severity="warning", hint=f"widen the pattern to [A-{needed[-1]}]")
+
+
+answer_pattern_covers_options.after_lowering = True  # type: ignore[attr-defined]

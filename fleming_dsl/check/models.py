@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator
 
+from fleming_dsl import ir
 from fleming_dsl.check.common import Checked, call_kw, entries, has_backend, option
 from fleming_dsl.errors import Diagnostic
 from fleming_dsl.spec import ast
@@ -22,33 +23,27 @@ def teachers_have_backends(c: Checked) -> Iterator[Diagnostic]:
                                   "{ backend = vllm(tp = 8) } or { backend = transformers() }")
 
 
-def _vllm_tp(model: ast.ModelDecl) -> int:
-    """The tensor parallelism of a model's written vllm backend (0 when it has none)."""
-    backend = option(model.block, "backend")
-    if not isinstance(backend, ast.Call) or backend.func.name != "vllm":
-        return 0
-    tp = call_kw(backend, "tensor_parallel") or call_kw(backend, "tp")
-    return int(tp.value) if isinstance(tp, ast.Num) else 1
-
-
 def data_gpus_cover_teacher(c: Checked) -> Iterator[Diagnostic]:
     """A written resources block on a vLLM-teacher step replaces the planner's GPUs, so it must
-    give the tensor-parallel GPUs the teacher is served on."""
-    for decl in c.program.decls:
-        if not isinstance(decl, (ast.SynthesizeDecl, ast.DistillDecl)):
+    give the tensor-parallel GPUs the teacher is served on (the backend's resolved
+    `tensor_parallel`, 1 when unwritten)."""
+    assert c.experiment is not None
+    for step in (*c.experiment.synthesize, *c.experiment.distill):
+        teacher = c.declarations.get(step.teacher)
+        backend = teacher.backend if isinstance(teacher, ir.Model) else None
+        if step.resources is None or backend is None or backend.kind != "vllm":
             continue
-        teacher = c.by_name.get(decl.teacher.name)
-        found = [e.block for e in entries(decl.block, "resources") if e.call is None]
-        res = found[0] if found else None
-        tp = _vllm_tp(teacher) if isinstance(teacher, ast.ModelDecl) else 0
-        if res is None or tp == 0:
-            continue
-        gpus = option(res, "gpus")
-        written = gpus.value if isinstance(gpus, ast.Num) else 0
-        if isinstance(written, int) and written < tp:
-            yield Diagnostic(f"{decl.kind} {decl.name.name} asks for {written} GPUs, but its teacher "
-                             f"'{decl.teacher.name}' is served by vllm on {tp}", res.span,
+        tp = backend.tensor_parallel
+        if step.resources.gpus < tp:
+            decl = c.decl_at(step.span)
+            found = [e.block for e in entries(decl.block if decl else None, "resources") if e.call is None]
+            yield Diagnostic(f"{step.kind} {step.name} asks for {step.resources.gpus} GPUs, but its teacher "
+                             f"'{step.teacher}' is served by vllm on {tp}",
+                             found[0].span if found else step.span,
                              hint=f"write gpus = {tp} in its resources block")
+
+
+data_gpus_cover_teacher.after_lowering = True  # type: ignore[attr-defined]
 
 
 def evaluated_models_are_not_oracles(c: Checked) -> Iterator[Diagnostic]:

@@ -51,18 +51,21 @@ def hops_within_metapath(c: Checked) -> Iterator[Diagnostic]:
 
 
 def mask_within_path(c: Checked) -> Iterator[Diagnostic]:
-    """mask = N names the N-th node of the path (0 = the start): it must exist in the shortest walk."""
-    for d, path in _samples(c):
-        mask = option(d.block, "mask")
-        if not isinstance(mask, ast.Num) or not isinstance(mask.value, int) or mask.value < 0:
+    """mask = N names the N-th node of the path (0 = the start): it must exist in the shortest walk
+    (the sample's resolved hops, the metapath's length when unwritten)."""
+    assert c.experiment is not None
+    for sample in c.experiment.samples:
+        if isinstance(sample.mask, str) or sample.mask <= sample.hops_min:
             continue
-        steps = len(path.edges) if path is not None else 1
-        lo = _hop_range(d, steps)[0]
-        if mask.value > lo:
-            yield Diagnostic(f"'mask' index {mask.value} is outside the path: the shortest walk has "
-                             f"nodes 0..{lo}", mask.span,
-                             hint="mask = anchor (the start), mask = target (the end), or an index "
-                                  f"from 0 to {lo}")
+        decl = c.decl_at(sample.span)
+        mask = option(decl.block, "mask") if isinstance(decl, ast.SampleDecl) else None
+        yield Diagnostic(f"'mask' index {sample.mask} is outside the path: the shortest walk has "
+                         f"nodes 0..{sample.hops_min}", mask.span if mask is not None else sample.span,
+                         hint="mask = anchor (the start), mask = target (the end), or an index "
+                              f"from 0 to {sample.hops_min}")
+
+
+mask_within_path.after_lowering = True  # type: ignore[attr-defined]
 
 
 def counts_are_reachable(c: Checked) -> Iterator[Diagnostic]:
