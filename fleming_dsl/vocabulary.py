@@ -159,12 +159,28 @@ def _is_int(value: object) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
-def template_filter_problem(name: str, args: tuple) -> str | None:
+def template_filter_problem(name: str, args: tuple, value: object = None) -> str | None:
     """Why a filter call is refused, or None: a number argument past the length of a prompt
-    (`"a"|center(10 ** 9)` builds a gigabyte in one step of C)."""
+    (`"a"|center(10 ** 9)` builds a gigabyte in one step of C), or, for `format` (which is
+    `value % args`), a %-format width past it."""
     big = next((a for a in args if _is_int(a) and abs(a) > MAX_PROMPT_CHARS), None)
     if big is not None:
         return f"filter '{name}' given {big:,}, longer than a prompt"
+    if name == "format" and isinstance(value, str):
+        return template_operation_problem("%", value, args)
+    return None
+
+
+_DIGITS = re.compile(r"\d+")
+
+
+def format_spec_problem(spec: str) -> str | None:
+    """Why a `str.format` field's spec is refused, or None: a width or precision past the length
+    of a prompt (`"{:>999999999}".format(x)` builds a gigabyte in one step of C). Every number in
+    a spec is a width or a precision but a digit used as the fill character, which is one digit."""
+    if any(len(n) > len(str(MAX_PROMPT_CHARS)) or int(n) > MAX_PROMPT_CHARS
+           for n in _DIGITS.findall(spec)):
+        return "a format width or precision longer than a prompt"
     return None
 
 

@@ -36,6 +36,7 @@ from fleming_dsl.vocabulary import (
     PROMPT_VARIABLES,
     RUBRIC_VARIABLES,
     TEMPLATE_TEACHER_MACROS,
+    format_spec_problem,
     template_filter_problem,
     template_operation_problem,
 )
@@ -236,11 +237,17 @@ class Parse:
     names: tuple[str | None, ...]
     variables: tuple[tuple[str, int], ...] = ()
     macros: tuple[str, ...] = ()
+    # each macro the template defines itself: (name, parameters, whether it takes any other
+    # keyword through `kwargs`, its line)
+    signatures: tuple[tuple[str, tuple[str, ...], bool, int], ...] = ()
+
+    def signature(self, macro: str) -> tuple[str, tuple[str, ...], bool, int] | None:
+        return next((s for s in self.signatures if s[0] == macro), None)
 
 
 # bump when what a sidecar holds changes (4: variables and macros, and a template refused as
-# unbounded is an error)
-_SIDECAR_VERSION = 4
+# unbounded is an error; 5: macro signatures, format specs judged)
+_SIDECAR_VERSION = 5
 
 
 def _parsed(source: str) -> Parse | str:
@@ -255,7 +262,9 @@ def _parsed(source: str) -> Parse | str:
             return data["error"]
         return Parse(tuple(n if isinstance(n, str) else None for n in data["names"]),
                      tuple((str(v), int(line)) for v, line in data["variables"]),
-                     tuple(str(m) for m in data["macros"]))
+                     tuple(str(m) for m in data["macros"]),
+                     tuple((str(n), tuple(map(str, params)), bool(kw), int(line))
+                           for n, params, kw, line in data["signatures"]))
     except (OSError, ValueError, AttributeError, KeyError, TypeError):
         pass
     try:
@@ -266,7 +275,8 @@ def _parsed(source: str) -> Parse | str:
         sidecar.parent.mkdir(parents=True, exist_ok=True)
         temp = sidecar.with_suffix(f".{os.getpid()}.tmp")
         temp.write_text(json.dumps({"error": found} if isinstance(found, str) else {
-            "names": found.names, "variables": found.variables, "macros": found.macros}),
+            "names": found.names, "variables": found.variables, "macros": found.macros,
+            "signatures": found.signatures}),
             encoding="utf-8")
         os.replace(temp, sidecar)
     except OSError:
@@ -297,13 +307,18 @@ def _parse(source: str) -> Parse | str:
     for node in tree.find_all(nodes.Name):
         if node.name in undeclared and node.ctx == "load":
             first_line[node.name] = min(first_line.get(node.name, node.lineno), node.lineno)
-    macros = {m.name for m in tree.find_all(nodes.Macro)}
+    defined = list(tree.find_all(nodes.Macro))
+    macros = {m.name for m in defined}
     for imported in tree.find_all(nodes.FromImport):
         macros.update(n if isinstance(n, str) else n[1] for n in imported.names)
+    # a macro that reads `kwargs` takes any keyword (jinja2 compiles it with catch_kwargs)
+    signatures = sorted((m.name, tuple(a.name for a in m.args),
+                         any(n.name == "kwargs" and n.ctx == "load" for n in m.find_all(nodes.Name)),
+                         m.lineno) for m in defined)
     return Parse(tuple(n if isinstance(n, str) else None
                        for n in meta.find_referenced_templates(tree)),
                  tuple(sorted(first_line.items(), key=lambda item: (item[1], item[0]))),
-                 tuple(sorted(macros)))
+                 tuple(sorted(macros)), tuple(signatures))
 
 
 def _unbounded(tree) -> str | None:
@@ -341,17 +356,43 @@ def _unbounded(tree) -> str | None:
         return value
 
     try:
-        for node in tree.find_all((nodes.BinExpr, nodes.Filter)):
+        for node in tree.find_all((nodes.BinExpr, nodes.Filter, nodes.Call)):
             if isinstance(node, nodes.BinExpr):
                 const(node)
                 continue
+            if isinstance(node, nodes.Call):
+                _judge_format_call(node, const)
+                continue
             args = tuple(const(a) for a in [*node.args, *(k.value for k in node.kwargs)])
-            problem = template_filter_problem(node.name, tuple(a for a in args if a is not _UNKNOWN))
+            value = const(node.node) if node.node is not None else _UNKNOWN
+            problem = template_filter_problem(node.name, tuple(a for a in args if a is not _UNKNOWN),
+                                              None if value is _UNKNOWN else value)
             if problem is not None:
                 raise _Refused(node.lineno, problem)
     except _Refused as refused:
         return f": line {refused.line}: {refused.problem}: its job refuses it"
     return None
+
+
+def _judge_format_call(node, const) -> None:
+    """`"{:>999999999}".format(x)`: a constant string's format fields, judged by their specs as
+    the job's sandbox judges them (a spec computed when it renders is the sandbox's alone)."""
+    import string
+
+    from jinja2 import nodes
+
+    if not (isinstance(node.node, nodes.Getattr) and node.node.attr in ("format", "format_map")):
+        return
+    text = const(node.node.node)
+    if not isinstance(text, str):
+        return
+    try:
+        specs = [spec for _, field, spec, _ in string.Formatter().parse(text) if field is not None and spec]
+    except ValueError:
+        return  # not a format string: the job's format call fails with Python's own message
+    problem = next((p for p in map(format_spec_problem, specs) if p is not None), None)
+    if problem is not None:
+        raise _Refused(node.lineno, problem)
 
 
 def _too_long(left: object, right: object) -> bool:
@@ -490,3 +531,20 @@ def prompt_variables_provided(c: Checked) -> Iterator[Diagnostic]:
                                      f"the template teacher of {use.user} answers with", arg.span,
                                      hint=f"add {{% macro {macro}({', '.join(passed)}) %}}...{{% endmacro %}} "
                                           "(see prompts/question.j2), or use a model as the teacher")
+                    continue
+                yield from _macro_takes(parse.signature(macro), passed, arg, use)
+
+
+def _macro_takes(signature: tuple[str, tuple[str, ...], bool, int] | None, passed: tuple[str, ...],
+                 arg: ast.Str, use: PromptUse) -> Iterator[Diagnostic]:
+    """The template teacher calls the macro with every variable its step passes, by keyword:
+    jinja2 refuses a keyword the macro has no parameter for (unless it reads `kwargs`)."""
+    if signature is None or signature[2]:
+        return  # imported from another template, or it takes any keyword
+    name, params, _, line = signature
+    missing = [v for v in passed if v not in params]
+    if missing:
+        yield Diagnostic(f"prompt template {arg.value}:{line} defines macro '{name}' without the "
+                         f"parameter{'s' if len(missing) > 1 else ''} {', '.join(missing)}, which the "
+                         f"template teacher of {use.user} passes", arg.span,
+                         hint=f"write {{% macro {name}({', '.join(passed)}) %}} (see prompts/question.j2)")

@@ -8,8 +8,8 @@ methods, no changing a list or dict while it is iterated, so a loop cannot exten
 prompts/ to /etc/passwd is refused. A render is bounded in time (RENDER_SECONDS) and size
 (MAX_CHARS), and so is loading: no expression is evaluated while a template compiles (jinja2
 folds constants then, before any bound starts: `{{ 9 ** (9 ** 9) }}` hung the job), and the
-operations whose one step in C grows with the numbers written (`**`, `*`, `%`, a filter's width)
-are judged before they run (vocabulary.py, the same words `fleming check` uses). Every
+operations whose one step in C grows with the numbers written (`**`, `*`, `%`, a filter's width,
+a `str.format` field's width or precision) are judged before they run (vocabulary.py, the same words `fleming check` uses). Every
 failure is a `PromptError` with one line naming the template file.
 """
 
@@ -27,11 +27,21 @@ from typing import Any
 import jinja2
 from jinja2 import nodes
 from jinja2.compiler import CodeGenerator
-from jinja2.sandbox import ImmutableSandboxedEnvironment, SecurityError
+from jinja2.sandbox import (
+    ImmutableSandboxedEnvironment,
+    SandboxedEscapeFormatter,
+    SandboxedFormatter,
+    SecurityError,
+)
+from markupsafe import Markup
 
 from fleming_dsl.errors import FlemingError
 from fleming_dsl.vocabulary import MAX_PROMPT_CHARS as MAX_CHARS
-from fleming_dsl.vocabulary import template_filter_problem, template_operation_problem
+from fleming_dsl.vocabulary import (
+    format_spec_problem,
+    template_filter_problem,
+    template_operation_problem,
+)
 
 RENDER_SECONDS = 10.0  # one prompt: a template loop that runs longer is a bug, not a prompt
 
@@ -82,6 +92,40 @@ class _BoundedEnvironment(ImmutableSandboxedEnvironment):
             raise SecurityError(problem)
         return super().call_binop(context, operator, left, right)
 
+    def wrap_str_format(self, value):
+        """A string's `format`/`format_map` as jinja2's sandbox wraps it, through a formatter that
+        judges each field's spec (nested fields filled in) before it formats the field."""
+        if super().wrap_str_format(value) is None:
+            return None  # not a string's format method
+        text, by_map = value.__self__, value.__name__ == "format_map"
+        formatter = (_BoundedEscapeFormatter(self, escape=text.escape) if isinstance(text, Markup)
+                     else _BoundedFormatter(self))
+
+        @functools.wraps(value)
+        def bounded(*args: Any, **kwargs: Any) -> str:
+            if by_map:
+                if kwargs or len(args) != 1:
+                    raise TypeError("format_map() takes exactly one argument and no keywords")
+                args, kwargs = (), args[0]
+            return type(text)(formatter.vformat(text, args, kwargs))
+        return bounded
+
+
+class _BoundedSpecs:
+    def format_field(self, value: Any, format_spec: str) -> Any:
+        problem = format_spec_problem(format_spec)
+        if problem is not None:
+            raise SecurityError(problem)
+        return super().format_field(value, format_spec)  # type: ignore[misc]
+
+
+class _BoundedFormatter(_BoundedSpecs, SandboxedFormatter):
+    pass
+
+
+class _BoundedEscapeFormatter(_BoundedSpecs, SandboxedEscapeFormatter):
+    pass
+
 
 def _bounded_filter(name: str, func: Callable) -> Callable:
     """`func` with its arguments after the filtered value judged first."""
@@ -89,7 +133,8 @@ def _bounded_filter(name: str, func: Callable) -> Callable:
 
     @functools.wraps(func)  # keeps jinja_pass_arg: jinja2 still passes the context
     def call(*args, **kwargs):
-        problem = template_filter_problem(name, args[skip:] + tuple(kwargs.values()))
+        problem = template_filter_problem(name, args[skip:] + tuple(kwargs.values()),
+                                          args[skip - 1] if len(args) >= skip else None)
         if problem is not None:
             raise SecurityError(problem)
         return func(*args, **kwargs)

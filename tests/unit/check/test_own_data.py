@@ -65,7 +65,8 @@ def test_an_mcq_answer_written_as_the_option_text_is_an_error(tmp_path: Path) ->
 
 
 def test_a_misspelt_prompt_variable_is_an_error_at_the_prompt(tmp_path: Path) -> None:
-    prompt = "{% macro stem(clues) %}Which?{% endmacro %}\nThe answer:\n{{ anwser }}\n"
+    prompt = ("{% macro stem(facts, clues, all_facts, answer, answer_type, hops) %}Which?{% endmacro %}\n"
+              "The answer:\n{{ anwser }}\n")
     assert errors_of(tmp_path, {"ask.j2": prompt}) == [
         "spec.flm:8:23: error: prompt template ask.j2:3 reads 'anwser', which synthesize q does "
         "not pass\n"
@@ -93,8 +94,32 @@ def test_a_synthesize_prompt_without_stem_fails_with_the_template_teacher(tmp_pa
         "{% endmacro %} (see prompts/question.j2), or use a model as the teacher"]
 
 
+@pytest.mark.parametrize("signature, missing", [
+    ("stem(facts, clues)", "parameters all_facts, answer, answer_type, hops"),
+    ("stem(facts, clues, all_facts, answer, answer_type)", "parameter hops"),
+])
+def test_a_stem_macro_without_every_variable_fails_with_the_template_teacher(
+        tmp_path: Path, signature: str, missing: str) -> None:
+    """The template teacher calls stem with each of the six by keyword: jinja2 refuses the rest."""
+    found = errors_of(tmp_path, {"ask.j2": f"{{# a prompt #}}\n{{% macro {signature} %}}{{{{ facts }}}}"
+                                           "{% endmacro %}\n"})
+    assert found == [
+        f"spec.flm:8:23: error: prompt template ask.j2:2 defines macro 'stem' without the {missing}, "
+        "which the template teacher of synthesize q passes\n"
+        '  prompt ask = template("ask.j2")\n'
+        '                        ^^^^^^^^\n'
+        "  hint: write {% macro stem(facts, clues, all_facts, answer, answer_type, hops) %} "
+        "(see prompts/question.j2)"]
+
+
+def test_a_stem_macro_taking_kwargs_passes(tmp_path: Path) -> None:
+    path = write_project(tmp_path)
+    (tmp_path / "ask.j2").write_text("{% macro stem(facts) %}{{ facts }}{{ kwargs }}{% endmacro %}\n")
+    check_experiment(path, project_root=tmp_path)
+
+
 def test_variables_set_in_the_template_and_jinja_globals_are_not_reported(tmp_path: Path) -> None:
-    prompt = ("{% macro stem(clues) %}{% set ns = namespace(n=0) %}{% if clues %}{% set n = 1 %}"
+    prompt = ("{% macro stem(facts, clues, all_facts, answer, answer_type, hops) %}{% set ns = namespace(n=0) %}{% if clues %}{% set n = 1 %}"
               "{{ n }}{% endif %}{% for i in range(2) %}{{ loop.index }}{% endfor %}{% endmacro %}"
               "{{ answer }}\n")
     path = write_project(tmp_path)

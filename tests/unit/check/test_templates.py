@@ -16,7 +16,8 @@ from fleming_dsl.errors import SpecError
 
 # MINIMAL's prompt: `prompt ask = template("ask.j2")`, line 8; the path string starts at col 23
 AT = "spec.flm:8:23"
-STEM = "{% macro stem() %}q{% endmacro %}"  # what the template teacher of synthesize q calls
+# what the template teacher of synthesize q calls, with each variable synthesize passes
+STEM = "{% macro stem(facts, clues, all_facts, answer, answer_type, hops) %}q{% endmacro %}"
 HINT = ("a template's {% include %}, {% import %} and {% extends %} read files inside the folder "
         "of the prompt's template (symlinks resolved), named relative to it")
 
@@ -73,6 +74,12 @@ def warnings(spec: Path) -> list[str]:
     ({"ask.j2": "{{ '%999999999d' % 1 }}\n"},
      f"{AT}: error: prompt template ask.j2: line 1: a %-format width longer than a prompt: its job "
      "refuses it"),
+    ({"ask.j2": "x\n{{ '%999999999d'|format(1) }}\n"},
+     f"{AT}: error: prompt template ask.j2: line 2: a %-format width longer than a prompt: its job "
+     "refuses it"),
+    ({"ask.j2": "{{ '{}: {:>999999999}'.format(q, a) }}\n"},
+     f"{AT}: error: prompt template ask.j2: line 1: a format width or precision longer than a "
+     "prompt: its job refuses it"),
 ])
 def test_template_problems_are_located_at_the_prompt(tmp_path: Path, files: dict, first_line: str) -> None:
     found = problems(project(tmp_path, files))

@@ -100,6 +100,12 @@ def test_macro_calls_are_bounded_too(prompts: Path, monkeypatch: pytest.MonkeyPa
     ("{{ 'a' * 10 ** 12 }}", "1 characters or items repeated 1,000,000,000,000 times, longer than a prompt"),
     ("{{ 'a'|center(999999999) }}", "filter 'center' given 999,999,999, longer than a prompt"),
     ("{{ '%999999999d' % 1 }}", "a %-format width longer than a prompt"),
+    ("{{ '%999999999d'|format(1) }}", "a %-format width longer than a prompt"),
+    ("{{ '{:>999999999}'.format(1) }}", "a format width or precision longer than a prompt"),
+    ("{{ '{:.999999999f}'.format(1.5) }}", "a format width or precision longer than a prompt"),
+    ("{{ '{x:{w}}'.format(x=1, w=10 ** 9) }}", "a format width or precision longer than a prompt"),
+    ("{{ '{x:>99999999999999999999999}'.format_map({'x': 1}) }}",
+     "a format width or precision longer than a prompt"),
 ])
 def test_loading_and_rendering_are_bounded_whatever_the_constants(prompts: Path, text: str,
                                                                   message: str) -> None:
@@ -112,5 +118,6 @@ def test_loading_and_rendering_are_bounded_whatever_the_constants(prompts: Path,
 
 def test_bounded_operators_and_filters_still_compute(prompts: Path) -> None:
     path = write(prompts, "ask.j2", "{{ 2 ** 10 }} {{ '-' * 3 }} {{ '%03d' % n }} {{ 'x'|center(5) }}|"
-                                    "{{ items|join(',') }} {{ n * 3 }}")
-    assert render(path, n=7, items=["a", "b"]) == "1024 --- 007   x  |a,b 21"
+                                    "{{ items|join(',') }} {{ n * 3 }} {{ '{:>3}|{:.2f}'.format(n, 0.5) }} "
+                                    "{{ '%02d'|format(n) }}")
+    assert render(path, n=7, items=["a", "b"]) == "1024 --- 007   x  |a,b 21   7|0.50 07"

@@ -36,6 +36,7 @@ from fleming_dsl.runtime.data.items import normalise
 from fleming_dsl.runtime.prompting import call_macro, optional_macro
 from fleming_dsl.runtime.teachers.protocol import Request, TeacherError
 from fleming_dsl.runtime.teachers.verbalise import path_facts
+from fleming_dsl.vocabulary import prompt_variables
 
 MAX_FACTS_IN_RATIONALE = 2
 
@@ -180,7 +181,8 @@ class TemplateBackend:
         ctx = request.context
         if request.task == "question":
             facts = path_facts(ctx["row"])
-            return call_macro(ctx["template"], "stem", **facts)
+            # the variables `fleming check` held the macro's parameters to
+            return call_macro(ctx["template"], "stem", **prompt_variables("synthesize", facts))
         if request.task == "reason":
             return self.reason(ctx)
         if request.task == "rewrite":
