@@ -90,10 +90,6 @@ def entries(block: ast.Block | None, name: str) -> list[ast.Entry]:
     return [i for i in (block.items if block else ()) if isinstance(i, ast.Entry) and i.name.name == name]
 
 
-def number(value: ast.Value | None) -> int | float | None:
-    return value.value if isinstance(value, ast.Num) and not isinstance(value.value, bool) else None
-
-
 def a(kind: str) -> str:
     return ("an " if kind[0] in "aeiou" else "a ") + kind
 

@@ -53,15 +53,14 @@ options_have_distractors.after_lowering = True  # type: ignore[attr-defined]
 def overlong_can_apply(c: Checked) -> Iterator[Diagnostic]:
     """`overlong(1024, 256)` under `max_completion_length = 128` is a term that is always 0."""
     assert c.experiment is not None
-    rewards = {r.name: r for r in c.experiment.rewards}
     seen: set[tuple] = set()
     for stage in c.experiment.stages:
         if stage.method != "grpo":
             continue
         longest = stage.training.max_completion_length
         for term in stage.rewards:
-            reward = rewards.get(term.reward)
-            if reward is None or reward.function != "overlong":
+            reward = c.declarations.get(term.reward)
+            if not isinstance(reward, ir.Reward) or reward.function != "overlong":
                 continue
             start = int(reward.options.get("max_tokens", 0)) - int(reward.options.get("buffer", 0))
             decl = _decl(c, stage)
