@@ -226,8 +226,9 @@ class Difficulty(Node):
 _STEP_MODELS = (FormatCheck, VerifyLabel, Dedupe, Decontaminate, Difficulty)
 # the filter steps in the order a filter job runs them (the one list: lowering, completion, reports)
 FILTER_STEPS: tuple[str, ...] = tuple(m.model_fields["step"].default for m in _STEP_MODELS)
+FORMAT, VERIFY_LABEL, DEDUPE, DECONTAMINATE, DIFFICULTY = FILTER_STEPS  # by name, to pick one
 # the steps that remove items (a filter job counts what each removed); difficulty only annotates
-REMOVING_STEPS = tuple(s for s in FILTER_STEPS if s != Difficulty.model_fields["step"].default)
+REMOVING_STEPS = tuple(s for s in FILTER_STEPS if s != DIFFICULTY)
 FilterStep = Annotated[
     Union[_STEP_MODELS], Field(discriminator="step")
 ]

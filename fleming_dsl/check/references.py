@@ -8,6 +8,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass
 
+from fleming_dsl import ir
 from fleming_dsl.check.common import (
     DATASET,
     GRAPH,
@@ -42,14 +43,14 @@ def _filter_refs(decl: ast.FilterDecl) -> Iterator[Ref]:
     for item in decl.block.items:
         if not isinstance(item, ast.Entry) or item.call is None:
             continue
-        if item.name.name in ("verify_label", "difficulty"):
+        if item.name.name in (ir.VERIFY_LABEL, ir.DIFFICULTY):
             for name in names_in(call_kw(item.call, "model")):
-                yield Ref(name, (MODEL, STAGE) if item.name.name == "difficulty" else (MODEL,),
+                yield Ref(name, (MODEL, STAGE) if item.name.name == ir.DIFFICULTY else (MODEL,),
                           f"the {item.name.name} model")
-        if item.name.name == "difficulty":
+        if item.name.name == ir.DIFFICULTY:
             for name in names_in(call_kw(item.call, "prompt")):
                 yield Ref(name, (PROMPT,), "the grader rubric")
-        if item.name.name == "decontaminate":
+        if item.name.name == ir.DECONTAMINATE:
             for name in names_in(call_kw(item.call, "against")):
                 yield Ref(name, (DATASET,), "an evaluation set to decontaminate against")
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
+from fleming_dsl import ir
 from fleming_dsl.check.common import (
     ITEM_SOURCES,
     Checked,
@@ -59,7 +60,7 @@ def buckets_need_difficulty(c: Checked) -> Iterator[Diagnostic]:
         source = c.by_name.get(data.base.name)
         if source is None or source.kind not in ITEM_SOURCES:
             continue  # undefined_names / wrong_kinds report it
-        graded = isinstance(source, ast.FilterDecl) and entries(source.block, "difficulty")
+        graded = isinstance(source, ast.FilterDecl) and entries(source.block, ir.DIFFICULTY)
         if not graded:
             yield Diagnostic(f"'{data.base.name}' has no difficulty buckets: only a filter with a "
                              "difficulty step has easy/moderate/hard items", data.span,
@@ -121,7 +122,7 @@ def _item_inputs(c: Checked) -> Iterator[tuple[ast.Name, str]]:
             yield from ((s, f"distill {d.name.name}") for s in d.sources)
         elif isinstance(d, ast.FilterDecl):
             yield d.source, f"filter {d.name.name}"
-            for e in entries(d.block, "decontaminate"):
+            for e in entries(d.block, ir.DECONTAMINATE):
                 yield from ((n, f"the decontaminate step of filter {d.name.name}")
                             for n in names_in(call_kw(e.call, "against")) if e.call is not None)
 
@@ -218,7 +219,7 @@ def verify_label_has_judge(c: Checked) -> Iterator[Diagnostic]:
     for d in c.program.decls:
         if not isinstance(d, ast.FilterDecl):
             continue
-        for step in entries(d.block, "verify_label"):
+        for step in entries(d.block, ir.VERIFY_LABEL):
             has_model = step.call is not None and any(kw.key.name == "model" for kw in step.call.kwargs)
             if not has_model and not upstream_teacher(d.source.name):
                 yield Diagnostic(f"verify_label in filter {d.name.name} has no judge: no distill or "

@@ -26,6 +26,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from fleming_dsl import ir
 from fleming_dsl.check.common import Checked, call_kw, entries, option
 from fleming_dsl.check.files import local_path
 from fleming_dsl.check.graph_vocab import cache_dir
@@ -486,7 +487,7 @@ def prompt_uses(c: Checked) -> Iterator[PromptUse]:
             if isinstance(rewrite, ast.Name):
                 yield PromptUse("rewrite", f"the rewrite of distill {decl.name.name}", rewrite, False)
         elif isinstance(decl, ast.FilterDecl):
-            for entry in entries(decl.block, "difficulty"):
+            for entry in entries(decl.block, ir.DIFFICULTY):
                 prompt = call_kw(entry.call, "prompt")
                 if isinstance(prompt, ast.Name):
                     yield PromptUse("difficulty", f"the difficulty step of filter {decl.name.name}",

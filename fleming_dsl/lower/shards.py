@@ -17,7 +17,7 @@ from fleming_dsl.lower.values import Diagnostics, Options, at_least, to_int
 from fleming_dsl.spec import ast
 
 # What the planner can split: the declaration kinds (and filter steps) that take `shards`.
-SHARDABLE = ("synthesize", "distill", "verify_label", "difficulty", "evaluate")
+SHARDABLE = ("synthesize", "distill", ir.VERIFY_LABEL, ir.DIFFICULTY, "evaluate")
 
 
 @dataclass(frozen=True)

@@ -146,7 +146,7 @@ class ModelScores:
     def verify(self, index: int, step: VerifyLabelStep, positions: list[int],
                items: list[Item]) -> tuple[list[int], list[int]]:
         judge = self._teacher(step.judge)
-        responses = complete_batched(judge, answer_requests(items, step.votes), "verify_label")
+        responses = complete_batched(judge, answer_requests(items, step.votes), step.step)
         self._count(judge)
         matches, unreadable = match_counts(items, responses)
         self._note(index, positions, matches, unreadable)
