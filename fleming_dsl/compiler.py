@@ -56,16 +56,17 @@ def check_experiment(path: str | os.PathLike, project_root: Path | None = None, 
 
 
 def _lowering_errors(program, root: Path) -> list[Diagnostic]:
-    """The errors lowering reports for a program the rules already found errors in, so one check
-    shows every independent problem. Lowering expects a program that passed the rules: where one
-    that did not breaks it in another way, its errors only repeat the rules' and are left out."""
+    """The errors lowering reports for a program the rules already found errors in, and, where it
+    lowers, those of the rules on resolved values, so one check shows every independent problem.
+    Lowering and those rules expect a program that passed the rules: where one that did not
+    breaks them in another way, their errors only repeat the rules' and are left out."""
     try:
-        lower(program, root)
+        exp = lower(program, root)
+        return [d for d in run_lowered_checks(program, exp) if d.severity == "error"]
     except SpecError as err:
         return [d for d in err.diagnostics if d.severity == "error"]
     except Exception:  # noqa: BLE001 - see the docstring
         return []
-    return []
 
 
 def _unique(diagnostics: list[Diagnostic]) -> list[Diagnostic]:

@@ -109,6 +109,16 @@ def test_batch_shape_is_checked_after_lowering_for_every_sweep_point(tmp_path: P
         "multiple of generations (2)"]
 
 
+def test_rules_on_resolved_values_report_beside_the_rules_on_the_ast(tmp_path: Path) -> None:
+    """One check shows every independent problem: a rule on written text (evaluating the template
+    teacher) does not hide a rule on resolved values (the mask past the default hops)."""
+    text = R("count = 10 }", "count = 10  mask = 2 }", R("evaluate [rl]", "evaluate [rl, teacher]"))
+    assert [d.first_line() for d in errors(tmp_path, text).diagnostics] == [
+        "spec.flm:5:75: error: 'mask' index 2 is outside the path: the shortest walk has nodes 0..1",
+        "spec.flm:15:15: error: cannot evaluate 'teacher': a template() teacher reads each item's "
+        "answer, so its accuracy would measure nothing"]
+
+
 def test_plateau_metric_lists_what_the_stage_logs(tmp_path: Path) -> None:
     err = errors(tmp_path, R("batch = 4 }", "batch = 4  until = plateau(loss) }"))
     assert err.diagnostics[0].expected == "one of reward, correct, bucket/easy, bucket/moderate, bucket/hard"
