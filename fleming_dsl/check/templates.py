@@ -25,6 +25,7 @@ import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 from fleming_dsl import ir
 from fleming_dsl.check.common import Checked, call_kw, entries, option
@@ -229,6 +230,15 @@ def _judge(path: Path, written: str, parses: dict) -> Iterator[Finding]:
                 stack.append((target, (*chain, name)))
 
 
+class Signature(NamedTuple):
+    """A macro's parameters, as a caller passing keywords meets them."""
+
+    name: str
+    params: tuple[str, ...]
+    any_keyword: bool  # it reads `kwargs`, so jinja2 lets it take keywords it has no parameter for
+    line: int
+
+
 @dataclass(frozen=True)
 class Parse:
     """What a template's text refers to: the templates it names (None where computed when it
@@ -238,12 +248,10 @@ class Parse:
     names: tuple[str | None, ...]
     variables: tuple[tuple[str, int], ...] = ()
     macros: tuple[str, ...] = ()
-    # each macro the template defines itself: (name, parameters, whether it takes any other
-    # keyword through `kwargs`, its line)
-    signatures: tuple[tuple[str, tuple[str, ...], bool, int], ...] = ()
+    signatures: tuple[Signature, ...] = ()  # of each macro the template defines itself
 
-    def signature(self, macro: str) -> tuple[str, tuple[str, ...], bool, int] | None:
-        return next((s for s in self.signatures if s[0] == macro), None)
+    def signature(self, macro: str) -> Signature | None:
+        return next((s for s in self.signatures if s.name == macro), None)
 
 
 # bump when what a sidecar holds changes (4: variables and macros, and a template refused as
@@ -264,7 +272,7 @@ def _parsed(source: str) -> Parse | str:
         return Parse(tuple(n if isinstance(n, str) else None for n in data["names"]),
                      tuple((str(v), int(line)) for v, line in data["variables"]),
                      tuple(str(m) for m in data["macros"]),
-                     tuple((str(n), tuple(map(str, params)), bool(kw), int(line))
+                     tuple(Signature(str(n), tuple(map(str, params)), bool(kw), int(line))
                            for n, params, kw, line in data["signatures"]))
     except (OSError, ValueError, AttributeError, KeyError, TypeError):
         pass
@@ -313,9 +321,9 @@ def _parse(source: str) -> Parse | str:
     for imported in tree.find_all(nodes.FromImport):
         macros.update(n if isinstance(n, str) else n[1] for n in imported.names)
     # a macro that reads `kwargs` takes any keyword (jinja2 compiles it with catch_kwargs)
-    signatures = sorted((m.name, tuple(a.name for a in m.args),
-                         any(n.name == "kwargs" and n.ctx == "load" for n in m.find_all(nodes.Name)),
-                         m.lineno) for m in defined)
+    signatures = sorted(Signature(m.name, tuple(a.name for a in m.args),
+                                  any(n.name == "kwargs" and n.ctx == "load" for n in m.find_all(nodes.Name)),
+                                  m.lineno) for m in defined)
     return Parse(tuple(n if isinstance(n, str) else None
                        for n in meta.find_referenced_templates(tree)),
                  tuple(sorted(first_line.items(), key=lambda item: (item[1], item[0]))),
@@ -536,12 +544,12 @@ def prompt_variables_provided(c: Checked) -> Iterator[Diagnostic]:
                 yield from _macro_takes(parse.signature(macro), passed, arg, use)
 
 
-def _macro_takes(signature: tuple[str, tuple[str, ...], bool, int] | None, passed: tuple[str, ...],
-                 arg: ast.Str, use: PromptUse) -> Iterator[Diagnostic]:
+def _macro_takes(signature: Signature | None, passed: tuple[str, ...], arg: ast.Str,
+                 use: PromptUse) -> Iterator[Diagnostic]:
     """The template teacher calls the macro with every variable its step passes, by keyword:
     jinja2 refuses a keyword the macro has no parameter for (unless it reads `kwargs`)."""
-    if signature is None or signature[2]:
-        return  # imported from another template, or it takes any keyword
+    if signature is None or signature.any_keyword:
+        return  # imported from another template (not followed), or it takes any keyword
     name, params, _, line = signature
     missing = [v for v in passed if v not in params]
     if missing:
