@@ -331,7 +331,7 @@ class Training(Node):
     use_vllm: bool = False
     logging_steps: int = 1
     save_steps: int = 500
-    # grpo: TRL GRPOConfig options; the defaults are TRL 1.x's (check/grpo.py has what it accepts)
+    # grpo: TRL GRPOConfig options; the defaults are TRL 1.x's (lower/trl_versions.py has what it accepts)
     loss_type: str = "dapo"
     scale_rewards: str = "group"
     epsilon: float = 0.2

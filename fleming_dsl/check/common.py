@@ -97,7 +97,3 @@ def a(kind: str) -> str:
 def kinds_phrase(kinds: tuple[str, ...]) -> str:
     return "a " + " or a ".join(kinds) if len(kinds) <= 2 else "a " + ", ".join(kinds[:-1]) + \
         f" or {kinds[-1]}"
-
-
-def has_backend(model: ast.ModelDecl) -> bool:
-    return model.source.func.name in ("template", "openai") or option(model.block, "backend") is not None

@@ -1,12 +1,8 @@
-"""GRPO option rules: which values the installed TRL accepts, and combinations that make no sense.
+"""GRPO option rules: the installed TRL against the versions the options are validated for, and
+combinations that make no sense. Pure and light (no trl import).
 
-Two parts, both pure and light (no trl import: the installed version is read from package
-metadata, so `fleming check` stays fast):
-
-- `TRL_ACCEPTS`: per range of TRL versions, the values each enumerated `GRPOConfig` option takes.
-  Lowering validates `loss_type`, `scale_rewards`, `importance_sampling_level` and `vllm_mode`
-  against the row of the installed version (the newest row when TRL is not installed here, e.g. a
-  laptop that only compiles).
+- `trl_version_supported`: a warning when the installed TRL is outside `lower/trl_versions.py`'s
+  table, against whose rows lowering validated the enumerated options.
 - `TRAINING_RULES`: small named rules over a lowered `ir.Training`, each yielding `Problem`s (the
   spec word to point at, the message, a hint). `grpo_options`, one rule of `check.RULES` run after
   lowering, applies them to every GRPO stage (every sweep point, with its own values) and points
@@ -15,86 +11,14 @@ metadata, so `fleming check` stays fast):
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from importlib import metadata
 
 from fleming_dsl import ir
 from fleming_dsl.check.common import Checked, option_key
 from fleming_dsl.errors import Diagnostic
+from fleming_dsl.lower.trl_versions import installed_trl, supported, supported_text
 from fleming_dsl.spec import ast
-
-
-@dataclass(frozen=True)
-class TrlRange:
-    """The values a range of TRL versions accepts (checked against their `grpo_config.py`)."""
-
-    low: tuple[int, ...]  # inclusive
-    high: tuple[int, ...]  # exclusive
-    accepts: dict[str, tuple[str, ...]]
-
-
-# Verified by reading trl/trainer/grpo_config.py and grpo_trainer.py of TRL 1.0.0 and 1.16.0:
-# both list the same loss types, reward scalings, importance-sampling levels and vLLM modes.
-TRL_ACCEPTS: tuple[TrlRange, ...] = (
-    TrlRange((1, 0), (2, 0), {
-        "loss_type": ("grpo", "dr_grpo", "dapo", "bnpo", "cispo", "sapo", "luspo", "vespo"),
-        "scale_rewards": ("group", "batch", "none"),
-        "importance_sampling_level": ("token", "sequence"),
-        "vllm_mode": ("colocate", "server"),
-    }),
-)
-
-
-def _version_tuple(text: str) -> tuple[int, ...]:
-    parts = []
-    for piece in text.split(".")[:3]:
-        digits = "".join(c for c in piece if c.isdigit())
-        if not digits:
-            break
-        parts.append(int(digits))
-    return tuple(parts)
-
-
-@functools.lru_cache(maxsize=1)
-def installed_trl() -> str | None:
-    """The installed TRL version from package metadata (no import), or None."""
-    try:
-        return metadata.version("trl")
-    except metadata.PackageNotFoundError:
-        return None
-
-
-def accepted(option: str, version: str | None = None) -> tuple[str, ...]:
-    """The values `option` takes under TRL `version` (the installed one by default)."""
-    return trl_range(version).accepts[option]
-
-
-def trl_range(version: str | None = None) -> TrlRange:
-    """The table row for `version`; the newest row when TRL is absent or outside every row."""
-    text = version if version is not None else installed_trl()
-    if text is not None:
-        v = _version_tuple(text)
-        for row in TRL_ACCEPTS:
-            if row.low <= v < row.high:
-                return row
-    return TRL_ACCEPTS[-1]
-
-
-def supported(version: str) -> bool:
-    """Whether a row of the table covers TRL `version`."""
-    v = _version_tuple(version)
-    return any(row.low <= v < row.high for row in TRL_ACCEPTS)
-
-
-def _dotted(v: tuple[int, ...]) -> str:
-    return ".".join(map(str, v))
-
-
-def supported_text() -> str:
-    """The table's versions as pip writes them: ">=1.0,<2.0" (rows joined by " or ")."""
-    return " or ".join(f">={_dotted(r.low)},<{_dotted(r.high)}" for r in TRL_ACCEPTS)
 
 
 def trl_version_supported(c: Checked) -> Iterator[Diagnostic]:

@@ -6,7 +6,7 @@ import os
 from collections.abc import Iterator
 
 from fleming_dsl import ir
-from fleming_dsl.check.common import Checked, call_kw, entries, has_backend, option
+from fleming_dsl.check.common import Checked, call_kw, entries, option
 from fleming_dsl.errors import Diagnostic
 from fleming_dsl.spec import ast
 
@@ -16,7 +16,7 @@ def teachers_have_backends(c: Checked) -> Iterator[Diagnostic]:
         if not isinstance(decl, (ast.SynthesizeDecl, ast.DistillDecl)):
             continue
         model = c.by_name.get(decl.teacher.name)
-        if isinstance(model, ast.ModelDecl) and not has_backend(model):
+        if isinstance(model, ast.ModelDecl) and not model.has_backend():
             yield Diagnostic(f"the teacher '{decl.teacher.name}' has no generation backend",
                              decl.teacher.span,
                              hint=f"give model {decl.teacher.name} a block such as "

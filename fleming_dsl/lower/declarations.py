@@ -15,7 +15,6 @@ from importlib import metadata
 from pathlib import Path
 
 from fleming_dsl import ir
-from fleming_dsl.check.common import has_backend, option
 from fleming_dsl.errors import SpecError, by_place, suggestion
 from fleming_dsl.lower import shards
 from fleming_dsl.lower.context import LowerContext
@@ -537,7 +536,7 @@ class _Lowering:
             (value_span(kw.value) for kw in fn.kwargs if kw.key.name == "grader"), fn.span)
         if not isinstance(model, ast.ModelDecl):
             return  # check/references.py reports a name of the wrong kind
-        backend = option(model.block, "backend") if model.block else None
+        backend = model.backend()
         if model.source.func.name == "template" or (isinstance(backend, ast.Call)
                                                      and backend.func.name == "template"):
             self.diags.error(f"the template teacher '{grader}' cannot grade against a rubric: it answers "
@@ -596,7 +595,7 @@ class _Lowering:
         """A model with its own backend is evaluated through it: a written engine would not apply."""
         for target in targets:
             decl = self.ctx.decls.get(target)
-            if isinstance(decl, ast.ModelDecl) and has_backend(decl):
+            if isinstance(decl, ast.ModelDecl) and decl.has_backend():
                 self.diags.error(f"'engine' does not apply to model {target}, which is evaluated through "
                                  "its own backend", opts.key_span("engine"),
                                  hint=f"evaluate {target} in an evaluate block of its own, without engine")
@@ -716,7 +715,7 @@ def _grader_backend(model: ast.ModelDecl) -> bool:
     """A grader generates text: an openai() model, or a model with a backend block (not template())."""
     if model.source.func.name == "openai":
         return True
-    backend = option(model.block, "backend")
+    backend = model.backend()
     return backend is not None and not (isinstance(backend, ast.Call) and backend.func.name == "template")
 
 

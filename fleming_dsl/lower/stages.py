@@ -11,8 +11,8 @@ from typing import Any
 
 from fleming_dsl import ir
 from fleming_dsl.errors import did_you_mean
-from fleming_dsl.check import grpo as grpo_rules
 from fleming_dsl.lower.context import LowerContext
+from fleming_dsl.lower import trl_versions
 from fleming_dsl.lower.trl_fields import GRPO_CONFIG_FIELDS, LR_SCHEDULERS, SFT_CONFIG_FIELDS
 from fleming_dsl.lower.values import (
     MISSING,
@@ -37,7 +37,7 @@ from fleming_dsl.spec import ast
 def trl_choice(option: str) -> Callable[..., Any]:
     """A converter for an enumerated GRPOConfig option: the values the installed TRL accepts."""
 
-    choices = grpo_rules.accepted(option)  # the installed TRL's (read once, from its metadata)
+    choices = trl_versions.accepted(option)  # the installed TRL's (read once, from its metadata)
 
     def convert(value, key, diags):
         return one_of(choices)(value, key, diags)
@@ -100,7 +100,7 @@ TRAINING_OPTIONS: tuple[TrainingOption, ...] = (
     TrainingOption("use_vllm", to_bool, methods=("grpo",), meaning="roll out with vLLM"),
     TrainingOption("logging_steps", to_int, at_least(1), meaning="steps between metric rows"),
     TrainingOption("save_steps", to_int, at_least(1), meaning="steps between checkpoints"),
-    # TRL GRPOConfig options (same words as TRL); enumerations come from check/grpo.py's table
+    # TRL GRPOConfig options (same words as TRL); enumerations come from lower/trl_versions.py's table
     TrainingOption("loss_type", trl_choice("loss_type"), methods=("grpo",),
                    meaning="policy loss: grpo, dr_grpo, dapo, bnpo, cispo, sapo, luspo, vespo"),
     TrainingOption("scale_rewards", trl_choice("scale_rewards"), methods=("grpo",),

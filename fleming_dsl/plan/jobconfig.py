@@ -290,7 +290,7 @@ class GrpoJob(TrainCommon):
     plateau: Plateau | None
     miner: Miner | None  # miner.pool is resolved to the `data` path; stage-2 mining when set
     metrics: str  # JSONL of per-step rewards (total, per reward, per bucket)
-    # TRL GRPOConfig options, resolved (TRL's defaults where the spec is silent); see check/grpo.py
+    # TRL GRPOConfig options, resolved (TRL's defaults where the spec is silent); see lower/trl_versions.py
     loss_type: str = "dapo"
     scale_rewards: str = "group"
     epsilon: float = 0.2

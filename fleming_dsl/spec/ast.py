@@ -228,6 +228,15 @@ class ModelDecl(Decl):
     source: Call
     block: Block | None
 
+    def backend(self) -> Value | None:
+        """The written `backend = ...` (None when there is none)."""
+        found = self.block.last_option("backend") if self.block is not None else None
+        return found.value if found is not None else None
+
+    def has_backend(self) -> bool:
+        """Whether it generates text as a teacher: a template() or openai() model, or a backend."""
+        return self.source.func.name in ("template", "openai") or self.backend() is not None
+
 
 @dataclass(frozen=True)
 class GraphDecl(Decl):

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from flm_fixtures import MINIMAL, write_project
 
-from fleming_dsl.check import grpo as grpo_rules
+from fleming_dsl.lower import trl_versions
 from fleming_dsl.compiler import load_experiment
 from fleming_dsl.errors import SpecError
 from fleming_dsl.plan import jobconfig as jc
@@ -59,7 +59,7 @@ def test_table_matches_installed_trl() -> None:
     import inspect
 
     source = inspect.getsource(trl.trainer.grpo_config)
-    for value in grpo_rules.accepted("loss_type", trl.__version__):
+    for value in trl_versions.accepted("loss_type", trl.__version__):
         assert f"'{value}'" in source or f'"{value}"' in source, value
 
 
@@ -156,9 +156,9 @@ def test_grpo_options_are_grpo_only(tmp_path: Path) -> None:
 
 
 def test_table_picks_the_row_of_a_version() -> None:
-    assert grpo_rules.trl_range("1.16.0").low == (1, 0)
-    assert grpo_rules.trl_range("1.0.0rc1").low == (1, 0)
-    assert grpo_rules.trl_range("9.0").low == grpo_rules.TRL_ACCEPTS[-1].low  # unknown: the newest row
+    assert trl_versions.trl_range("1.16.0").low == (1, 0)
+    assert trl_versions.trl_range("1.0.0rc1").low == (1, 0)
+    assert trl_versions.trl_range("9.0").low == trl_versions.TRL_ACCEPTS[-1].low  # unknown: the newest row
 
 
 OVERLONG = [
