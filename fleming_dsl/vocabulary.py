@@ -15,7 +15,6 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from fleming_dsl import ir
-from fleming_dsl.ir import BUCKETS
 
 MAX_COUNT = 100_000_000  # paths per sample job: past this a job runs for days or never ends
 MAX_PROMPT_CHARS = 1_000_000  # one prompt's text: far above any model's context
@@ -117,7 +116,7 @@ def train_ranks(t: Rollout, res: ir.Resources) -> int:
 def plateau_metrics(reward_names: list[str] | tuple[str, ...]) -> list[str]:
     """What a GRPO stage logs per step, so what `until = plateau(<metric>)` may watch: the total
     reward, each reward term by its name, and the reward per difficulty bucket."""
-    return ["reward", *reward_names, *(f"bucket/{b}" for b in BUCKETS)]
+    return ["reward", *reward_names, *(f"bucket/{b}" for b in ir.BUCKETS)]
 
 
 SFT_METRICS = ("loss",)  # what an SFT stage logs per logging step (lower is better)

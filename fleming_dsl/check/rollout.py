@@ -1,8 +1,8 @@
 """Where a GRPO stage's rollouts run, and whether they fit: the arithmetic of docs/scale.md.
 
-Pure functions over resolved values (an `ir.Training` and its `ir.Resources`), shared by the
-rule `vllm_fits` (run after lowering, so swept and defaulted values are the ones judged) and by
-the emitter, which plans a server-mode stage's launch from the same `server_split`.
+Pure functions over resolved values (an `ir.Training` and its `ir.Resources`), for the rule
+`vllm_fits` (run after lowering, so swept and defaulted values are the ones judged). The split of
+a server-mode allocation is `vocabulary.server_split`, from which the emitter plans the launch.
 
 - Colocate (TRL's `vllm_mode = "colocate"`): every trainer process hosts vLLM; a tensor-parallel
   group of `vllm_tensor_parallel_size` GPUs shares one engine. Each GPU holds the policy's bf16
