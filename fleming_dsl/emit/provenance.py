@@ -24,7 +24,7 @@ KIND_LIBRARIES: dict[str, tuple[str, ...]] = {
     "sft": ("torch", "transformers", "trl", "peft", "accelerate", "datasets"),
     "grpo": ("torch", "transformers", "trl", "peft", "accelerate", "datasets"),
     "eval": ("torch", "transformers"),
-    "report": ("matplotlib",),
+    "report": ("matplotlib", "scipy"),
 }
 
 

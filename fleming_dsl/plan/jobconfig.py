@@ -337,6 +337,12 @@ class Benchmark(Cfg):
     limit: int | None = None
 
 
+def predictions_path(output: str) -> str:
+    """An eval job's per-item predictions, one row per (item, sample), beside its results: an
+    output the planner declares, so the report that reads it re-runs when it changes."""
+    return f"{output}.predictions.jsonl"
+
+
 class EvalJob(Shardable):
     kind: Literal["eval"] = "eval"
     target: str  # the stage or model name being evaluated
@@ -369,6 +375,7 @@ class ReportJob(JobBase):
     metas: tuple[str, ...]  # every job's meta JSON (counts, filter removals, timings)
     metrics: tuple[str, ...]  # GRPO per-step metrics JSONL files
     evals: tuple[str, ...]  # eval results JSON files
+    predictions: tuple[str, ...] = ()  # their per-item predictions (paired tests, answers shown)
     output: str  # report directory: index.html + report.md + PNG plots
 
 

@@ -487,11 +487,12 @@ class _Planner:
                          samples=ev.samples, temperature=ev.temperature, max_tokens=ev.max_tokens,
                          limit=ev.limit, accept=ev.accept, output=out, backend=ev.engine,
                          tensor_parallel=max(ev.resources.gpus, 1), metrics=ev.metrics, **grading)
+        resources = ev.resources
         if teacher is not None:
             cfg = cfg.model_copy(update={"teacher": teacher, "cache_dir": self.cache_dir()})
             resources = ev.resources if ev.resources != ir.Resources() else self.data_resources([teacher])
-            return self.job(ev, cfg, (*inputs, *(b.path for b in benchmarks)), resources=resources)
-        return self.job(ev, cfg, (*inputs, *(b.path for b in benchmarks)), resources=ev.resources)
+        return self.job(ev, cfg, (*inputs, *(b.path for b in benchmarks)), resources=resources,
+                        extra_outputs=(Output(jc.predictions_path(out)),))
 
     def evaluations(self) -> list[Job]:
         """One eval job per target; a target evaluated by two declarations gets both names."""
@@ -516,10 +517,12 @@ class _Planner:
         metas = tuple(c.meta for c in configs)
         metrics = tuple(c.metrics for c in configs if isinstance(c, jc.GrpoJob))
         evals = tuple(c.output for c in configs if isinstance(c, jc.EvalJob))
+        predictions = tuple(jc.predictions_path(path) for path in evals)
         cfg = jc.ReportJob(job="report", experiment=self.exp.name, seed=self.exp.seed,
                            meta=meta_path(out), metas=metas, metrics=metrics, evals=evals,
-                           output=out)
-        return self.job(None, cfg, (*metas, *metrics, *evals), directory=True)  # the whole spec
+                           predictions=predictions, output=out)
+        return self.job(None, cfg, (*metas, *metrics, *evals, *predictions),
+                        directory=True)  # the whole spec
 
     def plan(self) -> Plan:
         exp = self.exp

@@ -79,6 +79,12 @@ _ANSWER_PATTERNS = (
 _ANSWER_TAG = re.compile(r"<answer>(.*?)</answer>", re.DOTALL)
 
 
+def answer_tag(text: str) -> str | None:
+    """What the last <answer> tag of a completion says, or None without one."""
+    tags = _ANSWER_TAG.findall(text)
+    return tags[-1] if tags else None
+
+
 def extract_choice(text: str, valid: str = LETTERS) -> str | None:
     """The option letter a completion commits to, or None.
 
@@ -111,9 +117,9 @@ def extract_answer(text: str, options: dict[str, str], accept: str = "letter"
     <answer> tag may also hold an option's exact text (compared after `normalise`), so
     `<answer>pneumonia</answer>` picks the option reading "Pneumonia"."""
     if accept == "text":
-        tags = _ANSWER_TAG.findall(text)
-        if tags:
-            said = normalise(tags[-1])
+        tag = answer_tag(text)
+        if tag is not None:
+            said = normalise(tag)
             for letter, option in options.items():
                 if said == normalise(option):
                     return letter, "text"

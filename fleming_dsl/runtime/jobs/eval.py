@@ -30,7 +30,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from fleming_dsl.errors import JobError
-from fleming_dsl.plan.jobconfig import Benchmark, EvalJob
+from fleming_dsl.plan.jobconfig import Benchmark, EvalJob, predictions_path
 from fleming_dsl.runtime.data import shards
 from fleming_dsl.runtime.data.items import (
     MEDXPERTQA_GROUPS,
@@ -43,11 +43,6 @@ from fleming_dsl.runtime.io import read_jsonl, write_json, write_jsonl
 from fleming_dsl.runtime.jobs.context import JobContext
 from fleming_dsl.runtime.reporting.sampled import sampled_metrics
 from fleming_dsl.runtime.reporting.stats import proportion, wilson_interval
-
-
-def predictions_path(output: str | Path) -> Path:
-    output = Path(output)
-    return output.with_name(output.name + ".predictions.jsonl")
 
 
 # ---------------------------------------------------------------- loading
@@ -100,7 +95,8 @@ def score_item(benchmark: str, item: Item, completions: list[str],
     for sample, text in enumerate(completions):
         extracted, how = extract_answer(text, item.options, accept)
         rows.append({
-            "benchmark": benchmark, "id": item.id, "sample": sample, "answer": item.answer,
+            "benchmark": benchmark, "id": item.id, "sample": sample, "question": item.question,
+            "options": item.options, "answer": item.answer,
             "extracted": extracted, "named_by": how, "correct": extracted == item.answer,
             "well_formed": is_well_formed(text, accept == "text"), "difficulty": item.difficulty,
             "groups": {k: str(item.provenance[k]) for k in MEDXPERTQA_GROUPS if item.provenance.get(k)},
@@ -298,7 +294,7 @@ def finish(cfg: EvalJob, ctx: JobContext, total: int, outs: list[dict[str, Any]]
     results = {
         "target": cfg.target, "model": cfg.model, "samples": cfg.samples,
         "temperature": cfg.temperature, "max_tokens": cfg.max_tokens, "limit": cfg.limit,
-        "accept": cfg.accept, "predictions": predictions_path(cfg.output).name,
+        "accept": cfg.accept, "predictions": Path(predictions_path(cfg.output)).name,
         "benchmarks": per_benchmark, **overall(per_benchmark, all_rows),
     }
     if rubric_results:

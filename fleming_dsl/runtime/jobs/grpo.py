@@ -88,13 +88,16 @@ def run(cfg: GrpoJob, ctx: JobContext) -> None:
     with ctx.timed("train"), preemption.cooperative():
         trainer.train(resume_from_checkpoint=resume)
     train_preemption.stop_if_signalled(on_signal, trainer.args.output_dir)
+    if miner is not None:
+        miner.close()  # the last round's rollouts: what became of its mined failures
     with ctx.timed("save"):
         training.save_trained(trainer, tokenizer, cfg.output)
     if ranks.is_main():
         write_jsonl(cfg.metrics, steps.rows)
     rows = steps.rows
     rounds: list[dict[str, Any]] = miner.state.rounds if miner is not None else []
-    ctx.counts = {"items": len(pool), "steps": trainer.state.global_step, "rounds": len(rounds),
+    ctx.counts = {"items": len(pool), "steps": trainer.state.global_step,
+                  "rounds": sum(not r.get("closing") for r in rounds),
                   "resumed_from": resume or "", "parameters": int(trainer.model.num_parameters())}
     graders = grader_counts(terms)
     if graders:

@@ -6,7 +6,8 @@
                            accuracy with Wilson intervals, format rate, data funnel
     <output>/summary.json  headline figures (see reporting/summary.py) that tests read
 
-Reads every job's meta JSON, the GRPO per-step metrics JSONL and the eval results JSON.
+Reads every job's meta JSON, the GRPO per-step metrics JSONL, the eval results JSON and their
+per-item predictions (paired tests between consecutive stages, a few answers per stage).
 """
 
 from __future__ import annotations
@@ -31,8 +32,8 @@ def run(cfg: ReportJob, ctx: JobContext) -> None:
     )
 
     with ctx.timed("collect"):
-        records = collect(cfg.metas, cfg.metrics, cfg.evals)
-        summary = summarise(cfg.experiment, records)
+        records = collect(cfg.metas, cfg.metrics, cfg.evals, cfg.predictions)
+        summary = summarise(cfg.experiment, records, cfg.seed)
     with atomic_output(cfg.output, directory=True) as folder:
         folder = Path(folder)
         with ctx.timed("plot"):

@@ -1,7 +1,8 @@
 """Read the report's inputs into checked records; bad files fail with one located line.
 
 Inputs (see `jobconfig.ReportJob`): every job's meta JSON (`jobs/common.JobContext.record`),
-GRPO per-step metrics JSONL (one row per logged step), and eval results JSON (`jobs/eval.py`).
+GRPO per-step metrics JSONL (one row per logged step), eval results JSON (`jobs/eval.py`) and
+each evaluation's prediction rows (one per item and sample: the paired tests, the answers shown).
 """
 
 from __future__ import annotations
@@ -62,6 +63,8 @@ class ReportInputs:
     metas: tuple[JobMeta, ...]
     curves: tuple[StageCurve, ...]
     evals: tuple[EvalResult, ...]
+    # target -> its evaluation's prediction rows (one per item and sample), in the file's order
+    predictions: dict[str, tuple[dict[str, Any], ...]] = field(default_factory=dict)
 
 
 def is_number(value: Any) -> bool:
@@ -95,7 +98,8 @@ def _field(data: dict[str, Any], path: str, name: str, kind: type | tuple[type, 
 
 
 def _kind_name(kind: type | tuple[type, ...]) -> str:
-    names = {dict: "an object", str: "a string", list: "a list", int: "an integer"}
+    names = {dict: "an object", str: "a string", list: "a list", int: "an integer",
+             bool: "true or false"}
     return names.get(kind, "a number") if isinstance(kind, type) else "a number"
 
 
@@ -107,6 +111,12 @@ def read_meta(path: str) -> JobMeta:
         metrics=_field(data, path, "metrics", dict, {}),
         timings=_field(data, path, "timings", dict, {}),
     )
+
+
+def stage_name(job: str, kind: str) -> str:
+    """`grpo_rl1` -> `rl1`: the planner names a stage's job `<method>_<stage>`, and its rows
+    carry the job's name."""
+    return job.removeprefix(f"{kind}_")
 
 
 def stage_of_metrics_file(path: str) -> str:
@@ -129,7 +139,7 @@ def read_curve(path: str) -> StageCurve:
             raise JobError(f"{where}: field 'reward' must be a number, found {row['reward']!r}")
         rows.append(row)
     stages = {row["stage"] for row in rows if isinstance(row.get("stage"), str)}
-    stage = stages.pop() if len(stages) == 1 else stage_of_metrics_file(path)
+    stage = stage_name(stages.pop(), "grpo") if len(stages) == 1 else stage_of_metrics_file(path)
     return StageCurve(stage=stage, rows=tuple(sorted(rows, key=lambda row: row["step"])))
 
 
@@ -155,10 +165,33 @@ def read_eval(path: str) -> EvalResult:
     )
 
 
-def collect(metas: tuple[str, ...], metrics: tuple[str, ...],
-            evals: tuple[str, ...]) -> ReportInputs:
+# the fields of a prediction row the report reads (eval.score_item writes them)
+PREDICTION_FIELDS = {"benchmark": str, "id": str, "correct": bool}
+
+
+def read_predictions(path: str) -> tuple[dict[str, Any], ...]:
+    if not Path(path).is_file():
+        raise JobError(f"{path}: file not found (field 'predictions')")
+    rows = read_jsonl(path)
+    for number, row in enumerate(rows, 1):
+        if not isinstance(row, dict):
+            raise JobError(f"{path}:{number}: expected a JSON object per line")
+        for name, kind in PREDICTION_FIELDS.items():
+            if not isinstance(row.get(name), kind):
+                raise JobError(f"{path}:{number}: field '{name}' must be {_kind_name(kind)}, "
+                               f"found {row.get(name)!r}")
+    return tuple(rows)
+
+
+def collect(metas: tuple[str, ...], metrics: tuple[str, ...], evals: tuple[str, ...],
+            predictions: tuple[str, ...] = ()) -> ReportInputs:
+    """The records; `predictions[i]` is the prediction file of `evals[i]` (the planner lists
+    them in the same order), none for a report planned before they were declared."""
+    results = tuple(read_eval(path) for path in evals)
     return ReportInputs(
         metas=tuple(read_meta(path) for path in metas),
         curves=tuple(read_curve(path) for path in metrics),
-        evals=tuple(read_eval(path) for path in evals),
+        evals=results,
+        predictions={result.target: read_predictions(path)
+                     for result, path in zip(results, predictions, strict=bool(predictions))},
     )

@@ -111,6 +111,33 @@ def plot_bucket_rewards(curves: tuple[StageCurve, ...], folder: Path) -> str | N
     return _save(fig, folder, "bucket_rewards.png")
 
 
+def plot_mining(mining: dict[str, list[dict[str, Any]]], folder: Path) -> str | None:
+    """Per mined stage and round: the pool's estimated pass rate, and the share of the previous
+    round's re-measured mined failures that the policy now solves."""
+    if not mining:
+        return None
+    fig, axes = _figure(len(mining))
+    for ax, (stage, rounds) in zip(axes, mining.items()):
+        ax.set_title(f"{stage}: mining per round")
+        labels = ["end" if row["closing"] else str(row["round"]) for row in rounds]
+        xs = list(range(len(rounds)))
+        pool = [(x, row["pool_pass_rate"]) for x, row in zip(xs, rounds) if row["pool_pass_rate"] is not None]
+        if pool:
+            ax.plot(*zip(*pool), marker="s", color="k", label="pool pass rate")
+        flips = [(x, row["previous_flipped_to_solved"] / row["previous_remeasured"])
+                 for x, row in zip(xs, rounds) if row["previous_remeasured"]]
+        if flips:
+            ax.bar(*zip(*flips), width=0.4, color="#2ca02c", alpha=0.7,
+                   label="previous failures now solved")
+        ax.set_xticks(xs, labels)
+        ax.set_xlabel("round")
+        ax.set_ylim(0, 1.05)
+        ax.set_ylabel("share")
+        ax.grid(axis="y", alpha=0.3)
+        ax.legend(fontsize=8)
+    return _save(fig, folder, "mining.png")
+
+
 def plot_difficulty(filters: dict[str, dict[str, Any]], folder: Path) -> str | None:
     """Items per difficulty bucket and their mean pass rate, per filter job."""
     annotated = {job: f for job, f in filters.items() if f["buckets"] or f["pass_rate_by_bucket"]}
@@ -226,6 +253,7 @@ def plot_all(inputs: ReportInputs, summary: dict[str, Any], folder: Path) -> dic
         "sft_loss": plot_sft_loss(summary["sft"], folder),
         "rewards": plot_rewards(inputs.curves, folder),
         "bucket_rewards": plot_bucket_rewards(inputs.curves, folder),
+        "mining": plot_mining(summary["mining"], folder),
         "difficulty": plot_difficulty(summary["filters"], folder),
         "accuracy": plot_accuracy(inputs, folder),
         "format_rate": plot_format_rate(inputs, folder),

@@ -21,6 +21,7 @@ from fleming_dsl.runtime.reporting.tables import (
     Table,
     accuracy_table,
     answered_by_table,
+    answers_table,
     bucket_table,
     distill_table,
     filter_table,
@@ -30,6 +31,9 @@ from fleming_dsl.runtime.reporting.tables import (
     group_accuracy_table,
     grpo_table,
     markdown_table,
+    mining_table,
+    p_value,
+    paired_table,
     rubric_table,
     sft_table,
     timing_table,
@@ -57,6 +61,7 @@ def headline(summary: dict[str, Any]) -> tuple[str, ...]:
     if len(summary["accuracy_mean"]) > 1:
         lines.append("Ablation, mean benchmark accuracy: " + " -> ".join(
             f"{target} {fmt(mean)}" for target, mean in summary["accuracy_mean"].items()))
+    lines += paired_headline(summary["paired"])
     cold = summary["cold_start_target"]
     if cold:
         lines.append(f"Format rate after the cold start ({cold}): "
@@ -68,6 +73,17 @@ def headline(summary: dict[str, Any]) -> tuple[str, ...]:
         lines.append(f"GRPO {stage}: {figures['steps']} steps logged, "
                      f"final reward {fmt(figures['final_reward'])}{stopped}")
     return tuple(lines) or ("No evaluation or training results were recorded.",)
+
+
+def paired_headline(paired: list[dict[str, Any]]) -> list[str]:
+    """One line per pair of consecutive stages: each benchmark's paired difference."""
+    pairs: dict[tuple[str, str], list[str]] = {}
+    for row in paired:
+        pairs.setdefault((row["before"], row["after"]), []).append(
+            f"{row['benchmark']} {row['difference']:+.3f} (gained {row['gained']}, lost {row['lost']}, "
+            f"McNemar p {p_value(row['p_value_mcnemar'])})")
+    return [f"{after} against {before}, same questions: " + "; ".join(parts)
+            for (before, after), parts in pairs.items()]
 
 
 def layout(experiment: str, inputs: ReportInputs, summary: dict[str, Any],
@@ -92,6 +108,20 @@ def layout(experiment: str, inputs: ReportInputs, summary: dict[str, Any],
                 tables=((accuracy_table(inputs),) + ((answered_by,) if answered_by else ()))
                 if inputs.evals else (),
                 figures=fig("accuracy")),
+        Section("Paired tests: each stage against the one before it",
+                notes=("On the items both stages answered: gained = wrong before and right after, "
+                       "lost = the reverse; the difference of accuracy with a paired bootstrap 95% "
+                       "interval (items resampled, seeded) and the exact McNemar p-value from "
+                       "gained and lost.",) if summary["paired"]
+                else ("No two consecutive evaluations with per-item predictions.",),
+                tables=(paired_table(summary),) * bool(summary["paired"])),
+        Section("Evaluation answers per stage",
+                notes=("Per stage and benchmark, the first right and the first wrong answer in a "
+                       "fixed order of the questions (the same for every stage); the question "
+                       "shortened, the model's <answer>, the gold option.",) if summary["answers"]
+                else ("No evaluation predictions recorded.",),
+                tables=tuple(answers_table(target, shown)
+                             for target, shown in summary["answers"].items() if shown)),
         Section("Data funnel and filter removals",
                 notes=() if summary["funnel"] or filters else ("No data job counts recorded.",),
                 tables=(funnel_table(summary),) * bool(summary["funnel"])
@@ -110,9 +140,14 @@ def layout(experiment: str, inputs: ReportInputs, summary: dict[str, Any],
                 notes=() if inputs.curves else ("No GRPO stage in this experiment.",),
                 tables=(grpo_table(summary),) * bool(inputs.curves), figures=fig("rewards")),
         Section("Per-bucket reward and hard-sample mining",
-                notes=() if "bucket_rewards" in figures
-                else ("No per-bucket rewards or pool pass rates were logged.",),
-                figures=fig("bucket_rewards")),
+                notes=(() if "bucket_rewards" in figures
+                       else ("No per-bucket rewards or pool pass rates were logged.",))
+                + (("Mining per round: the pool's pass rate over the items estimated so far "
+                    "(training rollouts and the refresh's extra ones), the round's mix, and how "
+                    "many of the previous round's mined failures the next estimate found solved.",)
+                   if summary["mining"] else ()),
+                tables=tuple(mining_table(stage, rounds) for stage, rounds in summary["mining"].items()),
+                figures=fig("bucket_rewards", "mining")),
         rollouts_section(inputs),
         tracking_section(inputs, report_dir),
         Section("Accuracy by published category and rubric scores",

@@ -11,7 +11,15 @@
                        "words_before", "words_after"}},
      "grpo": {stage: {"steps", "final_step", "final_reward", "max_reward", "final_rewards",
                       "final_buckets", "final_pool_pass_rate", "rounds", "stopped_by"}},
+     "mining": {stage: [{"round", "pool_pass_rate", "known", "estimated", "from_rollouts",
+                         "failed", "solved", "previous_mined_failed", "previous_remeasured",
+                         "previous_flipped_to_solved", "closing"}]},
+     "paired": [{"benchmark", "before", "after", "n", "gained", "lost", "difference",
+                 "difference_ci95", "p_value_mcnemar"}]  (reporting/paired.py),
+     "answers": {target: [{"benchmark", "id", "correct", "question", "answer", "extracted",
+                           "gold"}]}  (reporting/answers.py),
      "timings_s": {job: seconds}}
+Stages are keyed by their name (`rl1`), not their job's (`grpo_rl1`).
 """
 
 from __future__ import annotations
@@ -19,12 +27,15 @@ from __future__ import annotations
 from typing import Any
 
 from fleming_dsl.ir import BUCKETS, FILTER_STEPS
+from fleming_dsl.runtime.reporting.answers import pick_answers
 from fleming_dsl.runtime.reporting.collect import (
     JobMeta,
     ReportInputs,
     StageCurve,
     is_number,
+    stage_name,
 )
+from fleming_dsl.runtime.reporting.paired import item_accuracy, paired_tests
 
 # The data funnel: which job kind produces each stage's items, in recipe order.
 FUNNEL_STAGES = (("sampled", "sample"), ("synthesized", "synthesize"), ("distilled", "distill"),
@@ -137,6 +148,28 @@ def grpo_summary(curve: StageCurve, meta: JobMeta | None = None) -> dict[str, An
     }
 
 
+def mining_rounds(meta: JobMeta) -> list[dict[str, Any]]:
+    """A mined stage's rounds as the miner recorded them (`miner.Miner`), flattened to one row
+    each: the pool's estimated pass rate, what was mined, and what became of the previous
+    round's mined failures by this estimate; the closing row is after the last round."""
+    rows = []
+    for entry in meta.metrics.get("rounds") or []:
+        if not isinstance(entry, dict) or not isinstance(entry.get("round"), int):
+            continue
+        previous = entry.get("previous") or {}
+        rows.append({
+            "round": entry["round"], "pool_pass_rate": entry.get("pool_pass_rate"),
+            "known": entry.get("known"), "estimated": entry.get("estimated"),
+            "from_rollouts": entry.get("from_rollouts"), "failed": entry.get("failed"),
+            "solved": entry.get("solved"),
+            "previous_mined_failed": previous.get("mined_failed"),
+            "previous_remeasured": previous.get("remeasured"),
+            "previous_flipped_to_solved": previous.get("flipped_to_solved"),
+            "closing": bool(entry.get("closing")),
+        })
+    return rows
+
+
 def cold_start_target(inputs: ReportInputs) -> str | None:
     """The first evaluated target that is an SFT stage (planner names it `sft_<target>`)."""
     sft_jobs = {meta.job for meta in inputs.metas if meta.kind == "sft"}
@@ -146,10 +179,12 @@ def cold_start_target(inputs: ReportInputs) -> str | None:
     return None
 
 
-def summarise(experiment: str, inputs: ReportInputs) -> dict[str, Any]:
+def summarise(experiment: str, inputs: ReportInputs, seed: int = 0) -> dict[str, Any]:
     cold = cold_start_target(inputs)
     format_rate = {r.target: r.format_rate for r in inputs.evals}
-    grpo_metas = {m.job: m for m in inputs.metas if m.kind == "grpo"}
+    grpo_metas = {stage_name(m.job, m.kind): m for m in inputs.metas if m.kind == "grpo"}
+    predicted = {r.target: inputs.predictions[r.target] for r in inputs.evals
+                 if r.target in inputs.predictions}
     return {
         "experiment": experiment,
         "cold_start_target": cold,
@@ -163,9 +198,14 @@ def summarise(experiment: str, inputs: ReportInputs) -> dict[str, Any]:
         "funnel": funnel(inputs.metas),
         "filters": {m.job: filter_summary(m) for m in inputs.metas if m.kind == "filter"},
         "distill": {m.job: distill_summary(m) for m in inputs.metas if m.kind == "distill"},
-        "sft": {m.job.removeprefix("sft_"): sft_summary(m) for m in inputs.metas if m.kind == "sft"},
-        "grpo": {curve.stage: grpo_summary(curve, grpo_metas.get(f"grpo_{curve.stage}"))
+        "sft": {stage_name(m.job, m.kind): sft_summary(m) for m in inputs.metas if m.kind == "sft"},
+        "grpo": {curve.stage: grpo_summary(curve, grpo_metas.get(curve.stage))
                  for curve in inputs.curves},
+        "mining": {stage: rounds for stage, meta in grpo_metas.items()
+                   if (rounds := mining_rounds(meta))},
+        "paired": paired_tests({target: item_accuracy(rows) for target, rows in predicted.items()},
+                               seed),
+        "answers": {target: pick_answers(rows) for target, rows in predicted.items()},
         "timings_s": {m.job: m.timings["total_s"] for m in inputs.metas
                       if is_number(m.timings.get("total_s"))},
     }

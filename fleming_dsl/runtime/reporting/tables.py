@@ -173,3 +173,45 @@ def rubric_table(inputs: ReportInputs) -> Table | None:
     if not rows:
         return None
     return Table(("target", "rubric benchmark", "items", "score", "unreadable grader verdicts"), tuple(rows))
+
+
+def p_value(p: float) -> str:
+    """Small p-values in scientific notation (0.000 would hide how small)."""
+    return f"{p:.1e}" if p < 0.001 else f"{p:.3f}"
+
+
+def difference(figures: dict[str, Any]) -> str:
+    lo, hi = figures["difference_ci95"]
+    return f"{figures['difference']:+.3f} [{lo:+.3f}, {hi:+.3f}]"
+
+
+def paired_table(summary: dict[str, Any]) -> Table:
+    """Each benchmark, each stage against the one before it, on the same items."""
+    return Table(("benchmark", "stage", "items", "gained", "lost", "difference [paired bootstrap 95%]",
+                  "exact McNemar p"), tuple(
+        (row["benchmark"], f"{row['before']} -> {row['after']}", fmt(row["n"]), fmt(row["gained"]),
+         fmt(row["lost"]), difference(row), p_value(row["p_value_mcnemar"]))
+        for row in summary["paired"]))
+
+
+def answers_table(target: str, shown: list[dict[str, Any]]) -> Table:
+    return Table((f"{target}: benchmark", "question", "model's answer", "gold", "right"), tuple(
+        (row["benchmark"], row["question"] or MISSING, row["answer"], row["gold"],
+         "yes" if row["correct"] else "no") for row in shown))
+
+
+def mining_table(stage: str, rounds: list[dict[str, Any]]) -> Table:
+    """A mined stage per round: the pool's estimated pass rate, the mix, and how many of the
+    previous round's mined failures the policy solved by this estimate."""
+    def flipped(row: dict[str, Any]) -> str:
+        if not row["previous_mined_failed"]:
+            return MISSING
+        return (f"{fmt(row['previous_flipped_to_solved'])} of {fmt(row['previous_remeasured'])} "
+                f"re-measured ({fmt(row['previous_mined_failed'])} mined)")
+
+    return Table((f"{stage}: round", "pool pass rate (estimated)", "items estimated so far",
+                  "mined failed + solved", "previous round's failures now solved"), tuple(
+        ("after training" if row["closing"] else fmt(row["round"]), fmt(row["pool_pass_rate"]),
+         fmt(row["known"]),
+         MISSING if row["closing"] else f"{fmt(row['failed'])} + {fmt(row['solved'])}", flipped(row))
+        for row in rounds))

@@ -145,12 +145,19 @@ class Miner:
             self.steps.extra = {"round": number}
         self.sampler.set_round(number, [self.row[i] for i in state.selections[number]])
 
-    def _select(self, number: int) -> None:
-        state, spec, seed = self.state, self.spec, self.cfg.seed + number
+    def _absorb(self, number: int) -> tuple[int, dict[str, int]]:
+        """Fold the training rollouts of round `number` into the rates (every rank: the tallies
+        are gathered): (items they covered, what became of the round's mined failures)."""
+        state = self.state
+        failed = mining.mined_failures(state.selections.get(number, ()), state.rates, self.spec.pass_below)
         parts = ranks.all_gather(state.tally.counts)  # every rank graded its own share of rollouts
         state.tally = mining.Tally()
         state.tally.merge(parts)
-        seen = state.absorb_tally(number - 1)
+        return state.absorb_tally(number), failed
+
+    def _select(self, number: int) -> None:
+        state, spec, seed = self.state, self.spec, self.cfg.seed + number
+        seen, failed_before = self._absorb(number - 1)
         fresh = frozenset(i for i, r in state.measured.items() if r == number - 1)
         chosen = mining.to_estimate([i.id for i in self.pool], state.rates, state.measured, self.budget(),
                                     pass_below=spec.pass_below, seed=seed, fresh=fresh)
@@ -163,15 +170,35 @@ class Miner:
                                 pass_below=spec.pass_below, solved_ratio=spec.solved_ratio,
                                 failed_ratio=spec.failed_ratio, seed=seed)
         state.selections[number] = mix.ids
-        pool_pass = round(sum(state.rates.values()) / len(state.rates), 6)
+        pool_pass = mining.pool_pass_rate(state.rates)
+        # the previous round's mined failures, measured again by its rollouts and this estimate
+        flipped = mining.flips(failed_before, state.rates, state.measured, number - 1, spec.pass_below)
         summary = {"round": number, "pool_pass_rate": pool_pass, "failed": mix.failed, "solved": mix.solved,
-                   "from_rollouts": seen, "estimated": len(chosen), "known": len(state.rates)}
+                   "from_rollouts": seen, "estimated": len(chosen), "known": len(state.rates),
+                   "previous": flipped}
         state.rounds.append(summary)
         log.info("round %d: pool pass rate %.3f (%d items from training rollouts, %d estimated), "
-                 "mined %d failed + %d solved", number, pool_pass, seen, len(chosen), mix.failed, mix.solved)
+                 "mined %d failed + %d solved; %d of round %d's %d mined failures now solved", number,
+                 pool_pass, seen, len(chosen), mix.failed, mix.solved, flipped["flipped_to_solved"],
+                 number - 1, flipped["mined_failed"])
         self.steps.extra = {"round": number, "pool_pass_rate": pool_pass,
                             "mined": {"failed": mix.failed, "solved": mix.solved},
                             "from_rollouts": seen, "estimated": len(chosen), "known": len(state.rates)}
+
+    def close(self) -> None:
+        """After training (every rank): the last round's own rollouts are its mined failures'
+        next estimate; a closing summary (`"closing": true`) records them and the pool's rate."""
+        state = self.state
+        if not state.selections:
+            return
+        last = max(state.selections)
+        if any(r.get("closing") for r in state.rounds):  # a resumed stage that had finished
+            return
+        _, failed = self._absorb(last)
+        state.rounds.append({"round": last + 1, "closing": True,
+                             "pool_pass_rate": mining.pool_pass_rate(state.rates), "known": len(state.rates),
+                             "previous": mining.flips(failed, state.rates, state.measured, last,
+                                                      self.spec.pass_below)})
 
     def save(self, folder: Path) -> None:
         (folder / STATE_FILE).write_text(json.dumps(self.state.to_json(), sort_keys=True) + "\n", encoding="utf-8")

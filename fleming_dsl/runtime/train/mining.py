@@ -90,6 +90,26 @@ def to_estimate(pool_ids: Sequence[str], known: dict[str, float], last_round: di
     return (unseen + failed + solved)[:budget]
 
 
+def mined_failures(mix: Sequence[str], rates: dict[str, float], pass_below: float) -> tuple[str, ...]:
+    """The items of a round's mix that were mined as failures: their rate below the bar when the
+    mix was chosen (read `rates` before the round's own rollouts are folded in)."""
+    return tuple(i for i in mix if i in rates and rates[i] < pass_below)
+
+
+def flips(failed: Sequence[str], rates: dict[str, float], measured: dict[str, int], since: int,
+          pass_below: float) -> dict[str, int]:
+    """What became of a round's mined failures by the next estimate: how many were measured
+    again (in round `since` or later) and how many of those the policy now solves."""
+    again = [i for i in failed if measured.get(i, -1) >= since]
+    return {"mined_failed": len(failed), "remeasured": len(again),
+            "flipped_to_solved": sum(rates[i] >= pass_below for i in again)}
+
+
+def pool_pass_rate(rates: dict[str, float]) -> float | None:
+    """Mean of the latest estimates over the items estimated so far."""
+    return round(sum(rates.values()) / len(rates), 6) if rates else None
+
+
 @dataclass(frozen=True)
 class RoundShape:
     """How one round of `refresh` optimizer steps reads prompts: `blocks` generation batches of

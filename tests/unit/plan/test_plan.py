@@ -35,7 +35,8 @@ def test_outputs_follow_the_workdir_layout_with_meta_beside_the_main_output() ->
                          "runs/tiny/data/clean.jsonl.meta.json"],
         "grpo_rl1": ["runs/tiny/stages/rl1", "runs/tiny/stages/rl1.metrics.jsonl",
                      "runs/tiny/stages/rl1.meta.json"],
-        "eval_rl2": ["runs/tiny/eval/rl2.json", "runs/tiny/eval/rl2.json.meta.json"],
+        "eval_rl2": ["runs/tiny/eval/rl2.json", "runs/tiny/eval/rl2.json.predictions.jsonl",
+                     "runs/tiny/eval/rl2.json.meta.json"],
         "report": ["runs/tiny/report", "runs/tiny/report.meta.json"],
     }
     for name, paths in expected.items():
@@ -157,6 +158,11 @@ def test_report_reads_every_meta_metric_and_eval() -> None:
                               "runs/tiny/stages/rl2.metrics.jsonl")
     assert report.evals == ("runs/tiny/eval/cold_start.json", "runs/tiny/eval/rl1.json",
                             "runs/tiny/eval/rl2.json")
+    # each evaluation's per-item predictions, in the same order: an input Snakemake tracks
+    assert report.predictions == tuple(f"{path}.predictions.jsonl" for path in report.evals)
+    assert set(report.predictions) <= set(report.inputs)
+    for path in report.predictions:
+        assert path in [o.path for job in p.jobs if job.kind == "eval" for o in job.outputs]
 
 
 def test_a_target_evaluated_twice_gets_one_job_per_declaration() -> None:

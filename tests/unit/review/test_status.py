@@ -141,7 +141,7 @@ def test_manifest_records_library_versions_per_job() -> None:
     assert libraries["grpo_rl1"]["trl"] == metadata.version("trl")
     assert libraries["grpo_rl1"]["deepspeed"] == metadata.version("deepspeed")  # zero2 declared
     assert "deepspeed" not in libraries["eval_rl1"]
-    assert set(libraries["report"]) == {"fleming-dsl", "matplotlib"}
+    assert set(libraries["report"]) == {"fleming-dsl", "matplotlib", "scipy"}
 
 
 def test_a_vllm_teacher_is_recorded_even_where_vllm_is_absent() -> None:

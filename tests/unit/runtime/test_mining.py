@@ -117,3 +117,59 @@ def test_mix_sampler_lays_out_the_round_as_trl_repeat_sampler_does() -> None:
     assert list(sampler) == out  # the same round reads the same order (a resumed run skips into it)
     sampler.set_round(1, [10, 11, 12])
     assert list(sampler) != out
+
+
+def test_mined_failures_and_flips_read_the_rates_before_and_after() -> None:
+    before = {"a": 0.0, "b": 0.25, "c": 1.0, "d": 0.0}
+    failed = mining.mined_failures(("a", "b", "c"), before, pass_below=0.5)
+    assert failed == ("a", "b")  # c was mined as a solved item; d was not mined
+    after = {"a": 0.75, "b": 0.0, "c": 1.0, "d": 0.0}
+    assert mining.flips(failed, after, {"a": 1, "b": 0}, since=1, pass_below=0.5) == {
+        "mined_failed": 2, "remeasured": 1, "flipped_to_solved": 1}  # b was not measured again
+    assert mining.pool_pass_rate({}) is None
+    assert mining.pool_pass_rate(after) == 0.4375
+
+
+def test_miner_records_per_round_pool_pass_rate_and_failures_that_flipped(tmp_path, monkeypatch) -> None:
+    """Two rounds and the close, with recorded pass rates standing in for the policy's rollouts:
+    each round reports what the next estimate found of the previous round's mined failures."""
+    from training_fixtures import train_config
+
+    from fleming_dsl.plan.jobconfig import GrpoJob
+    from fleming_dsl.runtime.data.items import Item
+    from fleming_dsl.runtime.train import miner as miner_module
+    from fleming_dsl.runtime.train.step_log import StepLog
+
+    cfg = GrpoJob.model_validate(train_config("grpo", tmp_path, "m", "d.jsonl", miner={
+        "pool": "d.jsonl", "pass_below": 0.5, "refresh": 2, "samples": 2, "estimate": 6,
+        "solved_ratio": 1.0, "failed_ratio": 2.0}))
+    items = [Item(id=f"q{i}", question="?", options={"A": "x", "B": "y"}, answer="A") for i in range(6)]
+    policy = {"q0": 0.0, "q1": 0.0, "q2": 1.0, "q3": 0.0, "q4": 1.0, "q5": 0.0}  # what it solves now
+    monkeypatch.setattr(miner_module, "estimate_across_ranks",
+                        lambda trainer, pool, **kw: {item.id: policy[item.id] for item in pool})
+    miner = miner_module.Miner(cfg, items, mining.RoundShape(blocks=1, prompts=3, repeats=1),
+                               StepLog(stage="grpo_rl2", metric=None, tracker=None))
+    miner.refresh(0)
+    assert miner.state.rounds[0] | {"previous": None} == {
+        "round": 0, "pool_pass_rate": round(2 / 6, 6), "failed": 2, "solved": 1, "from_rollouts": 0,
+        "estimated": 6, "known": 6, "previous": None}
+    failed = [i for i in miner.state.selections[0] if policy[i] == 0.0]
+    assert len(failed) == 2
+    for item in miner.state.selections[0]:  # round 0's training rollouts
+        miner.state.tally.add(item, item == failed[0])
+    policy[failed[0]] = 1.0  # the next estimate: one mined failure is solved now
+    miner.refresh(1)
+    second = miner.state.rounds[1]
+    assert (second["pool_pass_rate"], second["from_rollouts"]) == (0.5, 3)
+    assert second["previous"] == {"mined_failed": 2, "remeasured": 2, "flipped_to_solved": 1}
+    assert miner.steps.extra["pool_pass_rate"] == 0.5
+    round_1_failed = [i for i in miner.state.selections[1] if policy[i] == 0.0]
+    for item in miner.state.selections[1]:  # round 1's rollouts all pass: its failures flipped
+        miner.state.tally.add(item, True)
+    miner.close()
+    assert miner.state.rounds[2] == {
+        "round": 2, "closing": True, "pool_pass_rate": miner.state.rounds[2]["pool_pass_rate"],
+        "known": 6, "previous": {"mined_failed": len(round_1_failed), "remeasured": len(round_1_failed),
+                                 "flipped_to_solved": len(round_1_failed)}}
+    miner.close()  # once only
+    assert len(miner.state.rounds) == 3

@@ -24,19 +24,49 @@ def _bench(n: int, correct: int, lo: float, hi: float, format_rate: float) -> di
 
 
 RL1_ROWS = [
-    {"stage": "rl1", "step": 2, "reward": 0.6, "rewards/correct": 0.3, "rewards/form": 0.9,
+    {"stage": "grpo_rl1", "step": 2, "reward": 0.6, "rewards/correct": 0.3, "rewards/form": 0.9,
      "bucket/easy": 0.8, "bucket/moderate": 0.4},
-    {"stage": "rl1", "step": 1, "reward": 0.5, "rewards/correct": 0.25, "rewards/form": 0.8,
+    {"stage": "grpo_rl1", "step": 1, "reward": 0.5, "rewards/correct": 0.25, "rewards/form": 0.8,
      "bucket/easy": 0.7, "bucket/moderate": 0.3},
 ]
 RL2_ROWS = [
-    {"stage": "rl2", "step": 1, "reward": 0.4, "rewards/correct": 0.2, "rewards/form": 0.9,
+    {"stage": "grpo_rl2", "step": 1, "reward": 0.4, "rewards/correct": 0.2, "rewards/form": 0.9,
      "bucket/hard": 0.3, "round": 1, "pool_pass_rate": 0.35, "mined": {"failed": 6, "solved": 3}},
-    {"stage": "rl2", "step": 2, "reward": 0.45, "rewards/correct": 0.25, "rewards/form": 0.92,
+    {"stage": "grpo_rl2", "step": 2, "reward": 0.45, "rewards/correct": 0.25, "rewards/form": 0.92,
      "bucket/hard": 0.35, "round": 1},
-    {"stage": "rl2", "step": 3, "reward": 0.55, "rewards/correct": 0.3, "rewards/form": 0.95,
+    {"stage": "grpo_rl2", "step": 3, "reward": 0.55, "rewards/correct": 0.3, "rewards/form": 0.95,
      "bucket/hard": 0.4, "round": 2, "pool_pass_rate": 0.45, "mined": {"failed": 5, "solved": 3}},
 ]
+
+
+# the miner's round records (miner.Miner): two rounds and the closing estimate
+MINED_ROUNDS = [
+    {"round": 0, "pool_pass_rate": 0.5, "failed": 6, "solved": 3, "from_rollouts": 0,
+     "estimated": 12, "known": 12, "previous": {"mined_failed": 0, "remeasured": 0,
+                                                  "flipped_to_solved": 0}},
+    {"round": 1, "pool_pass_rate": 0.6, "failed": 5, "solved": 4, "from_rollouts": 9,
+     "estimated": 3, "known": 15, "previous": {"mined_failed": 6, "remeasured": 6,
+                                                 "flipped_to_solved": 2}},
+    {"round": 2, "closing": True, "pool_pass_rate": 0.7, "known": 15,
+     "previous": {"mined_failed": 5, "remeasured": 5, "flipped_to_solved": 3}},
+]
+# medqa_test items (of 50) each evaluated model answers right: rl1 gains 13-16 and loses 11-12
+# against the cold start, rl2 gains 11-12 and loses 16 against rl1; pubmedqa: the same 20 each
+MEDQA_RIGHT = {"cold_start": set(range(13)), "rl1": set(range(11)) | {13, 14, 15, 16},
+               "rl2": set(range(16))}
+
+
+def _predictions(medqa_right: set[int]) -> list[dict]:
+    def row(bench: str, index: int, correct: bool) -> dict:
+        return {"benchmark": bench, "id": f"{bench}-{index:02d}", "sample": 0, "correct": correct,
+                "question": f"A {40 + index}-year-old man presents with fever and a cough that "
+                            f"has lasted {index} days. What is the most likely diagnosis?",
+                "options": {"A": "pneumonia", "B": "asthma"}, "answer": "A",
+                "extracted": "A" if correct else "B",
+                "completion": f"<think>...</think><answer>{'pneumonia' if correct else 'asthma'}</answer>"}
+
+    return ([row("medqa_test", i, i in medqa_right) for i in range(50)]
+            + [row("pubmedqa", i, i < 20) for i in range(50)])
 
 
 def _write(path: Path, data: dict | list[dict]) -> str:
@@ -81,13 +111,15 @@ def run_dir(tmp_path: Path) -> dict:
         _write(run / "stages" / "rl1.meta.json", _meta(
             "grpo_rl1", "grpo", {"steps": 2}, {"steps": 2, "stopped_by": "plateau"})),
         _write(run / "stages" / "rl2.meta.json", _meta(
-            "grpo_rl2", "grpo", {"steps": 3}, {"stopped_by": "max_steps"})),
+            "grpo_rl2", "grpo", {"steps": 3}, {"stopped_by": "max_steps", "rounds": MINED_ROUNDS})),
     ]
     metrics = [_write(run / "stages" / "rl1.metrics.jsonl", RL1_ROWS),
                _write(run / "stages" / "rl2.metrics.jsonl", RL2_ROWS)]
-    evals = []
+    evals, predictions = [], []
     for target, fmt_rate, medqa_correct in (("cold_start", 0.96, 13), ("rl1", 0.98, 15),
                                             ("rl2", 1.0, 16)):
+        predictions.append(_write(run / "eval" / f"{target}.json.predictions.jsonl",
+                                  _predictions(MEDQA_RIGHT[target])))
         evals.append(_write(run / "eval" / f"{target}.json", {
             "target": target, "model": f"runs/tiny/stages/{target}",
             "benchmarks": {
@@ -97,23 +129,23 @@ def run_dir(tmp_path: Path) -> dict:
             "format_rate": fmt_rate, "accuracy_mean": (medqa_correct / 50 + 20 / 50) / 2,
         }))
     return {"tmp": tmp_path, "metas": metas, "metrics": metrics, "evals": evals,
-            "output": str(run / "report")}
+            "predictions": predictions, "output": str(run / "report")}
 
 
 def _config(tmp: Path, metas: list[str], metrics: list[str], evals: list[str],
-            output: str) -> str:
+            output: str, predictions: list[str] = ()) -> str:
     path = tmp / "report.job.json"
     path.write_text(json.dumps({
         "kind": "report", "job": "report", "experiment": "tiny", "seed": 7,
         "meta": output + ".meta.json", "metas": metas, "metrics": metrics, "evals": evals,
-        "output": output,
+        "predictions": list(predictions), "output": output,
     }), encoding="utf-8")
     return str(path)
 
 
 def _run(run_dir: dict) -> Path:
     run_job("report", _config(run_dir["tmp"], run_dir["metas"], run_dir["metrics"],
-                              run_dir["evals"], run_dir["output"]))
+                              run_dir["evals"], run_dir["output"], run_dir["predictions"]))
     return Path(run_dir["output"])
 
 
@@ -121,15 +153,15 @@ def test_report_writes_every_file(run_dir: dict) -> None:
     report = _run(run_dir)
     assert sorted(p.name for p in report.iterdir()) == [
         "accuracy.png", "bucket_rewards.png", "difficulty.png", "format_rate.png", "funnel.png",
-        "index.html", "report.md", "rewards.png", "sft_loss.png", "summary.json",
+        "index.html", "mining.png", "report.md", "rewards.png", "sft_loss.png", "summary.json",
     ]
     for png in report.glob("*.png"):
         assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     html = (report / "index.html").read_text(encoding="utf-8")
-    assert html.count("data:image/png;base64,") == 7  # self-contained
+    assert html.count("data:image/png;base64,") == 8  # self-contained
     assert "<td>0.260 [0.160, 0.410]</td>" in html
     meta = json.loads(Path(run_dir["output"] + ".meta.json").read_text())
-    assert meta["counts"] == {"metas": 7, "stages": 2, "evals": 3, "plots": 7}
+    assert meta["counts"] == {"metas": 7, "stages": 2, "evals": 3, "plots": 8}
 
 
 def test_summary_headline_figures(run_dir: dict) -> None:
@@ -163,7 +195,8 @@ def test_markdown_tables_word_for_word(run_dir: dict) -> None:
     markdown = (_run(run_dir) / "report.md").read_text(encoding="utf-8")
     assert markdown.startswith("# Report: tiny\n\n- Ablation, mean benchmark accuracy: "
                                "cold_start 0.330 -> rl1 0.350 -> rl2 0.360\n"
-                               "- Format rate after the cold start (cold_start): 0.960\n")
+                               "- rl1 against cold_start, same questions: ")
+    assert "- Format rate after the cold start (cold_start): 0.960\n" in markdown
     # the ablation is the first section
     assert markdown.index("## Ablation: accuracy per stage") < markdown.index("## Data funnel")
     assert (
@@ -234,6 +267,91 @@ def test_stage_stopped_at_step_zero_still_renders(run_dir: dict) -> None:
     assert (report / "rewards.png").is_file()
 
 
+def test_paired_tests_count_flips_with_exact_mcnemar_and_a_seeded_bootstrap(run_dir: dict) -> None:
+    summary = json.loads((_run(run_dir) / "summary.json").read_text())
+    picked = {(r["benchmark"], r["after"]): r for r in summary["paired"]}
+    assert [(r["benchmark"], r["before"], r["after"]) for r in summary["paired"]] == [
+        ("medqa_test", "cold_start", "rl1"), ("pubmedqa", "cold_start", "rl1"),
+        ("medqa_test", "rl1", "rl2"), ("pubmedqa", "rl1", "rl2")]
+    rl1 = picked[("medqa_test", "rl1")]
+    # 4 gained, 2 lost: p = 2 * P(Binomial(6, 1/2) <= 2) = 2 * 22/64
+    assert (rl1["n"], rl1["gained"], rl1["lost"], rl1["p_value_mcnemar"]) == (50, 4, 2, 0.6875)
+    assert rl1["difference"] == 0.04
+    lo, hi = rl1["difference_ci95"]
+    assert lo < 0.0 < 0.04 < hi  # two more right answers out of 50 are no evidence
+    same = picked[("pubmedqa", "rl2")]
+    assert (same["gained"], same["lost"], same["p_value_mcnemar"], same["difference_ci95"]) == (
+        0, 0, 1.0, [0.0, 0.0])
+    assert summary["paired"] == json.loads((_run(run_dir) / "summary.json").read_text())["paired"]
+
+
+def test_paired_tests_are_printed_in_the_headline_and_a_table(run_dir: dict) -> None:
+    markdown = (_run(run_dir) / "report.md").read_text(encoding="utf-8")
+    assert ("- rl1 against cold_start, same questions: medqa_test +0.040 (gained 4, lost 2, "
+            "McNemar p 0.688); pubmedqa +0.000 (gained 0, lost 0, McNemar p 1.000)\n") in markdown
+    assert ("| benchmark | stage | items | gained | lost | difference [paired bootstrap 95%] "
+            "| exact McNemar p |\n| --- | --- | --- | --- | --- | --- | --- |\n"
+            "| medqa_test | cold_start -> rl1 | 50 | 4 | 2 | +0.040 [") in markdown
+    assert "| pubmedqa | rl1 -> rl2 | 50 | 0 | 0 | +0.000 [+0.000, +0.000] | 1.000 |\n" in markdown
+
+
+def test_exact_mcnemar_p_values() -> None:
+    from fleming_dsl.runtime.reporting.paired import mcnemar_exact
+
+    assert mcnemar_exact(0, 0) == 1.0
+    assert mcnemar_exact(10, 0) == pytest.approx(2 / 1024)
+    assert mcnemar_exact(2, 4) == mcnemar_exact(4, 2) == pytest.approx(44 / 64)
+
+
+def test_answers_per_stage_right_and_wrong_in_one_fixed_order(run_dir: dict) -> None:
+    report = _run(run_dir)
+    answers = json.loads((report / "summary.json").read_text())["answers"]
+    assert list(answers) == ["cold_start", "rl1", "rl2"]
+    shown = answers["rl1"]
+    assert [(a["benchmark"], a["correct"]) for a in shown] == [
+        ("medqa_test", True), ("medqa_test", False), ("pubmedqa", True), ("pubmedqa", False)]
+    first = shown[0]
+    assert first["question"].endswith("...") and len(first["question"]) <= 93
+    assert (first["answer"], first["gold"]) == ("pneumonia", "A. pneumonia")
+    assert (shown[1]["answer"], shown[1]["gold"]) == ("asthma", "A. pneumonia")
+    # the same order of questions for every stage
+    assert answers["rl2"][2]["id"] == answers["rl1"][2]["id"]
+    markdown = (report / "report.md").read_text(encoding="utf-8")
+    assert "| rl1: benchmark | question | model's answer | gold | right |\n" in markdown
+
+
+def test_model_answer_without_a_tag_shows_the_completions_end() -> None:
+    from fleming_dsl.runtime.reporting.answers import model_answer, shorten
+
+    assert model_answer("<think>x</think><answer> pneumonia </answer>") == "pneumonia"
+    assert model_answer("<think>the findings point to") == "(no <answer>) ...<think>the findings point to"
+    assert shorten("one two three four", 9) == "one two..."
+
+
+def test_mining_rounds_table_shows_failures_that_flipped(run_dir: dict) -> None:
+    report = _run(run_dir)
+    mining = json.loads((report / "summary.json").read_text())["mining"]
+    assert list(mining) == ["rl2"]
+    assert [(r["round"], r["pool_pass_rate"], r["previous_flipped_to_solved"], r["closing"])
+            for r in mining["rl2"]] == [(0, 0.5, 0, False), (1, 0.6, 2, False), (2, 0.7, 3, True)]
+    markdown = (report / "report.md").read_text(encoding="utf-8")
+    assert ("| rl2: round | pool pass rate (estimated) | items estimated so far "
+            "| mined failed + solved | previous round's failures now solved |\n"
+            "| --- | --- | --- | --- | --- |\n"
+            "| 0 | 0.500 | 12 | 6 + 3 | - |\n"
+            "| 1 | 0.600 | 15 | 5 + 4 | 2 of 6 re-measured (6 mined) |\n"
+            "| after training | 0.700 | 15 | - | 3 of 5 re-measured (5 mined) |\n") in markdown
+    assert "![Per-bucket reward and hard-sample mining](mining.png)" in markdown
+
+
+def test_a_report_planned_without_predictions_still_renders(run_dir: dict) -> None:
+    run_dir["predictions"] = []
+    report = _run(run_dir)
+    summary = json.loads((report / "summary.json").read_text())
+    assert (summary["paired"], summary["answers"]) == ([], {})
+    assert "No two consecutive evaluations with per-item predictions." in (report / "report.md").read_text()
+
+
 def test_empty_run_renders_notes(tmp_path: Path) -> None:
     output = str(tmp_path / "report")
     run_job("report", _config(tmp_path, [], [], [], output))
@@ -257,6 +375,10 @@ def test_empty_run_renders_notes(tmp_path: Path) -> None:
      "{path}: field 'benchmarks.medqa.ci95' must be [lo, hi], found None"),
     ("evals", '{"target": "rl1", "benchmarks": {}, "accuracy_mean": 0.2}',
      "{path}: field 'format_rate' is missing"),
+    ("predictions", None, "{path}: file not found (field 'predictions')"),
+    ("predictions", '{"benchmark": "medqa_test", "id": "q1", "correct": true}\n'
+                    '{"benchmark": "medqa_test", "id": "q2", "correct": 1}\n',
+     "{path}:2: field 'correct' must be true or false, found 1"),
 ])
 def test_bad_inputs_fail_with_one_located_line(run_dir: dict, which: str, content: str | None,
                                                message: str) -> None:
