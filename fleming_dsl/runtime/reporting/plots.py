@@ -214,8 +214,12 @@ def plot_format_rate(inputs: ReportInputs, folder: Path) -> str | None:
 
 
 def plot_funnel(summary: dict[str, Any], folder: Path) -> str | None:
-    """Items after each data stage, and what each filter step removed (all filter jobs)."""
+    """Items after each data stage, and what was removed: items the distillation never solved
+    (a fallible teacher's search), then each filter step (all jobs)."""
     removed: dict[str, int] = {}
+    never = sum(figures["solved"].get("never", 0) for figures in summary["distill"].values())
+    if never:
+        removed["never solved"] = never
     for figures in summary["filters"].values():
         for step, count in figures["removed"].items():
             removed[step] = removed.get(step, 0) + count
@@ -243,7 +247,7 @@ def plot_funnel(summary: dict[str, Any], folder: Path) -> str | None:
         removed_ax.tick_params(axis="x", labelrotation=20)
     else:
         _empty(removed_ax, "no filter removals")
-    removed_ax.set_title("removed per filter step")
+    removed_ax.set_title("removed: distillation, then each filter step")
     return _save(fig, folder, "funnel.png")
 
 

@@ -3,7 +3,7 @@
     {"experiment", "cold_start_target", "format_rate_after_cold_start",
      "format_rate": {target: rate}, "accuracy_mean": {target: mean},
      "accuracy": {target: {benchmark: acc}}, "ci95": {target: {benchmark: [lo, hi]}},
-     "funnel": [{"stage", "count"}], "filters": {job: {"input", "kept", "review", "removed",
+     "funnel": [{"stage", "count", "removed"}], "filters": {job: {"input", "kept", "review", "removed",
      "buckets", "pass_rate_by_bucket"}},
      "sft": {stage: {"steps", "final_loss", "stopped_by", "loss_curve": [[step, loss]]}},
      "distill": {job: {"protocol", "input", "kept", "solved": {round: n, "never": n},
@@ -53,14 +53,24 @@ def output_count(meta: JobMeta) -> int | None:
     return None
 
 
+def removed_count(meta: JobMeta) -> int:
+    """Items a job dropped (read minus written); 0 for a job that writes more than it reads
+    (synthesize writes `variants` items per path)."""
+    read, wrote = meta.counts.get("input"), output_count(meta)
+    if not isinstance(read, int) or isinstance(read, bool) or wrote is None:
+        return 0
+    return max(0, read - wrote)
+
+
 def funnel(metas: tuple[JobMeta, ...]) -> list[dict[str, Any]]:
-    """Items at each data stage, summed over that stage's jobs; stages without jobs left out."""
+    """Items at each data stage and how many its jobs removed, summed over that stage's jobs;
+    stages without jobs left out."""
     rows = []
     for stage, kind in FUNNEL_STAGES:
-        counts = [output_count(meta) for meta in metas if meta.kind == kind]
-        counts = [count for count in counts if count is not None]
-        if counts:
-            rows.append({"stage": stage, "count": sum(counts)})
+        jobs = [meta for meta in metas if meta.kind == kind and output_count(meta) is not None]
+        if jobs:
+            rows.append({"stage": stage, "count": sum(output_count(m) or 0 for m in jobs),
+                         "removed": sum(removed_count(m) for m in jobs)})
     return rows
 
 

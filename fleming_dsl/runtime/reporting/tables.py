@@ -45,8 +45,8 @@ def markdown_table(table: Table) -> str:
 
 
 def funnel_table(summary: dict[str, Any]) -> Table:
-    return Table(("stage", "items"),
-                 tuple((row["stage"], fmt(row["count"])) for row in summary["funnel"]))
+    return Table(("stage", "items", "removed"), tuple(
+        (row["stage"], fmt(row["count"]), fmt(row.get("removed"))) for row in summary["funnel"]))
 
 
 def filter_table(job: str, figures: dict[str, Any]) -> Table:

@@ -171,10 +171,11 @@ def test_summary_headline_figures(run_dir: dict) -> None:
     assert summary["format_rate"] == {"cold_start": 0.96, "rl1": 0.98, "rl2": 1.0}
     assert summary["accuracy"]["rl2"] == {"medqa_test": 0.32, "pubmedqa": 0.4}
     assert summary["ci95"]["rl1"]["medqa_test"] == [0.16, 0.41]
-    assert summary["funnel"] == [{"stage": "sampled", "count": 600},
-                                 {"stage": "synthesized", "count": 590},
-                                 {"stage": "distilled", "count": 640},
-                                 {"stage": "filtered", "count": 520}]
+    # removed: read minus written (the distillation's 50 never solved, the filter's 120)
+    assert summary["funnel"] == [{"stage": "sampled", "count": 600, "removed": 0},
+                                 {"stage": "synthesized", "count": 590, "removed": 10},
+                                 {"stage": "distilled", "count": 640, "removed": 50},
+                                 {"stage": "filtered", "count": 520, "removed": 120}]
     clean = summary["filters"]["filter_clean"]
     assert list(clean["removed"]) == ["format", "verify_label", "dedupe", "decontaminate"]
     assert list(clean["buckets"]) == ["easy", "moderate", "hard"]
@@ -208,6 +209,8 @@ def test_markdown_tables_word_for_word(run_dir: dict) -> None:
         "| 0.400 [0.280, 0.540] |\n"
         "| mean | - | 0.330 | 0.350 | 0.360 |\n"
     ) in markdown
+    assert ("| stage | items | removed |\n| --- | --- | --- |\n| sampled | 600 | 0 |\n"
+            "| synthesized | 590 | 10 |\n| distilled | 640 | 50 |\n| filtered | 520 | 120 |\n") in markdown
     assert (
         "| distill_cot | items |\n"
         "| --- | --- |\n"
