@@ -44,13 +44,17 @@ def _empty(ax: Any, message: str) -> None:
     ax.set_yticks([])
 
 
-def plot_rewards(curves: tuple[StageCurve, ...], folder: Path) -> str | None:
-    """Per stage: total reward (solid) and each reward term (dashed) over training steps."""
+def plot_rewards(curves: tuple[StageCurve, ...], grpo: dict[str, dict[str, Any]],
+                 folder: Path) -> str | None:
+    """Per stage: total reward (solid) and each reward term (dashed) over training steps, and
+    how the stage stopped (plateau at step N, max_steps) in its title."""
     if not curves:
         return None
     fig, axes = _figure(len(curves))
     for ax, curve in zip(axes, curves):
-        ax.set_title(f"GRPO stage {curve.stage}: reward per step")
+        stopped = (grpo.get(curve.stage) or {}).get("stopped_by")
+        ax.set_title(f"GRPO stage {curve.stage}: reward per step"
+                     + (f"\nstopped by {stopped}" if stopped else ""))
         steps, values = curve.series("reward")
         if not steps:
             _empty(ax, "no steps logged")
@@ -255,7 +259,7 @@ def plot_all(inputs: ReportInputs, summary: dict[str, Any], folder: Path) -> dic
     """Every figure that has data: {section: PNG file name}."""
     made = {
         "sft_loss": plot_sft_loss(summary["sft"], folder),
-        "rewards": plot_rewards(inputs.curves, folder),
+        "rewards": plot_rewards(inputs.curves, summary["grpo"], folder),
         "bucket_rewards": plot_bucket_rewards(inputs.curves, folder),
         "mining": plot_mining(summary["mining"], folder),
         "difficulty": plot_difficulty(summary["filters"], folder),
