@@ -19,7 +19,9 @@ Results (`cfg.output`):
   so they are not counted as separate trials).
 - `format_rate` at the top is over every completion of every benchmark; `accuracy_mean` is the
   unweighted mean over benchmarks, the "average" column of the paper's tables.
-Every completion goes, one row per (item, sample), to `<output>.predictions.jsonl` for audit.
+Every completion goes, one row per (item, sample: the question, options, gold, the option read,
+the completion), to `<output>.predictions.jsonl` (`jobconfig.predictions_path`, a declared output):
+the report pairs them across stages and shows a few.
 """
 
 from __future__ import annotations
