@@ -37,7 +37,7 @@ def model_answer(completion: str) -> str:
     tag = answer_tag(completion)
     if tag is not None:
         return shorten(tag, ANSWER_CHARS)
-    return "(no <answer>) ..." + " ".join(completion.split())[-ANSWER_CHARS:]
+    return "(no answer tag) ..." + " ".join(completion.split())[-ANSWER_CHARS:]
 
 
 def gold(row: dict[str, Any]) -> str:

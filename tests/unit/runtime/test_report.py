@@ -327,7 +327,7 @@ def test_model_answer_without_a_tag_shows_the_completions_end() -> None:
     from fleming_dsl.runtime.reporting.answers import model_answer, shorten
 
     assert model_answer("<think>x</think><answer> pneumonia </answer>") == "pneumonia"
-    assert model_answer("<think>the findings point to") == "(no <answer>) ...<think>the findings point to"
+    assert model_answer("<think>the findings point to") == "(no answer tag) ...<think>the findings point to"
     assert shorten("one two three four", 9) == "one two..."
 
 
