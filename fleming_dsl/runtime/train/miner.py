@@ -145,9 +145,9 @@ class Miner:
             self.steps.extra = {"round": number}
         self.sampler.set_round(number, [self.row[i] for i in state.selections[number]])
 
-    def _absorb(self, number: int) -> tuple[int, dict[str, int]]:
+    def _absorb(self, number: int) -> tuple[int, tuple[str, ...]]:
         """Fold the training rollouts of round `number` into the rates (every rank: the tallies
-        are gathered): (items they covered, what became of the round's mined failures)."""
+        are gathered): (items they covered, the round's mined failures, read before the fold)."""
         state = self.state
         failed = mining.mined_failures(state.selections.get(number, ()), state.rates, self.spec.pass_below)
         parts = ranks.all_gather(state.tally.counts)  # every rank graded its own share of rollouts
