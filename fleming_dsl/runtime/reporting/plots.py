@@ -90,21 +90,31 @@ def plot_sft_loss(sft: dict[str, dict[str, Any]], folder: Path) -> str | None:
 
 
 def plot_bucket_rewards(curves: tuple[StageCurve, ...], folder: Path) -> str | None:
-    """Per stage: mean reward of each difficulty bucket, and the mined pool's pass rate."""
-    logged = [c for c in curves if c.keys("bucket/") or c.series("pool_pass_rate")[0]]
+    """Per stage: mean reward of each difficulty bucket, in a mined stage on the round's mined
+    failures and mined solved items, and the mined pool's pass rate."""
+    logged = [c for c in curves
+              if c.keys("bucket/") or c.keys("mined/") or c.series("pool_pass_rate")[0]]
     if not logged:
         return None
     fig, axes = _figure(len(curves))
     for ax, curve in zip(axes, curves):
         ax.set_title(f"{curve.stage}: reward per bucket")
         keys = curve.keys("bucket/")
+        mined = curve.keys("mined/")
         pool_steps, pool = curve.series("pool_pass_rate")
-        if not keys and not pool_steps:
-            _empty(ax, "no per-bucket rewards logged")
+        if not keys and not mined and not pool_steps:
+            # rewards are split by each item's `difficulty`: a pool without a difficulty step
+            # has none (the rows are still there, per term, in rewards.png)
+            _empty(ax, "no item of this stage's data has a difficulty\n"
+                       "(add a difficulty step to the filter it trains on)")
             continue
         for bucket in ordered([term_name(k) for k in keys], BUCKETS):
             ax.plot(*curve.series(f"bucket/{bucket}"), marker="o", markersize=3,
                     label=bucket, color=_BUCKET_COLOURS.get(bucket))
+        for key in mined:
+            ax.plot(*curve.series(key), linestyle="--", marker="^", markersize=3,
+                    label=f"mined {term_name(key)}",
+                    color=_BUCKET_COLOURS["hard" if key.endswith("failed") else "easy"])
         if pool_steps:
             ax.plot(pool_steps, pool, linestyle=":", marker="s", markersize=3, color="k",
                     label="pool pass rate")

@@ -140,7 +140,10 @@ def layout(experiment: str, inputs: ReportInputs, summary: dict[str, Any],
                 notes=() if inputs.curves else ("No GRPO stage in this experiment.",),
                 tables=(grpo_table(summary),) * bool(inputs.curves), figures=fig("rewards")),
         Section("Per-bucket reward and hard-sample mining",
-                notes=(() if "bucket_rewards" in figures
+                notes=(("Mean reward per difficulty bucket of the items trained on (their "
+                        "`difficulty`, from a difficulty step); in a mined stage also on the "
+                        "round's mined failures and mined solved items, and the pool's pass rate.",)
+                       if "bucket_rewards" in figures
                        else ("No per-bucket rewards or pool pass rates were logged.",))
                 + (("Mining per round: the pool's pass rate over the items estimated so far "
                     "(training rollouts and the refresh's extra ones), the round's mix, and how "

@@ -131,6 +131,7 @@ def build(cfg: GrpoJob, *, pool: Sequence[items.Item | rubrics.RubricItem], toke
     mined = None
     if cfg.miner is not None:
         mined = miner.Miner(cfg, pool, round_shape(cfg, args), steps)
+        recorder.side = mined.side  # step rows split the reward by mined failures and solved
         trainer_cls = miner.mined_class(trainer_cls)
         order.append(miner.callback(mined))
     order += [*callbacks, training.checkpoint_sealer()]

@@ -123,6 +123,15 @@ class Miner:
         self.state = mining.MinerState()
         self.sampler = MixSampler(shape, cfg.generations, cfg.seed)
         self.trainer = None  # the trainer whose engine rolls out the estimates (set once built)
+        self.failing: frozenset[str] = frozenset()  # the current round's mined failures
+        self.sampler_ids: frozenset[str] = frozenset()  # the current round's mix
+
+    def side(self, item_id: str) -> str | None:
+        """Which side of the current round's mix an item was mined for (the step rows' rewards
+        on mined failures and mined solved items)."""
+        if item_id in self.failing:
+            return "failed"
+        return "solved" if item_id in self.sampler_ids else None
 
     def observe(self, rows: Sequence[dict[str, Any]], completions: Sequence[Any]) -> None:
         """Grade the trainer's own rollouts of a scored batch (its rows carry the item id)."""
@@ -144,6 +153,9 @@ class Miner:
         else:  # a resumed stage: the round its checkpoint was in, as it was chosen
             self.steps.extra = {"round": number}
         self.sampler.set_round(number, [self.row[i] for i in state.selections[number]])
+        # rates are still the ones the mix was chosen by (the round's rollouts fold in at the next)
+        self.sampler_ids = frozenset(state.selections[number])
+        self.failing = frozenset(mining.mined_failures(state.selections[number], state.rates, self.spec.pass_below))
 
     def _absorb(self, number: int) -> tuple[int, tuple[str, ...]]:
         """Fold the training rollouts of round `number` into the rates (every rank: the tallies

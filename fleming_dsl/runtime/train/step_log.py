@@ -1,7 +1,9 @@
 """The metrics rows of a GRPO stage: one row per optimizer step, and the plateau stop.
 
 A recorder wraps each reward term so every step writes one row: total and per-term mean reward,
-the mean total per difficulty bucket, and a few completions. Under several ranks TRL splits each
+the mean total per difficulty bucket (items' `difficulty`; a pool without one logs none), in a
+mined stage the mean total on the round's mined failures and mined solved items
+(`mined/failed`, `mined/solved`), and a few completions. Under several ranks TRL splits each
 batch's rollouts across them and every rank scores its own share: the recorder gathers all ranks'
 rewards at each step, so every rank computes the same row (and the same plateau decision) and the
 main process alone writes it.
@@ -12,7 +14,7 @@ from __future__ import annotations
 import logging
 import os
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -38,6 +40,9 @@ class RewardRecorder:
     terms: Sequence[rewards.RewardTerm]
     values: dict[str, list[float]] = field(default_factory=lambda: defaultdict(list))
     buckets: dict[str, list[str]] = field(default_factory=lambda: defaultdict(list))
+    # a mined stage: the side ("failed" / "solved") the miner picked an item id for this round
+    side: Callable[[str], str | None] | None = None
+    sides: list[str] = field(default_factory=list)  # the first term's calls, like `texts`
     texts: list[tuple[str, str]] = field(default_factory=list)  # (prompt, completion), first term's calls
     samples_per_step: int = SAMPLES_PER_STEP
 
@@ -46,6 +51,8 @@ class RewardRecorder:
             out = [float(v) for v in term.fn(prompts, completions, **kwargs)]
             if term is self.terms[0]:
                 self.texts.extend((_prompt_text(p), rewards.completion_text(c)) for p, c in zip(prompts, completions))
+                if self.side is not None:
+                    self.sides.extend(self.side(str(i)) or "" for i in kwargs.get("id") or [""] * len(out))
             self.values[term.name].extend(out)
             self.buckets[term.name].extend(str(d or "") for d in kwargs.get("difficulty") or [""] * len(out))
             return out
@@ -57,26 +64,26 @@ class RewardRecorder:
         """Mean total, per-term and per-bucket reward of every rank's samples since the last
         flush (every rank must call it: the samples are gathered)."""
         mine = ({t.name: list(self.values[t.name]) for t in self.terms},
-                {t.name: list(self.buckets[t.name]) for t in self.terms})
+                {t.name: list(self.buckets[t.name]) for t in self.terms}, list(self.sides))
         self.values.clear()
         self.buckets.clear()
+        self.sides = []
         texts, self.texts = self.texts, []
         per_term: dict[str, list[float]] = {t.name: [] for t in self.terms}
         per_bucket: dict[str, list[str]] = {t.name: [] for t in self.terms}
-        for values, buckets in ranks.all_gather(mine):  # rank order: the same row on every rank
+        sides: list[str] = []
+        for values, buckets, their_sides in ranks.all_gather(mine):  # rank order: the same row on every rank
             for name in per_term:
                 per_term[name].extend(values[name])
                 per_bucket[name].extend(buckets[name])
+            sides.extend(their_sides)
         if any(not per_term[t.name] for t in self.terms):
             return None
         totals = rewards.weighted_total(per_term, self.terms)
         row = {"reward": mean(totals)}
         row.update({f"rewards/{name}": mean(v) for name, v in per_term.items()})
-        by_bucket: dict[str, list[float]] = defaultdict(list)
-        for bucket, total in zip(per_bucket[self.terms[0].name], totals):
-            if bucket:
-                by_bucket[bucket].append(total)
-        row.update({f"bucket/{b}": mean(v) for b, v in sorted(by_bucket.items())})
+        row.update({f"bucket/{b}": mean(v) for b, v in grouped(per_bucket[self.terms[0].name], totals).items()})
+        row.update({f"mined/{side}": mean(v) for side, v in grouped(sides, totals).items()})
         # the sample is this rank's own rollouts (only rank 0 writes the rows)
         local_totals = rewards.weighted_total(mine[0], self.terms) if all(mine[0].values()) else []
         row["samples"] = self.samples(mine[0], local_totals, texts)
@@ -92,6 +99,15 @@ class RewardRecorder:
         return [{"prompt": texts[i][0][-SAMPLE_CHARS:], "completion": texts[i][1][:SAMPLE_CHARS],
                  "rewards": {name: v[i] for name, v in per_term.items()}, "total": round(totals[i], 6)}
                 for i in picks]
+
+
+def grouped(labels: Sequence[str], values: Sequence[float]) -> dict[str, list[float]]:
+    """Values by their label, labels sorted; unlabelled ("") values left out."""
+    out: dict[str, list[float]] = defaultdict(list)
+    for label, value in zip(labels, values):
+        if label:
+            out[label].append(value)
+    return dict(sorted(out.items()))
 
 
 def _prompt_text(prompt: Any) -> str:

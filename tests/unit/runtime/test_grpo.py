@@ -115,18 +115,32 @@ def test_mining_runs_three_rounds_in_one_trainer(tiny_model: str, tmp_path: Path
     assert trainer.lr_scheduler.last_epoch == 6
     assert [r["step"] for r in rows] == [1, 2, 3, 4, 5, 6]
     assert [r["round"] for r in rows] == [0, 0, 1, 1, 2, 2]
-    rounds = meta["metrics"]["rounds"]
+    *rounds, closing = meta["metrics"]["rounds"]
     # each round trains on 2 steps x 8 rows / 4 generations = 4 prompts; the default budget
     # re-estimates as many, and from round 1 on the previous round's own rollouts come free
     assert [(r["from_rollouts"], r["estimated"], r["known"]) for r in rounds] == [(0, 4, 4), (4, 4, 8), (4, 4, 12)]
     assert [r["failed"] + r["solved"] for r in rounds] == [4, 4, 4]
     assert [r["step"] for r in rows if "pool_pass_rate" in r] == [1, 3, 5]
+    assert meta["counts"]["rounds"] == 3
+    # what became of each round's mined failures: re-measured by the next round's estimate
+    # (round 0 had none before it), the last round's by its own rollouts after training
+    assert rounds[0]["previous"]["mined_failed"] == 0
+    for before, after in zip(rounds, [*rounds[1:], closing]):
+        flips = after["previous"]
+        assert flips["mined_failed"] == before["failed"]
+        assert flips["flipped_to_solved"] <= flips["remeasured"] == flips["mined_failed"]
+    assert (closing["round"], closing["closing"], closing["known"]) == (3, True, 12)
+    # every step's reward split by the side of the mix its items were mined for
+    for row in rows:
+        assert set(k for k in row if k.startswith("mined/")) <= {"mined/failed", "mined/solved"}
+        assert any(k.startswith("mined/") for k in row)
 
 
 def test_mining_with_an_estimate_budget_rolls_out_only_that_many_items(tiny_model: str,
                                                                        tmp_path: Path) -> None:
     meta, rows = run_grpo(tmp_path, tiny_model, synthetic_items(30), max_steps=4, miner={**MINER, "estimate": 6})
-    assert [(r["estimated"], r["known"]) for r in meta["metrics"]["rounds"]] == [(6, 6), (6, 12)]
+    assert [(r["estimated"], r["known"]) for r in meta["metrics"]["rounds"] if not r.get("closing")] == [
+        (6, 6), (6, 12)]
 
 
 def _weights(folder: Path) -> dict:

@@ -35,7 +35,8 @@ RL2_ROWS = [
     {"stage": "grpo_rl2", "step": 2, "reward": 0.45, "rewards/correct": 0.25, "rewards/form": 0.92,
      "bucket/hard": 0.35, "round": 1},
     {"stage": "grpo_rl2", "step": 3, "reward": 0.55, "rewards/correct": 0.3, "rewards/form": 0.95,
-     "bucket/hard": 0.4, "round": 2, "pool_pass_rate": 0.45, "mined": {"failed": 5, "solved": 3}},
+     "bucket/hard": 0.4, "round": 2, "pool_pass_rate": 0.45, "mined": {"failed": 5, "solved": 3},
+     "mined/failed": 0.2, "mined/solved": 0.9},
 ]
 
 
@@ -185,6 +186,7 @@ def test_summary_headline_figures(run_dir: dict) -> None:
     assert rl1["final_rewards"] == {"correct": 0.3, "form": 0.9}
     assert rl1["final_buckets"] == {"easy": 0.8, "moderate": 0.4}
     assert (rl2["rounds"], rl2["final_pool_pass_rate"], rl2["max_reward"]) == (2, 0.45, 0.55)
+    assert rl2["final_mined_rewards"] == {"failed": 0.2, "solved": 0.9}
     assert summary["timings_s"]["sft_cold_start"] == 44.0
     assert (rl1["stopped_by"], rl2["stopped_by"]) == ("plateau at step 2", "max_steps")
     assert summary["sft"] == {"cold_start": {
@@ -263,7 +265,8 @@ def test_stage_stopped_at_step_zero_still_renders(run_dir: dict) -> None:
     summary = json.loads((report / "summary.json").read_text())
     assert summary["grpo"]["rl2"] == {
         "steps": 0, "final_step": None, "final_reward": None, "max_reward": None,
-        "final_rewards": {}, "final_buckets": {}, "final_pool_pass_rate": None, "rounds": None,
+        "final_rewards": {}, "final_buckets": {}, "final_mined_rewards": {},
+        "final_pool_pass_rate": None, "rounds": None,
         "stopped_by": "max_steps",
     }
     assert "| rl2 | 0 | - | - | - | - | - | max_steps |" in (report / "report.md").read_text()
