@@ -37,7 +37,8 @@ def model_answer(completion: str) -> str:
     tag = answer_tag(completion)
     if tag is not None:
         return shorten(tag, ANSWER_CHARS)
-    return "(no answer tag) ..." + " ".join(completion.split())[-ANSWER_CHARS:]
+    tail = " ".join(completion.split())[-ANSWER_CHARS:]
+    return f"(no answer tag) ...{tail}" if tail else "(no answer tag; blank)"
 
 
 def gold(row: dict[str, Any]) -> str:

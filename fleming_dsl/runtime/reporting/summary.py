@@ -42,7 +42,7 @@ from fleming_dsl.runtime.reporting.paired import item_accuracy, paired_tests
 FUNNEL_STAGES = (("sampled", "sample"), ("synthesized", "synthesize"), ("distilled", "distill"),
                  ("filtered", "filter"))
 # Count keys a data job may use for what it wrote, most specific first.
-_OUTPUT_KEYS = ("kept", "output", "written", "samples", "paths", "count")
+_OUTPUT_KEYS = ("kept", "output", "written", "samples", "rows", "paths", "count")  # sample: rows
 # Filter steps in pipeline order (meta JSON is written with sorted keys, so order is lost there).
 
 

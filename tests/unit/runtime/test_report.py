@@ -85,7 +85,7 @@ def run_dir(tmp_path: Path) -> dict:
     run = tmp_path / "runs" / "tiny"
     metas = [
         _write(run / "data" / "rare_dx.jsonl.meta.json",
-               _meta("sample_rare_dx", "sample", {"output": 600}, total_s=2.0)),
+               _meta("sample_rare_dx", "sample", {"requested": 600, "rows": 600}, total_s=2.0)),
         _write(run / "data" / "questions.jsonl.meta.json",
                _meta("synthesize_questions", "synthesize",
                      {"input": 600, "output": 590, "malformed": 10, "teacher_calls": 600,
@@ -302,10 +302,12 @@ def test_paired_tests_are_printed_in_the_headline_and_a_table(run_dir: dict) -> 
 
 
 def test_exact_mcnemar_p_values() -> None:
-    from fleming_dsl.runtime.reporting.paired import mcnemar_exact
+    from fleming_dsl.runtime.reporting.paired import compare, mcnemar_exact
 
     assert mcnemar_exact(0, 0) == 1.0
     assert mcnemar_exact(10, 0) == pytest.approx(2 / 1024)
+    assert compare({str(i): 0.0 for i in range(49)}, {str(i): 1.0 for i in range(49)},
+                   seed=7)["p_value_mcnemar"] == 3.55271e-15  # 2 / 2**49, not rounded to 0
     assert mcnemar_exact(2, 4) == mcnemar_exact(4, 2) == pytest.approx(44 / 64)
 
 
@@ -331,6 +333,7 @@ def test_model_answer_without_a_tag_shows_the_completions_end() -> None:
 
     assert model_answer("<think>x</think><answer> pneumonia </answer>") == "pneumonia"
     assert model_answer("<think>the findings point to") == "(no answer tag) ...<think>the findings point to"
+    assert model_answer("\n\n\n") == "(no answer tag; blank)"  # an untrained model's newlines
     assert shorten("one two three four", 9) == "one two..."
 
 
