@@ -92,9 +92,7 @@ def plot_sft_loss(sft: dict[str, dict[str, Any]], folder: Path) -> str | None:
 def plot_bucket_rewards(curves: tuple[StageCurve, ...], folder: Path) -> str | None:
     """Per stage: mean reward of each difficulty bucket, in a mined stage on the round's mined
     failures and mined solved items, and the mined pool's pass rate."""
-    logged = [c for c in curves
-              if c.keys("bucket/") or c.keys("mined/") or c.series("pool_pass_rate")[0]]
-    if not logged:
+    if not curves:
         return None
     fig, axes = _figure(len(curves))
     for ax, curve in zip(axes, curves):

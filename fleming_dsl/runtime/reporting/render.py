@@ -143,8 +143,7 @@ def layout(experiment: str, inputs: ReportInputs, summary: dict[str, Any],
                 notes=(("Mean reward per difficulty bucket of the items trained on (their "
                         "`difficulty`, from a difficulty step); in a mined stage also on the "
                         "round's mined failures and mined solved items, and the pool's pass rate.",)
-                       if "bucket_rewards" in figures
-                       else ("No per-bucket rewards or pool pass rates were logged.",))
+                       if "bucket_rewards" in figures else ("No GRPO stage in this experiment.",))
                 + (("Mining per round: the pool's pass rate over the items estimated so far "
                     "(training rollouts and the refresh's extra ones), the round's mix, and how "
                     "many of the previous round's mined failures the next estimate found solved.",)
