@@ -88,7 +88,9 @@ def grpo_table(summary: dict[str, Any]) -> Table:
         rows.append((
             stage, fmt(figures["steps"]), fmt(figures["final_reward"]),
             fmt(figures["max_reward"]), named_values(figures["final_rewards"]),
-            named_values(figures["final_buckets"]), fmt(figures["final_pool_pass_rate"]),
+            named_values({**figures["final_buckets"],
+                          **{f"mined {side}": v for side, v in figures["final_mined_rewards"].items()}}),
+            fmt(figures["final_pool_pass_rate"]),
             figures["stopped_by"] or MISSING,
         ))
     return Table(("stage", "steps", "final reward", "max reward", "final reward per term",

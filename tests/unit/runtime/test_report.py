@@ -248,7 +248,8 @@ def test_markdown_tables_word_for_word(run_dir: dict) -> None:
         "| --- | --- | --- | --- | --- | --- | --- | --- |\n"
         "| rl1 | 2 | 0.600 | 0.600 | correct 0.300, form 0.900 "
         "| easy 0.800, moderate 0.400 | - | plateau at step 2 |\n"
-        "| rl2 | 3 | 0.550 | 0.550 | correct 0.300, form 0.950 | hard 0.400 | 0.450 | max_steps |\n"
+        "| rl2 | 3 | 0.550 | 0.550 | correct 0.300, form 0.950 "
+        "| hard 0.400, mined failed 0.200, mined solved 0.900 | 0.450 | max_steps |\n"
     ) in markdown
     assert ("| stage | steps | final loss | stopped by |\n| --- | --- | --- | --- |\n"
             "| cold_start | 30 | 0.900 | schedule |\n") in markdown
