@@ -112,7 +112,9 @@ def layout(experiment: str, inputs: ReportInputs, summary: dict[str, Any],
                 notes=("On the items both stages answered: gained = wrong before and right after, "
                        "lost = the reverse; the difference of accuracy with a paired bootstrap 95% "
                        "interval (items resampled, seeded) and the exact McNemar p-value from "
-                       "gained and lost.",) if summary["paired"]
+                       "gained and lost. With few discordant items the percentile interval is too "
+                       "narrow (0 gained and 4 lost can exclude 0 at p = 0.125): read the p-value.",)
+                if summary["paired"]
                 else ("No two consecutive evaluations with per-item predictions.",),
                 tables=(paired_table(summary),) * bool(summary["paired"])),
         Section("Evaluation answers per stage",
