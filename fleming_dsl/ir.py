@@ -15,6 +15,7 @@ Rules of the IR:
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 from typing import Annotated, Any, Literal, Union, get_args
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -306,54 +307,148 @@ class StageData(Node):
     miner: Miner | None = None
 
 
+@dataclass(frozen=True)
+class Option:
+    """What makes an IR field a spec option (the rest of the row is the field itself: its type,
+    its default, its range as pydantic constraints and its meaning as the description).
+
+    This is the one declaration of a stage option: lowering (`lower/schema.py`), the language
+    reference and the language server (`lower/options.py`), `fleming explain` (`lower/names.py`)
+    and the `trl { }` block's managed fields all read it; the job configs nest `Training`.
+    """
+
+    word: str = ""  # as written in the spec, where it is not the field's name
+    methods: tuple[str, ...] = ("sft", "grpo")  # the stage methods that take it
+    unit: str = ""
+    # the values it takes, where the annotation does not say: "trl" (what the installed TRL
+    # accepts for the GRPOConfig field of the same name), "lr_schedulers" (transformers'), "url"
+    values: str = ""
+    # where it takes effect: "trl.<field>" (a TRL SFTConfig/GRPOConfig field, which a `trl { }`
+    # block then may not set), "vllm-serve --<flag>", "deepspeed <key>"; () = the job's own code
+    lands: tuple[str, ...] = ()
+
+
+def option(default: Any, meaning: str, *, gt: float | None = None, ge: float | None = None,
+           lt: float | None = None, le: float | None = None, **row: Any) -> Any:
+    """A stage option's field: `lr: float = option(1e-5, "peak learning rate", gt=0, ...)`."""
+    info = Field(default, description=meaning, gt=gt, ge=ge, lt=lt, le=le)
+    info.metadata.append(Option(**row))
+    return info
+
+
+def option_of(info: Any) -> Option | None:
+    """The `Option` row of a pydantic field, or None when the field is no spec option."""
+    return next((m for m in info.metadata if isinstance(m, Option)), None)
+
+
+_TRL = "trl."
+
+
 class Training(Node):
-    lr: float = 1e-5
-    epochs: float | None = None
-    max_steps: int | None = None
-    batch_size: int = 8  # per device
-    grad_accum: int = 1
-    max_length: int = 1024  # sft: sequence length
-    max_completion_length: int = 256  # grpo
-    warmup_steps: int = 0
-    warmup_ratio: float | None = None  # when set, the warm-up (warmup_steps is then unset)
-    lr_scheduler_type: str | None = None  # None: the method's own (sft cosine, grpo linear)
-    weight_decay: float = 0.0
-    max_grad_norm: float = 1.0
-    gradient_checkpointing: bool = False
-    packing: bool = False  # sft
+    """A stage's training options: each field declared once, with everything the compiler, the
+    reference, the language server and the jobs need to know about it (see `Option`)."""
+
+    lr: float = option(1e-5, "peak learning rate", gt=0, lands=(_TRL + "learning_rate",))
+    epochs: float | None = option(None, "passes over the data (or max_steps)", gt=0,
+                                  lands=(_TRL + "num_train_epochs",))
+    max_steps: int | None = option(None, "optimizer steps; overrides epochs", ge=1,
+                                   lands=(_TRL + "max_steps",))
+    batch_size: int = option(8, "per-device batch size", ge=1, word="batch",
+                             lands=(_TRL + "per_device_train_batch_size",))
+    grad_accum: int = option(1, "gradient accumulation steps", ge=1,
+                             lands=(_TRL + "gradient_accumulation_steps",))
+    max_length: int = option(1024, "sft: sequence length in tokens", ge=1, unit="tokens",
+                             lands=(_TRL + "max_length",))
+    max_completion_length: int = option(256, "rollout length in tokens", ge=1, methods=("grpo",),
+                                        unit="tokens", lands=(_TRL + "max_completion_length",))
+    warmup_steps: int = option(0, "linear warm-up steps", ge=0, unit="steps",
+                               lands=(_TRL + "warmup_steps",))
+    # transformers 5 reads a float in [0, 1) given as warmup_steps as a fraction of all steps
+    warmup_ratio: float | None = option(
+        None, "linear warm-up as a fraction of all steps (instead of warmup_steps)", ge=0, lt=1,
+        lands=(_TRL + "warmup_steps",))
+    lr_scheduler_type: str | None = option(  # None: the method's own (sft cosine, grpo linear)
+        None, "learning-rate schedule after warm-up (transformers' names)", values="lr_schedulers",
+        lands=(_TRL + "lr_scheduler_type",))
+    weight_decay: float = option(0.0, "AdamW weight decay", ge=0, lands=(_TRL + "weight_decay",))
+    max_grad_norm: float = option(1.0, "gradient clipping norm", gt=0, lands=(_TRL + "max_grad_norm",))
+    # transformers 5.24 names it activation_checkpointing (gradient_checkpointing is deprecated)
+    gradient_checkpointing: bool = option(
+        False, "recompute activations in the backward pass: less memory, slower",
+        lands=(_TRL + "activation_checkpointing", _TRL + "gradient_checkpointing"))
+    packing: bool = option(False, "pack several examples into each max_length sequence",
+                           methods=("sft",), lands=(_TRL + "packing",))
     trl: tuple[tuple[str, Any], ...] = ()  # any other TRL config field, `trl { key = value }`
-    generations: int = 8  # grpo
-    beta: float = 0.0  # grpo KL coefficient
-    temperature: float = 1.0  # grpo rollout temperature
-    deepspeed: Literal["none", "zero2", "zero3", "zero3_offload"] = "none"
-    bf16: bool = False
+    generations: int = option(8, "rollouts per prompt (the GRPO group)", ge=2, methods=("grpo",),
+                              lands=(_TRL + "num_generations",))
+    beta: float = option(0.0, "KL coefficient", ge=0, methods=("grpo",), lands=(_TRL + "beta",))
+    temperature: float = option(1.0, "rollout sampling temperature", gt=0, methods=("grpo",),
+                                lands=(_TRL + "temperature",))
+    deepspeed: Literal["none", "zero2", "zero3", "zero3_offload"] = option(
+        "none", "DeepSpeed ZeRO stage", lands=("deepspeed zero_optimization", _TRL + "deepspeed"))
+    bf16: bool = option(False, "train in bfloat16 (GPU)", lands=(_TRL + "bf16",))
     lora: Lora | None = None
-    use_vllm: bool = False
-    logging_steps: int = 1
-    save_steps: int = 500
-    # grpo: TRL GRPOConfig options; the defaults are TRL 1.x's (lower/trl_versions.py has what it accepts)
-    loss_type: str = "dapo"
-    scale_rewards: str = "group"
-    epsilon: float = 0.2
-    epsilon_high: float | None = None  # None: = epsilon
-    importance_sampling_level: str = "token"
-    top_entropy_quantile: float = 1.0
-    mask_truncated_completions: bool = False
-    num_iterations: int = 1
-    top_p: float = 1.0
-    top_k: int = 0  # 0: off
-    repetition_penalty: float = 1.0
-    vllm_mode: str = "colocate"
-    vllm_gpu_memory_utilization: float | None = None  # None: VLLM_MEMORY_SHARE of the mode
-    vllm_max_model_length: int | None = None
-    vllm_tensor_parallel_size: int = 1  # colocate: per trainer group; server: the server's
-    vllm_data_parallel_size: int = 1  # server: replicas (GPUs = tensor x data parallel)
-    vllm_enable_sleep_mode: bool = False
-    vllm_server_base_url: str | None = None  # an external server; None: the stage starts its own
-    vllm_server_timeout: float = 240.0  # seconds to wait for the server's /health (TRL's default)
-    # grpo: DAPO dynamic sampling (drop groups whose rewards all agree, draw replacements)
-    dynamic_sampling: bool = False
-    max_redraws: int = 4
+    use_vllm: bool = option(False, "roll out with vLLM", methods=("grpo",), lands=(_TRL + "use_vllm",))
+    logging_steps: int = option(1, "steps between metric rows", ge=1, unit="steps",
+                                lands=(_TRL + "logging_steps",))
+    save_steps: int = option(500, "steps between checkpoints", ge=1, unit="steps",
+                             lands=(_TRL + "save_steps",))
+    # grpo: TRL GRPOConfig options under TRL's words; the defaults are TRL 1.x's and the values
+    # they take are the installed TRL's (lower/trl_versions.py)
+    loss_type: str = option("dapo", "policy loss: grpo, dr_grpo, dapo, bnpo, cispo, sapo, luspo, vespo",
+                            methods=("grpo",), values="trl", lands=(_TRL + "loss_type",))
+    scale_rewards: str = option("group", "advantage scaling: group, batch or none (Dr. GRPO)",
+                                methods=("grpo",), values="trl", lands=(_TRL + "scale_rewards",))
+    epsilon: float = option(0.2, "lower clip range", gt=0, methods=("grpo",), lands=(_TRL + "epsilon",))
+    epsilon_high: float | None = option(  # None: = epsilon
+        None, "upper clip range (DAPO clip-higher); default = epsilon", gt=0, methods=("grpo",),
+        lands=(_TRL + "epsilon_high",))
+    importance_sampling_level: str = option(
+        "token", "importance ratio per token or per sequence (GSPO)", methods=("grpo",),
+        values="trl", lands=(_TRL + "importance_sampling_level",))
+    top_entropy_quantile: float = option(
+        1.0, "train only on the top quantile of tokens by entropy", gt=0, le=1, methods=("grpo",),
+        lands=(_TRL + "top_entropy_quantile",))
+    mask_truncated_completions: bool = option(
+        False, "leave completions cut at max_completion_length out of the loss", methods=("grpo",),
+        lands=(_TRL + "mask_truncated_completions",))
+    num_iterations: int = option(1, "updates per rollout batch (GRPO's mu)", ge=1, methods=("grpo",),
+                                 lands=(_TRL + "num_iterations",))
+    top_p: float = option(1.0, "rollout nucleus sampling", gt=0, le=1, methods=("grpo",),
+                          lands=(_TRL + "top_p",))
+    top_k: int = option(0, "rollout top-k (0 = off)", ge=0, methods=("grpo",), lands=(_TRL + "top_k",))
+    repetition_penalty: float = option(1.0, "rollout repetition penalty (1 = off)", gt=0,
+                                       methods=("grpo",), lands=(_TRL + "repetition_penalty",))
+    vllm_mode: str = option("colocate", "vLLM in the trainer's processes (colocate) or a separate server",
+                            methods=("grpo",), values="trl", lands=(_TRL + "vllm_mode",))
+    vllm_gpu_memory_utilization: float | None = option(  # None: VLLM_MEMORY_SHARE of the mode
+        None, "GPU memory share for vLLM (default 0.3 colocate, 0.9 server)", gt=0, le=1,
+        methods=("grpo",),
+        lands=(_TRL + "vllm_gpu_memory_utilization", "vllm-serve --gpu_memory_utilization"))
+    vllm_max_model_length: int | None = option(
+        None, "vLLM context window (prompt + completion)", ge=1, methods=("grpo",),
+        lands=(_TRL + "vllm_max_model_length", "vllm-serve --max_model_len"))
+    vllm_tensor_parallel_size: int = option(
+        1, "vLLM tensor parallelism (colocate: per trainer group; server: the server's)", ge=1,
+        methods=("grpo",),
+        lands=(_TRL + "vllm_tensor_parallel_size", "vllm-serve --tensor_parallel_size"))
+    vllm_data_parallel_size: int = option(
+        1, "server: vLLM replicas; the server takes tensor x data parallel GPUs", ge=1,
+        methods=("grpo",), lands=("vllm-serve --data_parallel_size",))
+    vllm_enable_sleep_mode: bool = option(False, "colocate: offload vLLM between rollouts",
+                                          methods=("grpo",), lands=(_TRL + "vllm_enable_sleep_mode",))
+    vllm_server_base_url: str | None = option(  # None: the stage starts its own server
+        None, "server: an external trl vllm-serve URL (otherwise the stage starts one)",
+        methods=("grpo",), values="url", lands=(_TRL + "vllm_server_base_url",))
+    vllm_server_timeout: float = option(  # TRL's default
+        240.0, "server: seconds to wait for its /health before the stage fails", gt=0,
+        methods=("grpo",), lands=(_TRL + "vllm_server_timeout",))
+    # grpo: DAPO dynamic sampling (drop groups whose rewards all agree, draw replacements): the
+    # job's own (runtime/train/dynamic_sampling.py)
+    dynamic_sampling: bool = option(False, "DAPO: drop groups whose rewards all agree, draw replacements",
+                                    methods=("grpo",))
+    max_redraws: int = option(4, "dynamic sampling: replacement draws per step at most", ge=0,
+                              methods=("grpo",))
 
 
 # The memory share vLLM takes when the spec gives none: TRL's colocate default (beside training)

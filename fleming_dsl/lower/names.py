@@ -7,7 +7,7 @@ spec words with `SPEC_WORDS`, so a reviewer finds the line that set each value.
 
 from __future__ import annotations
 
-from fleming_dsl.lower.stages import TRAINING_OPTIONS
+from fleming_dsl.lower.schema import TRAINING_OPTIONS
 
 SPEC_WORDS: dict[str, str] = {
     # stage options (from the stage option table) and stage parts

@@ -2,9 +2,9 @@
 meaning.
 
 Lowering (`declarations.py`, `stages.py`) decides what is valid; this table describes it for
-people and tools (the stage block is built from lowering's own `TRAINING_OPTIONS`, its type and
-range read off the converter and check lowering applies): `fleming reference` renders it into
-docs/language.md, and the language server (`fleming lsp`) uses it for hover and completion.
+people and tools (the stage block is built from `ir.Training`'s schema, `lower/schema.py`: its type
+read off the converter lowering applies, its range and unit from the field): `fleming reference`
+renders it into docs/language.md, and the language server (`fleming lsp`) uses it for hover and completion.
 tests/unit/lower/test_options.py holds the two together: for every block it lowers a spec with an
 unknown option and compares the "expected one of ..." list lowering prints with this table, and
 it feeds each ranged option a value just outside its range and expects lowering to reject it.
@@ -78,23 +78,14 @@ def _type_of(convert) -> str:
     return ", ".join(choices[:-1]) + " or " + choices[-1] if choices else "value"
 
 
-def _range_of(check) -> str:
-    """A range check's own words ("> 0", ">= 1", "in (0, 1]"), as lowering's messages use them."""
-    return (check(-10 ** 18) or "") if check is not None else ""
-
-
-_STAGE_UNITS = {"max_length": "tokens", "max_completion_length": "tokens", "warmup_steps": "steps",
-                "logging_steps": "steps", "save_steps": "steps"}
-
-
 def _stage_options() -> tuple[Opt, ...]:
     """The stage block: lowering's own table of training options (`lower/stages.py`), then the
     options lowering reads beside it."""
-    from fleming_dsl.lower.stages import TRAINING_OPTIONS
+    from fleming_dsl.lower.schema import TRAINING_OPTIONS
 
     rows = tuple(Opt(o.word, _type_of(o.convert),
                      (f"{o.methods[0]}: " if len(o.methods) == 1 else "") + o.meaning,
-                     f"ir.Training.{o.target}", _range_of(o.check), _STAGE_UNITS.get(o.word, ""))
+                     f"ir.Training.{o.target}", o.range, o.unit)
                  for o in TRAINING_OPTIONS)
     return rows + (
         Opt("lora", "true/false (or a lora { ... } block)", "train LoRA adapters instead of all weights",

@@ -5,15 +5,13 @@ from __future__ import annotations
 
 import math
 
-from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
 from fleming_dsl import ir
 from fleming_dsl.errors import did_you_mean
 from fleming_dsl.lower.context import LowerContext
-from fleming_dsl.lower import trl_versions
-from fleming_dsl.lower.trl_fields import GRPO_CONFIG_FIELDS, LR_SCHEDULERS, SFT_CONFIG_FIELDS
+from fleming_dsl.lower.schema import MANAGED_TRL_FIELDS, TRAINING_OPTIONS
+from fleming_dsl.lower.trl_fields import GRPO_CONFIG_FIELDS, SFT_CONFIG_FIELDS
 from fleming_dsl.lower.values import (
     MISSING,
     Options,
@@ -22,146 +20,20 @@ from fleming_dsl.lower.values import (
     list_of,
     non_negative,
     one_of,
-    positive,
     to_bool,
     to_float,
     to_int,
     to_name,
     to_str,
-    unit_interval,
     value_span,
 )
 from fleming_dsl.spec import ast
 
 
-def trl_choice(option: str) -> Callable[..., Any]:
-    """A converter for an enumerated GRPOConfig option: the values the installed TRL accepts."""
-
-    choices = trl_versions.accepted(option)  # the installed TRL's (read once, from its metadata)
-
-    def convert(value, key, diags):
-        return one_of(choices)(value, key, diags)
-
-    return convert
-
-
-def url(x: str) -> str | None:
-    return None if isinstance(x, str) and x.startswith(("http://", "https://")) else "an http:// or https:// URL"
-
-
-@dataclass(frozen=True)
-class TrainingOption:
-    """One `word = value` option of a stage block and the `ir.Training` field it sets.
-
-    The planner copies `ir.Training` fields into the job configs under the same names, so a new
-    option is a row here, a field in `ir.Training` and in the job config, and the job that uses it.
-    """
-
-    word: str  # as written in the spec
-    convert: Callable[..., Any]
-    check: Callable[..., Any] | None = None
-    field: str = ""  # the ir.Training field, where the spec's word is not the field name
-    methods: tuple[str, ...] = ("sft", "grpo")
-    meaning: str = ""
-
-    @property
-    def target(self) -> str:
-        return self.field or self.word
-
-
-TRAINING_OPTIONS: tuple[TrainingOption, ...] = (
-    TrainingOption("lr", to_float, positive, meaning="peak learning rate"),
-    TrainingOption("epochs", to_float, positive, meaning="passes over the data (or max_steps)"),
-    TrainingOption("max_steps", to_int, at_least(1), meaning="optimizer steps; overrides epochs"),
-    TrainingOption("batch", to_int, at_least(1), field="batch_size", meaning="per-device batch size"),
-    TrainingOption("grad_accum", to_int, at_least(1), meaning="gradient accumulation steps"),
-    TrainingOption("max_length", to_int, at_least(1), meaning="sft: sequence length in tokens"),
-    TrainingOption("max_completion_length", to_int, at_least(1), methods=("grpo",),
-                   meaning="rollout length in tokens"),
-    TrainingOption("warmup_steps", to_int, non_negative, meaning="linear warm-up steps"),
-    TrainingOption("warmup_ratio", to_float, lambda x: None if 0 <= x < 1 else "in [0, 1)",
-                   meaning="linear warm-up as a fraction of all steps (instead of warmup_steps)"),
-    TrainingOption("lr_scheduler_type", one_of(LR_SCHEDULERS),
-                   meaning="learning-rate schedule after warm-up (transformers' names)"),
-    TrainingOption("weight_decay", to_float, non_negative, meaning="AdamW weight decay"),
-    TrainingOption("max_grad_norm", to_float, positive, meaning="gradient clipping norm"),
-    TrainingOption("gradient_checkpointing", to_bool,
-                   meaning="recompute activations in the backward pass: less memory, slower"),
-    TrainingOption("packing", to_bool, methods=("sft",),
-                   meaning="pack several examples into each max_length sequence"),
-    TrainingOption("generations", to_int, at_least(2), methods=("grpo",),
-                   meaning="rollouts per prompt (the GRPO group)"),
-    TrainingOption("beta", to_float, non_negative, methods=("grpo",), meaning="KL coefficient"),
-    TrainingOption("temperature", to_float, positive, methods=("grpo",),
-                   meaning="rollout sampling temperature"),
-    TrainingOption("deepspeed", one_of(("none", "zero2", "zero3", "zero3_offload")),
-                   meaning="DeepSpeed ZeRO stage"),
-    TrainingOption("bf16", to_bool, meaning="train in bfloat16 (GPU)"),
-    TrainingOption("use_vllm", to_bool, methods=("grpo",), meaning="roll out with vLLM"),
-    TrainingOption("logging_steps", to_int, at_least(1), meaning="steps between metric rows"),
-    TrainingOption("save_steps", to_int, at_least(1), meaning="steps between checkpoints"),
-    # TRL GRPOConfig options (same words as TRL); enumerations come from lower/trl_versions.py's table
-    TrainingOption("loss_type", trl_choice("loss_type"), methods=("grpo",),
-                   meaning="policy loss: grpo, dr_grpo, dapo, bnpo, cispo, sapo, luspo, vespo"),
-    TrainingOption("scale_rewards", trl_choice("scale_rewards"), methods=("grpo",),
-                   meaning="advantage scaling: group, batch or none (Dr. GRPO)"),
-    TrainingOption("epsilon", to_float, positive, methods=("grpo",), meaning="lower clip range"),
-    TrainingOption("epsilon_high", to_float, positive, methods=("grpo",),
-                   meaning="upper clip range (DAPO clip-higher); default = epsilon"),
-    TrainingOption("importance_sampling_level", trl_choice("importance_sampling_level"), methods=("grpo",),
-                   meaning="importance ratio per token or per sequence (GSPO)"),
-    TrainingOption("top_entropy_quantile", to_float, unit_interval, methods=("grpo",),
-                   meaning="train only on the top quantile of tokens by entropy"),
-    TrainingOption("mask_truncated_completions", to_bool, methods=("grpo",),
-                   meaning="leave completions cut at max_completion_length out of the loss"),
-    TrainingOption("num_iterations", to_int, at_least(1), methods=("grpo",),
-                   meaning="updates per rollout batch (GRPO's mu)"),
-    TrainingOption("top_p", to_float, unit_interval, methods=("grpo",), meaning="rollout nucleus sampling"),
-    TrainingOption("top_k", to_int, non_negative, methods=("grpo",), meaning="rollout top-k (0 = off)"),
-    TrainingOption("repetition_penalty", to_float, positive, methods=("grpo",),
-                   meaning="rollout repetition penalty (1 = off)"),
-    TrainingOption("vllm_mode", trl_choice("vllm_mode"), methods=("grpo",),
-                   meaning="vLLM in the trainer's processes (colocate) or a separate server"),
-    TrainingOption("vllm_gpu_memory_utilization", to_float, unit_interval, methods=("grpo",),
-                   meaning="GPU memory share for vLLM (default 0.3 colocate, 0.9 server)"),
-    TrainingOption("vllm_max_model_length", to_int, at_least(1), methods=("grpo",),
-                   meaning="vLLM context window (prompt + completion)"),
-    TrainingOption("vllm_tensor_parallel_size", to_int, at_least(1), methods=("grpo",),
-                   meaning="vLLM tensor parallelism (colocate: per trainer group; server: the server's)"),
-    TrainingOption("vllm_data_parallel_size", to_int, at_least(1), methods=("grpo",),
-                   meaning="server: vLLM replicas; the server takes tensor x data parallel GPUs"),
-    TrainingOption("vllm_enable_sleep_mode", to_bool, methods=("grpo",),
-                   meaning="colocate: offload vLLM between rollouts"),
-    TrainingOption("vllm_server_base_url", to_str, url, methods=("grpo",),
-                   meaning="server: an external trl vllm-serve URL (otherwise the stage starts one)"),
-    TrainingOption("vllm_server_timeout", to_float, positive, methods=("grpo",),
-                   meaning="server: seconds to wait for its /health before the stage fails"),
-    TrainingOption("dynamic_sampling", to_bool, methods=("grpo",),
-                   meaning="DAPO: drop groups whose rewards all agree, draw replacements"),
-    TrainingOption("max_redraws", to_int, non_negative, methods=("grpo",),
-                   meaning="dynamic sampling: replacement draws per step at most"),
-)
 GRPO_ONLY = (*(o.word for o in TRAINING_OPTIONS if o.methods == ("grpo",)), "rewards")
 _SFT_ONLY = tuple(o.word for o in TRAINING_OPTIONS if o.methods == ("sft",))
 _SFT_ONLY_WORDS = dict.fromkeys(_SFT_ONLY)
 TRL_FIELDS = {"sft": SFT_CONFIG_FIELDS, "grpo": GRPO_CONFIG_FIELDS}
-# TrainingArguments fields the stage's own options or the job set: a `trl { }` block may not
-# set them (the value would not take effect, or would fight the job's)
-MANAGED_TRL_FIELDS = frozenset((
-    "output_dir", "learning_rate", "num_train_epochs", "max_steps", "per_device_train_batch_size",
-    "gradient_accumulation_steps", "warmup_steps", "logging_steps", "save_strategy", "save_steps",
-    "save_total_limit", "seed", "data_seed", "report_to", "run_name",
-    "disable_tqdm", "use_cpu", "bf16", "deepspeed", "ddp_backend", "lr_scheduler_type",
-    "weight_decay", "max_grad_norm", "gradient_checkpointing", "activation_checkpointing",
-    "packing", "max_length", "max_completion_length", "num_generations", "beta", "temperature",
-    "use_vllm", "generation_batch_size", "steps_per_generation", "per_device_eval_batch_size",
-    "resume_from_checkpoint", "do_train", "do_eval", "eval_strategy", "push_to_hub", "hub_token",
-    "loss_type", "scale_rewards", "epsilon", "epsilon_high", "importance_sampling_level",
-    "top_entropy_quantile", "mask_truncated_completions", "num_iterations", "top_p", "top_k",
-    "repetition_penalty", "vllm_mode", "vllm_gpu_memory_utilization", "vllm_max_model_length",
-    "vllm_tensor_parallel_size", "vllm_enable_sleep_mode", "vllm_server_base_url",
-    "reward_weights", "dataset_text_field", "completion_only_loss", "assistant_only_loss",
-))
 _GRPO_ONLY_WORDS = dict.fromkeys(GRPO_ONLY)
 _TRAINING_WORDS = dict.fromkeys(o.word for o in TRAINING_OPTIONS)
 

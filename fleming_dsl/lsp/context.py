@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from fleming_dsl import ir
 from fleming_dsl.lower import options as table
 from fleming_dsl.lower.stages import GRPO_ONLY  # lowering's list: rewards, generations, ...
-from fleming_dsl.lower.stages import TRAINING_OPTIONS
+from fleming_dsl.lower.schema import TRAINING_OPTIONS
 from fleming_dsl.lsp.analysis import contains
 from fleming_dsl.spec import ast
 

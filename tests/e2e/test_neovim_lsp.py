@@ -42,7 +42,7 @@ def test_neovim_shows_the_diagnostic_a_hover_and_applies_the_fix(nvim: str, tmp_
     lines = out.read_text().splitlines() if out.exists() else []
     assert result.returncode == 0, (result.stdout, result.stderr, lines)
     diagnostics = [line.split("\t") for line in lines if line.startswith("diagnostic\t")]
-    from fleming_dsl.lower.stages import TRAINING_OPTIONS
+    from fleming_dsl.lower.schema import TRAINING_OPTIONS
 
     grpo_words = ", ".join(sorted({o.word for o in TRAINING_OPTIONS} | {"rewards", "until", "lora"}))
     assert diagnostics == [["diagnostic", "70", "2", "1",

@@ -14,7 +14,7 @@ from fleming_dsl.compiler import check_experiment, load_experiment
 from fleming_dsl.errors import SpecError
 from fleming_dsl.ir import Backend
 from fleming_dsl.lower import options as table
-from fleming_dsl.lower.stages import TRAINING_OPTIONS
+from fleming_dsl.lower.schema import TRAINING_OPTIONS
 from fleming_dsl.plan import jobconfig as jc
 from fleming_dsl.plan.planner import plan
 

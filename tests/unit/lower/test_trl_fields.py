@@ -15,7 +15,7 @@ from flm_fixtures import FILES
 from fleming_dsl.compiler import check_experiment
 from fleming_dsl.errors import SpecError
 from fleming_dsl.lower import trl_fields
-from fleming_dsl.lower.stages import MANAGED_TRL_FIELDS
+from fleming_dsl.lower.schema import MANAGED_TRL_FIELDS
 
 SPEC = '''experiment "t" { seed = 1 }
 model base = tiny(hidden = 32)

@@ -1,0 +1,119 @@
+"""The stage options, read off `ir.Training`: the one place they are declared (`ir.option`).
+
+Each field with an `ir.Option` row is an option of a stage block. Its spec word, the methods that
+take it, its unit and where it lands come from the row; its converter from the field's type (or
+the row's `values`), its range check from the field's pydantic constraints (so lowering's message
+and the reference say the same "> 0", ">= 1", "in (0, 1]"), its meaning from the description.
+"""
+
+from __future__ import annotations
+
+import types
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Literal, Union, get_args, get_origin
+
+import annotated_types
+
+from fleming_dsl import ir
+from fleming_dsl.lower import trl_versions
+from fleming_dsl.lower.trl_fields import LR_SCHEDULERS
+from fleming_dsl.lower.values import one_of, to_bool, to_float, to_int, to_str
+
+
+@dataclass(frozen=True)
+class TrainingOption:
+    """One `word = value` option of a stage block and the `ir.Training` field it sets."""
+
+    word: str  # as written in the spec
+    convert: Callable[..., Any]
+    check: Callable[..., Any] | None
+    field: str  # the ir.Training field, where the spec's word is not the field name ("" otherwise)
+    methods: tuple[str, ...]
+    meaning: str
+    unit: str
+    range: str  # the range check's own words, "" when any value of the type is allowed
+    lands: tuple[str, ...]  # ir.Option.lands
+
+    @property
+    def target(self) -> str:
+        return self.field or self.word
+
+
+def trl_choice(option: str) -> Callable[..., Any]:
+    """A converter for an enumerated GRPOConfig option: the values the installed TRL accepts."""
+    return one_of(trl_versions.accepted(option))  # the installed TRL's (read once, from its metadata)
+
+
+def url(x: str) -> str | None:
+    return None if isinstance(x, str) and x.startswith(("http://", "https://")) else "an http:// or https:// URL"
+
+
+_CONVERTERS: dict[type, Callable[..., Any]] = {float: to_float, int: to_int, bool: to_bool, str: to_str}
+
+
+def _converter(name: str, annotation: Any, values: str) -> Callable[..., Any]:
+    if values == "trl":
+        return trl_choice(name)
+    if values == "lr_schedulers":
+        return one_of(LR_SCHEDULERS)
+    kinds = [a for a in (get_args(annotation) if get_origin(annotation) in (Union, types.UnionType)
+                         else (annotation,)) if a is not type(None)]
+    (kind,) = kinds
+    if get_origin(kind) is Literal:
+        return one_of(get_args(kind))
+    return _CONVERTERS[kind]
+
+
+def range_text(metadata: list[Any]) -> str:
+    """A field's pydantic bounds in lowering's words: "> 0", ">= 1", "in (0, 1]", "in [0, 1)"."""
+    low = next(((m.gt, "(", ">") for m in metadata if isinstance(m, annotated_types.Gt)), None) or \
+        next(((m.ge, "[", ">=") for m in metadata if isinstance(m, annotated_types.Ge)), None)
+    high = next(((m.lt, ")") for m in metadata if isinstance(m, annotated_types.Lt)), None) or \
+        next(((m.le, "]") for m in metadata if isinstance(m, annotated_types.Le)), None)
+    if low and high:
+        return f"in {low[1]}{low[0]}, {high[0]}{high[1]}"
+    return f"{low[2]} {low[0]}" if low else ""
+
+
+def _within(metadata: list[Any], x: Any) -> bool:
+    tests = {annotated_types.Gt: lambda m: x > m.gt, annotated_types.Ge: lambda m: x >= m.ge,
+             annotated_types.Lt: lambda m: x < m.lt, annotated_types.Le: lambda m: x <= m.le}
+    return all(tests[type(m)](m) for m in metadata if type(m) in tests)
+
+
+def _check(metadata: list[Any], values: str) -> Callable[[Any], str | None] | None:
+    if values == "url":
+        return url
+    text = range_text(metadata)
+    if not text:
+        return None
+    return lambda x: None if _within(metadata, x) else text
+
+
+def _row(name: str, info: Any, row: ir.Option) -> TrainingOption:
+    return TrainingOption(
+        word=row.word or name, convert=_converter(name, info.annotation, row.values),
+        check=_check(info.metadata, row.values), field=name if row.word else "",
+        methods=row.methods, meaning=info.description or "", unit=row.unit,
+        range=url("") if row.values == "url" else range_text(info.metadata), lands=row.lands)
+
+
+TRAINING_OPTIONS: tuple[TrainingOption, ...] = tuple(
+    _row(name, info, row) for name, info in ir.Training.model_fields.items()
+    if (row := ir.option_of(info)) is not None)
+
+# TrainingArguments fields the job itself sets (output, checkpoints, seeds, devices, tracking,
+# the reward weights and the data columns): a `trl { }` block may not set them either
+_JOB_TRL_FIELDS = (
+    "output_dir", "save_strategy", "save_total_limit", "seed", "data_seed", "report_to", "run_name",
+    "disable_tqdm", "use_cpu", "ddp_backend", "generation_batch_size", "steps_per_generation",
+    "per_device_eval_batch_size", "resume_from_checkpoint", "do_train", "do_eval", "eval_strategy",
+    "push_to_hub", "hub_token", "reward_weights", "dataset_text_field", "completion_only_loss",
+    "assistant_only_loss",
+)
+# the TRL config fields a stage option or the job sets: the value of a `trl { }` block would not
+# take effect, or would fight the job's
+MANAGED_TRL_FIELDS = frozenset((*_JOB_TRL_FIELDS, *(
+    place.removeprefix("trl.") for o in TRAINING_OPTIONS for place in o.lands if place.startswith("trl."))))
