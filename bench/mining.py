@@ -104,8 +104,8 @@ def restart(cfg: GrpoJob, pool: list[items.Item], repeats: int, work: Path) -> l
         training.save_trained(trainer, tokenizer, str(saved))
         policy = AutoModelForCausalLM.from_pretrained(saved)
         outs = sample_completions(policy, tokenizer, [items.prompt_messages(i) for i in pool],
-                                  n=cfg.miner.samples, temperature=cfg.temperature,
-                                  max_new_tokens=cfg.max_completion_length, seed=cfg.seed + number)
+                                  n=cfg.miner.samples, temperature=cfg.training.temperature,
+                                  max_new_tokens=cfg.training.max_completion_length, seed=cfg.seed + number)
         rates = {i.id: sum(mining.passed(i, t, "letter") for t in o) / len(o) for i, o in zip(pool, outs)}
         mining.select_mix(rates, {i.id: i.difficulty for i in pool}, total=4, pass_below=0.5,
                           solved_ratio=1.0, failed_ratio=2.0, seed=number)

@@ -14,6 +14,7 @@ Rules of the IR:
 
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass
 from typing import Annotated, Any, Literal, Union, get_args
@@ -451,6 +452,14 @@ class Training(Node):
                               methods=("grpo",))
 
 
+    def for_rollouts(self) -> "Training":
+        """The values TRL and vLLM will use where the spec is silent: epsilon_high = None is
+        epsilon; an unwritten vLLM memory share is the mode's default (VLLM_MEMORY_SHARE)."""
+        return self.model_copy(update={
+            "epsilon_high": self.epsilon if self.epsilon_high is None else self.epsilon_high,
+            "vllm_gpu_memory_utilization": vllm_memory_share(self.vllm_mode, self.vllm_gpu_memory_utilization)})
+
+
 # The memory share vLLM takes when the spec gives none: TRL's colocate default (beside training)
 # and `trl vllm-serve`'s (a server owns its GPUs).
 VLLM_MEMORY_SHARE = {"colocate": 0.3, "server": 0.9}
@@ -458,6 +467,14 @@ VLLM_MEMORY_SHARE = {"colocate": 0.3, "server": 0.9}
 
 def vllm_memory_share(mode: str, written: float | None) -> float:
     return written if written is not None else VLLM_MEMORY_SHARE[mode]
+
+
+@functools.cache
+def other_method_options(method: str) -> frozenset[str]:
+    """The `Training` fields that are options of the other stage method only (a grpo stage's
+    `generations` for "sft")."""
+    return frozenset(name for name, info in Training.model_fields.items()
+                     if (row := option_of(info)) is not None and method not in row.methods)
 
 
 class Stage(Decl):

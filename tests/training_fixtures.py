@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from fleming_dsl import ir
 from fleming_dsl.ir import BUCKETS
 from fleming_dsl.runtime.data import items
 from fleming_dsl.runtime.jobs import run_job
@@ -100,7 +101,9 @@ def train_config(kind: str, root: Path, model: str, data: str, **overrides) -> d
             "metrics": str(root / f"{kind}.metrics.jsonl"),
         })
     config.update(overrides)
-    return config
+    # the stage's options go in the nested ir.Training, the job's own fields stay at the top
+    training = {k: config.pop(k) for k in list(config) if k in ir.Training.model_fields}
+    return {**config, "training": training}
 
 
 def sample_completions(model, tokenizer, conversations: Sequence[list[dict]], *, n: int,

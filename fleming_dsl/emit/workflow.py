@@ -218,7 +218,7 @@ def needs_launcher(job: Job) -> bool:
 
 
 def _starts_server(job: Job) -> bool:
-    return isinstance(job.config, jc.GrpoJob) and vocabulary.starts_server(job.config)
+    return isinstance(job.config, jc.GrpoJob) and vocabulary.starts_server(job.config.training)
 
 
 def server_plan(job: Job) -> ServerPlan | None:
@@ -226,18 +226,18 @@ def server_plan(job: Job) -> ServerPlan | None:
     from fleming_dsl.emit.launch import ServerPlan
 
     cfg = job.config
-    if not isinstance(cfg, jc.GrpoJob) or not vocabulary.starts_server(cfg):
+    if not isinstance(cfg, jc.GrpoJob) or not vocabulary.starts_server(cfg.training):
         return None
-    split = vocabulary.server_split(cfg, job.resources)
+    split = vocabulary.server_split(cfg.training, job.resources)
     assert isinstance(split, vocabulary.ServerSplit), split  # `fleming check` rejected the others
     args = ("-m", "trl.cli.main", "vllm-serve", "--model", cfg.model,
-            "--tensor_parallel_size", str(cfg.vllm_tensor_parallel_size),
-            "--data_parallel_size", str(cfg.vllm_data_parallel_size),
-            "--gpu_memory_utilization", str(cfg.vllm_gpu_memory_utilization))
-    if cfg.vllm_max_model_length is not None:
-        args += ("--max_model_len", str(cfg.vllm_max_model_length))
+            "--tensor_parallel_size", str(cfg.training.vllm_tensor_parallel_size),
+            "--data_parallel_size", str(cfg.training.vllm_data_parallel_size),
+            "--gpu_memory_utilization", str(cfg.training.vllm_gpu_memory_utilization))
+    if cfg.training.vllm_max_model_length is not None:
+        args += ("--max_model_len", str(cfg.training.vllm_max_model_length))
     return ServerPlan(python_args=args, nodes=split.server_nodes, gpus=split.server_gpus,
-                      timeout_s=math.ceil(cfg.vllm_server_timeout))
+                      timeout_s=math.ceil(cfg.training.vllm_server_timeout))
 
 
 def launch_path(plan: Plan, job: Job) -> str:
@@ -421,7 +421,7 @@ def render(plan: Plan, spec_sha256: str = "", ir_sha256: str = "") -> dict[str, 
         cfg = job.config
         if isinstance(cfg, (jc.SftJob, jc.GrpoJob)):
             if cfg.deepspeed_config and job.deepspeed_stage:
-                key = (job.deepspeed_stage, cfg.bf16, job.resources.gpus == 0)
+                key = (job.deepspeed_stage, cfg.training.bf16, job.resources.gpus == 0)
                 if key not in deepspeed:  # a sweep's jobs share a handful of these
                     deepspeed[key] = to_json(deepspeed_config(key[0], key[1], cpu=key[2]))
                 files[f"deepspeed/{job.name}.json"] = deepspeed[key]
@@ -429,7 +429,7 @@ def render(plan: Plan, spec_sha256: str = "", ir_sha256: str = "") -> dict[str, 
                 res = job.resources
                 files[f"accelerate/{job.name}.yaml"] = accelerate.render(
                     job=job.name, deepspeed=cfg.deepspeed_config,
-                    zero3=(job.deepspeed_stage or "").startswith("zero3"), bf16=cfg.bf16,
+                    zero3=(job.deepspeed_stage or "").startswith("zero3"), bf16=cfg.training.bf16,
                     nodes=res.nodes, processes=res.nodes * max(res.gpus, 1),
                     use_cpu=res.gpus == 0)
         if needs_launcher(job):

@@ -17,7 +17,7 @@ from typing import Annotated, Any, Literal, Union
 
 from pydantic import BaseModel, ConfigDict, Field, model_serializer, model_validator
 
-from fleming_dsl.ir import Backend, Lora, Miner, Plateau, TinyArch, vllm_memory_share
+from fleming_dsl.ir import Backend, Miner, Plateau, TinyArch, Training, other_method_options
 from fleming_dsl.vocabulary import MAX_COUNT
 
 
@@ -222,34 +222,29 @@ class TrainCommon(JobBase):
     # when the stage trains on a declared dataset itself: its format, split and limit
     data_source: DataSource | None = None
     buckets: tuple[str, ...] = ()  # keep only items whose `difficulty` is one of these (empty = all)
-    lr: float
-    epochs: float | None
-    max_steps: int | None
-    batch_size: int
-    grad_accum: int
-    warmup_steps: int
-    warmup_ratio: float | None = None  # when set, the warm-up as a fraction of all steps
-    lr_scheduler_type: str | None = None  # None: the method's own (sft cosine, grpo linear)
-    weight_decay: float = 0.0
-    max_grad_norm: float = 1.0
-    gradient_checkpointing: bool = False
-    trl: tuple[tuple[str, Any], ...] = ()  # other TRL config fields, checked against TRL's names
-    bf16: bool
-    lora: Lora | None
+    # the stage's options as lowering resolved them (the IR's model, not a restatement); the
+    # JSON holds those of this job's method (see `_method_options`)
+    training: Training
     deepspeed_config: str | None  # path of the emitted DeepSpeed JSON
     accelerate_config: str | None  # path of the emitted accelerate YAML
-    logging_steps: int
-    save_steps: int
     output: str  # model directory; checkpoints under <output>.ckpt/ while training
     # experiment-level `track`: TRL report_to integrations, written offline under tracking_dir
     track: tuple[Literal["tensorboard", "trackio", "mlflow", "wandb"], ...] = ()
     tracking_dir: str | None = None
 
+    @model_serializer(mode="wrap")
+    def _method_options(self, handler):
+        """Leave the other method's options out of the JSON (a grpo option's default is no
+        part of an sft job, nor of its config hash); reading the file back fills them in."""
+        data = handler(self)
+        if isinstance(data.get("training"), dict):
+            other = other_method_options(self.kind)  # type: ignore[attr-defined]
+            data["training"] = {k: v for k, v in data["training"].items() if k not in other}
+        return data
+
 
 class SftJob(TrainCommon):
     kind: Literal["sft"] = "sft"
-    max_length: int
-    packing: bool = False
     plateau: Plateau | None = None  # metric "loss": stop when it stops falling
 
 
@@ -282,47 +277,18 @@ VLLM_SERVER_ENV = "FLEMING_VLLM_SERVER_BASE_URL"
 class GrpoJob(TrainCommon):
     kind: Literal["grpo"] = "grpo"
     rewards: tuple[RewardTermCfg, ...]
-    generations: int
-    beta: float
-    temperature: float
-    max_completion_length: int
-    use_vllm: bool
     plateau: Plateau | None
     miner: Miner | None  # miner.pool is resolved to the `data` path; stage-2 mining when set
     metrics: str  # JSONL of per-step rewards (total, per reward, per bucket)
-    # TRL GRPOConfig options, resolved (TRL's defaults where the spec is silent); see lower/trl_versions.py
-    loss_type: str = "dapo"
-    scale_rewards: str = "group"
-    epsilon: float = 0.2
-    epsilon_high: float | None = None  # resolved to epsilon when the spec leaves it out
-    importance_sampling_level: str = "token"
-    top_entropy_quantile: float = 1.0
-    mask_truncated_completions: bool = False
-    num_iterations: int = 1
-    top_p: float = 1.0
-    top_k: int = 0
-    repetition_penalty: float = 1.0
-    vllm_mode: str = "colocate"
-    vllm_gpu_memory_utilization: float = 0.3  # resolved from the mode when the spec is silent
-    vllm_max_model_length: int | None = None
-    vllm_tensor_parallel_size: int = 1
-    vllm_data_parallel_size: int = 1
-    vllm_enable_sleep_mode: bool = False
-    vllm_server_base_url: str | None = None  # external; else the launch's own server (its env var)
-    vllm_server_timeout: float = 240.0
-    dynamic_sampling: bool = False
-    max_redraws: int = 4
 
     @model_validator(mode="before")
     @classmethod
     def _resolve_defaults(cls, data: Any) -> Any:
-        """Record the values TRL and vLLM will use: epsilon_high = None is epsilon; an unwritten
-        vLLM memory share is the mode's default (ir.VLLM_MEMORY_SHARE)."""
-        if isinstance(data, dict) and data.get("epsilon_high") is None:
-            data = {**data, "epsilon_high": data.get("epsilon", 0.2)}
-        if isinstance(data, dict) and data.get("vllm_gpu_memory_utilization") is None:
-            data = {**data, "vllm_gpu_memory_utilization": vllm_memory_share(
-                data.get("vllm_mode", "colocate"), None)}
+        """Record the values TRL and vLLM will use (`Training.for_rollouts`)."""
+        if isinstance(data, dict) and "training" in data:
+            t = data["training"]
+            t = t if isinstance(t, Training) else Training.model_validate(t)
+            data = {**data, "training": t.for_rollouts()}
         return data
 
 

@@ -11,7 +11,6 @@ Snakemake's mtime trigger then re-runs what lies downstream.
 
 from __future__ import annotations
 
-import functools
 import posixpath
 from dataclasses import dataclass, field, replace
 
@@ -114,17 +113,6 @@ def job_name(kind: str, decl_name: str) -> str:
 
 def meta_path(main_output: str) -> str:
     return f"{main_output}.meta.json"
-
-
-def training_fields(training: ir.Training, job: type[jc.JobBase]) -> dict:
-    """The stage's training options that `job` takes, under their IR names (the same names)."""
-    return {name: getattr(training, name) for name in _training_names(job)}
-
-
-@functools.cache
-def _training_names(job: type[jc.JobBase]) -> tuple[str, ...]:
-    # once per job class: a 1,000-point sweep asked pydantic for the field maps 200,000 times
-    return tuple(name for name in job.model_fields if name in ir.Training.model_fields)
 
 
 class _Planner:
@@ -415,19 +403,19 @@ class _Planner:
         common = dict(
             **self.base(stage.method, stage.name, out), model=model, data=data,
             data_source=source if source.format != "items" else None, buckets=stage.data.buckets,
+            training=t,
             deepspeed_config=ds_path if t.deepspeed != "none" else None,
             accelerate_config=acc_path if distributed else None, output=out,
             track=self.exp.track, tracking_dir=self.under("tracking", stage.name) if self.exp.track else None)
         extra: tuple[Output, ...] = ()
         if stage.method == "sft":
-            cfg: jc.JobBase = jc.SftJob(**common, **training_fields(t, jc.SftJob),
-                                        plateau=stage.plateau)
+            cfg: jc.JobBase = jc.SftJob(**common, plateau=stage.plateau)
         else:
             metrics = self.under("stages", f"{stage.name}.metrics.jsonl")
             terms = [self.reward_term(term) for term in stage.rewards]
             rewards = tuple(cfg for cfg, _ in terms)
             model_inputs = _unique((*model_inputs, *(path for _, paths in terms for path in paths)))
-            cfg = jc.GrpoJob(**common, **training_fields(t, jc.GrpoJob), rewards=rewards,
+            cfg = jc.GrpoJob(**common, rewards=rewards,
                              plateau=stage.plateau, miner=miner, metrics=metrics)
             extra = (Output(metrics),)
         return self.job(stage, cfg, (*model_inputs, data), extra_outputs=extra, directory=True,

@@ -129,7 +129,8 @@ def _scale(job: Job, record: Record, parameters: int | None = None,
     """The factor from the record's time to this job's, and what went into it (`other`: the
     record is another job's, so what could not be scaled is said too)."""
     factor, why = 1.0, []
-    steps = getattr(job.config, "max_steps", None)
+    training = getattr(job.config, "training", None)  # a training job's stage options
+    steps = training.max_steps if training is not None else None
     if steps and record.steps:
         factor *= steps / record.steps
         if steps != record.steps:

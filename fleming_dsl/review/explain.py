@@ -64,16 +64,29 @@ def source_decl(exp: Experiment, source: str) -> Decl | None:
 
 
 def option_origins(config: dict[str, Any], lines: list[SpecLine]) -> dict[str, SpecLine]:
-    """For each top-level config option, the first spec line that sets it (`key =` / `key(`)."""
+    """For each config option (`flat_config`), the first spec line that sets it (`key =` / `key(`)."""
     origins = {}
     for key in config:
-        word = SPEC_WORDS.get(key, key)
+        leaf = key.rsplit(".", 1)[-1]  # training.batch_size: the stage option `batch`
+        word = SPEC_WORDS.get(leaf, leaf)
         pattern = re.compile(rf"(?<![\w.]){re.escape(word)}\s*(=|\()")
         for line in lines:
             if pattern.search(line.text.split("#", 1)[0]):
                 origins[key] = line
                 break
     return origins
+
+
+def flat_config(config: dict[str, Any]) -> dict[str, Any]:
+    """A job config's fields, with the stage options of its nested `training` model one per row
+    (`training.lr`), as a reviewer looks them up."""
+    out: dict[str, Any] = {}
+    for key, value in config.items():
+        if key == "training" and isinstance(value, dict):
+            out.update({f"training.{k}": v for k, v in value.items()})
+        else:
+            out[key] = value
+    return out
 
 
 def explain_job(exp: Experiment, job_name: str, out_dir: str | None = None) -> str:
@@ -109,7 +122,7 @@ def _declared_as(decl: Decl | None, name: str) -> bool:
 
 def _explain_one(exp: Experiment, workflow, job_name: str) -> str:
     job = workflow.job(job_name)
-    config = job.config.model_dump(mode="json")
+    config = flat_config(job.config.model_dump(mode="json"))
     decl = source_decl(exp, job.source)
     own = span_lines(decl.span) if decl is not None and decl.span is not None else []
     origins = option_origins(config, own)

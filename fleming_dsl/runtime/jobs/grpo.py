@@ -74,7 +74,7 @@ def run(cfg: GrpoJob, ctx: JobContext) -> None:
     tokenizer = AutoTokenizer.from_pretrained(training.model_path(cfg))
     env = {"cuda": training.cuda_available(), "bf16_ok": training.bf16_supported(),
            "vllm_installed": importlib.util.find_spec("vllm") is not None}
-    groups = dynamic_sampling.GroupFilterLog() if cfg.dynamic_sampling else None
+    groups = dynamic_sampling.GroupFilterLog() if cfg.training.dynamic_sampling else None
     on_signal = train_preemption.checkpoint_on_signal()  # a time limit or preemption coming
     trainer = grpo_trainer.build(cfg, pool=pool, tokenizer=tokenizer, recorder=recorder, steps=steps,
                                  env=env, groups=groups, callbacks=[on_signal])

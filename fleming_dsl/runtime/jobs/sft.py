@@ -50,9 +50,9 @@ def sft_config_kwargs(cfg: SftJob, *, cuda: bool, bf16_ok: bool, world: int = 1)
     return {
         "lr_scheduler_type": "cosine",  # an sft stage's schedule unless it sets lr_scheduler_type
         **training.common_args(cfg, cuda=cuda, bf16_ok=bf16_ok, world=world),
-        "max_length": cfg.max_length,
+        "max_length": cfg.training.max_length,
         "completion_only_loss": True,
-        "packing": cfg.packing,
+        "packing": cfg.training.packing,
         "dataset_num_proc": None,
     }
 

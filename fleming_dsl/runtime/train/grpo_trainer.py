@@ -35,7 +35,7 @@ _VLLM_COLOCATE = ("vllm_gpu_memory_utilization", "vllm_tensor_parallel_size", "v
 def server_url(cfg: GrpoJob, environ: Mapping[str, str]) -> str:
     """The vLLM server the trainer connects to: the spec's external one, else the one the stage's
     launch script started and exported (emit/launch.py)."""
-    url = cfg.vllm_server_base_url or environ.get(VLLM_SERVER_ENV)
+    url = cfg.training.vllm_server_base_url or environ.get(VLLM_SERVER_ENV)
     if not url:
         raise JobError(f"{cfg.job}: vllm_mode = server but no vLLM server is running: start the stage "
                        f"through its launch script (it starts one and sets {VLLM_SERVER_ENV}), "
@@ -46,16 +46,16 @@ def server_url(cfg: GrpoJob, environ: Mapping[str, str]) -> str:
 def vllm_args(cfg: GrpoJob, *, cuda: bool, vllm_installed: bool,
               environ: Mapping[str, str] = os.environ) -> dict[str, Any]:
     """vLLM rollouts (the spec's mode) only where a GPU and vllm are present; plain generate otherwise."""
-    if not cfg.use_vllm:
+    if not cfg.training.use_vllm:
         return {"use_vllm": False}
     if cuda and vllm_installed:
-        out: dict[str, Any] = {"use_vllm": True, "vllm_mode": cfg.vllm_mode,
-                               "vllm_max_model_length": cfg.vllm_max_model_length}
-        if cfg.vllm_mode == "colocate":
-            out.update({name: getattr(cfg, name) for name in _VLLM_COLOCATE})
+        out: dict[str, Any] = {"use_vllm": True, "vllm_mode": cfg.training.vllm_mode,
+                               "vllm_max_model_length": cfg.training.vllm_max_model_length}
+        if cfg.training.vllm_mode == "colocate":
+            out.update({name: getattr(cfg.training, name) for name in _VLLM_COLOCATE})
         else:
             out.update(vllm_server_base_url=server_url(cfg, environ),
-                       vllm_server_timeout=cfg.vllm_server_timeout)
+                       vllm_server_timeout=cfg.training.vllm_server_timeout)
         return out
     log.warning("%s: use_vllm requested but %s; generating with transformers (%s)", cfg.job,
                 "vllm is not installed" if cuda else "no CUDA device",
@@ -65,17 +65,17 @@ def vllm_args(cfg: GrpoJob, *, cuda: bool, vllm_installed: bool,
 
 def grpo_config_kwargs(cfg: GrpoJob, *, cuda: bool, bf16_ok: bool, vllm_installed: bool,
                        world: int = 1) -> dict[str, Any]:
-    problem = batch_problem(cfg.batch_size, cfg.grad_accum, cfg.generations, world)
+    problem = batch_problem(cfg.training.batch_size, cfg.training.grad_accum, cfg.training.generations, world)
     if problem:
         raise JobError(f"field 'batch_size': {problem}")
     kwargs = {
         **training.common_args(cfg, cuda=cuda, bf16_ok=bf16_ok, world=world),
-        "num_generations": cfg.generations,
-        "max_completion_length": cfg.max_completion_length,
-        "temperature": cfg.temperature,
-        "beta": cfg.beta,
+        "num_generations": cfg.training.generations,
+        "max_completion_length": cfg.training.max_completion_length,
+        "temperature": cfg.training.temperature,
+        "beta": cfg.training.beta,
         "reward_weights": [t.weight for t in cfg.rewards],
-        **{name: getattr(cfg, name) for name in GRPO_PASSTHROUGH},
+        **{name: getattr(cfg.training, name) for name in GRPO_PASSTHROUGH},
         **vllm_args(cfg, cuda=cuda, vllm_installed=vllm_installed),
     }
     return kwargs
@@ -99,7 +99,7 @@ def round_shape(cfg: GrpoJob, args) -> mining.RoundShape:
     try:
         return mining.round_shape(cfg.miner.refresh, batch_size=args.per_device_train_batch_size,
                                   world=ranks.world_size(), grad_accum=args.gradient_accumulation_steps,
-                                  generations=cfg.generations, steps_per_generation=args.steps_per_generation,
+                                  generations=cfg.training.generations, steps_per_generation=args.steps_per_generation,
                                   num_iterations=args.num_iterations)
     except ValueError as err:
         raise JobError(f"field 'miner.refresh': {err}") from None
@@ -108,7 +108,7 @@ def round_shape(cfg: GrpoJob, args) -> mining.RoundShape:
 def check_miner(cfg: GrpoJob) -> None:
     if cfg.miner is None:
         return
-    if cfg.max_steps is None:
+    if cfg.training.max_steps is None:
         raise JobError("field 'max_steps': stage-2 mining needs max_steps (rounds of miner.refresh steps)")
     if cfg.miner.refresh <= 0 or cfg.miner.samples <= 0:
         raise JobError("field 'miner': refresh and samples must be positive")
@@ -126,7 +126,7 @@ def build(cfg: GrpoJob, *, pool: Sequence[items.Item | rubrics.RubricItem], toke
     trainer_cls, extra = GRPOTrainer, {}
     if groups is not None:
         trainer_cls = dynamic_sampling.trainer_class()
-        extra = {"max_redraws": cfg.max_redraws, "group_log": groups, "draw_seed": cfg.seed}
+        extra = {"max_redraws": cfg.training.max_redraws, "group_log": groups, "draw_seed": cfg.seed}
     order = [step_log.step_callback(recorder, steps, groups)]
     mined = None
     if cfg.miner is not None:

@@ -121,7 +121,7 @@ class Miner:
         self.row = {item.id: index for index, item in enumerate(pool)}
         self.accept = accept_mode(cfg)
         self.state = mining.MinerState()
-        self.sampler = MixSampler(shape, cfg.generations, cfg.seed)
+        self.sampler = MixSampler(shape, cfg.training.generations, cfg.seed)
         self.trainer = None  # the trainer whose engine rolls out the estimates (set once built)
         self.failing: frozenset[str] = frozenset()  # the current round's mined failures
         self.sampler_ids: frozenset[str] = frozenset()  # the current round's mix

@@ -87,7 +87,7 @@ def device_args(cfg: TrainCommon, *, cuda: bool, bf16_ok: bool, world: int = 1) 
     CPU process has nothing to shard and trains plainly.
     """
     args: dict[str, Any] = {"use_cpu": not cuda, "bf16": False}
-    if cfg.bf16:
+    if cfg.training.bf16:
         if bf16_ok:
             args["bf16"] = True
         else:
@@ -106,26 +106,26 @@ def device_args(cfg: TrainCommon, *, cuda: bool, bf16_ok: bool, world: int = 1) 
 
 def common_args(cfg: TrainCommon, *, cuda: bool, bf16_ok: bool, world: int = 1) -> dict[str, Any]:
     """The TrainingArguments fields both SFT and GRPO set from `TrainCommon`."""
-    if cfg.epochs is None and cfg.max_steps is None:
+    if cfg.training.epochs is None and cfg.training.max_steps is None:
         raise JobError("fields 'epochs' and 'max_steps': set at least one")
     return {
         "output_dir": checkpoint_dir(cfg),
-        "learning_rate": cfg.lr,
-        "num_train_epochs": cfg.epochs if cfg.epochs is not None else 1.0,
-        "max_steps": cfg.max_steps if cfg.max_steps is not None else -1,
-        "per_device_train_batch_size": cfg.batch_size,
-        "gradient_accumulation_steps": cfg.grad_accum,
+        "learning_rate": cfg.training.lr,
+        "num_train_epochs": cfg.training.epochs if cfg.training.epochs is not None else 1.0,
+        "max_steps": cfg.training.max_steps if cfg.training.max_steps is not None else -1,
+        "per_device_train_batch_size": cfg.training.batch_size,
+        "gradient_accumulation_steps": cfg.training.grad_accum,
         # transformers 5 reads a float in [0, 1) as a fraction of all steps (no warmup_ratio)
-        "warmup_steps": cfg.warmup_ratio if cfg.warmup_ratio is not None else cfg.warmup_steps,
-        "weight_decay": cfg.weight_decay,
-        "max_grad_norm": cfg.max_grad_norm,
+        "warmup_steps": cfg.training.warmup_ratio if cfg.training.warmup_ratio is not None else cfg.training.warmup_steps,
+        "weight_decay": cfg.training.weight_decay,
+        "max_grad_norm": cfg.training.max_grad_norm,
         # transformers 5.24 names it activation_checkpointing (gradient_checkpointing is deprecated)
-        "activation_checkpointing": cfg.gradient_checkpointing,
-        **({"lr_scheduler_type": cfg.lr_scheduler_type} if cfg.lr_scheduler_type else {}),
-        **dict(cfg.trl),  # checked against TRL's field names, and kept off the ones set here
-        "logging_steps": cfg.logging_steps,
+        "activation_checkpointing": cfg.training.gradient_checkpointing,
+        **({"lr_scheduler_type": cfg.training.lr_scheduler_type} if cfg.training.lr_scheduler_type else {}),
+        **dict(cfg.training.trl),  # checked against TRL's field names, and kept off the ones set here
+        "logging_steps": cfg.training.logging_steps,
         "save_strategy": "steps",
-        "save_steps": cfg.save_steps,
+        "save_steps": cfg.training.save_steps,
         "save_total_limit": 2,
         "seed": cfg.seed,
         "data_seed": cfg.seed,
@@ -137,12 +137,12 @@ def common_args(cfg: TrainCommon, *, cuda: bool, bf16_ok: bool, world: int = 1) 
 
 def lora_config(cfg: TrainCommon, task_type: str = "CAUSAL_LM"):
     """A peft LoraConfig from the stage's `lora` block, or None."""
-    if cfg.lora is None:
+    if cfg.training.lora is None:
         return None
     from peft import LoraConfig
 
-    return LoraConfig(r=cfg.lora.r, lora_alpha=cfg.lora.alpha, lora_dropout=cfg.lora.dropout,
-                      target_modules=list(cfg.lora.target_modules), task_type=task_type)
+    return LoraConfig(r=cfg.training.lora.r, lora_alpha=cfg.training.lora.alpha, lora_dropout=cfg.training.lora.dropout,
+                      target_modules=list(cfg.training.lora.target_modules), task_type=task_type)
 
 
 def complete_checkpoints(folder: str | Path) -> list[Path]:

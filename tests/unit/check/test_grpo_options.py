@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 from flm_fixtures import MINIMAL, write_project
 
+from fleming_dsl import ir
 from fleming_dsl.lower import trl_versions
 from fleming_dsl.compiler import load_experiment
 from fleming_dsl.errors import SpecError
@@ -35,22 +36,22 @@ def grpo_job(tmp_path: Path, options: str) -> jc.GrpoJob:
 
 def test_defaults_are_trls_and_recorded_resolved(tmp_path: Path) -> None:
     job = grpo_job(tmp_path, "")
-    assert (job.loss_type, job.scale_rewards, job.epsilon, job.epsilon_high) == ("dapo", "group", 0.2, 0.2)
-    assert (job.importance_sampling_level, job.num_iterations, job.top_entropy_quantile) == ("token", 1, 1.0)
-    assert (job.top_p, job.top_k, job.repetition_penalty, job.mask_truncated_completions) == (1.0, 0, 1.0, False)
-    assert (job.dynamic_sampling, job.max_redraws) == (False, 4)
+    assert (job.training.loss_type, job.training.scale_rewards, job.training.epsilon, job.training.epsilon_high) == ("dapo", "group", 0.2, 0.2)
+    assert (job.training.importance_sampling_level, job.training.num_iterations, job.training.top_entropy_quantile) == ("token", 1, 1.0)
+    assert (job.training.top_p, job.training.top_k, job.training.repetition_penalty, job.training.mask_truncated_completions) == (1.0, 0, 1.0, False)
+    assert (job.training.dynamic_sampling, job.training.max_redraws) == (False, 4)
 
 
 def test_every_default_matches_trls_grpo_config() -> None:
     trl = pytest.importorskip("trl")
     fields = trl.GRPOConfig.__dataclass_fields__
-    job = jc.GrpoJob.model_fields
+    resolved = ir.Training().for_rollouts()  # what a job config records where the spec is silent
     for name in ("loss_type", "scale_rewards", "epsilon", "importance_sampling_level", "top_entropy_quantile",
                  "mask_truncated_completions", "num_iterations", "top_p", "top_k", "repetition_penalty",
                  "vllm_mode", "vllm_gpu_memory_utilization", "vllm_max_model_length",
                  "vllm_tensor_parallel_size", "vllm_enable_sleep_mode", "vllm_server_base_url",
                  "vllm_server_timeout"):
-        assert job[name].default == fields[name].default, name
+        assert getattr(resolved, name) == fields[name].default, name
 
 
 def test_table_matches_installed_trl() -> None:
@@ -68,10 +69,10 @@ def test_options_reach_the_job_config(tmp_path: Path) -> None:
                              "importance_sampling_level = sequence  top_entropy_quantile = 0.2 "
                              "mask_truncated_completions = true  num_iterations = 2  top_p = 0.9  top_k = 50 "
                              "repetition_penalty = 1.1  dynamic_sampling = true  max_redraws = 2")
-    assert (job.loss_type, job.scale_rewards, job.epsilon_high, job.importance_sampling_level) == (
+    assert (job.training.loss_type, job.training.scale_rewards, job.training.epsilon_high, job.training.importance_sampling_level) == (
         "grpo", "none", 0.28, "sequence")
-    assert (job.top_entropy_quantile, job.mask_truncated_completions, job.num_iterations) == (0.2, True, 2)
-    assert (job.top_p, job.top_k, job.repetition_penalty, job.dynamic_sampling, job.max_redraws) == (
+    assert (job.training.top_entropy_quantile, job.training.mask_truncated_completions, job.training.num_iterations) == (0.2, True, 2)
+    assert (job.training.top_p, job.training.top_k, job.training.repetition_penalty, job.training.dynamic_sampling, job.training.max_redraws) == (
         0.9, 50, 1.1, True, 2)
 
 
@@ -80,7 +81,7 @@ def test_grpo_config_kwargs_pass_them_to_trl(tmp_path: Path) -> None:
 
     job = grpo_job(tmp_path, "loss_type = dr_grpo  scale_rewards = batch  top_k = 5  epsilon_high = 0.3 "
                              "use_vllm = true  vllm_mode = colocate  vllm_gpu_memory_utilization = 0.5")
-    kw = grpo_config_kwargs(job.model_copy(update={"max_steps": 1}), cuda=True, bf16_ok=False, vllm_installed=True)
+    kw = grpo_config_kwargs(job.model_copy(update={"training": job.training.model_copy(update={"max_steps": 1})}), cuda=True, bf16_ok=False, vllm_installed=True)
     assert (kw["loss_type"], kw["scale_rewards"], kw["top_k"], kw["epsilon_high"]) == ("dr_grpo", "batch", 5, 0.3)
     assert (kw["use_vllm"], kw["vllm_mode"], kw["vllm_gpu_memory_utilization"]) == (True, "colocate", 0.5)
     trl = pytest.importorskip("trl")
@@ -188,7 +189,7 @@ def test_overlong_reward_reaches_the_job(tmp_path: Path) -> None:
     job = next(j.config for j in plan(exp, "gen").jobs if isinstance(j.config, jc.GrpoJob))
     term = next(t for t in job.rewards if t.name == "long")
     assert (term.function, dict(term.options), term.weight) == ("overlong", {"max_tokens": 16, "buffer": 4}, 0.5)
-    assert job.mask_truncated_completions is True
+    assert job.training.mask_truncated_completions is True
 
 
 # ---------------------------------------------------------------- experiment-level tracking

@@ -36,7 +36,7 @@ def tiny_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     tiny = _plan("specs/tiny.flm")
     for job in tiny.jobs:
         trains = job.kind in ("sft", "grpo")
-        steps = (job.config.max_steps or 1500) if trains else None  # an epoch-bound run's count
+        steps = (job.config.training.max_steps or 1500) if trains else None  # an epoch-bound run's count
         meta = tmp_path / job.config.meta
         meta.parent.mkdir(parents=True, exist_ok=True)
         seconds = {"sft": 120.0, "grpo": 90.0}.get(job.kind, 10.0)
@@ -84,7 +84,7 @@ def test_without_records_every_job_falls_back_to_its_declared_limit(tmp_path: Pa
 
 def test_an_estimate_over_the_time_limit_is_a_warning(tiny_run) -> None:
     sft = next(j for j in tiny_run.jobs if j.kind == "sft")
-    Path(sft.config.meta).write_text(json.dumps(_record(sft, 7200.0, sft.config.max_steps)))
+    Path(sft.config.meta).write_text(json.dumps(_record(sft, 7200.0, sft.config.training.max_steps)))
     text = cost.render(cost.estimate(tiny_run, (), own=cost.own_records(tiny_run)))
     assert ("warning: sft_cold_start: the estimate 2:00:00 exceeds its time limit 1:00:00: it will "
             "run in several allocations (checkpoint, requeue); raise its time") in text

@@ -46,9 +46,9 @@ def test_options_point_at_the_lines_that_set_them(experiment: ir.Experiment) -> 
     assert lines[:3] == ["job grpo_rl1 (grpo) from specs/t.flm:4",
                          "config: generated/tiny/jobs/grpo_rl1.json", ""]
     flat = [" ".join(line.split()) for line in lines]  # the padding follows the longest field name
-    assert "lr = 5e-05 <- specs/t.flm:6" in flat
-    assert "batch_size = 8 <- specs/t.flm:6" in flat
-    assert "max_steps = 8 <- specs/t.flm:7" in flat
+    assert "training.lr = 5e-05 <- specs/t.flm:6" in flat
+    assert "training.batch_size = 8 <- specs/t.flm:6" in flat
+    assert "training.max_steps = 8 <- specs/t.flm:7" in flat
     assert 'plateau = {"metric": "reward", "min_delta": 0.0, "patience": 4} <- specs/t.flm:8' in flat
     assert 'output = "runs/tiny/stages/rl1"' in flat  # derived: no spec line
 

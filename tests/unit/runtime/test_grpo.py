@@ -67,7 +67,7 @@ def test_bucket_selection_and_batch_checks(tmp_path: Path) -> None:
     with pytest.raises(JobError, match=r"^field 'batch_size': batch x grad_accum x ranks = 6 x 1 x 3 = 18 "
                                        r"is not a multiple of generations \(4\)$"):
         grpo_config_kwargs(config, cuda=False, bf16_ok=False, vllm_installed=False, world=3)
-    ok = config.model_copy(update={"batch_size": 8, "use_vllm": True})
+    ok = config.model_copy(update={"training": config.training.model_copy(update={"batch_size": 8, "use_vllm": True})})
     assert grpo_config_kwargs(ok, cuda=False, bf16_ok=False, vllm_installed=True)["use_vllm"] is False
     gpu = grpo_config_kwargs(ok, cuda=True, bf16_ok=False, vllm_installed=True)
     assert (gpu["use_vllm"], gpu["vllm_mode"], gpu["use_cpu"]) == (True, "colocate", False)

@@ -25,7 +25,7 @@ def test_the_launchs_server_reaches_the_config(tmp_path: Path) -> None:
                     "vllm_server_base_url": "http://n1:8000", "vllm_server_timeout": 30.0}
     trl.GRPOConfig(output_dir=str(tmp_path), use_cpu=True, report_to=[], **{**args, "use_vllm": False})
     # the server's memory share is vllm-serve's when the spec gives none
-    assert config.vllm_gpu_memory_utilization == 0.9
+    assert config.training.vllm_gpu_memory_utilization == 0.9
 
 
 def test_an_external_server_wins(tmp_path: Path) -> None:
