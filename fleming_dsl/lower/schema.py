@@ -100,9 +100,18 @@ def _row(name: str, info: Any, row: ir.Option) -> TrainingOption:
         range=url("") if row.values == "url" else range_text(info.metadata), lands=row.lands)
 
 
-TRAINING_OPTIONS: tuple[TrainingOption, ...] = tuple(
-    _row(name, info, row) for name, info in ir.Training.model_fields.items()
-    if (row := ir.option_of(info)) is not None)
+def training_options(model: type[ir.Node] = ir.Training) -> tuple[TrainingOption, ...]:
+    """The option rows of `model`'s fields, in field order (the reference's order)."""
+    return tuple(_row(name, info, row) for name, info in model.model_fields.items()
+                 if (row := ir.option_of(info)) is not None)
+
+
+def managed_trl_fields(options: tuple[TrainingOption, ...]) -> frozenset[str]:
+    """The TRL config fields a stage option or the job sets: the value of a `trl { }` block
+    would not take effect, or would fight the job's."""
+    landed = (place.removeprefix("trl.") for o in options for place in o.lands if place.startswith("trl."))
+    return frozenset((*_JOB_TRL_FIELDS, *landed))
+
 
 # TrainingArguments fields the job itself sets (output, checkpoints, seeds, devices, tracking,
 # the reward weights and the data columns): a `trl { }` block may not set them either
@@ -113,7 +122,6 @@ _JOB_TRL_FIELDS = (
     "push_to_hub", "hub_token", "reward_weights", "dataset_text_field", "completion_only_loss",
     "assistant_only_loss",
 )
-# the TRL config fields a stage option or the job sets: the value of a `trl { }` block would not
-# take effect, or would fight the job's
-MANAGED_TRL_FIELDS = frozenset((*_JOB_TRL_FIELDS, *(
-    place.removeprefix("trl.") for o in TRAINING_OPTIONS for place in o.lands if place.startswith("trl."))))
+
+TRAINING_OPTIONS = training_options()
+MANAGED_TRL_FIELDS = managed_trl_fields(TRAINING_OPTIONS)

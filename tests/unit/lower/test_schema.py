@@ -1,0 +1,78 @@
+"""A stage option is one field of `ir.Training` (`ir.option`): lowering's converter and range
+check, the reference row, the language server's completion and the `trl { }` block's managed
+fields are read off it, so a new option needs nothing else at compile time."""
+
+from __future__ import annotations
+
+import json
+
+from fleming_dsl import ir
+from fleming_dsl.lower import options as reference
+from fleming_dsl.lower.schema import (
+    MANAGED_TRL_FIELDS,
+    TRAINING_OPTIONS,
+    managed_trl_fields,
+    range_text,
+    training_options,
+)
+from fleming_dsl.lower.values import Diagnostics, to_bool, to_int
+from fleming_dsl.plan import jobconfig as jc
+from fleming_dsl.spec import ast
+
+
+class _WithANewOption(ir.Training):
+    """What adding an option is: one field with its row."""
+
+    rollout_chunks: int = ir.option(2, "rollouts generated per forward pass", ge=1, le=64,
+                                    word="chunks", methods=("grpo",), unit="rollouts",
+                                    lands=("trl.generation_chunks",))
+    flash: bool = ir.option(False, "flash attention", lands=("trl.use_flash",))
+
+
+def _num(value: int) -> ast.Num:
+    return ast.Num(value=value, span=ir.Span(file="s.flm", line=1, col=1, end_line=1, end_col=2))
+
+
+def test_a_new_field_is_a_stage_option_with_its_converter_range_and_landing_place() -> None:
+    rows = {o.word: o for o in training_options(_WithANewOption)}
+    chunks, flash = rows["chunks"], rows["flash"]
+    assert (chunks.target, chunks.methods, chunks.unit, chunks.range, chunks.meaning) == (
+        "rollout_chunks", ("grpo",), "rollouts", "in [1, 64]", "rollouts generated per forward pass")
+    assert (chunks.convert, flash.convert, flash.check, flash.methods) == (to_int, to_bool, None, ("sft", "grpo"))
+    assert [chunks.check(x) for x in (0, 1, 64, 65)] == ["in [1, 64]", None, None, "in [1, 64]"]
+    assert chunks.convert(_num(3), "chunks", Diagnostics()) == 3
+    assert {"generation_chunks", "use_flash"} <= managed_trl_fields(tuple(rows.values()))
+    assert list(rows)[:-2] == [o.word for o in TRAINING_OPTIONS]  # the rest is unchanged
+
+
+def test_ranges_are_written_as_lowering_reports_them() -> None:
+    def text(**bounds) -> str:
+        return range_text(ir.option(0, "x", **bounds).metadata)
+
+    assert [text(gt=0), text(ge=1), text(gt=0, le=1), text(ge=0, lt=1), text()] == [
+        "> 0", ">= 1", "in (0, 1]", "in [0, 1)", ""]
+
+
+def test_the_reference_and_the_managed_fields_come_from_the_fields() -> None:
+    stage = reference.block("stage")
+    assert stage is not None
+    for o in TRAINING_OPTIONS:
+        row = stage.option(o.word)
+        info = ir.Training.model_fields[o.target]
+        assert (row.range, row.unit, row.default_value()) == (o.range, o.unit, info.default), o.word
+        assert row.meaning.endswith(info.description), o.word
+    assert {"learning_rate", "num_generations", "vllm_server_timeout"} <= MANAGED_TRL_FIELDS
+    assert "dynamic_sampling" not in MANAGED_TRL_FIELDS  # the job's own: it lands in no TRL field
+
+
+def test_a_training_job_config_holds_its_methods_options_only() -> None:
+    common = dict(job="j", experiment="e", seed=1, meta="m", model="base", data="d.jsonl",
+                  deepspeed_config=None, accelerate_config=None, output="out")
+    sft = jc.SftJob(**common, training=ir.Training(lr=0.5, generations=4))
+    written = json.loads(jc.config_text(sft))["training"]
+    assert (written["lr"], "packing" in written, "generations" in written) == (0.5, True, False)
+    assert jc.SftJob.model_validate_json(jc.config_text(sft)).training == ir.Training(lr=0.5)
+    grpo = jc.GrpoJob(**common, training=ir.Training(vllm_mode="server", epsilon=0.3), rewards=(),
+                      plateau=None, miner=None, metrics="m.jsonl")
+    assert (grpo.training.epsilon_high, grpo.training.vllm_gpu_memory_utilization) == (0.3, 0.9)
+    assert "packing" not in json.loads(jc.config_text(grpo))["training"]
