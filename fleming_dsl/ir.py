@@ -41,6 +41,45 @@ class Decl(Node):
     span: Span | None = Field(default=None, exclude=False)
 
 
+@dataclass(frozen=True)
+class Option:
+    """What makes an IR field a spec option (the rest of the row is the field itself: its type,
+    its default, its range as pydantic constraints and its meaning as the description).
+
+    This is the one declaration of a stage option (`Training`) and of a resources option
+    (`Resources`): lowering (`lower/schema.py`), the language reference and the language server
+    (`lower/options.py`), `fleming explain` (`lower/names.py`) and the `trl { }` block's managed
+    fields all read it; the job configs nest `Training`.
+    """
+
+    word: str = ""  # as written in the spec, where it is not the field's name
+    methods: tuple[str, ...] = ("sft", "grpo")  # a stage option: the stage methods that take it
+    unit: str = ""
+    # the values it takes, where the annotation does not say: "trl" (what the installed TRL
+    # accepts for the GRPOConfig field of the same name), "lr_schedulers" (transformers'), "url",
+    # "size" (512MB, 80GB: the field holds MB), "duration" (30m, 48h: the field holds minutes)
+    values: str = ""
+    # where it takes effect: "trl.<field>" (a TRL SFTConfig/GRPOConfig field, which a `trl { }`
+    # block then may not set), "vllm-serve --<flag>", "deepspeed <key>"; () = the job's own code
+    lands: tuple[str, ...] = ()
+
+
+def option(default: Any, meaning: str, *, gt: float | None = None, ge: float | None = None,
+           lt: float | None = None, le: float | None = None, **row: Any) -> Any:
+    """A stage option's field: `lr: float = option(1e-5, "peak learning rate", gt=0, ...)`."""
+    info = Field(default, description=meaning, gt=gt, ge=ge, lt=lt, le=le)
+    info.metadata.append(Option(**row))
+    return info
+
+
+def option_of(info: Any) -> Option | None:
+    """The `Option` row of a pydantic field, or None when the field is no spec option."""
+    return next((m for m in info.metadata if isinstance(m, Option)), None)
+
+
+_TRL = "trl."
+
+
 # ---------------------------------------------------------------- models
 
 
@@ -267,14 +306,21 @@ class RewardTerm(Node):
 
 
 class Resources(Node):
-    nodes: int = 1
-    gpus: int = 0  # per node
-    cpus: int = 1  # per task
-    mem_mb: int = 4096
-    gpu_mem_mb: int = 81_920  # memory of one GPU: the 80 GB A100/H100 class the paper-scale specs target
-    time_min: int = 60
-    partition: str | None = None
-    account: str | None = None
+    """A `resources { }` block: each field is its option (`option`), read by lowering and the
+    reference alike."""
+
+    nodes: int = option(1, "nodes per job (multi-node training runs one launcher per node)", ge=1)
+    gpus: int = option(0, "GPUs per node (sbatch --gres=gpu:N)", ge=0)
+    cpus: int = option(1, "CPU cores per task (sbatch --cpus-per-task)", ge=1)
+    mem_mb: int = option(4096, "memory per node; the unit is required", gt=0, word="mem", unit="MB",
+                         values="size")
+    # memory of one GPU: the 80 GB A100/H100 class the paper-scale specs target
+    gpu_mem_mb: int = option(81_920, "memory of one GPU (what `fleming check` fits vLLM and ZeRO-3 into)",
+                             gt=0, word="gpu_mem", unit="MB", values="size")
+    time_min: int = option(60, "wall-time limit; the unit is required", gt=0, word="time",
+                           unit="minutes", values="duration")
+    partition: str | None = option(None, "SLURM partition (overrides the cluster block)")
+    account: str | None = option(None, "SLURM account (overrides the cluster block)")
 
 
 class Lora(Node):
@@ -306,43 +352,6 @@ class StageData(Node):
     dataset: str | None = None  # a Filter / Dataset / Distill name
     buckets: tuple[Bucket, ...] = ()
     miner: Miner | None = None
-
-
-@dataclass(frozen=True)
-class Option:
-    """What makes an IR field a spec option (the rest of the row is the field itself: its type,
-    its default, its range as pydantic constraints and its meaning as the description).
-
-    This is the one declaration of a stage option: lowering (`lower/schema.py`), the language
-    reference and the language server (`lower/options.py`), `fleming explain` (`lower/names.py`)
-    and the `trl { }` block's managed fields all read it; the job configs nest `Training`.
-    """
-
-    word: str = ""  # as written in the spec, where it is not the field's name
-    methods: tuple[str, ...] = ("sft", "grpo")  # the stage methods that take it
-    unit: str = ""
-    # the values it takes, where the annotation does not say: "trl" (what the installed TRL
-    # accepts for the GRPOConfig field of the same name), "lr_schedulers" (transformers'), "url"
-    values: str = ""
-    # where it takes effect: "trl.<field>" (a TRL SFTConfig/GRPOConfig field, which a `trl { }`
-    # block then may not set), "vllm-serve --<flag>", "deepspeed <key>"; () = the job's own code
-    lands: tuple[str, ...] = ()
-
-
-def option(default: Any, meaning: str, *, gt: float | None = None, ge: float | None = None,
-           lt: float | None = None, le: float | None = None, **row: Any) -> Any:
-    """A stage option's field: `lr: float = option(1e-5, "peak learning rate", gt=0, ...)`."""
-    info = Field(default, description=meaning, gt=gt, ge=ge, lt=lt, le=le)
-    info.metadata.append(Option(**row))
-    return info
-
-
-def option_of(info: Any) -> Option | None:
-    """The `Option` row of a pydantic field, or None when the field is no spec option."""
-    return next((m for m in info.metadata if isinstance(m, Option)), None)
-
-
-_TRL = "trl."
 
 
 class Training(Node):

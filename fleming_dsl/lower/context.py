@@ -9,18 +9,8 @@ from pathlib import Path
 
 from fleming_dsl import ir
 from fleming_dsl.errors import suggestion
-from fleming_dsl.lower.values import (
-    Diagnostics,
-    Options,
-    at_least,
-    non_negative,
-    positive,
-    to_int,
-    to_megabytes,
-    to_minutes,
-    to_str,
-    value_span,
-)
+from fleming_dsl.lower import schema
+from fleming_dsl.lower.values import Diagnostics, Options, value_span
 from fleming_dsl.spec import ast
 
 
@@ -90,18 +80,9 @@ class LowerContext:
             return _default_resources()
         opts = Options.of_block(block, f"resources of {where}", self.diags)
         self.no_block(block, f"resources of {where}")
-        fields = {
-            "nodes": opts.get("nodes", to_int, check=at_least(1)),
-            "gpus": opts.get("gpus", to_int, check=non_negative),
-            "cpus": opts.get("cpus", to_int, check=at_least(1)),
-            "mem_mb": opts.get("mem", to_megabytes, check=positive),
-            "gpu_mem_mb": opts.get("gpu_mem", to_megabytes, check=positive),
-            "time_min": opts.get("time", to_minutes, check=positive),
-            "partition": opts.get("partition", to_str),
-            "account": opts.get("account", to_str),
-        }
+        fields = schema.read(schema.RESOURCE_OPTIONS, opts)
         opts.finish()
-        return ir.Resources(**{k: v for k, v in fields.items() if v is not None})
+        return ir.Resources(**fields)
 
     def sub_blocks(self, block: ast.Block | None, allowed: tuple[str, ...], where: str) -> dict:
         out: dict = {}

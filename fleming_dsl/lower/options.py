@@ -70,7 +70,8 @@ class Block:
 def _type_of(convert) -> str:
     """How a lowering converter's values are written, for the reference."""
     names = {values.to_float: "number", values.to_int: "whole number", values.to_bool: "true/false",
-             values.to_str: "string", values.to_name: "name"}
+             values.to_str: "string", values.to_name: "name", values.to_megabytes: _SIZE,
+             values.to_minutes: _DURATION}
     if convert in names:
         return names[convert]
     choices = next((c.cell_contents for c in convert.__closure__ or ()
@@ -100,19 +101,15 @@ def _stage_options() -> tuple[Opt, ...]:
 _DURATION = "duration (30s, 30m, 48h, 2d)"
 _SIZE = "size (512MB, 80GB, 1TB)"
 
-_RESOURCES = (
-    Opt("nodes", "whole number", "nodes per job (multi-node training runs one launcher per node)",
-        "ir.Resources.nodes", ">= 1"),
-    Opt("gpus", "whole number", "GPUs per node (sbatch --gres=gpu:N)", "ir.Resources.gpus", ">= 0"),
-    Opt("cpus", "whole number", "CPU cores per task (sbatch --cpus-per-task)", "ir.Resources.cpus", ">= 1"),
-    Opt("mem", _SIZE, "memory per node; the unit is required", "ir.Resources.mem_mb", "> 0", "MB"),
-    Opt("gpu_mem", _SIZE, "memory of one GPU (what `fleming check` fits vLLM and ZeRO-3 into)",
-        "ir.Resources.gpu_mem_mb", "> 0", "MB"),
-    Opt("time", _DURATION, "wall-time limit; the unit is required", "ir.Resources.time_min",
-        "> 0", "minutes"),
-    Opt("partition", "string", "SLURM partition (overrides the cluster block)", None),
-    Opt("account", "string", "SLURM account (overrides the cluster block)", None),
-)
+def _resource_options() -> tuple[Opt, ...]:
+    """The resources block: `ir.Resources`' own rows (`lower/schema.py`)."""
+    from fleming_dsl.lower.schema import RESOURCE_OPTIONS
+
+    return tuple(Opt(o.word, _type_of(o.convert), o.meaning, f"ir.Resources.{o.target}", o.range, o.unit)
+                 for o in RESOURCE_OPTIONS)
+
+
+_RESOURCES = _resource_options()
 
 BLOCKS: tuple[Block, ...] = (
     Block("experiment", "experiment header", 'experiment "NAME" [extends "BASE.flm"] { ... }', (

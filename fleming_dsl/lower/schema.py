@@ -1,6 +1,7 @@
-"""The stage options, read off `ir.Training`: the one place they are declared (`ir.option`).
+"""The stage and resources options, read off `ir.Training` and `ir.Resources`: the one place
+they are declared (`ir.option`).
 
-Each field with an `ir.Option` row is an option of a stage block. Its spec word, the methods that
+Each field with an `ir.Option` row is an option of the block its model lowers from. Its spec word, the methods that
 take it, its unit and where it lands come from the row; its converter from the field's type (or
 the row's `values`), its range check from the field's pydantic constraints (so lowering's message
 and the reference say the same "> 0", ">= 1", "in (0, 1]"), its meaning from the description.
@@ -19,7 +20,7 @@ import annotated_types
 from fleming_dsl import ir
 from fleming_dsl.lower import trl_versions
 from fleming_dsl.lower.trl_fields import LR_SCHEDULERS
-from fleming_dsl.lower.values import one_of, to_bool, to_float, to_int, to_str
+from fleming_dsl.lower.values import Options, one_of, to_bool, to_float, to_int, to_megabytes, to_minutes, to_str
 
 
 @dataclass(frozen=True)
@@ -51,6 +52,7 @@ def url(x: str) -> str | None:
 
 
 _CONVERTERS: dict[type, Callable[..., Any]] = {float: to_float, int: to_int, bool: to_bool, str: to_str}
+_UNITS: dict[str, Callable[..., Any]] = {"size": to_megabytes, "duration": to_minutes}
 
 
 def _converter(name: str, annotation: Any, values: str) -> Callable[..., Any]:
@@ -58,6 +60,8 @@ def _converter(name: str, annotation: Any, values: str) -> Callable[..., Any]:
         return trl_choice(name)
     if values == "lr_schedulers":
         return one_of(LR_SCHEDULERS)
+    if values in _UNITS:
+        return _UNITS[values]
     kinds = [a for a in (get_args(annotation) if get_origin(annotation) in (Union, types.UnionType)
                          else (annotation,)) if a is not type(None)]
     (kind,) = kinds
@@ -106,6 +110,12 @@ def training_options(model: type[ir.Node] = ir.Training) -> tuple[TrainingOption
                  if (row := ir.option_of(info)) is not None)
 
 
+def read(options: tuple[TrainingOption, ...], opts: Options) -> dict[str, Any]:
+    """The values of `options` that the block writes and that pass, by field name."""
+    found = {o.target: opts.get(o.word, o.convert, check=o.check) for o in options}
+    return {k: v for k, v in found.items() if v is not None}
+
+
 def managed_trl_fields(options: tuple[TrainingOption, ...]) -> frozenset[str]:
     """The TRL config fields a stage option or the job sets: the value of a `trl { }` block
     would not take effect, or would fight the job's."""
@@ -124,4 +134,5 @@ _JOB_TRL_FIELDS = (
 )
 
 TRAINING_OPTIONS = training_options()
+RESOURCE_OPTIONS = training_options(ir.Resources)
 MANAGED_TRL_FIELDS = managed_trl_fields(TRAINING_OPTIONS)

@@ -1,6 +1,7 @@
-"""A stage option is one field of `ir.Training` (`ir.option`): lowering's converter and range
-check, the reference row, the language server's completion and the `trl { }` block's managed
-fields are read off it, so a new option needs nothing else at compile time."""
+"""A stage option is one field of `ir.Training` (`ir.option`), a resources option one of
+`ir.Resources`: lowering's converter and range check, the reference row, the language server's
+completion and the `trl { }` block's managed fields are read off it, so a new option needs
+nothing else at compile time."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from fleming_dsl import ir
 from fleming_dsl.lower import options as reference
 from fleming_dsl.lower.schema import (
     MANAGED_TRL_FIELDS,
+    RESOURCE_OPTIONS,
     TRAINING_OPTIONS,
     managed_trl_fields,
     range_text,
@@ -61,6 +63,12 @@ def test_the_reference_and_the_managed_fields_come_from_the_fields() -> None:
         info = ir.Training.model_fields[o.target]
         assert (row.range, row.unit, row.default_value()) == (o.range, o.unit, info.default), o.word
         assert row.meaning.endswith(info.description), o.word
+    resources = reference.block("resources")
+    assert resources is not None
+    assert [(o.name, o.type, o.range, o.unit) for o in resources.options][3:6] == [
+        ("mem", "size (512MB, 80GB, 1TB)", "> 0", "MB"), ("gpu_mem", "size (512MB, 80GB, 1TB)", "> 0", "MB"),
+        ("time", "duration (30s, 30m, 48h, 2d)", "> 0", "minutes")]
+    assert [o.word for o in RESOURCE_OPTIONS] == [o.name for o in resources.options]
     assert {"learning_rate", "num_generations", "vllm_server_timeout"} <= MANAGED_TRL_FIELDS
     assert "dynamic_sampling" not in MANAGED_TRL_FIELDS  # the job's own: it lands in no TRL field
 
