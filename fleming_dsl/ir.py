@@ -358,6 +358,9 @@ class Training(Node):
     """A stage's training options: each field declared once, with everything the compiler, the
     reference, the language server and the jobs need to know about it (see `Option`)."""
 
+    # a job config holds this model: `lr = NaN` in a hand-edited one is an error (as in jobconfig.Cfg)
+    model_config = ConfigDict(**Node.model_config, allow_inf_nan=False)
+
     lr: float = option(1e-5, "peak learning rate", gt=0, lands=(_TRL + "learning_rate",))
     epochs: float | None = option(None, "passes over the data (or max_steps)", gt=0,
                                   lands=(_TRL + "num_train_epochs",))

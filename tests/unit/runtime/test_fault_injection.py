@@ -101,11 +101,11 @@ def test_negative_and_impossible_counts_in_a_job_config(tmp_path: Path) -> None:
 
 def test_nan_learning_rate_in_a_job_config(tmp_path: Path) -> None:
     cfg = json.loads((REPO / "generated" / "tiny" / "jobs" / "sft_cold_start.json").read_text())
-    cfg["lr"] = math.nan
+    cfg["training"]["lr"] = math.nan
     path = tmp_path / "sft.json"
     path.write_text(json.dumps(cfg))  # json writes NaN, as a hand edit would
     assert _fails(tmp_path, "sft", str(path)) == (
-        f"{path}: invalid job config: field 'lr': Input should be a finite number")
+        f"{path}: invalid job config: field 'training.lr': Input should be a finite number")
 
 
 def test_zero_byte_samples_file(tmp_path: Path) -> None:
