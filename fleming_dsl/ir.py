@@ -46,8 +46,8 @@ class Option:
     """What makes an IR field a spec option (the rest of the row is the field itself: its type,
     its default, its range as pydantic constraints and its meaning as the description).
 
-    This is the one declaration of a stage option (`Training`) and of a resources option
-    (`Resources`): lowering (`lower/schema.py`), the language reference and the language server
+    This is the one declaration of a stage option (`Training`), a resources option
+    (`Resources`) and a lora option (`Lora`): lowering (`lower/schema.py`), the language reference and the language server
     (`lower/options.py`), `fleming explain` (`lower/names.py`) and the `trl { }` block's managed
     fields all read it; the job configs nest `Training`.
     """
@@ -324,10 +324,13 @@ class Resources(Node):
 
 
 class Lora(Node):
-    r: int = 16
-    alpha: int = 32
-    dropout: float = 0.05
-    target_modules: tuple[str, ...] = ("q_proj", "k_proj", "v_proj", "o_proj")
+    """A stage's `lora { }` block (each field its option)."""
+
+    r: int = option(16, "adapter rank", ge=1)
+    alpha: int = option(32, "adapter scaling", ge=1)
+    dropout: float = option(0.05, "adapter dropout", ge=0)
+    target_modules: tuple[str, ...] = option(("q_proj", "k_proj", "v_proj", "o_proj"),
+                                             "modules that get adapters")
 
 
 class Plateau(Node):

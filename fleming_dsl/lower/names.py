@@ -7,14 +7,14 @@ spec words with `SPEC_WORDS`, so a reviewer finds the line that set each value.
 
 from __future__ import annotations
 
-from fleming_dsl.lower.schema import TRAINING_OPTIONS
+from fleming_dsl.lower.schema import RESOURCE_OPTIONS, TRAINING_OPTIONS
 
 SPEC_WORDS: dict[str, str] = {
-    # stage options (from the stage option table) and stage parts
+    # stage options (from their rows in ir.Training) and stage parts
     **{o.field: o.word for o in TRAINING_OPTIONS if o.field},
     "plateau": "until", "miner": "mine_hard", "deepspeed_config": "deepspeed",
-    # resources
-    "mem_mb": "mem", "gpu_mem_mb": "gpu_mem", "time_min": "time", "timeout_s": "timeout",
+    # resources (from their rows), a backend's timeout
+    **{o.field: o.word for o in RESOURCE_OPTIONS if o.field}, "timeout_s": "timeout",
     # sample: the metapath and the walk
     "hops_min": "hops", "hops_max": "hops", "relations": "path", "node_types": "path",
     "start_type": "path", "alpha": "weight", "near_distractors": "distractors",

@@ -18,6 +18,7 @@ from typing import Any
 
 from fleming_dsl import ir
 from fleming_dsl.lower import values
+from fleming_dsl.lower.schema import STRINGS, TRAINING_OPTIONS, training_options
 
 _NONE = object()  # "no default": required, or decided elsewhere (see `meaning`)
 
@@ -71,7 +72,7 @@ def _type_of(convert) -> str:
     """How a lowering converter's values are written, for the reference."""
     names = {values.to_float: "number", values.to_int: "whole number", values.to_bool: "true/false",
              values.to_str: "string", values.to_name: "name", values.to_megabytes: _SIZE,
-             values.to_minutes: _DURATION}
+             values.to_minutes: _DURATION, STRINGS: "list of strings"}
     if convert in names:
         return names[convert]
     choices = next((c.cell_contents for c in convert.__closure__ or ()
@@ -82,8 +83,6 @@ def _type_of(convert) -> str:
 def _stage_options() -> tuple[Opt, ...]:
     """The stage block: lowering's own table of training options (`lower/stages.py`), then the
     options lowering reads beside it."""
-    from fleming_dsl.lower.schema import TRAINING_OPTIONS
-
     rows = tuple(Opt(o.word, _type_of(o.convert),
                      (f"{o.methods[0]}: " if len(o.methods) == 1 else "") + o.meaning,
                      f"ir.Training.{o.target}", o.range, o.unit)
@@ -101,15 +100,13 @@ def _stage_options() -> tuple[Opt, ...]:
 _DURATION = "duration (30s, 30m, 48h, 2d)"
 _SIZE = "size (512MB, 80GB, 1TB)"
 
-def _resource_options() -> tuple[Opt, ...]:
-    """The resources block: `ir.Resources`' own rows (`lower/schema.py`)."""
-    from fleming_dsl.lower.schema import RESOURCE_OPTIONS
-
-    return tuple(Opt(o.word, _type_of(o.convert), o.meaning, f"ir.Resources.{o.target}", o.range, o.unit)
-                 for o in RESOURCE_OPTIONS)
+def _model_options(model: str) -> tuple[Opt, ...]:
+    """A block whose IR model declares its options (`ir.Resources`, `ir.Lora`): the model's rows."""
+    return tuple(Opt(o.word, _type_of(o.convert), o.meaning, f"ir.{model}.{o.target}", o.range, o.unit)
+                 for o in training_options(getattr(ir, model)))
 
 
-_RESOURCES = _resource_options()
+_RESOURCES = _model_options("Resources")
 
 BLOCKS: tuple[Block, ...] = (
     Block("experiment", "experiment header", 'experiment "NAME" [extends "BASE.flm"] { ... }', (
@@ -279,12 +276,7 @@ BLOCKS: tuple[Block, ...] = (
     )),
     Block("stage", "stage", "stage NAME = sft(INIT, DATA) { ... } / grpo(INIT, DATA) { ... }",
           _stage_options()),
-    Block("lora", "lora block", "lora { ... } inside a stage", (
-        Opt("r", "whole number", "adapter rank", "ir.Lora.r", ">= 1"),
-        Opt("alpha", "whole number", "adapter scaling", "ir.Lora.alpha", ">= 1"),
-        Opt("dropout", "number", "adapter dropout", "ir.Lora.dropout", ">= 0"),
-        Opt("target_modules", "list of strings", "modules that get adapters", "ir.Lora.target_modules"),
-    )),
+    Block("lora", "lora block", "lora { ... } inside a stage", _model_options("Lora")),
     Block("plateau()", "plateau() stop condition", "until = plateau(METRIC, ...)", (
         Opt("metric", "name (also the first positional argument)", "the logged metric watched",
             "ir.Plateau.metric"),

@@ -1,5 +1,5 @@
-"""The stage and resources options, read off `ir.Training` and `ir.Resources`: the one place
-they are declared (`ir.option`).
+"""The stage, resources and lora options, read off `ir.Training`, `ir.Resources` and `ir.Lora`:
+the one place they are declared (`ir.option`).
 
 Each field with an `ir.Option` row is an option of the block its model lowers from. Its spec word, the methods that
 take it, its unit and where it lands come from the row; its converter from the field's type (or
@@ -20,7 +20,17 @@ import annotated_types
 from fleming_dsl import ir
 from fleming_dsl.lower import trl_versions
 from fleming_dsl.lower.trl_fields import LR_SCHEDULERS
-from fleming_dsl.lower.values import Options, one_of, to_bool, to_float, to_int, to_megabytes, to_minutes, to_str
+from fleming_dsl.lower.values import (
+    Options,
+    list_of,
+    one_of,
+    to_bool,
+    to_float,
+    to_int,
+    to_megabytes,
+    to_minutes,
+    to_str,
+)
 
 
 @dataclass(frozen=True)
@@ -53,6 +63,7 @@ def url(x: str) -> str | None:
 
 _CONVERTERS: dict[type, Callable[..., Any]] = {float: to_float, int: to_int, bool: to_bool, str: to_str}
 _UNITS: dict[str, Callable[..., Any]] = {"size": to_megabytes, "duration": to_minutes}
+STRINGS = list_of(to_str)  # a tuple[str, ...] field: ["q_proj", "v_proj"]
 
 
 def _converter(name: str, annotation: Any, values: str) -> Callable[..., Any]:
@@ -67,6 +78,8 @@ def _converter(name: str, annotation: Any, values: str) -> Callable[..., Any]:
     (kind,) = kinds
     if get_origin(kind) is Literal:
         return one_of(get_args(kind))
+    if get_origin(kind) is tuple and get_args(kind) == (str, ...):
+        return STRINGS
     return _CONVERTERS[kind]
 
 
@@ -135,4 +148,5 @@ _JOB_TRL_FIELDS = (
 
 TRAINING_OPTIONS = training_options()
 RESOURCE_OPTIONS = training_options(ir.Resources)
+LORA_OPTIONS = training_options(ir.Lora)
 MANAGED_TRL_FIELDS = managed_trl_fields(TRAINING_OPTIONS)

@@ -10,6 +10,7 @@ from typing import Any
 from fleming_dsl import ir
 from fleming_dsl.errors import did_you_mean
 from fleming_dsl.lower.context import LowerContext
+from fleming_dsl.lower import schema
 from fleming_dsl.lower.schema import MANAGED_TRL_FIELDS, TRAINING_OPTIONS
 from fleming_dsl.lower.trl_fields import GRPO_CONFIG_FIELDS, SFT_CONFIG_FIELDS
 from fleming_dsl.lower.values import (
@@ -17,14 +18,12 @@ from fleming_dsl.lower.values import (
     Options,
     at_least,
     describe,
-    list_of,
     non_negative,
     one_of,
     to_bool,
     to_float,
     to_int,
     to_name,
-    to_str,
     value_span,
 )
 from fleming_dsl.spec import ast
@@ -175,12 +174,9 @@ class StageLowering:
 
     def lora(self, block: ast.Block | None) -> ir.Lora:
         opts = Options.of_block(block, "lora", self.diags)
-        fields = {"r": opts.get("r", to_int, check=at_least(1)),
-                  "alpha": opts.get("alpha", to_int, check=at_least(1)),
-                  "dropout": opts.get("dropout", to_float, check=non_negative),
-                  "target_modules": opts.get("target_modules", list_of(to_str))}
+        fields = schema.read(schema.LORA_OPTIONS, opts)
         opts.finish()
-        return ir.Lora(**{k: v for k, v in fields.items() if v is not None})
+        return ir.Lora(**fields)
 
     def reward_terms(self, value: ast.Value | None) -> tuple[ir.RewardTerm, ...]:
         if value is None:
