@@ -18,7 +18,7 @@ from typing import Any
 
 from fleming_dsl import ir
 from fleming_dsl.lower import values
-from fleming_dsl.lower.schema import STRINGS, TRAINING_OPTIONS, training_options
+from fleming_dsl.lower.schema import STRINGS, TRAINING_OPTIONS, option_rows
 
 _NONE = object()  # "no default": required, or decided elsewhere (see `meaning`)
 
@@ -103,7 +103,7 @@ _SIZE = "size (512MB, 80GB, 1TB)"
 def _model_options(model: str) -> tuple[Opt, ...]:
     """A block whose IR model declares its options (`ir.Resources`, `ir.Lora`): the model's rows."""
     return tuple(Opt(o.word, _type_of(o.convert), o.meaning, f"ir.{model}.{o.target}", o.range, o.unit)
-                 for o in training_options(getattr(ir, model)))
+                 for o in option_rows(getattr(ir, model)))
 
 
 _RESOURCES = _model_options("Resources")

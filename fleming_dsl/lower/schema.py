@@ -34,13 +34,13 @@ from fleming_dsl.lower.values import (
 
 
 @dataclass(frozen=True)
-class TrainingOption:
-    """One `word = value` option of a stage block and the `ir.Training` field it sets."""
+class OptionRow:
+    """One `word = value` option of a block and the IR field it sets (`ir.Training` for a stage)."""
 
     word: str  # as written in the spec
     convert: Callable[..., Any]
     check: Callable[..., Any] | None
-    field: str  # the ir.Training field, where the spec's word is not the field name ("" otherwise)
+    field: str  # the IR field, where the spec's word is not the field name ("" otherwise)
     methods: tuple[str, ...]
     meaning: str
     unit: str
@@ -109,27 +109,27 @@ def _check(metadata: list[Any], values: str) -> Callable[[Any], str | None] | No
     return lambda x: None if _within(metadata, x) else text
 
 
-def _row(name: str, info: Any, row: ir.Option) -> TrainingOption:
-    return TrainingOption(
+def _row(name: str, info: Any, row: ir.Option) -> OptionRow:
+    return OptionRow(
         word=row.word or name, convert=_converter(name, info.annotation, row.values),
         check=_check(info.metadata, row.values), field=name if row.word else "",
         methods=row.methods, meaning=info.description or "", unit=row.unit,
         range=url("") if row.values == "url" else range_text(info.metadata), lands=row.lands)
 
 
-def training_options(model: type[ir.Node] = ir.Training) -> tuple[TrainingOption, ...]:
+def option_rows(model: type[ir.Node]) -> tuple[OptionRow, ...]:
     """The option rows of `model`'s fields, in field order (the reference's order)."""
     return tuple(_row(name, info, row) for name, info in model.model_fields.items()
                  if (row := ir.option_of(info)) is not None)
 
 
-def read(options: tuple[TrainingOption, ...], opts: Options) -> dict[str, Any]:
+def read(options: tuple[OptionRow, ...], opts: Options) -> dict[str, Any]:
     """The values of `options` that the block writes and that pass, by field name."""
     found = {o.target: opts.get(o.word, o.convert, check=o.check) for o in options}
     return {k: v for k, v in found.items() if v is not None}
 
 
-def managed_trl_fields(options: tuple[TrainingOption, ...]) -> frozenset[str]:
+def managed_trl_fields(options: tuple[OptionRow, ...]) -> frozenset[str]:
     """The TRL config fields a stage option or the job sets: the value of a `trl { }` block
     would not take effect, or would fight the job's."""
     landed = (place.removeprefix("trl.") for o in options for place in o.lands if place.startswith("trl."))
@@ -146,7 +146,7 @@ _JOB_TRL_FIELDS = (
     "assistant_only_loss",
 )
 
-TRAINING_OPTIONS = training_options()
-RESOURCE_OPTIONS = training_options(ir.Resources)
-LORA_OPTIONS = training_options(ir.Lora)
+TRAINING_OPTIONS = option_rows(ir.Training)
+RESOURCE_OPTIONS = option_rows(ir.Resources)
+LORA_OPTIONS = option_rows(ir.Lora)
 MANAGED_TRL_FIELDS = managed_trl_fields(TRAINING_OPTIONS)

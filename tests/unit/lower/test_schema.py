@@ -15,7 +15,7 @@ from fleming_dsl.lower.schema import (
     TRAINING_OPTIONS,
     managed_trl_fields,
     range_text,
-    training_options,
+    option_rows,
 )
 from fleming_dsl.lower.values import Diagnostics, to_bool, to_int
 from fleming_dsl.plan import jobconfig as jc
@@ -36,7 +36,7 @@ def _num(value: int) -> ast.Num:
 
 
 def test_a_new_field_is_a_stage_option_with_its_converter_range_and_landing_place() -> None:
-    rows = {o.word: o for o in training_options(_WithANewOption)}
+    rows = {o.word: o for o in option_rows(_WithANewOption)}
     chunks, flash = rows["chunks"], rows["flash"]
     assert (chunks.target, chunks.methods, chunks.unit, chunks.range, chunks.meaning) == (
         "rollout_chunks", ("grpo",), "rollouts", "in [1, 64]", "rollouts generated per forward pass")
