@@ -251,8 +251,8 @@ def test_check_shows_the_first_warnings_and_counts_the_rest() -> None:
 @pytest.mark.parametrize(("content", "message"), [
     ('{"kind": "sft"}', "field 'job': Field required"),
     ('{"kind": "sft", "job": "x", "experiment": "e", "seed": 1, "meta": "m", "model": "m", '
-     '"data": "d", "lr": "fast"}',
-     "field 'lr': Input should be a valid number, unable to parse string as a number"),
+     '"data": "d", "training": {"lr": "fast"}}',
+     "field 'training.lr': Input should be a valid number, unable to parse string as a number"),
     ("nonsense", "Expecting value: line 1 column 1 (char 0)"),
 ])
 def test_a_bad_job_config_is_one_line_naming_the_field(tmp_path: Path, content: str,
