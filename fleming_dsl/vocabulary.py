@@ -75,7 +75,7 @@ class ServerSplit:
 
 
 class Rollout(Protocol):
-    """The rollout options an `ir.Training` and a GRPO job config share (same names)."""
+    """The rollout options of an `ir.Training` (a GRPO job config holds one as `training`)."""
 
     use_vllm: bool
     vllm_mode: str
