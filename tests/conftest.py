@@ -9,6 +9,10 @@ from pathlib import Path
 
 import pytest
 
+# Registered here, not imported by each test module, so that one session run serves every file
+# that asks for it (a session fixture imported into two modules runs once per module).
+from tiny_data_fixtures import tiny_local_data  # noqa: F401
+
 REPO = Path(__file__).resolve().parent.parent
 
 

@@ -4,10 +4,14 @@ Both executors users have: the slurm plugin (`--executor slurm`, status from squ
 test cluster has no accounting) and the sbatch command line (`--executor cluster-generic`).
 Then the failure paths: a failing job names its SLURM log; a job killed by `scancel` leaves no
 partial output and a re-run finishes without redoing completed jobs.
+
+All scenarios run at once, each in its own folder with its own job names: they mostly wait for
+SLURM and the executors' status checks. Each test reports its own.
 """
 
 from __future__ import annotations
 
+import functools
 import subprocess
 import sys
 import textwrap
@@ -20,6 +24,8 @@ from slurm.harness import (  # noqa: F401  (slurm_cluster is a fixture)
     GENERIC_ARGS,
     SLURM_ARGS,
     job_fields,
+    outcome,
+    run_concurrently,
     slurm_cluster,
     snakemake,
     submitted_ids,
@@ -45,9 +51,10 @@ rule b:
 """
 
 
-def _workflow(tmp_path: Path, text: str) -> Path:
-    (tmp_path / "Snakefile").write_text(textwrap.dedent(text), encoding="utf-8")
-    return tmp_path
+def _workflow(root: Path, text: str) -> Path:
+    root.mkdir(parents=True)
+    (root / "Snakefile").write_text(textwrap.dedent(text), encoding="utf-8")
+    return root
 
 
 def _prefix() -> str:
@@ -58,8 +65,43 @@ def _ran_as(path: Path) -> list[str]:
     return path.read_text(encoding="utf-8").split()
 
 
-def test_slurm_executor_runs_each_rule_as_a_slurm_job(tmp_path: Path, slurm_cluster: str) -> None:
-    workdir = _workflow(tmp_path, TWO_RULES)
+EXECUTORS = ("slurm", "cluster-generic")
+
+
+@pytest.fixture(scope="module")
+def scenarios(tmp_path_factory: pytest.TempPathFactory,
+              slurm_cluster: str) -> dict[str, BaseException | None]:
+    """Every scenario of this file, run at once: name -> what it raised, or None."""
+    root = tmp_path_factory.mktemp("slurm-executors")
+    run = functools.partial
+    return run_concurrently({
+        "slurm": run(_slurm_executor, root / "slurm", slurm_cluster),
+        "cluster-generic": run(_cluster_generic, root / "generic", slurm_cluster),
+        "failing": run(_failing_job, root / "failing", slurm_cluster),
+        **{f"scancel-{executor}": run(_scancel_and_rerun, root / f"scancel-{executor}",
+                                      slurm_cluster, executor) for executor in EXECUTORS},
+    })
+
+
+def test_slurm_executor_runs_each_rule_as_a_slurm_job(scenarios: dict) -> None:
+    outcome(scenarios, "slurm")
+
+
+def test_cluster_generic_submits_with_sbatch(scenarios: dict) -> None:
+    outcome(scenarios, "cluster-generic")
+
+
+def test_failing_job_names_its_slurm_log(scenarios: dict) -> None:
+    outcome(scenarios, "failing")
+
+
+@pytest.mark.parametrize("executor", EXECUTORS)
+def test_scancel_leaves_no_partial_output_and_rerun_resumes(scenarios: dict, executor: str) -> None:
+    outcome(scenarios, f"scancel-{executor}")
+
+
+def _slurm_executor(root: Path, slurm_cluster: str) -> None:
+    workdir = _workflow(root, TWO_RULES)
     prefix = _prefix()
     result = snakemake(workdir, *SLURM_ARGS, "--slurm-jobname-prefix", prefix,
                        "--default-resources", f"slurm_partition={slurm_cluster}")
@@ -76,8 +118,8 @@ def test_slurm_executor_runs_each_rule_as_a_slurm_job(tmp_path: Path, slurm_clus
     assert a["TimeLimit"] == "00:05:00"
 
 
-def test_cluster_generic_submits_with_sbatch(tmp_path: Path, slurm_cluster: str) -> None:
-    workdir = _workflow(tmp_path, TWO_RULES)
+def _cluster_generic(root: Path, slurm_cluster: str) -> None:
+    workdir = _workflow(root, TWO_RULES)
     prefix = _prefix()
     submit = (f"mkdir -p logs/slurm && sbatch --parsable --partition={slurm_cluster} "
               f"--job-name={prefix}.{{rule}} --output=logs/slurm/{{rule}}-%j.out "
@@ -103,8 +145,8 @@ rule broken:
 """
 
 
-def test_failing_job_names_its_slurm_log(tmp_path: Path, slurm_cluster: str) -> None:
-    workdir = _workflow(tmp_path, FAILING)
+def _failing_job(root: Path, slurm_cluster: str) -> None:
+    workdir = _workflow(root, FAILING)
     result = snakemake(workdir, *SLURM_ARGS, "--default-resources",
                        f"slurm_partition={slurm_cluster}")
     assert result.returncode != 0
@@ -153,10 +195,8 @@ def _files(root: Path) -> list[str]:
     return sorted(str(p.relative_to(root)) for p in (root / "out").rglob("*") if p.is_file())
 
 
-@pytest.mark.parametrize("executor", ["slurm", "cluster-generic"])
-def test_scancel_leaves_no_partial_output_and_rerun_resumes(
-        tmp_path: Path, slurm_cluster: str, executor: str) -> None:
-    workdir = _workflow(tmp_path, CANCELLABLE.replace("PYTHON", sys.executable))
+def _scancel_and_rerun(root: Path, slurm_cluster: str, executor: str) -> None:
+    workdir = _workflow(root, CANCELLABLE.replace("PYTHON", sys.executable))
     (workdir / "slow_job.py").write_text(SLOW_JOB, encoding="utf-8")
     prefix = _prefix()
     if executor == "slurm":

@@ -5,36 +5,41 @@ model-backed steps into 2. Each shard must run as its own SLURM job. Two of synt
 run first; the third is cancelled with `scancel` while it is queued or running; the next
 invocation submits that shard alone (the finished two are not redone), then the gathers and
 the rest. The merged data must be byte-identical to the unsharded tiny spec run with the local
-profile.
+profile (the session's shared run, tests/tiny_data_fixtures.py).
+
+The three scenarios (the cancelled shard through each profile, the job array) run at once, each
+in its own project: they mostly wait for SLURM's status checks. Each test reports its own.
 
 Marked slurm: it needs the test cluster of tests/slurm (root; `tests/slurm/cluster.sh`).
 """
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
-import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
-from paths import REPO
 from slurm.harness import (
     ARRAY_SUBMITTED,
     PARTITION,
     job_fields,
+    outcome,
+    run_concurrently,
     slurm_cluster,  # noqa: F401  (the session fixture, used below)
     snakemake,
     submitted_ids,
     wait_for_job,
 )
+from tiny_data_fixtures import CLEAN as TARGET
+from tiny_data_fixtures import SNAKEFILE, compile_spec, copy_inputs
 
 pytestmark = [pytest.mark.slurm, pytest.mark.slow, pytest.mark.usefixtures("slurm_cluster")]
 
-SNAKEFILE = "generated/tiny/Snakefile"
-TARGET = "runs/tiny/data/clean.jsonl"
+PROFILES = ("slurm", "slurm-generic")
 SAMPLES = "runs/tiny/data/rare_dx.jsonl"
 SHARDS = "runs/tiny/shards/synthesize_questions"
 DATA = ("questions.jsonl", "cot.jsonl", "clean.jsonl", "clean.review.jsonl")
@@ -43,15 +48,9 @@ DATA = ("questions.jsonl", "cot.jsonl", "clean.jsonl", "clean.review.jsonl")
 SLURM_FIELD = {"slurm": "Comment", "slurm-generic": "JobName"}
 
 
-def _project(root: Path, spec: str) -> Path:
-    root.mkdir(parents=True, exist_ok=True)
-    for folder in ("specs", "data", "prompts"):
-        shutil.copytree(REPO / folder, root / folder)
-    (root / "tests" / "specs").mkdir(parents=True)
-    shutil.copy(REPO / "tests" / "specs" / "tiny_sharded.flm", root / "tests" / "specs")
-    compiled = subprocess.run([sys.executable, "-m", "fleming_dsl.cli", "compile", spec],
-                              cwd=root, text=True, capture_output=True, timeout=120)
-    assert compiled.returncode == 0, compiled.stdout + compiled.stderr
+def _project(root: Path) -> Path:
+    copy_inputs(root)
+    compile_spec(root, "tests/specs/tiny_sharded.flm")
     return root
 
 
@@ -89,18 +88,33 @@ def _jobs(project: Path, ids: list[str], profile: str) -> list[str]:
 
 
 @pytest.fixture(scope="module")
-def unsharded(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
-    """The data of the unsharded tiny spec, made with the local profile."""
-    project = _project(tmp_path_factory.mktemp("tiny-local"), "specs/tiny.flm")
-    result = snakemake(project, *_args("local", TARGET), "--cores", "2", timeout=600)
-    assert result.returncode == 0, result.stdout[-4000:]
-    return _digests(project)
+def scenarios(tmp_path_factory: pytest.TempPathFactory,
+              tiny_local_data: Path) -> dict[str, BaseException | None]:
+    """Every scenario of this file, run at once: name -> what it raised, or None."""
+    root = tmp_path_factory.mktemp("slurm-shards")
+    unsharded = _digests(tiny_local_data)
+    return run_concurrently({
+        **{profile: functools.partial(_cancel_and_rerun, root / profile, profile, unsharded)
+           for profile in PROFILES},
+        "array": functools.partial(_array, root / "array"),
+    })
 
 
-@pytest.mark.parametrize("profile", ["slurm", "slurm-generic"])
+@pytest.mark.parametrize("profile", PROFILES)
 def test_a_cancelled_shard_is_rerun_alone_by_the_next_invocation(
-        tmp_path: Path, unsharded: dict[str, str], profile: str) -> None:
-    project = _project(tmp_path / profile, "tests/specs/tiny_sharded.flm")
+        scenarios: dict[str, BaseException | None], profile: str) -> None:
+    outcome(scenarios, profile)
+
+
+def test_the_three_shards_of_a_step_run_as_one_job_array(
+        scenarios: dict[str, BaseException | None]) -> None:
+    """The generated slurm profile names the shard rules in `slurm-array-jobs`: the three
+    synthesize shards go out in one sbatch, as tasks 1-3 of one SLURM array."""
+    outcome(scenarios, "array")
+
+
+def _cancel_and_rerun(root: Path, profile: str, unsharded: dict[str, str]) -> None:
+    project = _project(root)
     upstream = snakemake(project, *_args(profile, SAMPLES), timeout=300)
     assert upstream.returncode == 0, upstream.stdout[-4000:]
 
@@ -123,8 +137,8 @@ def test_a_cancelled_shard_is_rerun_alone_by_the_next_invocation(
                            cwd=project, text=True, stdout=subprocess.PIPE,
                            stderr=subprocess.STDOUT)
     try:
-        job = wait_for_job(lambda j: j[key] == wanted and j["state"] in (
-            "PENDING", "CONFIGURING", "RUNNING"), timeout=180)
+        job = wait_for_job(lambda j: (j[key], j["workdir"]) == (wanted, str(project.resolve()))
+                           and j["state"] in ("PENDING", "CONFIGURING", "RUNNING"), timeout=180)
         subprocess.run(["scancel", job["id"]], check=True)
         output, _ = run.communicate(timeout=300)
     finally:
@@ -147,10 +161,8 @@ def test_a_cancelled_shard_is_rerun_alone_by_the_next_invocation(
     assert _digests(project) == unsharded
 
 
-def test_the_three_shards_of_a_step_run_as_one_job_array(tmp_path: Path) -> None:
-    """The generated slurm profile names the shard rules in `slurm-array-jobs`: the three
-    synthesize shards go out in one sbatch, as tasks 1-3 of one SLURM array."""
-    project = _project(tmp_path / "array", "tests/specs/tiny_sharded.flm")
+def _array(root: Path) -> None:
+    project = _project(root)
     upstream = snakemake(project, *_args("slurm", SAMPLES), timeout=300)
     assert upstream.returncode == 0, upstream.stdout[-4000:]
     shards = [f"{SHARDS}/synthesize_questions_shard{i}of3.jsonl" for i in (1, 2, 3)]

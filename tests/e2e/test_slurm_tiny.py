@@ -4,32 +4,34 @@ A copy of the project is compiled with `fleming compile specs/tiny.flm` and run 
 using `generated/tiny/profiles/slurm` (the slurm executor plugin; only the partition is added on
 the command line) and `generated/tiny/profiles/slurm-generic` (plain sbatch through the
 cluster-generic executor, unchanged). Every job must run as a SLURM job, and the data it writes
-must be byte-identical to the same targets run with `generated/tiny/profiles/local`: where a job
-runs may not change what it computes.
+must be byte-identical to the same targets run with `generated/tiny/profiles/local` (the
+session's shared run, tests/tiny_data_fixtures.py): where a job runs may not change what it
+computes. The two profiles' runs go at once, each in its own project: they mostly wait for
+SLURM's status checks. Each test reports its own.
 """
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
-import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
-from paths import REPO
 from slurm.harness import (
     PARTITION,
     job_fields,
+    outcome,
+    run_concurrently,
     slurm_cluster,  # noqa: F401  (the session fixture, used below)
     snakemake,
     submitted_ids,
 )
+from tiny_data_fixtures import SNAKEFILE, compile_spec, copy_inputs
 
 pytestmark = [pytest.mark.slurm, pytest.mark.slow, pytest.mark.usefixtures("slurm_cluster")]
 
-SNAKEFILE = "generated/tiny/Snakefile"
 DATA_RULES = ("graph_load_medkg", "sample_rare_dx", "synthesize_questions", "distill_cot",
               "filter_clean")
 SFT_RULES = ("build_model_base", *DATA_RULES, "sft_cold_start")
@@ -38,19 +40,14 @@ SFT_BLOCK = "stage cold_start = sft(base, clean) {\n"
 
 def _project(root: Path) -> Path:
     """A fresh copy of the project's inputs, compiled as a user would."""
-    root.mkdir(parents=True, exist_ok=True)
-    for folder in ("specs", "data", "prompts"):
-        shutil.copytree(REPO / folder, root / folder)
+    copy_inputs(root)
     # What is tested here is where jobs run, not what the model learns: the cold start stops after
     # a few steps instead of the demo's 1,500 (the data jobs, compared byte for byte, are unchanged).
     spec = root / "specs" / "tiny.flm"
     text = spec.read_text(encoding="utf-8")
     assert SFT_BLOCK in text, "specs/tiny.flm's cold start changed: update SFT_BLOCK"
     spec.write_text(text.replace(SFT_BLOCK, SFT_BLOCK + "  max_steps = 20\n"), encoding="utf-8")
-    compiled = subprocess.run([sys.executable, "-m", "fleming_dsl.cli", "compile",
-                               "specs/tiny.flm"], cwd=root, text=True, capture_output=True,
-                              timeout=120, check=False)
-    assert compiled.returncode == 0, compiled.stdout + compiled.stderr
+    compile_spec(root, "specs/tiny.flm")
     return root
 
 
@@ -109,14 +106,23 @@ def _assert_nothing_ran_locally(output: str) -> None:
 
 
 @pytest.fixture(scope="module")
-def local_data(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
+def local_data(tiny_local_data: Path) -> dict[str, str]:
     """The data jobs run with the local profile: the reference both SLURM runs must match."""
-    project = _project(tmp_path_factory.mktemp("tiny-local"))
-    _run(project, "local", "filter_clean")
-    digests = _data_digests(project)
+    digests = _data_digests(tiny_local_data)
     assert {"data/rare_dx.jsonl", "data/questions.jsonl", "data/cot.jsonl", "data/clean.jsonl",
             "graph/medkg.npz"} <= set(digests), digests
     return digests
+
+
+@pytest.fixture(scope="module")
+def scenarios(tmp_path_factory: pytest.TempPathFactory,
+              local_data: dict[str, str]) -> dict[str, BaseException | None]:
+    """Both profiles' runs, at once: profile -> what its scenario raised, or None."""
+    root = tmp_path_factory.mktemp("slurm-tiny")
+    return run_concurrently({
+        "slurm": functools.partial(_slurm_profile, root / "tiny-slurm", local_data),
+        "slurm-generic": functools.partial(_generic_profile, root / "tiny-generic", local_data),
+    })
 
 
 def _assert_loadable_trained_model(stage: Path, base: Path) -> None:
@@ -136,8 +142,17 @@ def _assert_loadable_trained_model(stage: Path, base: Path) -> None:
 
 
 def test_slurm_profile_runs_data_jobs_and_sft_as_slurm_jobs(
-        tmp_path: Path, local_data: dict[str, str]) -> None:
-    project = _project(tmp_path / "tiny-slurm")
+        scenarios: dict[str, BaseException | None]) -> None:
+    outcome(scenarios, "slurm")
+
+
+def test_slurm_generic_profile_runs_data_jobs_through_sbatch(
+        scenarios: dict[str, BaseException | None]) -> None:
+    outcome(scenarios, "slurm-generic")
+
+
+def _slurm_profile(root: Path, local_data: dict[str, str]) -> None:
+    project = _project(root)
     result = _run(project, "slurm", "sft_cold_start", "--default-resources",
                   f"slurm_partition={PARTITION}", timeout=900)
     _assert_nothing_ran_locally(result.stdout)
@@ -154,9 +169,8 @@ def test_slurm_profile_runs_data_jobs_and_sft_as_slurm_jobs(
     _assert_loadable_trained_model(runs / "stages" / "cold_start", runs / "models" / "base")
 
 
-def test_slurm_generic_profile_runs_data_jobs_through_sbatch(
-        tmp_path: Path, local_data: dict[str, str]) -> None:
-    project = _project(tmp_path / "tiny-generic")
+def _generic_profile(root: Path, local_data: dict[str, str]) -> None:
+    project = _project(root)
     # The default partition of the test cluster takes the jobs; the profile is used unchanged.
     result = _run(project, "slurm-generic", "filter_clean", timeout=300)
     _assert_nothing_ran_locally(result.stdout)

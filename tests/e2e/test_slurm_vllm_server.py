@@ -1,15 +1,20 @@
 """A server-mode GRPO stage's launch on the two-node test cluster: the vLLM server (a stand-in
-answering its endpoints) on the first node, training on the second, in one allocation."""
+answering its endpoints) on the first node, training on the second, in one allocation.
+
+The three jobs run at once, each from its own folder and port: they mostly wait (for the stand-in
+server's health, for SLURM). Each test reports its own."""
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import shlex
 import subprocess
 import time
 from pathlib import Path
 
 import pytest
-from slurm.harness import slurm_cluster  # noqa: F401  (a fixture)
+from slurm.harness import outcome, run_concurrently, slurm_cluster  # noqa: F401  (a fixture)
 from vllm_fixtures import alive, compile_server_stage, standin_env, standin_records
 
 pytestmark = [pytest.mark.slurm, pytest.mark.slow]
@@ -26,15 +31,36 @@ def sbatch(root: Path, partition: str, script: Path, port: int, **env: str) -> t
     return result.returncode, log.read_text() if log.exists() else result.stderr
 
 
-@pytest.fixture
-def compiled(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    monkeypatch.chdir(tmp_path)
-    return compile_server_stage(tmp_path, "vllm_server_timeout = 20  resources { nodes = 2 }")
+TRAINER_RCS = (0, 3)
 
 
-@pytest.mark.parametrize("trainer_rc", [0, 3])
-def test_server_on_the_first_node_training_on_the_second(
-        tmp_path: Path, slurm_cluster: str, compiled: Path, trainer_rc: int) -> None:
+@pytest.fixture(scope="module")
+def scenarios(tmp_path_factory: pytest.TempPathFactory,
+              slurm_cluster: str) -> dict[str, BaseException | None]:
+    """Every job of this file, submitted at once: name -> what its scenario raised, or None."""
+    runs = {}
+    for name in [*(f"trainer-rc-{rc}" for rc in TRAINER_RCS), "never-healthy"]:
+        root = tmp_path_factory.mktemp(name)
+        with contextlib.chdir(root):  # compiling needs the project as the cwd; running does not
+            runs[name] = (root, compile_server_stage(root, "vllm_server_timeout = 20  "
+                                                           "resources { nodes = 2 }"))
+    return run_concurrently({
+        **{f"trainer-rc-{rc}": functools.partial(_server_and_trainer, *runs[f"trainer-rc-{rc}"],
+                                                 slurm_cluster, rc) for rc in TRAINER_RCS},
+        "never-healthy": functools.partial(_never_healthy, *runs["never-healthy"], slurm_cluster),
+    })
+
+
+@pytest.mark.parametrize("trainer_rc", TRAINER_RCS)
+def test_server_on_the_first_node_training_on_the_second(scenarios: dict, trainer_rc: int) -> None:
+    outcome(scenarios, f"trainer-rc-{trainer_rc}")
+
+
+def test_a_server_never_healthy_fails_the_job_within_its_timeout(scenarios: dict) -> None:
+    outcome(scenarios, "never-healthy")
+
+
+def _server_and_trainer(tmp_path: Path, compiled: Path, slurm_cluster: str, trainer_rc: int) -> None:
     rc, log = sbatch(tmp_path, slurm_cluster, compiled, 18441 + trainer_rc,
                      STANDIN_HEALTHY_AFTER="2", STANDIN_TRAINER_RC=str(trainer_rc))
     assert rc == trainer_rc, log  # sbatch --wait exits with the job's code
@@ -49,8 +75,7 @@ def test_server_on_the_first_node_training_on_the_second(
     assert not alive(server["pid"]), log
 
 
-def test_a_server_never_healthy_fails_the_job_within_its_timeout(
-        tmp_path: Path, slurm_cluster: str, compiled: Path) -> None:
+def _never_healthy(tmp_path: Path, compiled: Path, slurm_cluster: str) -> None:
     started = time.monotonic()
     rc, log = sbatch(tmp_path, slurm_cluster, compiled, 18445, STANDIN_HEALTHY_AFTER="never")
     assert rc == 1

@@ -12,7 +12,8 @@ import re
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -94,15 +95,35 @@ def job_fields(job_id: str) -> dict[str, str]:
 
 
 def wait_for_job(predicate, timeout: float = 120.0) -> dict[str, str]:
-    """Poll squeue until a job's fields satisfy `predicate`; returns those fields."""
+    """Poll squeue until a job's fields (id, name, comment, state and workdir: the folder it was
+    submitted from, which tells apart the same job of two projects) satisfy `predicate`; returns
+    those fields."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         out = subprocess.run(["squeue", "--noheader", "--states=all",
-                              "--format=%i|%j|%k|%T"], capture_output=True, text=True).stdout
+                              "--format=%i|%T|%Z|%j|%k"], capture_output=True, text=True).stdout
         for line in out.splitlines():
-            job_id, name, comment, state = line.strip().split("|", 3)
-            fields = {"id": job_id, "name": name, "comment": comment, "state": state}
+            job_id, state, workdir, name, comment = line.strip().split("|", 4)
+            fields = {"id": job_id, "name": name, "comment": comment, "state": state,
+                      "workdir": workdir}
             if predicate(fields):
                 return fields
         time.sleep(0.5)
     raise AssertionError(f"no SLURM job matched within {timeout} s")
+
+
+def run_concurrently(scenarios: dict[str, Callable[[], object]]) -> dict[str, BaseException | None]:
+    """Run each scenario in its own thread and wait for all: name -> the exception it raised, or
+    None. Scenarios that submit to SLURM spend most of their time waiting for the executor's
+    next status check (the slurm plugin waits 1 s, then 10 s longer each time nothing finished),
+    not on the CPU, so their waits overlap instead of adding up. A test re-raises its own
+    scenario's exception, so each failure is still reported by the test it belongs to."""
+    with ThreadPoolExecutor(max_workers=len(scenarios)) as pool:
+        futures = {name: pool.submit(scenario) for name, scenario in scenarios.items()}
+    return {name: future.exception() for name, future in futures.items()}
+
+
+def outcome(outcomes: dict[str, BaseException | None], name: str) -> None:
+    """Pass if scenario `name` of `run_concurrently` passed; else raise what it raised."""
+    if outcomes[name] is not None:
+        raise outcomes[name]
