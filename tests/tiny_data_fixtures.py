@@ -3,8 +3,8 @@
 Three slow tests (tests/e2e/test_sharded_tiny.py, test_slurm_shards.py, test_slurm_tiny.py)
 compare data made another way (cut into shards, through SLURM) with the bytes of this one run;
 running it once for all of them saves two runs of the data jobs. It does not touch the tiny
-end-to-end test's own run. Consumers only read the project; one that changes it copies it first
-(`shutil.copytree`, which keeps the files' times, so Snakemake still sees them as up to date).
+end-to-end test's own run. Consumers only read the project; one that changes it works on a copy
+(`copy_run`).
 """
 
 from __future__ import annotations
@@ -30,6 +30,12 @@ def copy_inputs(root: Path) -> Path:
     (root / "tests" / "specs").mkdir(parents=True)
     shutil.copy(REPO / "tests" / "specs" / "tiny_sharded.flm", root / "tests" / "specs")
     return root
+
+
+def copy_run(project: Path, root: Path) -> Path:
+    """A copy of `project` at `root`, its runs and Snakemake's records included, with the files'
+    times kept: Snakemake finds the copy as up to date as the original."""
+    return Path(shutil.copytree(project, root, symlinks=True))
 
 
 def compile_spec(root: Path, spec: str) -> None:

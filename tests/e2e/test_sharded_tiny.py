@@ -11,7 +11,6 @@ byte-identical to the unsharded run's.
 from __future__ import annotations
 
 import hashlib
-import shutil
 import subprocess
 import sys
 import threading
@@ -22,7 +21,7 @@ import psutil
 import pytest
 from tiny_data_fixtures import CLEAN as TARGET
 from tiny_data_fixtures import LOCAL_PROFILE as PROFILE
-from tiny_data_fixtures import SNAKEFILE
+from tiny_data_fixtures import SNAKEFILE, copy_run
 
 pytestmark = pytest.mark.slow
 
@@ -77,7 +76,7 @@ def _ran(log: str, job: str) -> bool:
 @pytest.fixture
 def project(tmp_path: Path, tiny_local_data: Path) -> Path:
     """A copy of the project where the unsharded data jobs ran (times kept: nothing is stale)."""
-    return Path(shutil.copytree(tiny_local_data, tmp_path / "sharded-tiny", symlinks=True))
+    return copy_run(tiny_local_data, tmp_path / "sharded-tiny")
 
 
 def test_shards_resume_alone_and_merge_to_the_unsharded_bytes(project: Path) -> None:

@@ -2,10 +2,14 @@
 
 Under `--executor slurm` the rule already runs inside an `srun -n1` step (the nested srun needs
 `--overlap`); under `--executor cluster-generic` it runs in the plain batch script.
+
+Both executors' runs go at once, each from its own folder and port: they mostly wait for SLURM.
+Each test reports its own.
 """
 
 from __future__ import annotations
 
+import functools
 import json
 import sys
 from pathlib import Path
@@ -15,6 +19,8 @@ from slurm.harness import (  # noqa: F401  (slurm_cluster is a fixture)
     GENERIC_ARGS,
     SLURM_ARGS,
     job_fields,
+    outcome,
+    run_concurrently,
     slurm_cluster,
     snakemake,
     submitted_ids,
@@ -43,9 +49,24 @@ rule train:
 """
 
 
-@pytest.mark.parametrize("executor, port", [("slurm", 29611), ("cluster-generic", 29612)])
-def test_wrapper_starts_two_ranks_under_slurm(
-        tmp_path: Path, slurm_cluster: str, executor: str, port: int) -> None:
+PORTS = {"slurm": 29611, "cluster-generic": 29612}
+
+
+@pytest.fixture(scope="module")
+def scenarios(tmp_path_factory: pytest.TempPathFactory,
+              slurm_cluster: str) -> dict[str, BaseException | None]:
+    """Both executors' runs, at once: executor -> what its scenario raised, or None."""
+    return run_concurrently({
+        executor: functools.partial(_two_ranks, tmp_path_factory.mktemp(executor), slurm_cluster,
+                                    executor, port) for executor, port in PORTS.items()})
+
+
+@pytest.mark.parametrize("executor", PORTS)
+def test_wrapper_starts_two_ranks_under_slurm(scenarios: dict, executor: str) -> None:
+    outcome(scenarios, executor)
+
+
+def _two_ranks(tmp_path: Path, slurm_cluster: str, executor: str, port: int) -> None:
     (tmp_path / "probe.py").write_text(PROBE, encoding="utf-8")
     (tmp_path / "Snakefile").write_text(SNAKEFILE.format(python=sys.executable))
     plan = LaunchPlan(name="t/train", python_args=("probe.py",), gpus_per_node=2,

@@ -1,11 +1,12 @@
 """Sharded data jobs on a real SLURM, through both generated profiles.
 
 `tests/specs/tiny_sharded.flm` cuts synthesize into 3 shards and distill and the filter's
-model-backed steps into 2. Each shard must run as its own SLURM job. Two of synthesize's shards
-run first; the third is cancelled with `scancel` while it is queued or running; the next
+model-backed steps into 2. Each shard must run as its own SLURM job. Each scenario starts from a
+copy of the session's local run of the unsharded tiny spec (tests/tiny_data_fixtures.py) with the
+sharded variant compiled over it and the sharded steps' data removed: the graph and the sampled
+paths, which no shard makes, are not made again. Two of synthesize's shards run first; the third is cancelled with `scancel` while it is queued or running; the next
 invocation submits that shard alone (the finished two are not redone), then the gathers and
-the rest. The merged data must be byte-identical to the unsharded tiny spec run with the local
-profile (the session's shared run, tests/tiny_data_fixtures.py).
+the rest. The merged data must be byte-identical to the unsharded run's.
 
 The three scenarios (the cancelled shard through each profile, the job array) run at once, each
 in its own project: they mostly wait for SLURM's status checks. Each test reports its own.
@@ -35,12 +36,11 @@ from slurm.harness import (
     wait_for_job,
 )
 from tiny_data_fixtures import CLEAN as TARGET
-from tiny_data_fixtures import SNAKEFILE, compile_spec, copy_inputs
+from tiny_data_fixtures import SNAKEFILE, compile_spec, copy_run
 
 pytestmark = [pytest.mark.slurm, pytest.mark.slow, pytest.mark.usefixtures("slurm_cluster")]
 
 PROFILES = ("slurm", "slurm-generic")
-SAMPLES = "runs/tiny/data/rare_dx.jsonl"
 SHARDS = "runs/tiny/shards/synthesize_questions"
 DATA = ("questions.jsonl", "cot.jsonl", "clean.jsonl", "clean.review.jsonl")
 # Where SLURM keeps each profile's name for a job: the slurm plugin's --comment, the generic
@@ -48,10 +48,14 @@ DATA = ("questions.jsonl", "cot.jsonl", "clean.jsonl", "clean.review.jsonl")
 SLURM_FIELD = {"slurm": "Comment", "slurm-generic": "JobName"}
 
 
-def _project(root: Path) -> Path:
-    copy_inputs(root)
-    compile_spec(root, "tests/specs/tiny_sharded.flm")
-    return root
+def _project(root: Path, unsharded_run: Path) -> Path:
+    """A copy of the unsharded run, the sharded variant compiled over it, the sharded steps'
+    data removed (Snakemake makes it again by the shards)."""
+    project = copy_run(unsharded_run, root)
+    compile_spec(project, "tests/specs/tiny_sharded.flm")
+    for name in DATA:
+        (project / "runs" / "tiny" / "data" / name).unlink()
+    return project
 
 
 def _args(profile: str, *targets: str, arrays: bool = False) -> list[str]:
@@ -94,9 +98,9 @@ def scenarios(tmp_path_factory: pytest.TempPathFactory,
     root = tmp_path_factory.mktemp("slurm-shards")
     unsharded = _digests(tiny_local_data)
     return run_concurrently({
-        **{profile: functools.partial(_cancel_and_rerun, root / profile, profile, unsharded)
-           for profile in PROFILES},
-        "array": functools.partial(_array, root / "array"),
+        **{profile: functools.partial(_cancel_and_rerun, _project(root / profile, tiny_local_data),
+                                      profile, unsharded) for profile in PROFILES},
+        "array": functools.partial(_array, _project(root / "array", tiny_local_data)),
     })
 
 
@@ -113,11 +117,7 @@ def test_the_three_shards_of_a_step_run_as_one_job_array(
     outcome(scenarios, "array")
 
 
-def _cancel_and_rerun(root: Path, profile: str, unsharded: dict[str, str]) -> None:
-    project = _project(root)
-    upstream = snakemake(project, *_args(profile, SAMPLES), timeout=300)
-    assert upstream.returncode == 0, upstream.stdout[-4000:]
-
+def _cancel_and_rerun(project: Path, profile: str, unsharded: dict[str, str]) -> None:
     # Two of the three shards, each its own SLURM job.
     first = snakemake(project, *_args(profile, f"{SHARDS}/synthesize_questions_shard1of3.jsonl",
                                       f"{SHARDS}/synthesize_questions_shard3of3.jsonl"), timeout=300)
@@ -161,10 +161,7 @@ def _cancel_and_rerun(root: Path, profile: str, unsharded: dict[str, str]) -> No
     assert _digests(project) == unsharded
 
 
-def _array(root: Path) -> None:
-    project = _project(root)
-    upstream = snakemake(project, *_args("slurm", SAMPLES), timeout=300)
-    assert upstream.returncode == 0, upstream.stdout[-4000:]
+def _array(project: Path) -> None:
     shards = [f"{SHARDS}/synthesize_questions_shard{i}of3.jsonl" for i in (1, 2, 3)]
     result = snakemake(project, *_args("slurm", *shards, arrays=True), timeout=300)
     assert result.returncode == 0, result.stdout[-4000:]
