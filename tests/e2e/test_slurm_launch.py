@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import functools
 import json
+import re
 import sys
 from pathlib import Path
 
@@ -81,8 +82,10 @@ def _two_ranks(tmp_path: Path, slurm_cluster: str, executor: str, port: int) -> 
     result = snakemake(tmp_path, *args)
     assert result.returncode == 0, result.stdout[-4000:]
     [job_id] = submitted_ids(result.stdout)
-    ranks = sorted((json.loads(line) for line in
-                    (tmp_path / "out" / "ranks.jsonl").read_text().splitlines()),
+    # each rank's object, not each line: the two ranks share the file, and once (cluster-generic,
+    # at load 8) one's newline came after the other's object
+    ranks = sorted((json.loads(found) for found in
+                    re.findall(r"\{[^{}]*\}", (tmp_path / "out" / "ranks.jsonl").read_text())),
                    key=lambda r: r["RANK"])
     node = job_fields(job_id)["NodeList"]  # one of the cluster's two nodes: the rendezvous host
     assert node in ("fleming-n1", "fleming-n2")
