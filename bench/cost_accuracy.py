@@ -1,0 +1,111 @@
+"""How close `fleming cost` comes: estimates from one run's records against a second run's times.
+
+    python bench/cost_accuracy.py SPEC --a RUN_A --b RUN_B      # two finished runs of SPEC
+    python bench/cost_accuracy.py SPEC --run [--cores 2]         # run SPEC twice, then compare
+
+Run from the project root. RUN_A and RUN_B are workdirs (folders holding the jobs'
+`<output>.meta.json` records) of the same spec. With `--run` the spec runs twice with
+`fleming run`, one after the other, each in its own temporary copy of the project (specs, data,
+prompts: cold teacher caches both times), and the two copies' workdirs are compared.
+
+Per job of the plan: the estimate `fleming cost` makes from run A's records (the record of the
+job of the same name, as after a first run), the time run B recorded, the error
+(estimate / recorded - 1), and whether it is within 25%; then the share of jobs within 25%.
+The figures depend on the machine and on what else ran beside each job; both sides are
+measured here, so print them with the machine they came from.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+BOUND = 0.25
+COPIED = ("specs", "data", "prompts")
+
+
+def run_copy(spec: str, cores: int, scratch: Path, name: str) -> Path:
+    """`fleming run SPEC` in a fresh copy of the project; returns the copy's workdir."""
+    from fleming_dsl.compiler import load_experiment
+
+    root = scratch / name
+    for folder in COPIED:
+        shutil.copytree(REPO / folder, root / folder)
+    start = time.monotonic()
+    done = subprocess.run([sys.executable, "-m", "fleming_dsl.cli", "run", spec, "--cores", str(cores)],
+                          cwd=root, text=True, capture_output=True)
+    if done.returncode != 0:
+        raise SystemExit(f"run {name} failed:\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}")
+    print(f"run {name}: {time.monotonic() - start:.0f} s wall", file=sys.stderr)
+    return root / load_experiment(root / spec, root).workdir
+
+
+def compare(spec: str, run_a: Path, run_b: Path) -> list[tuple[str, str, float, float | None]]:
+    """(job, kind, estimate from A, recorded in B or None) per job of the spec's plan."""
+    from fleming_dsl.compiler import default_out_dir, load_experiment
+    from fleming_dsl.plan.planner import plan
+    from fleming_dsl.review import cost
+
+    exp = load_experiment(spec)
+    planned = plan(exp, default_out_dir(exp))
+    estimates = cost.estimate(planned, [], own=cost.records_under([run_a]))
+    recorded = {r.job: r.seconds for r in cost.records_under([run_b])}
+    return [(e.job, e.kind, e.seconds, recorded.get(e.job)) for e in estimates
+            if e.basis != "declared"]
+
+
+def table(rows: list[tuple[str, str, float, float | None]]) -> str:
+    width = max([len(job) for job, *_ in rows] + [3])
+    lines = [f"| {'job':<{width}} | kind | estimate (A) s | recorded (B) s | error | within 25% |",
+             f"|{'-' * (width + 2)}|---|---:|---:|---:|:---:|"]
+    within = compared = 0
+    for job, kind, estimate, recorded in rows:
+        if recorded is None or recorded <= 0:
+            lines.append(f"| {job:<{width}} | {kind} | {estimate:.1f} | - | - | - |")
+            continue
+        error = estimate / recorded - 1
+        ok = abs(error) <= BOUND
+        within += ok
+        compared += 1
+        lines.append(f"| {job:<{width}} | {kind} | {estimate:.1f} | {recorded:.1f} | "
+                     f"{error:+.0%} | {'yes' if ok else 'no'} |")
+    share = within / compared if compared else 0.0
+    lines.append(f"\nwithin 25%: {within} of {compared} jobs ({share:.0%}); machine: "
+                 f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("spec")
+    parser.add_argument("--a", type=Path, help="run A's workdir (the estimates come from it)")
+    parser.add_argument("--b", type=Path, help="run B's workdir (the recorded times)")
+    parser.add_argument("--run", action="store_true", help="run the spec twice in temporary copies")
+    parser.add_argument("--cores", type=int, default=2)
+    parser.add_argument("--keep", type=Path, help="with --run: copy both workdirs here")
+    args = parser.parse_args(argv)
+    if args.run == bool(args.a and args.b):
+        parser.error("give either --a and --b, or --run")
+    if args.run:
+        with tempfile.TemporaryDirectory(prefix="cost-accuracy-") as scratch:
+            run_a = run_copy(args.spec, args.cores, Path(scratch), "a")
+            run_b = run_copy(args.spec, args.cores, Path(scratch), "b")
+            if args.keep:
+                for name, folder in (("a", run_a), ("b", run_b)):
+                    shutil.copytree(folder, args.keep / name, dirs_exist_ok=True)
+            print(table(compare(args.spec, run_a, run_b)))
+    else:
+        print(table(compare(args.spec, args.a, args.b)))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
