@@ -22,6 +22,12 @@ Results (`cfg.output`):
 Every completion goes, one row per (item, sample: the question, options, gold, the option read,
 the completion), to `<output>.predictions.jsonl` (`jobconfig.predictions_path`, a declared output):
 the report pairs them across stages and shows a few.
+
+Items are generated in chunks (`chunk_size`: one transformers batch, seeded `seed + chunk`), each
+kept in `<output>.progress.jsonl` as it finishes (`runtime/journal.py`). The signal before a time
+limit (or a preemption) stops the job after the chunk in hand; the next allocation generates only
+the chunks not kept, so a long evaluation finishes across allocations with the output of one
+that was never stopped.
 """
 
 from __future__ import annotations
@@ -33,6 +39,7 @@ from pydantic import ValidationError
 
 from fleming_dsl.errors import JobError
 from fleming_dsl.plan.jobconfig import Benchmark, EvalJob, predictions_path
+from fleming_dsl.runtime import preemption
 from fleming_dsl.runtime.data import shards
 from fleming_dsl.runtime.data.items import (
     MEDXPERTQA_GROUPS,
@@ -43,8 +50,12 @@ from fleming_dsl.runtime.data.items import (
 )
 from fleming_dsl.runtime.io import read_jsonl, write_json, write_jsonl
 from fleming_dsl.runtime.jobs.context import JobContext
+from fleming_dsl.runtime.journal import Journal, fingerprint
 from fleming_dsl.runtime.reporting.sampled import sampled_metrics
 from fleming_dsl.runtime.reporting.stats import proportion, wilson_interval
+
+
+VLLM_CHUNK = 1024  # items per vLLM call: enough to keep the engine busy, little lost on a stop
 
 
 # ---------------------------------------------------------------- loading
@@ -182,18 +193,38 @@ def engine(cfg: EvalJob) -> tuple[str, int]:
     return backend, fit_tensor_parallel(cfg.tensor_parallel, attention_heads(cfg.model))
 
 
-def _generate(cfg: EvalJob, items: list[Item], counts: dict[str, Any] | None = None) -> list[list[str]]:
+def chunk_size(cfg: EvalJob) -> int:
+    """Items per resumable chunk: one transformers batch (the batches of an uninterrupted run,
+    padding included), or a large vLLM call (each item under its own seed, so any cut gives the
+    same answers); a teacher's answers are cached anyway."""
+    if cfg.teacher is None and engine(cfg)[0] == "vllm":
+        return VLLM_CHUNK
+    return cfg.batch_size
+
+
+def _generate(cfg: EvalJob, items: list[Item], counts: dict[str, Any] | None = None,
+              seed: int | None = None) -> list[list[str]]:
+    """Completions of one chunk; `seed` is the chunk's (transformers reseeds per call)."""
     from fleming_dsl.runtime.generation import GenerationError, generate_chat
 
     if cfg.teacher is not None:
         return _ask_teacher(cfg, items, counts if counts is not None else {})
 
     backend, tensor_parallel = engine(cfg)
+    conversations = [prompt_messages(item) for item in items]
+    seeds = None
+    if backend == "vllm":  # the engine's sampler is shared by its calls: seed each item instead
+        from fleming_dsl.runtime.teachers import Request
+        from fleming_dsl.runtime.teachers.backends.local import request_seed
+
+        seeds = [request_seed(cfg.seed, Request(task="answer", messages=tuple(c), n=cfg.samples))
+                 for c in conversations]
     try:
         return generate_chat(
-            cfg.model, [prompt_messages(item) for item in items], n=cfg.samples,
-            temperature=cfg.temperature, max_new_tokens=cfg.max_tokens, seed=cfg.seed,
-            batch_size=cfg.batch_size, backend=backend, tensor_parallel=tensor_parallel)
+            cfg.model, conversations, n=cfg.samples,
+            temperature=cfg.temperature, max_new_tokens=cfg.max_tokens,
+            seed=cfg.seed if seed is None else seed, batch_size=cfg.batch_size, backend=backend,
+            tensor_parallel=tensor_parallel, seeds=seeds)
     except GenerationError as err:
         raise JobError(f"{cfg.job}: {err}") from None
     except OSError as err:  # transformers: no such directory or hub id
@@ -261,20 +292,44 @@ def run(cfg: EvalJob, ctx: JobContext) -> None:
     # the benchmark is part of the key: two benchmarks may reuse an item id
     picked = shards.positions([f"{name}/{item.id}" for name, item in benchmarks], cfg.shard)
     teacher_counts: dict[str, Any] = {}
-    outs = []
-    for name in dict.fromkeys(name for name, _ in benchmarks):
-        positions = [pos for pos in picked if benchmarks[pos][0] == name]
-        items = [benchmarks[pos][1] for pos in positions]
-        with ctx.timed("generate"):
-            completions = _generate(cfg, items, teacher_counts) if items else []
-        outs += [(pos, {"benchmark": name, "rows": score_item(name, item, texts, cfg.accept)})
-                 for pos, item, texts in zip(positions, items, completions, strict=True)]
-    outs.sort(key=lambda record: record[0])
+    journal = Journal(cfg.output, fingerprint(ctx.config_sha256, ctx.inputs))
+    outs = {pos: out for pos, out in journal.load().items() if pos in set(picked)}
+    if outs:
+        ctx.counts["resumed_items"] = len(outs)
+    with preemption.cooperative():  # the signal is taken between chunks, each one kept
+        for name in dict.fromkeys(name for name, _ in benchmarks):
+            positions = [pos for pos in picked if benchmarks[pos][0] == name]
+            size = chunk_size(cfg)
+            for number, start in enumerate(range(0, len(positions), size)):
+                chunk = positions[start:start + size]
+                if all(pos in outs for pos in chunk):
+                    continue  # a whole chunk only: a part of one would be padded otherwise
+                outs.update(_chunk(cfg, ctx, name, [(pos, benchmarks[pos][1]) for pos in chunk],
+                                   cfg.seed + number, teacher_counts, journal))
+                if preemption.requested():
+                    raise preemption.Preempted(
+                        f"stopped by SIG{preemption.PREEMPT_SIGNAL} (time limit near, or "
+                        f"preempted) with {len(outs)} of {len(picked)} items done; kept in "
+                        f"{journal.path} for the next run")
+    ordered = sorted(outs.items())
     if cfg.shard is not None:
-        shards.finish_shard(cfg, ctx, len(benchmarks), [pos for pos, _ in outs],
-                            [out for _, out in outs], teacher_counts)
+        shards.finish_shard(cfg, ctx, len(benchmarks), [pos for pos, _ in ordered],
+                            [out for _, out in ordered], teacher_counts)
     else:
-        finish(cfg, ctx, len(benchmarks), [out for _, out in outs], teacher_counts)
+        finish(cfg, ctx, len(benchmarks), [out for _, out in ordered], teacher_counts)
+    journal.remove()
+
+
+def _chunk(cfg: EvalJob, ctx: JobContext, name: str, chunk: list[tuple[int, Item]], seed: int,
+           teacher_counts: dict[str, Any], journal: Journal) -> dict[int, dict[str, Any]]:
+    """One chunk of a benchmark's items: generated, scored and kept in the journal."""
+    items = [item for _, item in chunk]
+    with ctx.timed("generate"):
+        completions = _generate(cfg, items, teacher_counts, seed)
+    records = [(pos, {"benchmark": name, "rows": score_item(name, item, texts, cfg.accept)})
+               for (pos, item), texts in zip(chunk, completions, strict=True)]
+    journal.add(records)
+    return dict(records)
 
 
 def finish(cfg: EvalJob, ctx: JobContext, total: int, outs: list[dict[str, Any]],
