@@ -39,7 +39,7 @@ class Teacher(Protocol):
 class Backend(Protocol):
     """What a backend implements: uncached generation and the identity it is cached under.
 
-    A backend whose answers arrive one by one (HTTP) may also offer
+    A backend whose answers arrive one by one (HTTP, a transformers model) may also offer
     `generate_each(requests, done)`, calling `done(index, texts)` per answer as it arrives; the
     cache then stores each at once, so a batch that fails half-way keeps what it got."""
 

@@ -176,3 +176,32 @@ def test_a_signalled_distillation_resumes_from_the_teacher_cache_to_the_same_byt
     assert counts["cache_hits"] == sum(rounds)  # rounds 1 and 2 were not asked again
     assert counts["teacher_calls"] == first["teacher_calls"] - sum(rounds)
     assert Path(stopped_cfg.output).read_bytes() == Path(cfg.output).read_bytes()
+
+
+def test_a_transformers_teacher_caches_each_answer_as_it_is_made(tiny_model: str, tmp_path: Path,
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    from fleming_dsl.plan.jobconfig import Backend
+    from fleming_dsl.runtime.teachers import CachedTeacher, Request
+    from fleming_dsl.runtime.teachers.backends.transformers import TransformersBackend
+    from fleming_dsl.runtime.teachers.cache import DiskCache
+
+    settings = Backend(kind="transformers", temperature=0.7, top_p=0.9, max_tokens=6)
+    requests = [Request(task="reason", messages=({"role": "user", "content": f"q{i}?"},))
+                for i in range(3)]
+    whole = TransformersBackend(tiny_model, settings, seed=3).generate(requests)
+
+    backend = TransformersBackend(tiny_model, settings, seed=3)
+    real, answered = backend.generate, []
+
+    def stopped_at_the_second(batch):
+        if answered:
+            raise preemption.Preempted("stopped")
+        answered.append(batch)
+        return real(batch)
+
+    monkeypatch.setattr(backend, "generate", stopped_at_the_second)
+    with pytest.raises(preemption.Preempted):
+        CachedTeacher(backend, DiskCache(tmp_path / "cache")).complete(requests)
+    again = CachedTeacher(TransformersBackend(tiny_model, settings, seed=3), DiskCache(tmp_path / "cache"))
+    assert [list(r.texts) for r in again.complete(requests)] == whole
+    assert again.counts() == {"teacher_calls": 2, "cache_hits": 1}

@@ -234,7 +234,7 @@ def test_a_transformers_teacher_writes_the_same_bytes_however_cut(tmp_path):
 def test_eval_cut_3_ways_writes_the_same_results(tmp_path, monkeypatch):
     """Scoring is per item: the results and the predictions are the unsharded job's. (A fake
     model stands in: which answer a real one gives is the generation tests' business.)"""
-    def answer(cfg, items, counts=None):
+    def answer(cfg, items, counts=None, seed=None):
         return [[f"<think>x</think><answer>{'AB'[len(i.question) % 2]}</answer>"]
                 * cfg.samples for i in items]
 
