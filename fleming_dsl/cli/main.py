@@ -391,9 +391,10 @@ def _add_builtin(sub: argparse._SubParsersAction, invoked: str | None = None) ->
                        description="Estimate each job's wall time and GPU-hours from the records "
                                    "(<output>.meta.json) earlier runs left: a job's own record "
                                    "from this spec's last run, else a recorded job of the same "
-                                   "kind scaled by steps, model size and GPUs (naming the run), "
-                                   "else its declared time limit. Warns when an estimate "
-                                   "exceeds the job's time limit.")
+                                   "kind scaled by steps, model size and GPUs (naming the run; "
+                                   "from another run only one on the same kind of hardware), "
+                                   "else its declared time limit, saying why. Warns when an "
+                                   "estimate exceeds the job's time limit.")
     p.add_argument("spec", metavar="SPEC")
     p.add_argument("--from", dest="runs", action="append", default=[], metavar="DIR",
                    help="also scale from the records under DIR (another run's workdir); repeatable")

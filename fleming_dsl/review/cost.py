@@ -3,8 +3,10 @@
 Every job records its timings and counts in `<output>.meta.json`. A job whose own record exists
 (an earlier run of this spec) is estimated from it, scaled by the steps it now asks for; a job
 without one is scaled from a recorded job of the same kind (this run's, or a run named with
-`--from`) by steps, model size and devices, citing the run and job it came from; a job of a kind
-nothing recorded falls back to its declared `time` limit, and says so. An estimate above the
+`--from`) by steps, model size and devices, citing the run and job it came from. Another run's
+record is used only where it can say something (`unscalable`: the same kind of hardware, and
+steps or a model size on both sides); otherwise, and for a kind nothing recorded, the job falls
+back to its declared `time` limit and says which record it did not use and why. An estimate above the
 job's `time` limit is a warning: SLURM would stop it (it checkpoints and requeues, but each
 allocation costs a queue wait).
 
@@ -40,6 +42,7 @@ class Record:
     steps: int | None = None
     parameters: int | None = None
     devices: int = 1  # GPUs across the job's ranks, or 1 on CPU
+    gpus: int = 0  # GPUs across the job's ranks (0: it ran on CPU)
 
 
 @dataclass(frozen=True)
@@ -70,7 +73,7 @@ def record_of(meta: dict[str, Any], run: str, path: str) -> Record | None:
     return Record(run=run, path=path, job=job, kind=kind, seconds=seconds,
                   steps=steps if isinstance(steps, int) else None,
                   parameters=counts.get("parameters") if isinstance(counts.get("parameters"), int) else None,
-                  devices=max(1, int(hardware.get("gpus") or 0)))
+                  devices=max(1, int(hardware.get("gpus") or 0)), gpus=int(hardware.get("gpus") or 0))
 
 
 def records_under(folders: Iterable[str | Path]) -> list[Record]:
@@ -154,15 +157,44 @@ def _hardware(devices: int) -> str:
     return "1 device" if devices == 1 else f"{devices} GPUs"
 
 
+def unscalable(job: Job, record: Record, parameters: int | None) -> str | None:
+    """Why another run's record says nothing of this job's time, or None when it can be scaled:
+    other hardware (a CPU second is no GPU second), or nothing to scale the work by (a tiny
+    run's graph load or 2,000 samples copied to a 7B spec's would only look measured)."""
+    if job.resources.gpus and not record.gpus:
+        return f"it ran on CPU, this job asks for {_hardware(_devices(job))}"
+    if record.gpus and not job.resources.gpus:
+        return "it ran on GPUs, this job on CPU"
+    steps = getattr(job.config, "max_steps", None)
+    if parameters and record.parameters or steps and record.steps:
+        return None
+    return "no model size or step count on both sides to scale by"
+
+
+def _scalable(job: Job, records: list[Record], parameters: int | None) -> tuple[Record | None, str]:
+    """The first record this job can be scaled from, else why the first one could not."""
+    for record in records:
+        if unscalable(job, record, parameters) is None:
+            return record, ""
+    first = records[0]
+    return None, (f"; not scaled from run {first.run}, job {first.job}: "
+                  f"{unscalable(job, first, parameters)}")
+
+
 def estimate(plan: Plan, records: Iterable[Record], *, own: Iterable[Record] = ()) -> list[Estimate]:
     """Per job of the plan, in plan order: its estimated wall time and GPU-hours, and the basis.
 
-    `own` are the records of this spec's run (matched by job name first); `records` every record
-    a job may be scaled from when it has none of its own (the first of its kind is used)."""
+    `own` are the records of this spec's run (matched by job name first, else a job of the same
+    kind in that run); `records` (other runs) are scaled from only where `unscalable` finds
+    nothing against it."""
+    own = list(own)
     own_by_job = {r.job: r for r in own}
-    by_kind: dict[str, Record] = {}
-    for record in [*own, *records]:
-        by_kind.setdefault(record.kind, record)
+    own_by_kind: dict[str, Record] = {}
+    for record in own:
+        own_by_kind.setdefault(record.kind, record)
+    others: dict[str, list[Record]] = {}
+    for record in records:
+        others.setdefault(record.kind, []).append(record)
     sizes = model_parameters(plan)
     out = []
     for job in plan.jobs:
@@ -170,18 +202,24 @@ def estimate(plan: Plan, records: Iterable[Record], *, own: Iterable[Record] = (
         limit_s = job.resources.time_min * 60
         parameters = sizes.get(job.name)
         record = own_by_job.get(job.name)
-        if record is not None and record.kind == kind:
+        unused = ""
+        if record is None or record.kind != kind:
+            record = own_by_kind.get(kind)
+            if record is None and others.get(kind):
+                record, unused = _scalable(job, others[kind], parameters)
+        if record is not None and record.job == job.name and record in own:
             factor, why = _scale(job, record)
             basis = "measured"
             note = f"measured: {record.path}" + (f" ({', '.join(why)})" if why else "")
-        elif (record := by_kind.get(kind)) is not None:
+        elif record is not None:
             factor, why = _scale(job, record, parameters, other=True)
             basis = "scaled"
             note = (f"scaled from run {record.run}, job {record.job}"
                     + (f" ({', '.join(why)})" if why else ""))
         else:
             factor, basis = limit_s, "declared"
-            note = f"no recorded {kind} job: the declared time limit"
+            note = f"no recorded {kind} job: the declared time limit" if not unused else (
+                f"the declared time limit{unused}")
         seconds = round(factor * (record.seconds if basis != "declared" else 1.0), 1)
         gpu_hours = impact.gpu_hours(job.resources.nodes, job.resources.gpus, seconds / 60)
         out.append(Estimate(job=job.name, kind=kind, seconds=seconds, gpu_hours=gpu_hours,

@@ -21,18 +21,17 @@ def _plan(spec: str):
     return plan(exp, default_out_dir(exp))
 
 
-def _record(job, seconds: float, steps: int | None = None, parameters: int | None = None) -> dict:
+def _record(job, seconds: float, steps: int | None = None, parameters: int | None = None,
+            gpus: int = 0) -> dict:
     """A meta as `runtime/jobs` writes it, with the fields an estimate reads."""
     return {"job": job.name, "kind": job.config.kind, "experiment": "tiny",
             "counts": {"parameters": parameters} if parameters else {},
             "metrics": {"steps": steps} if steps else {},
-            "timings": {"load": 1.0, "total_s": seconds}, "hardware": {"gpus": 0, "ranks": 1}}
+            "timings": {"load": 1.0, "total_s": seconds}, "hardware": {"gpus": gpus, "ranks": 1}}
 
 
-@pytest.fixture()
-def tiny_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+def _write_run(tmp_path: Path, gpus: int = 0):
     """The tiny spec's plan, with records of an earlier run under tmp_path (the project root)."""
-    monkeypatch.chdir(tmp_path)
     tiny = _plan("specs/tiny.flm")
     for job in tiny.jobs:
         trains = job.kind in ("sft", "grpo")
@@ -40,8 +39,14 @@ def tiny_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
         meta = tmp_path / job.config.meta
         meta.parent.mkdir(parents=True, exist_ok=True)
         seconds = {"sft": 120.0, "grpo": 90.0}.get(job.kind, 10.0)
-        meta.write_text(json.dumps(_record(job, seconds, steps, 1_000_000 if trains else None)))
+        meta.write_text(json.dumps(_record(job, seconds, steps, 1_000_000 if trains else None, gpus)))
     return tiny
+
+
+@pytest.fixture()
+def tiny_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.chdir(tmp_path)
+    return _write_run(tmp_path)
 
 
 def test_each_job_is_estimated_from_its_own_record(tiny_run) -> None:
@@ -54,7 +59,21 @@ def test_each_job_is_estimated_from_its_own_record(tiny_run) -> None:
         sum(json.loads(Path(j.config.meta).read_text())["timings"]["total_s"] for j in tiny_run.jobs))
 
 
-def test_the_7b_spec_is_scaled_from_the_tiny_run_and_says_so(tiny_run) -> None:
+def test_a_cpu_run_is_not_scaled_to_the_7b_specs_gpu_jobs_and_each_says_why(tiny_run) -> None:
+    big = _plan("specs/fleming_r1_7b.flm")
+    estimates = {e.job: e for e in cost.estimate(big, cost.records_under(["runs/tiny"]))}
+    assert {e.basis for e in estimates.values()} == {"declared"}
+    assert estimates["sft_cold_start"].note == (
+        "the declared time limit; not scaled from run runs/tiny, job sft_cold_start: it ran on "
+        "CPU, this job asks for 8 GPUs")
+    assert estimates["sample_rare_dx"].note == (
+        "the declared time limit; not scaled from run runs/tiny, job sample_rare_dx: no model "
+        "size or step count on both sides to scale by")
+
+
+def test_the_7b_spec_is_scaled_from_a_gpu_run_and_says_so(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    _write_run(tmp_path, gpus=1)
     big = _plan("specs/fleming_r1_7b.flm")
     estimates = {e.job: e for e in cost.estimate(big, cost.records_under(["runs/tiny"]))}
     sft = next(e for e in estimates.values() if e.kind == "sft")
