@@ -18,6 +18,7 @@ measured here, so print them with the machine they came from.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import platform
 import shutil
@@ -48,8 +49,18 @@ def run_copy(spec: str, cores: int, scratch: Path, name: str) -> Path:
     return root / load_experiment(root / spec, root).workdir
 
 
+def config_hashes(run: Path) -> dict[str, str]:
+    """Job -> the sha256 of the config it ran with, from the run's records."""
+    hashes = {}
+    for path in sorted(run.rglob("*.meta.json")):
+        meta = json.loads(path.read_text(encoding="utf-8"))
+        hashes[meta["job"]] = meta.get("config_sha256", "")
+    return hashes
+
+
 def compare(spec: str, run_a: Path, run_b: Path) -> list[tuple[str, str, float, float | None]]:
-    """(job, kind, estimate from A, recorded in B or None) per job of the spec's plan."""
+    """(job, kind, estimate from A, recorded in B or None) per job of the spec's plan; a job
+    that ran with another config in B (another version of the spec) is not compared."""
     from fleming_dsl.compiler import default_out_dir, load_experiment
     from fleming_dsl.plan.planner import plan
     from fleming_dsl.review import cost
@@ -58,8 +69,11 @@ def compare(spec: str, run_a: Path, run_b: Path) -> list[tuple[str, str, float, 
     planned = plan(exp, default_out_dir(exp))
     estimates = cost.estimate(planned, [], own=cost.records_under([run_a]))
     recorded = {r.job: r.seconds for r in cost.records_under([run_b])}
-    return [(e.job, e.kind, e.seconds, recorded.get(e.job)) for e in estimates
-            if e.basis != "declared"]
+    same = config_hashes(run_a)
+    other = config_hashes(run_b)
+    return [(e.job, e.kind, e.seconds,
+             recorded.get(e.job) if same.get(e.job) == other.get(e.job) else None)
+            for e in estimates if e.basis != "declared"]
 
 
 def table(rows: list[tuple[str, str, float, float | None]]) -> str:
@@ -69,7 +83,7 @@ def table(rows: list[tuple[str, str, float, float | None]]) -> str:
     within = compared = 0
     for job, kind, estimate, recorded in rows:
         if recorded is None or recorded <= 0:
-            lines.append(f"| {job:<{width}} | {kind} | {estimate:.1f} | - | - | - |")
+            lines.append(f"| {job:<{width}} | {kind} | {estimate:.1f} | - (not run, or another config) | - | - |")
             continue
         error = estimate / recorded - 1
         ok = abs(error) <= BOUND

@@ -325,9 +325,10 @@ def cmd_container(args: argparse.Namespace) -> int:
 def cmd_job(args: argparse.Namespace) -> int:
     from fleming_dsl.errors import JobError
     from fleming_dsl.runtime.jobs import run_job
+    from fleming_dsl.runtime.jobs.context import process_started
 
-    try:
-        run_job(args.kind, args.config)
+    try:  # timed from the process's start: `fleming cost` counts the imports a job pays for
+        run_job(args.kind, args.config, started=process_started())
     except JobError as err:
         print(f"error: {err}", file=sys.stderr)
         return 1

@@ -89,8 +89,10 @@ def recorded_inputs(cfg: Any) -> tuple[str, ...]:
     return tuple((task if task is not None else cfg).inputs)
 
 
-def run_job(kind: str, config_path: str) -> None:
-    """Run one job; raises JobError (one line for the user) on unusable config or input."""
+def run_job(kind: str, config_path: str, started: float | None = None) -> None:
+    """Run one job; raises JobError (one line for the user) on unusable config or input.
+    `started` (`time.monotonic()`) is when the job's process began, where it began for this job
+    (`fleming job`): its timings then count the start-up too."""
     try:
         raw = Path(config_path).read_bytes()
     except OSError as err:
@@ -106,7 +108,8 @@ def run_job(kind: str, config_path: str) -> None:
     module = importlib.import_module(f"fleming_dsl.runtime.jobs.{kind}")
     paths = recorded_inputs(cfg)
     check_inputs(cfg, paths, empty_ok=getattr(module, "EMPTY_INPUTS_OK", False))
-    ctx = JobContext(config=cfg, config_sha256=hashlib.sha256(raw).hexdigest(), inputs=paths)
+    ctx = JobContext(config=cfg, config_sha256=hashlib.sha256(raw).hexdigest(), inputs=paths,
+                     **({"started": started} if started is not None else {}))
     if ranks.distributed():
         ranks.configure_logging()
     try:

@@ -205,3 +205,18 @@ def test_a_transformers_teacher_caches_each_answer_as_it_is_made(tiny_model: str
     again = CachedTeacher(TransformersBackend(tiny_model, settings, seed=3), DiskCache(tmp_path / "cache"))
     assert [list(r.texts) for r in again.complete(requests)] == whole
     assert again.counts() == {"teacher_calls": 2, "cache_hits": 1}
+
+
+def test_a_job_process_is_timed_from_its_start(tmp_path: Path) -> None:
+    """`fleming job` counts the interpreter's start and its imports in total_s (what `fleming
+    cost` reads): a 2-second start-up before the job must show."""
+    import subprocess
+    import sys
+
+    bench = _benchmark(tmp_path / "alpha.jsonl")
+    config = _eval_config(tmp_path / "run", "scripted", bench, limit=0)
+    code = ("import time, sys; time.sleep(2); from fleming_dsl.cli.main import main; "
+            f"sys.exit(main(['job', 'eval', '--config', {config!r}]))")
+    subprocess.run([sys.executable, "-c", code], check=False, capture_output=True)
+    timings = json.loads((tmp_path / "run" / "eval.json.meta.json").read_text())["timings"]
+    assert timings["startup_s"] >= 2.0 and timings["total_s"] >= timings["startup_s"]
