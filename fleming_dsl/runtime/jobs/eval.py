@@ -55,7 +55,7 @@ from fleming_dsl.runtime.reporting.sampled import sampled_metrics
 from fleming_dsl.runtime.reporting.stats import proportion, wilson_interval
 
 
-VLLM_CHUNK = 1024  # items per vLLM call: enough to keep the engine busy, little lost on a stop
+LARGE_CHUNK = 1024  # items per vLLM or teacher call: enough to keep an engine busy
 
 
 # ---------------------------------------------------------------- loading
@@ -195,11 +195,11 @@ def engine(cfg: EvalJob) -> tuple[str, int]:
 
 def chunk_size(cfg: EvalJob) -> int:
     """Items per resumable chunk: one transformers batch (the batches of an uninterrupted run,
-    padding included), or a large vLLM call (each item under its own seed, so any cut gives the
-    same answers); a teacher's answers are cached anyway."""
-    if cfg.teacher is None and engine(cfg)[0] == "vllm":
-        return VLLM_CHUNK
-    return cfg.batch_size
+    padding included), else a large call: vLLM seeds each item (any cut gives the same answers)
+    and a teacher caches each answer."""
+    if cfg.teacher is None and engine(cfg)[0] == "transformers":
+        return cfg.batch_size
+    return LARGE_CHUNK
 
 
 def _generate(cfg: EvalJob, items: list[Item], counts: dict[str, Any] | None = None,
