@@ -11,6 +11,7 @@ prompts: cold teacher caches both times), and the two copies' workdirs are compa
 Per job of the plan: the estimate `fleming cost` makes from run A's records (the record of the
 job of the same name, as after a first run), the time run B recorded, the error
 (estimate / recorded - 1), and whether it is within 25%; then the share of jobs within 25%.
+A job that ran with another config in B (another version of the spec) is shown, not compared.
 The figures depend on the machine and on what else ran beside each job; both sides are
 measured here, so print them with the machine they came from.
 """
@@ -110,12 +111,12 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("give either --a and --b, or --run")
     if args.run:
         with tempfile.TemporaryDirectory(prefix="cost-accuracy-") as scratch:
-            run_a = run_copy(args.spec, args.cores, Path(scratch), "a")
-            run_b = run_copy(args.spec, args.cores, Path(scratch), "b")
-            if args.keep:
-                for name, folder in (("a", run_a), ("b", run_b)):
-                    shutil.copytree(folder, args.keep / name, dirs_exist_ok=True)
-            print(table(compare(args.spec, run_a, run_b)))
+            runs = []
+            for name in ("a", "b"):
+                runs.append(run_copy(args.spec, args.cores, Path(scratch), name))
+                if args.keep:  # each as soon as it is done: a run is ten minutes of two cores
+                    shutil.copytree(runs[-1], args.keep / name, dirs_exist_ok=True)
+            print(table(compare(args.spec, *runs)))
     else:
         print(table(compare(args.spec, args.a, args.b)))
     return 0
