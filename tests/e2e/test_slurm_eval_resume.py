@@ -26,7 +26,7 @@ from fleming_dsl.runtime.jobs import run_job
 
 pytestmark = [pytest.mark.slurm, pytest.mark.slow, pytest.mark.usefixtures("slurm_cluster")]
 
-ITEMS = 240  # 1 thread, batches of 4: long enough to be preempted after its first chunks
+ITEMS = 120  # 1 thread, batches of 4: about 15 chunks in the shard, preempted after 2
 SHARD = {"index": 0, "count": 2, "of": "eval_cold_start"}
 
 
