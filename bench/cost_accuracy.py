@@ -2,11 +2,16 @@
 
     python bench/cost_accuracy.py SPEC --a RUN_A --b RUN_B      # two finished runs of SPEC
     python bench/cost_accuracy.py SPEC --run [--cores 2]         # run SPEC twice, then compare
+    python bench/cost_accuracy.py SPEC --again PROJECT [--skip JOB]  # re-run a run's jobs
 
 Run from the project root. RUN_A and RUN_B are workdirs (folders holding the jobs'
 `<output>.meta.json` records) of the same spec. With `--run` the spec runs twice with
 `fleming run`, one after the other, each in its own temporary copy of the project (specs, data,
-prompts: cold teacher caches both times), and the two copies' workdirs are compared.
+prompts: cold teacher caches both times), and the two copies' workdirs are compared. With
+`--again PROJECT` (a project folder holding a finished run of SPEC: its generated/ and workdir)
+run B is that run's jobs run again one at a time with `fleming job`, in plan order, in a copy of
+PROJECT (each job's inputs are run A's; `--skip` leaves out a long job): a second run for the
+price of the jobs you keep.
 
 Per job of the plan: the estimate `fleming cost` makes from run A's records (the record of the
 job of the same name, as after a first run), the time run B recorded, the error
@@ -48,6 +53,27 @@ def run_copy(spec: str, cores: int, scratch: Path, name: str) -> Path:
         raise SystemExit(f"run {name} failed:\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}")
     print(f"run {name}: {time.monotonic() - start:.0f} s wall", file=sys.stderr)
     return root / load_experiment(root / spec, root).workdir
+
+
+def rerun_jobs(spec: str, project: Path, scratch: Path, skip: list[str]) -> Path:
+    """Each job of the finished run in `project` run again with `fleming job`, in a copy;
+    returns the copy's workdir."""
+    from fleming_dsl.compiler import default_out_dir, load_experiment
+    from fleming_dsl.plan.planner import plan
+
+    root = scratch / "b"
+    shutil.copytree(project, root, symlinks=True)
+    exp = load_experiment(root / spec, root)
+    for job in plan(exp, default_out_dir(exp)).jobs:
+        if job.name in skip:
+            continue
+        config = f"{default_out_dir(exp)}/jobs/{job.name}.json"
+        done = subprocess.run([sys.executable, "-m", "fleming_dsl.cli", "job", job.config.kind,
+                               "--config", config], cwd=root, text=True, capture_output=True)
+        if done.returncode != 0:
+            raise SystemExit(f"{job.name} failed again:\n{done.stderr[-3000:]}")
+        print(f"{job.name}: run again", file=sys.stderr)
+    return root / exp.workdir
 
 
 def config_hashes(run: Path) -> dict[str, str]:
@@ -98,6 +124,12 @@ def table(rows: list[tuple[str, str, float, float | None]]) -> str:
     return "\n".join(lines)
 
 
+def _workdir(spec: str) -> str:
+    from fleming_dsl.compiler import load_experiment
+
+    return load_experiment(spec).workdir
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("spec")
@@ -106,10 +138,21 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--run", action="store_true", help="run the spec twice in temporary copies")
     parser.add_argument("--cores", type=int, default=2)
     parser.add_argument("--keep", type=Path, help="with --run: copy both workdirs here")
+    parser.add_argument("--again", type=Path, metavar="PROJECT",
+                        help="run B: the jobs of the run in PROJECT run again, one at a time")
+    parser.add_argument("--skip", action="append", default=[], metavar="JOB",
+                        help="with --again: a job not run again (not compared); repeatable")
     args = parser.parse_args(argv)
-    if args.run == bool(args.a and args.b):
-        parser.error("give either --a and --b, or --run")
-    if args.run:
+    if [args.run, bool(args.a and args.b), bool(args.again)].count(True) != 1:
+        parser.error("give one of --a and --b, --run, or --again")
+    if args.again:
+        exp_workdir = args.again / _workdir(args.spec)
+        with tempfile.TemporaryDirectory(prefix="cost-accuracy-") as scratch:
+            run_b = rerun_jobs(args.spec, args.again, Path(scratch), args.skip)
+            if args.keep:
+                shutil.copytree(run_b, args.keep / "b", dirs_exist_ok=True)
+            print(table(compare(args.spec, exp_workdir, run_b)))
+    elif args.run:
         with tempfile.TemporaryDirectory(prefix="cost-accuracy-") as scratch:
             runs = []
             for name in ("a", "b"):
