@@ -46,9 +46,9 @@ def fingerprint(config_sha256: str, inputs: Iterable[str]) -> str:
 class Journal:
     """The finished records of one job's output, appended chunk by chunk."""
 
-    def __init__(self, output: str | Path, print_: str) -> None:
+    def __init__(self, output: str | Path, job_print: str) -> None:
         self.path = journal_path(output)
-        self.fingerprint = print_
+        self.fingerprint = job_print  # `fingerprint(...)` of the job writing it
 
     def load(self) -> dict[int, Any]:
         """The records a stopped run left (input position -> out); {} for none or another job's."""

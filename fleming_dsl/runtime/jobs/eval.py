@@ -293,7 +293,8 @@ def run(cfg: EvalJob, ctx: JobContext) -> None:
     picked = shards.positions([f"{name}/{item.id}" for name, item in benchmarks], cfg.shard)
     teacher_counts: dict[str, Any] = {}
     journal = Journal(cfg.output, fingerprint(ctx.config_sha256, ctx.inputs))
-    outs = {pos: out for pos, out in journal.load().items() if pos in set(picked)}
+    wanted = set(picked)
+    outs = {pos: out for pos, out in journal.load().items() if pos in wanted}
     if outs:
         ctx.counts["resumed_items"] = len(outs)
     with preemption.cooperative():  # the signal is taken between chunks, each one kept
