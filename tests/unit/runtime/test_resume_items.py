@@ -120,6 +120,7 @@ def test_a_signalled_evaluation_keeps_its_chunks_and_resumes_to_the_same_bytes(
     assert sum(chunks) == total - 4  # the kept chunks were not generated again
     assert json.loads((parts / "eval.json.meta.json").read_text())["counts"]["resumed_items"] == 4
     assert not progress.exists()
+    assert "eval.json" in produced
     for name in produced:
         assert (parts / name).read_bytes() == (whole / name).read_bytes(), name
 
