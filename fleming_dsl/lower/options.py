@@ -128,8 +128,9 @@ BLOCKS: tuple[Block, ...] = (
         Opt("group_cpu_jobs", "true/false", "bundle short CPU jobs into one submission",
             "ir.Cluster.group_cpu_jobs"),
         Opt("signal_lead", _DURATION, "how long before a job's time limit SLURM signals it "
-            "(sbatch --signal; at most half the limit): training checkpoints, and the job "
-            "requeues itself and resumes", "15m", "> 0", "seconds"),
+            "(sbatch --signal; at most half the limit): training checkpoints, an evaluation "
+            "keeps its finished chunks, and the job requeues itself and resumes", "15m", "> 0",
+            "seconds"),
         Opt("container", "string (image)", "Apptainer/Docker image every job runs in "
             "(Snakemake's container support; also allowed in the experiment header)", None),
     )),
