@@ -76,18 +76,23 @@ def rerun_jobs(spec: str, project: Path, scratch: Path, skip: list[str]) -> Path
     return root / exp.workdir
 
 
-def config_hashes(run: Path) -> dict[str, str]:
-    """Job -> the sha256 of the config it ran with, from the run's records."""
-    hashes = {}
+def run_records(run: Path) -> dict[str, dict]:
+    """Job -> its meta record, for every record under a run's workdir."""
+    metas = {}
     for path in sorted(run.rglob("*.meta.json")):
         meta = json.loads(path.read_text(encoding="utf-8"))
-        hashes[meta["job"]] = meta.get("config_sha256", "")
-    return hashes
+        metas[meta["job"]] = meta
+    return metas
 
 
-def compare(spec: str, run_a: Path, run_b: Path) -> list[tuple[str, str, float, float | None]]:
-    """(job, kind, estimate from A, recorded in B or None) per job of the spec's plan; a job
-    that ran with another config in B (another version of the spec) is not compared."""
+Row = tuple[str, str, float, "float | None", "float | None", "float | None"]
+
+
+def compare(spec: str, run_a: Path, run_b: Path) -> list[Row]:
+    """(job, kind, estimate from A, wall time recorded in B, CPU seconds in A and in B) per
+    job of the spec's plan; a job that ran with another config in B (another version of the
+    spec) is not compared. CPU seconds (recorded since `timings.cpu_s` exists) show whether a
+    wall-time error is the work or the load beside it."""
     from fleming_dsl.compiler import default_out_dir, load_experiment
     from fleming_dsl.plan.planner import plan
     from fleming_dsl.review import cost
@@ -95,29 +100,38 @@ def compare(spec: str, run_a: Path, run_b: Path) -> list[tuple[str, str, float, 
     exp = load_experiment(spec)
     planned = plan(exp, default_out_dir(exp))
     estimates = cost.estimate(planned, [], own=cost.records_under([run_a]))
-    recorded = {r.job: r.seconds for r in cost.records_under([run_b])}
-    same = config_hashes(run_a)
-    other = config_hashes(run_b)
-    return [(e.job, e.kind, e.seconds,
-             recorded.get(e.job) if same.get(e.job) == other.get(e.job) else None)
-            for e in estimates if e.basis != "declared"]
+    metas_a, metas_b = run_records(run_a), run_records(run_b)
+    rows = []
+    for e in estimates:
+        a, b = metas_a.get(e.job, {}), metas_b.get(e.job, {})
+        if e.basis == "declared":
+            continue
+        if not b or a.get("config_sha256") != b.get("config_sha256"):
+            rows.append((e.job, e.kind, e.seconds, None, None, None))
+            continue
+        rows.append((e.job, e.kind, e.seconds, b["timings"]["total_s"],
+                     a.get("timings", {}).get("cpu_s"), b["timings"].get("cpu_s")))
+    return rows
 
 
-def table(rows: list[tuple[str, str, float, float | None]]) -> str:
+def table(rows: list[Row]) -> str:
     width = max([len(job) for job, *_ in rows] + [3])
-    lines = [f"| {'job':<{width}} | kind | estimate (A) s | recorded (B) s | error | within 25% |",
-             f"|{'-' * (width + 2)}|---|---:|---:|---:|:---:|"]
+    lines = [f"| {'job':<{width}} | kind | estimate (A) s | recorded (B) s | error | within 25% "
+             "| CPU s A / B |",
+             f"|{'-' * (width + 2)}|---|---:|---:|---:|:---:|---:|"]
     within = compared = 0
-    for job, kind, estimate, recorded in rows:
+    for job, kind, estimate, recorded, cpu_a, cpu_b in rows:
         if recorded is None or recorded <= 0:
-            lines.append(f"| {job:<{width}} | {kind} | {estimate:.1f} | - (not run, or another config) | - | - |")
+            lines.append(f"| {job:<{width}} | {kind} | {estimate:.1f} | - (not run, or another "
+                         "config) | - | - | - |")
             continue
         error = estimate / recorded - 1
         ok = abs(error) <= BOUND
         within += ok
         compared += 1
+        cpu = f"{cpu_a:.1f} / {cpu_b:.1f}" if cpu_a and cpu_b else "-"
         lines.append(f"| {job:<{width}} | {kind} | {estimate:.1f} | {recorded:.1f} | "
-                     f"{error:+.0%} | {'yes' if ok else 'no'} |")
+                     f"{error:+.0%} | {'yes' if ok else 'no'} | {cpu} |")
     share = within / compared if compared else 0.0
     lines.append(f"\nwithin 25%: {within} of {compared} jobs ({share:.0%}); machine: "
                  f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs")

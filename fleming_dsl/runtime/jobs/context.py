@@ -57,6 +57,15 @@ def process_started() -> float:
     return time.monotonic() - min(max(0.0, age), 3600.0)  # a sane bound on a clock mix-up
 
 
+def cpu_seconds() -> float:
+    """CPU time this process and its finished children used (user + system): the job's work,
+    which other processes on a shared machine do not stretch as they stretch its wall time."""
+    import resource
+
+    own, children = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return round(own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime, 3)
+
+
 @dataclass
 class JobContext:
     """What a running job records about itself; written to `cfg.meta` when it finishes."""
@@ -92,7 +101,7 @@ class JobContext:
             "inputs": {p: sha256_path(p) for p in self.inputs if Path(p).exists()},
             "counts": self.counts,
             "metrics": self.metrics,
-            "timings": {**self.timings, "startup_s": self.startup_s,
+            "timings": {**self.timings, "startup_s": self.startup_s, "cpu_s": cpu_seconds(),
                         "total_s": round(time.monotonic() - self.started, 3)},
             "versions": library_versions(),
             "hardware": hardware(),

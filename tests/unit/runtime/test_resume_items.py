@@ -221,3 +221,4 @@ def test_a_job_process_is_timed_from_its_start(tmp_path: Path) -> None:
     subprocess.run([sys.executable, "-c", code], check=False, capture_output=True)
     timings = json.loads((tmp_path / "run" / "eval.json.meta.json").read_text())["timings"]
     assert timings["startup_s"] >= 2.0 and timings["total_s"] >= timings["startup_s"]
+    assert 0 < timings["cpu_s"] < timings["total_s"]  # the sleep took no CPU
