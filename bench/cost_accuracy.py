@@ -88,10 +88,10 @@ def run_records(run: Path) -> dict[str, dict]:
 Row = tuple[str, str, float, "float | None", "float | None", "float | None"]
 
 
-def compare(spec: str, run_a: Path, run_b: Path) -> list[Row]:
+def compare(spec: str, run_a: Path, run_b: Path, skip: list[str] = ()) -> list[Row]:
     """(job, kind, estimate from A, wall time recorded in B, CPU seconds in A and in B) per
     job of the spec's plan; a job that ran with another config in B (another version of the
-    spec) is not compared. CPU seconds (recorded since `timings.cpu_s` exists) show whether a
+    spec), or one in `skip` (not run again: B holds A's record), is not compared. CPU seconds (recorded since `timings.cpu_s` exists) show whether a
     wall-time error is the work or the load beside it."""
     from fleming_dsl.compiler import default_out_dir, load_experiment
     from fleming_dsl.plan.planner import plan
@@ -106,7 +106,7 @@ def compare(spec: str, run_a: Path, run_b: Path) -> list[Row]:
         a, b = metas_a.get(e.job, {}), metas_b.get(e.job, {})
         if e.basis == "declared":
             continue
-        if not b or a.get("config_sha256") != b.get("config_sha256"):
+        if not b or a.get("config_sha256") != b.get("config_sha256") or e.job in skip:
             rows.append((e.job, e.kind, e.seconds, None, None, None))
             continue
         rows.append((e.job, e.kind, e.seconds, b["timings"]["total_s"],
@@ -122,8 +122,8 @@ def table(rows: list[Row]) -> str:
     within = compared = 0
     for job, kind, estimate, recorded, cpu_a, cpu_b in rows:
         if recorded is None or recorded <= 0:
-            lines.append(f"| {job:<{width}} | {kind} | {estimate:.1f} | - (not run, or another "
-                         "config) | - | - | - |")
+            lines.append(f"| {job:<{width}} | {kind} | {estimate:.1f} | - (not run again, or "
+                         "another config) | - | - | - |")
             continue
         error = estimate / recorded - 1
         ok = abs(error) <= BOUND
@@ -155,7 +155,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--again", type=Path, metavar="PROJECT",
                         help="run B: the jobs of the run in PROJECT run again, one at a time")
     parser.add_argument("--skip", action="append", default=[], metavar="JOB",
-                        help="with --again: a job not run again (not compared); repeatable")
+                        help="a job not run again in B (not compared); repeatable")
     args = parser.parse_args(argv)
     if [args.run, bool(args.a and args.b), bool(args.again)].count(True) != 1:
         parser.error("give one of --a and --b, --run, or --again")
@@ -165,7 +165,7 @@ def main(argv: list[str] | None = None) -> int:
             run_b = rerun_jobs(args.spec, args.again, Path(scratch), args.skip)
             if args.keep:
                 shutil.copytree(run_b, args.keep / "b", dirs_exist_ok=True)
-            print(table(compare(args.spec, exp_workdir, run_b)))
+            print(table(compare(args.spec, exp_workdir, run_b, args.skip)))
     elif args.run:
         with tempfile.TemporaryDirectory(prefix="cost-accuracy-") as scratch:
             runs = []
@@ -175,7 +175,7 @@ def main(argv: list[str] | None = None) -> int:
                     shutil.copytree(runs[-1], args.keep / name, dirs_exist_ok=True)
             print(table(compare(args.spec, *runs)))
     else:
-        print(table(compare(args.spec, args.a, args.b)))
+        print(table(compare(args.spec, args.a, args.b, args.skip)))
     return 0
 
 
