@@ -68,7 +68,8 @@ def one_rank_sft(projects: dict[str, Project], tmp_path_factory: pytest.TempPath
     """The DDP project's SFT job run directly in one process, with grad_accum 2 (same samples per step)."""
     root = tmp_path_factory.mktemp("mr-one-rank")
     config = projects["ddp"].config(SFT_JOB)
-    config.update(grad_accum=2, output=str(root / "sft"), meta=str(root / "sft.meta.json"))
+    config["training"]["grad_accum"] = 2
+    config.update(output=str(root / "sft"), meta=str(root / "sft.meta.json"))
     path = root / "sft.json"
     path.write_text(json.dumps(config), encoding="utf-8")
     done = subprocess.run([sys.executable, "-m", "fleming_dsl.cli", "job", "sft", "--config", str(path)],
@@ -194,7 +195,7 @@ def _kill_and_resume(project: Project, tmp_path: Path) -> None:
     import os
 
     config = project.config(SFT_JOB)
-    config.update(max_steps=40, save_steps=2)
+    config["training"].update(max_steps=40, save_steps=2)
     for key in ("output", "meta"):
         config[key] = config[key].replace("cold_start", "killed")
     project.config_path(SFT_JOB).write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
@@ -221,7 +222,7 @@ def _kill_and_resume(project: Project, tmp_path: Path) -> None:
     # as if the job were killed while writing a checkpoint: a folder without the marker
     partial = ckpt / f"checkpoint-{sealed[-1] + 2}"
     partial.mkdir(exist_ok=True)
-    config.update(max_steps=sealed[-1] + 2)
+    config["training"].update(max_steps=sealed[-1] + 2)
     project.config_path(SFT_JOB).write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
     done = launch(project, SFT_JOB)
     assert done.returncode == 0, done.stdout[-4000:]
