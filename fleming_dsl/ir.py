@@ -159,6 +159,7 @@ class Sample(Decl):
     mask: Literal["anchor", "target"] | int = "target"
     distractors: int = 3
     near_distractors: bool = True
+    clues: int | None = None  # None: the path's own edges to the masked entity
     count: int
     seed: int | None = None  # defaults to the experiment seed
     resources: Resources | None = None  # None: the planner's defaults for a data job

@@ -275,6 +275,7 @@ class _Lowering:
             self.ctx.unknown_function(distractors, "distractor policy", ("same_type",))
         elif distractors is not None:
             fields["distractors"] = opts.get("distractors", to_int, check=at_least(1))
+        fields["clues"] = opts.get("clues", to_int, check=at_least(1))
         count = opts.get("count", to_int, check=positive)
         if count is None and opts.raw("count") is None:
             self.diags.error(f"sample {d.name.name} needs count = <how many paths>", d.name.span)

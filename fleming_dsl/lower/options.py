@@ -187,6 +187,10 @@ BLOCKS: tuple[Block, ...] = (
         Opt("distractors", "whole number or same_type(k = K, near = B)",
             "wrong options per question, drawn from entities of the answer's type",
             "ir.Sample.distractors", ">= 1"),
+        Opt("clues", "whole number", "clues about the answer per question: the path's edges to it, "
+            "then more of its neighbours joined as those edges are (same relation and type; fewer "
+            "where it has fewer), so a 2-hop walk gives a vignette of 3-4 findings",
+            "the path's own", ">= 1"),
         Opt("count", "whole number", "paths to sample (questions to write); required", range="> 0"),
         Opt("seed", "whole number", "sampling seed", "the experiment seed"),
     )),

@@ -130,6 +130,7 @@ class SampleJob(JobBase):
     mask: Literal["anchor", "target"] | int
     distractors: int
     near_distractors: bool
+    clues: int | None = Field(default=None, ge=1)  # None: the path's own edges to the masked entity
     count: int = Field(ge=1, le=MAX_COUNT)
     output: str  # JSONL of sampled paths with masked answer and distractors
     # the graph's `reads { }`: (relation, from its head, from its tail), written into each row

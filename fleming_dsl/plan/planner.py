@@ -271,7 +271,7 @@ class _Planner:
             node_types=tuple(s.node_type for s in sample.steps),
             hops_min=sample.hops_min, hops_max=sample.hops_max, weight=sample.weight,
             alpha=sample.alpha, mask=sample.mask, distractors=sample.distractors,
-            near_distractors=sample.near_distractors, count=sample.count,
+            near_distractors=sample.near_distractors, clues=sample.clues, count=sample.count,
             output=out, readings=graph_decl.readings)  # type: ignore[attr-defined]
         if sample.seed is not None:
             cfg = cfg.model_copy(update={"seed": sample.seed})

@@ -229,6 +229,32 @@ def answer_alternatives(store: GraphStore, path: list[int], rels: list[int], m: 
     return np.unique(np.concatenate(found))
 
 
+def clue_edges(store: GraphStore, path: list[int], rels: list[int], m: int) -> list[tuple[int, int, int]]:
+    """(path edge, relation from the masked node, type of the node it reaches) of each path edge
+    touching the masked node: where more clues about it are found."""
+    found = []
+    if m > 0:
+        found.append((m - 1, _reverse(store, rels[m - 1]), int(store.node_type[path[m - 1]])))
+    if m + 1 < len(path):
+        found.append((m, rels[m], int(store.node_type[path[m + 1]])))
+    return found
+
+
+def extra_clues(store: GraphStore, path: list[int], rels: list[int], m: int, want: int,
+                rng: np.random.Generator) -> list[tuple[int, int]]:
+    """Up to `want` (node, path edge): more neighbours of the masked node, each joined to it as
+    a path edge's other end is (same relation, same type), off the path, in seeded order. They
+    make a question of several clues (a vignette of 3-4 findings) from a 2-hop walk."""
+    on_path = set(path)
+    pool: dict[int, int] = {}
+    for edge, rel, node_type in clue_edges(store, path, rels, m):
+        for v in store.neighbours(path[m], rel if rel >= 0 else None, node_type).tolist():
+            if v not in on_path:
+                pool.setdefault(int(v), edge)
+    chosen = rng.permutation(np.array(sorted(pool), dtype=np.int64))[:want].tolist()
+    return [(int(v), pool[int(v)]) for v in chosen]
+
+
 def near_candidates(store: GraphStore, path: list[int], m: int, rng: np.random.Generator,
                     fanout: int = 32) -> np.ndarray:
     """Same-type nodes within two hops of the path (hubs sampled down to `fanout` pivots), in
@@ -245,10 +271,15 @@ def near_candidates(store: GraphStore, path: list[int], m: int, rng: np.random.G
 
 
 def choose_distractors(store: GraphStore, path: list[int], rels: list[int], m: int, k: int,
-                       near: bool, rng: np.random.Generator, type_nodes: np.ndarray) -> list[int]:
+                       near: bool, rng: np.random.Generator, type_nodes: np.ndarray,
+                       extra: tuple[int, ...] = ()) -> list[int]:
     """k distinct same-type wrong answers: near neighbours first, then random nodes of the type.
-    Never the answer, never a node that also fits the masked slot, never a repeated name."""
+    Never the answer, never a node that also fits the masked slot (or shares an extra clue),
+    never a repeated name."""
     excluded = set(answer_alternatives(store, path, rels, m).tolist())
+    t = int(store.node_type[path[m]])
+    for v in extra:
+        excluded.update(store.neighbours(v, None, t).tolist())
     names = {store.name(path[m])}
     chosen: list[int] = []
 
@@ -280,9 +311,11 @@ def choose_distractors(store: GraphStore, path: list[int], rels: list[int], m: i
 
 def sample_rows(store: GraphStore, spec: WalkSpec, *, count: int, seed: int, mask: str | int,
                 distractors: int, near: bool, stats: WalkStats, id_prefix: str = "path-",
-                where: str = "sample", progress: bool = False) -> list[dict]:
+                where: str = "sample", progress: bool = False, clues: int | None = None) -> list[dict]:
     """Walks -> masked rows {id, path, relations, mask_index, answer, answer_type, distractors,
-    seed}. A walk whose masked type has too few other entities for k distractors is skipped."""
+    seed}, and with `clues` an `extra` list of {node, type, edge} (`extra_clues`) that brings the
+    masked entity's clues up to that many where it has them. A walk whose masked type has too
+    few other entities for k distractors is skipped."""
     if not isinstance(mask, str) and not 0 <= mask <= spec.hops_min:
         raise JobError(f"{where}: field 'mask': index {mask} is outside the shortest path "
                        f"(0..{spec.hops_min})")
@@ -300,7 +333,10 @@ def sample_rows(store: GraphStore, spec: WalkSpec, *, count: int, seed: int, mas
     for path, rels in walks if count > 0 else ():
         m = mask_position(mask, len(path))
         answer_type = int(store.node_type[path[m]])
-        wrong = choose_distractors(store, path, rels, m, distractors, near, rng, by_type[answer_type])
+        want = 0 if clues is None else clues - len(clue_edges(store, path, rels, m))
+        extra = extra_clues(store, path, rels, m, want, rng) if want > 0 else []
+        wrong = choose_distractors(store, path, rels, m, distractors, near, rng, by_type[answer_type],
+                                   tuple(v for v, _ in extra))
         if len(wrong) < distractors:
             stats.short_of_distractors += 1
             continue
@@ -314,6 +350,9 @@ def sample_rows(store: GraphStore, spec: WalkSpec, *, count: int, seed: int, mas
             "distractors": [store.name(v) for v in wrong],
             "seed": seed,
         })
+        if extra:
+            rows[-1]["extra"] = [{"node": store.name(v), "type": store.type_of(v), "edge": e}
+                                 for v, e in extra]
         if bar is not None:
             bar.update(1)
         if len(rows) == count:

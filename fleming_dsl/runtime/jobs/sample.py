@@ -38,7 +38,7 @@ def run(cfg: SampleJob, ctx: JobContext) -> None:
         rows = sample_rows(store, spec, count=cfg.count, seed=cfg.seed, mask=cfg.mask,
                            distractors=cfg.distractors, near=cfg.near_distractors, stats=stats,
                            id_prefix=f"{cfg.job}-", where=f"{cfg.graph} (job {cfg.job})",
-                           progress=True)
+                           progress=True, clues=cfg.clues)
     elapsed = time.perf_counter() - started
     if not rows:
         raise JobError(f"{cfg.graph}: no path matched the metapath of {cfg.job} "

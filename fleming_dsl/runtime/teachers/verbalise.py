@@ -112,8 +112,9 @@ def path_facts(row: dict[str, Any]) -> dict[str, Any]:
     """Prompt variables for one sampled path row.
 
     facts: sentences about edges not touching the masked entity; clues: predicates of which the
-    masked entity is the subject ("presents with fever"); all_facts: every edge as a sentence,
-    the answer named (what a rationale may say once the answer is known).
+    masked entity is the subject ("presents with fever"), the path's then its `extra` ones (a
+    further neighbour joined as path edge `edge` is); all_facts: every edge as a sentence, the
+    answer named (what a rationale may say once the answer is known).
     """
     path = row["path"]
     mask = row["mask_index"]
@@ -129,6 +130,16 @@ def path_facts(row: dict[str, Any]) -> dict[str, Any]:
             clues.append(f"{from_y} {sx['node']}")
         else:
             facts.append(all_facts[-1])
+    for more in row.get("extra", ()):
+        x, y = more["edge"], more["edge"] + 1
+        from_x, from_y = readings[x] or (verb(row["relations"][x], path[x]["type"]),
+                                         verb(row["relations"][x], path[y]["type"]))
+        if x == mask:  # the masked entity heads the edge, the extra node is its other end
+            clues.append(f"{from_x} {more['node']}")
+            all_facts.append(f"{path[mask]['node']} {from_x} {more['node']}")
+        else:
+            clues.append(f"{from_y} {more['node']}")
+            all_facts.append(f"{more['node']} {from_x} {path[mask]['node']}")
     return {"facts": facts, "clues": clues, "all_facts": all_facts,
             "answer": row.get("answer", path[mask]["node"]),
             "answer_type": type_label(row.get("answer_type", path[mask]["type"])),

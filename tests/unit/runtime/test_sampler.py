@@ -111,6 +111,34 @@ def test_distractors_same_type_not_the_answer_not_repeated_and_really_wrong(medk
         assert not fits & set(wrong)
 
 
+VIGNETTE = WalkSpec("effect/phenotype", (DPP, DPP), ("disease", "effect/phenotype"), 2, 2, "uniform")
+
+
+def test_clues_add_findings_of_the_masked_disease_and_keep_distractors_clear_of_them(medkg):
+    from fleming_dsl.runtime.teachers.verbalise import path_facts
+
+    dpp = medkg.rel_id(DPP)
+    plain = rows_of(medkg, VIGNETTE, count=100, mask=1)
+    rows = sample_rows(medkg, VIGNETTE, count=100, seed=7, mask=1, distractors=3, near=True,
+                       stats=WalkStats(), clues=4)
+    assert [r["path"] for r in rows] == [r["path"] for r in plain]  # the same walks, more clues
+    assert all("extra" not in r for r in plain)
+    for row in rows:
+        disease = medkg.node_by_name["disease", row["answer"]]
+        findings = {medkg.name(v) for v in medkg.neighbours(disease, dpp)}
+        clues = path_facts(row)["clues"]
+        extra = [e["node"] for e in row["extra"]]
+        assert len(clues) == min(4, len(findings)) and len(set(clues)) == len(clues)
+        assert set(extra) <= findings - {row["path"][0]["node"], row["path"][2]["node"]}
+        assert clues[2:] == [f"presents with {name}" for name in extra]
+        for name in extra:  # no distractor presents with a finding the question shows
+            shown = medkg.node_by_name["effect/phenotype", name]
+            assert not {medkg.name(v) for v in medkg.neighbours(shown, dpp)} & set(row["distractors"])
+    again = sample_rows(medkg, VIGNETTE, count=100, seed=7, mask=1, distractors=3, near=True,
+                        stats=WalkStats(), clues=4)
+    assert again == rows
+
+
 def test_near_distractors_come_from_the_neighbourhood_first(tmp_path):
     # d0 - p0 - d1 - p1 - d2 ... : a chain of diseases sharing phenotypes, plus far-away diseases
     triples = [(f"d{i}", "disease", DPP, f"p{i}", "phenotype") for i in range(6)]
