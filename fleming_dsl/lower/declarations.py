@@ -49,7 +49,7 @@ _MODEL_SOURCES = ("hf", "local", "tiny", "template", "openai")
 _GRAPH_FORMATS = {"primekg": ("kg.csv",), "hetionet": ("nodes.tsv", "edges.sif"), "triples": ("triples.tsv",)}
 _BACKENDS = ("vllm", "transformers", "openai", "template")
 # positional arguments of the built-in rewards, by parameter name (see fleming_dsl/rewards.py)
-_BUILTIN_REWARDS = {"choice_match": ("tag", "accept"), "regex": ("pattern",), "length_penalty": ("max_tokens",),
+_BUILTIN_REWARDS = {"choice_match": ("tag", "accept", "partial"), "regex": ("pattern",), "length_penalty": ("max_tokens",),
                     "overlong": ("max_tokens", "buffer"), "rubric": ("grader", "prompt")}
 # options whose value is one word from a fixed set (checked here, so a typo is a located error)
 _REWARD_CHOICES = {("choice_match", "accept"): ("letter", "text")}
@@ -508,6 +508,13 @@ class _Lowering:
                 re.compile(options["pattern"])
             except re.error as err:
                 self.diags.error(f"invalid regular expression: {err}", value_span(fn.args[0]) if fn.args else fn.span)
+        partial = options.get("partial")
+        if fn.func.name == "choice_match" and partial is not None and not (
+                isinstance(partial, (int, float)) and not isinstance(partial, bool) and 0 <= partial < 1):
+            self.diags.error(f"'partial' must be a number in [0, 1), got {_shown(str(partial))}",
+                             value_span(fn.args[2]) if len(fn.args) > 2 else next(
+                                 value_span(kw.value) for kw in fn.kwargs if kw.key.name == "partial"),
+                             hint="the right option earns 1.0; partial is what naming another option earns")
         if fn.func.name == "overlong":
             self.overlong_options(fn, options)
         if fn.func.name == "rubric":

@@ -330,6 +330,9 @@ BLOCKS: tuple[Block, ...] = (
         Opt("accept", "letter or text (also the second positional argument)",
             "what counts as naming the right option: its letter, or also its exact text", "letter",
             "letter, text"),
+        Opt("partial", "number (also the third positional argument)",
+            "reward for naming one of the other options (an answer among the options, but wrong): "
+            "pays for choosing among the options over naming something else", "0.0", "in [0, 1)"),
     )),
     Block("regex()", "regex() reward", "reward NAME = regex(PATTERN)", (
         Opt("pattern", "string (also the first positional argument)",

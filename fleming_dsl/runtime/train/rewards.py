@@ -42,15 +42,20 @@ def completion_text(completion: Any) -> str:
 # ---------------------------------------------------------------- built-in factories
 
 
-def choice_match(tag: str = "answer", accept: str = "letter") -> RewardFn:
-    """1.0 when the completion names the item's correct option, else 0.0.
+def choice_match(tag: str = "answer", accept: str = "letter", partial: float = 0.0) -> RewardFn:
+    """1.0 when the completion names the item's correct option, `partial` when it names another
+    of its options, else 0.0 (an answer that is none of the options, or none at all).
 
     accept = "letter": the letter inside <tag>..</tag> must equal the item's `answer`.
     accept = "text": the tag may instead hold the correct option's exact text (normalised, see
-    `items.extract_answer`); needs the dataset column `options` (texts in letter order)."""
+    `items.extract_answer`); needs the dataset column `options` (texts in letter order).
+    partial > 0 pays a GRPO group for choosing among the options: a student that names a disease
+    not on the list learns to pick from it, while the right option still earns most."""
     if accept not in items.ACCEPT:
         raise JobError(f"reward choice_match: option 'accept' must be one of "
                        f"{', '.join(items.ACCEPT)}, got {accept!r}")
+    if not 0.0 <= partial < 1.0:
+        raise JobError(f"reward choice_match: option 'partial' must be in [0, 1), got {partial!r}")
     tag_re = re.compile(rf"<{re.escape(tag)}>\s*\(?([A-Z])\)?\s*</{re.escape(tag)}>", re.DOTALL)
     text_re = re.compile(rf"<{re.escape(tag)}>(.*?)</{re.escape(tag)}>", re.DOTALL)
 
@@ -67,9 +72,15 @@ def choice_match(tag: str = "answer", accept: str = "letter") -> RewardFn:
         found = tag_re.findall(text)
         return found[-1] if found else None
 
+    def score(chosen: str | None, right: str, options: Sequence[str] | None) -> float:
+        if chosen == right:
+            return 1.0
+        named = chosen is not None and (options is None or chosen in items.LETTERS[:len(options)])
+        return partial if named else 0.0
+
     def reward(prompts, completions, answer, options=None, **kwargs) -> list[float]:
         per_item = options if options is not None else [None] * len(completions)
-        return [1.0 if extract(completion_text(c), o) == str(a).strip().upper() else 0.0
+        return [score(extract(completion_text(c), o), str(a).strip().upper(), o)
                 for c, a, o in zip(completions, answer, per_item)]
 
     return reward

@@ -136,3 +136,17 @@ def test_choice_match_accepts_the_option_text_only_when_told() -> None:
                                   options=options) == [0.0, 1.0, 0.0, 0.0]
     with pytest.raises(JobError, match="option 'accept' must be one of letter, text, got 'txt'"):
         rewards.choice_match(accept="txt")
+
+
+def test_choice_match_partial_pays_for_another_option_never_for_an_answer_off_the_list() -> None:
+    completions = ["<think>x</think><answer>pneumonia</answer>",  # right
+                   "<think>x</think><answer>gout</answer>",  # another option, by text
+                   "<think>x</think><answer>C</answer>",  # another option, by letter
+                   "<think>x</think><answer>lupus</answer>",  # not an option
+                   "<think>x</think><answer>E</answer>",  # a letter beyond the options
+                   "<think>x</think>"]  # no answer
+    options = [["asthma", "pneumonia", "gout"]] * 6
+    assert rewards.choice_match(accept="text", partial=0.2)([], completions, answer=["B"] * 6,
+                                                            options=options) == [1.0, 0.2, 0.2, 0.0, 0.0, 0.0]
+    with pytest.raises(JobError, match=r"option 'partial' must be in \[0, 1\), got 1.0"):
+        rewards.choice_match(partial=1.0)
