@@ -404,7 +404,8 @@ async def test_hover_on_keywords_functions_and_values(client: LanguageClient, pr
     assert (await hover_at(client, uri, 56, 20)) == (
         "**choice_match() reward**: `reward NAME = choice_match(TAG, ACCEPT)`\n\n"
         "- `tag`: string (also the first positional argument)\n"
-        "- `accept`: letter or text (also the second positional argument) = letter")
+        "- `accept`: letter or text (also the second positional argument) = letter\n"
+        "- `partial`: number (also the third positional argument) = 0.0")
     assert (await hover_at(client, uri, 19, 89)) is None  # `with` in a comment
     sft = await hover_at(client, uri, 60, 21)
     assert sft.startswith("**sft()**: a stage method (one of sft, grpo)\n\noptions: `lr`, `epochs`, ")

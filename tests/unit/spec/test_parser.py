@@ -44,10 +44,10 @@ def test_tiny_spec_lowers_to_the_recipe() -> None:
     assert [s.step for s in exp.filters[0].steps] == \
         ["format", "verify_label", "dedupe", "decontaminate", "difficulty"]
     rl1, rl2 = exp.stages[1], exp.stages[2]
-    assert rl1.data.buckets == ("easy", "moderate") and rl1.plateau.patience == 4
+    assert rl1.data.dataset == "rl_pool" and not rl1.data.buckets and rl1.plateau is None
     assert [(t.reward, t.weight) for t in rl1.rewards] == [("correct", 1.0), ("form", 0.2), ("brevity", 0.1)]
     assert (rl2.data.miner.pool, rl2.data.miner.pass_below, rl2.data.miner.solved_ratio,
-            rl2.data.miner.failed_ratio, rl2.data.miner.estimate) == ("clean", 0.5, 1.0, 2.0, 64)
+            rl2.data.miner.failed_ratio, rl2.data.miner.estimate) == ("rl_pool", 0.5, 1.0, 2.0, 64)
     assert exp.evaluations[0].targets == ("base", "cold_start", "rl1", "rl2")
 
 
