@@ -127,13 +127,18 @@ def _devices(job: Job) -> int:
     return max(1, job.resources.nodes * job.resources.gpus)
 
 
+def _steps(job: Job) -> int | None:
+    """A training job's declared max_steps (its stage options nest as `training`), else None."""
+    training = getattr(job.config, "training", None)
+    return training.max_steps if training is not None else None
+
+
 def _scale(job: Job, record: Record, parameters: int | None = None,
            other: bool = False) -> tuple[float, list[str]]:
     """The factor from the record's time to this job's, and what went into it (`other`: the
     record is another job's, so what could not be scaled is said too)."""
     factor, why = 1.0, []
-    training = getattr(job.config, "training", None)  # a training job's stage options
-    steps = training.max_steps if training is not None else None
+    steps = _steps(job)
     if steps and record.steps:
         factor *= steps / record.steps
         if steps != record.steps:
@@ -165,14 +170,16 @@ def unscalable(job: Job, record: Record, parameters: int | None) -> str | None:
         return f"it ran on CPU, this job asks for {_hardware(_devices(job))}"
     if record.gpus and not job.resources.gpus:
         return "it ran on GPUs, this job on CPU"
-    steps = getattr(job.config, "max_steps", None)
+    steps = _steps(job)
     if parameters and record.parameters or steps and record.steps:
         return None
     return "no model size or step count on both sides to scale by"
 
 
 def _scalable(job: Job, records: list[Record], parameters: int | None) -> tuple[Record | None, str]:
-    """The first record this job can be scaled from, else why the first one could not."""
+    """The first record this job can be scaled from (a job of its own name first), else why the
+    first one could not."""
+    records = sorted(records, key=lambda r: r.job != job.name)
     for record in records:
         if unscalable(job, record, parameters) is None:
             return record, ""

@@ -67,7 +67,7 @@ def test_a_cpu_run_is_not_scaled_to_the_7b_specs_gpu_jobs_and_each_says_why(tiny
         "the declared time limit; not scaled from run runs/tiny, job sft_cold_start: it ran on "
         "CPU, this job asks for 8 GPUs")
     assert estimates["sample_rare_dx"].note == (
-        "the declared time limit; not scaled from run runs/tiny, job sample_cases_dx: no model "
+        "the declared time limit; not scaled from run runs/tiny, job sample_rare_dx: no model "
         "size or step count on both sides to scale by")
 
 
