@@ -47,7 +47,8 @@ class Option:
     its default, its range as pydantic constraints and its meaning as the description).
 
     This is the one declaration of a stage option (`Training`), a resources option
-    (`Resources`) and a lora option (`Lora`): lowering (`lower/schema.py`), the language reference and the language server
+    (`Resources`), a lora option (`Lora`) and an evaluate option (`Evaluate`, with `Sharding`'s):
+    lowering (`lower/schema.py`), the language reference and the language server
     (`lower/options.py`), `fleming explain` (`lower/names.py`) and the `trl { }` block's managed
     fields all read it; the job configs nest `Training`.
     """
@@ -57,8 +58,15 @@ class Option:
     unit: str = ""
     # the values it takes, where the annotation does not say: "trl" (what the installed TRL
     # accepts for the GRPOConfig field of the same name), "lr_schedulers" (transformers'), "url",
-    # "size" (512MB, 80GB: the field holds MB), "duration" (30m, 48h: the field holds minutes)
+    # "size" (512MB, 80GB: the field holds MB), "duration" (30m, 48h: the field holds minutes),
+    # "name" (a declaration's name), "sampled_metrics" (["pass@8", "maj@8"]: SAMPLED_METRIC)
     values: str = ""
+    # how a user writes it, for the reference, where the converter's words say too little
+    # ("name (a prompt)"); "" = read off the converter
+    written: str = ""
+    # a nested model whose options are written in this block itself (an evaluation's `sharding`:
+    # `shards`, `items_per_shard`); its own lowering reads them (`lower/shards.py`)
+    inline: bool = False
     # where it takes effect: "trl.<field>" (a TRL SFTConfig/GRPOConfig field, which a `trl { }`
     # block then may not set), "vllm-serve --<flag>", "deepspeed <key>"; () = the job's own code
     lands: tuple[str, ...] = ()
@@ -66,7 +74,7 @@ class Option:
 
 def option(default: Any, meaning: str, *, gt: float | None = None, ge: float | None = None,
            lt: float | None = None, le: float | None = None, **row: Any) -> Any:
-    """A stage option's field: `lr: float = option(1e-5, "peak learning rate", gt=0, ...)`."""
+    """An option's field: `lr: float = option(1e-5, "peak learning rate", gt=0, ...)`."""
     info = Field(default, description=meaning, gt=gt, ge=ge, lt=lt, le=le)
     info.metadata.append(Option(**row))
     return info
@@ -193,8 +201,11 @@ class Sharding(Node):
     order, so the data does not depend on the cut (see docs/sharding.md).
     """
 
-    shards: int = 1
-    items_per_shard: int | None = None  # set when the spec wrote shards = auto
+    shards: int = option(1, "jobs the step is cut into, by a stable hash of item ids, merged by a gather "
+                         "job (docs/sharding.md)", ge=1, written="whole number or auto")
+    # set when the spec wrote shards = auto
+    items_per_shard: int | None = option(None, "with shards = auto: items per job, over the items the "
+                                         "spec bounds upstream", ge=1)
 
 
 class Synthesize(Decl):
@@ -511,20 +522,31 @@ SAMPLED_METRIC = re.compile(r"^(pass|maj)@([1-9][0-9]*)$")
 
 
 class Evaluate(Decl):
+    """An `evaluate` declaration: each field with an `option` is an option of its block."""
+
     kind: Literal["evaluate"] = "evaluate"
     targets: tuple[str, ...]  # Model / Stage names
     benchmarks: tuple[str, ...]  # Dataset names
-    samples: int = 1
-    temperature: float = 0.0
-    max_tokens: int = 256
-    limit: int | None = None
-    accept: Literal["letter", "text"] = "letter"  # text: an option's exact text also counts
+    samples: int = option(1, "answers sampled per question", ge=1)
+    temperature: float = option(0.0, "sampling temperature", ge=0)
+    max_tokens: int = option(256, "tokens generated per answer", ge=1, unit="tokens")
+    limit: int | None = option(None, "questions per benchmark (all when not given)", ge=1)
+    accept: Literal["letter", "text"] = option(
+        "letter", "what counts as naming the right option: its letter, or also its exact text (reported apart)")
     resources: Resources = Resources()
-    sharding: Sharding = Sharding()  # per target: each evaluated model is cut the same way
-    grader: str | None = None  # a Model with a backend: grades rubric benchmarks (healthbench)
-    rubric_prompt: str | None = None  # a Prompt: the grader's rubric prompt (built-in when None)
-    engine: Literal["auto", "vllm", "transformers"] = "auto"  # auto: vllm where installed with a GPU
-    metrics: tuple[str, ...] = ()  # SAMPLED_METRIC names, beside accuracy
+    # per target: each evaluated model is cut the same way
+    sharding: Sharding = option(Sharding(), "how each target's evaluation is cut into jobs", inline=True)
+    grader: str | None = option(None, "grades rubric benchmarks (healthbench) criterion by criterion",
+                                values="name", written="name (a model with a backend)")
+    rubric_prompt: str | None = option(None, "the grader's rubric prompt (built-in when not given)",
+                                       values="name", written="name (a prompt)")
+    engine: Literal["auto", "vllm", "transformers"] = option(
+        "auto", "what generates the answers: vLLM with tensor parallel across the evaluation's GPUs, or "
+        "transformers; auto picks vLLM where it is installed and a GPU is present")
+    metrics: tuple[str, ...] = option(
+        (), "sampled metrics reported beside accuracy: pass@k (unbiased, over the samples) and maj@k "
+        "(majority vote of the first k); k <= samples", values="sampled_metrics",
+        written='list of strings: "pass@K", "maj@K"')
 
 
 # ---------------------------------------------------------------- experiment

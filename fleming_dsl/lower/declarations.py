@@ -16,7 +16,7 @@ from pathlib import Path
 
 from fleming_dsl import ir
 from fleming_dsl.errors import SpecError, by_place, suggestion
-from fleming_dsl.lower import shards
+from fleming_dsl.lower import schema, shards
 from fleming_dsl.lower.context import LowerContext
 from fleming_dsl.lower.stages import StageLowering
 from fleming_dsl.lower.sweeps import expand_stages
@@ -612,27 +612,20 @@ class _Lowering:
     def evaluate(self, d: ast.EvaluateDecl, targets: tuple[str, ...]) -> ir.Evaluate:
         opts = Options.of_block(d.block, "an evaluation", self.diags)
         subs = self.ctx.sub_blocks(d.block, ("resources",), "an evaluation")
-        fields = {"samples": opts.get("samples", to_int, check=at_least(1)),
-                  "temperature": opts.get("temperature", to_float, check=non_negative),
-                  "max_tokens": opts.get("max_tokens", to_int, check=at_least(1)),
-                  "limit": opts.get("limit", to_int, check=at_least(1)),
-                  "accept": opts.get("accept", one_of(("letter", "text"))),
-                  "grader": opts.get("grader", to_name), "rubric_prompt": opts.get("rubric_prompt", to_name),
-                  "engine": opts.get("engine", one_of(("auto", "vllm", "transformers"))),
-                  "metrics": opts.get("metrics", list_of(_sampled_metric)),
-                  "sharding": self.sharding(opts, "an evaluation", d.name.name)}
+        fields = schema.read(schema.EVALUATE_OPTIONS, opts)
+        fields["sharding"] = self.sharding(opts, "an evaluation", d.name.name)
         self.rubric_grading(d, fields, opts)
         self.sampled_metrics(fields, opts)
-        if fields["engine"] is not None:
+        if fields.get("engine") is not None:
             self.engine_applies(targets, opts)
         resources = self.ctx.resources(subs.get("resources"), "an evaluation")
-        if fields["engine"] == "vllm" and resources.gpus == 0:
+        if fields.get("engine") == "vllm" and resources.gpus == 0:
             self.diags.error("engine = vllm needs GPUs; the evaluation declares none", opts.key_span("engine"),
                              hint="add resources { gpus = 1 }, or use engine = transformers")
         opts.finish()
         return ir.Evaluate(name=d.name.name, span=d.span, targets=targets,
                            benchmarks=tuple(b.name for b in d.benchmarks), resources=resources,
-                           **{k: v for k, v in fields.items() if v is not None})
+                           **fields)
 
     def cluster(self) -> ir.Cluster:
         opts = Options(((o.key, o.value) for o in _last_wins(self.p.cluster)), "the cluster block", self.diags)
@@ -708,15 +701,6 @@ class _Lowering:
         return exp
 
 
-def _sampled_metric(value, key, diags):
-    """A metric name such as "pass@8" or "maj@8" (ir.SAMPLED_METRIC)."""
-    name = value.value if isinstance(value, ast.Str) else value.name if isinstance(value, ast.Name) else None
-    if name is None or not ir.SAMPLED_METRIC.match(name):
-        got = f"'{value.value}'" if isinstance(value, ast.Str) else describe(value)
-        diags.error(f"'{key}' takes metrics such as \"pass@8\" or \"maj@8\"; got {got}",
-                    value_span(value), hint='write metrics = ["pass@8", "maj@8"] (accuracy is always reported)')
-        return MISSING
-    return name
 
 
 def _grader_backend(model: ast.ModelDecl) -> bool:

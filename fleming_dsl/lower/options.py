@@ -5,7 +5,8 @@ Lowering (`declarations.py`, `stages.py`) decides what is valid; this table desc
 people and tools (the stage block is built from `ir.Training`'s schema, `lower/schema.py`: its type
 read off the converter lowering applies, its range and unit from the field): `fleming reference`
 renders it into docs/language.md, and the language server (`fleming lsp`) uses it for hover and completion.
-tests/unit/lower/test_options.py holds the two together: for every block it lowers a spec with an
+tests/unit/lower/test_options.py holds the two together: for every block but those its FROM_SCHEMA
+lists (evaluate: lowering and the rows both read `ir.Evaluate`) it lowers a spec with an
 unknown option and compares the "expected one of ..." list lowering prints with this table, and
 it feeds each ranged option a value just outside its range and expects lowering to reject it.
 Defaults are read from the IR models, so they cannot drift either.
@@ -101,8 +102,10 @@ _DURATION = "duration (30s, 30m, 48h, 2d)"
 _SIZE = "size (512MB, 80GB, 1TB)"
 
 def _model_options(model: str) -> tuple[Opt, ...]:
-    """A block whose IR model declares its options (`ir.Resources`, `ir.Lora`): the model's rows."""
-    return tuple(Opt(o.word, _type_of(o.convert), o.meaning, f"ir.{model}.{o.target}", o.range, o.unit)
+    """A block whose IR model declares its options (`ir.Resources`, `ir.Lora`, `ir.Evaluate`):
+    the model's rows."""
+    return tuple(Opt(o.word, o.written or _type_of(o.convert), o.meaning, f"ir.{o.model}.{o.target}",
+                     o.range, o.unit)
                  for o in option_rows(getattr(ir, model)))
 
 
@@ -302,28 +305,8 @@ BLOCKS: tuple[Block, ...] = (
     )),
     Block("resources", "resources block", "resources { ... } inside a stage, data step or evaluate",
           _RESOURCES),
-    Block("evaluate", "evaluate", "evaluate TARGETS on BENCHMARKS [as NAME] { ... }", (
-        Opt("samples", "whole number", "answers sampled per question", "ir.Evaluate.samples", ">= 1"),
-        Opt("temperature", "number", "sampling temperature", "ir.Evaluate.temperature", ">= 0"),
-        Opt("max_tokens", "whole number", "tokens generated per answer", "ir.Evaluate.max_tokens", ">= 1",
-            "tokens"),
-        Opt("limit", "whole number", "questions per benchmark (all when not given)", "ir.Evaluate.limit",
-            ">= 1"),
-        Opt("accept", "letter or text", "what counts as naming the right option: its letter, or also "
-            "its exact text (reported apart)", "ir.Evaluate.accept", "letter, text"),
-        Opt("shards", "whole number or auto", "jobs the step is cut into, by a stable hash of "
-            "item ids, merged by a gather job (docs/sharding.md)", "ir.Sharding.shards", ">= 1"),
-        Opt("items_per_shard", "whole number", "with shards = auto: items per job, over the "
-            "items the spec bounds upstream", "ir.Sharding.items_per_shard", ">= 1"),
-        Opt("grader", "name (a model with a backend)",
-            "grades rubric benchmarks (healthbench) criterion by criterion", None),
-        Opt("rubric_prompt", "name (a prompt)", "the grader's rubric prompt (built-in when not given)", None),
-        Opt("engine", "auto, vllm or transformers", "what generates the answers: vLLM with tensor parallel "
-            "across the evaluation's GPUs, or transformers; auto picks vLLM where it is installed and a "
-            "GPU is present", "ir.Evaluate.engine", "auto, vllm, transformers"),
-        Opt("metrics", 'list of strings: "pass@K", "maj@K"', "sampled metrics reported beside accuracy: "
-            "pass@k (unbiased, over the samples) and maj@k (majority vote of the first k); k <= samples", "none"),
-    )),
+    Block("evaluate", "evaluate", "evaluate TARGETS on BENCHMARKS [as NAME] { ... }",
+          _model_options("Evaluate")),
     Block("choice_match()", "choice_match() reward", "reward NAME = choice_match(TAG, ACCEPT)", (
         Opt("tag", "string (also the first positional argument)",
             "the tag holding the chosen letter: <answer>B</answer> -> 1.0 when B is right"),

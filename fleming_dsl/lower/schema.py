@@ -1,5 +1,5 @@
-"""The stage, resources and lora options, read off `ir.Training`, `ir.Resources` and `ir.Lora`:
-the one place they are declared (`ir.option`).
+"""The stage, resources, lora and evaluate options, read off `ir.Training`, `ir.Resources`,
+`ir.Lora` and `ir.Evaluate`: the one place they are declared (`ir.option`).
 
 Each field with an `ir.Option` row is an option of the block its model lowers from. Its spec word, the methods that
 take it, its unit and where it lands come from the row; its converter from the field's type (or
@@ -12,7 +12,7 @@ from __future__ import annotations
 import types
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Literal, Union, get_args, get_origin
 
 import annotated_types
@@ -21,7 +21,9 @@ from fleming_dsl import ir
 from fleming_dsl.lower import trl_versions
 from fleming_dsl.lower.trl_fields import LR_SCHEDULERS
 from fleming_dsl.lower.values import (
+    MISSING,
     Options,
+    describe,
     list_of,
     one_of,
     to_bool,
@@ -29,8 +31,11 @@ from fleming_dsl.lower.values import (
     to_int,
     to_megabytes,
     to_minutes,
+    to_name,
     to_str,
+    value_span,
 )
+from fleming_dsl.spec import ast
 
 
 @dataclass(frozen=True)
@@ -46,6 +51,9 @@ class OptionRow:
     unit: str
     range: str  # the range check's own words, "" when any value of the type is allowed
     lands: tuple[str, ...]  # ir.Option.lands
+    model: str  # the IR model declaring the field ("Training", "Sharding", ...)
+    written: str  # ir.Option.written: how the reference says it is written ("" = the converter's words)
+    via: str = ""  # the inline field holding it (an evaluation's "sharding"), read by that model's lowering
 
     @property
     def target(self) -> str:
@@ -61,8 +69,20 @@ def url(x: str) -> str | None:
     return None if isinstance(x, str) and x.startswith(("http://", "https://")) else "an http:// or https:// URL"
 
 
+def sampled_metric(value, key, diags):
+    """A metric name such as "pass@8" or "maj@8" (ir.SAMPLED_METRIC)."""
+    name = value.value if isinstance(value, ast.Str) else value.name if isinstance(value, ast.Name) else None
+    if name is None or not ir.SAMPLED_METRIC.match(name):
+        got = f"'{value.value}'" if isinstance(value, ast.Str) else describe(value)
+        diags.error(f"'{key}' takes metrics such as \"pass@8\" or \"maj@8\"; got {got}",
+                    value_span(value), hint='write metrics = ["pass@8", "maj@8"] (accuracy is always reported)')
+        return MISSING
+    return name
+
+
 _CONVERTERS: dict[type, Callable[..., Any]] = {float: to_float, int: to_int, bool: to_bool, str: to_str}
-_UNITS: dict[str, Callable[..., Any]] = {"size": to_megabytes, "duration": to_minutes}
+_VALUES: dict[str, Callable[..., Any]] = {"size": to_megabytes, "duration": to_minutes, "name": to_name,
+                                          "sampled_metrics": list_of(sampled_metric)}
 STRINGS = list_of(to_str)  # a tuple[str, ...] field: ["q_proj", "v_proj"]
 
 
@@ -71,8 +91,8 @@ def _converter(name: str, annotation: Any, values: str) -> Callable[..., Any]:
         return trl_choice(name)
     if values == "lr_schedulers":
         return one_of(LR_SCHEDULERS)
-    if values in _UNITS:
-        return _UNITS[values]
+    if values in _VALUES:
+        return _VALUES[values]
     kinds = [a for a in (get_args(annotation) if get_origin(annotation) in (Union, types.UnionType)
                          else (annotation,)) if a is not type(None)]
     (kind,) = kinds
@@ -109,23 +129,31 @@ def _check(metadata: list[Any], values: str) -> Callable[[Any], str | None] | No
     return lambda x: None if _within(metadata, x) else text
 
 
-def _row(name: str, info: Any, row: ir.Option) -> OptionRow:
+def _row(model: str, name: str, info: Any, row: ir.Option) -> OptionRow:
     return OptionRow(
         word=row.word or name, convert=_converter(name, info.annotation, row.values),
         check=_check(info.metadata, row.values), field=name if row.word else "",
         methods=row.methods, meaning=info.description or "", unit=row.unit,
-        range=url("") if row.values == "url" else range_text(info.metadata), lands=row.lands)
+        range=url("") if row.values == "url" else range_text(info.metadata), lands=row.lands,
+        model=model, written=row.written)
+
+
+def _field_rows(model: type[ir.Node], name: str, info: Any, row: ir.Option) -> tuple[OptionRow, ...]:
+    if row.inline:  # its model's options, written in this block, at this field's place
+        return tuple(replace(o, via=name) for o in option_rows(info.annotation))
+    return (_row(model.__name__, name, info, row),)
 
 
 def option_rows(model: type[ir.Node]) -> tuple[OptionRow, ...]:
     """The option rows of `model`'s fields, in field order (the reference's order)."""
-    return tuple(_row(name, info, row) for name, info in model.model_fields.items()
-                 if (row := ir.option_of(info)) is not None)
+    return tuple(o for name, info in model.model_fields.items()
+                 if (row := ir.option_of(info)) is not None for o in _field_rows(model, name, info, row))
 
 
 def read(options: tuple[OptionRow, ...], opts: Options) -> dict[str, Any]:
-    """The values of `options` that the block writes and that pass, by field name."""
-    found = {o.target: opts.get(o.word, o.convert, check=o.check) for o in options}
+    """The values of `options` that the block writes and that pass, by field name (an inline
+    model's options are left to its own lowering)."""
+    found = {o.target: opts.get(o.word, o.convert, check=o.check) for o in options if not o.via}
     return {k: v for k, v in found.items() if v is not None}
 
 
@@ -149,4 +177,5 @@ _JOB_TRL_FIELDS = (
 TRAINING_OPTIONS = option_rows(ir.Training)
 RESOURCE_OPTIONS = option_rows(ir.Resources)
 LORA_OPTIONS = option_rows(ir.Lora)
+EVALUATE_OPTIONS = option_rows(ir.Evaluate)
 MANAGED_TRL_FIELDS = managed_trl_fields(TRAINING_OPTIONS)

@@ -13,7 +13,8 @@ import math
 from dataclasses import dataclass
 
 from fleming_dsl import ir
-from fleming_dsl.lower.values import Diagnostics, Options, at_least, to_int
+from fleming_dsl.lower import schema
+from fleming_dsl.lower.values import Diagnostics, Options
 from fleming_dsl.spec import ast
 
 # What the planner can split: the declaration kinds (and filter steps) that take `shards`.
@@ -30,10 +31,18 @@ class PendingAuto:
     span: ir.Span  # of the `auto` word
 
 
+# `shards` and `items_per_shard` as ir.Sharding declares them (converter, range and its words)
+_ROWS = {o.word: o for o in schema.option_rows(ir.Sharding)}
+
+
+def _get(opts: Options, word: str) -> int | None:
+    return opts.get(word, _ROWS[word].convert, check=_ROWS[word].check)
+
+
 def read(opts: Options, diags: Diagnostics, where: str) -> tuple[ir.Sharding, ir.Span | None]:
     """The sharding options of one step; the span of `auto` when it still needs resolving."""
     raw = opts.raw("shards")
-    per_shard = opts.get("items_per_shard", to_int, check=at_least(1))
+    per_shard = _get(opts, "items_per_shard")
     if raw is None:
         if per_shard is not None:
             diags.error("'items_per_shard' applies only with shards = auto",
@@ -48,7 +57,7 @@ def read(opts: Options, diags: Diagnostics, where: str) -> tuple[ir.Sharding, ir
     if isinstance(raw, ast.Name):
         diags.error(f"'shards' must be a whole number or auto; got '{raw.name}'", raw.span)
         return ir.Sharding(), None
-    count = opts.get("shards", to_int, check=at_least(1))
+    count = _get(opts, "shards")
     if per_shard is not None:
         diags.error("'items_per_shard' applies only with shards = auto",
                     opts.key_span("items_per_shard"),

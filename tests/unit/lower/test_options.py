@@ -61,6 +61,10 @@ evaluate [base, rl1] on [test] { samples = 1 @evaluate@ }
 '''
 
 SLOTS = re.findall(r"@([^@]+)@", TEMPLATE)
+# blocks whose rows and lowering both come from their IR model's `ir.option` fields
+# (lower/schema.py): nothing is written twice there, so nothing is compared
+FROM_SCHEMA = ("evaluate",)
+BY_HAND = [slot for slot in SLOTS if slot not in FROM_SCHEMA]
 
 
 def spec_with(slot: str, key: str, value: str) -> str:
@@ -82,7 +86,7 @@ def test_the_template_checks_and_has_a_slot_per_block():
     assert sorted(SLOTS) == sorted(table.BY_KEY)
 
 
-@pytest.mark.parametrize("slot", SLOTS)
+@pytest.mark.parametrize("slot", BY_HAND)
 def test_the_table_lists_exactly_the_options_lowering_reads(slot: str):
     [message] = [m for m in problems(spec_with(slot, "zzz_unknown", "1")) if "unknown option 'zzz_unknown'" in m]
     expected = message.split(" | expected one of ", 1)[1].split(", ")
@@ -101,7 +105,7 @@ def _outside(rng: str) -> list[str]:
 
 
 RANGED = [(block.key, opt.name, opt.range, opt.type) for block in table.BLOCKS for opt in block.options
-          if _outside(opt.range)]
+          if _outside(opt.range) and block.key not in FROM_SCHEMA]
 # sizes and durations are written with their unit (a bare number is an error of its own)
 _UNIT = {table._SIZE: "GB", table._DURATION: "h"}
 

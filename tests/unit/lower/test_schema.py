@@ -1,5 +1,5 @@
 """A stage option is one field of `ir.Training` (`ir.option`), a resources option one of
-`ir.Resources`: lowering's converter and range check, the reference row, the language server's
+`ir.Resources`, an evaluate option one of `ir.Evaluate` (or of its inline `ir.Sharding`): lowering's converter and range check, the reference row, the language server's
 completion and the `trl { }` block's managed fields are read off it, so a new option needs
 nothing else at compile time."""
 
@@ -10,14 +10,16 @@ import json
 from fleming_dsl import ir
 from fleming_dsl.lower import options as reference
 from fleming_dsl.lower.schema import (
+    EVALUATE_OPTIONS,
     MANAGED_TRL_FIELDS,
     RESOURCE_OPTIONS,
     TRAINING_OPTIONS,
     managed_trl_fields,
     range_text,
     option_rows,
+    read,
 )
-from fleming_dsl.lower.values import Diagnostics, to_bool, to_int
+from fleming_dsl.lower.values import Diagnostics, Options, to_bool, to_int, to_name
 from fleming_dsl.plan import jobconfig as jc
 from fleming_dsl.spec import ast
 
@@ -84,3 +86,28 @@ def test_a_training_job_config_holds_its_methods_options_only() -> None:
                       plateau=None, miner=None, metrics="m.jsonl")
     assert (grpo.training.epsilon_high, grpo.training.vllm_gpu_memory_utilization) == (0.3, 0.9)
     assert "packing" not in json.loads(jc.config_text(grpo))["training"]
+
+
+def _word(name: str) -> ast.Name:
+    return ast.Name(name=name, span=ir.Span(file="s.flm", line=1, col=1, end_line=1, end_col=2))
+
+
+def test_an_evaluation_takes_its_options_and_its_inline_sharding_from_ir_evaluate() -> None:
+    rows = {o.word: o for o in EVALUATE_OPTIONS}
+    assert list(rows) == ["samples", "temperature", "max_tokens", "limit", "accept", "shards",
+                          "items_per_shard", "grader", "rubric_prompt", "engine", "metrics"]
+    shards = rows["shards"]
+    assert (shards.via, shards.model, shards.written, shards.range) == ("sharding", "Sharding",
+                                                                         "whole number or auto", ">= 1")
+    assert (rows["grader"].convert, rows["max_tokens"].unit, rows["temperature"].check(-0.5)) == (
+        to_name, "tokens", ">= 0")
+    evaluate = reference.block("evaluate")
+    assert evaluate is not None
+    assert [(o.name, o.default_text()) for o in evaluate.options][4:7] == [
+        ("accept", "letter"), ("shards", "1"), ("items_per_shard", "none")]
+    # shards = auto is no whole number: the inline options are left to lower/shards.py
+    diags = Diagnostics()
+    opts = Options([(_word("samples"), _num(0)), (_word("max_tokens"), _num(64)),
+                    (_word("shards"), _word("auto"))], "an evaluation", diags)
+    assert read(EVALUATE_OPTIONS, opts) == {"max_tokens": 64}
+    assert [d.message for d in diags] == ["'samples' must be >= 1, got 0"]
