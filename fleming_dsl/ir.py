@@ -47,7 +47,8 @@ class Option:
     its default, its range as pydantic constraints and its meaning as the description).
 
     This is the one declaration of a stage option (`Training`), a resources option
-    (`Resources`), a lora option (`Lora`) and an evaluate option (`Evaluate`, with `Sharding`'s):
+    (`Resources`), a lora option (`Lora`), an evaluate or distill option (`Evaluate`, `Distill`,
+    with `Sharding`'s):
     lowering (`lower/schema.py`), the language reference and the language server
     (`lower/options.py`), `fleming explain` (`lower/names.py`) and the `trl { }` block's managed
     fields all read it; the job configs nest `Training`.
@@ -220,21 +221,36 @@ class Synthesize(Decl):
 
 
 class Distill(Decl):
+    """A `distill` declaration: each field with an `option` is an option of its block."""
+
     kind: Literal["distill"] = "distill"
     sources: tuple[str, ...]  # Synthesize / Dataset / Filter names
     teacher: str
     prompt: str
     # rationale: the label is in the prompt (a concise rationale, revised when it misses);
     # search: the label is hidden, a verifier checks each round's answer (HuatuoGPT-o1's search)
-    protocol: Literal["rationale", "search"] = "rationale"
-    refine: tuple[Literal["backtrack", "explore", "self_correct"], ...] = ()
-    max_rounds: int = 1
-    keep: Literal["correct", "all"] = "correct"
-    evidence: bool = False  # search: the sampled path's facts that do not name the answer
-    rewrite: str | None = None  # search: a Prompt turning a multi-round search into one chain
-    judge: str | None = None  # search: a Model verifying answers that name no option exactly
+    protocol: Literal["rationale", "search"] = option(
+        "rationale", "rationale: the prompt gives the label and asks why; search: the label is hidden, a "
+        "verifier checks each answer and a failed chain continues with a strategy (docs/language.md, "
+        "Distillation protocols)")
+    refine: tuple[Literal["backtrack", "explore", "self_correct"], ...] = option(
+        (), "strategies a wrong chain continues with: cycled in this order (rationale), drawn per item "
+        "and round from the seed (search)")
+    max_rounds: int = option(1, "attempts per question, the first included", ge=1)
+    keep: Literal["correct", "all"] = option(
+        "correct", "correct: only chains that reach the label are written; all: an unsolved item keeps "
+        "its last readable chain")
+    evidence: bool = option(False, "search: give the sampled path's facts that do not name the answer to "
+                            "the teacher")
+    rewrite: str | None = option(  # a Prompt
+        None, "search: the prompt that turns a search solved after round 1 into one natural chain "
+        "keeping its reflections (without it, the attempts are joined as they are)", values="name",
+        written="name of a prompt")
+    judge: str | None = option(  # a Model
+        None, "search: verifies an answer that names no option exactly against the reference (else such "
+        "an answer fails)", values="name", written="name of a model")
     resources: Resources | None = None  # None: the planner's defaults (GPUs for a vLLM teacher)
-    sharding: Sharding = Sharding()
+    sharding: Sharding = option(Sharding(), "how the step is cut into jobs", inline=True)
 
 
 # ---------------------------------------------------------------- filters

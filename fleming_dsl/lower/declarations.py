@@ -325,17 +325,9 @@ class _Lowering:
     def distill(self, d: ast.DistillDecl) -> ir.Distill:
         opts = Options.of_block(d.block, f"distill {d.name.name}", self.diags)
         resources = self.step_resources(d.block, f"distill {d.name.name}")
-        fields = {
-            "protocol": opts.get("protocol", one_of(("rationale", "search"))),
-            "refine": opts.get("refine", list_of(one_of(("backtrack", "explore", "self_correct")))),
-            "max_rounds": opts.get("max_rounds", to_int, check=at_least(1)),
-            "keep": opts.get("keep", one_of(("correct", "all"))),
-            "evidence": opts.get("evidence", to_bool),
-            "rewrite": opts.get("rewrite", to_name),
-            "judge": opts.get("judge", to_name),
-            "sharding": self.sharding(opts, f"distill {d.name.name}", d.name.name),
-        }
-        if fields["protocol"] != "search":  # each of these acts only on a search
+        fields = schema.read(schema.DISTILL_OPTIONS, opts)
+        fields["sharding"] = self.sharding(opts, f"distill {d.name.name}", d.name.name)
+        if fields.get("protocol") != "search":  # each of these acts only on a search
             for key in ("evidence", "rewrite", "judge"):
                 if opts.raw(key) is not None:
                     self.diags.error(f"'{key}' acts only under protocol = search", opts.key_span(key),
@@ -343,8 +335,7 @@ class _Lowering:
                                           f"'{key}'")
         opts.finish()
         return ir.Distill(name=d.name.name, span=d.span, sources=tuple(s.name for s in d.sources),
-                          teacher=d.teacher.name, prompt=d.prompt.name, resources=resources,
-                          **{k: v for k, v in fields.items() if v is not None})
+                          teacher=d.teacher.name, prompt=d.prompt.name, resources=resources, **fields)
 
     # filters -------------------------------------------------------------
     def step_resources(self, block: ast.Block | None, where: str) -> ir.Resources | None:

@@ -6,7 +6,7 @@ people and tools (the stage block is built from `ir.Training`'s schema, `lower/s
 read off the converter lowering applies, its range and unit from the field): `fleming reference`
 renders it into docs/language.md, and the language server (`fleming lsp`) uses it for hover and completion.
 tests/unit/lower/test_options.py holds the two together: for every block but those its FROM_SCHEMA
-lists (evaluate: lowering and the rows both read `ir.Evaluate`) it lowers a spec with an
+lists (evaluate, distill: lowering and the rows both read their IR model) it lowers a spec with an
 unknown option and compares the "expected one of ..." list lowering prints with this table, and
 it feeds each ranged option a value just outside its range and expects lowering to reject it.
 Defaults are read from the IR models, so they cannot drift either.
@@ -76,9 +76,18 @@ def _type_of(convert) -> str:
              values.to_minutes: _DURATION, STRINGS: "list of strings"}
     if convert in names:
         return names[convert]
-    choices = next((c.cell_contents for c in convert.__closure__ or ()
-                    if isinstance(c.cell_contents, tuple)), None)  # one_of(choices)
+    cells = [c.cell_contents for c in convert.__closure__ or ()]
+    item = next((c for c in cells if callable(c)), None)  # list_of(one_of(choices))
+    if item is not None and (choices := _choices(item)):
+        return "list of " + ", ".join(choices)
+    choices = _choices(convert)  # one_of(choices)
     return ", ".join(choices[:-1]) + " or " + choices[-1] if choices else "value"
+
+
+def _choices(convert) -> tuple[str, ...] | None:
+    """The words a `values.one_of(choices)` converter accepts (None for any other converter)."""
+    return next((c.cell_contents for c in convert.__closure__ or () if isinstance(c.cell_contents, tuple)),
+                None)
 
 
 def _stage_options() -> tuple[Opt, ...]:
@@ -220,30 +229,8 @@ BLOCKS: tuple[Block, ...] = (
         Opt("items_per_shard", "whole number", "with shards = auto: sampled paths per job",
             "ir.Sharding.items_per_shard", ">= 1"),
     )),
-    Block("distill", "distill", "distill NAME from SOURCES with TEACHER using PROMPT { ... }", (
-        Opt("protocol", "rationale or search", "rationale: the prompt gives the label and asks why; "
-            "search: the label is hidden, a verifier checks each answer and a failed chain "
-            "continues with a strategy (docs/language.md, Distillation protocols)",
-            "ir.Distill.protocol"),
-        Opt("refine", "list of backtrack, explore, self_correct",
-            "strategies a wrong chain continues with: cycled in this order (rationale), drawn "
-            "per item and round from the seed (search)", "ir.Distill.refine"),
-        Opt("max_rounds", "whole number", "attempts per question, the first included",
-            "ir.Distill.max_rounds", ">= 1"),
-        Opt("keep", "correct or all", "correct: only chains that reach the label are written; "
-            "all: an unsolved item keeps its last readable chain", "ir.Distill.keep"),
-        Opt("evidence", "true/false", "search: give the sampled path's facts that do not name the "
-            "answer to the teacher", "ir.Distill.evidence"),
-        Opt("rewrite", "name of a prompt", "search: the prompt that turns a search solved after "
-            "round 1 into one natural chain keeping its reflections (without it, the attempts "
-            "are joined as they are)", None),
-        Opt("judge", "name of a model", "search: verifies an answer that names no option "
-            "exactly against the reference (else such an answer fails)", None),
-        Opt("shards", "whole number or auto", "jobs the step is cut into, by a stable hash of "
-            "item ids, merged by a gather job (docs/sharding.md)", "ir.Sharding.shards", ">= 1"),
-        Opt("items_per_shard", "whole number", "with shards = auto: items per job, over the "
-            "items the spec bounds upstream", "ir.Sharding.items_per_shard", ">= 1"),
-    )),
+    Block("distill", "distill", "distill NAME from SOURCES with TEACHER using PROMPT { ... }",
+          _model_options("Distill")),
     Block("verify_label()", "verify_label() filter step", "verify_label(...)", (
         Opt("model", "name of a model", "the model that answers again", "the distill teacher"),
         Opt("votes", "whole number", "independent answers per item", "ir.VerifyLabel.votes", ">= 1"),

@@ -1,5 +1,6 @@
-"""The stage, resources, lora and evaluate options, read off `ir.Training`, `ir.Resources`,
-`ir.Lora` and `ir.Evaluate`: the one place they are declared (`ir.option`).
+"""The stage, resources, lora, evaluate and distill options, read off `ir.Training`,
+`ir.Resources`, `ir.Lora`, `ir.Evaluate` and `ir.Distill`: the one place they are declared
+(`ir.option`).
 
 Each field with an `ir.Option` row is an option of the block its model lowers from. Its spec word, the methods that
 take it, its unit and where it lands come from the row; its converter from the field's type (or
@@ -98,8 +99,9 @@ def _converter(name: str, annotation: Any, values: str) -> Callable[..., Any]:
     (kind,) = kinds
     if get_origin(kind) is Literal:
         return one_of(get_args(kind))
-    if get_origin(kind) is tuple and get_args(kind) == (str, ...):
-        return STRINGS
+    if get_origin(kind) is tuple:  # a list: ["q_proj", "v_proj"], [backtrack, explore]
+        item = get_args(kind)[0]
+        return list_of(one_of(get_args(item))) if get_origin(item) is Literal else STRINGS
     return _CONVERTERS[kind]
 
 
@@ -178,4 +180,5 @@ TRAINING_OPTIONS = option_rows(ir.Training)
 RESOURCE_OPTIONS = option_rows(ir.Resources)
 LORA_OPTIONS = option_rows(ir.Lora)
 EVALUATE_OPTIONS = option_rows(ir.Evaluate)
+DISTILL_OPTIONS = option_rows(ir.Distill)
 MANAGED_TRL_FIELDS = managed_trl_fields(TRAINING_OPTIONS)

@@ -10,6 +10,7 @@ import json
 from fleming_dsl import ir
 from fleming_dsl.lower import options as reference
 from fleming_dsl.lower.schema import (
+    DISTILL_OPTIONS,
     EVALUATE_OPTIONS,
     MANAGED_TRL_FIELDS,
     RESOURCE_OPTIONS,
@@ -111,3 +112,15 @@ def test_an_evaluation_takes_its_options_and_its_inline_sharding_from_ir_evaluat
                     (_word("shards"), _word("auto"))], "an evaluation", diags)
     assert read(EVALUATE_OPTIONS, opts) == {"max_tokens": 64}
     assert [d.message for d in diags] == ["'samples' must be >= 1, got 0"]
+
+
+def test_a_list_of_choices_is_read_and_described_from_its_literal_type() -> None:
+    refine = {o.word: o for o in DISTILL_OPTIONS}["refine"]
+    value = ast.ListV(items=(_word("explore"), _word("backtrack")), span=_word("x").span)
+    assert refine.convert(value, "refine", Diagnostics()) == ("explore", "backtrack")
+    diags = Diagnostics()
+    refine.convert(ast.ListV(items=(_word("guess"),), span=_word("x").span), "refine", diags)
+    assert [d.message for d in diags] == ["'refine' must be one of backtrack, explore, self_correct; got 'guess'"]
+    distill = reference.block("distill")
+    assert distill is not None
+    assert distill.option("refine").type == "list of backtrack, explore, self_correct"
