@@ -48,7 +48,7 @@ class Option:
 
     This is the one declaration of a stage option (`Training`), a resources option
     (`Resources`), a lora option (`Lora`), an evaluate or distill option (`Evaluate`, `Distill`,
-    with `Sharding`'s):
+    with `Sharding`'s) and a cluster option (`Cluster`):
     lowering (`lower/schema.py`), the language reference and the language server
     (`lower/options.py`), `fleming explain` (`lower/names.py`) and the `trl { }` block's managed
     fields all read it; the job configs nest `Training`.
@@ -60,6 +60,7 @@ class Option:
     # the values it takes, where the annotation does not say: "trl" (what the installed TRL
     # accepts for the GRPOConfig field of the same name), "lr_schedulers" (transformers'), "url",
     # "size" (512MB, 80GB: the field holds MB), "duration" (30m, 48h: the field holds minutes),
+    # "seconds" (a duration, 30s or 15m, the field holds seconds),
     # "name" (a declaration's name), "sampled_metrics" (["pass@8", "maj@8"]: SAMPLED_METRIC)
     values: str = ""
     # how a user writes it, for the reference, where the converter's words say too little
@@ -569,15 +570,25 @@ class Evaluate(Decl):
 
 
 class Cluster(Node):
-    account: str | None = None
-    partition: str | None = None
-    gpu_partition: str | None = None
-    qos: str | None = None
-    max_jobs: int = 100
-    group_cpu_jobs: bool = True  # bundle short CPU jobs into one sbatch submission
+    """The `cluster { }` block: each field with an `option` is one of its options."""
+
+    account: str | None = option(None, "SLURM account of every job")
+    partition: str | None = option(None, "SLURM partition of CPU jobs")
+    gpu_partition: str | None = option(None, "SLURM partition of GPU jobs")
+    qos: str | None = option(None, "SLURM quality of service")
+    max_jobs: int = option(100, "jobs Snakemake keeps submitted at once", ge=1)
+    # one sbatch submission for several short CPU jobs
+    group_cpu_jobs: bool = option(True, "bundle short CPU jobs into one submission")
     # SLURM signals a long job this long before its time limit: it checkpoints and requeues itself
-    signal_lead_s: int = 900
-    container: str | None = None  # an Apptainer/Docker image every job runs in (experiment or cluster block)
+    signal_lead_s: int = option(
+        900, "how long before a job's time limit SLURM signals it (sbatch --signal; at most half the "
+        "limit): training checkpoints, an evaluation keeps its finished chunks, and the job requeues "
+        "itself and resumes", gt=0, word="signal_lead",
+        unit="seconds", values="seconds")
+    # the experiment header may set it instead (lowering copies it here)
+    container: str | None = option(
+        None, "Apptainer/Docker image every job runs in (Snakemake's container support; also allowed in "
+        "the experiment header)", written="string (image)")
 
 
 class Experiment(Node):

@@ -620,16 +620,11 @@ class _Lowering:
 
     def cluster(self) -> ir.Cluster:
         opts = Options(((o.key, o.value) for o in _last_wins(self.p.cluster)), "the cluster block", self.diags)
-        fields = {"account": opts.get("account", to_str), "partition": opts.get("partition", to_str),
-                  "gpu_partition": opts.get("gpu_partition", to_str), "qos": opts.get("qos", to_str),
-                  "max_jobs": opts.get("max_jobs", to_int, check=at_least(1)),
-                  "group_cpu_jobs": opts.get("group_cpu_jobs", to_bool),
-                  "signal_lead_s": opts.get("signal_lead", to_seconds, check=positive),
-                  "container": opts.get("container", to_str)}
-        if fields["signal_lead_s"] is not None:
+        fields = schema.read(schema.CLUSTER_OPTIONS, opts)
+        if "signal_lead_s" in fields:  # sbatch --signal takes whole seconds
             fields["signal_lead_s"] = max(1, round(fields["signal_lead_s"]))
         opts.finish()
-        return ir.Cluster(**{k: v for k, v in fields.items() if v is not None})
+        return ir.Cluster(**fields)
 
     # the whole experiment ------------------------------------------------
     def experiment(self) -> ir.Experiment:

@@ -6,7 +6,7 @@ people and tools (the stage block is built from `ir.Training`'s schema, `lower/s
 read off the converter lowering applies, its range and unit from the field): `fleming reference`
 renders it into docs/language.md, and the language server (`fleming lsp`) uses it for hover and completion.
 tests/unit/lower/test_options.py holds the two together: for every block but those its FROM_SCHEMA
-lists (evaluate, distill: lowering and the rows both read their IR model) it lowers a spec with an
+lists (evaluate, distill, cluster: lowering and the rows both read their IR model) it lowers a spec with an
 unknown option and compares the "expected one of ..." list lowering prints with this table, and
 it feeds each ranged option a value just outside its range and expects lowering to reject it.
 Defaults are read from the IR models, so they cannot drift either.
@@ -73,7 +73,7 @@ def _type_of(convert) -> str:
     """How a lowering converter's values are written, for the reference."""
     names = {values.to_float: "number", values.to_int: "whole number", values.to_bool: "true/false",
              values.to_str: "string", values.to_name: "name", values.to_megabytes: _SIZE,
-             values.to_minutes: _DURATION, STRINGS: "list of strings"}
+             values.to_minutes: _DURATION, values.to_seconds: _DURATION, STRINGS: "list of strings"}
     if convert in names:
         return names[convert]
     cells = [c.cell_contents for c in convert.__closure__ or ()]
@@ -131,21 +131,7 @@ BLOCKS: tuple[Block, ...] = (
         Opt("container", "string (image)", "Apptainer/Docker image every job runs in (or in the "
             "cluster block, not both)", None),
     )),
-    Block("cluster", "cluster", "cluster { ... }", (
-        Opt("account", "string", "SLURM account of every job", None),
-        Opt("partition", "string", "SLURM partition of CPU jobs", None),
-        Opt("gpu_partition", "string", "SLURM partition of GPU jobs", None),
-        Opt("qos", "string", "SLURM quality of service", None),
-        Opt("max_jobs", "whole number", "jobs Snakemake keeps submitted at once", "ir.Cluster.max_jobs", ">= 1"),
-        Opt("group_cpu_jobs", "true/false", "bundle short CPU jobs into one submission",
-            "ir.Cluster.group_cpu_jobs"),
-        Opt("signal_lead", _DURATION, "how long before a job's time limit SLURM signals it "
-            "(sbatch --signal; at most half the limit): training checkpoints, an evaluation "
-            "keeps its finished chunks, and the job requeues itself and resumes", "15m", "> 0",
-            "seconds"),
-        Opt("container", "string (image)", "Apptainer/Docker image every job runs in "
-            "(Snakemake's container support; also allowed in the experiment header)", None),
-    )),
+    Block("cluster", "cluster", "cluster { ... }", _model_options("Cluster")),
     Block("model", "model", "model NAME = SOURCE(...) { ... }", (
         Opt("backend", "call: vllm(...), transformers(), openai(...), template()",
             "how the model generates text when it is a teacher, grader or judge"),

@@ -1,6 +1,6 @@
-"""The stage, resources, lora, evaluate and distill options, read off `ir.Training`,
-`ir.Resources`, `ir.Lora`, `ir.Evaluate` and `ir.Distill`: the one place they are declared
-(`ir.option`).
+"""The stage, resources, lora, evaluate, distill and cluster options, read off `ir.Training`,
+`ir.Resources`, `ir.Lora`, `ir.Evaluate`, `ir.Distill` and `ir.Cluster`: the one place they are
+declared (`ir.option`).
 
 Each field with an `ir.Option` row is an option of the block its model lowers from. Its spec word, the methods that
 take it, its unit and where it lands come from the row; its converter from the field's type (or
@@ -33,6 +33,7 @@ from fleming_dsl.lower.values import (
     to_megabytes,
     to_minutes,
     to_name,
+    to_seconds,
     to_str,
     value_span,
 )
@@ -82,8 +83,8 @@ def sampled_metric(value, key, diags):
 
 
 _CONVERTERS: dict[type, Callable[..., Any]] = {float: to_float, int: to_int, bool: to_bool, str: to_str}
-_VALUES: dict[str, Callable[..., Any]] = {"size": to_megabytes, "duration": to_minutes, "name": to_name,
-                                          "sampled_metrics": list_of(sampled_metric)}
+_VALUES: dict[str, Callable[..., Any]] = {"size": to_megabytes, "duration": to_minutes, "seconds": to_seconds,
+                                          "name": to_name, "sampled_metrics": list_of(sampled_metric)}
 STRINGS = list_of(to_str)  # a tuple[str, ...] field: ["q_proj", "v_proj"]
 
 
@@ -181,4 +182,5 @@ RESOURCE_OPTIONS = option_rows(ir.Resources)
 LORA_OPTIONS = option_rows(ir.Lora)
 EVALUATE_OPTIONS = option_rows(ir.Evaluate)
 DISTILL_OPTIONS = option_rows(ir.Distill)
+CLUSTER_OPTIONS = option_rows(ir.Cluster)
 MANAGED_TRL_FIELDS = managed_trl_fields(TRAINING_OPTIONS)
