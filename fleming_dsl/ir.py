@@ -48,7 +48,7 @@ class Option:
 
     This is the one declaration of a stage option (`Training`), a resources option
     (`Resources`), a lora option (`Lora`), an evaluate or distill option (`Evaluate`, `Distill`,
-    with `Sharding`'s) and a cluster option (`Cluster`):
+    with `Sharding`'s), a cluster option (`Cluster`) and a plateau() option (`Plateau`):
     lowering (`lower/schema.py`), the language reference and the language server
     (`lower/options.py`), `fleming explain` (`lower/names.py`) and the `trl { }` block's managed
     fields all read it; the job configs nest `Training`.
@@ -363,9 +363,12 @@ class Lora(Node):
 
 
 class Plateau(Node):
-    metric: str = "reward"
-    patience: int = 10
-    min_delta: float = 0.0
+    """A stage's `until = plateau(...)`: each field is one of its options."""
+
+    metric: str = option("reward", "the logged metric watched", values="name",
+                         written="name (also the first positional argument)")
+    patience: int = option(10, "steps without improvement before stopping", ge=1, unit="steps")
+    min_delta: float = option(0.0, "smallest change that counts as improvement", ge=0)
 
 
 class Miner(Node):

@@ -6,7 +6,7 @@ people and tools (the stage block is built from `ir.Training`'s schema, `lower/s
 read off the converter lowering applies, its range and unit from the field): `fleming reference`
 renders it into docs/language.md, and the language server (`fleming lsp`) uses it for hover and completion.
 tests/unit/lower/test_options.py holds the two together: for every block but those its FROM_SCHEMA
-lists (evaluate, distill, cluster: lowering and the rows both read their IR model) it lowers a spec with an
+lists (lowering and the rows both read their IR model: evaluate, distill, cluster, plateau()) it lowers a spec with an
 unknown option and compares the "expected one of ..." list lowering prints with this table, and
 it feeds each ranged option a value just outside its range and expects lowering to reject it.
 Defaults are read from the IR models, so they cannot drift either.
@@ -258,14 +258,7 @@ BLOCKS: tuple[Block, ...] = (
     Block("stage", "stage", "stage NAME = sft(INIT, DATA) { ... } / grpo(INIT, DATA) { ... }",
           _stage_options()),
     Block("lora", "lora block", "lora { ... } inside a stage", _model_options("Lora")),
-    Block("plateau()", "plateau() stop condition", "until = plateau(METRIC, ...)", (
-        Opt("metric", "name (also the first positional argument)", "the logged metric watched",
-            "ir.Plateau.metric"),
-        Opt("patience", "whole number", "steps without improvement before stopping", "ir.Plateau.patience",
-            ">= 1", "steps"),
-        Opt("min_delta", "number", "smallest change that counts as improvement", "ir.Plateau.min_delta",
-            ">= 0"),
-    )),
+    Block("plateau()", "plateau() stop condition", "until = plateau(METRIC, ...)", _model_options("Plateau")),
     Block("mine_hard()", "mine_hard() stage data", "grpo(INIT, mine_hard(POOL, pass < X, ...))", (
         Opt("refresh", "whole number", "steps between re-estimating pass rates", "ir.Miner.refresh",
             ">= 1", "steps"),

@@ -1,6 +1,6 @@
-"""The stage, resources, lora, evaluate, distill and cluster options, read off `ir.Training`,
-`ir.Resources`, `ir.Lora`, `ir.Evaluate`, `ir.Distill` and `ir.Cluster`: the one place they are
-declared (`ir.option`).
+"""The stage, resources, lora, evaluate, distill, cluster and plateau() options, read off
+`ir.Training`, `ir.Resources`, `ir.Lora`, `ir.Evaluate`, `ir.Distill`, `ir.Cluster` and
+`ir.Plateau`: the one place they are declared (`ir.option`).
 
 Each field with an `ir.Option` row is an option of the block its model lowers from. Its spec word, the methods that
 take it, its unit and where it lands come from the row; its converter from the field's type (or
@@ -183,4 +183,5 @@ LORA_OPTIONS = option_rows(ir.Lora)
 EVALUATE_OPTIONS = option_rows(ir.Evaluate)
 DISTILL_OPTIONS = option_rows(ir.Distill)
 CLUSTER_OPTIONS = option_rows(ir.Cluster)
+PLATEAU_OPTIONS = option_rows(ir.Plateau)
 MANAGED_TRL_FIELDS = managed_trl_fields(TRAINING_OPTIONS)

@@ -18,10 +18,8 @@ from fleming_dsl.lower.values import (
     Options,
     at_least,
     describe,
-    non_negative,
     one_of,
     to_bool,
-    to_float,
     to_int,
     to_name,
     value_span,
@@ -200,15 +198,11 @@ class StageLowering:
         if not isinstance(value, ast.Call) or value.func.name != "plateau":
             self.diags.error("'until' must be plateau(metric, patience = N)", value_span(value))
             return None
-        fields: dict = {}
-        if value.args:
-            metric = to_name(value.args[0], "metric", self.diags)
-            if metric is not MISSING:
-                fields["metric"] = metric
+        metric = to_name(value.args[0], "metric", self.diags) if value.args else MISSING
         self.ctx.no_positional(value, 1)
         kw = Options.of_call(value, "plateau()", self.diags)
-        fields["metric"] = kw.get("metric", to_name, default=fields.get("metric"))
-        fields["patience"] = kw.get("patience", to_int, check=at_least(1))
-        fields["min_delta"] = kw.get("min_delta", to_float, check=non_negative)
+        fields = schema.read(schema.PLATEAU_OPTIONS, kw)
+        if "metric" not in fields and metric is not MISSING:  # plateau(reward): the metric, positional
+            fields["metric"] = metric
         kw.finish()
-        return ir.Plateau(**{k: v for k, v in fields.items() if v is not None})
+        return ir.Plateau(**fields)
