@@ -48,7 +48,8 @@ class Option:
 
     This is the one declaration of a stage option (`Training`), a resources option
     (`Resources`), a lora option (`Lora`), an evaluate or distill option (`Evaluate`, `Distill`,
-    with `Sharding`'s), a cluster option (`Cluster`) and a plateau() option (`Plateau`):
+    with `Sharding`'s), a synthesize option (`Synthesize`), a cluster option (`Cluster`) and a
+    plateau() option (`Plateau`):
     lowering (`lower/schema.py`), the language reference and the language server
     (`lower/options.py`), `fleming explain` (`lower/names.py`) and the `trl { }` block's managed
     fields all read it; the job configs nest `Training`.
@@ -69,6 +70,8 @@ class Option:
     # a nested model whose options are written in this block itself (an evaluation's `sharding`:
     # `shards`, `items_per_shard`); its own lowering reads them (`lower/shards.py`)
     inline: bool = False
+    # an inline model's options whose meaning differs in this block: (word, meaning) pairs
+    meanings: tuple[tuple[str, str], ...] = ()
     # where it takes effect: "trl.<field>" (a TRL SFTConfig/GRPOConfig field, which a `trl { }`
     # block then may not set), "vllm-serve --<flag>", "deepspeed <key>"; () = the job's own code
     lands: tuple[str, ...] = ()
@@ -215,10 +218,16 @@ class Synthesize(Decl):
     source: str  # a Sample
     teacher: str  # a Model with a backend
     prompt: str  # a Prompt
-    variants: int = 1  # items per sampled path, each with its own distractor draw and order
-    options: int | None = None  # options per item (answer + distractors); None: all the row has
+    variants: int = option(1, "items per sampled path, each with its own distractor draw and the answer at "
+                           "another letter (deterministic per seed)", ge=1)
+    # an item's options are lettered A..Z
+    options: int | None = option(None, "options per item (the answer and options - 1 distractors; all the "
+                                 "sampled distractors when not given)", ge=2, le=26)
     resources: Resources | None = None  # None: the planner's defaults (GPUs for a vLLM teacher)
-    sharding: Sharding = Sharding()
+    # a synthesize step's items are its sampled paths
+    sharding: Sharding = option(Sharding(), "how the step is cut into jobs", inline=True, meanings=(
+        ("shards", "jobs the step is cut into, by a stable hash of path ids, merged by a gather job "
+         "(docs/sharding.md)"), ("items_per_shard", "with shards = auto: sampled paths per job")))
 
 
 class Distill(Decl):

@@ -314,13 +314,11 @@ class _Lowering:
         where = f"synthesize {d.name.name}"
         opts = Options.of_block(d.block, where, self.diags)
         resources = self.step_resources(d.block, where)
-        fields = {"variants": opts.get("variants", to_int, check=at_least(1)),
-                  "options": opts.get("options", to_int, check=lambda x: None if 2 <= x <= 26 else "in 2..26"),
-                  "sharding": self.sharding(opts, where, d.name.name)}
+        fields = schema.read(schema.SYNTHESIZE_OPTIONS, opts)
+        fields["sharding"] = self.sharding(opts, where, d.name.name)
         opts.finish()
         return ir.Synthesize(name=d.name.name, span=d.span, source=d.source.name,
-                             teacher=d.teacher.name, prompt=d.prompt.name, resources=resources,
-                             **{k: v for k, v in fields.items() if v is not None})
+                             teacher=d.teacher.name, prompt=d.prompt.name, resources=resources, **fields)
 
     def distill(self, d: ast.DistillDecl) -> ir.Distill:
         opts = Options.of_block(d.block, f"distill {d.name.name}", self.diags)

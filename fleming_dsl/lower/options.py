@@ -6,7 +6,8 @@ people and tools (the stage block is built from `ir.Training`'s schema, `lower/s
 read off the converter lowering applies, its range and unit from the field): `fleming reference`
 renders it into docs/language.md, and the language server (`fleming lsp`) uses it for hover and completion.
 tests/unit/lower/test_options.py holds the two together: for every block but those its FROM_SCHEMA
-lists (lowering and the rows both read their IR model: evaluate, distill, cluster, plateau()) it lowers a spec with an
+lists (lowering and the rows both read their IR model: evaluate, synthesize, distill, cluster,
+plateau()) it lowers a spec with an
 unknown option and compares the "expected one of ..." list lowering prints with this table, and
 it feeds each ranged option a value just outside its range and expects lowering to reject it.
 Defaults are read from the IR models, so they cannot drift either.
@@ -119,6 +120,7 @@ def _model_options(model: str) -> tuple[Opt, ...]:
 
 
 _RESOURCES = _model_options("Resources")
+_SHARDING = _model_options("Sharding")  # a filter step's shards and items_per_shard
 
 BLOCKS: tuple[Block, ...] = (
     Block("experiment", "experiment header", 'experiment "NAME" [extends "BASE.flm"] { ... }', (
@@ -205,16 +207,8 @@ BLOCKS: tuple[Block, ...] = (
         Opt("split", "string", "subset to keep (e.g. the MMLU-Pro category)", "ir.Dataset.split"),
         Opt("limit", "whole number", "keep only the first N items", "ir.Dataset.limit", ">= 1"),
     )),
-    Block("synthesize", "synthesize", "synthesize NAME from SAMPLE with TEACHER using PROMPT { ... }", (
-        Opt("variants", "whole number", "items per sampled path, each with its own distractor draw "
-            "and the answer at another letter (deterministic per seed)", "ir.Synthesize.variants", ">= 1"),
-        Opt("options", "whole number", "options per item (the answer and options - 1 distractors)",
-            "all the sampled distractors", "in 2..26"),
-        Opt("shards", "whole number or auto", "jobs the step is cut into, by a stable hash of "
-            "path ids, merged by a gather job (docs/sharding.md)", "ir.Sharding.shards", ">= 1"),
-        Opt("items_per_shard", "whole number", "with shards = auto: sampled paths per job",
-            "ir.Sharding.items_per_shard", ">= 1"),
-    )),
+    Block("synthesize", "synthesize", "synthesize NAME from SAMPLE with TEACHER using PROMPT { ... }",
+          _model_options("Synthesize")),
     Block("distill", "distill", "distill NAME from SOURCES with TEACHER using PROMPT { ... }",
           _model_options("Distill")),
     Block("verify_label()", "verify_label() filter step", "verify_label(...)", (
@@ -223,10 +217,7 @@ BLOCKS: tuple[Block, ...] = (
         Opt("agree", "whole number", "answers that must match the label to keep the item (<= votes)",
             "ir.VerifyLabel.agree", ">= 1"),
         Opt("on_fail", "drop or review", "what happens to an item that fails", "ir.VerifyLabel.on_fail"),
-        Opt("shards", "whole number or auto", "jobs the step is cut into, by a stable hash of "
-            "item ids, merged by a gather job (docs/sharding.md)", "ir.Sharding.shards", ">= 1"),
-        Opt("items_per_shard", "whole number", "with shards = auto: items per job, over the "
-            "items the spec bounds upstream", "ir.Sharding.items_per_shard", ">= 1"),
+        *_SHARDING,
     )),
     Block("dedupe()", "dedupe() filter step", "dedupe(METHOD, ...)", (
         Opt("method", "exact or minhash (also the first positional argument)", "how duplicates are found",
@@ -244,10 +235,7 @@ BLOCKS: tuple[Block, ...] = (
         Opt("model", "name of a model or stage", "the model sampled (pass_rate) or the grader; required"),
         Opt("samples", "whole number", "samples per item for the pass rate", "ir.Difficulty.samples", ">= 1"),
         Opt("prompt", "name of a prompt", "the grader's rubric (grader only; required there)"),
-        Opt("shards", "whole number or auto", "jobs the step is cut into, by a stable hash of "
-            "item ids, merged by a gather job (docs/sharding.md)", "ir.Sharding.shards", ">= 1"),
-        Opt("items_per_shard", "whole number", "with shards = auto: items per job, over the "
-            "items the spec bounds upstream", "ir.Sharding.items_per_shard", ">= 1"),
+        *_SHARDING,
     )),
     Block("difficulty buckets", "difficulty buckets", "difficulty(...) { easy = ...  moderate = ... }", (
         Opt("easy", "threshold: pass >= X", "pass rate at or above which an item is easy",

@@ -1,6 +1,6 @@
-"""The stage, resources, lora, evaluate, distill, cluster and plateau() options, read off
-`ir.Training`, `ir.Resources`, `ir.Lora`, `ir.Evaluate`, `ir.Distill`, `ir.Cluster` and
-`ir.Plateau`: the one place they are declared (`ir.option`).
+"""The stage, resources, lora, evaluate, synthesize, distill, cluster and plateau() options, read
+off `ir.Training`, `ir.Resources`, `ir.Lora`, `ir.Evaluate`, `ir.Synthesize`, `ir.Distill`,
+`ir.Cluster` and `ir.Plateau`: the one place they are declared (`ir.option`).
 
 Each field with an `ir.Option` row is an option of the block its model lowers from. Its spec word, the methods that
 take it, its unit and where it lands come from the row; its converter from the field's type (or
@@ -88,6 +88,13 @@ _VALUES: dict[str, Callable[..., Any]] = {"size": to_megabytes, "duration": to_m
 STRINGS = list_of(to_str)  # a tuple[str, ...] field: ["q_proj", "v_proj"]
 
 
+def _kind(annotation: Any) -> Any:
+    """A field's type, without the `| None` of an optional one."""
+    (kind,) = [a for a in (get_args(annotation) if get_origin(annotation) in (Union, types.UnionType)
+                           else (annotation,)) if a is not type(None)]
+    return kind
+
+
 def _converter(name: str, annotation: Any, values: str) -> Callable[..., Any]:
     if values == "trl":
         return trl_choice(name)
@@ -95,9 +102,7 @@ def _converter(name: str, annotation: Any, values: str) -> Callable[..., Any]:
         return one_of(LR_SCHEDULERS)
     if values in _VALUES:
         return _VALUES[values]
-    kinds = [a for a in (get_args(annotation) if get_origin(annotation) in (Union, types.UnionType)
-                         else (annotation,)) if a is not type(None)]
-    (kind,) = kinds
+    kind = _kind(annotation)
     if get_origin(kind) is Literal:
         return one_of(get_args(kind))
     if get_origin(kind) is tuple:  # a list: ["q_proj", "v_proj"], [backtrack, explore]
@@ -106,12 +111,15 @@ def _converter(name: str, annotation: Any, values: str) -> Callable[..., Any]:
     return _CONVERTERS[kind]
 
 
-def range_text(metadata: list[Any]) -> str:
-    """A field's pydantic bounds in lowering's words: "> 0", ">= 1", "in (0, 1]", "in [0, 1)"."""
+def range_text(metadata: list[Any], whole: bool = False) -> str:
+    """A field's pydantic bounds in lowering's words: "> 0", ">= 1", "in (0, 1]", "in [0, 1)", and
+    for whole numbers between two bounds "in 2..26" (as `values.in_range` says it)."""
     low = next(((m.gt, "(", ">") for m in metadata if isinstance(m, annotated_types.Gt)), None) or \
         next(((m.ge, "[", ">=") for m in metadata if isinstance(m, annotated_types.Ge)), None)
     high = next(((m.lt, ")") for m in metadata if isinstance(m, annotated_types.Lt)), None) or \
         next(((m.le, "]") for m in metadata if isinstance(m, annotated_types.Le)), None)
+    if whole and low and high and (low[1], high[1]) == ("[", "]"):
+        return f"in {low[0]}..{high[0]}"
     if low and high:
         return f"in {low[1]}{low[0]}, {high[0]}{high[1]}"
     return f"{low[2]} {low[0]}" if low else ""
@@ -123,27 +131,30 @@ def _within(metadata: list[Any], x: Any) -> bool:
     return all(tests[type(m)](m) for m in metadata if type(m) in tests)
 
 
-def _check(metadata: list[Any], values: str) -> Callable[[Any], str | None] | None:
+def _check(metadata: list[Any], values: str, whole: bool) -> Callable[[Any], str | None] | None:
     if values == "url":
         return url
-    text = range_text(metadata)
+    text = range_text(metadata, whole)
     if not text:
         return None
     return lambda x: None if _within(metadata, x) else text
 
 
 def _row(model: str, name: str, info: Any, row: ir.Option) -> OptionRow:
+    whole = _kind(info.annotation) is int
     return OptionRow(
         word=row.word or name, convert=_converter(name, info.annotation, row.values),
-        check=_check(info.metadata, row.values), field=name if row.word else "",
+        check=_check(info.metadata, row.values, whole), field=name if row.word else "",
         methods=row.methods, meaning=info.description or "", unit=row.unit,
-        range=url("") if row.values == "url" else range_text(info.metadata), lands=row.lands,
+        range=url("") if row.values == "url" else range_text(info.metadata, whole), lands=row.lands,
         model=model, written=row.written)
 
 
 def _field_rows(model: type[ir.Node], name: str, info: Any, row: ir.Option) -> tuple[OptionRow, ...]:
     if row.inline:  # its model's options, written in this block, at this field's place
-        return tuple(replace(o, via=name) for o in option_rows(info.annotation))
+        meanings = dict(row.meanings)
+        return tuple(replace(o, via=name, meaning=meanings.get(o.word, o.meaning))
+                     for o in option_rows(info.annotation))
     return (_row(model.__name__, name, info, row),)
 
 
@@ -181,6 +192,7 @@ TRAINING_OPTIONS = option_rows(ir.Training)
 RESOURCE_OPTIONS = option_rows(ir.Resources)
 LORA_OPTIONS = option_rows(ir.Lora)
 EVALUATE_OPTIONS = option_rows(ir.Evaluate)
+SYNTHESIZE_OPTIONS = option_rows(ir.Synthesize)
 DISTILL_OPTIONS = option_rows(ir.Distill)
 CLUSTER_OPTIONS = option_rows(ir.Cluster)
 PLATEAU_OPTIONS = option_rows(ir.Plateau)

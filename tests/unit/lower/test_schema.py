@@ -42,9 +42,9 @@ def test_a_new_field_is_a_stage_option_with_its_converter_range_and_landing_plac
     rows = {o.word: o for o in option_rows(_WithANewOption)}
     chunks, flash = rows["chunks"], rows["flash"]
     assert (chunks.target, chunks.methods, chunks.unit, chunks.range, chunks.meaning) == (
-        "rollout_chunks", ("grpo",), "rollouts", "in [1, 64]", "rollouts generated per forward pass")
+        "rollout_chunks", ("grpo",), "rollouts", "in 1..64", "rollouts generated per forward pass")
     assert (chunks.convert, flash.convert, flash.check, flash.methods) == (to_int, to_bool, None, ("sft", "grpo"))
-    assert [chunks.check(x) for x in (0, 1, 64, 65)] == ["in [1, 64]", None, None, "in [1, 64]"]
+    assert [chunks.check(x) for x in (0, 1, 64, 65)] == ["in 1..64", None, None, "in 1..64"]
     assert chunks.convert(_num(3), "chunks", Diagnostics()) == 3
     assert {"generation_chunks", "use_flash"} <= managed_trl_fields(tuple(rows.values()))
     assert list(rows)[:-2] == [o.word for o in TRAINING_OPTIONS]  # the rest is unchanged
@@ -56,6 +56,8 @@ def test_ranges_are_written_as_lowering_reports_them() -> None:
 
     assert [text(gt=0), text(ge=1), text(gt=0, le=1), text(ge=0, lt=1), text()] == [
         "> 0", ">= 1", "in (0, 1]", "in [0, 1)", ""]
+    # a whole number between two bounds, as values.in_range says it: 'options' must be in 2..26
+    assert range_text(ir.option(0, "x", ge=2, le=26).metadata, whole=True) == "in 2..26"
 
 
 def test_the_reference_and_the_managed_fields_come_from_the_fields() -> None:
@@ -124,3 +126,11 @@ def test_a_list_of_choices_is_read_and_described_from_its_literal_type() -> None
     distill = reference.block("distill")
     assert distill is not None
     assert distill.option("refine").type == "list of backtrack, explore, self_correct"
+
+
+def test_an_inline_models_options_may_mean_something_else_in_a_block() -> None:
+    synthesize = reference.block("synthesize")
+    assert synthesize is not None
+    assert synthesize.option("items_per_shard").meaning == "with shards = auto: sampled paths per job"
+    assert reference.block("distill").option("items_per_shard").meaning == (
+        ir.Sharding.model_fields["items_per_shard"].description)
