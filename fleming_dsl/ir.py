@@ -48,8 +48,8 @@ class Option:
 
     This is the one declaration of a stage option (`Training`), a resources option
     (`Resources`), a lora option (`Lora`), an evaluate or distill option (`Evaluate`, `Distill`,
-    with `Sharding`'s), a synthesize option (`Synthesize`), a cluster option (`Cluster`) and a
-    plateau() option (`Plateau`):
+    with `Sharding`'s), a synthesize option (`Synthesize`), a cluster option (`Cluster`), a
+    plateau() option (`Plateau`), a tiny() option (`TinyArch`) and a dataset option (`Dataset`):
     lowering (`lower/schema.py`), the language reference and the language server
     (`lower/options.py`), `fleming explain` (`lower/names.py`) and the `trl { }` block's managed
     fields all read it; the job configs nest `Training`.
@@ -116,14 +116,15 @@ class Backend(Node):
 
 
 class TinyArch(Node):
-    """A small Qwen2-style causal LM built from scratch by a workflow step (the embedded default)."""
+    """A small Qwen2-style causal LM built from scratch by a workflow step (the embedded default);
+    each field is an option of `tiny(...)`."""
 
-    hidden: int = 128
-    layers: int = 2
-    heads: int = 4
-    kv_heads: int = 2
-    vocab: int = 800
-    max_position: int = 512
+    hidden: int = option(128, "hidden size", ge=1)
+    layers: int = option(2, "transformer layers", ge=1)
+    heads: int = option(4, "attention heads", ge=1)
+    kv_heads: int = option(2, "key/value heads", ge=1)
+    vocab: int = option(800, "tokenizer vocabulary size", ge=1)
+    max_position: int = option(512, "longest sequence", ge=1, unit="tokens")
 
 
 class Model(Decl):
@@ -188,8 +189,8 @@ class Dataset(Decl):
     kind: Literal["dataset"] = "dataset"
     format: DatasetFormat
     path: str
-    split: str | None = None
-    limit: int | None = None
+    split: str | None = option(None, "subset to keep (e.g. the MMLU-Pro category)")
+    limit: int | None = option(None, "keep only the first N items", ge=1)
 
 
 class Prompt(Decl):
@@ -561,7 +562,8 @@ class Evaluate(Decl):
     max_tokens: int = option(256, "tokens generated per answer", ge=1, unit="tokens")
     limit: int | None = option(None, "questions per benchmark (all when not given)", ge=1)
     accept: Literal["letter", "text"] = option(
-        "letter", "what counts as naming the right option: its letter, or also its exact text (reported apart)")
+        "letter", "what counts as naming the right option: its letter, or also its exact text (reported "
+        "apart)")
     resources: Resources = Resources()
     # per target: each evaluated model is cut the same way
     sharding: Sharding = option(Sharding(), "how each target's evaluation is cut into jobs", inline=True)

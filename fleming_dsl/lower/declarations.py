@@ -150,9 +150,9 @@ class _Lowering:
             source, ref = "tiny", ""
             self.ctx.no_positional(src)
             kw = Options.of_call(src, "tiny()", self.diags)
-            arch = {f: kw.get(f, to_int, check=at_least(1)) for f in ir.TinyArch.model_fields}
+            arch = schema.read(schema.TINY_OPTIONS, kw)
             kw.finish()
-            tiny = ir.TinyArch(**{k: v for k, v in arch.items() if v is not None})
+            tiny = ir.TinyArch(**arch)
         else:  # template() and openai(...) are sources that are also their own backend
             if backend_call is not None:
                 self.diags.error(f"a {kind}() model already is its backend", value_span(backend_call))
@@ -296,10 +296,9 @@ class _Lowering:
         pairs += [(o.key, o.value) for o in (d.block.options() if d.block else ())]
         opts = Options(pairs, f"dataset {d.name.name}", self.diags)
         self.ctx.no_block(d.block, f"dataset {d.name.name}")
-        split = opts.get("split", to_str)
-        limit = opts.get("limit", to_int, check=at_least(1))
+        fields = schema.read(schema.DATASET_OPTIONS, opts)
         opts.finish()
-        return ir.Dataset(name=d.name.name, span=d.span, format=fmt, path=path, split=split, limit=limit)
+        return ir.Dataset(name=d.name.name, span=d.span, format=fmt, path=path, **fields)
 
     def prompt(self, d: ast.PromptDecl) -> ir.Prompt | None:
         if d.source.func.name != "template":

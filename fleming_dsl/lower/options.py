@@ -7,7 +7,7 @@ read off the converter lowering applies, its range and unit from the field): `fl
 renders it into docs/language.md, and the language server (`fleming lsp`) uses it for hover and completion.
 tests/unit/lower/test_options.py holds the two together: for every block but those its FROM_SCHEMA
 lists (lowering and the rows both read their IR model: evaluate, synthesize, distill, cluster,
-plateau()) it lowers a spec with an
+plateau(), tiny(), dataset) it lowers a spec with an
 unknown option and compares the "expected one of ..." list lowering prints with this table, and
 it feeds each ranged option a value just outside its range and expects lowering to reject it.
 Defaults are read from the IR models, so they cannot drift either.
@@ -147,15 +147,7 @@ BLOCKS: tuple[Block, ...] = (
         Opt("concurrency", "whole number", "requests in flight at once (openai)", "ir.Backend.concurrency",
             ">= 1"),
     )),
-    Block("tiny()", "tiny() model source", "model NAME = tiny(...)", (
-        Opt("hidden", "whole number", "hidden size", "ir.TinyArch.hidden", ">= 1"),
-        Opt("layers", "whole number", "transformer layers", "ir.TinyArch.layers", ">= 1"),
-        Opt("heads", "whole number", "attention heads", "ir.TinyArch.heads", ">= 1"),
-        Opt("kv_heads", "whole number", "key/value heads", "ir.TinyArch.kv_heads", ">= 1"),
-        Opt("vocab", "whole number", "tokenizer vocabulary size", "ir.TinyArch.vocab", ">= 1"),
-        Opt("max_position", "whole number", "longest sequence", "ir.TinyArch.max_position", ">= 1",
-            "tokens"),
-    )),
+    Block("tiny()", "tiny() model source", "model NAME = tiny(...)", _model_options("TinyArch")),
     Block("vllm()", "vllm() backend", "backend = vllm(...)", (
         Opt("tp", "whole number", "tensor-parallel GPUs (short for tensor_parallel)",
             "ir.Backend.tensor_parallel", ">= 1"),
@@ -203,10 +195,8 @@ BLOCKS: tuple[Block, ...] = (
         Opt("near", "true/false", "prefer distractors close to the answer in the graph",
             "ir.Sample.near_distractors"),
     )),
-    Block("dataset", "dataset", 'dataset NAME = FORMAT("file.jsonl", ...) { ... }', (
-        Opt("split", "string", "subset to keep (e.g. the MMLU-Pro category)", "ir.Dataset.split"),
-        Opt("limit", "whole number", "keep only the first N items", "ir.Dataset.limit", ">= 1"),
-    )),
+    Block("dataset", "dataset", 'dataset NAME = FORMAT("file.jsonl", ...) { ... }',
+          _model_options("Dataset")),
     Block("synthesize", "synthesize", "synthesize NAME from SAMPLE with TEACHER using PROMPT { ... }",
           _model_options("Synthesize")),
     Block("distill", "distill", "distill NAME from SOURCES with TEACHER using PROMPT { ... }",

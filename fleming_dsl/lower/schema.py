@@ -1,6 +1,7 @@
-"""The stage, resources, lora, evaluate, synthesize, distill, cluster and plateau() options, read
-off `ir.Training`, `ir.Resources`, `ir.Lora`, `ir.Evaluate`, `ir.Synthesize`, `ir.Distill`,
-`ir.Cluster` and `ir.Plateau`: the one place they are declared (`ir.option`).
+"""The stage, resources, lora, evaluate, synthesize, distill, cluster, plateau(), tiny() and
+dataset options, read off `ir.Training`, `ir.Resources`, `ir.Lora`, `ir.Evaluate`,
+`ir.Synthesize`, `ir.Distill`, `ir.Cluster`, `ir.Plateau`, `ir.TinyArch` and `ir.Dataset`: the
+one place they are declared (`ir.option`).
 
 Each field with an `ir.Option` row is an option of the block its model lowers from. Its spec word, the methods that
 take it, its unit and where it lands come from the row; its converter from the field's type (or
@@ -83,8 +84,9 @@ def sampled_metric(value, key, diags):
 
 
 _CONVERTERS: dict[type, Callable[..., Any]] = {float: to_float, int: to_int, bool: to_bool, str: to_str}
-_VALUES: dict[str, Callable[..., Any]] = {"size": to_megabytes, "duration": to_minutes, "seconds": to_seconds,
-                                          "name": to_name, "sampled_metrics": list_of(sampled_metric)}
+_VALUES: dict[str, Callable[..., Any]] = {
+    "size": to_megabytes, "duration": to_minutes, "seconds": to_seconds, "name": to_name,
+    "sampled_metrics": list_of(sampled_metric)}
 STRINGS = list_of(to_str)  # a tuple[str, ...] field: ["q_proj", "v_proj"]
 
 
@@ -196,4 +198,6 @@ SYNTHESIZE_OPTIONS = option_rows(ir.Synthesize)
 DISTILL_OPTIONS = option_rows(ir.Distill)
 CLUSTER_OPTIONS = option_rows(ir.Cluster)
 PLATEAU_OPTIONS = option_rows(ir.Plateau)
+TINY_OPTIONS = option_rows(ir.TinyArch)
+DATASET_OPTIONS = option_rows(ir.Dataset)
 MANAGED_TRL_FIELDS = managed_trl_fields(TRAINING_OPTIONS)

@@ -63,7 +63,7 @@ evaluate [base, rl1] on [test] { samples = 1 @evaluate@ }
 SLOTS = re.findall(r"@([^@]+)@", TEMPLATE)
 # blocks whose rows and lowering both come from their IR model's `ir.option` fields
 # (lower/schema.py): nothing is written twice there, so nothing is compared
-FROM_SCHEMA = ("evaluate", "synthesize", "distill", "cluster", "plateau()")
+FROM_SCHEMA = ("evaluate", "synthesize", "distill", "cluster", "plateau()", "tiny()", "dataset")
 BY_HAND = [slot for slot in SLOTS if slot not in FROM_SCHEMA]
 
 
