@@ -176,7 +176,8 @@ def test_mining_splits_rollouts_and_every_rank_mines_the_same_items(projects: di
     assert set(mined) == {0, 1} and mined[0] == mined[1] and len(mined[0]) == 2
     _assert_written_once(project, config["output"], config["meta"])
     meta = json.loads(project.path(config["meta"]).read_text())
-    assert [r["round"] for r in meta["metrics"]["rounds"]] == [0, 1]
+    rounds = meta["metrics"]["rounds"]  # two mined rounds, then the closing re-estimate
+    assert [(r["round"], bool(r.get("closing"))) for r in rounds] == [(0, False), (1, False), (2, True)]
     rows = [json.loads(line) for line in project.path(config["metrics"]).read_text().splitlines()]
     assert [r["step"] for r in rows] == [1, 2]
 
