@@ -37,6 +37,7 @@ from fleming_dsl.lower.values import (
     to_seconds,
     to_str,
     value_span,
+    whole_range,
 )
 from fleming_dsl.spec import ast
 
@@ -115,13 +116,13 @@ def _converter(name: str, annotation: Any, values: str) -> Callable[..., Any]:
 
 def range_text(metadata: list[Any], whole: bool = False) -> str:
     """A field's pydantic bounds in lowering's words: "> 0", ">= 1", "in (0, 1]", "in [0, 1)", and
-    for whole numbers between two bounds "in 2..26" (as `values.in_range` says it)."""
+    for whole numbers between two bounds "in 2..26" (`values.whole_range`)."""
     low = next(((m.gt, "(", ">") for m in metadata if isinstance(m, annotated_types.Gt)), None) or \
         next(((m.ge, "[", ">=") for m in metadata if isinstance(m, annotated_types.Ge)), None)
     high = next(((m.lt, ")") for m in metadata if isinstance(m, annotated_types.Lt)), None) or \
         next(((m.le, "]") for m in metadata if isinstance(m, annotated_types.Le)), None)
     if whole and low and high and (low[1], high[1]) == ("[", "]"):
-        return f"in {low[0]}..{high[0]}"
+        return whole_range(low[0], high[0])
     if low and high:
         return f"in {low[1]}{low[0]}, {high[0]}{high[1]}"
     return f"{low[2]} {low[0]}" if low else ""

@@ -297,8 +297,13 @@ def at_least(n: int) -> Callable[[Any], str | None]:
     return lambda x: None if x >= n else f">= {n}"
 
 
+def whole_range(lo: int, hi: int) -> str:
+    """How a range of whole numbers is written in errors and the reference: "in 2..26"."""
+    return f"in {lo}..{hi}"
+
+
 def in_range(lo: int, hi: int) -> Callable[[Any], str | None]:
-    return lambda x: None if lo <= x <= hi else f"in {lo}..{hi}"
+    return lambda x: None if lo <= x <= hi else whole_range(lo, hi)
 
 
 def unit_interval(x) -> str | None:
