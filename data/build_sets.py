@@ -5,16 +5,19 @@
 
 Diseases and drugs come from the embedded knowledge graph's own facts (`medkg/facts.py`, via
 `facts.py`), so the graph teaches the entities the benchmarks ask about, in the graph's spelling.
-The sets are split by question type, so no question is shared: evaluation asks for the
-diagnosis of a vignette (MedQA), a drug's characteristic adverse effect (MedMCQA) and trial
-findings (PubMedQA); training asks for a disease's first-line drug and a drug's molecular target.
-Output is deterministic (fixed seeds, stable order).
+No question is shared between evaluation and training: evaluation asks for the diagnosis of a
+vignette (MedQA), a drug's characteristic adverse effect (MedMCQA) and trial findings
+(PubMedQA); training asks for a disease's first-line drug and a drug's molecular target
+(`medqa_train`), and the case bank (`case_bank`) asks diagnoses as an exam's question bank
+does, with answer keys and no worked solutions, from other finding sets than the evaluation's
+and in other words. Output is deterministic (fixed seeds, stable order).
 """
 
 from __future__ import annotations
 
 import argparse
 import hashlib
+import itertools
 import json
 import random
 import sys
@@ -49,22 +52,81 @@ def medqa_row(question: str, options: list[str], answer: str, meta: str) -> dict
             "options": dict(zip(LETTERS, options)), "meta_info": meta, "answer_idx": letter}
 
 
-def medqa_test() -> list[dict]:
+def _article(age: int) -> str:
+    return "An" if str(age).startswith(("8", "11", "18")) else "A"
+
+
+def _listed(findings: list[str]) -> str:
+    return findings[0] if len(findings) == 1 else ", ".join(findings[:-1]) + " and " + findings[-1]
+
+
+def _diagnosis_row(disease: str, shown: list[str], question: str, rng: random.Random,
+                   meta: str) -> dict:
+    """Options drawn from diseases that share none of the findings shown."""
+    fair = [name for name, features, _ in DISEASES if not set(features) & set(shown)]
+    return medqa_row(question, pick_options(disease, fair, rng), disease, meta)
+
+
+def _medqa_test_cases() -> list[tuple[list[str], dict]]:
     """One diagnosis vignette per graph disease: four of its phenotypes (as the graph spells
-    them), options drawn from diseases that share none of the findings shown."""
+    them), options drawn from diseases that share none of the findings shown; with the findings
+    each shows."""
     rng = random.Random(SEED)
-    phenotypes = {name: set(features) for name, features, _ in DISEASES}
-    rows = []
+    cases = []
     for index, (disease, features, _) in enumerate(DISEASES):
         age = 18 + (index * 7) % 60
         sex = ("man", "woman")[index % 2]
         shown = rng.sample(features, 4)
-        article = "An" if str(age).startswith(("8", "11", "18")) else "A"
-        question = (f"{article} {age}-year-old {sex} is evaluated for {shown[0]}, {shown[1]} and "
-                    f"{shown[2]}. On examination there is also {shown[3]}. "
-                    f"What is the most likely diagnosis?")
-        fair = [name for name, found in phenotypes.items() if not found & set(shown)]
-        rows.append(medqa_row(question, pick_options(disease, fair, rng), disease, "step2&3"))
+        question = (f"{_article(age)} {age}-year-old {sex} is evaluated for {_listed(shown[:3])}. "
+                    f"On examination there is also {shown[3]}. What is the most likely diagnosis?")
+        cases.append((shown, _diagnosis_row(disease, shown, question, rng, "step2&3")))
+    return cases
+
+
+def medqa_test() -> list[dict]:
+    return [row for _, row in _medqa_test_cases()]
+
+
+# How a question bank words a diagnosis vignette (history, then one examination finding): none
+# of these is the evaluation's wording, so the bank teaches reading exam questions, not one
+# template (the decontamination filter removes the few that share an 8-gram with medqa_test).
+CASE_STEMS = (
+    "{who} comes to the emergency department because of {history}. Physical examination shows "
+    "{exam}. Which of the following is the most likely diagnosis?",
+    "{who} is seen in the office with {history}. Examination is notable for {exam}. Which of "
+    "the following best explains this presentation?",
+    "{who} has had {history} for several weeks. Examination reveals {exam}. What is the most "
+    "likely underlying condition?",
+    "{who} develops {history}. On physical exam, {exam} is found. Which condition is most likely?",
+    "{who} is admitted with {history}. The examination is remarkable for {exam}. Which of the "
+    "following is the most likely cause?",
+    "{who} has noticed {history} over the past month. Examination findings include {exam}. "
+    "Which diagnosis fits best?",
+    "{who} visits a clinician for {history}; {exam} is also noted. Which of the following "
+    "conditions is most likely?",
+    "{who} reports {history}. The physician also observes {exam}. What is the best diagnosis?",
+)
+CASES_PER_DISEASE = 4
+
+
+def case_bank() -> list[dict]:
+    """An exam-style question bank for RL: CASES_PER_DISEASE diagnosis vignettes per graph
+    disease, each from three or four of its phenotypes but never the finding set medqa_test
+    shows, worded by CASE_STEMS, with answer keys and no worked solutions."""
+    rng = random.Random(SEED + 3)
+    tested = [set(shown) for shown, _ in _medqa_test_cases()]
+    rows = []
+    for index, (disease, features, _) in enumerate(DISEASES):
+        subsets = [list(c) for k in (3, 4) for c in itertools.combinations(features, k)
+                   if set(c) != tested[index]]
+        for number, shown in enumerate(rng.sample(subsets, CASES_PER_DISEASE)):
+            rng.shuffle(shown)
+            age, sex = rng.randrange(20, 80), rng.choice(("man", "woman"))
+            stem = CASE_STEMS[(index + number) % len(CASE_STEMS)]
+            question = stem.format(who=f"{_article(age)} {age}-year-old {sex}",
+                                   history=_listed(shown[:-1]), exam=shown[-1])
+            rows.append(_diagnosis_row(disease, shown, question, rng, "bank"))
+    rng.shuffle(rows)
     return rows
 
 
@@ -147,6 +209,7 @@ def render_all() -> dict[str, str]:
         "eval/medmcqa_dev.jsonl": jsonl(medmcqa_dev()),
         "eval/pubmedqa.json": json.dumps(pubmedqa(), ensure_ascii=False, indent=4) + "\n",
         "train/medqa_train.jsonl": jsonl(medqa_train()),
+        "train/case_bank.jsonl": jsonl(case_bank()),
     }
 
 

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
+from collections import Counter
 from pathlib import Path
 
 import pytest
@@ -152,6 +154,29 @@ def test_embedded_train_is_disjoint_from_eval_under_decontamination():
         shared = [(i.id, index.shared(i.question)) for i in sets["medqa_train"]
                   if index.shared(i.question)]
         assert shared == [], n
+
+
+def test_case_bank_asks_other_cases_than_medqa_test():
+    """RL's question bank: every medqa_test disease four times, never a test question, option
+    set or finding set, and only a few items share an 8-gram with the evaluation (what the tiny
+    spec's decontamination filter removes, so the funnel shows a real removal)."""
+    bank = load_items(REPO / "data/train/case_bank.jsonl", "medqa")
+    test = embedded()["medqa_test"]
+    assert len(bank) == 4 * len(test)
+    answers = Counter(item.options[item.answer] for item in bank)
+    assert answers == Counter({item.options[item.answer]: 4 for item in test})
+    assert not {i.question for i in bank} & {i.question for i in test}
+    assert not {frozenset(i.options.values()) for i in bank} & {frozenset(i.options.values()) for i in test}
+    tested = {}  # disease -> the four findings medqa_test shows
+    for item in test:
+        found = re.fullmatch(r".* is evaluated for (.+), (.+) and (.+)\. On examination there is "
+                             r"also (.+)\. What is the most likely diagnosis\?", item.question)
+        tested[item.options[item.answer]] = found.groups()
+    for item in bank:
+        assert sum(f in item.question for f in tested[item.options[item.answer]]) < 4, item.question
+    index = NgramIndex([i.question for i in test], 8)
+    shared = [i.id for i in bank if index.shared(i.question)]
+    assert 0 < len(shared) <= len(bank) // 20, shared
 
 
 def _kg_edges() -> set[tuple[str, str, str]]:
