@@ -79,13 +79,18 @@ def compare(before: dict[str, float], after: dict[str, float], seed: int) -> dic
     }
 
 
-def paired_tests(per_target: dict[str, dict[str, dict[str, float]]],
-                 seed: int) -> list[dict[str, Any]]:
+def paired_tests(per_target: dict[str, dict[str, dict[str, float]]], seed: int,
+                 anchor: str | None = None) -> list[dict[str, Any]]:
     """Each benchmark, each evaluated target against the one before it (the spec's evaluation
-    order: base -> cold start -> rl1 -> rl2); targets without predictions are skipped."""
+    order: base -> cold start -> rl1 -> rl2), then each target after `anchor` (the cold start)
+    that does not directly follow it against the anchor: what RL as a whole changed. Targets
+    without predictions are skipped."""
     targets = list(per_target)
+    pairs = list(zip(targets, targets[1:]))
+    if anchor in targets:
+        pairs += [(anchor, t) for t in targets[targets.index(anchor) + 2:]]
     rows = []
-    for before, after in zip(targets, targets[1:]):
+    for before, after in pairs:
         for bench in per_target[after]:
             if bench in per_target[before]:
                 rows.append({"benchmark": bench, "before": before, "after": after,

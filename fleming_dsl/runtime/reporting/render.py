@@ -76,7 +76,7 @@ def headline(summary: dict[str, Any]) -> tuple[str, ...]:
 
 
 def paired_headline(paired: list[dict[str, Any]]) -> list[str]:
-    """One line per pair of consecutive stages: each benchmark's paired difference."""
+    """One line per pair of stages compared: each benchmark's paired difference."""
     pairs: dict[tuple[str, str], list[str]] = {}
     for row in paired:
         pairs.setdefault((row["before"], row["after"]), []).append(
@@ -108,7 +108,7 @@ def layout(experiment: str, inputs: ReportInputs, summary: dict[str, Any],
                 tables=((accuracy_table(inputs),) + ((answered_by,) if answered_by else ()))
                 if inputs.evals else (),
                 figures=fig("accuracy")),
-        Section("Paired tests: each stage against the one before it",
+        Section("Paired tests: each stage against the one before it, and RL against the cold start",
                 notes=("On the items both stages answered: gained = wrong before and right after, "
                        "lost = the reverse; the difference of accuracy with a paired bootstrap 95% "
                        "interval (items resampled, seeded) and the exact McNemar p-value from "

@@ -216,7 +216,7 @@ def summarise(experiment: str, inputs: ReportInputs, seed: int = 0) -> dict[str,
         "mining": {stage: rounds for stage, meta in grpo_metas.items()
                    if (rounds := mining_rounds(meta))},
         "paired": paired_tests({target: item_accuracy(rows) for target, rows in predicted.items()},
-                               seed),
+                               seed, anchor=cold),
         "answers": {target: pick_answers(rows) for target, rows in predicted.items()},
         "timings_s": {m.job: m.timings["total_s"] for m in inputs.metas
                       if is_number(m.timings.get("total_s"))},

@@ -188,7 +188,8 @@ def difference(figures: dict[str, Any]) -> str:
 
 
 def paired_table(summary: dict[str, Any]) -> Table:
-    """Each benchmark, each stage against the one before it, on the same items."""
+    """Each benchmark, each stage against the one before it (then RL against the cold start),
+    on the same items."""
     return Table(("benchmark", "stage", "items", "gained", "lost", "difference [paired bootstrap 95%]",
                   "exact McNemar p"), tuple(
         (row["benchmark"], f"{row['before']} -> {row['after']}", fmt(row["n"]), fmt(row["gained"]),

@@ -279,7 +279,8 @@ def test_paired_tests_count_flips_with_exact_mcnemar_and_a_seeded_bootstrap(run_
     picked = {(r["benchmark"], r["after"]): r for r in summary["paired"]}
     assert [(r["benchmark"], r["before"], r["after"]) for r in summary["paired"]] == [
         ("medqa_test", "cold_start", "rl1"), ("pubmedqa", "cold_start", "rl1"),
-        ("medqa_test", "rl1", "rl2"), ("pubmedqa", "rl1", "rl2")]
+        ("medqa_test", "rl1", "rl2"), ("pubmedqa", "rl1", "rl2"),
+        ("medqa_test", "cold_start", "rl2"), ("pubmedqa", "cold_start", "rl2")]  # RL as a whole
     rl1 = picked[("medqa_test", "rl1")]
     # 4 gained, 2 lost: p = 2 * P(Binomial(6, 1/2) <= 2) = 2 * 22/64
     assert (rl1["n"], rl1["gained"], rl1["lost"], rl1["p_value_mcnemar"]) == (50, 4, 2, 0.6875)
