@@ -33,7 +33,6 @@ from fleming_dsl.runtime.data.formats import load_source
 from fleming_dsl.runtime.data.items import (
     Item,
     extract_answer,
-    extract_choice,
     is_well_formed,
     prompt_messages,
 )
@@ -100,10 +99,13 @@ def answer_requests(items: list[Item], n: int) -> list[Request]:
 
 
 def match_counts(items: list[Item], responses: list[Any]) -> tuple[list[int], list[int]]:
-    """Per item, how many answers match the label, and how many had no letter."""
+    """Per item, how many answers match the label, and how many named no option. An answer
+    names an option by its letter or by its exact text in <answer> (accept = text): a model
+    trained to answer with the option's text, as the embedded default's is, must not read as
+    unreadable when it is asked for pass rates or votes."""
     matches, unreadable = [], []
     for item, response in zip(items, responses):
-        letters = [extract_choice(text, "".join(item.options)) for text in response.texts]
+        letters = [extract_answer(text, item.options, "text")[0] for text in response.texts]
         unreadable.append(sum(letter is None for letter in letters))
         matches.append(sum(letter == item.answer for letter in letters))
     return matches, unreadable

@@ -131,7 +131,8 @@ class Voter:
         out = []
         for request in requests:
             name = request.messages[-1]["content"].split()[3]
-            texts = {"1": ["<answer>B</answer>"] * request.n,
+            # i1's last sample names option B by its text (case aside): it matches as a letter would
+            texts = {"1": ["<answer>B</answer>"] * (request.n - 1) + ["<answer>Beta 1</answer>"],
                      "2": ["The answer is B"] + ["<answer>A</answer>"] * (request.n - 1),
                      "3": ["no idea"] * request.n}[name]
             out.append(texts)
