@@ -8,6 +8,8 @@ and raises `JobError` for input it cannot use. `runtime.jobs.run_job` then write
 from __future__ import annotations
 
 import contextlib
+import hashlib
+import json
 import os
 import sys
 import time
@@ -79,6 +81,8 @@ class JobContext:
     started: float = field(default_factory=time.monotonic)  # `fleming job`: process_started()
     kind: str = ""  # recorded kind when not the config's: a gather records its task's
     startup_s: float = 0.0  # from the process's start to this context: part of total_s
+    # inputs do not change while their job runs: hashed once, for the run key and the record
+    _input_hashes: dict[str, str] | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
         self.startup_s = round(time.monotonic() - self.started, 3)
@@ -91,6 +95,17 @@ class JobContext:
         finally:
             self.timings[phase] = round(self.timings.get(phase, 0.0) + time.monotonic() - start, 3)
 
+    def input_hashes(self) -> dict[str, str]:
+        if self._input_hashes is None:
+            self._input_hashes = {p: sha256_path(p) for p in self.inputs if Path(p).exists()}
+        return self._input_hashes
+
+    def run_key(self) -> str:
+        """What this run trains from: its config and its inputs' content. A checkpoint left by a
+        run with another key is not this run's to resume (`resume_checkpoint`)."""
+        return hashlib.sha256(json.dumps([self.config_sha256, self.input_hashes()],
+                                         sort_keys=True).encode()).hexdigest()
+
     def record(self) -> dict[str, Any]:
         cfg = self.config
         return {
@@ -98,7 +113,7 @@ class JobContext:
             "kind": self.kind or getattr(cfg, "kind", ""),
             "experiment": cfg.experiment,
             "config_sha256": self.config_sha256,
-            "inputs": {p: sha256_path(p) for p in self.inputs if Path(p).exists()},
+            "inputs": self.input_hashes(),
             "counts": self.counts,
             "metrics": self.metrics,
             "timings": {**self.timings, "startup_s": self.startup_s, "cpu_s": cpu_seconds(),

@@ -33,6 +33,8 @@ from fleming_dsl.runtime.train import tracking
 log = logging.getLogger("fleming.training")
 
 COMPLETE_MARKER = "fleming-checkpoint-complete"
+# Beside the checkpoints: which config and inputs they were trained from (JobContext.run_key)
+RUN_KEY_FILE = "run-key"
 _CHECKPOINT = re.compile(r"^checkpoint-(\d+)$")
 
 
@@ -155,8 +157,12 @@ def complete_checkpoints(folder: str | Path) -> list[Path]:
     return [p for _, p in sorted(found)]
 
 
-def resume_checkpoint(cfg: TrainCommon, folder: str | None = None) -> str | None:
+def resume_checkpoint(cfg: TrainCommon, folder: str | None = None, key: str | None = None) -> str | None:
     """The last whole `checkpoint-N` a previous run left, if any; every rank must call it.
+
+    With `key` (the job's config and input hashes), checkpoints a run with another key left are
+    removed, not resumed: after an upstream stage or the config changed, Snakemake re-runs the
+    job, and resuming would finish the old run's training instead of starting the new one.
 
     Whole means sealed by every rank (`checkpoint_sealer`) and with weight files that read back
     whole (`checkpoints.checkpoint_problem`): a torn one is passed over, and the log says so.
@@ -167,6 +173,18 @@ def resume_checkpoint(cfg: TrainCommon, folder: str | None = None) -> str | None
     from fleming_dsl.runtime.train.checkpoints import checkpoint_problem
 
     folder = folder or checkpoint_dir(cfg)
+    key_file = Path(folder) / RUN_KEY_FILE
+    written_for = key_file.read_text(encoding="utf-8").strip() if key_file.is_file() else None
+    stale = key is not None and complete_checkpoints(folder) and written_for != key
+    ranks.barrier()  # every rank has read the key before the main process replaces it
+    if ranks.is_main() and key is not None:
+        if stale:
+            log.warning("checkpoints under %s were written for another config or other inputs: "
+                        "training from the start", folder)
+            shutil.rmtree(folder, ignore_errors=True)
+        Path(folder).mkdir(parents=True, exist_ok=True)
+        key_file.write_text(key + "\n", encoding="utf-8")
+    ranks.barrier()
     whole = complete_checkpoints(folder)
     last = None
     for path in reversed(whole):  # sealed, but a weight file may still be torn on disk

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import pytest
@@ -216,8 +217,10 @@ def test_stage_2_peak_memory_stays_within_1_2x_of_stage_1(tiny_model: str, tmp_p
 
 
 def test_resume_keeps_metrics_rows_up_to_the_checkpoint(tiny_model: str, tmp_path: Path) -> None:
-    run_grpo(tmp_path, tiny_model, synthetic_items(24), max_steps=2, save_steps=2)
+    run_grpo(tmp_path, tiny_model, synthetic_items(24), max_steps=3, save_steps=2)
     assert (tmp_path / "grpo.ckpt" / "checkpoint-2").is_dir()
+    # as if killed after checkpoint 2 and re-run as it was (another config would start afresh)
+    shutil.rmtree(tmp_path / "grpo.ckpt" / "checkpoint-3", ignore_errors=True)
     meta, rows = run_grpo(tmp_path, tiny_model, synthetic_items(24), max_steps=3, save_steps=2)
     assert meta["counts"]["resumed_from"].endswith("checkpoint-2")
     assert [r["step"] for r in rows] == [1, 2, 3]

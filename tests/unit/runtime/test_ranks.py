@@ -59,6 +59,25 @@ def test_resume_takes_the_last_whole_checkpoint_and_removes_unfinished_ones(tmp_
     assert sorted(p.name for p in folder.iterdir()) == ["checkpoint-10", "checkpoint-2", "checkpoint-x"]
 
 
+def test_checkpoints_another_run_left_are_removed_not_resumed(tmp_path: Path, caplog) -> None:
+    """A requeued run (same config, same inputs: same key) resumes; a run Snakemake started
+    because an upstream stage or the config changed (another key) starts from the beginning:
+    resuming there finished the old run's training (rl2 "trained" in 9 s after rl1 changed)."""
+    cfg = SftJob.model_validate(train_config("sft", tmp_path, "m", "d.jsonl"))
+    folder = Path(training.checkpoint_dir(cfg))
+    assert training.resume_checkpoint(cfg, key="run-a") is None
+    _checkpoint(folder, 4, whole=True)
+    assert training.resume_checkpoint(cfg, key="run-a") == str(folder / "checkpoint-4")
+    with caplog.at_level(logging.WARNING):
+        assert training.resume_checkpoint(cfg, key="run-b") is None
+    assert "were written for another config or other inputs: training from the start" in caplog.text
+    assert sorted(p.name for p in folder.iterdir()) == [training.RUN_KEY_FILE]
+    assert (folder / training.RUN_KEY_FILE).read_text() == "run-b\n"
+    _checkpoint(folder, 2, whole=True)  # a folder from before run keys: not known to be this run's
+    (folder / training.RUN_KEY_FILE).unlink()
+    assert training.resume_checkpoint(cfg, key="run-b") is None
+
+
 def test_deepspeed_and_gloo_on_cpu_only_with_several_ranks(tmp_path: Path) -> None:
     (tmp_path / "ds.json").write_text("{}")
     cfg = SftJob.model_validate(train_config("sft", tmp_path, "m", "d.jsonl",

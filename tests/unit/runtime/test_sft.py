@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
 from pathlib import Path
 
 import pytest
@@ -58,14 +59,17 @@ def test_lora_adapters_are_merged_before_saving(tiny_model: str, tmp_path: Path)
 
 
 def test_resume_continues_from_the_last_checkpoint(tiny_model: str, tmp_path: Path) -> None:
-    first = run_sft(tmp_path, tiny_model, synthetic_items(64), max_steps=4, save_steps=2)
+    first = run_sft(tmp_path, tiny_model, synthetic_items(64), max_steps=6, save_steps=2)
     assert first["counts"]["resumed_from"] == ""
-    assert (tmp_path / "sft.ckpt" / "checkpoint-4").is_dir()
-    # as if the job was killed after its last checkpoint and re-run with a longer budget
+    # as if the job was killed after checkpoint 4 and re-run as it was (same config, same inputs)
+    shutil.rmtree(tmp_path / "sft.ckpt" / "checkpoint-6")
     second = run_sft(tmp_path, tiny_model, synthetic_items(64), max_steps=6, save_steps=2)
     assert second["counts"]["resumed_from"].endswith("checkpoint-4")
     assert second["metrics"]["steps"] == 6
     assert [step for step, _ in second["metrics"]["loss_curve"]] == [5, 6]
+    # another budget is another run: its checkpoints are not resumed (trainer_args.resume_checkpoint)
+    third = run_sft(tmp_path, tiny_model, synthetic_items(64), max_steps=4, save_steps=2)
+    assert third["counts"]["resumed_from"] == "" and third["metrics"]["steps"] == 4
 
 
 def test_items_without_messages_are_a_located_error(tiny_model: str, tmp_path: Path) -> None:
