@@ -61,7 +61,7 @@ def test_the_slurm_plugin_asks_for_the_signal_and_requeue_for_every_job() -> Non
 def test_shard_steps_go_out_as_job_arrays_and_unsharded_specs_have_none() -> None:
     sharded = load_experiment(REPO / "tests" / "specs" / "tiny_sharded.flm", REPO)
     profile = yaml.safe_load(_files(sharded)["profiles/slurm/config.yaml"])
-    assert profile["slurm-array-jobs"] == "distill,eval_1,eval_2,eval_3,eval_4,filter_1,synthesize_1"
+    assert profile["slurm-array-jobs"] == "distill,eval_1,eval_2,eval_3,eval_4,filter_1,synthesize"
     assert "slurm-array-jobs" not in yaml.safe_load(_files(tiny_experiment())["profiles/slurm/config.yaml"])
 
 

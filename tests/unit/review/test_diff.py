@@ -283,7 +283,7 @@ def test_cli_markdown_word_for_word(project: Path) -> None:
         "| ~ | stage `rl1` | `rewards.form.weight` | `0.2` | `0.3` |\n"
         "| ~ | stage `rl2` | `rewards.form.weight` | `0.2` | `0.3` |\n"
         "\n"
-        "**Plan**: 5 to run (0 new, 2 changed, 3 invalidated), 0 removed, 12 unchanged; "
+        "**Plan**: 5 to run (0 new, 2 changed, 3 invalidated), 0 removed, 10 unchanged; "
         "0 GPU-hours\n"
         "\n"
         "| | job | kind | why | GPU-hours |\n"
