@@ -196,7 +196,9 @@ def _kill_and_resume(project: Project, tmp_path: Path) -> None:
     import os
 
     config = project.config(SFT_JOB)
-    config["training"].update(max_steps=40, save_steps=2)
+    # 10 steps: killed after the first sealed checkpoint, and few enough ZeRO-3 checkpoints left
+    # that the re-run, which must run the same config to resume, stays short
+    config["training"].update(max_steps=10, save_steps=2)
     for key in ("output", "meta"):
         config[key] = config[key].replace("cold_start", "killed")
     project.config_path(SFT_JOB).write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
@@ -221,13 +223,13 @@ def _kill_and_resume(project: Project, tmp_path: Path) -> None:
     assert temp_leftovers(project.root / "runs") == []
     sealed = sorted(int(p.parent.name.split("-")[1]) for p in ckpt.glob(f"checkpoint-*/{COMPLETE_MARKER}"))
     # as if the job were killed while writing a checkpoint: a folder without the marker
-    partial = ckpt / f"checkpoint-{sealed[-1] + 2}"
+    partial = ckpt / "checkpoint-10"  # the last step's: the re-run saves it last, and keeps it
     partial.mkdir(exist_ok=True)
     done = launch(project, SFT_JOB)  # as it was: another config is another run, not resumed
     assert done.returncode == 0, done.stdout[-4000:]
     meta = json.loads(project.path(config["meta"]).read_text())
     assert meta["counts"]["resumed_from"].endswith(f"checkpoint-{sealed[-1]}")
-    assert meta["metrics"]["steps"] == 40
-    assert [step for step, _ in meta["metrics"]["loss_curve"]] == list(range(sealed[-1] + 1, 41))
+    assert meta["metrics"]["steps"] == 10
+    assert [step for step, _ in meta["metrics"]["loss_curve"]] == list(range(sealed[-1] + 1, 11))
     _assert_written_once(project, config["output"], config["meta"])
     assert (partial / COMPLETE_MARKER).is_file()  # removed, then saved whole by the re-run

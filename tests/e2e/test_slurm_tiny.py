@@ -162,8 +162,13 @@ def _slurm_profile(root: Path, local_data: dict[str, str]) -> None:
     fields = [job_fields(job_id) for job_id in ids]
     assert {f["Partition"] for f in fields} == {PARTITION}
     assert all(f["JobName"].startswith("tiny_") for f in fields), fields
-    # The rules' resources reached sbatch unchanged.
-    assert {(f["MinMemoryNode"], f["NumCPUs"]) for f in fields} == {("4G", "1")}
+    # The rules' resources reached sbatch unchanged: the cold start asks 2 CPUs (tiny.flm's
+    # `resources { cpus = 2 }`), every other job the default 1.
+    (sft_label,) = _plugin_labels(project, ("sft_cold_start",))
+    assert {f["MinMemoryNode"] for f in fields} == {"4G"}
+    assert sorted((sft_label in f["Comment"], f["NumCPUs"]) for f in fields) == sorted(
+        (sft_label in f["Comment"], "2" if sft_label in f["Comment"] else "1") for f in fields)
+    assert any(sft_label in f["Comment"] for f in fields)
     assert _data_digests(project) == local_data
     runs = project / "runs" / "tiny"
     _assert_loadable_trained_model(runs / "stages" / "cold_start", runs / "models" / "base")

@@ -84,7 +84,7 @@ def test_the_7b_spec_is_scaled_from_a_gpu_run_and_says_so(tmp_path: Path, monkey
     assert sft.note.endswith(f"(steps as recorded: the stage trains by epochs, 1M -> 7B parameters, "
                              f"1 device -> {devices} GPUs)")
     grpo = estimates["grpo_rl1_beta_0p0"]
-    assert grpo.note.startswith("scaled from run runs/tiny, job grpo_rl1 (30 -> 2000 steps, 1M -> 7B")
+    assert grpo.note.startswith("scaled from run runs/tiny, job grpo_rl1 (60 -> 2000 steps, 1M -> 7B")
     assert sft.gpu_hours == impact.gpu_hours(job.resources.nodes, job.resources.gpus, sft.seconds / 60)
     text = cost.render(list(estimates.values()))
     assert f"warning: {sft.job}: the estimate" in text  # 7,000x the parameters of a 2-minute SFT
