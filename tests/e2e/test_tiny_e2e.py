@@ -167,17 +167,19 @@ def test_unchanged_rerun_executes_nothing(project: Path) -> None:
 
 
 def test_reward_weight_edit_reruns_only_grpo_eval_and_report(project: Path) -> None:
+    """rl2's form weight edited: rl2, its evaluation and the report re-run, nothing else; and rl2
+    trains afresh rather than resuming the checkpoint its previous config left."""
     spec = project / "specs" / "tiny.flm"
     text = spec.read_text(encoding="utf-8")
     assert text.count("0.2 * form") == 2
-    spec.write_text(text.replace("0.2 * form", "0.3 * form"), encoding="utf-8")
+    at = text.rindex("0.2 * form")  # rl2's (rl1 would re-run both stages: a minute more)
+    spec.write_text(text[:at] + "0.3 * form" + text[at + len("0.2 * form"):], encoding="utf-8")
     before = _metas(project)
     result = _fleming(project, "run", "specs/tiny.flm", "--cores", "2")
     assert result.returncode == 0, result.stderr[-4000:]
     after = _metas(project)
     changed = sorted(str(Path(path).relative_to("runs/tiny"))
                      for path in before if after[path] != before[path])
-    assert changed == [
-        "eval/rl1.json.meta.json", "eval/rl2.json.meta.json", "report.meta.json",
-        "stages/rl1.meta.json", "stages/rl2.meta.json",
-    ]
+    assert changed == ["eval/rl2.json.meta.json", "report.meta.json", "stages/rl2.meta.json"]
+    meta = json.loads((project / "runs" / "tiny" / "stages" / "rl2.meta.json").read_text())
+    assert meta["counts"]["resumed_from"] == "" and meta["counts"]["steps"] == 40
