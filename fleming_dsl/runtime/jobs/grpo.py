@@ -79,7 +79,7 @@ def run(cfg: GrpoJob, ctx: JobContext) -> None:
     trainer = grpo_trainer.build(cfg, pool=pool, tokenizer=tokenizer, recorder=recorder, steps=steps,
                                  env=env, groups=groups, callbacks=[on_signal])
     miner = getattr(trainer, "miner", None)
-    resume = training.resume_checkpoint(cfg, key=ctx.run_key())
+    resume = training.resume_checkpoint(cfg, run_key=ctx.run_key)
     if resume:
         log.info("resuming from %s", resume)
         steps.resume(cfg.metrics, int(resume.rsplit("-", 1)[1]))

@@ -110,7 +110,7 @@ def run(cfg: SftJob, ctx: JobContext) -> None:
                               if cfg.plateau is not None else None)
         on_signal = train_preemption.checkpoint_on_signal()
         trainer = build_trainer(cfg, data, tokenizer, [losses, on_signal])
-    resume = training.resume_checkpoint(cfg, key=ctx.run_key())
+    resume = training.resume_checkpoint(cfg, run_key=ctx.run_key)
     if resume:
         log.info("resuming from %s", resume)
     with ctx.timed("train"):

@@ -17,7 +17,7 @@ import contextlib
 import logging
 import re
 import shutil
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -157,12 +157,15 @@ def complete_checkpoints(folder: str | Path) -> list[Path]:
     return [p for _, p in sorted(found)]
 
 
-def resume_checkpoint(cfg: TrainCommon, folder: str | None = None, key: str | None = None) -> str | None:
+def resume_checkpoint(cfg: TrainCommon, folder: str | None = None,
+                      run_key: Callable[[], str] | None = None) -> str | None:
     """The last whole `checkpoint-N` a previous run left, if any; every rank must call it.
 
-    With `key` (the job's config and input hashes), checkpoints a run with another key left are
-    removed, not resumed: after an upstream stage or the config changed, Snakemake re-runs the
-    job, and resuming would finish the old run's training instead of starting the new one.
+    With `run_key` (the job's config and input hashes, `JobContext.run_key`), checkpoints a run
+    with another key left are removed, not resumed: after an upstream stage or the config
+    changed, Snakemake re-runs the job, and resuming would finish the old run's training instead
+    of starting the new one. Only the main process computes the key (it hashes the inputs, which
+    its record needs anyway) and decides; the others see the folder after the barrier.
 
     Whole means sealed by every rank (`checkpoint_sealer`) and with weight files that read back
     whole (`checkpoints.checkpoint_problem`): a torn one is passed over, and the log says so.
@@ -173,12 +176,10 @@ def resume_checkpoint(cfg: TrainCommon, folder: str | None = None, key: str | No
     from fleming_dsl.runtime.train.checkpoints import checkpoint_problem
 
     folder = folder or checkpoint_dir(cfg)
-    key_file = Path(folder) / RUN_KEY_FILE
-    written_for = key_file.read_text(encoding="utf-8").strip() if key_file.is_file() else None
-    stale = key is not None and complete_checkpoints(folder) and written_for != key
-    ranks.barrier()  # every rank has read the key before the main process replaces it
-    if ranks.is_main() and key is not None:
-        if stale:
+    if ranks.is_main() and run_key is not None:
+        key, key_file = run_key(), Path(folder) / RUN_KEY_FILE
+        written_for = key_file.read_text(encoding="utf-8").strip() if key_file.is_file() else None
+        if complete_checkpoints(folder) and written_for != key:
             log.warning("checkpoints under %s were written for another config or other inputs: "
                         "training from the start", folder)
             shutil.rmtree(folder, ignore_errors=True)

@@ -65,17 +65,17 @@ def test_checkpoints_another_run_left_are_removed_not_resumed(tmp_path: Path, ca
     resuming there finished the old run's training (rl2 "trained" in 9 s after rl1 changed)."""
     cfg = SftJob.model_validate(train_config("sft", tmp_path, "m", "d.jsonl"))
     folder = Path(training.checkpoint_dir(cfg))
-    assert training.resume_checkpoint(cfg, key="run-a") is None
+    assert training.resume_checkpoint(cfg, run_key=lambda: "run-a") is None
     _checkpoint(folder, 4, whole=True)
-    assert training.resume_checkpoint(cfg, key="run-a") == str(folder / "checkpoint-4")
+    assert training.resume_checkpoint(cfg, run_key=lambda: "run-a") == str(folder / "checkpoint-4")
     with caplog.at_level(logging.WARNING):
-        assert training.resume_checkpoint(cfg, key="run-b") is None
+        assert training.resume_checkpoint(cfg, run_key=lambda: "run-b") is None
     assert "were written for another config or other inputs: training from the start" in caplog.text
     assert sorted(p.name for p in folder.iterdir()) == [training.RUN_KEY_FILE]
     assert (folder / training.RUN_KEY_FILE).read_text() == "run-b\n"
     _checkpoint(folder, 2, whole=True)  # a folder from before run keys: not known to be this run's
     (folder / training.RUN_KEY_FILE).unlink()
-    assert training.resume_checkpoint(cfg, key="run-b") is None
+    assert training.resume_checkpoint(cfg, run_key=lambda: "run-b") is None
 
 
 def test_deepspeed_and_gloo_on_cpu_only_with_several_ranks(tmp_path: Path) -> None:
